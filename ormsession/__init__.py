@@ -1,0 +1,85 @@
+"""ormsession: server-side web sessions on the stores you already run.
+
+    import ormsession
+    manager = ormsession.configure(url="postgresql+psycopg2://app@db/app")
+    session = manager.open(cookie_value)      # unknown/expired/invalid id -> new session
+    session["user_id"] = 42
+    set_cookie = manager.save(session)        # a Set-Cookie value, or None
+
+See the docs/ directory for configuration, stores, migrations and integrations.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ormsession.configure import configure, configure_async, load_settings
+from ormsession.cookies import CookieOptions
+from ormsession.errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptSessionDataError,
+    MissingDriverError,
+    OrmsessionError,
+    SchemaError,
+    SerializationError,
+    SessionTooLargeError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ormsession.expiry import ExpiryPolicy
+from ormsession.manager import SessionManager
+from ormsession.options import ManagerOptions
+from ormsession.repositories.base import (
+    AsyncSessionRepository,
+    SessionRepository,
+    StoredSession,
+)
+from ormsession.serializers import JSONSerializer, MsgpackSerializer, Serializer, Tag
+from ormsession.session import RequestSession
+from ormsession.settings import OrmsessionSettings
+
+if TYPE_CHECKING:
+    from ormsession.async_manager import AsyncSessionManager
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncSessionManager",
+    "AsyncSessionRepository",
+    "ConfigurationError",
+    "ConflictError",
+    "CookieOptions",
+    "CorruptSessionDataError",
+    "ExpiryPolicy",
+    "JSONSerializer",
+    "ManagerOptions",
+    "MissingDriverError",
+    "MsgpackSerializer",
+    "OrmsessionError",
+    "OrmsessionSettings",
+    "RequestSession",
+    "SchemaError",
+    "SerializationError",
+    "Serializer",
+    "SessionManager",
+    "SessionRepository",
+    "SessionTooLargeError",
+    "StoreError",
+    "StoreUnavailableError",
+    "StoredSession",
+    "Tag",
+    "configure",
+    "configure_async",
+    "load_settings",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The async manager is imported on first use only, so `import ormsession` never pulls
+    # in asyncio machinery (or SQLAlchemy's greenlet-based asyncio extension).
+    if name == "AsyncSessionManager":
+        from ormsession.async_manager import AsyncSessionManager
+
+        return AsyncSessionManager
+    raise AttributeError(f"module 'ormsession' has no attribute {name!r}")

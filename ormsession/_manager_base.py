@@ -1,0 +1,60 @@
+"""What the sync and async managers share: options, the policy, cookie helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.expiry import ExpiryPolicy, utcnow
+from ormsession.ids import DEFAULT_ID_BYTES, SessionIds
+from ormsession.policy import DEFAULT_MAX_DATA_BYTES, OnStoreError, SessionPolicy
+from ormsession.serializers import JSONSerializer, Serializer
+
+__all__ = ["ManagerBase"]
+
+DEFAULT_GC_BATCH_SIZE = 1000
+
+
+class ManagerBase:
+    """Options and policy; subclasses add the I/O (sync or async)."""
+
+    def __init__(
+        self,
+        *,
+        cookie: CookieOptions | None = None,
+        expiry: ExpiryPolicy | None = None,
+        serializer: Serializer | None = None,
+        id_prefix: str = "",
+        id_bytes: int = DEFAULT_ID_BYTES,
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        max_attempts: int = 5,
+        on_store_error: OnStoreError = "raise",
+        set_cookie: bool = True,
+        gc_batch_size: int = DEFAULT_GC_BATCH_SIZE,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.policy = SessionPolicy(
+            cookie=cookie or CookieOptions(),
+            expiry=expiry or ExpiryPolicy(),
+            serializer=serializer or JSONSerializer(),
+            ids=SessionIds(prefix=id_prefix, nbytes=id_bytes),
+            max_data_bytes=max_data_bytes,
+            max_attempts=max_attempts,
+            on_store_error=on_store_error,
+            set_cookie=set_cookie,
+            clock=clock,
+        )
+        self.gc_batch_size = gc_batch_size
+
+    @property
+    def cookie(self) -> CookieOptions:
+        return self.policy.cookie
+
+    @property
+    def expiry(self) -> ExpiryPolicy:
+        return self.policy.expiry
+
+    def session_id_from_cookie_header(self, header: str | None) -> str | None:
+        """The session id in a raw ``Cookie`` request header, if the cookie is there."""
+        return parse_cookie_header(header).get(self.policy.cookie.cookie_name)

@@ -1,0 +1,104 @@
+"""The asyncio session manager: the same policy flows as the sync one, awaited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from ormsession._manager_base import ManagerBase
+from ormsession.policy import Flow
+from ormsession.repositories.base import AsyncSessionRepository
+from ormsession.session import RequestSession
+
+__all__ = ["AsyncSessionManager"]
+
+T = TypeVar("T")
+
+
+class AsyncSessionManager(ManagerBase):
+    """Loads and saves sessions on one asyncio repository; every method is awaited.
+
+    The twin of :class:`~ormsession.SessionManager`: identical policy (it runs the same
+    flows from :mod:`ormsession.policy`), only the I/O differs.
+    """
+
+    def __init__(
+        self,
+        repository: AsyncSessionRepository,
+        *,
+        owns_repository: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.repository = repository
+        self._owns_repository = owns_repository
+
+    async def open(self, session_id: str | None = None) -> RequestSession:
+        """The session ``session_id`` names (the cookie's value), or a new one."""
+        return await self._run(self.policy.open(session_id))
+
+    async def open_from_cookie_header(self, header: str | None) -> RequestSession:
+        """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
+        return await self.open(self.session_id_from_cookie_header(header))
+
+    async def save(self, session: RequestSession, *, https: bool = False) -> str | None:
+        """Persist the request's changes; return a ``Set-Cookie`` value or None."""
+        return await self._run(self.policy.save(session, https=https))
+
+    async def regenerate(self, session: RequestSession) -> None:
+        """New id, same data, old id gone (call on login)."""
+        await self._run(self.policy.regenerate(session))
+
+    async def destroy(self, session: RequestSession) -> None:
+        """Delete the session from the store now (call on logout)."""
+        await self._run(self.policy.destroy(session))
+
+    async def count(self) -> int:
+        """How many live (unexpired) sessions the store holds."""
+        return await self._run(self.policy.count())
+
+    async def gc(
+        self, *, batch_size: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Delete expired sessions in batches; return how many (0 on TTL stores)."""
+        limit = batch_size or self.gc_batch_size
+        total = 0
+        while True:
+            deleted = await self._run(self.policy.gc_batch(limit))
+            total += deleted
+            if progress is not None and deleted:
+                progress(total)
+            if deleted < limit:
+                return total
+
+    async def close(self) -> None:
+        """Release the repository's resources (never an engine or client the app passed)."""
+        if self._owns_repository:
+            await self.repository.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _run(self, flow: Flow[T]) -> T:
+        """Answer a policy flow's store calls by awaiting this repository."""
+        repository = self.repository
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    result = await getattr(repository, call.method)(*call.args)
+                except Exception as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]

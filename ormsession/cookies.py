@@ -1,0 +1,118 @@
+"""Building ``Set-Cookie`` values and reading ``Cookie`` headers (no I/O, no framework)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from typing import Literal
+
+from ormsession.errors import ConfigurationError
+
+__all__ = ["CookieOptions", "SameSite", "parse_cookie_header"]
+
+SameSite = Literal["lax", "strict", "none"]
+# RFC 6265 cookie-name is an RFC 7230 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';'
+
+
+@dataclass(frozen=True, slots=True)
+class CookieOptions:
+    """How the session cookie is written.
+
+    ``secure=None`` means "Secure when the request came over https" (the integrations tell
+    the manager; behind a TLS-terminating proxy they can trust ``X-Forwarded-Proto``).
+    ``max_age=None`` makes a browser-session cookie (no Max-Age, no Expires), as beego does
+    when no cookie lifetime is set. ``host_prefix`` names the cookie ``__Host-<name>``,
+    which browsers accept only with Secure, ``Path=/`` and no Domain, so those are enforced.
+    """
+
+    name: str = "session"
+    path: str = "/"
+    domain: str | None = None
+    secure: bool | None = None
+    httponly: bool = True
+    samesite: SameSite | None = "lax"
+    max_age: timedelta | None = None
+    host_prefix: bool = False
+
+    def __post_init__(self) -> None:
+        if not _TOKEN.fullmatch(self.name):
+            raise ConfigurationError(f"cookie name {self.name!r} is not a valid token")
+        if not _PATH.fullmatch(self.path):
+            raise ConfigurationError(f"cookie path {self.path!r} must start with '/'")
+        if self.domain is not None and not _DOMAIN.fullmatch(self.domain):
+            raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
+        if self.samesite not in ("lax", "strict", "none", None):
+            raise ConfigurationError("cookie samesite must be 'lax', 'strict', 'none' or None")
+        if self.max_age is not None and self.max_age.total_seconds() <= 0:
+            raise ConfigurationError("cookie max_age must be positive (None: browser session)")
+        if self.host_prefix:
+            if self.secure is False:
+                raise ConfigurationError("a __Host- cookie must be Secure")
+            if self.domain is not None or self.path != "/":
+                raise ConfigurationError("a __Host- cookie must have Path=/ and no Domain")
+        if self.samesite == "none" and self.secure is False:
+            raise ConfigurationError("browsers reject SameSite=None without Secure")
+
+    @property
+    def cookie_name(self) -> str:
+        """The name on the wire, with the ``__Host-`` prefix when enabled."""
+        return "__Host-" + self.name if self.host_prefix else self.name
+
+    def is_secure(self, https: bool) -> bool:
+        if self.host_prefix or self.samesite == "none":
+            return True
+        return https if self.secure is None else self.secure
+
+    def set_cookie(self, value: str, *, https: bool, now: datetime) -> str:
+        """The ``Set-Cookie`` header value carrying the session id."""
+        parts = [f"{self.cookie_name}={value}"]
+        if self.max_age is not None:
+            seconds = int(self.max_age.total_seconds())
+            parts.append(f"Max-Age={seconds}")
+            # Expires too, for the old clients that ignore Max-Age.
+            parts.append("Expires=" + format_datetime(now + self.max_age, usegmt=True))
+        return "; ".join(parts + self._attributes(https))
+
+    def delete_cookie(self, *, https: bool) -> str:
+        """A ``Set-Cookie`` value that removes the cookie, with the same attributes as set."""
+        parts = [f"{self.cookie_name}=", "Max-Age=0", "Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
+        return "; ".join(parts + self._attributes(https))
+
+    def _attributes(self, https: bool) -> list[str]:
+        attributes = []
+        if self.domain:
+            attributes.append(f"Domain={self.domain}")
+        attributes.append(f"Path={self.path}")
+        if self.is_secure(https):
+            attributes.append("Secure")
+        if self.httponly:
+            attributes.append("HttpOnly")
+        if self.samesite:
+            attributes.append(f"SameSite={self.samesite.capitalize()}")
+        return attributes
+
+
+def parse_cookie_header(header: str | None) -> dict[str, str]:
+    """Parse a ``Cookie`` request header into a dict; the first of repeated names wins.
+
+    Lenient like browsers are: pieces without ``=`` are skipped, surrounding quotes dropped.
+    The first occurrence wins because browsers send the most specific path first.
+    """
+    cookies: dict[str, str] = {}
+    if not header:
+        return cookies
+    for piece in header.split(";"):
+        name, sep, value = piece.partition("=")
+        name = name.strip()
+        if not sep or not name or name in cookies:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        cookies[name] = value
+    return cookies

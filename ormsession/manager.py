@@ -1,0 +1,105 @@
+"""The synchronous session manager: policy from :mod:`ormsession.policy`, I/O on a repository."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from ormsession._manager_base import ManagerBase
+from ormsession.policy import Flow
+from ormsession.repositories.base import SessionRepository
+from ormsession.session import RequestSession
+
+__all__ = ["SessionManager"]
+
+T = TypeVar("T")
+
+
+class SessionManager(ManagerBase):
+    """Loads and saves sessions on one synchronous repository.
+
+    Usually built by :func:`ormsession.configure`; construct it directly to pass a
+    repository and typed options yourself. Thread-safe if its repository is.
+    """
+
+    def __init__(
+        self, repository: SessionRepository, *, owns_repository: bool = True, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.repository = repository
+        self._owns_repository = owns_repository
+
+    def open(self, session_id: str | None = None) -> RequestSession:
+        """The session ``session_id`` names (the cookie's value), or a new one."""
+        return self._run(self.policy.open(session_id))
+
+    def open_from_cookie_header(self, header: str | None) -> RequestSession:
+        """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
+        return self.open(self.session_id_from_cookie_header(header))
+
+    def save(self, session: RequestSession, *, https: bool = False) -> str | None:
+        """Persist the request's changes; return a ``Set-Cookie`` value, or None if the
+        response needs none. ``https``: whether the request came over TLS (for Secure)."""
+        return self._run(self.policy.save(session, https=https))
+
+    def regenerate(self, session: RequestSession) -> None:
+        """New id, same data, old id gone (call on login, against session fixation)."""
+        self._run(self.policy.regenerate(session))
+
+    def destroy(self, session: RequestSession) -> None:
+        """Delete the session from the store now (call on logout)."""
+        self._run(self.policy.destroy(session))
+
+    def count(self) -> int:
+        """How many live (unexpired) sessions the store holds."""
+        return self._run(self.policy.count())
+
+    def gc(
+        self, *, batch_size: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Delete expired sessions in batches; return how many (0 on TTL stores).
+
+        Each batch is its own short statement, so no lock is held for long; ``progress``
+        is called with the running total after each batch.
+        """
+        limit = batch_size or self.gc_batch_size
+        total = 0
+        while True:
+            deleted = self._run(self.policy.gc_batch(limit))
+            total += deleted
+            if progress is not None and deleted:
+                progress(total)
+            if deleted < limit:
+                return total
+
+    def close(self) -> None:
+        """Release the repository's resources (never an engine or client the app passed)."""
+        if self._owns_repository:
+            self.repository.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, flow: Flow[T]) -> T:
+        """Answer a policy flow's store calls with this repository."""
+        repository = self.repository
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    result = getattr(repository, call.method)(*call.args)
+                except Exception as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]

@@ -1,0 +1,297 @@
+"""Session policy as I/O-free flows, shared by the sync and async managers.
+
+Each operation (open, save, regenerate, destroy, count, gc) is a generator that *yields*
+the store calls it needs and receives their results. The sync manager answers them by
+calling a repository; the async manager by awaiting one. So every rule — id checks, expiry,
+throttled touch, compare-and-set with re-apply of changed keys, destroy-wins — is written
+once, here, and the two managers only do I/O (the "sans-I/O" pattern).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar, cast
+
+from ormsession.cookies import CookieOptions
+from ormsession.errors import (
+    ConflictError,
+    CorruptSessionDataError,
+    SessionTooLargeError,
+    StoreError,
+)
+from ormsession.expiry import ExpiryPolicy, utcnow
+from ormsession.ids import SessionIds, storage_key
+from ormsession.repositories.base import StoredSession
+from ormsession.serializers import Serializer
+from ormsession.session import RequestSession
+
+__all__ = ["DEFAULT_MAX_DATA_BYTES", "Flow", "OnStoreError", "SessionPolicy", "StoreCall"]
+
+logger = logging.getLogger("ormsession")
+
+T = TypeVar("T")
+OnStoreError = Literal["raise", "fresh"]
+DEFAULT_MAX_DATA_BYTES = 256 * 1024
+
+StoreMethod = Literal[
+    "read", "create", "update", "touch", "delete", "rename", "count", "delete_expired"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCall:
+    """One repository call a flow needs: ``getattr(repository, method)(*args)``."""
+
+    method: StoreMethod
+    args: tuple[Any, ...]
+
+
+Flow = Generator[StoreCall, Any, T]
+
+
+def _call(method: StoreMethod, *args: Any) -> Flow[Any]:
+    result = yield StoreCall(method, args)
+    return result
+
+
+class SessionPolicy:
+    """Everything a manager decides, with no I/O. Built once per manager."""
+
+    def __init__(
+        self,
+        *,
+        cookie: CookieOptions,
+        expiry: ExpiryPolicy,
+        serializer: Serializer,
+        ids: SessionIds,
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        max_attempts: int = 5,
+        on_store_error: OnStoreError = "raise",
+        set_cookie: bool = True,
+        clock: Any = utcnow,
+    ) -> None:
+        self.cookie = cookie
+        self.expiry = expiry
+        self.serializer = serializer
+        self.ids = ids
+        self.max_data_bytes = max_data_bytes
+        self.max_attempts = max_attempts
+        self.on_store_error = on_store_error
+        self.set_cookie = set_cookie
+        self.clock = clock
+
+    # -- open -----------------------------------------------------------------------
+    def open(self, session_id: str | None) -> Flow[RequestSession]:
+        """Load the session a client's id names, or start a new one.
+
+        A malformed id never reaches the store; an unknown, expired or corrupt one is never
+        adopted: the client gets a new id (session fixation protection).
+        """
+        now = self.clock()
+        sent = bool(session_id)
+        if not self.ids.is_valid(session_id):
+            return self._fresh(now, client_sent_id=sent)
+        assert session_id is not None  # is_valid() accepts only strings
+        key = storage_key(session_id)
+        try:
+            record = cast(StoredSession | None, (yield from _call("read", key, now)))
+        except StoreError:
+            if self.on_store_error == "raise":
+                raise
+            logger.exception("session store unavailable; serving a fresh, unsaved session")
+            fresh = self._fresh(now, client_sent_id=sent)
+            fresh._unavailable = True
+            return fresh
+        if record is None or self.expiry.is_over(record.created_at, record.expires_at, now):
+            return self._fresh(now, client_sent_id=True)
+        try:
+            data = self.serializer.loads(record.data)
+        except CorruptSessionDataError as exc:
+            logger.warning(
+                "corrupt session data under key %s…, starting a new session: %s", key[:8], exc
+            )
+            return self._fresh(now, client_sent_id=True)
+        session = RequestSession(
+            session_id, data, created_at=record.created_at, client_sent_id=True
+        )
+        session._loaded(record.data, record.version, record.expires_at)
+        session._id_changed = False
+        return session
+
+    def _fresh(self, now: datetime, *, client_sent_id: bool) -> RequestSession:
+        return RequestSession(self.ids.generate(), created_at=now, client_sent_id=client_sent_id)
+
+    # -- save -----------------------------------------------------------------------
+    def save(self, session: RequestSession, *, https: bool) -> Flow[str | None]:
+        """Persist what this request changed; return a ``Set-Cookie`` value or ``None``.
+
+        Writes nothing for a request that changed nothing, unless the expiry is due for a
+        refresh (then a touch, not a rewrite). Never brings back a session another request
+        destroyed.
+        """
+        now = self.clock()
+        if session._unavailable:
+            return None
+        if session.is_new:
+            if not session._data:
+                return (
+                    self._delete_cookie(https)
+                    if session._destroyed and session._client_sent_id
+                    else None
+                )
+            return (yield from self._create(session, now, https))
+        data = self._changed_bytes(session)
+        if data is not None:
+            if not (yield from self._write(session, data, now)):
+                return self._lost(session, now, https)
+            return self._cookie_after_write(session, now, https)
+        expires_at = session._expires_at
+        assert expires_at is not None  # stored sessions always carry their expiry
+        if self.expiry.touch_due(session.created_at, expires_at, now):
+            new_expiry = self.expiry.expires_at(session.created_at, now)
+            if not (yield from _call("touch", session._key, new_expiry, now)):
+                return self._lost(session, now, https)
+            session._expires_at = new_expiry
+            return self._cookie_after_write(session, now, https)
+        if session._id_changed:
+            return self._cookie_after_write(session, now, https)
+        return None
+
+    def _create(self, session: RequestSession, now: datetime, https: bool) -> Flow[str | None]:
+        data = self._encode(session._data)
+        for _ in range(3):
+            expires_at = self.expiry.expires_at(session.created_at, now)
+            record = StoredSession(data, 1, session.created_at, expires_at)
+            if (yield from _call("create", session._key, record, now)):
+                session._loaded(data, 1, expires_at)
+                return self._cookie_after_write(session, now, https)
+            # A live record already holds this 256-bit key: astronomically unlikely, so
+            # treat it as an attack or a bug and never write into it; take another id.
+            logger.warning("session key collision on create; generating another id")
+            session._start(self.ids.generate(), session.created_at)
+        raise StoreError("could not create a session under a fresh key")
+
+    def _write(self, session: RequestSession, data: bytes, now: datetime) -> Flow[bool]:
+        """Compare-and-set ``data``; on a conflict re-read and re-apply only this request's
+        changes. Returns False when the session is gone (destroyed or expired elsewhere)."""
+        expires_at = self.expiry.expires_at(session.created_at, now)
+        version = session._version
+        merged: dict[str, Any] | None = None
+        for _ in range(self.max_attempts):
+            new_version = yield from _call("update", session._key, data, expires_at, version, now)
+            if new_version is not None:
+                if merged is not None:
+                    session._data.clear()
+                    session._data.update(merged)
+                session._loaded(data, cast(int, new_version), expires_at)
+                return True
+            current = cast(StoredSession | None, (yield from _call("read", session._key, now)))
+            if current is None:
+                return False
+            merged = self._merge(session, current)
+            data = self._encode(merged)
+            version = current.version
+        raise ConflictError(
+            f"gave up saving session {session._key[:8]}… after {self.max_attempts} "
+            "compare-and-set conflicts"
+        )
+
+    def _merge(self, session: RequestSession, current: StoredSession) -> dict[str, Any]:
+        """The stored data with this request's changes applied on top.
+
+        Changes are judged against the data this request loaded, key by key, on the
+        serialized form (so 1 vs True vs 1.0 and in-place mutations all count). Keys this
+        request did not touch keep the other writer's value; for a key both changed, this
+        (later) save wins.
+        """
+        assert session._original is not None
+        base = self.serializer.loads(session._original)
+        mine = session._data
+        try:
+            merged = self.serializer.loads(current.data)
+        except CorruptSessionDataError:
+            logger.warning("stored session %s… is corrupt; replacing it on save", session._key[:8])
+            return dict(mine)
+        for key, value in mine.items():
+            if key not in base or self._value_bytes(value) != self._value_bytes(base[key]):
+                merged[key] = value
+        for key in base.keys() - mine.keys():
+            merged.pop(key, None)
+        return merged
+
+    def _value_bytes(self, value: Any) -> bytes:
+        return self.serializer.dumps({"": value})
+
+    def _changed_bytes(self, session: RequestSession) -> bytes | None:
+        """The bytes to write, or None when the data is as loaded (even if it was
+        reassigned to equal values, or mutable values were merely read)."""
+        if not session._dirty and not session._exposed:
+            return None
+        data = self._encode(session._data)
+        if data == session._original:
+            session._dirty = session._exposed = False
+            return None
+        return data
+
+    def _encode(self, data: dict[str, Any]) -> bytes:
+        encoded = self.serializer.dumps(data)
+        if len(encoded) > self.max_data_bytes:
+            raise SessionTooLargeError(len(encoded), self.max_data_bytes)
+        return encoded
+
+    def _lost(self, session: RequestSession, now: datetime, https: bool) -> str | None:
+        """Another request destroyed this session (a logout, say): it stays destroyed."""
+        logger.info("session %s… was destroyed by another request; not saving", session._key[:8])
+        session._data.clear()
+        session._start(self.ids.generate(), now)
+        session._destroyed = True
+        return self._delete_cookie(https)
+
+    def _cookie_after_write(
+        self, session: RequestSession, now: datetime, https: bool
+    ) -> str | None:
+        # The id changed (new or regenerated), or a lifetime cookie must follow the
+        # pushed-back expiry (beego never refreshed it, so active users got logged out).
+        if not self.set_cookie or not (session._id_changed or self.cookie.max_age):
+            return None
+        session._id_changed = False
+        return self.cookie.set_cookie(session.id, https=https, now=now)
+
+    def _delete_cookie(self, https: bool) -> str | None:
+        return self.cookie.delete_cookie(https=https) if self.set_cookie else None
+
+    # -- regenerate, destroy ---------------------------------------------------------
+    def regenerate(self, session: RequestSession) -> Flow[None]:
+        """Give the session a new id now, keeping its data; the old id stops working."""
+        now = self.clock()
+        new_id = self.ids.generate()
+        if session.is_new:
+            session._start(new_id, session.created_at)
+            return
+        expires_at = self.expiry.expires_at(session.created_at, now)
+        if (yield from _call("rename", session._key, storage_key(new_id), expires_at, now)):
+            session._id, session._key = new_id, storage_key(new_id)
+            session._expires_at = expires_at
+            session._id_changed = True
+            return
+        # Gone meanwhile: keep the data as a new session rather than lose the login.
+        session._start(new_id, now)
+
+    def destroy(self, session: RequestSession) -> Flow[None]:
+        """Delete the session now; it continues as a new empty one, and unless the request
+        stores something in it, the next save deletes the client's cookie."""
+        if not session.is_new:
+            yield from _call("delete", session._key)
+        session._data.clear()
+        session._start(self.ids.generate(), self.clock())
+        session._destroyed = True
+
+    # -- maintenance -----------------------------------------------------------------
+    def count(self) -> Flow[int]:
+        return cast(int, (yield from _call("count", self.clock())))
+
+    def gc_batch(self, limit: int) -> Flow[int]:
+        return cast(int, (yield from _call("delete_expired", self.clock(), limit)))

@@ -1,0 +1,113 @@
+"""The repository contract: the one small interface every store implements.
+
+A repository stores opaque records under opaque keys. It knows nothing of ids, cookies,
+serializers or policy: the manager hashes ids into keys (64 hex characters), encodes data to
+bytes and computes every expiry. Times are timezone-aware UTC ``datetime`` values, and the
+manager passes ``now`` into every call so expiry is judged by one clock and tests can move it.
+
+Every method below is a spec; the shared contract suite in ``tests/contract`` checks each
+sentence on every store, sync and async. A store that cannot support a behaviour skips that
+test with a stated reason.
+
+``read(key, now)``
+    The live record under ``key``, or ``None`` when there is none or it expired
+    (``expires_at <= now``). Never an error for a missing key.
+``create(key, record, now)``
+    Store ``record`` under ``key`` unless a *live* record holds the key; return whether it
+    was stored. An expired record under the key does not block (it is replaced).
+``update(key, data, expires_at, expected_version, now)``
+    Compare-and-set: if a live record under ``key`` has version ``expected_version``, replace
+    its data and expiry, increment its version and return the new version. Otherwise (a
+    different version, missing or expired) change nothing and return ``None``.
+``touch(key, expires_at, now)``
+    Set the expiry of a live record without touching data or version; return whether a live
+    record was there.
+``delete(key)``
+    Remove the record if present. Idempotent.
+``rename(old_key, new_key, expires_at, now)``
+    Atomically move a live record to ``new_key`` with a new expiry (data, version and creation
+    time kept); ``old_key`` is gone afterwards. Return ``False`` (and change nothing) if no
+    live record is under ``old_key``. The caller guarantees ``new_key`` is fresh.
+``count(now)``
+    How many live records there are (expired ones not counted).
+``delete_expired(now, limit)``
+    Delete up to ``limit`` expired records, return how many. Stores with native TTLs return 0.
+``close()``
+    Release what the repository created (pools, clients). Never closes a client or engine the
+    application handed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+__all__ = ["AsyncSessionRepository", "SessionRepository", "StoredSession"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """One stored session record, as repositories hand it back and forth."""
+
+    data: bytes
+    version: int
+    created_at: datetime
+    expires_at: datetime
+
+
+@runtime_checkable
+class SessionRepository(Protocol):
+    """The synchronous repository contract (see the module docstring for the spec)."""
+
+    #: True for stores that expire records themselves (Redis, Couchbase): gc is a no-op.
+    native_ttl: bool
+
+    def read(self, key: str, now: datetime) -> StoredSession | None: ...
+
+    def create(self, key: str, record: StoredSession, now: datetime) -> bool: ...
+
+    def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> int | None: ...
+
+    def touch(self, key: str, expires_at: datetime, now: datetime) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool: ...
+
+    def count(self, now: datetime) -> int: ...
+
+    def delete_expired(self, now: datetime, limit: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncSessionRepository(Protocol):
+    """The asyncio twin of :class:`SessionRepository`: the same spec, awaited."""
+
+    native_ttl: bool
+
+    async def read(self, key: str, now: datetime) -> StoredSession | None: ...
+
+    async def create(self, key: str, record: StoredSession, now: datetime) -> bool: ...
+
+    async def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> int | None: ...
+
+    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def rename(
+        self, old_key: str, new_key: str, expires_at: datetime, now: datetime
+    ) -> bool: ...
+
+    async def count(self, now: datetime) -> int: ...
+
+    async def delete_expired(self, now: datetime, limit: int) -> int: ...
+
+    async def close(self) -> None: ...

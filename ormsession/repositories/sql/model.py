@@ -1,0 +1,73 @@
+"""The SQLAlchemy model of the session table.
+
+The design card names it ``Session``, table ``session``, with beego's three columns
+(``session_key``, ``session_data``, ``session_expiry``) plus what the repository contract
+needs: a version for compare-and-set and a creation time for the absolute timeout.
+``session_key`` holds the SHA-256 of the session id, never the id itself.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+
+from sqlalchemy import CHAR, BigInteger, Index, MetaData, Table
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ormsession.errors import ConfigurationError
+from ormsession.repositories.sql.types import SessionBytes, UTCDateTime
+
+__all__ = ["DEFAULT_TABLE_NAME", "Base", "Session", "session_table"]
+
+DEFAULT_TABLE_NAME = "session"
+# Table names cannot be bound as parameters, so only plain identifiers get near the SQL.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of ormsession's own tables (kept apart from the app's metadata)."""
+
+    metadata = MetaData()
+
+
+class Session(Base):
+    """One stored session (a row); the request-facing object is ``RequestSession``."""
+
+    __tablename__ = DEFAULT_TABLE_NAME
+    __table_args__ = (Index("ix_session_session_expiry", "session_expiry"),)
+
+    #: SHA-256 hex of the session id (64 characters, like beego's ``char(64)``).
+    session_key: Mapped[str] = mapped_column(CHAR(64), primary_key=True)
+    #: The serialized session (JSON by default).
+    session_data: Mapped[bytes] = mapped_column(SessionBytes, nullable=False)
+    #: When the session ends unless used again (UTC); indexed for reads and batched gc.
+    session_expiry: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    #: When the session began (UTC), for the absolute timeout.
+    session_created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    #: Incremented by every write: the compare-and-set token against lost updates.
+    session_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+def validate_table_name(name: str) -> str:
+    if not _TABLE_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"table name {name!r} must be a plain identifier (letters, digits, '_')"
+        )
+    return name
+
+
+@lru_cache(maxsize=16)
+def session_table(name: str = DEFAULT_TABLE_NAME) -> Table:
+    """The session table under ``name`` (the model's own table for the default name).
+
+    A different name lets an app whose database already has a ``session`` table (beego's,
+    say) keep it while moving over.
+    """
+    validate_table_name(name)
+    if name == DEFAULT_TABLE_NAME:
+        return Session.__table__  # type: ignore[return-value]
+    table = Session.__table__.to_metadata(MetaData(), name=name)  # type: ignore[attr-defined]
+    for index in list(table.indexes):
+        index.name = f"ix_{name}_session_expiry"
+    return table  # type: ignore[no-any-return]

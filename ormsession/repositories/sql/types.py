@@ -1,0 +1,47 @@
+"""Column types shared by the model and the statements."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, LargeBinary
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = ["SessionBytes", "UTCDateTime"]
+
+#: Session data: MySQL's plain BLOB stops at 64 KiB, below our default size limit, so
+#: MySQL/MariaDB get LONGBLOB; PostgreSQL bytea and SQLite BLOB have no such ceiling.
+SessionBytes = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A UTC instant in and out, whatever the dialect.
+
+    PostgreSQL gets ``timestamp with time zone``, so no session or server time zone can
+    shift lifetimes (beego stored local wall-clock time in a zone-less column). MySQL and
+    SQLite have no zone-aware type: they store naive UTC, always converted here.
+    MySQL gets microsecond precision, like the others.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ormsession stores aware datetimes only")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

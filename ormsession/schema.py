@@ -1,0 +1,199 @@
+"""ormsession's own Alembic lineage: upgrade, downgrade, inspect and check the SQL schema.
+
+The migrations ship inside the package (``ormsession/migrations``; the checkout's top-level
+``migrations`` points at the same files), record their state in their own version table
+``ormsession_alembic_version``, and touch only ormsession's table, so they coexist with an
+app's own Alembic history. These functions run them with no checkout and no alembic.ini.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from ormsession.errors import SchemaError
+from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, validate_table_name
+
+__all__ = [
+    "HEAD_REVISION",
+    "VERSION_TABLE",
+    "alembic_config",
+    "check_schema",
+    "current_revision",
+    "downgrade",
+    "include_object",
+    "migrations_path",
+    "upgrade",
+]
+
+#: The version table of ormsession's lineage (apart from the app's ``alembic_version``).
+VERSION_TABLE = "ormsession_alembic_version"
+#: The revision this release of ormsession needs (a test keeps it equal to the script head).
+HEAD_REVISION = "0001_create_session"
+#: Keys ``env.py`` reads from ``Config.attributes``.
+TABLE_NAME_ATTRIBUTE = "ormsession.table_name"
+
+Target = str | Engine | Connection
+
+
+def migrations_path() -> Path:
+    """Where the migration scripts are, inside the installed package."""
+    return Path(str(resources.files("ormsession") / "migrations"))
+
+
+def alembic_config(
+    *,
+    connection: Connection | None = None,
+    url: str | None = None,
+    table_name: str = DEFAULT_TABLE_NAME,
+) -> Any:
+    """An Alembic ``Config`` for ormsession's migrations, with no alembic.ini needed."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    if url is not None:
+        # ConfigParser interpolation would eat a literal '%' (URL-encoded passwords).
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes[TABLE_NAME_ATTRIBUTE] = validate_table_name(table_name)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _connection(target: Target) -> Iterator[Connection]:
+    """A transactional connection for migrations (even on ormsession's autocommit engine)."""
+    if isinstance(target, Connection):
+        yield target
+        return
+    engine = _engine_for(target) if isinstance(target, str) else target
+    try:
+        with _wrapped_errors(engine), engine.connect() as connection:
+            # DDL and the version stamp belong in one transaction where the database
+            # allows it, so use the database's own isolation level, not autocommit.
+            connection = connection.execution_options(
+                isolation_level=connection.default_isolation_level or "AUTOCOMMIT"
+            )
+            yield connection
+            if connection.in_transaction():
+                connection.commit()
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+def _engine_for(url: str) -> Engine:
+    from ormsession.errors import MissingDriverError
+    from ormsession.repositories.sql.engine import SQL_EXTRAS, parse_sql_url
+
+    parsed = parse_sql_url(url, want_async=None)
+    if parsed.get_driver_name() in ("asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"):
+        # Migrations run synchronously; the same database through its sync driver.
+        parsed = parsed.set(drivername=parsed.get_backend_name())
+        parsed = parse_sql_url(parsed)
+    try:
+        return create_engine(parsed, poolclass=NullPool, hide_parameters=True)
+    except ImportError as exc:
+        extra = SQL_EXTRAS.get(parsed.get_backend_name(), "")
+        raise MissingDriverError(
+            f"the driver for {parsed.drivername!r} is not installed: "
+            f"pip install 'ormsession[{extra}]'"
+        ) from exc
+
+
+@contextmanager
+def _wrapped_errors(engine: Engine) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        from ormsession.repositories.sql.errors import wrap_sql_error
+
+        raise wrap_sql_error(exc, engine, "migration") from exc
+
+
+def upgrade(
+    target: Target, revision: str = "head", *, table_name: str = DEFAULT_TABLE_NAME
+) -> None:
+    """Bring ``target`` (a URL, an Engine or a Connection) up to ``revision``."""
+    from alembic import command
+
+    with _connection(target) as connection:
+        command.upgrade(alembic_config(connection=connection, table_name=table_name), revision)
+
+
+def downgrade(
+    target: Target, revision: str = "base", *, table_name: str = DEFAULT_TABLE_NAME
+) -> None:
+    """Take ``target`` down to ``revision`` (``base`` drops ormsession's table)."""
+    from alembic import command
+
+    with _connection(target) as connection:
+        command.downgrade(alembic_config(connection=connection, table_name=table_name), revision)
+
+
+def current_revision(target: Target) -> str | None:
+    """The ormsession revision ``target`` is at, or None if never migrated."""
+    with _connection(target) as connection:
+        return _stamped_revision(connection)
+
+
+def _stamped_revision(connection: Connection) -> str | None:
+    tables = inspect(connection).get_table_names()
+    for version_table in (VERSION_TABLE, "alembic_version"):
+        if version_table not in tables:
+            continue
+        rows = connection.execute(text(f"SELECT version_num FROM {version_table}")).scalars()  # noqa: S608 -- fixed names
+        ours = [str(rev) for rev in rows if rev in KNOWN_REVISIONS]
+        if ours:
+            return max(ours, key=KNOWN_REVISIONS.index)
+    return None
+
+
+#: Every revision ormsession has shipped, oldest first (a test checks it against the scripts).
+KNOWN_REVISIONS = [HEAD_REVISION]
+
+
+def check_schema(engine: Engine, *, table_name: str = DEFAULT_TABLE_NAME) -> None:
+    """Fail fast at start-up when the session table is missing or at an older revision.
+
+    Accepts the revision in ormsession's own version table, or in the app's
+    ``alembic_version`` when the app runs ormsession's migrations as a branch of its own.
+    """
+    where = engine.url.render_as_string(hide_password=True)
+    fix = f"run: ormsession db upgrade --url '{where}'"
+    try:
+        with engine.connect() as connection:
+            revision = _stamped_revision(connection)
+            has_table = inspect(connection).has_table(table_name)
+    except SQLAlchemyError as exc:
+        from ormsession.repositories.sql.errors import wrap_sql_error
+
+        raise wrap_sql_error(exc, engine, "schema check") from exc
+    if revision is None or not has_table:
+        raise SchemaError(f"the session table {table_name!r} is missing in {where}; {fix}")
+    if revision != HEAD_REVISION:
+        raise SchemaError(
+            f"the session table in {where} is at revision {revision}, this ormsession needs "
+            f"{HEAD_REVISION}; {fix}"
+        )
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """For an app's own ``env.py``: keep ormsession's tables out of the app's autogenerate.
+
+    ``context.configure(..., include_object=ormsession.schema.include_object)``
+    """
+    if type_ == "table":
+        return name not in (DEFAULT_TABLE_NAME, VERSION_TABLE)
+    table = getattr(obj, "table", None)
+    return getattr(table, "name", None) not in (DEFAULT_TABLE_NAME, VERSION_TABLE)

@@ -1,0 +1,295 @@
+"""Turning session data into bytes and back.
+
+JSON with tagged types is the default: readable from any language, and decoding it can never
+run code. A value of a type JSON lacks (datetime, bytes, UUID, Decimal, set, tuple, ...) is
+written as a one-key object whose key starts with a space, e.g. ``{" dt": "2024-05-01T..."}``;
+a user's own one-key dict whose key starts with a space is escaped, so no data is ever
+mistaken for a tag. msgpack uses the same tagging, with bytes kept native.
+
+Pickle is never the default and never chosen by settings: only an app that constructs
+:class:`UnsafePickleSerializer` itself can make stored bytes run code on load.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import math
+import pickle
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol, runtime_checkable
+
+from ormsession.errors import CorruptSessionDataError, SerializationError
+
+__all__ = [
+    "JSONSerializer",
+    "MsgpackSerializer",
+    "Serializer",
+    "Tag",
+    "UnsafePickleSerializer",
+    "serializer_by_name",
+]
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns a session's top-level dict into bytes and back."""
+
+    name: str
+
+    def dumps(self, data: Mapping[str, Any]) -> bytes:
+        """Raise :class:`SerializationError` for a value it cannot represent."""
+        ...
+
+    def loads(self, raw: bytes) -> dict[str, Any]:
+        """Raise :class:`CorruptSessionDataError` for bytes it cannot decode."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A type JSON lacks, written as ``{" <key>": encode(value)}``."""
+
+    key: str
+    type: type
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+def _markup_tag() -> list[Tag]:
+    # Flask's flash() and templates put Markup in sessions; keep it Markup on the way back.
+    try:
+        from markupsafe import Markup
+    except ImportError:  # pragma: no cover - markupsafe ships with Flask and Jinja
+        return []
+    return [Tag("m", Markup, str, Markup)]
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _unb64(value: str) -> bytes:
+    return base64.b64decode(value.encode("ascii"), validate=True)
+
+
+# Order matters: bool before int is handled by exact-type dispatch; datetime is a date
+# subclass, so lookups use type(value) exactly, then fall back to isinstance in this order.
+_STANDARD_TAGS: list[Tag] = [
+    Tag("tup", tuple, list, tuple),
+    Tag("set", set, list, set),
+    Tag("fset", frozenset, list, frozenset),
+    Tag("b", bytes, _b64, _unb64),
+    Tag("dt", dt.datetime, dt.datetime.isoformat, dt.datetime.fromisoformat),
+    Tag("d", dt.date, dt.date.isoformat, dt.date.fromisoformat),
+    Tag("t", dt.time, dt.time.isoformat, dt.time.fromisoformat),
+    Tag(
+        "td",
+        dt.timedelta,
+        lambda v: [v.days, v.seconds, v.microseconds],
+        lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    ),
+    Tag("u", uuid.UUID, str, uuid.UUID),
+    Tag("dec", Decimal, str, Decimal),
+]
+_ESCAPE = " di"  # wraps a user dict that would otherwise look like a tag
+_CONTAINER_TAGS = {"tup", "set", "fset"}
+_PLAIN = (str, int, float, bool, type(None))
+_PLAIN_BASES: tuple[type[Any], ...] = (str, int, float)
+
+
+class _Tagger:
+    """Walks values, replacing tagged types by one-key dicts and back."""
+
+    def __init__(self, extra_tags: list[Tag], *, native_bytes: bool) -> None:
+        tags = [*extra_tags, *_markup_tag(), *_STANDARD_TAGS]
+        if native_bytes:
+            tags = [tag for tag in tags if tag.type is not bytes]
+        self._tags = tags
+        self._by_type = {tag.type: tag for tag in reversed(tags)}
+        self._by_key = {" " + tag.key: tag for tag in tags}
+        self._native_bytes = native_bytes
+
+    def encode(self, value: Any) -> Any:
+        kind = type(value)
+        if kind in _PLAIN:
+            if kind is float and not math.isfinite(value):
+                raise SerializationError(f"cannot store the float {value!r} (not finite)")
+            return value
+        if kind is list:
+            return [self.encode(item) for item in value]
+        if kind is dict:
+            return self._encode_dict(value)
+        if kind is bytes and self._native_bytes:
+            return value
+        tag = self._by_type.get(kind) or self._find_tag(value)
+        if tag is None:
+            # str/int subclasses (StrEnum, IntEnum, lazy strings) store as their base value.
+            for base in _PLAIN_BASES:
+                if isinstance(value, base):
+                    return self.encode(base(value))
+        if tag is None:
+            raise SerializationError(
+                f"cannot store a value of type {kind.__qualname__} in a session "
+                "(supported: JSON types, datetime, date, time, timedelta, bytes, UUID, "
+                "Decimal, set, frozenset, tuple; or register a Tag)"
+            )
+        if tag.key in _CONTAINER_TAGS:
+            encoded = self._encode_members(tag, value)
+        else:
+            encoded = tag.encode(value)
+        return {" " + tag.key: encoded}
+
+    def _find_tag(self, value: Any) -> Tag | None:
+        for tag in self._tags:
+            if isinstance(value, tag.type):
+                return tag
+        return None
+
+    def _encode_members(self, tag: Tag, value: Any) -> list[Any]:
+        members = [self.encode(item) for item in value]
+        if tag.key != "tup":
+            # Sets iterate in hash order, which differs between processes; sorting keeps
+            # the bytes of an unchanged session identical, so it is not rewritten.
+            try:
+                members.sort()
+            except TypeError:
+                members.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
+        return members
+
+    def _encode_dict(self, value: dict[Any, Any]) -> dict[str, Any]:
+        encoded: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise SerializationError(
+                    f"session dict keys must be str, got {type(key).__qualname__} {key!r}"
+                )
+            encoded[key] = self.encode(item)
+        if len(encoded) == 1 and next(iter(encoded)).startswith(" "):
+            return {_ESCAPE: encoded}
+        return encoded
+
+    def decode(self, value: Any) -> Any:
+        if type(value) is list:
+            return [self.decode(item) for item in value]
+        if type(value) is dict:
+            return self._decode_dict(value)
+        return value
+
+    def _decode_dict(self, value: dict[str, Any]) -> Any:
+        if len(value) == 1:
+            ((key, inner),) = value.items()
+            if key == _ESCAPE:
+                if type(inner) is not dict:
+                    raise CorruptSessionDataError("escaped dict is not an object")
+                return {k: self.decode(v) for k, v in inner.items()}
+            if key.startswith(" "):
+                return self._decode_tag(key, inner)
+        return {k: self.decode(v) for k, v in value.items()}
+
+    def _decode_tag(self, key: str, inner: Any) -> Any:
+        tag = self._by_key.get(key)
+        if tag is None:
+            raise CorruptSessionDataError(f"unknown type tag {key.strip()!r}")
+        if tag.key in _CONTAINER_TAGS:
+            if type(inner) is not list:
+                raise CorruptSessionDataError(f"tag {tag.key!r} needs a list")
+            inner = [self.decode(item) for item in inner]
+        try:
+            return tag.decode(inner)
+        except (ValueError, TypeError, InvalidOperation, binascii.Error, IndexError) as exc:
+            raise CorruptSessionDataError(f"bad value for tag {tag.key!r}: {exc}") from exc
+
+
+class JSONSerializer:
+    """Compact UTF-8 JSON with tagged types (the default)."""
+
+    name = "json"
+
+    def __init__(self, *, extra_tags: list[Tag] | None = None) -> None:
+        self._tagger = _Tagger(extra_tags or [], native_bytes=False)
+
+    def dumps(self, data: Mapping[str, Any]) -> bytes:
+        tagged = self._tagger.encode(dict(data))
+        return json.dumps(tagged, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    def loads(self, raw: bytes) -> dict[str, Any]:
+        try:
+            decoded = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptSessionDataError(f"stored session is not valid JSON: {exc}") from exc
+        return _top_level(self._tagger.decode(decoded))
+
+
+class MsgpackSerializer:
+    """msgpack with the same tags (bytes stay native): smaller and faster than JSON."""
+
+    name = "msgpack"
+
+    def __init__(self, *, extra_tags: list[Tag] | None = None) -> None:
+        try:
+            import msgpack
+        except ImportError as exc:
+            from ormsession.errors import MissingDriverError
+
+            raise MissingDriverError(
+                "the msgpack serializer needs msgpack: pip install 'ormsession[msgpack]'"
+            ) from exc
+        self._msgpack = msgpack
+        self._tagger = _Tagger(extra_tags or [], native_bytes=True)
+
+    def dumps(self, data: Mapping[str, Any]) -> bytes:
+        packed: bytes = self._msgpack.packb(self._tagger.encode(dict(data)), use_bin_type=True)
+        return packed
+
+    def loads(self, raw: bytes) -> dict[str, Any]:
+        try:
+            decoded = self._msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        except Exception as exc:  # msgpack raises several unrelated types on bad input
+            raise CorruptSessionDataError(f"stored session is not valid msgpack: {exc}") from exc
+        return _top_level(self._tagger.decode(decoded))
+
+
+class UnsafePickleSerializer:
+    """Pickle, for apps that must read sessions written by pickle-based stores.
+
+    Unsafe: anyone who can write to the store can run code in the app. Never selected by
+    settings or URLs; an app has to construct it by name.
+    """
+
+    name = "pickle"
+
+    def dumps(self, data: Mapping[str, Any]) -> bytes:
+        try:
+            return pickle.dumps(dict(data), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise SerializationError(str(exc)) from exc
+
+    def loads(self, raw: bytes) -> dict[str, Any]:
+        try:
+            decoded = pickle.loads(raw)  # noqa: S301 -- the documented, explicit opt-in
+        except Exception as exc:
+            raise CorruptSessionDataError(f"stored session is not a valid pickle: {exc}") from exc
+        return _top_level(decoded)
+
+
+def _top_level(decoded: Any) -> dict[str, Any]:
+    if type(decoded) is not dict:
+        raise CorruptSessionDataError("stored session is not a mapping")
+    return decoded
+
+
+def serializer_by_name(name: str) -> Serializer:
+    """The serializer a setting names: ``json`` or ``msgpack`` (pickle is deliberately absent)."""
+    if name == "json":
+        return JSONSerializer()
+    if name == "msgpack":
+        return MsgpackSerializer()
+    from ormsession.errors import ConfigurationError
+
+    raise ConfigurationError(f"unknown serializer {name!r}: choose 'json' or 'msgpack'")

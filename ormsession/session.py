@@ -1,0 +1,184 @@
+"""The request-facing session: a mutable mapping that remembers what a request did to it.
+
+Named ``RequestSession`` so it is never confused with the SQL model ``Session`` (a row).
+It does no I/O: the manager loads it, and decides from its flags what ``save`` must write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator, MutableMapping
+from decimal import Decimal
+from typing import Any
+
+from ormsession.ids import storage_key
+
+__all__ = ["RequestSession"]
+
+# Values of these types cannot be changed in place, so handing them out cannot modify the
+# session behind the mapping's back. Anything else (list, dict, set, objects) might be.
+_IMMUTABLE = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        type(None),
+        bytes,
+        dt.datetime,
+        dt.date,
+        dt.time,
+        dt.timedelta,
+        uuid.UUID,
+        Decimal,
+        frozenset,
+    }
+)
+
+
+class RequestSession(MutableMapping[str, Any]):
+    """One request's view of a session.
+
+    Use it like a dict. ``modified`` becomes true on any assignment or deletion; a value
+    changed in place (``session["cart"].append(x)``) is detected at save time by comparing
+    the serialized data with what was loaded, so ``mark_modified()`` is rarely needed.
+    """
+
+    __slots__ = (
+        "_accessed",
+        "_client_sent_id",
+        "_created_at",
+        "_data",
+        "_destroyed",
+        "_dirty",
+        "_expires_at",
+        "_exposed",
+        "_id",
+        "_id_changed",
+        "_key",
+        "_original",
+        "_unavailable",
+        "_version",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        created_at: dt.datetime,
+        client_sent_id: bool = False,
+    ) -> None:
+        self._data: dict[str, Any] = data if data is not None else {}
+        self._client_sent_id = client_sent_id
+        self._destroyed = False
+        self._unavailable = False
+        self._start(session_id, created_at)
+
+    def _start(self, session_id: str, created_at: dt.datetime) -> None:
+        """Become a brand-new, unsaved session under ``session_id`` (keeps the data)."""
+        self._id = session_id
+        self._key = storage_key(session_id)
+        self._original: bytes | None = None
+        self._version = 0
+        self._created_at = created_at
+        self._expires_at: dt.datetime | None = None
+        self._dirty = bool(self._data)
+        self._exposed = False
+        self._accessed = False
+        self._id_changed = True
+
+    def _loaded(self, original: bytes, version: int, expires_at: dt.datetime) -> None:
+        """Record that this session's data came from (or was just written to) the store."""
+        self._original = original
+        self._version = version
+        self._expires_at = expires_at
+        self._dirty = False
+        self._exposed = False
+
+    # -- what a request can ask -------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """The session id the client holds (never stored; stores see only its hash)."""
+        return self._id
+
+    @property
+    def is_new(self) -> bool:
+        """True until the session has been stored."""
+        return self._original is None
+
+    @property
+    def modified(self) -> bool:
+        """True after an assignment, deletion or :meth:`mark_modified` in this request."""
+        return self._dirty
+
+    @property
+    def accessed(self) -> bool:
+        """True once any value was read or written in this request."""
+        return self._accessed
+
+    @property
+    def destroyed(self) -> bool:
+        """True after ``manager.destroy(session)`` in this request."""
+        return self._destroyed
+
+    @property
+    def created_at(self) -> dt.datetime:
+        return self._created_at
+
+    @property
+    def expires_at(self) -> dt.datetime | None:
+        """When the stored session ends if unused (None while it is new)."""
+        return self._expires_at
+
+    def mark_modified(self) -> None:
+        """Force the next save to write, e.g. after changing an object in place."""
+        self._dirty = True
+
+    # -- the mapping ------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        self._accessed = True
+        value = self._data[key]
+        if type(value) not in _IMMUTABLE:
+            self._exposed = True
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._accessed = True
+        self._dirty = True
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._accessed = True
+        del self._data[key]
+        self._dirty = True
+
+    def __iter__(self) -> Iterator[str]:
+        self._accessed = True
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        self._accessed = True
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        self._accessed = True
+        return key in self._data
+
+    def clear(self) -> None:
+        self._accessed = True
+        if self._data:
+            self._data.clear()
+            self._dirty = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """A shallow copy of the data."""
+        self._accessed = True
+        self._exposed = True
+        return dict(self._data)
+
+    def __repr__(self) -> str:
+        # The id is a bearer credential: show only a short prefix of its hash.
+        state = "new" if self.is_new else "stored"
+        return f"<RequestSession {self._key[:8]}… {state} keys={sorted(self._data)!r}>"
