@@ -10,6 +10,7 @@ from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.ids import DEFAULT_ID_BYTES, SessionIds
 from ormsession.policy import DEFAULT_MAX_DATA_BYTES, OnStoreError, SessionPolicy
 from ormsession.serializers import JSONSerializer, Serializer
+from ormsession.session import RequestSession
 
 __all__ = ["ManagerBase"]
 
@@ -33,6 +34,7 @@ class ManagerBase:
         set_cookie: bool = True,
         gc_batch_size: int = DEFAULT_GC_BATCH_SIZE,
         clock: Callable[[], datetime] = utcnow,
+        session_class: type[RequestSession] = RequestSession,
     ) -> None:
         self.policy = SessionPolicy(
             cookie=cookie or CookieOptions(),
@@ -44,6 +46,7 @@ class ManagerBase:
             on_store_error=on_store_error,
             set_cookie=set_cookie,
             clock=clock,
+            session_class=session_class,
         )
         self.gc_batch_size = gc_batch_size
 

@@ -10,6 +10,7 @@ from typing_extensions import Unpack
 from ormsession.errors import ConfigurationError
 from ormsession.manager import SessionManager
 from ormsession.options import ManagerOptions
+from ormsession.session import RequestSession
 from ormsession.settings import OrmsessionSettings
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def configure(
     engine: Engine | None = None,
     client: Any = None,
     settings: OrmsessionSettings | None = None,
+    session_class: type[RequestSession] = RequestSession,
     **options: Unpack[ManagerOptions],
 ) -> SessionManager:
     """A synchronous :class:`SessionManager`.
@@ -66,6 +68,8 @@ def configure(
     - ``configure(client=redis_client)``: a ready Redis or Couchbase client.
     - ``configure()``: everything from ``ORMSESSION_*`` / ``.env``; default a SQLite file.
     Any option of :class:`~ormsession.settings.OrmsessionSettings` may be passed by name.
+    ``session_class`` (a :class:`RequestSession` subclass) is what ``open`` returns; the
+    Flask integration uses it to add Flask's session interface.
     """
     resolved = load_settings(settings, **_explicit(url, dict(options)))
     manager_options = resolved.manager_options()
@@ -88,19 +92,24 @@ def configure(
         from ormsession.repositories.registry import open_repository
 
         repository = open_repository(resolved.url, resolved)
-    return SessionManager(repository, **manager_options)
+    return SessionManager(repository, session_class=session_class, **manager_options)
 
 
-def configure_async(
+async def configure_async(
     url: str | None = None,
     *,
     engine: Any = None,
     client: Any = None,
     settings: OrmsessionSettings | None = None,
+    session_class: type[RequestSession] = RequestSession,
     **options: Unpack[ManagerOptions],
 ) -> AsyncSessionManager:
-    """The asyncio twin of :func:`configure`: an :class:`AsyncSessionManager` whose methods
-    are awaited; ``engine`` is an ``AsyncEngine``, ``client`` a ``redis.asyncio`` client."""
+    """The asyncio twin of :func:`configure`: ``manager = await configure_async(...)``.
+
+    Returns an :class:`AsyncSessionManager` whose methods are awaited; ``engine`` is an
+    ``AsyncEngine``, ``client`` a ``redis.asyncio`` client. Awaited because start-up checks
+    (the SQL schema revision, migrations when asked) talk to the store.
+    """
     from ormsession.async_manager import AsyncSessionManager
 
     resolved = load_settings(settings, **_explicit(url, dict(options)))
@@ -123,7 +132,14 @@ def configure_async(
         from ormsession.repositories.registry import open_async_repository
 
         repository = open_async_repository(resolved.url, resolved)
-    return AsyncSessionManager(repository, **manager_options)
+    start = getattr(repository, "start", None)
+    if start is not None:
+        try:
+            await start()
+        except BaseException:
+            await repository.close()
+            raise
+    return AsyncSessionManager(repository, session_class=session_class, **manager_options)
 
 
 def _check_engine(engine: Any, *, want_async: bool) -> None:

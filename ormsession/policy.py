@@ -72,6 +72,7 @@ class SessionPolicy:
         on_store_error: OnStoreError = "raise",
         set_cookie: bool = True,
         clock: Any = utcnow,
+        session_class: type[RequestSession] = RequestSession,
     ) -> None:
         self.cookie = cookie
         self.expiry = expiry
@@ -82,6 +83,7 @@ class SessionPolicy:
         self.on_store_error = on_store_error
         self.set_cookie = set_cookie
         self.clock = clock
+        self.session_class = session_class
 
     # -- open -----------------------------------------------------------------------
     def open(self, session_id: str | None) -> Flow[RequestSession]:
@@ -122,7 +124,9 @@ class SessionPolicy:
         return session
 
     def _fresh(self, now: datetime, *, client_sent_id: bool) -> RequestSession:
-        return RequestSession(self.ids.generate(), created_at=now, client_sent_id=client_sent_id)
+        return self.session_class(
+            self.ids.generate(), created_at=now, client_sent_id=client_sent_id
+        )
 
     # -- save -----------------------------------------------------------------------
     def save(self, session: RequestSession, *, https: bool) -> Flow[str | None]:

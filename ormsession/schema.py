@@ -161,16 +161,17 @@ def _stamped_revision(connection: Connection) -> str | None:
 KNOWN_REVISIONS = [HEAD_REVISION]
 
 
-def check_schema(engine: Engine, *, table_name: str = DEFAULT_TABLE_NAME) -> None:
+def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE_NAME) -> None:
     """Fail fast at start-up when the session table is missing or at an older revision.
 
     Accepts the revision in ormsession's own version table, or in the app's
     ``alembic_version`` when the app runs ormsession's migrations as a branch of its own.
     """
+    engine = target.engine if isinstance(target, Connection) else target
     where = engine.url.render_as_string(hide_password=True)
     fix = f"run: ormsession db upgrade --url '{where}'"
     try:
-        with engine.connect() as connection:
+        with _borrowed(target) as connection:
             revision = _stamped_revision(connection)
             has_table = inspect(connection).has_table(table_name)
     except SQLAlchemyError as exc:
@@ -184,6 +185,15 @@ def check_schema(engine: Engine, *, table_name: str = DEFAULT_TABLE_NAME) -> Non
             f"the session table in {where} is at revision {revision}, this ormsession needs "
             f"{HEAD_REVISION}; {fix}"
         )
+
+
+@contextmanager
+def _borrowed(target: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(target, Connection):
+        yield target
+    else:
+        with target.connect() as connection:
+            yield connection
 
 
 def include_object(

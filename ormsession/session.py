@@ -110,8 +110,15 @@ class RequestSession(MutableMapping[str, Any]):
 
     @property
     def modified(self) -> bool:
-        """True after an assignment, deletion or :meth:`mark_modified` in this request."""
+        """True after an assignment, deletion or :meth:`mark_modified` in this request.
+
+        Settable, as in Flask: ``session.modified = True`` forces the next save to write.
+        """
         return self._dirty
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._dirty = bool(value)
 
     @property
     def accessed(self) -> bool:

@@ -90,6 +90,10 @@ def driver_connect_args(url: URL, connect_timeout: float) -> dict[str, Any]:
     """Timeouts for the driver, unless the URL already sets them: a dead database must
     give an error within the timeout, not hang a request."""
     backend, driver, query = url.get_backend_name(), url.get_driver_name(), url.query
+    if driver == "asyncpg" and "timeout" not in query:
+        return {"timeout": connect_timeout}
+    if driver == "aiosqlite" and "timeout" not in query:
+        return {"timeout": connect_timeout}
     if (
         backend == "postgresql"
         and driver in ("psycopg2", "psycopg")
@@ -103,16 +107,13 @@ def driver_connect_args(url: URL, connect_timeout: float) -> dict[str, Any]:
     return {}
 
 
-def create_session_engine(
-    url: str | URL, *, connect_timeout: float = 5.0, pool_size: int | None = None
-) -> Engine:
-    """An engine tuned for single-statement session operations.
+def engine_options(parsed: URL, *, connect_timeout: float, pool_size: int | None) -> dict[str, Any]:
+    """create_engine() options tuned for single-statement session operations.
 
     Every repository operation is one atomic statement, so the engine runs in autocommit:
     no BEGIN/COMMIT round trips, no transaction held between statements. Parameters are
     hidden from error messages (they hold session data).
     """
-    parsed = parse_sql_url(url)
     kwargs: dict[str, Any] = {
         "isolation_level": "AUTOCOMMIT",
         "hide_parameters": True,
@@ -129,6 +130,16 @@ def create_session_engine(
         kwargs["pool_recycle"] = 3600  # MySQL's wait_timeout drops idle connections
         if pool_size is not None:
             kwargs["pool_size"] = pool_size
+    return kwargs
+
+
+def create_session_engine(
+    url: str | URL, *, connect_timeout: float = 5.0, pool_size: int | None = None
+) -> Engine:
+    """The engine ormsession owns for a synchronous SQL URL (see :func:`engine_options`)."""
+    parsed = parse_sql_url(url)
+    backend = parsed.get_backend_name()
+    kwargs = engine_options(parsed, connect_timeout=connect_timeout, pool_size=pool_size)
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
@@ -139,6 +150,34 @@ def create_session_engine(
         ) from exc
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
         event.listen(engine, "connect", _sqlite_wal)
+    return engine
+
+
+def create_async_session_engine(
+    url: str | URL, *, connect_timeout: float = 5.0, pool_size: int | None = None
+) -> Any:
+    """The ``AsyncEngine`` ormsession owns for an asyncio SQL URL."""
+    parsed = parse_sql_url(url, want_async=True)
+    backend = parsed.get_backend_name()
+    try:
+        from sqlalchemy.ext.asyncio import create_async_engine
+    except ImportError as exc:  # SQLAlchemy 2.1 no longer installs greenlet by itself
+        raise MissingDriverError(
+            "asyncio SQL needs SQLAlchemy's asyncio extra: pip install 'ormsession[async]'"
+        ) from exc
+    kwargs = engine_options(parsed, connect_timeout=connect_timeout, pool_size=pool_size)
+    try:
+        engine = create_async_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        extra = {"postgresql": "async-postgres", "sqlite": "async-sqlite"}.get(
+            backend, "async-mysql"
+        )
+        raise MissingDriverError(
+            f"the driver for {parsed.drivername!r} is not installed: "
+            f"pip install 'ormsession[{extra}]'"
+        ) from exc
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        event.listen(engine.sync_engine, "connect", _sqlite_wal)
     return engine
 
 

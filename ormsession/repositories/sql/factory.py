@@ -8,9 +8,10 @@ from ormsession.repositories.sql.engine import parse_sql_url
 from ormsession.repositories.sql.repository import SqlRepository
 
 if TYPE_CHECKING:
+    from ormsession.repositories.sql.async_repository import AsyncSqlRepository
     from ormsession.settings import OrmsessionSettings
 
-__all__ = ["open_repository"]
+__all__ = ["open_async_repository", "open_repository"]
 
 
 def wants_auto_migrate(url: str, settings: OrmsessionSettings) -> bool:
@@ -23,6 +24,19 @@ def wants_auto_migrate(url: str, settings: OrmsessionSettings) -> bool:
 
 def open_repository(url: str, settings: OrmsessionSettings) -> SqlRepository:
     return SqlRepository.from_url(
+        url,
+        table_name=settings.table_name,
+        connect_timeout=settings.connect_timeout,
+        pool_size=settings.pool_size,
+        schema_check=settings.schema_check,
+        auto_migrate=wants_auto_migrate(url, settings),
+    )
+
+
+def open_async_repository(url: str, settings: OrmsessionSettings) -> AsyncSqlRepository:
+    from ormsession.repositories.sql.async_repository import AsyncSqlRepository
+
+    return AsyncSqlRepository.from_url(
         url,
         table_name=settings.table_name,
         connect_timeout=settings.connect_timeout,

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import SqlStatements
+from ormsession.repositories.sql.statements import Query, SqlQueries
 
-__all__ = ["SqlRepository", "row_to_record"]
+__all__ = ["SqlRepository"]
 
 T = TypeVar("T")
-
-
-def row_to_record(row: Row[Any] | None) -> StoredSession | None:
-    if row is None:
-        return None
-    data, version, created_at, expires_at = tuple(row)
-    # psycopg2 hands bytea back as memoryview
-    return StoredSession(bytes(data), int(version), created_at, expires_at)
 
 
 class SqlRepository:
@@ -50,7 +41,7 @@ class SqlRepository:
     ) -> None:
         self.engine = engine
         self.table = session_table(table_name)
-        self._sql = SqlStatements.build(self.table, engine.dialect.name)
+        self._queries = SqlQueries(self.table, engine.dialect.name)
         self._owns_engine = owns_engine
         self._autocommit = autocommit
         if schema_check:
@@ -93,32 +84,20 @@ class SqlRepository:
 
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now: datetime) -> StoredSession | None:
-        return self._run(
-            "read",
-            lambda c: row_to_record(c.execute(self._sql.read, {"key": key, "now": now}).first()),
-        )
+        return self._execute(self._queries.read(key, now))
 
     def create(self, key: str, record: StoredSession, now: datetime) -> bool:
-        values = {
-            "session_key": key,
-            "session_data": record.data,
-            "session_version": record.version,
-            "session_created": record.created_at,
-            "session_expiry": record.expires_at,
-        }
-        if self._insert(values):
+        if self._insert(key, record):
             return True
         # The key is taken. Only an expired row may be replaced (the contract: expired
         # records never block); a live one means the caller must pick another key.
-        reclaimed = self._run(
-            "create",
-            lambda c: c.execute(self._sql.reclaim_expired_key, {"key": key, "now": now}).rowcount,
+        return self._execute(self._queries.reclaim_expired_key(key, now)) and self._insert(
+            key, record
         )
-        return bool(reclaimed) and self._insert(values)
 
-    def _insert(self, values: dict[str, Any]) -> bool:
+    def _insert(self, key: str, record: StoredSession) -> bool:
         try:
-            self._run("create", lambda c: c.execute(self._sql.insert, values))
+            self._execute(self._queries.insert(key, record))
         except IntegrityError:
             return False
         return True
@@ -126,40 +105,27 @@ class SqlRepository:
     def update(
         self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
     ) -> int | None:
-        params = {
-            "key": key,
-            "now": now,
-            "data": data,
-            "expires_at": expires_at,
-            "expected_version": expected_version,
-        }
-        changed = self._run("update", lambda c: c.execute(self._sql.update, params).rowcount)
-        return expected_version + 1 if changed == 1 else None
+        query = self._queries.update(key, data, expires_at, expected_version, now)
+        return expected_version + 1 if self._execute(query) else None
 
     def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        params = {"key": key, "now": now, "expires_at": expires_at}
-        return self._run("touch", lambda c: c.execute(self._sql.touch, params).rowcount) == 1
+        return self._execute(self._queries.touch(key, expires_at, now))
 
     def delete(self, key: str) -> None:
-        self._run("delete", lambda c: c.execute(self._sql.delete, {"key": key}))
+        self._execute(self._queries.delete(key))
 
     def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        # One UPDATE of the primary key: atomic, no window where both or neither key exists.
-        params = {"key": old_key, "new_key": new_key, "now": now, "expires_at": expires_at}
-        return self._run("rename", lambda c: c.execute(self._sql.rename, params).rowcount) == 1
+        return self._execute(self._queries.rename(old_key, new_key, expires_at, now))
 
     def count(self, now: datetime) -> int:
-        statement = self._sql.count
-        return self._run("count", lambda c: int(c.execute(statement, {"now": now}).scalar_one()))
+        return self._execute(self._queries.count(now))
 
     def count_expired(self, now: datetime) -> int:
         """How many expired rows gc would delete (beyond the contract: for progress bars)."""
-        statement = self._sql.count_expired
-        return self._run("count", lambda c: int(c.execute(statement, {"now": now}).scalar_one()))
+        return self._execute(self._queries.count_expired(now))
 
     def delete_expired(self, now: datetime, limit: int) -> int:
-        statement = self._sql.delete_expired(limit)
-        return self._run("gc", lambda c: c.execute(statement, {"now": now}).rowcount)
+        return self._execute(self._queries.delete_expired(now, limit))
 
     def close(self) -> None:
         if self._owns_engine:
@@ -171,20 +137,20 @@ class SqlRepository:
         # keeps its isolation level; each call gets its own short transaction.
         return self.engine.connect() if self._autocommit else self.engine.begin()
 
-    def _run(self, operation: str, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` on a pooled connection; retry once on a connection the pool found
-        dead (a restarted database), and wrap driver errors into ormsession's."""
+    def _execute(self, query: Query[T]) -> T:
+        """Run one query on a pooled connection; retry once on a connection the pool found
+        dead (a restarted database); wrap driver errors into ormsession's."""
         retried = False
         while True:
             try:
                 with self._connect() as connection:
-                    return work(connection)
+                    return query.extract(connection.execute(query.statement, query.params))
             except DBAPIError as exc:
-                if isinstance(exc, IntegrityError) and operation == "create":
+                if isinstance(exc, IntegrityError) and query.operation == "create":
                     raise  # create() reads a duplicate key as "taken", not as a failure
                 if exc.connection_invalidated and not retried:
                     retried = True
                     continue
-                raise wrap_sql_error(exc, self.engine, operation) from exc
+                raise wrap_sql_error(exc, self.engine, query.operation) from exc
             except SQLAlchemyError as exc:
-                raise wrap_sql_error(exc, self.engine, operation) from exc
+                raise wrap_sql_error(exc, self.engine, query.operation) from exc

@@ -9,15 +9,33 @@ the database clock, so app and database time zones cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Delete, Select, Table, Update, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    CursorResult,
+    Delete,
+    Executable,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
 
-__all__ = ["SqlStatements"]
+from ormsession.repositories.base import StoredSession
+
+__all__ = ["Query", "SqlQueries", "SqlStatements"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +111,103 @@ def _delete_expired(table: Table, dialect_name: str, limit: int) -> Delete:
         # queueing behind each other's row locks.
         batch = batch.with_for_update(skip_locked=True)
     return delete(table).where(c.session_key.in_(batch.scalar_subquery()))
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    """One repository operation: a statement, its parameters, and how to read the result.
+
+    Built by :class:`SqlQueries` and executed by the sync or the async repository, which
+    differ only in how they get a connection and await it.
+    """
+
+    operation: str
+    statement: Executable
+    params: dict[str, Any]
+    extract: Callable[[CursorResult[Any]], T]
+
+
+def _record(result: CursorResult[Any]) -> StoredSession | None:
+    row = result.first()
+    if row is None:
+        return None
+    data, version, created_at, expires_at = tuple(row)
+    # psycopg2 and asyncpg hand bytea back as memoryview/bytes; normalise to bytes.
+    return StoredSession(bytes(data), int(version), created_at, expires_at)
+
+
+def _one_row(result: CursorResult[Any]) -> bool:
+    return result.rowcount == 1
+
+
+def _rowcount(result: CursorResult[Any]) -> int:
+    return result.rowcount
+
+
+def _scalar_int(result: CursorResult[Any]) -> int:
+    return int(result.scalar_one())
+
+
+def _nothing(result: CursorResult[Any]) -> None:
+    return None
+
+
+class SqlQueries:
+    """The contract's operations as :class:`Query` objects for one table and dialect."""
+
+    __slots__ = ("_sql",)
+
+    def __init__(self, table: Table, dialect_name: str) -> None:
+        self._sql = SqlStatements.build(table, dialect_name)
+
+    def read(self, key: str, now: datetime) -> Query[StoredSession | None]:
+        return Query("read", self._sql.read, {"key": key, "now": now}, _record)
+
+    def insert(self, key: str, record: StoredSession) -> Query[None]:
+        values = {
+            "session_key": key,
+            "session_data": record.data,
+            "session_version": record.version,
+            "session_created": record.created_at,
+            "session_expiry": record.expires_at,
+        }
+        return Query("create", self._sql.insert, values, _nothing)
+
+    def reclaim_expired_key(self, key: str, now: datetime) -> Query[bool]:
+        params = {"key": key, "now": now}
+        return Query("create", self._sql.reclaim_expired_key, params, _one_row)
+
+    def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> Query[bool]:
+        params = {
+            "key": key,
+            "now": now,
+            "data": data,
+            "expires_at": expires_at,
+            "expected_version": expected_version,
+        }
+        return Query("update", self._sql.update, params, _one_row)
+
+    def touch(self, key: str, expires_at: datetime, now: datetime) -> Query[bool]:
+        params = {"key": key, "now": now, "expires_at": expires_at}
+        return Query("touch", self._sql.touch, params, _one_row)
+
+    def delete(self, key: str) -> Query[None]:
+        return Query("delete", self._sql.delete, {"key": key}, _nothing)
+
+    def rename(
+        self, old_key: str, new_key: str, expires_at: datetime, now: datetime
+    ) -> Query[bool]:
+        # One UPDATE of the primary key: atomic, no moment where both or neither key exists.
+        params = {"key": old_key, "new_key": new_key, "now": now, "expires_at": expires_at}
+        return Query("rename", self._sql.rename, params, _one_row)
+
+    def count(self, now: datetime) -> Query[int]:
+        return Query("count", self._sql.count, {"now": now}, _scalar_int)
+
+    def count_expired(self, now: datetime) -> Query[int]:
+        return Query("count", self._sql.count_expired, {"now": now}, _scalar_int)
+
+    def delete_expired(self, now: datetime, limit: int) -> Query[int]:
+        return Query("gc", self._sql.delete_expired(limit), {"now": now}, _rowcount)

@@ -1,0 +1,176 @@
+"""The asyncio SQL repository: the same queries as :class:`SqlRepository`, awaited.
+
+PostgreSQL via asyncpg, MySQL/MariaDB via asyncmy (aiomysql breaks every bytes parameter
+with PyMySQL 1.2), SQLite via aiosqlite, all through SQLAlchemy's asyncio extension.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.sql.errors import wrap_sql_error
+from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
+from ormsession.repositories.sql.statements import Query, SqlQueries
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["AsyncSqlRepository"]
+
+T = TypeVar("T")
+
+
+class AsyncSqlRepository:
+    """Sessions in one SQL table over an ``AsyncEngine``, one statement per operation.
+
+    Start-up work (the schema check, migrations when asked) needs I/O, so it runs in
+    :meth:`start`, which :func:`ormsession.configure_async` awaits.
+    """
+
+    native_ttl = False
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        table_name: str = DEFAULT_TABLE_NAME,
+        owns_engine: bool = False,
+        autocommit: bool = False,
+        schema_check: bool = True,
+        auto_migrate: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.table_name = table_name
+        self.table = session_table(table_name)
+        self._queries = SqlQueries(self.table, engine.dialect.name)
+        self._owns_engine = owns_engine
+        self._autocommit = autocommit
+        self._schema_check = schema_check
+        self._auto_migrate = auto_migrate
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        table_name: str = DEFAULT_TABLE_NAME,
+        connect_timeout: float = 5.0,
+        pool_size: int | None = None,
+        schema_check: bool = True,
+        auto_migrate: bool = False,
+    ) -> AsyncSqlRepository:
+        from ormsession.repositories.sql.engine import create_async_session_engine
+
+        engine = create_async_session_engine(
+            url, connect_timeout=connect_timeout, pool_size=pool_size
+        )
+        return cls(
+            engine,
+            table_name=table_name,
+            owns_engine=True,
+            autocommit=True,
+            schema_check=schema_check,
+            auto_migrate=auto_migrate,
+        )
+
+    async def start(self) -> None:
+        """Migrate (when asked) and check the schema, on a worker-free sync bridge."""
+        if not (self._auto_migrate or self._schema_check):
+            return
+        from ormsession.schema import check_schema, upgrade
+
+        table_name = self.table_name
+
+        def prepare(connection: Any) -> None:
+            if self._auto_migrate:
+                upgrade(connection, table_name=table_name)
+                connection.commit()
+            if self._schema_check:
+                check_schema(connection, table_name=table_name)
+
+        try:
+            async with self.engine.connect() as connection:
+                isolation = connection.sync_connection.default_isolation_level  # type: ignore[union-attr]
+                connection = await connection.execution_options(
+                    isolation_level=isolation or "AUTOCOMMIT"
+                )
+                await connection.run_sync(prepare)
+        except SQLAlchemyError as exc:
+            raise wrap_sql_error(exc, self.engine.sync_engine, "start-up") from exc
+
+    def __repr__(self) -> str:
+        return f"<AsyncSqlRepository {self.engine.url.render_as_string(hide_password=True)}>"
+
+    # -- the contract ---------------------------------------------------------------
+    async def read(self, key: str, now: datetime) -> StoredSession | None:
+        return await self._execute(self._queries.read(key, now))
+
+    async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
+        if await self._insert(key, record):
+            return True
+        # Only an expired row may be replaced; a live one means "pick another key".
+        return await self._execute(
+            self._queries.reclaim_expired_key(key, now)
+        ) and await self._insert(key, record)
+
+    async def _insert(self, key: str, record: StoredSession) -> bool:
+        try:
+            await self._execute(self._queries.insert(key, record))
+        except IntegrityError:
+            return False
+        return True
+
+    async def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> int | None:
+        query = self._queries.update(key, data, expires_at, expected_version, now)
+        return expected_version + 1 if await self._execute(query) else None
+
+    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
+        return await self._execute(self._queries.touch(key, expires_at, now))
+
+    async def delete(self, key: str) -> None:
+        await self._execute(self._queries.delete(key))
+
+    async def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
+        return await self._execute(self._queries.rename(old_key, new_key, expires_at, now))
+
+    async def count(self, now: datetime) -> int:
+        return await self._execute(self._queries.count(now))
+
+    async def count_expired(self, now: datetime) -> int:
+        return await self._execute(self._queries.count_expired(now))
+
+    async def delete_expired(self, now: datetime, limit: int) -> int:
+        return await self._execute(self._queries.delete_expired(now, limit))
+
+    async def close(self) -> None:
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    # -- plumbing -------------------------------------------------------------------
+    async def _execute(self, query: Query[T]) -> T:
+        retried = False
+        while True:
+            try:
+                async with self.engine.connect() as connection:
+                    return await self._in_transaction(connection, query)
+            except DBAPIError as exc:
+                if isinstance(exc, IntegrityError) and query.operation == "create":
+                    raise
+                if exc.connection_invalidated and not retried:
+                    retried = True
+                    continue
+                raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
+            except SQLAlchemyError as exc:
+                raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
+
+    async def _in_transaction(self, connection: AsyncConnection, query: Query[T]) -> T:
+        if self._autocommit:
+            return query.extract(await connection.execute(query.statement, query.params))
+        async with connection.begin():
+            return query.extract(await connection.execute(query.statement, query.params))
