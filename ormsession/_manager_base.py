@@ -29,7 +29,7 @@ class ManagerBase:
         id_prefix: str = "",
         id_bytes: int = DEFAULT_ID_BYTES,
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        max_attempts: int = 5,
+        max_attempts: int = 10,
         on_store_error: OnStoreError = "raise",
         set_cookie: bool = True,
         gc_batch_size: int = DEFAULT_GC_BATCH_SIZE,

@@ -99,7 +99,8 @@ def _db(arguments: argparse.Namespace, url: str, table_name: str) -> int:
     from ormsession import schema
 
     if arguments.db_command == "current":
-        print(schema.current_revision(url) or "(none: run `ormsession db upgrade`)")
+        revision = schema.current_revision(url, table_name=table_name)
+        print(revision or "(none: run `ormsession db upgrade`)")
         return 0
     if arguments.db_command == "upgrade" and arguments.sql:
         from alembic import command
@@ -110,7 +111,8 @@ def _db(arguments: argparse.Namespace, url: str, table_name: str) -> int:
         return 0
     action = schema.upgrade if arguments.db_command == "upgrade" else schema.downgrade
     action(url, arguments.revision, table_name=table_name)
-    print(f"{redact_url(url)}: now at {schema.current_revision(url) or 'base'}")
+    revision = schema.current_revision(url, table_name=table_name)
+    print(f"{redact_url(url)}: now at {revision or 'base'}")
     return 0
 
 

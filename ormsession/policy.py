@@ -68,7 +68,7 @@ class SessionPolicy:
         serializer: Serializer,
         ids: SessionIds,
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        max_attempts: int = 5,
+        max_attempts: int = 10,
         on_store_error: OnStoreError = "raise",
         set_cookie: bool = True,
         clock: Any = utcnow,

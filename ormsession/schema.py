@@ -35,6 +35,16 @@ __all__ = [
 
 #: The version table of ormsession's lineage (apart from the app's ``alembic_version``).
 VERSION_TABLE = "ormsession_alembic_version"
+
+
+def version_table_for(table_name: str) -> str:
+    """Each session table keeps its own lineage state, so two ormsession tables (say, two
+    apps in one database) never share or clobber a version row."""
+    if table_name == DEFAULT_TABLE_NAME:
+        return VERSION_TABLE
+    return f"{VERSION_TABLE}_{validate_table_name(table_name)}"
+
+
 #: The revision this release of ormsession needs (a test keeps it equal to the script head).
 HEAD_REVISION = "0001_create_session"
 #: Keys ``env.py`` reads from ``Config.attributes``.
@@ -139,19 +149,24 @@ def downgrade(
         command.downgrade(alembic_config(connection=connection, table_name=table_name), revision)
 
 
-def current_revision(target: Target) -> str | None:
+def current_revision(target: Target, *, table_name: str = DEFAULT_TABLE_NAME) -> str | None:
     """The ormsession revision ``target`` is at, or None if never migrated."""
     with _connection(target) as connection:
-        return _stamped_revision(connection)
+        return _stamped_revision(connection, table_name)
 
 
-def _stamped_revision(connection: Connection) -> str | None:
+def _stamped_revision(connection: Connection, table_name: str) -> str | None:
+    """The revision in ormsession's version table; else ormsession's revision in the app's
+    ``alembic_version`` (when the app runs this lineage as a branch of its own history)."""
     tables = inspect(connection).get_table_names()
-    for version_table in (VERSION_TABLE, "alembic_version"):
-        if version_table not in tables:
-            continue
-        rows = connection.execute(text(f"SELECT version_num FROM {version_table}")).scalars()  # noqa: S608 -- fixed names
-        ours = [str(rev) for rev in rows if rev in KNOWN_REVISIONS]
+    own_table = version_table_for(table_name)
+    if own_table in tables:
+        query = text(f"SELECT version_num FROM {own_table}")  # noqa: S608 -- validated name
+        for revision in connection.execute(query).scalars():
+            return str(revision)
+    if "alembic_version" in tables:
+        rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        ours = [str(revision) for revision in rows if revision in KNOWN_REVISIONS]
         if ours:
             return max(ours, key=KNOWN_REVISIONS.index)
     return None
@@ -172,7 +187,7 @@ def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE
     fix = f"run: ormsession db upgrade --url '{where}'"
     try:
         with _borrowed(target) as connection:
-            revision = _stamped_revision(connection)
+            revision = _stamped_revision(connection, table_name)
             has_table = inspect(connection).has_table(table_name)
     except SQLAlchemyError as exc:
         from ormsession.repositories.sql.errors import wrap_sql_error
@@ -180,6 +195,11 @@ def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE
         raise wrap_sql_error(exc, engine, "schema check") from exc
     if revision is None or not has_table:
         raise SchemaError(f"the session table {table_name!r} is missing in {where}; {fix}")
+    if revision not in KNOWN_REVISIONS:
+        raise SchemaError(
+            f"the session table in {where} is at revision {revision}, unknown to this "
+            f"ormsession (which needs {HEAD_REVISION}): is the database newer than the code?"
+        )
     if revision != HEAD_REVISION:
         raise SchemaError(
             f"the session table in {where} is at revision {revision}, this ormsession needs "
@@ -203,7 +223,9 @@ def include_object(
 
     ``context.configure(..., include_object=ormsession.schema.include_object)``
     """
-    if type_ == "table":
-        return name not in (DEFAULT_TABLE_NAME, VERSION_TABLE)
-    table = getattr(obj, "table", None)
-    return getattr(table, "name", None) not in (DEFAULT_TABLE_NAME, VERSION_TABLE)
+    table_name = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return not _is_ormsession_table(table_name)
+
+
+def _is_ormsession_table(name: str | None) -> bool:
+    return name == DEFAULT_TABLE_NAME or (name or "").startswith(VERSION_TABLE)

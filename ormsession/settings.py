@@ -86,7 +86,7 @@ class OrmsessionSettings(BaseSettings):
     id_prefix: str = ""
     id_bytes: int = Field(32, ge=32, le=128)
     on_store_error: Literal["raise", "fresh"] = "raise"
-    max_attempts: int = Field(5, ge=1, le=100)
+    max_attempts: int = Field(10, ge=1, le=100)
     gc_batch_size: int = Field(1000, ge=1, le=100_000)
 
     @field_validator("absolute_timeout", "cookie_lifetime", mode="before")

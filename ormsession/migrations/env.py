@@ -16,7 +16,7 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
 from ormsession.repositories.sql.model import session_table
-from ormsession.schema import TABLE_NAME_ATTRIBUTE, VERSION_TABLE
+from ormsession.schema import TABLE_NAME_ATTRIBUTE, version_table_for
 
 config = context.config
 
@@ -55,7 +55,7 @@ def include_object(
 def _configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
-        version_table=VERSION_TABLE,
+        version_table=version_table_for(TABLE_NAME),
         include_object=include_object,
         compare_type=True,
         **kwargs,

@@ -1,0 +1,212 @@
+"""Request logic every integration shares, with no framework and no I/O.
+
+An integration (WSGI, Flask, ASGI) only adapts its framework's request and response objects
+to these functions, so the rules live in one place:
+
+- where the session id comes from: the cookie, then (opt-in) an HTTP header, then (opt-in)
+  a URL query parameter, as beego allowed;
+- whether the request is https (the cookie's Secure flag), trusting ``X-Forwarded-Proto``
+  only when the app says a TLS-terminating proxy sets it;
+- which response headers to add: the ``Set-Cookie`` the manager returned, the id header for
+  header-only clients, and ``Vary``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+from urllib.parse import parse_qs
+
+from ormsession.cookies import parse_cookie_header
+from ormsession.errors import ConfigurationError
+from ormsession.session import RequestSession
+from ormsession.settings import OrmsessionSettings
+
+__all__ = [
+    "REQUEST_OPTION_NAMES",
+    "IdSource",
+    "RequestOptions",
+    "SessionRequest",
+    "as_session_class",
+    "is_https",
+    "merge_vary",
+]
+
+IdSource = Literal["cookie", "header", "query"]
+S = TypeVar("S", bound=RequestSession)
+
+#: Settings the integrations use themselves (the manager never sees them).
+REQUEST_OPTION_NAMES = frozenset({"id_header", "id_query_param", "trust_forwarded_proto"})
+_HEADER_NAME = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """How an integration reads requests; all opt-in, all off by default.
+
+    ``id_header``: also accept the session id in this request header (and answer with the
+    new id in the same response header when it changes). ``id_query_param``: also accept
+    it in this query parameter (it then leaks into logs and Referer headers: avoid).
+    ``trust_forwarded_proto``: believe ``X-Forwarded-Proto: https`` (only behind a proxy
+    that sets it; otherwise any client could claim https).
+    """
+
+    id_header: str | None = None
+    id_query_param: str | None = None
+    trust_forwarded_proto: bool = False
+
+    def __post_init__(self) -> None:
+        if self.id_header is not None and (
+            not self.id_header or not set(self.id_header.lower()) <= _HEADER_NAME
+        ):
+            raise ConfigurationError(f"id_header {self.id_header!r} is not a valid header name")
+        if self.id_query_param is not None and not self.id_query_param:
+            raise ConfigurationError("id_query_param must not be empty (None disables it)")
+
+    @classmethod
+    def from_settings(cls, settings: OrmsessionSettings) -> RequestOptions:
+        return cls(
+            id_header=settings.id_header or None,
+            id_query_param=settings.id_query_param or None,
+            trust_forwarded_proto=settings.trust_forwarded_proto,
+        )
+
+
+def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool) -> bool:
+    """Whether the client talked https to us (or, when trusted, to our proxy).
+
+    With several proxies the header is a list; the last entry is the one the nearest proxy
+    (the one we trust) appended, so it is the one believed (as Werkzeug's ProxyFix does).
+    """
+    if trust_forwarded and forwarded_proto:
+        return forwarded_proto.rsplit(",", 1)[-1].strip().lower() in ("https", "wss")
+    return scheme.lower() in ("https", "wss")
+
+
+def merge_vary(existing: str | None, names: list[str]) -> str:
+    """A ``Vary`` value with ``names`` added to ``existing`` once each (case-insensitive)."""
+    current = [part.strip() for part in (existing or "").split(",") if part.strip()]
+    if "*" in current:
+        return "*"
+    seen = {part.lower() for part in current}
+    for name in names:
+        if name.lower() not in seen:
+            current.append(name)
+            seen.add(name.lower())
+    return ", ".join(current)
+
+
+class SessionRequest:
+    """What one request says about its session: the id, where it came from, and https.
+
+    Built from framework-neutral pieces (a header lookup, the query string, the scheme);
+    ``headers_for`` then turns the manager's answer into the response headers to add.
+    """
+
+    __slots__ = ("https", "options", "session_id", "source")
+
+    def __init__(
+        self,
+        options: RequestOptions,
+        *,
+        cookie_name: str,
+        header: Callable[[str], str | None],
+        query_string: str,
+        scheme: str,
+    ) -> None:
+        self.options = options
+        self.session_id, self.source = self._find_id(cookie_name, header, query_string)
+        self.https = is_https(
+            scheme,
+            header("x-forwarded-proto"),
+            trust_forwarded=options.trust_forwarded_proto,
+        )
+
+    @classmethod
+    def from_wsgi(
+        cls, environ: Mapping[str, object], options: RequestOptions, cookie_name: str
+    ) -> SessionRequest:
+        def header(name: str) -> str | None:
+            value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+            return value if isinstance(value, str) else None
+
+        query = environ.get("QUERY_STRING")
+        scheme = environ.get("wsgi.url_scheme")
+        return cls(
+            options,
+            cookie_name=cookie_name,
+            header=header,
+            query_string=query if isinstance(query, str) else "",
+            scheme=scheme if isinstance(scheme, str) else "http",
+        )
+
+    def _find_id(
+        self, cookie_name: str, header: Callable[[str], str | None], query_string: str
+    ) -> tuple[str | None, IdSource | None]:
+        # The first place that carries a value wins, even if that value then proves invalid:
+        # falling through to a weaker source would let a header or URL override a cookie.
+        from_cookie = parse_cookie_header(header("cookie")).get(cookie_name)
+        if from_cookie:
+            return from_cookie, "cookie"
+        if self.options.id_header:
+            from_header = header(self.options.id_header)
+            if from_header and from_header.strip():
+                return from_header.strip(), "header"
+        if self.options.id_query_param and query_string:
+            values = parse_qs(query_string).get(self.options.id_query_param)
+            if values and values[0]:
+                return values[0], "query"
+        return None, None
+
+    def headers_for(self, session: RequestSession, set_cookie: str | None) -> list[tuple[str, str]]:
+        """Headers to add after ``manager.save(session)`` returned ``set_cookie``.
+
+        ``Vary`` is added when the response may depend on the session (it was read or
+        written, or a cookie is being set), as Flask does, so shared caches never serve one
+        user's page to another, while responses that ignore the session stay cacheable.
+        """
+        headers: list[tuple[str, str]] = []
+        if set_cookie is not None:
+            headers.append(("Set-Cookie", set_cookie))
+        id_header = self._id_header_value(session)
+        if id_header is not None:
+            headers.append(id_header)
+        vary = self.vary_names(session, set_cookie)
+        if vary:
+            headers.append(("Vary", ", ".join(vary)))
+        return headers
+
+    def vary_names(self, session: RequestSession, set_cookie: str | None) -> list[str]:
+        if not (session.accessed or session.destroyed or set_cookie is not None):
+            return []
+        # With an id header enabled, the same URL answers differently per header value too.
+        return ["Cookie", self.options.id_header] if self.options.id_header else ["Cookie"]
+
+    def _id_header_value(self, session: RequestSession) -> tuple[str, str] | None:
+        """A header-only client cannot see Set-Cookie, so tell it its new id (after a
+        regenerate, or when its unknown id was replaced by a stored session) in the header
+        it used, or an empty value once its session is destroyed."""
+        name = self.options.id_header
+        if self.source != "header" or name is None:
+            return None
+        if not session.is_new and session.id != self.session_id:
+            return name, session.id
+        if session.is_new and session.destroyed:
+            return name, ""
+        return None
+
+
+def as_session_class(session: RequestSession, cls: type[S]) -> S:
+    """``session`` as an instance of ``cls`` (a RequestSession subclass), same state.
+
+    Works around the core handing back stored sessions as plain ``RequestSession`` even when
+    the manager was configured with ``session_class`` (only new ones get the subclass). Once
+    the core builds every session from ``session_class`` this is a no-op.
+    """
+    if isinstance(session, cls):
+        return session
+    converted = cls.__new__(cls)
+    for slot in RequestSession.__slots__:
+        setattr(converted, slot, getattr(session, slot))
+    return converted

@@ -1,0 +1,5 @@
+"""Root fixtures: backend fixture plugins shared by every test directory."""
+
+pytest_plugins = [
+    "tests.support.sql_fixtures",
+]

@@ -1,0 +1,137 @@
+"""ormsession's Alembic lineage on SQLite, PostgreSQL and MariaDB, each in a fresh database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+
+from ormsession import schema
+from ormsession.errors import SchemaError
+from ormsession.repositories.sql.model import session_table
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKENDS = ["sqlite", "postgresql", "mysql"]
+pytestmark = pytest.mark.parametrize("fresh_database_url", BACKENDS, indirect=True)
+
+
+def tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_creates_the_table_and_the_expiry_index(fresh_database_url: str) -> None:
+    schema.upgrade(fresh_database_url)
+    engine = create_engine(fresh_database_url)
+    with engine.connect() as connection:
+        inspector = inspect(connection)
+        columns = {c["name"]: c for c in inspector.get_columns("session")}
+        assert set(columns) == {"session_key", "session_data", "session_expiry",
+                                "session_created", "session_version"}
+        assert inspector.get_pk_constraint("session")["constrained_columns"] == ["session_key"]
+        indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("session")}
+        assert indexes == {"ix_session_session_expiry": ["session_expiry"]}
+        assert "alembic_version" not in inspector.get_table_names(), "the app's table is untouched"
+        version = connection.execute(text("SELECT version_num FROM ormsession_alembic_version"))
+        assert version.scalar_one() == schema.HEAD_REVISION
+    engine.dispose()
+    assert schema.current_revision(fresh_database_url) == schema.HEAD_REVISION
+    schema.check_schema(create_engine(fresh_database_url))
+
+
+def test_session_data_holds_more_than_64_kib_on_every_dialect(fresh_database_url: str) -> None:
+    schema.upgrade(fresh_database_url)
+    engine = create_engine(fresh_database_url)
+    payload = os.urandom(5 * 1024 * 1024)
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO session VALUES (:k, :d, :e, :c, 1)"),
+            {"k": "k" * 64, "d": payload, "e": "2030-01-01 00:00:00", "c": "2030-01-01 00:00:00"},
+        )
+        stored = connection.execute(text("SELECT session_data FROM session")).scalar_one()
+    assert bytes(stored) == payload
+    engine.dispose()
+
+
+def test_downgrade_to_base_and_back(fresh_database_url: str) -> None:
+    schema.upgrade(fresh_database_url)
+    schema.downgrade(fresh_database_url, "base")
+    assert "session" not in tables(fresh_database_url)
+    assert schema.current_revision(fresh_database_url) is None
+    with pytest.raises(SchemaError, match="ormsession db upgrade"):
+        schema.check_schema(create_engine(fresh_database_url))
+    schema.upgrade(fresh_database_url)
+    assert "session" in tables(fresh_database_url)
+
+
+def test_the_model_and_the_migrations_agree(fresh_database_url: str) -> None:
+    schema.upgrade(fresh_database_url)
+    engine = create_engine(fresh_database_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": schema.VERSION_TABLE}
+        )
+        differences = compare_metadata(context, session_table().metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_alembic_upgrade_head_from_the_checkout(fresh_database_url: str) -> None:
+    environment = os.environ | {"ORMSESSION_URL": fresh_database_url}
+    alembic = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
+    subprocess.run([*alembic, "upgrade", "head"], check=True, env=environment, cwd=ROOT,
+                   capture_output=True)
+    assert "session" in tables(fresh_database_url)
+    subprocess.run([*alembic, "downgrade", "base"], check=True, env=environment, cwd=ROOT,
+                   capture_output=True)
+    assert "session" not in tables(fresh_database_url)
+    # -x url=... wins over the environment
+    subprocess.run([*alembic, "-x", f"url={fresh_database_url}", "upgrade", "head"],
+                   check=True, env=os.environ | {"ORMSESSION_URL": "sqlite:///nowhere/x.db"},
+                   cwd=ROOT, capture_output=True)
+    assert "session" in tables(fresh_database_url)
+
+
+def test_an_apps_own_alembic_history_is_left_alone(fresh_database_url: str) -> None:
+    engine = create_engine(fresh_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) "
+                                "NOT NULL PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('app_rev_42')"))
+    schema.upgrade(fresh_database_url)
+    schema.downgrade(fresh_database_url, "base")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() \
+            == "app_rev_42"
+    engine.dispose()
+
+
+def test_the_cli_upgrades_and_reports(fresh_database_url: str) -> None:
+    command = [sys.executable, "-m", "ormsession", "db"]
+    done = subprocess.run([*command, "upgrade", "--url", fresh_database_url], check=True,
+                          capture_output=True, text=True, cwd="/")
+    assert schema.HEAD_REVISION in done.stdout
+    current = subprocess.run([*command, "current"], check=True, capture_output=True, text=True,
+                             env=os.environ | {"ORMSESSION_URL": fresh_database_url}, cwd="/")
+    assert current.stdout.strip() == schema.HEAD_REVISION
+    sql = subprocess.run([*command, "upgrade", "--sql", "--url", fresh_database_url],
+                         check=True, capture_output=True, text=True, cwd="/")
+    assert "CREATE TABLE session" in sql.stdout and "CREATE INDEX" in sql.stdout
+
+
+def test_head_revision_constant_matches_the_scripts(fresh_database_url: str) -> None:
+    scripts = ScriptDirectory(str(schema.migrations_path()))
+    assert scripts.get_current_head() == schema.HEAD_REVISION
+    shipped = [rev.revision for rev in scripts.walk_revisions()][::-1]
+    assert shipped == schema.KNOWN_REVISIONS
