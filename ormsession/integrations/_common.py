@@ -13,9 +13,10 @@ to these functions, so the rules live in one place:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
 from ormsession.cookies import parse_cookie_header
@@ -30,8 +31,13 @@ __all__ = [
     "SessionRequest",
     "as_session_class",
     "is_https",
+    "late_change",
     "merge_vary",
+    "settings_for",
+    "warn_cookie_lost",
 ]
+
+logger = logging.getLogger("ormsession")
 
 IdSource = Literal["cookie", "header", "query"]
 S = TypeVar("S", bound=RequestSession)
@@ -141,6 +147,26 @@ class SessionRequest:
             scheme=scheme if isinstance(scheme, str) else "http",
         )
 
+    @classmethod
+    def from_asgi(
+        cls, scope: Mapping[str, Any], options: RequestOptions, cookie_name: str
+    ) -> SessionRequest:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers") or ():
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            if name in headers:
+                # HTTP/2 may split Cookie into several headers; others fold with commas.
+                value = headers[name] + ("; " if name == "cookie" else ", ") + value
+            headers[name] = value
+        query = scope.get("query_string") or b""
+        return cls(
+            options,
+            cookie_name=cookie_name,
+            header=headers.get,
+            query_string=query.decode("latin-1"),
+            scheme=str(scope.get("scheme") or "http"),
+        )
+
     def _find_id(
         self, cookie_name: str, header: Callable[[str], str | None], query_string: str
     ) -> tuple[str | None, IdSource | None]:
@@ -210,3 +236,36 @@ def as_session_class(session: RequestSession, cls: type[S]) -> S:
     for slot in RequestSession.__slots__:
         setattr(converted, slot, getattr(session, slot))
     return converted
+
+
+def settings_for(
+    settings: OrmsessionSettings | None, options: Mapping[str, object], *, manager_given: bool
+) -> OrmsessionSettings:
+    """The settings an integration runs with (environment, then ``settings``, then
+    ``options``). With a ready manager only the request options make sense here: cookie and
+    store options belong to the manager, so passing them too is an error, not ignored."""
+    from ormsession.configure import load_settings
+
+    if manager_given:
+        misplaced = sorted(set(options) - REQUEST_OPTION_NAMES)
+        if misplaced:
+            raise ConfigurationError(
+                f"option(s) {', '.join(misplaced)} configure the manager: pass them to "
+                "ormsession.configure() (or configure_async()), not next to manager="
+            )
+    return load_settings(settings, **options)
+
+
+def late_change(session: RequestSession, id_sent: str) -> bool:
+    """Whether the app changed the session after its response headers went out (while
+    streaming the body), so it must be saved again without a chance to send a cookie."""
+    return session.modified or session.id != id_sent
+
+
+def warn_cookie_lost(session: RequestSession, id_sent: str, set_cookie: str | None) -> None:
+    if set_cookie is not None or session.id != id_sent:
+        logger.warning(
+            "the session's id changed after the response headers were sent (a regenerate, "
+            "destroy or first write while streaming the body): the client did not get "
+            "the new cookie; change the session before the response starts"
+        )

@@ -1,0 +1,194 @@
+"""Coming from beego: its ManagerConfig and provider strings, read as ormsession settings.
+
+    import ormsession.beego
+    manager = ormsession.beego.configure("mysql", {
+        "cookieName": "gosessionid", "gclifetime": 3600, "enableSetCookie": True,
+        "providerConfig": "root:pw@tcp(127.0.0.1:3306)/app?charset=utf8",
+    })
+
+Each provider name maps to a parser that turns beego's provider string into a store URL
+(plus options). Parsing fixes beego's own bugs: fields are trimmed, none is read one
+position off, and a missing optional field takes its documented default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from importlib import import_module
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from ormsession.errors import ConfigurationError
+from ormsession.manager import SessionManager
+from ormsession.settings import OrmsessionSettings
+
+__all__ = ["configure", "parse_mysql_dsn", "parse_postgresql_conninfo", "settings_from_beego"]
+
+#: What a provider parser returns: the store URL and extra settings.
+ParsedProvider = tuple[str, dict[str, Any]]
+
+# Go's net/http SameSite values: 1 default, 2 Lax, 3 Strict, 4 None.
+_SAMESITE = {0: "lax", 1: "lax", 2: "lax", 3: "strict", 4: "none"}
+_MYSQL_DSN = re.compile(
+    r"^(?:(?P<user>[^:@]*)(?::(?P<password>.*))?@)?"
+    r"(?:(?P<net>\w+)(?:\((?P<addr>[^)]*)\))?)?"
+    r"/(?P<db>[^?]*)(?:\?(?P<params>.*))?$"
+)
+_CONNINFO_PAIR = re.compile(r"\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
+
+
+def _go_duration_seconds(value: str) -> float:
+    """Go's time.Duration text ("5s", "1m30s", "500ms") in seconds."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"([\d.]+)(ns|us|µs|ms|s|m|h)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise ConfigurationError(f"not a Go duration: {value!r}")
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def parse_mysql_dsn(dsn: str) -> ParsedProvider:
+    """go-sql-driver/mysql DSN (``user:pw@tcp(host:3306)/db?charset=utf8``) as a URL."""
+    match = _MYSQL_DSN.match(dsn.strip())
+    if match is None:
+        raise ConfigurationError("not a go-sql-driver/mysql DSN: expected user:pw@tcp(host)/db")
+    net, addr = match["net"] or "tcp", match["addr"] or ""
+    query: dict[str, str] = {}
+    options: dict[str, Any] = {}
+    for pair in filter(None, (match["params"] or "").split("&")):
+        name, _, value = pair.partition("=")
+        if name == "charset":
+            query["charset"] = value.split(",")[0]
+        elif name == "timeout":
+            options["connect_timeout"] = _go_duration_seconds(value)
+    host: str | None = None
+    port: int | None = None
+    if net == "unix":
+        query["unix_socket"] = addr
+    elif addr:
+        host, _, port_text = addr.rpartition(":") if ":" in addr else (addr, "", "")
+        port = int(port_text) if port_text else None
+    else:
+        host = "127.0.0.1"
+    url = URL.create(
+        "mysql+pymysql",
+        username=match["user"] or None,
+        password=match["password"] or None,
+        host=host,
+        port=port,
+        database=match["db"] or None,
+        query=query,
+    )
+    return url.render_as_string(hide_password=False), options
+
+
+def parse_postgresql_conninfo(conninfo: str) -> ParsedProvider:
+    """lib/pq conninfo (``postgres://...`` or ``user=a password=b dbname=c``) as a URL."""
+    text = conninfo.strip()
+    if text.startswith(("postgres://", "postgresql://")):
+        return "postgresql+psycopg2://" + text.split("://", 1)[1], {}
+    values: dict[str, str] = {}
+    position = 0
+    while position < len(text):
+        match = _CONNINFO_PAIR.match(text, position)
+        if match is None or match.end() == position:
+            raise ConfigurationError("not a libpq conninfo string: expected key=value pairs")
+        raw = match[2]
+        if raw.startswith("'"):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        values[match[1]] = raw
+        position = match.end()
+    query = {key: values[key] for key in ("sslmode", "connect_timeout") if key in values}
+    url = URL.create(
+        "postgresql+psycopg2",
+        username=values.get("user"),
+        password=values.get("password"),
+        host=values.get("host", "127.0.0.1"),
+        port=int(values["port"]) if values.get("port") else None,
+        database=values.get("dbname"),
+        query=query,
+    )
+    return url.render_as_string(hide_password=False), {}
+
+
+#: beego provider name -> parser ("module:function" for stores with optional drivers).
+PROVIDERS: dict[str, Callable[[str], ParsedProvider] | str] = {
+    "mysql": parse_mysql_dsn,
+    "postgresql": parse_postgresql_conninfo,
+    "redis": "ormsession.repositories.redis.beego:parse_redis_provider",
+    "redis_sentinel": "ormsession.repositories.redis.beego:parse_sentinel_provider",
+    "redis_cluster": "ormsession.repositories.redis.beego:parse_cluster_provider",
+    "couchbase": "ormsession.repositories.couchbase.beego:parse_couchbase_provider",
+    "memory": lambda _config: ("memory://", {}),
+}
+
+
+def _parser(provider: str) -> Callable[[str], ParsedProvider]:
+    entry = PROVIDERS.get(provider)
+    if entry is None:
+        raise ConfigurationError(
+            f"beego provider {provider!r} has no ormsession store; supported: "
+            + ", ".join(sorted(PROVIDERS))
+        )
+    if isinstance(entry, str):
+        module, _, function = entry.partition(":")
+        parser: Callable[[str], ParsedProvider] = getattr(import_module(module), function)
+        return parser
+    return entry
+
+
+def settings_from_beego(
+    provider: str, config: str | Mapping[str, Any], **overrides: Any
+) -> OrmsessionSettings:
+    """ormsession settings equivalent to beego's ``NewManager(provider, config)``.
+
+    ``config`` is beego's ManagerConfig as JSON text or a mapping with its JSON keys.
+    The caller's mapping is never modified (beego mutated it).
+    """
+    values = dict(json.loads(config) if isinstance(config, str) else config)
+    options: dict[str, Any] = {}
+    url, store_options = _parser(provider)(str(values.get("providerConfig", "")))
+    options.update(store_options)
+    options["url"] = url
+    gc_lifetime = int(values.get("gclifetime") or 0)
+    max_lifetime = int(values.get("maxLifetime") or 0) or gc_lifetime
+    if max_lifetime > 0:
+        options["idle_timeout"] = max_lifetime
+    if "cookieName" in values:
+        options["cookie_name"] = values["cookieName"]
+    if "enableSetCookie" in values:
+        options["set_cookie"] = bool(values["enableSetCookie"])
+    if values.get("disableHTTPOnly"):
+        options["cookie_httponly"] = False
+    # beego's Secure means "Secure when the request is TLS": ormsession's automatic mode.
+    options["cookie_secure"] = None if values.get("secure") else False
+    if int(values.get("cookieLifeTime") or 0) > 0:
+        options["cookie_lifetime"] = int(values["cookieLifeTime"])
+    if values.get("domain"):
+        options["cookie_domain"] = values["domain"]
+    if values.get("sessionIDLength"):
+        # beego's default is 16 bytes; ormsession never goes below 256 bits.
+        options["id_bytes"] = max(32, int(values["sessionIDLength"]))
+    if values.get("EnableSidInHTTPHeader"):
+        options["id_header"] = values.get("SessionNameInHTTPHeader") or "Sessionid"
+    if values.get("EnableSidInURLQuery"):
+        options["id_query_param"] = values.get("cookieName") or "session"
+    if values.get("sessionIDPrefix"):
+        options["id_prefix"] = values["sessionIDPrefix"]
+    if "cookieSameSite" in values:
+        samesite = _SAMESITE.get(int(values["cookieSameSite"] or 0))
+        if samesite is None:
+            raise ConfigurationError("cookieSameSite must be 0-4 (Go's http.SameSite)")
+        options["cookie_samesite"] = samesite
+    from ormsession.configure import load_settings
+
+    return load_settings(**(options | overrides))
+
+
+def configure(provider: str, config: str | Mapping[str, Any], **overrides: Any) -> SessionManager:
+    """A :class:`SessionManager` from a beego provider name and ManagerConfig."""
+    from ormsession.configure import configure as configure_manager
+
+    return configure_manager(settings=settings_from_beego(provider, config, **overrides))
