@@ -97,6 +97,8 @@ _STANDARD_TAGS: list[Tag] = [
     Tag("u", uuid.UUID, str, uuid.UUID),
     Tag("dec", Decimal, str, Decimal),
 ]
+_BIG_INT = Tag("int", int, str, int)
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _ESCAPE = " di"  # wraps a user dict that would otherwise look like a tag
 _CONTAINER_TAGS = {"tup", "set", "fset"}
 _PLAIN = (str, int, float, bool, type(None))
@@ -113,11 +115,14 @@ class _Tagger:
         self._tags = tags
         self._by_type = {tag.type: tag for tag in reversed(tags)}
         self._by_key = {" " + tag.key: tag for tag in tags}
+        self._by_key[" int"] = _BIG_INT
         self._native_bytes = native_bytes
 
     def encode(self, value: Any) -> Any:
         kind = type(value)
         if kind in _PLAIN:
+            if kind is int and self._native_bytes and not _INT64_MIN <= value <= _UINT64_MAX:
+                return {" int": str(value)}  # msgpack integers stop at 64 bits
             if kind is float and not math.isfinite(value):
                 raise SerializationError(f"cannot store the float {value!r} (not finite)")
             return value

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 __all__ = ["redact_url", "scheme_of", "scrub"]
 
 _USERINFO_PASSWORD = re.compile(r"(?<=://)([^/@:]*):([^/@]*)@")
-_QUERY_SECRET = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token)=)[^&;#]*")
+_QUERY_SECRET = re.compile(r"(?i)([?&;][^=&;#]*(?:password|passwd|pwd|secret|token)=)[^&;#]*")
 
 
 def redact_url(url: str) -> str:

@@ -162,7 +162,7 @@ class SessionRequest:
         return cls(
             options,
             cookie_name=cookie_name,
-            header=headers.get,
+            header=lambda name: headers.get(name.lower()),
             query_string=query.decode("latin-1"),
             scheme=str(scope.get("scheme") or "http"),
         )

@@ -29,6 +29,7 @@ _STORES: dict[str, tuple[str, str]] = {
     "memory": ("ormsession.repositories.memory", ""),
     "sqlite": (_SQL, ""),
     "postgresql": (_SQL, "postgres"),
+    "postgres": (_SQL, "postgres"),  # refused by the SQL store with the right spelling
     "mysql": (_SQL, "mysql"),
     "mariadb": (_SQL, "mysql"),
     "redis": (_REDIS, "redis"),

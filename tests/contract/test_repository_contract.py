@@ -25,8 +25,9 @@ def new_key() -> str:
     return storage_key(SessionIds().generate())
 
 
-def record(now: datetime, data: bytes = b'{"a":1}', *, ttl: timedelta = HOUR,
-           version: int = 1) -> StoredSession:
+def record(
+    now: datetime, data: bytes = b'{"a":1}', *, ttl: timedelta = HOUR, version: int = 1
+) -> StoredSession:
     return StoredSession(data=data, version=version, created_at=now, expires_at=now + ttl)
 
 
@@ -98,8 +99,7 @@ def test_update_with_the_current_version_replaces_data_and_expiry(
     new_expiry = now + 2 * HOUR
     assert repository.update(key, b"v2", new_expiry, 1, now) == 2
     assert repository.update(key, b"v3", new_expiry, 2, now) == 3
-    assert_record(repository.read(key, now),
-                  StoredSession(b"v3", 3, now, new_expiry))
+    assert_record(repository.read(key, now), StoredSession(b"v3", 3, now, new_expiry))
 
 
 def test_update_with_a_stale_version_changes_nothing(repository: SessionRepository) -> None:

@@ -19,7 +19,7 @@ def clock() -> FakeClock:
 @pytest.fixture(params=store_params())
 def make_manager(
     request: pytest.FixtureRequest, clock: FakeClock
-) -> Iterator[Callable[..., AbstractContextManager[Any]]]:
+) -> Callable[..., AbstractContextManager[Any]]:
     """``with make_manager(**options) as manager:`` on this test's store and mode."""
     name, mode = request.param
 
@@ -27,7 +27,7 @@ def make_manager(
         options.setdefault("clock", clock)
         return open_manager(request, name, mode, **options)
 
-    yield make
+    return make
 
 
 @pytest.fixture

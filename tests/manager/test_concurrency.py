@@ -26,8 +26,10 @@ WRITERS = 8
 def test_eight_threads_setting_different_keys_all_persist(
     request: pytest.FixtureRequest, store: str
 ) -> None:
-    with open_store(request, store, "sync") as repository, \
-            SessionManager(repository, owns_repository=False) as manager:
+    with (
+        open_store(request, store, "sync") as repository,
+        SessionManager(repository, owns_repository=False) as manager,
+    ):
         session = manager.open(None)
         session["start"] = True
         sid = cookie_id(manager.save(session))
@@ -40,7 +42,7 @@ def test_eight_threads_setting_different_keys_all_persist(
                 barrier.wait()  # all have read the same version before anyone writes
                 mine[f"key{n}"] = n
                 manager.save(mine)
-            except BaseException as exc:  # noqa: BLE001 -- reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=request_thread, args=(n,)) for n in range(WRITERS)]

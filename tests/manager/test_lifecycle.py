@@ -37,9 +37,16 @@ def test_a_new_empty_session_is_never_stored(manager: Any) -> None:
 
 def test_a_new_session_with_data_is_stored_and_reopened(manager: Any) -> None:
     values = {
-        "user_id": 42, "name": "Zoë", "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
-        "day": dt.date(2026, 1, 2), "blob": b"\x00\xff", "uid": uuid.UUID(int=7),
-        "price": Decimal("9.99"), "tags": {"a", "b"}, "pair": (1, 2), "nested": {"k": [1, {"x": None}]},
+        "user_id": 42,
+        "name": "Zoë",
+        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "day": dt.date(2026, 1, 2),
+        "blob": b"\x00\xff",
+        "uid": uuid.UUID(int=7),
+        "price": Decimal("9.99"),
+        "tags": {"a", "b"},
+        "pair": (1, 2),
+        "nested": {"k": [1, {"x": None}]},
     }
     sid = stored_session(manager, **values)
     reopened = manager.open(sid)
@@ -132,8 +139,9 @@ def test_the_absolute_timeout_ends_even_an_active_session(
 ) -> None:
     from ormsession.expiry import ExpiryPolicy
 
-    expiry = ExpiryPolicy(idle_timeout=dt.timedelta(hours=1),
-                          absolute_timeout=dt.timedelta(hours=3))
+    expiry = ExpiryPolicy(
+        idle_timeout=dt.timedelta(hours=1), absolute_timeout=dt.timedelta(hours=3)
+    )
     with make_manager(expiry=expiry) as manager:
         sid = stored_session(manager, n=0)
         for n in range(1, 5):  # 4 x 40 min: active, and within 3 h of its creation

@@ -37,8 +37,13 @@ def test_upgrade_creates_the_table_and_the_expiry_index(fresh_database_url: str)
     with engine.connect() as connection:
         inspector = inspect(connection)
         columns = {c["name"]: c for c in inspector.get_columns("session")}
-        assert set(columns) == {"session_key", "session_data", "session_expiry",
-                                "session_created", "session_version"}
+        assert set(columns) == {
+            "session_key",
+            "session_data",
+            "session_expiry",
+            "session_created",
+            "session_version",
+        }
         assert inspector.get_pk_constraint("session")["constrained_columns"] == ["session_key"]
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("session")}
         assert indexes == {"ix_session_session_expiry": ["session_expiry"]}
@@ -90,43 +95,68 @@ def test_the_model_and_the_migrations_agree(fresh_database_url: str) -> None:
 def test_alembic_upgrade_head_from_the_checkout(fresh_database_url: str) -> None:
     environment = os.environ | {"ORMSESSION_URL": fresh_database_url}
     alembic = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
-    subprocess.run([*alembic, "upgrade", "head"], check=True, env=environment, cwd=ROOT,
-                   capture_output=True)
+    subprocess.run(
+        [*alembic, "upgrade", "head"], check=True, env=environment, cwd=ROOT, capture_output=True
+    )
     assert "session" in tables(fresh_database_url)
-    subprocess.run([*alembic, "downgrade", "base"], check=True, env=environment, cwd=ROOT,
-                   capture_output=True)
+    subprocess.run(
+        [*alembic, "downgrade", "base"], check=True, env=environment, cwd=ROOT, capture_output=True
+    )
     assert "session" not in tables(fresh_database_url)
     # -x url=... wins over the environment
-    subprocess.run([*alembic, "-x", f"url={fresh_database_url}", "upgrade", "head"],
-                   check=True, env=os.environ | {"ORMSESSION_URL": "sqlite:///nowhere/x.db"},
-                   cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [*alembic, "-x", f"url={fresh_database_url}", "upgrade", "head"],
+        check=True,
+        env=os.environ | {"ORMSESSION_URL": "sqlite:///nowhere/x.db"},
+        cwd=ROOT,
+        capture_output=True,
+    )
     assert "session" in tables(fresh_database_url)
 
 
 def test_an_apps_own_alembic_history_is_left_alone(fresh_database_url: str) -> None:
     engine = create_engine(fresh_database_url)
     with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) "
-                                "NOT NULL PRIMARY KEY)"))
+        connection.execute(
+            text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        )
         connection.execute(text("INSERT INTO alembic_version VALUES ('app_rev_42')"))
     schema.upgrade(fresh_database_url)
     schema.downgrade(fresh_database_url, "base")
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() \
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
             == "app_rev_42"
+        )
     engine.dispose()
 
 
 def test_the_cli_upgrades_and_reports(fresh_database_url: str) -> None:
     command = [sys.executable, "-m", "ormsession", "db"]
-    done = subprocess.run([*command, "upgrade", "--url", fresh_database_url], check=True,
-                          capture_output=True, text=True, cwd="/")
+    done = subprocess.run(
+        [*command, "upgrade", "--url", fresh_database_url],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert schema.HEAD_REVISION in done.stdout
-    current = subprocess.run([*command, "current"], check=True, capture_output=True, text=True,
-                             env=os.environ | {"ORMSESSION_URL": fresh_database_url}, cwd="/")
+    current = subprocess.run(
+        [*command, "current"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"ORMSESSION_URL": fresh_database_url},
+        cwd="/",
+    )
     assert current.stdout.strip() == schema.HEAD_REVISION
-    sql = subprocess.run([*command, "upgrade", "--sql", "--url", fresh_database_url],
-                         check=True, capture_output=True, text=True, cwd="/")
+    sql = subprocess.run(
+        [*command, "upgrade", "--sql", "--url", fresh_database_url],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert "CREATE TABLE session" in sql.stdout and "CREATE INDEX" in sql.stdout
 
 

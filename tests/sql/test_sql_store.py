@@ -65,8 +65,11 @@ def test_a_read_only_request_issues_no_insert_or_update(url: str, backend: str) 
         sid = cookie_id(manager.save(session))
         statements: list[str] = []
         engine = manager.repository.engine
-        event.listen(engine, "before_cursor_execute",
-                     lambda *args: statements.append(args[2].split()[0].upper()))
+        event.listen(
+            engine,
+            "before_cursor_execute",
+            lambda *args: statements.append(args[2].split()[0].upper()),
+        )
         session = manager.open(sid)
         assert session["cart"] == ["apple"]
         assert manager.save(session) is None
@@ -170,8 +173,11 @@ def test_wrong_credentials_never_show_the_password(backend: str) -> None:
 
 
 def test_async_urls_are_refused_by_the_sync_factory_and_back(backend: str) -> None:
-    async_scheme = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
-                    "mysql": "mysql+asyncmy"}[backend]
+    async_scheme = {
+        "sqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "mysql": "mysql+asyncmy",
+    }[backend]
     with pytest.raises(ConfigurationError, match="configure_async"):
         ormsession.configure(url=f"{async_scheme}://u@127.0.0.1/x")
 

@@ -23,8 +23,9 @@ SQL_BACKENDS = ("sqlite", "postgresql", "mysql")
 
 
 def _admin_engine(url: str) -> Engine:
-    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool,
-                         connect_args={"connect_timeout": 3})
+    return create_engine(
+        url, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 3}
+    )
 
 
 def _private_database(admin_url: str, name: str) -> Iterator[str]:
@@ -32,7 +33,7 @@ def _private_database(admin_url: str, name: str) -> Iterator[str]:
     try:
         with engine.connect() as connection:
             connection.execute(text(f"CREATE DATABASE {name}"))
-    except Exception as exc:  # noqa: BLE001 -- any failure means "no usable server"
+    except Exception as exc:
         engine.dispose()
         backend_missing(f"cannot create a database on {make_url(admin_url).host}: {exc}")
     try:
@@ -88,6 +89,9 @@ def sql_url(request: pytest.FixtureRequest, backend: str) -> str:
 def async_url(url: str) -> str:
     """The same database through its asyncio driver."""
     parsed = make_url(url)
-    driver = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+asyncmy",
-              "sqlite": "sqlite+aiosqlite"}[parsed.get_backend_name()]
+    driver = {
+        "postgresql": "postgresql+asyncpg",
+        "mysql": "mysql+asyncmy",
+        "sqlite": "sqlite+aiosqlite",
+    }[parsed.get_backend_name()]
     return parsed.set(drivername=driver).render_as_string(hide_password=False)

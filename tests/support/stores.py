@@ -75,8 +75,11 @@ MODES = ("sync", "async")
 
 def store_params(names: list[str] | None = None) -> list[Any]:
     """pytest params ``<store>-<mode>`` for every store (or the ones named)."""
-    return [pytest.param((name, mode), id=f"{name}-{mode}")
-            for name in (names or list(STORE_TARGETS)) for mode in MODES]
+    return [
+        pytest.param((name, mode), id=f"{name}-{mode}")
+        for name in (names or list(STORE_TARGETS))
+        for mode in MODES
+    ]
 
 
 class SyncFacade:
@@ -98,8 +101,9 @@ class SyncFacade:
 
 
 @contextmanager
-def open_store(request: pytest.FixtureRequest, name: str, mode: str,
-               **options: Any) -> Iterator[SessionRepository]:
+def open_store(
+    request: pytest.FixtureRequest, name: str, mode: str, **options: Any
+) -> Iterator[SessionRepository]:
     """A repository for store ``name`` in ``mode`` (async ones behind a :class:`SyncFacade`)."""
     target = STORE_TARGETS[name](request)
     settings = load_settings(**(target.options | options))
@@ -163,8 +167,9 @@ class ManagerFacade:
 
 
 @contextmanager
-def open_manager(request: pytest.FixtureRequest, name: str, mode: str,
-                 **options: Any) -> Iterator[Any]:
+def open_manager(
+    request: pytest.FixtureRequest, name: str, mode: str, **options: Any
+) -> Iterator[Any]:
     """A manager (sync, or async behind a :class:`ManagerFacade`) on store ``name``.
 
     ``options`` are manager keyword arguments (``clock=``, ``expiry=``...), except

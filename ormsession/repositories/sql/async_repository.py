@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from ormsession.errors import StoreUnavailableError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
+from ormsession.urls import scrub
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -101,6 +103,8 @@ class AsyncSqlRepository:
                 await connection.run_sync(prepare)
         except SQLAlchemyError as exc:
             raise wrap_sql_error(exc, self.engine.sync_engine, "start-up") from exc
+        except (OSError, TimeoutError) as exc:
+            raise self._unreachable(exc, "start-up") from exc
 
     def __repr__(self) -> str:
         return f"<AsyncSqlRepository {self.engine.url.render_as_string(hide_password=True)}>"
@@ -168,6 +172,16 @@ class AsyncSqlRepository:
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
             except SQLAlchemyError as exc:
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
+            except (OSError, TimeoutError) as exc:
+                # asyncpg lets connect-time socket errors through unwrapped.
+                raise self._unreachable(exc, query.operation) from exc
+
+    def _unreachable(self, exc: BaseException, operation: str) -> StoreUnavailableError:
+        where = self.engine.url.render_as_string(hide_password=True)
+        detail = scrub(f"{type(exc).__name__}: {exc}", self.engine.url.password)
+        return StoreUnavailableError(
+            f"session store {where} unavailable during {operation}: {detail}"
+        )
 
     async def _in_transaction(self, connection: AsyncConnection, query: Query[T]) -> T:
         if self._autocommit:

@@ -1,0 +1,276 @@
+"""ASGI middleware (Starlette, FastAPI, any ASGI app) on the asyncio manager.
+
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from ormsession.integrations.asgi import SessionMiddleware
+
+    app = Starlette(routes=..., middleware=[
+        Middleware(SessionMiddleware, url="sqlite+aiosqlite:///sessions.sqlite3"),
+    ])
+    # in an endpoint: request.session["user"] = "ada"
+
+``request.session`` works as with Starlette's own SessionMiddleware (it reads
+``scope["session"]``), but the data lives in the store and only an id is in the cookie.
+The middleware itself is plain ASGI and imports no framework; ``get_session`` and
+``SessionDep`` (FastAPI dependencies) import Starlette/FastAPI when first used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ormsession.async_manager import AsyncSessionManager
+from ormsession.errors import ConfigurationError
+from ormsession.integrations._common import (
+    RequestOptions,
+    SessionRequest,
+    late_change,
+    merge_vary,
+    settings_for,
+    warn_cookie_lost,
+)
+from ormsession.session import RequestSession
+
+if TYPE_CHECKING:
+    from typing import Annotated, TypeAlias
+
+    from starlette.requests import HTTPConnection
+
+    from ormsession.settings import OrmsessionSettings
+
+    #: ``session: SessionDep`` in a FastAPI endpoint is the request's session.
+    SessionDep: TypeAlias = Annotated[RequestSession, "Depends(get_session)"]
+
+    def get_session(connection: HTTPConnection) -> RequestSession:
+        """FastAPI dependency: the request's session."""
+
+
+__all__ = [
+    "MANAGER_KEY",
+    "SessionDep",
+    "SessionMiddleware",
+    "destroy_session",
+    "get_session",
+    "regenerate_session",
+    "session_of",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ManagerFactory = Callable[[], Awaitable[AsyncSessionManager]]
+
+#: Where the middleware puts the :class:`AsyncSessionManager` in the scope.
+MANAGER_KEY = "ormsession.manager"
+
+
+class SessionMiddleware:
+    """Puts the request's session in ``scope["session"]`` and saves it with the response.
+
+    ``manager``: a ready :class:`AsyncSessionManager` (the app owns and closes it), or an
+    async factory returning one (called once, on lifespan startup or the first request;
+    the middleware closes it on lifespan shutdown). Without either, the manager is built
+    with ``await ormsession.configure_async(settings=..., **options)`` the same way.
+    ``id_header``, ``id_query_param`` and ``trust_forwarded_proto`` apply in every case.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        manager: AsyncSessionManager | ManagerFactory | None = None,
+        settings: OrmsessionSettings | None = None,
+        **options: Any,
+    ) -> None:
+        if manager is not None and not (
+            isinstance(manager, AsyncSessionManager) or _is_factory(manager)
+        ):
+            raise ConfigurationError(
+                "SessionMiddleware needs an AsyncSessionManager (from "
+                "ormsession.configure_async) or an async factory of one; a synchronous "
+                "SessionManager would block the event loop"
+            )
+        resolved = settings_for(settings, options, manager_given=manager is not None)
+        self.app = app
+        self.options = RequestOptions.from_settings(resolved)
+        self._settings = resolved
+        self._factory: ManagerFactory | None = None
+        self._manager: AsyncSessionManager | None = None
+        if isinstance(manager, AsyncSessionManager):
+            self._manager = manager
+        elif manager is not None:
+            self._factory = manager
+        self._owns_manager = self._manager is None
+        self._lock: asyncio.Lock | None = None
+
+    async def get_manager(self) -> AsyncSessionManager:
+        """The manager, building it on first use (once, even under concurrent requests)."""
+        if self._manager is not None:
+            return self._manager
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._manager is None:
+                self._manager = await self._build()
+        return self._manager
+
+    async def _build(self) -> AsyncSessionManager:
+        if self._factory is not None:
+            return await self._factory()
+        from ormsession.configure import configure_async
+
+        return await configure_async(settings=self._settings)
+
+    async def aclose(self) -> None:
+        """Close the manager if this middleware built it (done on lifespan shutdown)."""
+        manager, self._lock = self._manager, None
+        if manager is not None and self._owns_manager:
+            self._manager = None
+            await manager.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        manager = await self.get_manager()
+        request = SessionRequest.from_asgi(scope, self.options, manager.cookie.cookie_name)
+        session = await manager.open(request.session_id)
+        scope["session"] = session
+        scope[MANAGER_KEY] = manager
+        if kind == "websocket":
+            # A websocket cannot set cookies once accepted: its session is read-only.
+            await self.app(scope, receive, send)
+            return
+        await _Response(manager, request, session).run(self.app, scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_startup() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # Connect (and check the schema) before serving, so a bad URL fails the
+                # deploy at startup instead of the first user's request.
+                await self.get_manager()
+            return message
+
+        async def send_shutdown(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.aclose()
+            await send(message)
+
+        await self.app(scope, receive_startup, send_shutdown)
+
+
+class _Response:
+    """One HTTP response: save when it starts, again after the body if changed later."""
+
+    def __init__(
+        self, manager: AsyncSessionManager, request: SessionRequest, session: RequestSession
+    ) -> None:
+        self.manager = manager
+        self.request = request
+        self.session = session
+        self.started = False
+        self.id_sent = session.id
+
+    async def run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_session(message: Message) -> None:
+            if message["type"] == "http.response.start" and not self.started:
+                self.started = True
+                cookie = await self.manager.save(self.session, https=self.request.https)
+                self.id_sent = self.session.id
+                extra = self.request.headers_for(self.session, cookie)
+                message = {**message, "headers": _add_headers(message.get("headers"), extra)}
+            await send(message)
+
+        await app(scope, receive, send_with_session)
+        if self.started and late_change(self.session, self.id_sent):
+            cookie = await self.manager.save(self.session, https=self.request.https)
+            warn_cookie_lost(self.session, self.id_sent, cookie)
+
+
+def _add_headers(
+    raw: Any, extra: list[tuple[str, str]]
+) -> list[tuple[bytes, bytes]]:
+    headers = [(bytes(name), bytes(value)) for name, value in raw or ()]
+    for name, value in extra:
+        if name == "Vary":
+            index = next((i for i, (n, _) in enumerate(headers) if n.lower() == b"vary"), None)
+            if index is not None:
+                merged = merge_vary(headers[index][1].decode("latin-1"), value.split(", "))
+                headers[index] = (headers[index][0], merged.encode("latin-1"))
+                continue
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return headers
+
+
+def _is_factory(manager: object) -> bool:
+    return callable(manager) and not isinstance(manager, AsyncSessionManager)
+
+
+class _HasScope(Protocol):
+    @property
+    def scope(self) -> MutableMapping[str, Any]: ...
+
+
+def _state(connection: _HasScope) -> tuple[AsyncSessionManager, RequestSession]:
+    scope = connection.scope
+    if MANAGER_KEY not in scope or "session" not in scope:
+        raise RuntimeError(
+            "no ormsession session on this request: add "
+            "ormsession.integrations.asgi.SessionMiddleware to the app"
+        )
+    return scope[MANAGER_KEY], scope["session"]
+
+
+def session_of(connection: _HasScope) -> RequestSession:
+    """The session of a Starlette ``Request``/``WebSocket`` (same as ``request.session``)."""
+    return _state(connection)[1]
+
+
+async def regenerate_session(connection: _HasScope) -> None:
+    """Give the request's session a new id now, keeping its data (call right after login)."""
+    manager, session = _state(connection)
+    await manager.regenerate(session)
+
+
+async def destroy_session(connection: _HasScope) -> None:
+    """Delete the request's session now (call on logout); the response deletes the cookie
+    unless the request stores something new in the now empty session."""
+    manager, session = _state(connection)
+    await manager.destroy(session)
+
+
+def _fastapi_names() -> dict[str, Any]:
+    # Built on first use so that importing this module needs neither Starlette nor FastAPI.
+    from typing import Annotated
+
+    from fastapi import Depends
+    from starlette.requests import HTTPConnection
+
+    def get_session(connection: HTTPConnection) -> RequestSession:
+        """FastAPI dependency: the request's (or websocket's) session."""
+        return session_of(connection)
+
+    # Real classes, not strings: FastAPI reads these annotations to inject the request.
+    get_session.__annotations__ = {"connection": HTTPConnection, "return": RequestSession}
+    session_dep = Annotated[RequestSession, Depends(get_session)]
+    return {"get_session": get_session, "SessionDep": session_dep}
+
+
+_LAZY: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("get_session", "SessionDep"):
+        if not _LAZY:
+            _LAZY.update(_fastapi_names())
+        return _LAZY[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,250 @@
+"""Flask extension: ``flask.session`` backed by an ormsession store.
+
+    from flask import Flask, session
+    from ormsession.integrations.flask import OrmSession, destroy_session, regenerate_session
+
+    app = Flask(__name__)
+    app.config["ORMSESSION_URL"] = "sqlite:///sessions.sqlite3"
+    OrmSession(app)
+
+Configuration, lowest precedence first: ``ORMSESSION_*`` environment variables; Flask's
+``SESSION_COOKIE_*`` keys (when changed from Flask's defaults); ``ORMSESSION_<FIELD>`` keys in
+``app.config``; keyword options given to :class:`OrmSession`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import flask
+from flask.sessions import SessionInterface, SessionMixin
+
+from ormsession.errors import ConfigurationError
+from ormsession.integrations._common import (
+    RequestOptions,
+    SessionRequest,
+    as_session_class,
+    settings_for,
+)
+from ormsession.session import RequestSession
+from ormsession.settings import OrmsessionSettings
+
+if TYPE_CHECKING:
+    from flask import Flask, Request, Response
+
+    from ormsession.manager import SessionManager
+
+__all__ = [
+    "FlaskSession",
+    "OrmSession",
+    "OrmSessionInterface",
+    "destroy_session",
+    "regenerate_session",
+]
+
+EXTENSION_KEY = "ormsession"
+_REQUEST_KEY = "ormsession.request"
+
+#: Flask's standard session settings and the ormsession option each one sets.
+_FLASK_COOKIE_KEYS = {
+    "SESSION_COOKIE_NAME": "cookie_name",
+    "SESSION_COOKIE_DOMAIN": "cookie_domain",
+    "SESSION_COOKIE_PATH": "cookie_path",
+    "SESSION_COOKIE_HTTPONLY": "cookie_httponly",
+    "SESSION_COOKIE_SECURE": "cookie_secure",
+    "SESSION_COOKIE_SAMESITE": "cookie_samesite",
+}
+
+
+class FlaskSession(RequestSession, SessionMixin):
+    """A :class:`RequestSession` that is also a Flask session (``session.permanent`` etc.)."""
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        """True until the session has been stored (Flask's name for ``is_new``)."""
+        return self.is_new
+
+    @property
+    def accessed(self) -> bool:
+        return self._accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        # Flask >= 3.1.3 marks the session accessed whenever `flask.session` is touched.
+        self._accessed = bool(value)
+
+    @property
+    def permanent(self) -> bool:
+        # Read without marking the session accessed: the interface checks it on every save,
+        # and that must not add a Vary header to responses that never used the session.
+        return bool(self._data.get("_permanent", False))
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        self["_permanent"] = bool(value)
+
+
+class OrmSessionInterface(SessionInterface):
+    """Flask's hook: open the session from the request, save it into the response."""
+
+    def __init__(self, manager: SessionManager, options: RequestOptions) -> None:
+        self.manager = manager
+        self.options = options
+
+    def open_session(self, app: Flask, request: Request) -> FlaskSession:
+        session_request = SessionRequest.from_wsgi(
+            request.environ, self.options, self.manager.cookie.cookie_name
+        )
+        request.environ[_REQUEST_KEY] = session_request
+        return as_session_class(self.manager.open(session_request.session_id), FlaskSession)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, RequestSession):  # a null session (open failed)
+            return
+        environ = flask.request.environ
+        session_request: SessionRequest = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
+            environ, self.options, self.manager.cookie.cookie_name
+        )
+        expires_before = session.expires_at
+        cookie = self.manager.save(session, https=session_request.https)
+        cookie = self._permanent_cookie(app, session, cookie, expires_before, session_request)
+        for name, value in session_request.headers_for(session, cookie):
+            if name == "Vary":
+                response.vary.update(value.split(", "))
+            else:
+                response.headers.add(name, value)
+
+    def _permanent_cookie(
+        self,
+        app: Flask,
+        session: RequestSession,
+        cookie: str | None,
+        expires_before: Any,
+        session_request: SessionRequest,
+    ) -> str | None:
+        """A permanent session's cookie lives ``PERMANENT_SESSION_LIFETIME``.
+
+        Flask resends it on every request (``SESSION_REFRESH_EACH_REQUEST``); here it is
+        resent when the store's expiry was pushed back too (a write, or the throttled
+        touch), so read-only responses stay free of Set-Cookie and cacheable.
+        """
+        permanent = isinstance(session, SessionMixin) and session.permanent
+        lifetime: timedelta = app.permanent_session_lifetime
+        if not permanent or session.is_new or lifetime.total_seconds() <= 0:
+            return cookie  # not permanent, or a deleting cookie (nothing stored)
+        if not self.manager.policy.set_cookie:
+            return None
+        refreshed = session.expires_at != expires_before and bool(
+            app.config.get("SESSION_REFRESH_EACH_REQUEST", True)
+        )
+        if cookie is None and not refreshed:
+            return None
+        options = replace(self.manager.cookie, max_age=lifetime)
+        return options.set_cookie(
+            session.id, https=session_request.https, now=self.manager.policy.clock()
+        )
+
+
+class OrmSession:
+    """The extension: ``OrmSession(app)`` or ``ext = OrmSession(); ext.init_app(app)``.
+
+    ``manager``: a ready :class:`SessionManager` (cookie and store options are then its
+    own); otherwise one is built from the app's config, ``settings`` and ``options`` when
+    :meth:`init_app` runs. The manager lives as long as the process; call :meth:`close`
+    at shutdown if you need to release its connections earlier (tests, say).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        manager: SessionManager | None = None,
+        settings: OrmsessionSettings | None = None,
+        **options: Any,
+    ) -> None:
+        self._manager = manager
+        self._settings = settings
+        self._options = options
+        self._owned: list[SessionManager] = []
+        self.manager: SessionManager | None = manager
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        manager = self._manager
+        if manager is None:
+            options = config_options(app) | self._options
+            resolved = settings_for(self._settings, options, manager_given=False)
+            from ormsession.configure import configure
+
+            manager = configure(settings=resolved, session_class=FlaskSession)
+            self._owned.append(manager)
+        else:
+            request_options = {
+                key: app.config[f"ORMSESSION_{key.upper()}"]
+                for key in ("id_header", "id_query_param", "trust_forwarded_proto")
+                if f"ORMSESSION_{key.upper()}" in app.config
+            }
+            resolved = settings_for(
+                self._settings, request_options | self._options, manager_given=True
+            )
+        interface = OrmSessionInterface(manager, RequestOptions.from_settings(resolved))
+        app.session_interface = interface
+        app.extensions[EXTENSION_KEY] = interface
+        self.manager = manager
+
+    def close(self) -> None:
+        """Close the managers this extension built (never one that was passed in)."""
+        for manager in self._owned:
+            manager.close()
+        self._owned.clear()
+
+
+def config_options(app: Flask) -> dict[str, Any]:
+    """ormsession options from ``app.config``: Flask's own session keys where the app
+    changed them from Flask's defaults (so ormsession's safer defaults, SameSite=Lax and
+    Secure on https, stay in force otherwise), then any ``ORMSESSION_<FIELD>`` keys."""
+    config, defaults = app.config, app.default_config
+    if config.get("SESSION_COOKIE_PARTITIONED"):
+        raise ConfigurationError("SESSION_COOKIE_PARTITIONED is not supported by ormsession")
+    options: dict[str, Any] = {}
+    for key, field in _FLASK_COOKIE_KEYS.items():
+        value = config.get(key, defaults.get(key))
+        if value is not None and value != defaults.get(key):
+            options[field] = value.lower() if field == "cookie_samesite" else value
+    root = config.get("APPLICATION_ROOT") or "/"
+    if "cookie_path" not in options and root != "/":
+        options["cookie_path"] = root
+    for field in OrmsessionSettings.model_fields:
+        key = f"ORMSESSION_{field.upper()}"
+        if key in config:
+            options[field] = config[key]
+    return options
+
+
+def _interface() -> OrmSessionInterface:
+    interface = flask.current_app.session_interface
+    if not isinstance(interface, OrmSessionInterface):
+        raise RuntimeError("ormsession is not installed on this app: call OrmSession(app)")
+    return interface
+
+
+def _current_session() -> RequestSession:
+    # The real object behind the `flask.session` proxy: the manager rewrites its state.
+    session = flask.session._get_current_object()  # type: ignore[attr-defined]
+    if not isinstance(session, RequestSession):
+        raise RuntimeError("flask.session is not an ormsession session")
+    return session
+
+
+def regenerate_session() -> None:
+    """Give ``flask.session`` a new id now, keeping its data (call right after login)."""
+    _interface().manager.regenerate(_current_session())
+
+
+def destroy_session() -> None:
+    """Delete ``flask.session`` from the store now (call on logout). The response deletes
+    the cookie, unless the request stores something new in the now empty session."""
+    _interface().manager.destroy(_current_session())

@@ -1,0 +1,79 @@
+"""The ``ormsession`` command: gc, count, db, and its errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, insert
+
+from ormsession.cli import _Progress, main
+from ormsession.repositories.sql.model import session_table
+from tests.support.sql_fixtures import SQL_BACKENDS, sql_url
+from tests.support.stores import STORE_TARGETS
+
+
+def insert_sessions(url: str, *, expired: int, live: int) -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "session_key": f"{n:064x}",
+            "session_data": b"{}",
+            "session_version": 1,
+            "session_created": now - dt.timedelta(days=3),
+            "session_expiry": now + (dt.timedelta(days=1) if n < live else -dt.timedelta(hours=1)),
+        }
+        for n in range(expired + live)
+    ]
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(insert(session_table()), rows)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_gc_deletes_expired_sessions_in_batches_and_count_counts_live_ones(
+    request: pytest.FixtureRequest, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    STORE_TARGETS[backend](request)
+    url = sql_url(request, backend)
+    insert_sessions(url, expired=2500, live=7)
+    assert main(["count", "--url", url]) == 0
+    assert capsys.readouterr().out.strip() == "7"
+    assert main(["gc", "--url", url, "--batch-size", "1000"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "2500"
+    assert "deleted 2,500 expired sessions" in captured.err
+    assert main(["gc", "--url", url]) == 0
+    assert capsys.readouterr().out.strip() == "0"
+    assert main(["count", "--url", url]) == 0
+    assert capsys.readouterr().out.strip() == "7"
+
+
+def test_the_progress_bar() -> None:
+    stream = io.StringIO()
+    progress = _Progress(stream, expected=4000)
+    assert progress.line(1000).startswith("[########----------------------]  25% 1,000/4,000")
+    assert _Progress(stream, expected=None).line(5).startswith("deleted 5 expired sessions")
+
+
+def test_errors_exit_1_with_a_message_and_no_password(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["count", "--url", "postgresql+psycopg2://u:topsecret@127.0.0.1:1/x"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("ormsession: error:") and "topsecret" not in error
+    assert main(["gc", "--url", "bogus://x"]) == 1
+    assert "scheme must be one of" in capsys.readouterr().err
+
+
+def test_the_installed_command_runs() -> None:
+    done = subprocess.run(
+        ["ormsession", "--help"],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PATH": os.path.dirname(sys.executable)},
+    )
+    assert done.returncode == 0 and "db" in done.stdout and "gc" in done.stdout

@@ -1,0 +1,208 @@
+"""The framework-free request rules every integration shares."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+
+import ormsession
+from ormsession.errors import ConfigurationError
+from ormsession.integrations._common import (
+    RequestOptions,
+    SessionRequest,
+    as_session_class,
+    is_https,
+    merge_vary,
+    settings_for,
+    warn_cookie_lost,
+)
+
+VALID = "A" * 43  # the shape of a 32-byte token_urlsafe id
+OTHER = "B" * 43
+
+
+def wsgi_request(options: RequestOptions, **environ: str) -> SessionRequest:
+    base = {"wsgi.url_scheme": "http", "QUERY_STRING": ""}
+    return SessionRequest.from_wsgi(base | environ, options, "session")
+
+
+def asgi_request(
+    options: RequestOptions, headers: list[tuple[bytes, bytes]], query: bytes = b""
+) -> SessionRequest:
+    scope = {"type": "http", "scheme": "http", "headers": headers, "query_string": query}
+    return SessionRequest.from_asgi(scope, options, "session")
+
+
+class TestWhereTheIdComesFrom:
+    def test_cookie(self) -> None:
+        request = wsgi_request(RequestOptions(), HTTP_COOKIE=f"a=1; session={VALID}")
+        assert (request.session_id, request.source) == (VALID, "cookie")
+
+    def test_header_and_query_are_ignored_unless_enabled(self) -> None:
+        request = wsgi_request(
+            RequestOptions(), HTTP_X_SESSION_ID=VALID, QUERY_STRING=f"sid={VALID}"
+        )
+        assert (request.session_id, request.source) == (None, None)
+
+    def test_header_when_enabled(self) -> None:
+        request = wsgi_request(RequestOptions(id_header="X-Session-Id"), HTTP_X_SESSION_ID=VALID)
+        assert (request.session_id, request.source) == (VALID, "header")
+
+    def test_query_when_enabled(self) -> None:
+        request = wsgi_request(RequestOptions(id_query_param="sid"), QUERY_STRING=f"x=1&sid={VALID}")
+        assert (request.session_id, request.source) == (VALID, "query")
+
+    def test_order_is_cookie_then_header_then_query(self) -> None:
+        options = RequestOptions(id_header="X-Session-Id", id_query_param="sid")
+        both = wsgi_request(options, HTTP_X_SESSION_ID=OTHER, QUERY_STRING=f"sid={VALID}")
+        assert (both.session_id, both.source) == (OTHER, "header")
+        all_three = wsgi_request(
+            options,
+            HTTP_COOKIE=f"session={VALID}",
+            HTTP_X_SESSION_ID=OTHER,
+            QUERY_STRING=f"sid={OTHER}",
+        )
+        assert (all_three.session_id, all_three.source) == (VALID, "cookie")
+
+    def test_asgi_headers_and_split_cookie_headers(self) -> None:
+        options = RequestOptions(id_header="X-Session-Id", id_query_param="sid")
+        request = asgi_request(options, [(b"cookie", b"a=1"), (b"cookie", f"session={VALID}".encode())])
+        assert (request.session_id, request.source) == (VALID, "cookie")
+        by_header = asgi_request(options, [(b"x-session-id", OTHER.encode())])
+        assert (by_header.session_id, by_header.source) == (OTHER, "header")
+        by_query = asgi_request(options, [], query=f"sid={VALID}".encode())
+        assert (by_query.session_id, by_query.source) == (VALID, "query")
+
+    def test_bad_header_name_is_a_configuration_error(self) -> None:
+        with pytest.raises(ConfigurationError):
+            RequestOptions(id_header="X Session")
+        with pytest.raises(ConfigurationError):
+            RequestOptions(id_query_param="")
+
+
+class TestHttps:
+    def test_scheme(self) -> None:
+        assert is_https("https", None, trust_forwarded=False)
+        assert not is_https("http", None, trust_forwarded=False)
+
+    def test_forwarded_proto_only_when_trusted(self) -> None:
+        assert not is_https("http", "https", trust_forwarded=False)
+        assert is_https("http", "https", trust_forwarded=True)
+        assert not is_https("https", "http", trust_forwarded=True)
+
+    def test_nearest_proxy_wins_in_a_list(self) -> None:
+        # A client may prepend its own value; the last one is our proxy's.
+        assert not is_https("http", "https, http", trust_forwarded=True)
+        assert is_https("http", "http, HTTPS", trust_forwarded=True)
+
+    def test_request_reads_the_header(self) -> None:
+        trusted = RequestOptions(trust_forwarded_proto=True)
+        assert wsgi_request(trusted, HTTP_X_FORWARDED_PROTO="https").https
+        assert not wsgi_request(RequestOptions(), HTTP_X_FORWARDED_PROTO="https").https
+        asgi = asgi_request(trusted, [(b"x-forwarded-proto", b"https")])
+        assert asgi.https
+
+
+def test_merge_vary() -> None:
+    assert merge_vary(None, ["Cookie"]) == "Cookie"
+    assert merge_vary("Accept-Encoding", ["Cookie"]) == "Accept-Encoding, Cookie"
+    assert merge_vary("cookie, Accept", ["Cookie", "X-Id"]) == "cookie, Accept, X-Id"
+    assert merge_vary("*", ["Cookie"]) == "*"
+
+
+class TestResponseHeaders:
+    def manager(self) -> ormsession.SessionManager:
+        return ormsession.configure("memory://")
+
+    def test_untouched_session_adds_nothing(self) -> None:
+        manager = self.manager()
+        session = manager.open(None)
+        request = wsgi_request(RequestOptions())
+        assert request.headers_for(session, manager.save(session)) == []
+
+    def test_read_session_adds_vary_only(self) -> None:
+        manager = self.manager()
+        session = manager.open(None)
+        session.get("x")
+        request = wsgi_request(RequestOptions(id_header="X-Session-Id"))
+        assert request.headers_for(session, manager.save(session)) == [
+            ("Vary", "Cookie, X-Session-Id")
+        ]
+
+    def test_header_client_learns_its_new_id(self) -> None:
+        manager = self.manager()
+        session = manager.open(None)
+        session["a"] = 1
+        manager.save(session)
+        options = RequestOptions(id_header="X-Session-Id")
+        request = wsgi_request(options, HTTP_X_SESSION_ID=session.id)
+        loaded = manager.open(request.session_id)
+        assert dict(loaded) == {"a": 1}
+        # Unchanged id: no header echoed back.
+        assert ("X-Session-Id", loaded.id) not in request.headers_for(loaded, None)
+        manager.regenerate(loaded)
+        headers = dict(request.headers_for(loaded, manager.save(loaded)))
+        assert headers["X-Session-Id"] == loaded.id != request.session_id
+        manager.destroy(loaded)
+        headers = dict(request.headers_for(loaded, manager.save(loaded)))
+        assert headers["X-Session-Id"] == ""
+
+    def test_cookie_client_gets_no_id_header(self) -> None:
+        manager = self.manager()
+        session = manager.open(None)
+        session["a"] = 1
+        request = wsgi_request(RequestOptions(id_header="X-Session-Id"))
+        names = [name for name, _ in request.headers_for(session, manager.save(session))]
+        assert names == ["Set-Cookie", "Vary"]
+
+
+def test_as_session_class_keeps_state() -> None:
+    class Custom(ormsession.RequestSession):
+        pass
+
+    manager = ormsession.configure("memory://")
+    session = manager.open(None)
+    session["when"] = datetime(2024, 5, 1, tzinfo=UTC)
+    manager.save(session)
+    loaded = manager.open(session.id)
+    converted = as_session_class(loaded, Custom)
+    assert isinstance(converted, Custom)
+    assert converted.id == session.id and not converted.is_new
+    converted["more"] = 2
+    assert manager.save(converted) is None  # an update of the same stored session
+    assert dict(manager.open(session.id)) == {"when": session["when"], "more": 2}
+    assert as_session_class(converted, Custom) is converted
+
+
+def test_settings_for_rejects_manager_options_next_to_a_manager() -> None:
+    with pytest.raises(ConfigurationError, match="cookie_name"):
+        settings_for(None, {"cookie_name": "x", "id_header": "X-Id"}, manager_given=True)
+    assert settings_for(None, {"id_header": "X-Id"}, manager_given=True).id_header == "X-Id"
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        settings_for(None, {"no_such_option": 1}, manager_given=False)
+
+
+def test_lost_cookie_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    manager = ormsession.configure("memory://")
+    session = manager.open(None)
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        warn_cookie_lost(session, session.id, None)
+        assert not caplog.records
+        warn_cookie_lost(session, session.id, "session=x")
+    assert "did not get the new cookie" in caplog.text
+
+
+def test_import_ormsession_imports_no_framework() -> None:
+    code = (
+        "import sys, ormsession, ormsession.integrations.wsgi, ormsession.integrations.asgi\n"
+        "loaded = sorted(m for m in ('flask', 'starlette', 'fastapi') if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == ""

@@ -1,0 +1,155 @@
+"""The asyncio SQL twin: factories, engine reuse, cancellation, no event-loop blocking."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import ormsession
+from ormsession.errors import ConfigurationError, StoreUnavailableError
+from tests.manager.test_lifecycle import cookie_id
+from tests.support.blocking import BlockingCallError, no_blocking_calls
+from tests.support.sql_fixtures import SQL_BACKENDS, async_url, sql_url
+from tests.support.stores import STORE_TARGETS
+
+pytestmark = pytest.mark.parametrize("backend", SQL_BACKENDS)
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, backend: str) -> str:
+    STORE_TARGETS[backend](request)  # migrated, table emptied
+    return async_url(sql_url(request, backend))
+
+
+def test_configure_async_round_trips(url: str) -> None:
+    async def scenario() -> None:
+        manager = await ormsession.configure_async(url=url, auto_migrate=False)
+        async with manager:
+            session = await manager.open(None)
+            session["user"] = "ann"
+            sid = cookie_id(await manager.save(session))
+            assert (await manager.open(sid))["user"] == "ann"
+            assert await manager.count() == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_apps_async_engine_is_reused_and_left_working(url: str) -> None:
+    async def scenario() -> None:
+        engine = create_async_engine(url)
+        disposed: list[Any] = []
+        event.listen(engine.sync_engine, "engine_disposed", disposed.append)
+        pool = engine.sync_engine.pool
+        manager = await ormsession.configure_async(engine=engine)
+        session = await manager.open(None)
+        session["x"] = 1
+        await manager.save(session)
+        assert manager.repository.engine is engine
+        await manager.close()
+        assert disposed == [] and engine.sync_engine.pool is pool
+        async with engine.connect() as connection:
+            from sqlalchemy import text
+
+            assert (await connection.execute(text("SELECT COUNT(*) FROM session"))).scalar() == 1
+        await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_sync_url_is_refused_by_configure_async(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    sync_url = sql_url(request, backend).replace("sqlite://", "sqlite+pysqlite://")
+    with pytest.raises(ConfigurationError, match=r"use ormsession\.configure\(\)"):
+        asyncio.run(ormsession.configure_async(url=sync_url))
+
+
+def test_cancelling_a_save_leaves_the_old_or_the_new_session(url: str) -> None:
+    """Cancel saves at every point of their progress: the stored session is always either
+    the old or the new data, never corrupt, and the manager keeps working."""
+    old, new = {"n": 0, "pad": "a" * 1000}, {"n": 1, "pad": "b" * 1000}
+
+    async def scenario() -> list[str]:
+        outcomes = []
+        async with await ormsession.configure_async(url=url, auto_migrate=False) as manager:
+            for steps in range(0, 40, 2):
+                session = await manager.open(None)
+                session.update(old)
+                sid = cookie_id(await manager.save(session))
+                session = await manager.open(sid)
+                session.update(new)
+                task = asyncio.ensure_future(manager.save(session))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                    outcomes.append("finished")
+                except asyncio.CancelledError:
+                    outcomes.append("cancelled")
+                stored = dict(await manager.open(sid))
+                assert stored in (old, new), stored
+                probe = await manager.open(None)
+                probe["alive"] = True
+                assert await manager.save(probe) is not None, "the manager must keep working"
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert "cancelled" in outcomes, "the test must actually interrupt some saves"
+
+
+def test_no_blocking_call_runs_on_the_event_loop(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        manager = await ormsession.configure_async(url=url, auto_migrate=False)
+        async with manager:
+            session = await manager.open(None)
+            session["cart"] = [1]
+            sid = cookie_id(await manager.save(session))
+            session = await manager.open(sid)
+            session["cart"].append(2)
+            await manager.save(session)
+            await manager.regenerate(session)
+            await manager.save(session)
+            await manager.count()
+            await manager.gc()
+            await manager.destroy(session)
+            await manager.save(session)
+
+    with no_blocking_calls(monkeypatch):
+        asyncio.run(scenario())
+
+
+def test_the_blocking_detector_detects_blocking(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    async def blocking() -> None:
+        time.sleep(0.001)
+
+    async def blocking_socket() -> None:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            pass
+
+    with no_blocking_calls(monkeypatch):
+        for coroutine in (blocking, blocking_socket):
+            with pytest.raises(BlockingCallError):
+                asyncio.run(coroutine())
+
+
+def test_an_unreachable_database_fails_fast(backend: str) -> None:
+    if backend == "sqlite":
+        target = "sqlite+aiosqlite:////nonexistent-dir/x.sqlite3"
+    elif backend == "postgresql":
+        target = "postgresql+asyncpg://app:hunter2secret@127.0.0.1:1/app"
+    else:
+        target = "mysql+asyncmy://app:hunter2secret@127.0.0.1:1/app"
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as caught:
+        asyncio.run(ormsession.configure_async(url=target, connect_timeout=2))
+    assert time.monotonic() - started < 5
+    assert "hunter2secret" not in str(caught.value)

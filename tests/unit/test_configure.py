@@ -1,0 +1,156 @@
+"""configure(), settings and the store registry: configuration from outside, clear errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import get_type_hints
+
+import pytest
+
+import ormsession
+from ormsession.errors import ConfigurationError, MissingDriverError
+from ormsession.options import ManagerOptions
+from ormsession.repositories import registry
+from ormsession.repositories.memory import MemoryRepository
+from ormsession.settings import OrmsessionSettings, parse_duration
+from ormsession.urls import redact_url
+
+
+def test_manager_options_mirror_the_settings() -> None:
+    assert set(get_type_hints(ManagerOptions)) == set(OrmsessionSettings.model_fields) - {"url"}
+
+
+def test_configure_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORMSESSION_URL", "memory://")
+    monkeypatch.setenv("ORMSESSION_COOKIE_NAME", "sid")
+    monkeypatch.setenv("ORMSESSION_IDLE_TIMEOUT", "30m")
+    monkeypatch.setenv("ORMSESSION_COOKIE_LIFETIME", "3600")
+    with ormsession.configure() as manager:
+        assert isinstance(manager.repository, MemoryRepository)
+        assert manager.cookie.name == "sid"
+        assert manager.cookie.max_age == dt.timedelta(hours=1)
+        assert manager.expiry.idle_timeout == dt.timedelta(minutes=30)
+
+
+def test_explicit_options_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORMSESSION_COOKIE_NAME", "from_env")
+    with ormsession.configure(url="memory://", cookie_name="explicit") as manager:
+        assert manager.cookie.name == "explicit"
+
+
+def test_dotenv_file_is_read_and_foreign_keys_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "ORMSESSION_URL=memory://\nORMSESSION_COOKIE_NAME=dotenv\nSOME_APP_SETTING=1\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with ormsession.configure() as manager:
+        assert manager.cookie.name == "dotenv"
+
+
+def test_the_default_is_an_embedded_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORMSESSION_URL", raising=False)
+    with ormsession.configure() as manager:
+        session = manager.open(None)
+        session["x"] = 1
+        assert manager.save(session) is not None
+    assert (tmp_path / "ormsession.sqlite3").exists()
+
+
+def test_unknown_options_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown option.*cookie_nmae"):
+        ormsession.configure(url="memory://", cookie_nmae="x")  # type: ignore[call-arg]
+
+
+def test_invalid_values_are_explained_without_echoing_them() -> None:
+    with pytest.raises(ConfigurationError, match="refresh_ratio") as caught:
+        ormsession.configure(url="memory://", refresh_ratio=7.5)
+    assert "7.5" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nosuch://x", "scheme must be one of"),
+        ("not a url", "scheme must be one of"),
+        ("postgres://u:pw@h/db", "postgresql://"),
+        ("oracle+cx://u:pw@h/db", "scheme must be one of"),
+    ],
+)
+def test_wrong_urls_are_configuration_errors(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        ormsession.configure(url=url)
+    assert "pw@" not in str(caught.value)
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_import(name: str) -> None:
+        error = ImportError("No module named 'redis'")
+        error.name = "redis"
+        raise error
+
+    monkeypatch.setattr(registry, "import_module", broken_import)
+    with pytest.raises(MissingDriverError, match=r"pip install 'ormsession\[redis\]'"):
+        ormsession.configure(url="redis://127.0.0.1:6379/0")
+
+
+def test_ready_clients_of_unknown_types_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="cannot build a session store"):
+        ormsession.configure(client=object())
+
+
+def test_engine_and_async_factories_refuse_the_other_kind() -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async_engine = create_async_engine("sqlite+aiosqlite://")
+    with pytest.raises(ConfigurationError, match="configure_async"):
+        ormsession.configure(engine=async_engine)  # type: ignore[arg-type]
+    import asyncio
+
+    with pytest.raises(ConfigurationError, match="AsyncEngine"):
+        asyncio.run(ormsession.configure_async(engine=create_engine("sqlite://")))
+
+
+def test_reprs_and_errors_hide_passwords() -> None:
+    settings = OrmsessionSettings(url="postgresql://app:topsecret@db/app")
+    assert "topsecret" not in repr(settings) and "topsecret" not in str(settings)
+    assert redact_url("redis://:pw1@h:6379/0") == "redis://:***@h:6379/0"
+    assert (
+        redact_url("redis+sentinel://u:pw2@h1:1,h2:2/m?sentinel_password=pw3")
+        == "redis+sentinel://u:***@h1:1,h2:2/m?sentinel_password=***"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("3600", 3600),
+        ("90s", 90),
+        ("30m", 1800),
+        ("12h", 43200),
+        ("14d", 1209600),
+        ("2w", 1209600),
+        ("1.5h", 5400),
+    ],
+)
+def test_durations_from_the_environment(text: str, seconds: float) -> None:
+    assert parse_duration(text) == dt.timedelta(seconds=seconds)
+
+
+def test_import_ormsession_does_not_import_asyncio_sqlalchemy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ormsession; "
+        "print('sqlalchemy.ext.asyncio' in sys.modules, 'greenlet' in sys.modules, "
+        "'flask' in sys.modules, 'redis' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False", "False"]

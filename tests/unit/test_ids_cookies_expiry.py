@@ -1,0 +1,163 @@
+"""Ids, cookies and expiry arithmetic: the no-I/O core."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+
+import pytest
+
+from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.errors import ConfigurationError
+from ormsession.expiry import ExpiryPolicy
+from ormsession.ids import SessionIds, storage_key
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+
+def test_ids_carry_256_random_bits_in_url_safe_characters() -> None:
+    ids = SessionIds()
+    generated = {ids.generate() for _ in range(2000)}
+    assert len(generated) == 2000
+    for value in generated:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", value)
+        assert ids.is_valid(value)
+    # 43 base64url characters = 258 bits of room; all 64 symbols actually occur
+    assert len(set("".join(generated))) == 64
+
+
+def test_validation_is_strict() -> None:
+    ids = SessionIds(prefix="app-")
+    good = ids.generate()
+    assert good.startswith("app-") and ids.is_valid(good)
+    assert not ids.is_valid(good[4:]), "the prefix is part of the format"
+    assert not SessionIds().is_valid(good)
+    for bad in (None, 5, b"x", good + "a", good[:-1], good[:-1] + "=", good + "\n"):
+        assert not ids.is_valid(bad)
+
+
+def test_bad_id_options_are_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        SessionIds(nbytes=16)
+    with pytest.raises(ConfigurationError):
+        SessionIds(prefix="has space")
+
+
+def test_storage_key_is_sha256_hex() -> None:
+    value = SessionIds().generate()
+    assert storage_key(value) == hashlib.sha256(value.encode()).hexdigest()
+    assert len(storage_key(value)) == 64
+
+
+def test_set_cookie_defaults() -> None:
+    header = CookieOptions().set_cookie("abc", https=False, now=NOW)
+    assert header == "session=abc; Path=/; HttpOnly; SameSite=Lax"
+    assert "Secure" in CookieOptions().set_cookie("abc", https=True, now=NOW)
+    assert "Secure" not in CookieOptions(secure=False).set_cookie("abc", https=True, now=NOW)
+    assert "Secure" in CookieOptions(secure=True).set_cookie("abc", https=False, now=NOW)
+
+
+def test_a_lifetime_cookie_has_max_age_and_expires() -> None:
+    options = CookieOptions(
+        max_age=dt.timedelta(hours=2),
+        domain="example.com",
+        path="/app",
+        samesite="strict",
+        httponly=False,
+    )
+    header = options.set_cookie("abc", https=True, now=NOW)
+    assert header == (
+        "session=abc; Max-Age=7200; Expires=Wed, 25 Nov 2026 14:00:00 GMT; "
+        "Domain=example.com; Path=/app; Secure; SameSite=Strict"
+    )
+
+
+def test_the_delete_cookie_carries_the_same_attributes() -> None:
+    options = CookieOptions(domain="example.com", path="/app", secure=True, samesite="none")
+    header = options.delete_cookie(https=False)
+    assert header == (
+        "session=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+        "Domain=example.com; Path=/app; Secure; HttpOnly; SameSite=None"
+    )
+
+
+def test_host_prefix_forces_secure_and_root_path() -> None:
+    options = CookieOptions(host_prefix=True)
+    assert options.cookie_name == "__Host-session"
+    header = options.set_cookie("abc", https=False, now=NOW)
+    assert header.startswith("__Host-session=abc;") and "Secure" in header
+    for bad in ({"secure": False}, {"domain": "example.com"}, {"path": "/x"}):
+        with pytest.raises(ConfigurationError):
+            CookieOptions(host_prefix=True, **bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "a b"},
+        {"name": "a;b"},
+        {"path": "x"},
+        {"path": "/a;b"},
+        {"domain": "a b"},
+        {"samesite": "lenient"},
+        {"samesite": "none", "secure": False},
+        {"max_age": dt.timedelta(0)},
+    ],
+)
+def test_invalid_cookie_options_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        CookieOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_parse_cookie_header() -> None:
+    assert parse_cookie_header('a=1; session="xyz"; b; =c; session=second; d=4') == {
+        "a": "1",
+        "session": "xyz",
+        "d": "4",
+    }
+    assert parse_cookie_header(None) == {} and parse_cookie_header("") == {}
+
+
+def test_expiry_is_idle_capped_by_absolute() -> None:
+    policy = ExpiryPolicy(
+        idle_timeout=dt.timedelta(hours=1), absolute_timeout=dt.timedelta(hours=3)
+    )
+    assert policy.expires_at(NOW, NOW) == NOW + dt.timedelta(hours=1)
+    later = NOW + dt.timedelta(hours=2, minutes=30)
+    assert policy.expires_at(NOW, later) == NOW + dt.timedelta(hours=3)
+    assert not policy.is_over(NOW, NOW + dt.timedelta(hours=1), NOW + dt.timedelta(minutes=59))
+    assert policy.is_over(NOW, NOW + dt.timedelta(hours=1), NOW + dt.timedelta(hours=1))
+    assert policy.is_over(NOW, NOW + dt.timedelta(hours=9), NOW + dt.timedelta(hours=3))
+
+
+def test_touch_is_due_after_the_refresh_share_and_never_past_the_deadline() -> None:
+    policy = ExpiryPolicy(
+        idle_timeout=dt.timedelta(hours=10),
+        absolute_timeout=dt.timedelta(hours=12),
+        refresh_ratio=0.1,
+    )
+    expires = NOW + dt.timedelta(hours=10)
+    assert not policy.touch_due(NOW, expires, NOW + dt.timedelta(minutes=59))
+    assert policy.touch_due(NOW, expires, NOW + dt.timedelta(hours=1))
+    capped = NOW + dt.timedelta(hours=12)
+    assert not policy.touch_due(NOW, capped, NOW + dt.timedelta(hours=5)), (
+        "a touch that cannot move a capped expiry is useless"
+    )
+    assert ExpiryPolicy(refresh_ratio=0).touch_due(
+        NOW, NOW + dt.timedelta(days=1), NOW + dt.timedelta(seconds=1)
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"idle_timeout": dt.timedelta(0)},
+        {"absolute_timeout": dt.timedelta(seconds=-1)},
+        {"refresh_ratio": 1.0},
+        {"refresh_ratio": -0.1},
+    ],
+)
+def test_invalid_expiry_options_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        ExpiryPolicy(**bad)  # type: ignore[arg-type]

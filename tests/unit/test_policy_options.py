@@ -1,0 +1,142 @@
+"""Manager options that do not depend on the store (run on the memory store)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+import pytest
+
+from ormsession import (
+    AsyncSessionManager,
+    CookieOptions,
+    ExpiryPolicy,
+    SessionManager,
+    StoreUnavailableError,
+)
+from ormsession.repositories.memory import AsyncMemoryRepository, MemoryRepository
+from tests.support.stores import FakeClock
+
+
+class DownRepository(MemoryRepository):
+    """A store that is unreachable."""
+
+    def read(self, key: str, now: dt.datetime) -> Any:
+        raise StoreUnavailableError("store down")
+
+
+def new_manager(clock: FakeClock | None = None, **options: Any) -> SessionManager:
+    return SessionManager(MemoryRepository(), clock=clock or FakeClock(), **options)
+
+
+def saved_id(manager: SessionManager, **data: Any) -> str:
+    session = manager.open(None)
+    session.update(data)
+    manager.save(session)
+    return session.id
+
+
+def test_a_down_store_raises_by_default() -> None:
+    manager = SessionManager(DownRepository())
+    with pytest.raises(StoreUnavailableError):
+        manager.open(saved_id(new_manager(), x=1))
+
+
+def test_fail_open_serves_a_fresh_unsaved_session(caplog: pytest.LogCaptureFixture) -> None:
+    manager = SessionManager(DownRepository(), on_store_error="fresh")
+    some_id = saved_id(new_manager(), x=1)
+    with caplog.at_level(logging.ERROR, logger="ormsession"):
+        session = manager.open(some_id)
+    assert session.is_new and "store unavailable" in caplog.text
+    session["x"] = 2
+    assert manager.save(session) is None, "never overwrite the client's cookie during an outage"
+
+
+def test_a_lifetime_cookie_is_refreshed_when_the_expiry_moves() -> None:
+    clock = FakeClock()
+    manager = new_manager(clock, cookie=CookieOptions(max_age=dt.timedelta(days=7)))
+    sid = saved_id(manager, x=1)
+    session = manager.open(sid)
+    assert manager.save(session) is None, "nothing moved: no cookie"
+    clock.advance(hours=3)  # past 10% of the 1-day idle timeout: a touch is due
+    header = manager.save(manager.open(sid))
+    assert (
+        header is not None and header.startswith(f"session={sid};") and "Max-Age=604800" in header
+    )
+
+
+def test_a_browser_session_cookie_is_not_resent_on_touch() -> None:
+    clock = FakeClock()
+    manager = new_manager(clock)
+    sid = saved_id(manager, x=1)
+    clock.advance(hours=3)
+    assert manager.save(manager.open(sid)) is None
+
+
+def test_set_cookie_false_persists_but_emits_no_cookie() -> None:
+    manager = new_manager(set_cookie=False)
+    session = manager.open(None)
+    session["x"] = 1
+    assert manager.save(session) is None
+    assert manager.open(session.id)["x"] == 1
+    manager.destroy(session)
+    assert manager.save(session) is None
+
+
+def test_secure_follows_the_request_scheme_by_default() -> None:
+    manager = new_manager()
+    session = manager.open(None)
+    session["x"] = 1
+    assert "Secure" in (manager.save(session, https=True) or "")
+
+
+def test_the_refresh_ratio_is_configurable() -> None:
+    clock = FakeClock()
+    manager = new_manager(
+        clock, expiry=ExpiryPolicy(idle_timeout=dt.timedelta(hours=1), refresh_ratio=0.5)
+    )
+    sid = saved_id(manager, x=1)
+    before = manager.open(sid).expires_at
+    clock.advance(minutes=29)
+    manager.save(manager.open(sid))
+    assert manager.open(sid).expires_at == before
+    clock.advance(minutes=2)
+    manager.save(manager.open(sid))
+    assert manager.open(sid).expires_at == before + dt.timedelta(minutes=31)
+
+
+def test_modified_is_settable_like_flask() -> None:
+    manager = new_manager()
+    sid = saved_id(manager, items=[1])
+    session = manager.open(sid)
+    session.modified = True
+    assert session.modified
+    session.modified = False
+    assert not session.modified
+
+
+def test_the_session_repr_hides_the_id() -> None:
+    manager = new_manager()
+    session = manager.open(None)
+    session["user"] = 1
+    assert session.id not in repr(session) and "user" in repr(session)
+
+
+def test_the_async_twin_runs_the_same_policy() -> None:
+    async def scenario() -> None:
+        async with AsyncSessionManager(AsyncMemoryRepository()) as manager:
+            session = await manager.open(None)
+            session["x"] = 1
+            header = await manager.save(session)
+            assert header is not None
+            reopened = await manager.open_from_cookie_header(header.split(";")[0])
+            assert reopened["x"] == 1
+            await manager.regenerate(reopened)
+            assert (await manager.save(reopened) or "").startswith(f"session={reopened.id}")
+            assert await manager.count() == 1
+            await manager.destroy(reopened)
+            assert await manager.count() == 0
+
+    asyncio.run(scenario())
