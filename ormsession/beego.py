@@ -100,7 +100,9 @@ def parse_postgresql_conninfo(conninfo: str) -> ParsedProvider:
             raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
         values[match[1]] = raw
         position = match.end()
-    query = {key: values[key] for key in ("sslmode", "connect_timeout") if key in values}
+    query: dict[str, str] = {
+        key: values[key] for key in ("sslmode", "connect_timeout") if key in values
+    }
     url = URL.create(
         "postgresql+psycopg2",
         username=values.get("user"),
