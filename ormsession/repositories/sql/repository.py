@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ormsession.repositories.base import StoredSession
+from ormsession.repositories.sql.dbapi import DBAPI_DRIVERS, CompiledStatement, RawResult
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
@@ -44,6 +45,10 @@ class SqlRepository:
         self._queries = SqlQueries(self.table, engine.dialect.name)
         self._owns_engine = owns_engine
         self._autocommit = autocommit
+        dialect = engine.dialect
+        # Known drivers skip SQLAlchemy's per-call execution layer (see dbapi.py).
+        self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS
+        self._compiled: dict[Any, CompiledStatement] = {}
         if schema_check:
             from ormsession.schema import check_schema
 
@@ -140,6 +145,8 @@ class SqlRepository:
     def _execute(self, query: Query[T]) -> T:
         """Run one query on a pooled connection; retry once on a connection the pool found
         dead (a restarted database); wrap driver errors into ormsession's."""
+        if self._raw:
+            return self._execute_raw(query)
         retried = False
         while True:
             try:
@@ -154,3 +161,48 @@ class SqlRepository:
                 raise wrap_sql_error(exc, self.engine, query.operation) from exc
             except SQLAlchemyError as exc:
                 raise wrap_sql_error(exc, self.engine, query.operation) from exc
+
+    def _execute_raw(self, query: Query[T]) -> T:
+        """:meth:`_execute` on a DBAPI cursor from the engine's pool (see dbapi.py)."""
+        compiled = self._compiled.get(query.statement)
+        if compiled is None:
+            compiled = CompiledStatement(query.statement, self.engine.dialect)
+            self._compiled[query.statement] = compiled
+        params = compiled.parameters(query.params)
+        dialect = self.engine.dialect
+        dbapi_error = dialect.loaded_dbapi.Error
+        retried = False
+        while True:
+            try:
+                connection = self.engine.raw_connection()
+            except SQLAlchemyError as exc:
+                raise wrap_sql_error(exc, self.engine, query.operation) from exc
+            except dbapi_error as exc:  # raw_connection() does not wrap connect errors
+                wrapped = DBAPIError.instance(
+                    None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect
+                )
+                raise wrap_sql_error(wrapped, self.engine, query.operation) from exc
+            cursor = None
+            try:
+                cursor = connection.cursor()
+                cursor.execute(compiled.sql, params)
+                result = query.extract(RawResult(cursor, compiled))
+                if not self._autocommit:
+                    connection.commit()
+                return result
+            except dbapi_error as exc:
+                if dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
+                    connection.invalidate(exc)
+                    if not retried:
+                        retried = True
+                        continue
+                wrapped = DBAPIError.instance(
+                    None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect
+                )
+                if isinstance(wrapped, IntegrityError) and query.operation == "create":
+                    raise wrapped from exc
+                raise wrap_sql_error(wrapped, self.engine, query.operation) from exc
+            finally:
+                if cursor is not None:
+                    cursor.close()
+                connection.close()

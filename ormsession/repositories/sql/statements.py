@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import (
-    CursorResult,
     Delete,
     Executable,
     Select,
@@ -113,6 +112,17 @@ def _delete_expired(table: Table, dialect_name: str, limit: int) -> Delete:
     return delete(table).where(c.session_key.in_(batch.scalar_subquery()))
 
 
+class ResultLike(Protocol):
+    """What queries read from a result: SQLAlchemy's CursorResult, or the DBAPI wrapper."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def first(self) -> Any: ...
+
+    def scalar_one(self) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Query(Generic[T]):
     """One repository operation: a statement, its parameters, and how to read the result.
@@ -124,10 +134,10 @@ class Query(Generic[T]):
     operation: str
     statement: Executable
     params: dict[str, Any]
-    extract: Callable[[CursorResult[Any]], T]
+    extract: Callable[[ResultLike], T]
 
 
-def _record(result: CursorResult[Any]) -> StoredSession | None:
+def _record(result: ResultLike) -> StoredSession | None:
     row = result.first()
     if row is None:
         return None
@@ -136,19 +146,19 @@ def _record(result: CursorResult[Any]) -> StoredSession | None:
     return StoredSession(bytes(data), int(version), created_at, expires_at)
 
 
-def _one_row(result: CursorResult[Any]) -> bool:
+def _one_row(result: ResultLike) -> bool:
     return result.rowcount == 1
 
 
-def _rowcount(result: CursorResult[Any]) -> int:
+def _rowcount(result: ResultLike) -> int:
     return result.rowcount
 
 
-def _scalar_int(result: CursorResult[Any]) -> int:
+def _scalar_int(result: ResultLike) -> int:
     return int(result.scalar_one())
 
 
-def _nothing(result: CursorResult[Any]) -> None:
+def _nothing(result: ResultLike) -> None:
     return None
 
 
