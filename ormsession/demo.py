@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CATALOGUE", "demo_app", "fingerprint", "make_app", "serve"]
 
-CATALOGUE = {"apple": "🍎 Apple", "bread": "🍞 Bread", "cheese": "🧀 Cheese", "tea": "🍵 Tea"}
+CATALOGUE = {"apple": "Apple", "bread": "Bread", "cheese": "Cheese", "tea": "Tea"}
 MAX_NAME = 40
 MAX_FORM_BYTES = 4096
 
@@ -161,7 +161,7 @@ def _page(session: RequestSession, signed_out: bool) -> str:
     cart = state["cart"]
     items = "".join(
         f'<form method="post" action="/cart/add"><input type="hidden" name="item" '
-        f'value="{key}"><button data-testid="add-{key}">{e(label)}</button></form>'
+        f'value="{key}"><button data-testid="add-{key}">+ {e(label)}</button></form>'
         for key, label in CATALOGUE.items()
     )
     who = (
@@ -189,7 +189,8 @@ def _page(session: RequestSession, signed_out: bool) -> str:
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ormsession demo</title>
-<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_STYLE}</style>
+<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">
+<style>{_STYLE}</style>
 </head><body><main>
 <h1>ormsession demo</h1>
 {"".join(notes)}

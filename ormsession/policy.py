@@ -116,7 +116,7 @@ class SessionPolicy:
                 "corrupt session data under key %s…, starting a new session: %s", key[:8], exc
             )
             return self._fresh(now, client_sent_id=True)
-        session = RequestSession(
+        session = self.session_class(
             session_id, data, created_at=record.created_at, client_sent_id=True
         )
         session._loaded(record.data, record.version, record.expires_at)

@@ -226,9 +226,8 @@ class SessionRequest:
 def as_session_class(session: RequestSession, cls: type[S]) -> S:
     """``session`` as an instance of ``cls`` (a RequestSession subclass), same state.
 
-    Works around the core handing back stored sessions as plain ``RequestSession`` even when
-    the manager was configured with ``session_class`` (only new ones get the subclass). Once
-    the core builds every session from ``session_class`` this is a no-op.
+    For a manager the app built itself without ``session_class`` (the Flask extension needs
+    its ``FlaskSession``); a no-op for managers built with the right class.
     """
     if isinstance(session, cls):
         return session

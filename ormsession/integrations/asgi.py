@@ -81,6 +81,7 @@ class SessionMiddleware:
     def __init__(
         self,
         app: ASGIApp,
+        /,
         *,
         manager: AsyncSessionManager | ManagerFactory | None = None,
         settings: OrmsessionSettings | None = None,
@@ -196,9 +197,7 @@ class _Response:
             warn_cookie_lost(self.session, self.id_sent, cookie)
 
 
-def _add_headers(
-    raw: Any, extra: list[tuple[str, str]]
-) -> list[tuple[bytes, bytes]]:
+def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     headers = [(bytes(name), bytes(value)) for name, value in raw or ()]
     for name, value in extra:
         if name == "Vary":

@@ -23,6 +23,7 @@ from flask.sessions import SessionInterface, SessionMixin
 
 from ormsession.errors import ConfigurationError
 from ormsession.integrations._common import (
+    REQUEST_OPTION_NAMES,
     RequestOptions,
     SessionRequest,
     as_session_class,
@@ -182,9 +183,11 @@ class OrmSession:
             manager = configure(settings=resolved, session_class=FlaskSession)
             self._owned.append(manager)
         else:
+            # A ready manager brings its own cookie and store options; only the request
+            # options can still come from app.config.
             request_options = {
                 key: app.config[f"ORMSESSION_{key.upper()}"]
-                for key in ("id_header", "id_query_param", "trust_forwarded_proto")
+                for key in sorted(REQUEST_OPTION_NAMES)
                 if f"ORMSESSION_{key.upper()}" in app.config
             }
             resolved = settings_for(

@@ -64,6 +64,7 @@ class SessionMiddleware:
     def __init__(
         self,
         app: WSGIApplication,
+        /,
         *,
         manager: SessionManager | None = None,
         settings: OrmsessionSettings | None = None,
@@ -84,9 +85,7 @@ class SessionMiddleware:
         if self._owns_manager:
             self.manager.close()
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         manager = self.manager
         request = SessionRequest.from_wsgi(environ, self.options, manager.cookie.cookie_name)
         session = manager.open(request.session_id)

@@ -10,19 +10,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ormsession import schema
 from tests.support.backends import backend_missing
 
-POSTGRES_DSN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 
-def _admin_connection():  # type: ignore[no-untyped-def]
+def _admin_connection() -> Any:
     import psycopg2
 
-    connection = psycopg2.connect(connect_timeout=3, **POSTGRES_DSN)
+    connection = psycopg2.connect(POSTGRES_DSN)
     connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
     return connection
 
@@ -35,7 +36,7 @@ def postgres_database() -> Iterator[str]:
         admin = _admin_connection()
         with admin.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {name}")
-    except Exception as exc:  # noqa: BLE001 -- any failure means "no usable server"
+    except Exception as exc:  # any failure means "no usable server"
         backend_missing(f"cannot create a PostgreSQL database on 127.0.0.1:5432: {exc}")
     try:
         schema.upgrade(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")

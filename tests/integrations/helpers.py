@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -36,3 +38,12 @@ def parse_set_cookie(header: str) -> SetCookie:
 def only_set_cookie(headers: list[str]) -> SetCookie:
     assert len(headers) == 1, headers
     return parse_set_cookie(headers[0])
+
+
+def starlette_test_client() -> Any:
+    """Starlette's TestClient, imported without its notice that it prefers ``httpx2``
+    (the project tests with httpx, which it still fully supports)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    return TestClient

@@ -53,7 +53,8 @@ class TestWhereTheIdComesFrom:
         assert (request.session_id, request.source) == (VALID, "header")
 
     def test_query_when_enabled(self) -> None:
-        request = wsgi_request(RequestOptions(id_query_param="sid"), QUERY_STRING=f"x=1&sid={VALID}")
+        options = RequestOptions(id_query_param="sid")
+        request = wsgi_request(options, QUERY_STRING=f"x=1&sid={VALID}")
         assert (request.session_id, request.source) == (VALID, "query")
 
     def test_order_is_cookie_then_header_then_query(self) -> None:
@@ -70,7 +71,8 @@ class TestWhereTheIdComesFrom:
 
     def test_asgi_headers_and_split_cookie_headers(self) -> None:
         options = RequestOptions(id_header="X-Session-Id", id_query_param="sid")
-        request = asgi_request(options, [(b"cookie", b"a=1"), (b"cookie", f"session={VALID}".encode())])
+        split = [(b"cookie", b"a=1"), (b"cookie", f"session={VALID}".encode())]
+        request = asgi_request(options, split)
         assert (request.session_id, request.source) == (VALID, "cookie")
         by_header = asgi_request(options, [(b"x-session-id", OTHER.encode())])
         assert (by_header.session_id, by_header.source) == (OTHER, "header")

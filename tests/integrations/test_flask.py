@@ -67,7 +67,7 @@ def make_app(*, install: bool = True, **config: Any) -> Flask:
     @app.get("/show")
     def show() -> dict[str, Any]:
         messages = get_flashed_messages(with_categories=True)
-        (category, message), = messages
+        ((category, message),) = messages  # type: ignore[str-unpack]
         return {
             "category": category,
             "is_markup": isinstance(message, Markup),
@@ -155,7 +155,10 @@ def test_flask_cookie_config_is_honoured() -> None:
     cookie = cookie_of(client.get("/login", base_url="https://example.test"))
     assert cookie.name == "app_sid"
     assert cookie.same_scope() == {
-        "path": "/", "domain": "example.test", "secure": "yes", "samesite": "Strict"
+        "path": "/",
+        "domain": "example.test",
+        "secure": "yes",
+        "samesite": "Strict",
     }
     logout = cookie_of(client.get("/logout", base_url="https://example.test"))
     assert logout.deletes and logout.same_scope() == cookie.same_scope()

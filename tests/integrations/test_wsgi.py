@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from ormsession.integrations.wsgi import (
     get_session,
     regenerate_session,
 )
+from ormsession.repositories.memory import MemoryRepository
 from tests.integrations.helpers import SetCookie, only_set_cookie, parse_set_cookie
 
 App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -74,7 +76,9 @@ def call(
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     started: list[tuple[str, list[tuple[str, str]]]] = []
 
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         started.append((status, response_headers))
         return lambda data: None
 
@@ -100,10 +104,7 @@ def view(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[by
         session["user"] = "ada"
     elif path == "/logout":
         destroy_session(environ)
-    if path == "/plain":
-        text = "plain"
-    else:
-        text = f"{session.get('user')}:{session.get('count', 0)}"
+    text = "plain" if path == "/plain" else f"{session.get('user')}:{session.get('count', 0)}"
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [text.encode()]
 
@@ -116,7 +117,8 @@ class Browser:
     """Keeps the session cookie between calls, as a browser would."""
 
     def __init__(self, app: App, name: str = "session") -> None:
-        self.app, self.name, self.value = app, name, None
+        self.app, self.name = app, name
+        self.value: str | None = None
 
     def get(self, path: str, **kwargs: Any) -> Result:
         cookie = f"{self.name}={self.value}" if self.value else None
@@ -186,10 +188,17 @@ def test_logout_cookie_carries_the_same_attributes() -> None:
     login = browser.get("/login")
     logout = browser.get("/logout")
     assert logout.cookie.deletes
-    assert logout.cookie.same_scope() == login.cookie.same_scope() == {
-        "path": "/", "domain": "example.test", "secure": "yes", "samesite": "Strict",
-        "httponly": "yes",
-    }
+    assert (
+        logout.cookie.same_scope()
+        == login.cookie.same_scope()
+        == {
+            "path": "/",
+            "domain": "example.test",
+            "secure": "yes",
+            "samesite": "Strict",
+            "httponly": "yes",
+        }
+    )
 
 
 @pytest.mark.parametrize("forged", ["garbage", "A" * 43, "../../etc/passwd", "x" * 5000, "'; DROP"])
@@ -360,3 +369,22 @@ def test_manager_options_next_to_a_manager_are_rejected() -> None:
 def test_get_session_without_middleware() -> None:
     with pytest.raises(RuntimeError, match="SessionMiddleware"):
         call(view)
+
+
+def test_read_only_request_refreshes_a_lifetime_cookie_only_when_due() -> None:
+    now = [datetime(2024, 1, 1, tzinfo=UTC)]
+    manager = ormsession.SessionManager(
+        MemoryRepository(),
+        clock=lambda: now[0],
+        cookie=ormsession.CookieOptions(max_age=timedelta(hours=2)),
+        expiry=ormsession.ExpiryPolicy(idle_timeout=timedelta(hours=1), refresh_ratio=0.1),
+    )
+    browser = Browser(SessionMiddleware(view, manager=manager))
+    assert browser.get("/count").cookie.attributes["max-age"] == "7200"
+    now[0] += timedelta(minutes=1)
+    assert browser.get("/read").all("Set-Cookie") == []  # not due: nothing written or sent
+    now[0] += timedelta(minutes=10)
+    refreshed = browser.get("/read")
+    assert refreshed.body == b"None:1"
+    assert refreshed.cookie.attributes["max-age"] == "7200"  # follows the pushed-back expiry
+    assert browser.get("/read").all("Set-Cookie") == []

@@ -6,13 +6,17 @@ with PyMySQL 1.2), SQLite via aiosqlite, all through SQLAlchemy's asyncio extens
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import Select
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from ormsession.errors import StoreUnavailableError
+from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.repositories.base import StoredSession
+from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
+from ormsession.repositories.sql.dbapi import CompiledStatement
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
@@ -53,6 +57,9 @@ class AsyncSqlRepository:
         self._autocommit = autocommit
         self._schema_check = schema_check
         self._auto_migrate = auto_migrate
+        # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py).
+        self._driver = driver_for(engine.dialect.driver)
+        self._compiled: dict[Any, CompiledStatement] = {}
 
     @classmethod
     def from_url(
@@ -158,6 +165,8 @@ class AsyncSqlRepository:
 
     # -- plumbing -------------------------------------------------------------------
     async def _execute(self, query: Query[T]) -> T:
+        if self._driver is not None:
+            return await self._execute_raw(query, self._driver)
         retried = False
         while True:
             try:
@@ -175,6 +184,49 @@ class AsyncSqlRepository:
             except (OSError, TimeoutError) as exc:
                 # asyncpg lets connect-time socket errors through unwrapped.
                 raise self._unreachable(exc, query.operation) from exc
+
+    async def _execute_raw(self, query: Query[T], driver: AsyncDriver) -> T:
+        """:meth:`_execute` on the driver's own connection, from the engine's pool."""
+        compiled = self._compiled.get(query.statement)
+        if compiled is None:
+            compiled = CompiledStatement(query.statement, self.engine.dialect)
+            self._compiled[query.statement] = compiled
+        params = compiled.parameters(query.params)
+        returns_rows = isinstance(query.statement, Select)
+        failures: tuple[type[BaseException], ...] = (*driver.errors, OSError, TimeoutError)
+        retried = False
+        while True:
+            try:
+                async with self.engine.connect() as connection:
+                    raw = (await connection.get_raw_connection()).driver_connection
+                    try:
+                        result = await driver.run(raw, compiled, params, returns_rows)
+                        await driver.end_transaction(raw)
+                    except BaseException as exc:
+                        # A dead, or half-used (cancelled mid-statement), connection must
+                        # never go back to the pool.
+                        if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
+                            await asyncio.shield(connection.invalidate())
+                        raise
+                    return query.extract(result)
+            except driver.integrity_errors as exc:
+                if query.operation == "create":
+                    raise IntegrityError(None, None, exc) from exc
+                raise self._failed(exc, query.operation) from exc
+            except failures as exc:
+                if driver.is_disconnect(exc) and not retried:
+                    retried = True
+                    continue
+                if driver.is_disconnect(exc) or isinstance(exc, OSError | TimeoutError):
+                    raise self._unreachable(exc, query.operation) from exc
+                raise self._failed(exc, query.operation) from exc
+            except SQLAlchemyError as exc:  # checkout: connect errors come wrapped
+                raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
+
+    def _failed(self, exc: BaseException, operation: str) -> StoreError:
+        where = self.engine.url.render_as_string(hide_password=True)
+        detail = scrub(f"{type(exc).__name__}: {exc}", self.engine.url.password)
+        return StoreError(f"session store {where} failed during {operation}: {detail}")
 
     def _unreachable(self, exc: BaseException, operation: str) -> StoreUnavailableError:
         where = self.engine.url.render_as_string(hide_password=True)
