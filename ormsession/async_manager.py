@@ -63,14 +63,7 @@ class AsyncSessionManager(ManagerBase):
     ) -> int:
         """Delete expired sessions in batches; return how many (0 on TTL stores)."""
         limit = batch_size or self.gc_batch_size
-        total = 0
-        while True:
-            deleted = await self._run(self.policy.gc_batch(limit))
-            total += deleted
-            if progress is not None and deleted:
-                progress(total)
-            if deleted < limit:
-                return total
+        return await self._run(self.policy.gc(limit, progress))
 
     async def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""

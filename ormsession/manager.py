@@ -64,14 +64,7 @@ class SessionManager(ManagerBase):
         is called with the running total after each batch.
         """
         limit = batch_size or self.gc_batch_size
-        total = 0
-        while True:
-            deleted = self._run(self.policy.gc_batch(limit))
-            total += deleted
-            if progress is not None and deleted:
-                progress(total)
-            if deleted < limit:
-                return total
+        return self._run(self.policy.gc(limit, progress))
 
     def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""

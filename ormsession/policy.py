@@ -10,7 +10,7 @@ once, here, and the two managers only do I/O (the "sans-I/O" pattern).
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
@@ -297,5 +297,14 @@ class SessionPolicy:
     def count(self) -> Flow[int]:
         return cast(int, (yield from _call("count", self.clock())))
 
-    def gc_batch(self, limit: int) -> Flow[int]:
-        return cast(int, (yield from _call("delete_expired", self.clock(), limit)))
+    def gc(self, limit: int, progress: Callable[[int], None] | None = None) -> Flow[int]:
+        """Delete expired sessions, ``limit`` per statement, until a batch comes back short;
+        ``progress`` gets the running total after each batch."""
+        total = 0
+        while True:
+            deleted = cast(int, (yield from _call("delete_expired", self.clock(), limit)))
+            total += deleted
+            if progress is not None and deleted:
+                progress(total)
+            if deleted < limit:
+                return total
