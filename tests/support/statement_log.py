@@ -28,8 +28,9 @@ def traced_engine(url: str) -> tuple[Engine, StatementLog]:
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine = create_engine(url)
-        event.listen(engine, "connect",
-                     lambda connection, _record: connection.set_trace_callback(log.record))
+        event.listen(
+            engine, "connect", lambda connection, _record: connection.set_trace_callback(log.record)
+        )
     elif backend == "postgresql":
         from psycopg2.extras import LoggingConnection
 
@@ -44,8 +45,12 @@ def traced_engine(url: str) -> tuple[Engine, StatementLog]:
         logger.propagate = False
         engine = create_engine(url, connect_args={"connection_factory": LoggingConnection})
         # insert=True: before SQLAlchemy's own first-connect queries use a cursor.
-        event.listen(engine, "connect",
-                     lambda connection, _record: connection.initialize(logger), insert=True)
+        event.listen(
+            engine,
+            "connect",
+            lambda connection, _record: connection.initialize(logger),
+            insert=True,
+        )
     else:
         import pymysql.cursors
 
