@@ -7,13 +7,22 @@ from urllib.parse import urlsplit
 
 __all__ = ["redact_url", "scheme_of", "scrub"]
 
-_USERINFO_PASSWORD = re.compile(r"(?<=://)([^/@:]*):([^/@]*)@")
 _QUERY_SECRET = re.compile(r"(?i)([?&;][^=&;#]*(?:password|passwd|pwd|secret|token)=)[^&;#]*")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password (in the userinfo or the query) replaced by ``***``."""
-    url = _USERINFO_PASSWORD.sub(lambda m: f"{m.group(1)}:***@", url)
+    """``url`` with any password (in the userinfo or the query) replaced by ``***``.
+
+    The userinfo ends at the *last* ``@`` of the authority, as URL parsers read it, so a
+    password with an unencoded ``@`` is hidden whole.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        userinfo, at, host = rest[:end].rpartition("@")
+        if at and ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            url = f"{scheme}://{user}:***@{host}{rest[end:]}"
     return _QUERY_SECRET.sub(r"\1***", url)
 
 

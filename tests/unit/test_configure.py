@@ -121,6 +121,7 @@ def test_reprs_and_errors_hide_passwords() -> None:
     settings = OrmsessionSettings(url="postgresql://app:topsecret@db/app")
     assert "topsecret" not in repr(settings) and "topsecret" not in str(settings)
     assert redact_url("redis://:pw1@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact_url("couchbase://u:s3cr@t@h/b") == "couchbase://u:***@h/b"
     assert (
         redact_url("redis+sentinel://u:pw2@h1:1,h2:2/m?sentinel_password=pw3")
         == "redis+sentinel://u:***@h1:1,h2:2/m?sentinel_password=***"
