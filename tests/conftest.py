@@ -2,4 +2,6 @@
 
 pytest_plugins = [
     "tests.support.sql_fixtures",
+    "tests.support.couchbase_fixtures",
+    "tests.support.redis_fixtures",
 ]

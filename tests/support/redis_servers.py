@@ -173,10 +173,14 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def delete_keys_with_prefix(client: redis.Redis, prefix: str, batch: int = 500) -> int:
+def delete_keys_with_prefix(
+    client: redis.Redis, prefix: str, batch: int = 500, *, cluster_node: bool = False
+) -> int:
     """Delete the keys starting with ``prefix`` (SCAN, never KEYS or FLUSHDB); return count.
 
     Deleting while scanning is safe: SCAN still returns every key that exists throughout.
+    ``cluster_node``: ``client`` talks to one Redis Cluster node, where a multi-key DEL
+    must stay within one slot, so keys are deleted one per command (in one pipeline).
     """
     if not prefix:
         raise ValueError("refusing to delete keys with an empty prefix")
@@ -185,11 +189,20 @@ def delete_keys_with_prefix(client: redis.Redis, prefix: str, batch: int = 500) 
     for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=batch):
         pending.append(key)
         if len(pending) >= batch:
-            deleted += int(client.delete(*pending))
+            deleted += _delete(client, pending, cluster_node=cluster_node)
             pending.clear()
     if pending:
-        deleted += int(client.delete(*pending))
+        deleted += _delete(client, pending, cluster_node=cluster_node)
     return deleted
+
+
+def _delete(client: redis.Redis, keys: list[Any], *, cluster_node: bool) -> int:
+    if not cluster_node:
+        return int(client.delete(*keys))
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.delete(key)
+        return sum(int(n) for n in pipe.execute())
 
 
 # --------------------------------------------------------------------------- one process

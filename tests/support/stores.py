@@ -22,6 +22,8 @@ from ormsession.configure import load_settings
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository
 from ormsession.repositories.registry import open_async_repository, open_repository
 from ormsession.schema import upgrade
+from tests.support.couchbase_fixtures import couchbase_target
+from tests.support.redis_fixtures import cluster_target, redis_target, sentinel_target
 from tests.support.sql_fixtures import async_url, sql_url
 
 
@@ -69,6 +71,10 @@ STORE_TARGETS: dict[str, Callable[[pytest.FixtureRequest], StoreTarget]] = {
     "sqlite": _sql("sqlite"),
     "postgresql": _sql("postgresql"),
     "mysql": _sql("mysql"),
+    "couchbase": couchbase_target,
+    "redis": redis_target,
+    "sentinel": sentinel_target,
+    "cluster": cluster_target,
 }
 MODES = ("sync", "async")
 

@@ -1,0 +1,172 @@
+"""The synchronous Couchbase repository, on the ``couchbase`` SDK."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any, TypeVar
+
+from couchbase.cluster import Cluster
+from couchbase.exceptions import CouchbaseException
+
+from ormsession.errors import StoreError
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.couchbase import flows
+from ormsession.repositories.couchbase.base import (
+    Flow,
+    GetMany,
+    KeyLayout,
+    KvOp,
+    Pause,
+    cluster_options,
+    get_many_options,
+    get_many_result,
+    sdk_call,
+    sdk_miss,
+    sdk_result,
+)
+from ormsession.repositories.couchbase.errors import wrap_couchbase_error
+from ormsession.repositories.couchbase.index import DEFAULT_INDEX_SHARDS
+from ormsession.repositories.couchbase.urls import CouchbaseTarget
+
+__all__ = ["CouchbaseRepository"]
+
+T = TypeVar("T")
+
+
+class CouchbaseRepository:
+    """Sessions as documents of one Couchbase collection, expired by native TTLs.
+
+    Give it a ready ``Collection`` (the app's cluster is then never closed), or build one
+    with :meth:`connect`, which opens a ``Cluster`` it owns and closes on :meth:`close`.
+    Thread-safe: the SDK's collection is, and the repository keeps no other state.
+    """
+
+    native_ttl = True
+
+    def __init__(
+        self,
+        collection: Any,
+        *,
+        key_prefix: str = "ormsession:",
+        index_shards: int = DEFAULT_INDEX_SHARDS,
+        description: str = "couchbase (application's collection)",
+        cluster: Any = None,
+        secret: str | None = None,
+    ) -> None:
+        self.collection = collection
+        self.layout = KeyLayout(key_prefix, index_shards)
+        self._description = description
+        self._cluster = cluster  # set only when this repository opened (and owns) it
+        self._secret = secret
+        self._closed = False
+
+    @classmethod
+    def connect(cls, target: CouchbaseTarget) -> CouchbaseRepository:
+        """Open the cluster ``target`` names, and check bucket, scope and collection with
+        one read, so a wrong name fails here and not on the first request."""
+        options = cluster_options(target)
+        try:
+            cluster = Cluster(target.connection_string, options)
+        except CouchbaseException as exc:
+            raise wrap_couchbase_error(
+                exc, where=target.display, operation="connect", secret=target.password
+            ) from exc
+        try:
+            try:
+                bucket = cluster.bucket(target.bucket)  # opens the bucket: may raise
+            except CouchbaseException as exc:
+                raise wrap_couchbase_error(
+                    exc, where=target.display, operation="connect", secret=target.password
+                ) from exc
+            repository = cls(
+                bucket.scope(target.scope).collection(target.collection),
+                key_prefix=target.key_prefix,
+                index_shards=target.index_shards,
+                description=target.display,
+                cluster=cluster,
+                secret=target.password,
+            )
+            repository._run(flows.probe(repository.layout), "connect")
+        except BaseException:
+            cluster.close()
+            raise
+        return repository
+
+    def __repr__(self) -> str:
+        return f"<CouchbaseRepository {self._description} prefix={self.layout.prefix!r}>"
+
+    # -- the contract ---------------------------------------------------------------
+    def read(self, key: str, now: datetime) -> StoredSession | None:
+        return self._run(flows.read(self.layout, key, now), "read")
+
+    def create(self, key: str, record: StoredSession, now: datetime) -> bool:
+        return self._run(flows.create(self.layout, key, record, now), "create")
+
+    def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> int | None:
+        flow = flows.update(self.layout, key, data, expires_at, expected_version, now)
+        return self._run(flow, "update")
+
+    def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
+        return self._run(flows.touch(self.layout, key, expires_at, now), "touch")
+
+    def delete(self, key: str) -> None:
+        self._run(flows.delete(self.layout, key), "delete")
+
+    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
+        return self._run(flows.rename(self.layout, old_key, new_key, expires_at, now), "rename")
+
+    def count(self, now: datetime) -> int:
+        return self._run(flows.count(self.layout, now), "count")
+
+    def delete_expired(self, now: datetime, limit: int) -> int:
+        """Nothing to do: the server removes expired documents itself (native TTLs)."""
+        return 0
+
+    def close(self) -> None:
+        self._closed = True
+        if self._cluster is not None:
+            cluster, self._cluster = self._cluster, None
+            cluster.close()
+
+    # -- plumbing -------------------------------------------------------------------
+    def _run(self, flow: Flow[T], operation: str) -> T:
+        """Drive ``flow``: perform each KV operation it yields and send back the result;
+        an SDK failure is thrown into the flow as an ormsession error."""
+        reply: Any = None
+        error: StoreError | None = None
+        while True:
+            try:
+                op = flow.throw(error) if error is not None else flow.send(reply)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            reply, error = None, None
+            try:
+                reply = self._execute(op)
+            except CouchbaseException as exc:
+                error = wrap_couchbase_error(
+                    exc, where=self._description, operation=operation, secret=self._secret
+                )
+                error.__cause__ = exc
+
+    def _execute(self, op: KvOp) -> Any:
+        if self._closed:
+            raise StoreError(f"session store {self._description} is closed")
+        if isinstance(op, Pause):
+            time.sleep(op.seconds)
+            return None
+        if isinstance(op, GetMany):
+            batch = self.collection.get_multi(list(op.keys), get_many_options(op))
+            return get_many_result(op, batch.results, batch.exceptions)
+        method, args = sdk_call(op)
+        try:
+            result = getattr(self.collection, method)(*args)
+        except CouchbaseException as exc:
+            expected, answer = sdk_miss(op, exc)
+            if expected:
+                return answer
+            raise
+        return sdk_result(op, result)

@@ -1,0 +1,176 @@
+"""The asyncio Redis repository: the flows of :class:`RedisStoreCore`, awaited on
+``redis.asyncio`` clients (plain, Sentinel ``master_for``, ``RedisCluster``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import datetime
+from typing import Any, TypeVar
+
+from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError
+
+from ormsession.errors import StoreError
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.redis.base import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_WAIT_TIMEOUT_MS,
+    Command,
+    CountLive,
+    Eval,
+    Flow,
+    Get,
+    KeyLayout,
+    RedisStoreCore,
+    TrimIndexes,
+    check_acknowledged,
+    throw_into,
+)
+from ormsession.repositories.redis.clients import describe_client, is_cluster_client
+from ormsession.repositories.redis.errors import REDIS_ERRORS, wrap_redis_error
+
+__all__ = ["AsyncRedisRepository"]
+
+T = TypeVar("T")
+_RAW = {NEVER_DECODE: True}
+
+
+class AsyncRedisRepository:
+    """The asyncio twin of :class:`~ormsession.repositories.redis.repository.RedisRepository`:
+    the same options, the same flows; ``owned`` resources are closed with ``aclose()``."""
+
+    native_ttl = True
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
+        owned: Sequence[Any] = (),
+        where: str | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.client = client
+        self.cluster = is_cluster_client(client)
+        self.core = RedisStoreCore(KeyLayout(key_prefix), cluster=self.cluster)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._owned = list(owned)
+        self._where = where or describe_client(client)
+        self._secrets = secrets
+
+    @property
+    def key_prefix(self) -> str:
+        return self.core.layout.prefix
+
+    def __repr__(self) -> str:
+        return f"<AsyncRedisRepository {self._where} prefix={self.key_prefix!r}>"
+
+    # -- the contract ---------------------------------------------------------------
+    async def read(self, key: str, now: datetime) -> StoredSession | None:
+        return await self._run(self.core.read(key, now), "read")
+
+    async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
+        return await self._run(self.core.create(key, record, now), "create")
+
+    async def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> int | None:
+        flow = self.core.update(key, data, expires_at, expected_version, now)
+        return await self._run(flow, "update")
+
+    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
+        return await self._run(self.core.touch(key, expires_at, now), "touch")
+
+    async def delete(self, key: str) -> None:
+        await self._run(self.core.delete(key), "delete")
+
+    async def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
+        return await self._run(self.core.rename(old_key, new_key, expires_at, now), "rename")
+
+    async def count(self, now: datetime) -> int:
+        return await self._run(self.core.count(now), "count")
+
+    async def delete_expired(self, now: datetime, limit: int) -> int:
+        return await self._run(self.core.delete_expired(now, limit), "delete_expired")
+
+    async def close(self) -> None:
+        """Close the clients this repository created (never one the app handed in)."""
+        owned, self._owned = self._owned, []
+        async with AsyncExitStack() as stack:  # closes every one, even if one raises
+            for resource in owned:
+                # aclose() since redis-py 5.0.1; close() before (now a deprecated alias).
+                stack.push_async_callback(getattr(resource, "aclose", None) or resource.close)
+
+    # -- plumbing -------------------------------------------------------------------
+    async def _run(self, flow: Flow[T], operation: str) -> T:
+        try:
+            command = next(flow)
+            while True:
+                try:
+                    result = await self._execute(command)
+                except REDIS_ERRORS as exc:
+                    command = throw_into(flow, self._wrap(exc, operation), exc)
+                else:
+                    command = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _wrap(self, exc: Exception, operation: str) -> StoreError:
+        return wrap_redis_error(exc, operation=operation, where=self._where, secrets=self._secrets)
+
+    async def _execute(self, command: Command) -> Any:
+        match command:
+            case Get(key):
+                return await self.client.execute_command("GET", key, **_RAW)
+            case Eval():
+                if self.wait_replicas and not self.cluster:
+                    return await self._eval_and_wait(command)
+                return await self._eval(command)
+            case CountLive(keys, above):
+                counts = await self._pipelined(
+                    keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf")
+                )
+                return sum(counts)
+            case TrimIndexes(keys, upto):
+                return await self._pipelined(
+                    keys, lambda pipe, key: pipe.zremrangebyscore(key, "-inf", upto)
+                )
+        raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
+
+    async def _eval(self, command: Eval) -> Any:
+        keys, args = command.keys, command.args
+        try:
+            return await self.client.execute_command(
+                "EVALSHA", command.script.sha, len(keys), *keys, *args, **_RAW
+            )
+        except NoScriptError:
+            return await self.client.execute_command(
+                "EVAL", command.script.source, len(keys), *keys, *args, **_RAW
+            )
+
+    async def _eval_and_wait(self, command: Eval) -> Any:
+        keys, args = command.keys, command.args
+        for verb, script in (("EVALSHA", command.script.sha), ("EVAL", command.script.source)):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(verb, script, len(keys), *keys, *args, **_RAW)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                result, acknowledged = await pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError):
+                continue
+            if isinstance(result, Exception):
+                raise result
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
+            check_acknowledged(int(acknowledged), self.wait_replicas, self.wait_timeout_ms)
+            return result
+        raise AssertionError("EVAL cannot answer NOSCRIPT")  # pragma: no cover
+
+    async def _pipelined(self, keys: Sequence[str], add: Callable[[Any, str], Any]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                add(pipe, key)
+            return list(await pipe.execute())

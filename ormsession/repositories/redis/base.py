@@ -1,0 +1,400 @@
+"""What the sync and async Redis repositories share, with no I/O: key layout, record
+encoding and every contract operation as a flow of store commands.
+
+Each operation is a generator that *yields* the commands it needs (:class:`Get`,
+:class:`Eval`, :class:`CountLive`, :class:`TrimIndexes`) and receives their results; the
+sync repository answers them by calling redis-py, the async one by awaiting it (the pattern
+of :mod:`ormsession.policy`). A failed command is thrown into the flow as a
+:class:`~ormsession.errors.StoreError`, so roll-backs are written here once too.
+
+Key layout (``P`` is the key prefix, ``h`` the 64-hex key the manager hands in)::
+
+    P{h[:2]}:h           one session: header + data, with a native TTL
+    P{h[:2]}:index       count index of shard h[:2]: member h, score expires_at (µs)
+    P{h[:2]}:moving:h    a session parked while it moves between Cluster slots
+
+The braces are a Redis Cluster hash tag: a session, its index shard and its parking key
+share one slot, so every script touches a single slot. The 256 tags spread sessions over
+all masters, and ``count`` sums 256 ZCOUNTs. The same layout is used on plain Redis and
+Sentinel, so data can move between the three unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from ormsession.errors import ConfigurationError, StoreError
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.redis import scripts
+from ormsession.repositories.redis.scripts import Script
+
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "DEFAULT_WAIT_TIMEOUT_MS",
+    "MAX_PREFIX_LENGTH",
+    "SHARDS",
+    "Command",
+    "CountLive",
+    "Eval",
+    "Flow",
+    "Get",
+    "KeyLayout",
+    "RedisStoreCore",
+    "TrimIndexes",
+    "check_acknowledged",
+    "decode_record",
+    "encode_record",
+    "throw_into",
+    "to_micros",
+    "ttl_millis",
+    "validate_key_prefix",
+]
+
+logger = logging.getLogger("ormsession.redis")
+
+T = TypeVar("T")
+
+DEFAULT_KEY_PREFIX = "ormsession:"
+DEFAULT_WAIT_TIMEOUT_MS = 1000
+MAX_PREFIX_LENGTH = 128
+#: Index shards = hash tags: two hex digits of the key. Part of the key layout: changing it
+#: would move every session to another key.
+SHARDS = 256
+#: How long a parked record (a Cluster rename in flight) may outlive a crash of its mover.
+PARK_TTL_MS = 60_000
+
+_HEADER = struct.Struct(">BQQQ")  # format marker, version, created_at µs, expires_at µs
+_FORMAT = 1
+_U64 = struct.Struct(">Q")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_SESSION_KEY = re.compile(r"[0-9a-f]{64}")
+# Glob characters would make SCAN patterns (ours and operators') match other apps' keys;
+# braces would change the Cluster hash tag; backslash escapes globs.
+_FORBIDDEN_IN_PREFIX = set("*?[]{}\\")
+
+
+# -- values ------------------------------------------------------------------------------
+def to_micros(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the Unix epoch (exact)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def ttl_millis(expires_at: datetime, now: datetime) -> int:
+    """The native TTL for a record expiring at ``expires_at``, judged at ``now``: rounded
+    up (Redis never drops a record before the manager considers it expired), at least 1 ms
+    (Redis rejects 0)."""
+    remaining = to_micros(expires_at) - to_micros(now)
+    return max(1, -(-remaining // 1000))
+
+
+def encode_record(record: StoredSession) -> bytes:
+    """Header + data, the one value a session is stored as."""
+    created, expires = to_micros(record.created_at), to_micros(record.expires_at)
+    if created < 0 or expires < 0 or record.version < 0:
+        raise ValueError("times before 1970 and negative versions cannot be stored")
+    return _HEADER.pack(_FORMAT, record.version, created, expires) + record.data
+
+
+def decode_record(raw: bytes) -> StoredSession | None:
+    """The record in a stored value, or None for a value that is not ours."""
+    if len(raw) < _HEADER.size or raw[0] != _FORMAT:
+        return None
+    _, version, created, expires = _HEADER.unpack_from(raw)
+    return StoredSession(
+        data=raw[_HEADER.size :],
+        version=version,
+        created_at=_from_micros(created),
+        expires_at=_from_micros(expires),
+    )
+
+
+def _u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+# -- keys --------------------------------------------------------------------------------
+def validate_key_prefix(prefix: str) -> str:
+    """``prefix`` if it is safe to put in front of every key, else ConfigurationError."""
+    if not prefix:
+        raise ConfigurationError(
+            "key_prefix must not be empty: it keeps apps sharing a Redis apart"
+        )
+    if len(prefix) > MAX_PREFIX_LENGTH:
+        raise ConfigurationError(f"key_prefix is longer than {MAX_PREFIX_LENGTH} characters")
+    if not all(33 <= ord(c) <= 126 for c in prefix):
+        raise ConfigurationError("key_prefix must be printable ASCII without spaces")
+    if _FORBIDDEN_IN_PREFIX & set(prefix):
+        raise ConfigurationError("key_prefix must not contain any of * ? [ ] { } \\")
+    return prefix
+
+
+class KeyLayout:
+    """Redis key names for one key prefix (see the module docstring)."""
+
+    def __init__(self, prefix: str = DEFAULT_KEY_PREFIX) -> None:
+        self.prefix = validate_key_prefix(prefix)
+
+    def _tag(self, key: str) -> str:
+        if not _SESSION_KEY.fullmatch(key):
+            # The manager always passes SHA-256 hex; anything else is a caller bug, and
+            # would otherwise put arbitrary text into key names.
+            raise ValueError("session keys must be 64 lowercase hex characters")
+        return f"{self.prefix}{{{key[:2]}}}:"
+
+    def session(self, key: str) -> str:
+        return self._tag(key) + key
+
+    def index_of(self, key: str) -> str:
+        return self._tag(key) + "index"
+
+    def parking(self, key: str) -> str:
+        return self._tag(key) + "moving:" + key
+
+    def same_slot(self, key: str, other: str) -> bool:
+        return key[:2] == other[:2]
+
+    def all_indexes(self) -> tuple[str, ...]:
+        return tuple(f"{self.prefix}{{{shard:02x}}}:index" for shard in range(SHARDS))
+
+
+# -- commands the flows yield ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Get:
+    """GET one key; answered with its bytes or None."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Eval:
+    """Run a script (EVALSHA, EVAL if the server lacks it); answered with its reply.
+    Every script writes (reads are :class:`Get`), so a configured WAIT follows each."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[bytes | int | str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CountLive:
+    """ZCOUNT each index for scores above ``above``; answered with the sum."""
+
+    keys: tuple[str, ...]
+    above: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimIndexes:
+    """ZREMRANGEBYSCORE each index up to ``upto``; answered with nothing useful."""
+
+    keys: tuple[str, ...]
+    upto: int
+
+
+Command = Get | Eval | CountLive | TrimIndexes
+Flow = Generator[Command, Any, T]
+
+
+# -- the operations ----------------------------------------------------------------------
+class RedisStoreCore:
+    """The repository contract as flows over one key layout. ``cluster``: keys of
+    different shards live in different slots, so a rename between them cannot be one
+    script (see :meth:`rename`)."""
+
+    def __init__(self, layout: KeyLayout, *, cluster: bool) -> None:
+        self.layout = layout
+        self.cluster = cluster
+
+    def read(self, key: str, now: datetime) -> Flow[StoredSession | None]:
+        raw = yield Get(self.layout.session(key))
+        if raw is None:
+            return None
+        record = decode_record(bytes(raw))
+        if record is None:
+            logger.warning("ignoring a value in an unknown format under session key %s…", key[:8])
+            return None
+        return record if record.expires_at > now else None
+
+    def create(self, key: str, record: StoredSession, now: datetime) -> Flow[bool]:
+        stored = yield self._create(key, encode_record(record), record.expires_at, now)
+        return bool(stored)
+
+    def _create(self, key: str, value: bytes, expires_at: datetime, now: datetime) -> Eval:
+        layout = self.layout
+        return Eval(
+            scripts.CREATE,
+            (layout.session(key), layout.index_of(key)),
+            (to_micros(now), ttl_millis(expires_at, now), to_micros(expires_at), key, value),
+        )
+
+    def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> Flow[int | None]:
+        layout, expires = self.layout, to_micros(expires_at)
+        args = (
+            to_micros(now),
+            ttl_millis(expires_at, now),
+            expires,
+            key,
+            _u64(expected_version),
+            _u64(expected_version + 1),
+            _u64(expires),
+            data,
+        )
+        keys = (layout.session(key), layout.index_of(key))
+        stored = yield Eval(scripts.UPDATE, keys, args)
+        return expected_version + 1 if stored else None
+
+    def touch(self, key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
+        layout, expires = self.layout, to_micros(expires_at)
+        args = (to_micros(now), ttl_millis(expires_at, now), expires, key, _u64(expires))
+        stored = yield Eval(scripts.TOUCH, (layout.session(key), layout.index_of(key)), args)
+        return bool(stored)
+
+    def delete(self, key: str) -> Flow[None]:
+        layout = self.layout
+        yield Eval(scripts.DELETE, (layout.session(key), layout.index_of(key)), (key,))
+
+    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
+        """One atomic script on plain Redis and Sentinel, and in Cluster mode when both
+        keys share a shard (1 in 256). Otherwise the keys live in different slots, maybe on
+        different masters, and no Redis command spans them: see :meth:`_move_across_slots`.
+        """
+        if self.cluster and not self.layout.same_slot(old_key, new_key):
+            return (yield from self._move_across_slots(old_key, new_key, expires_at, now))
+        layout, expires = self.layout, to_micros(expires_at)
+        keys = (
+            layout.session(old_key),
+            layout.index_of(old_key),
+            layout.session(new_key),
+            layout.index_of(new_key),
+        )
+        args = (
+            to_micros(now),
+            ttl_millis(expires_at, now),
+            expires,
+            old_key,
+            new_key,
+            _u64(expires),
+        )
+        moved = yield Eval(scripts.RENAME, keys, args)
+        return bool(moved)
+
+    def _move_across_slots(
+        self, old_key: str, new_key: str, expires_at: datetime, now: datetime
+    ) -> Flow[bool]:
+        """Park, copy, discard: a rename between slots that never shows two live copies.
+
+        1. PARK moves the old record to a parking key in its own slot (reads of the old id
+           find nothing from here on) and returns it.
+        2. CREATE writes it, with the new expiry, under the new key.
+        3. DISCARD drops the parked copy.
+
+        If step 1 or 2 fails, the new key is deleted and the record unparked (the rename
+        did not happen; the error is raised). If that roll-back fails too, the record stays
+        parked, invisible, until its TTL (at most :data:`PARK_TTL_MS`): the session is lost,
+        never duplicated. If step 3 fails, the rename did happen; the parked copy expires.
+        """
+        layout = self.layout
+        parked_key = layout.parking(old_key)
+        park = Eval(
+            scripts.PARK,
+            (layout.session(old_key), layout.index_of(old_key), parked_key),
+            (to_micros(now), old_key, PARK_TTL_MS),
+        )
+        try:
+            raw = yield park
+            record = decode_record(bytes(raw)) if raw is not None else None
+            if record is None:
+                return False
+            moved = StoredSession(record.data, record.version, record.created_at, expires_at)
+            stored = yield self._create(new_key, encode_record(moved), expires_at, now)
+        except StoreError as error:
+            yield from self._unpark(old_key, new_key, now, error, delete_new=True)
+            raise
+        if not stored:
+            # The caller guarantees a fresh new key; if it is not, leave that session be.
+            taken = StoreError("rename: the new key already holds a live session")
+            yield from self._unpark(old_key, new_key, now, taken, delete_new=False)
+            raise taken
+        try:
+            yield Eval(scripts.DISCARD, (parked_key,), ())
+        except StoreError as error:
+            logger.warning(
+                "session %s… moved, but its parked copy stays until it expires: %s",
+                new_key[:8],
+                error,
+            )
+        return True
+
+    def _unpark(
+        self, old_key: str, new_key: str, now: datetime, cause: StoreError, *, delete_new: bool
+    ) -> Flow[None]:
+        """Undo a half-done move: drop what step 2 may have written (its reply may have
+        been lost), then put the parked record back under the old key."""
+        layout = self.layout
+        try:
+            if delete_new:
+                new_keys = (layout.session(new_key), layout.index_of(new_key))
+                yield Eval(scripts.DELETE, new_keys, (new_key,))
+            raw = yield Get(layout.parking(old_key))
+            record = decode_record(bytes(raw)) if raw is not None else None
+            if record is None:
+                return
+            yield Eval(
+                scripts.UNPARK,
+                (layout.parking(old_key), layout.session(old_key), layout.index_of(old_key)),
+                (ttl_millis(record.expires_at, now), to_micros(record.expires_at), old_key),
+            )
+        except StoreError as error:
+            logger.error(
+                "rename of session %s… failed (%s) and could not be rolled back (%s): the "
+                "session is lost",
+                old_key[:8],
+                cause,
+                error,
+            )
+
+    def count(self, now: datetime) -> Flow[int]:
+        total = yield CountLive(self.layout.all_indexes(), to_micros(now))
+        return int(total)
+
+    def delete_expired(self, now: datetime, limit: int) -> Flow[int]:
+        """Redis expires the records itself (native TTL): nothing to delete. The count
+        index is trimmed here as well as on every create."""
+        yield TrimIndexes(self.layout.all_indexes(), to_micros(now))
+        return 0
+
+
+# -- shared by the two runners -----------------------------------------------------------
+def throw_into(flow: Flow[Any], error: StoreError, cause: Exception) -> Command:
+    """Throw ``error`` (caused by the driver's ``cause``) into ``flow``; return the next
+    command it yields (a roll-back), or let the error propagate out of it."""
+    error.__cause__ = cause
+    return flow.throw(error)
+
+
+def check_acknowledged(acknowledged: int, wanted: int, timeout_ms: int) -> None:
+    """After a write with ``wait_replicas``: fewer acknowledgements than asked are logged,
+    not raised. The write is on the master and every reader sees it; raising would report
+    a failure for a write that happened (and, after a rename, leave the client holding an
+    id that no longer exists)."""
+    if acknowledged < wanted:
+        logger.warning(
+            "session write acknowledged by %d of %d replicas within %d ms; it could be lost "
+            "if the master fails now",
+            acknowledged,
+            wanted,
+            timeout_ms,
+        )

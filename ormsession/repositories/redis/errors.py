@@ -1,0 +1,44 @@
+"""Turning redis-py errors into ormsession's, without leaking passwords."""
+
+from __future__ import annotations
+
+from redis import exceptions as redis_errors
+
+from ormsession.errors import StoreError, StoreUnavailableError
+from ormsession.urls import scrub
+
+__all__ = ["REDIS_ERRORS", "wrap_redis_error"]
+
+#: What the repositories catch: redis-py's errors, plus the cluster client's exception
+#: root, which is not a RedisError.
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis_errors.RedisError,
+    redis_errors.RedisClusterException,
+)
+
+# Cannot reach, cannot log in, or the store is between masters: retrying later may work.
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,  # refused, reset, auth failed, too many connections
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,  # talking to a master that was just demoted
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+)
+
+
+def wrap_redis_error(
+    exc: Exception, *, operation: str, where: str, secrets: tuple[str, ...] = ()
+) -> StoreError:
+    """A :class:`StoreUnavailableError` for outages, a :class:`StoreError` for the rest;
+    the message names the store (``where``, already redacted) and scrubs ``secrets``."""
+    detail = scrub(f"{type(exc).__name__}: {exc}".strip(), *secrets).splitlines()
+    text = detail[0] if detail else type(exc).__name__
+    # RedisClusterException itself (not its subclasses, which are usage errors such as
+    # cross-slot commands) is what the cluster client raises when no node answers.
+    unreachable = type(exc) is redis_errors.RedisClusterException
+    if unreachable or isinstance(exc, _UNAVAILABLE):
+        return StoreUnavailableError(
+            f"session store {where} unavailable during {operation}: {text}"
+        )
+    return StoreError(f"session store {where} failed during {operation}: {text}")

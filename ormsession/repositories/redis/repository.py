@@ -1,0 +1,190 @@
+"""The synchronous Redis repository: plain Redis, Sentinel and Cluster, over redis-py.
+
+Every rule lives in :class:`~ormsession.repositories.redis.base.RedisStoreCore`; this
+class only answers its commands with redis-py calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from datetime import datetime
+from typing import Any, TypeVar
+
+from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError
+
+from ormsession.errors import StoreError
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.redis.base import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_WAIT_TIMEOUT_MS,
+    Command,
+    CountLive,
+    Eval,
+    Flow,
+    Get,
+    KeyLayout,
+    RedisStoreCore,
+    TrimIndexes,
+    check_acknowledged,
+    throw_into,
+)
+from ormsession.repositories.redis.clients import describe_client, is_cluster_client
+from ormsession.repositories.redis.errors import REDIS_ERRORS, wrap_redis_error
+
+__all__ = ["RedisRepository"]
+
+T = TypeVar("T")
+#: Session values are bytes: never let a client's decode_responses=True touch them.
+_RAW = {NEVER_DECODE: True}
+
+
+class RedisRepository:
+    """Sessions in Redis with native TTLs (see ``docs/stores/redis.md``).
+
+    ``client`` is a ``redis.Redis`` (plain, or a Sentinel ``master_for`` client) or a
+    ``redis.cluster.RedisCluster``. A client the app hands in is never closed; ``owned``
+    lists what this repository created and closes in :meth:`close`. ``wait_replicas``: after
+    each write, WAIT for that many replicas (not on Cluster), up to ``wait_timeout_ms``.
+    """
+
+    native_ttl = True
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
+        owned: Sequence[Any] = (),
+        where: str | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        # Typed Any: redis-py's annotations overload every command on sync/async clients.
+        self.client = client
+        self.cluster = is_cluster_client(client)
+        self.core = RedisStoreCore(KeyLayout(key_prefix), cluster=self.cluster)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._owned = list(owned)
+        self._where = where or describe_client(client)
+        self._secrets = secrets
+
+    @property
+    def key_prefix(self) -> str:
+        return self.core.layout.prefix
+
+    def __repr__(self) -> str:
+        return f"<RedisRepository {self._where} prefix={self.key_prefix!r}>"
+
+    # -- the contract ---------------------------------------------------------------
+    def read(self, key: str, now: datetime) -> StoredSession | None:
+        return self._run(self.core.read(key, now), "read")
+
+    def create(self, key: str, record: StoredSession, now: datetime) -> bool:
+        return self._run(self.core.create(key, record, now), "create")
+
+    def update(
+        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+    ) -> int | None:
+        return self._run(self.core.update(key, data, expires_at, expected_version, now), "update")
+
+    def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
+        return self._run(self.core.touch(key, expires_at, now), "touch")
+
+    def delete(self, key: str) -> None:
+        self._run(self.core.delete(key), "delete")
+
+    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
+        return self._run(self.core.rename(old_key, new_key, expires_at, now), "rename")
+
+    def count(self, now: datetime) -> int:
+        return self._run(self.core.count(now), "count")
+
+    def delete_expired(self, now: datetime, limit: int) -> int:
+        return self._run(self.core.delete_expired(now, limit), "delete_expired")
+
+    def close(self) -> None:
+        """Close the clients this repository created (never one the app handed in)."""
+        owned, self._owned = self._owned, []
+        with ExitStack() as stack:  # closes every one, even if one raises
+            for resource in owned:
+                stack.callback(resource.close)
+
+    # -- plumbing -------------------------------------------------------------------
+    def _run(self, flow: Flow[T], operation: str) -> T:
+        """Answer ``flow``'s commands; redis errors go back into it wrapped, so its
+        roll-backs run, and come out of it as ormsession errors."""
+        try:
+            command = next(flow)
+            while True:
+                try:
+                    result = self._execute(command)
+                except REDIS_ERRORS as exc:
+                    command = throw_into(flow, self._wrap(exc, operation), exc)
+                else:
+                    command = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _wrap(self, exc: Exception, operation: str) -> StoreError:
+        return wrap_redis_error(exc, operation=operation, where=self._where, secrets=self._secrets)
+
+    def _execute(self, command: Command) -> Any:
+        match command:
+            case Get(key):
+                return self.client.execute_command("GET", key, **_RAW)
+            case Eval():
+                if self.wait_replicas and not self.cluster:
+                    return self._eval_and_wait(command)
+                return self._eval(command)
+            case CountLive(keys, above):
+                return sum(
+                    self._pipelined(keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf"))
+                )
+            case TrimIndexes(keys, upto):
+                return self._pipelined(
+                    keys, lambda pipe, key: pipe.zremrangebyscore(key, "-inf", upto)
+                )
+        raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
+
+    def _eval(self, command: Eval) -> Any:
+        keys, args = command.keys, command.args
+        try:
+            return self.client.execute_command(
+                "EVALSHA", command.script.sha, len(keys), *keys, *args, **_RAW
+            )
+        except NoScriptError:
+            # First use on this server (or after a failover or SCRIPT FLUSH): EVAL sends the
+            # source, which also caches it for the next EVALSHA.
+            return self.client.execute_command(
+                "EVAL", command.script.source, len(keys), *keys, *args, **_RAW
+            )
+
+    def _eval_and_wait(self, command: Eval) -> Any:
+        """The script and WAIT in one pipeline: WAIT counts the acknowledgements of the
+        writes made on its own connection, so it must share the script's."""
+        keys, args = command.keys, command.args
+        for verb, script in (("EVALSHA", command.script.sha), ("EVAL", command.script.source)):
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(verb, script, len(keys), *keys, *args, **_RAW)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                result, acknowledged = pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError):
+                continue
+            if isinstance(result, Exception):
+                raise result
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
+            check_acknowledged(int(acknowledged), self.wait_replicas, self.wait_timeout_ms)
+            return result
+        raise AssertionError("EVAL cannot answer NOSCRIPT")  # pragma: no cover
+
+    def _pipelined(self, keys: Sequence[str], add: Callable[[Any, str], Any]) -> list[Any]:
+        # One round trip on plain Redis; on Cluster, redis-py splits it per master.
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                add(pipe, key)
+            return list(pipe.execute())

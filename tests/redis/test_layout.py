@@ -1,0 +1,113 @@
+"""The I/O-free part of the Redis store: key layout, prefix validation, record encoding."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.crc import key_slot
+
+from ormsession.errors import ConfigurationError
+from ormsession.ids import SessionIds, storage_key
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.redis.base import (
+    MAX_PREFIX_LENGTH,
+    SHARDS,
+    KeyLayout,
+    decode_record,
+    encode_record,
+    ttl_millis,
+    validate_key_prefix,
+)
+from ormsession.repositories.redis.scripts import CREATE, PARK, RENAME
+
+
+def test_keys_share_a_hash_tag_with_their_index_and_parking_key() -> None:
+    layout = KeyLayout("app:")
+    key = storage_key(SessionIds().generate())
+    session, index, parking = layout.session(key), layout.index_of(key), layout.parking(key)
+    assert session == f"app:{{{key[:2]}}}:{key}"
+    assert index == f"app:{{{key[:2]}}}:index"
+    assert parking == f"app:{{{key[:2]}}}:moving:{key}"
+    assert key_slot(session.encode()) == key_slot(index.encode()) == key_slot(parking.encode())
+
+
+def test_the_shards_cover_every_key_and_spread_over_the_slot_space() -> None:
+    layout = KeyLayout()
+    indexes = layout.all_indexes()
+    assert len(indexes) == len(set(indexes)) == SHARDS
+    for n in range(200):
+        key = storage_key(f"id-{n}")
+        assert layout.index_of(key) in indexes
+    # The default three-master split of the slot space gets a fair share of the tags.
+    thirds = [0, 0, 0]
+    for index in indexes:
+        thirds[min(2, key_slot(index.encode()) * 3 // 16384)] += 1
+    assert all(SHARDS // 3 - 25 <= third <= SHARDS // 3 + 25 for third in thirds), thirds
+
+
+def test_keys_other_than_64_hex_are_refused() -> None:
+    layout = KeyLayout()
+    for bad in ("", "x" * 64, "A" * 64, "a" * 63, "a" * 64 + "}", "ab*" + "a" * 61):
+        with pytest.raises(ValueError, match="64 lowercase hex"):
+            layout.session(bad)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "problem"),
+    [
+        ("", "must not be empty"),
+        ("app *", "printable ASCII without spaces"),
+        ("app\n", "printable ASCII"),
+        ("säx:", "printable ASCII"),
+        ("app*:", "must not contain"),
+        ("app?:", "must not contain"),
+        ("app[1]:", "must not contain"),
+        ("{app}:", "must not contain"),
+        ("app\\:", "must not contain"),
+        ("a" * (MAX_PREFIX_LENGTH + 1), "longer than"),
+    ],
+)
+def test_bad_prefixes_are_refused(prefix: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match="key_prefix") as caught:
+        validate_key_prefix(prefix)
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "prefix", ["ormsession:", "a", "my-app/sessions:", "x" * MAX_PREFIX_LENGTH]
+)
+def test_good_prefixes_are_kept(prefix: str) -> None:
+    assert validate_key_prefix(prefix) == prefix
+
+
+def test_records_round_trip_exactly() -> None:
+    created = datetime(2026, 11, 3, 4, 5, 6, 789012, tzinfo=UTC)
+    record = StoredSession(bytes(range(256)), 2**40 + 3, created, created + timedelta(days=30))
+    raw = encode_record(record)
+    assert len(raw) == 25 + 256
+    assert decode_record(raw) == record
+
+
+def test_values_in_another_format_are_not_records() -> None:
+    assert decode_record(b"") is None
+    assert decode_record(b"\x01short") is None
+    assert decode_record(b"\x02" + bytes(24)) is None
+    assert decode_record(b'{"gob": "beego wrote this"}') is None
+
+
+def test_ttl_is_rounded_up_and_never_zero() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert ttl_millis(now + timedelta(seconds=90), now) == 90_000
+    assert ttl_millis(now + timedelta(microseconds=1500), now) == 2
+    assert ttl_millis(now + timedelta(microseconds=1), now) == 1
+    assert ttl_millis(now, now) == 1
+    assert ttl_millis(now - timedelta(hours=1), now) == 1
+
+
+def test_scripts_pass_integers_as_strings_to_redis() -> None:
+    # A Lua number in redis.call() would be formatted as 1.76e+15 (%.14g).
+    for script in (CREATE, RENAME, PARK):
+        assert "tonumber(ARGV" in script.source
+        assert "redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[2])" in CREATE.source
+    assert len({CREATE.sha, RENAME.sha, PARK.sha}) == 3

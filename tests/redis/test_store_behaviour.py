@@ -1,0 +1,188 @@
+"""What every Redis mode (plain, Sentinel, Cluster) must guarantee beyond the contract:
+TTLs on every key, namespaces that keep apps apart, no raw session id anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import ormsession
+from ormsession.expiry import utcnow
+from ormsession.ids import storage_key
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.redis.base import KeyLayout
+from tests.manager.test_lifecycle import cookie_id, stored_session
+from tests.redis.helpers import KEY_LAYOUT, KINDS, node_clients, routing_client, stored_keys
+from tests.support.stores import FakeClock, open_manager, open_store, target_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _mixed_workload(manager: Any, clock: FakeClock) -> None:
+    """Creates, writes, merge conflicts, touches, regenerates, destroys, expiries, gc."""
+    sids = [stored_session(manager, n=n, cart=[]) for n in range(12)]
+    for sid in sids[:4]:  # compare-and-set conflicts resolved by merging
+        first, second = manager.open(sid), manager.open(sid)
+        first["a"] = 1
+        second["b"] = 2
+        manager.save(first)
+        manager.save(second)
+    for sid in sids[4:8]:  # regenerate (a rename), with and without a later write
+        session = manager.open(sid)
+        manager.regenerate(session)
+        session["logged_in"] = True
+        manager.save(session)
+    manager.destroy(manager.open(sids[8]))
+    slow, logout = manager.open(sids[9]), manager.open(sids[9])
+    manager.destroy(logout)
+    slow["late"] = 1
+    manager.save(slow)  # finds the session gone: stays destroyed
+    clock.advance(hours=3)  # due for a throttled touch
+    for sid in sids[10:]:
+        manager.save(manager.open(sid))
+    clock.advance(hours=22)  # the untouched ones are now expired for the manager
+    stored_session(manager, after="expiry")  # create trims the index shard it lands in
+    manager.count()
+    manager.gc()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_no_key_ever_lacks_a_ttl(request: pytest.FixtureRequest, kind: str, mode: str) -> None:
+    clock = FakeClock()
+    with open_manager(request, kind, mode, clock=clock) as manager:
+        _mixed_workload(manager, clock)
+    prefix = target_for(request, kind).options["key_prefix"]
+    with node_clients(request, kind) as clients:
+        keys = stored_keys(clients, prefix)
+    sessions = [k for k in keys if k.kind == b"string"]
+    indexes = [k for k in keys if k.kind == b"zset"]
+    assert len(sessions) >= 10 and indexes, "the workload must have left keys to inspect"
+    assert [k.name for k in keys if k.pttl <= 0] == [], "every key must carry a TTL"
+    for key in keys:
+        assert key.name.startswith(prefix.encode())
+        assert KEY_LAYOUT.fullmatch(key.name[len(prefix) :]), key.name
+    assert not [k for k in keys if b":moving:" in k.name], "parked copies must be discarded"
+    # An index outlives its members: its TTL is at least the longest one in its shard.
+    for index in indexes:
+        tag = index.name[: index.name.index(b"}") + 1]
+        members = [k.pttl for k in sessions if k.name.startswith(tag)]
+        assert index.pttl >= max(members, default=0) - 50
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_native_ttl_follows_every_write(
+    request: pytest.FixtureRequest, kind: str, mode: str
+) -> None:
+    """Redis must drop a record when (and not before) the manager's expiry passes."""
+    layout = KeyLayout(target_for(request, kind).options["key_prefix"])
+    hour = timedelta(hours=1)
+    key, new = storage_key("ttl-a" + mode), storage_key("ttl-b" + mode)
+    with open_store(request, kind, mode) as repository, routing_client(request, kind) as raw:
+
+        def assert_ttl(key: str, ttl: timedelta) -> None:
+            # TTL = expires_at - the now of the write (Redis' clock plays no part).
+            expected = ttl / timedelta(milliseconds=1)
+            assert expected - 2000 < raw.pttl(layout.session(key)) <= expected, key
+
+        now = utcnow()
+        assert repository.create(key, StoredSession(b"x", 1, now, now + hour), now)
+        assert_ttl(key, hour)
+        assert repository.update(key, b"y", now + 2 * hour, 1, now) == 2
+        assert_ttl(key, 2 * hour)
+        assert repository.touch(key, now + 3 * hour, now)
+        assert_ttl(key, 3 * hour)
+        assert repository.rename(key, new, now + 4 * hour, now)
+        assert_ttl(new, 4 * hour)
+        # A write whose now runs ahead of Redis' clock gets the TTL its now implies.
+        later = now + 2 * hour
+        assert repository.touch(new, later + hour, later)
+        assert_ttl(new, hour)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_raw_session_id_is_in_no_key_and_no_value(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    target = target_for(request, kind)
+    prefix = target.options["key_prefix"]
+    manager = ormsession.configure(url=target.url, key_prefix=prefix)
+    ids = []
+    try:
+        for n in range(8):
+            session = manager.open(None)
+            session["n"] = n
+            ids.append(cookie_id(manager.save(session)))
+        session = manager.open(ids[0])
+        manager.regenerate(session)
+        manager.save(session)
+        ids.append(session.id)
+    finally:
+        manager.close()
+    with node_clients(request, kind) as clients:
+        keys = stored_keys(clients, prefix)
+    blob = b"\n".join(k.name + b"\n" + k.content for k in keys)
+    assert storage_key(ids[-1]).encode() in blob, "sanity: the hashed key is stored"
+    for sid in ids:
+        assert sid.encode() not in blob
+        assert sid[:20].encode() not in blob, "not even a fragment of the id"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_apps_with_different_prefixes_never_see_each_others_sessions(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    target = target_for(request, kind)
+    prefix = target.options["key_prefix"]
+    # The second app's prefix extends the first's: scans and counts must still not mix.
+    first = ormsession.configure(url=target.url, key_prefix=prefix)
+    second = ormsession.configure(url=target.url, key_prefix=prefix + "other:")
+    try:
+        mine = [stored_session(first, app=1) for _ in range(3)]
+        theirs = stored_session(second, app=2)
+        assert (first.count(), second.count()) == (3, 1)
+        for sid in mine:
+            assert second.open(sid).is_new
+        assert first.open(theirs).is_new
+        assert second.open(theirs)["app"] == 2
+        first.gc()
+        assert second.count() == 1
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_configure_round_trips_sessions_sync_and_async(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    target = target_for(request, kind)
+    prefix = target.options["key_prefix"]
+    with ormsession.configure(url=target.url, key_prefix=prefix) as manager:
+        sid = stored_session(manager, user="ann")
+        session = manager.open(sid)
+        manager.regenerate(session)
+        new_sid = cookie_id(manager.save(session))
+        assert manager.open(sid).is_new and manager.open(new_sid)["user"] == "ann"
+        assert manager.count() == 1
+
+    async def scenario() -> None:
+        manager = await ormsession.configure_async(url=target.async_url, key_prefix=prefix)
+        try:
+            session = await manager.open(new_sid)
+            assert session["user"] == "ann", "the async twin reads what the sync one wrote"
+            session["via"] = "async"
+            await manager.regenerate(session)
+            await manager.save(session)
+            reopened = await manager.open(session.id)
+            assert dict(reopened) == {"user": "ann", "via": "async"}
+            assert (await manager.open(new_sid)).is_new
+            assert await manager.count() == 1
+        finally:
+            await manager.close()
+
+    asyncio.run(scenario())
