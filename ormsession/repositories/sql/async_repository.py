@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
-from ormsession.repositories.sql.dbapi import CompiledStatement
+from ormsession.repositories.sql.dbapi import StatementCache
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
@@ -59,7 +59,7 @@ class AsyncSqlRepository:
         self._auto_migrate = auto_migrate
         # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py).
         self._driver = driver_for(engine.dialect.driver)
-        self._compiled: dict[Any, CompiledStatement] = {}
+        self._statements = StatementCache(engine.dialect)
 
     @classmethod
     def from_url(
@@ -187,10 +187,7 @@ class AsyncSqlRepository:
 
     async def _execute_raw(self, query: Query[T], driver: AsyncDriver) -> T:
         """:meth:`_execute` on the driver's own connection, from the engine's pool."""
-        compiled = self._compiled.get(query.statement)
-        if compiled is None:
-            compiled = CompiledStatement(query.statement, self.engine.dialect)
-            self._compiled[query.statement] = compiled
+        compiled = self._statements[query.statement]
         params = compiled.parameters(query.params)
         returns_rows = isinstance(query.statement, Select)
         failures: tuple[type[BaseException], ...] = (*driver.errors, OSError, TimeoutError)

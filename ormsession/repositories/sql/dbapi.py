@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from ormsession.repositories.sql.types import UTCDateTime
 
-__all__ = ["DBAPI_DRIVERS", "CompiledStatement", "RawResult"]
+__all__ = ["DBAPI_DRIVERS", "CompiledStatement", "RawResult", "StatementCache"]
 
 #: Sync drivers whose datetime and bytes handling this module knows.
 DBAPI_DRIVERS = {
@@ -104,6 +104,22 @@ class CompiledStatement:
         for index in self._datetime_columns:
             values[index] = _datetime_from_row(values[index])
         return tuple(values)
+
+
+class StatementCache:
+    """Each statement compiled once for one dialect, on first use."""
+
+    __slots__ = ("_compiled", "_dialect")
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._compiled: dict[Any, CompiledStatement] = {}
+
+    def __getitem__(self, statement: Executable) -> CompiledStatement:
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = self._compiled[statement] = CompiledStatement(statement, self._dialect)
+        return compiled
 
 
 class RawResult:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.dbapi import DBAPI_DRIVERS, CompiledStatement, RawResult
+from ormsession.repositories.sql.dbapi import DBAPI_DRIVERS, RawResult, StatementCache
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
@@ -48,7 +48,7 @@ class SqlRepository:
         dialect = engine.dialect
         # Known drivers skip SQLAlchemy's per-call execution layer (see dbapi.py).
         self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS
-        self._compiled: dict[Any, CompiledStatement] = {}
+        self._statements = StatementCache(engine.dialect)
         if schema_check:
             from ormsession.schema import check_schema
 
@@ -164,10 +164,7 @@ class SqlRepository:
 
     def _execute_raw(self, query: Query[T]) -> T:
         """:meth:`_execute` on a DBAPI cursor from the engine's pool (see dbapi.py)."""
-        compiled = self._compiled.get(query.statement)
-        if compiled is None:
-            compiled = CompiledStatement(query.statement, self.engine.dialect)
-            self._compiled[query.statement] = compiled
+        compiled = self._statements[query.statement]
         params = compiled.parameters(query.params)
         dialect = self.engine.dialect
         dbapi_error = dialect.loaded_dbapi.Error
