@@ -117,7 +117,7 @@ class SessionPolicy:
             )
             return self._fresh(now, client_sent_id=True)
         session = self.session_class(
-            session_id, data, created_at=record.created_at, client_sent_id=True
+            session_id, data, created_at=record.created_at, client_sent_id=True, key=key
         )
         session._loaded(record.data, record.version, record.expires_at)
         session._id_changed = False
@@ -232,8 +232,15 @@ class SessionPolicy:
     def _changed_bytes(self, session: RequestSession) -> bytes | None:
         """The bytes to write, or None when the data is as loaded (even if it was
         reassigned to equal values, or mutable values were merely read)."""
-        if not session._dirty and not session._exposed:
-            return None
+        if not session._dirty:
+            if not session._exposed:
+                return None
+            # Only read: most requests that look at a cart change nothing, and checking
+            # that with the C encoder is several times cheaper than a tagged re-encode.
+            unchanged = getattr(self.serializer, "unchanged", None)
+            if unchanged is not None and unchanged(session._data, session._original):
+                session._exposed = False
+                return None
         data = self._encode(session._data)
         if data == session._original:
             session._dirty = session._exposed = False

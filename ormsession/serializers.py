@@ -218,17 +218,38 @@ class JSONSerializer:
 
     def __init__(self, *, extra_tags: list[Tag] | None = None) -> None:
         self._tagger = _Tagger(extra_tags or [], native_bytes=False)
+        # Built once: json.dumps() with options constructs an encoder on every call.
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        self._plain_encoder = json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_not_plain
+        )
 
     def dumps(self, data: Mapping[str, Any]) -> bytes:
         tagged = self._tagger.encode(dict(data))
-        return json.dumps(tagged, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return self._encoder.encode(tagged).encode("utf-8")
 
     def loads(self, raw: bytes) -> dict[str, Any]:
         try:
             decoded = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptSessionDataError(f"stored session is not valid JSON: {exc}") from exc
+        if b'" ' not in raw and b"\\u0020" not in raw:
+            # No key starts with a space, so there is no tag or escape to walk for.
+            return _top_level(decoded)
         return _top_level(self._tagger.decode(decoded))
+
+    def unchanged(self, data: Mapping[str, Any], original: bytes) -> bool:
+        """A fast "same as stored" check for data of plain JSON types only.
+
+        The C encoder writes such data exactly as :meth:`dumps` would, so equal bytes mean
+        equal data. Data with tagged types raises inside and answers False (the caller then
+        does the full comparison). One blind spot, by design: an equal value replaced in
+        place by a tuple or a str/int subclass encodes the same, so it reads as unchanged.
+        """
+        try:
+            return self._plain_encoder.encode(data).encode("utf-8") == original
+        except (TypeError, ValueError):
+            return False
 
 
 class MsgpackSerializer:
@@ -281,6 +302,10 @@ class UnsafePickleSerializer:
         except Exception as exc:
             raise CorruptSessionDataError(f"stored session is not a valid pickle: {exc}") from exc
         return _top_level(decoded)
+
+
+def _not_plain(value: Any) -> Any:
+    raise TypeError("not a plain JSON value")
 
 
 def _top_level(decoded: Any) -> dict[str, Any]:

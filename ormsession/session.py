@@ -69,17 +69,21 @@ class RequestSession(MutableMapping[str, Any]):
         *,
         created_at: dt.datetime,
         client_sent_id: bool = False,
+        key: str | None = None,
     ) -> None:
         self._data: dict[str, Any] = data if data is not None else {}
         self._client_sent_id = client_sent_id
         self._destroyed = False
         self._unavailable = False
-        self._start(session_id, created_at)
+        self._start(session_id, created_at, key)
 
-    def _start(self, session_id: str, created_at: dt.datetime) -> None:
-        """Become a brand-new, unsaved session under ``session_id`` (keeps the data)."""
+    def _start(self, session_id: str, created_at: dt.datetime, key: str | None = None) -> None:
+        """Become a brand-new, unsaved session under ``session_id`` (keeps the data).
+
+        ``key``: its storage key, when the caller has already hashed the id.
+        """
         self._id = session_id
-        self._key = storage_key(session_id)
+        self._key = key or storage_key(session_id)
         self._original: bytes | None = None
         self._version = 0
         self._created_at = created_at

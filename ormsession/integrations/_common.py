@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
@@ -61,6 +61,8 @@ class RequestOptions:
     id_header: str | None = None
     id_query_param: str | None = None
     trust_forwarded_proto: bool = False
+    #: The (lowercase) request headers a request's session depends on, worked out once.
+    wanted_headers: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.id_header is not None and (
@@ -69,6 +71,12 @@ class RequestOptions:
             raise ConfigurationError(f"id_header {self.id_header!r} is not a valid header name")
         if self.id_query_param is not None and not self.id_query_param:
             raise ConfigurationError("id_query_param must not be empty (None disables it)")
+        names = {b"cookie"}
+        if self.trust_forwarded_proto:
+            names.add(b"x-forwarded-proto")
+        if self.id_header:
+            names.add(self.id_header.lower().encode("latin-1"))
+        object.__setattr__(self, "wanted_headers", frozenset(names))
 
     @classmethod
     def from_settings(cls, settings: OrmsessionSettings) -> RequestOptions:
@@ -151,9 +159,13 @@ class SessionRequest:
     def from_asgi(
         cls, scope: Mapping[str, Any], options: RequestOptions, cookie_name: str
     ) -> SessionRequest:
+        # Only the few headers this needs are decoded (ASGI header names are lowercase).
+        wanted = options.wanted_headers
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope.get("headers") or ():
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            if raw_name not in wanted:
+                continue
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             if name in headers:
                 # HTTP/2 may split Cookie into several headers; others fold with commas.
                 value = headers[name] + ("; " if name == "cookie" else ", ") + value

@@ -188,7 +188,9 @@ class _Response:
                 cookie = await self.manager.save(self.session, https=self.request.https)
                 self.id_sent = self.session.id
                 extra = self.request.headers_for(self.session, cookie)
-                message = {**message, "headers": _add_headers(message.get("headers"), extra)}
+                if extra:
+                    headers = _add_headers(message.get("headers"), extra)
+                    message = {**message, "headers": headers}
             await send(message)
 
         await app(scope, receive, send_with_session)
@@ -198,7 +200,7 @@ class _Response:
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    headers = [(bytes(name), bytes(value)) for name, value in raw or ()]
+    headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
     for name, value in extra:
         if name == "Vary":
             index = next((i for i, (n, _) in enumerate(headers) if n.lower() == b"vary"), None)

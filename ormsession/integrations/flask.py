@@ -62,6 +62,9 @@ _FLASK_COOKIE_KEYS = {
 class FlaskSession(RequestSession, SessionMixin):
     """A :class:`RequestSession` that is also a Flask session (``session.permanent`` etc.)."""
 
+    #: How this request named its session (set by ``open_session`` for ``save_session``).
+    ormsession_request: SessionRequest | None = None
+
     @property
     def new(self) -> bool:  # type: ignore[override]
         """True until the session has been stored (Flask's name for ``is_new``)."""
@@ -99,21 +102,27 @@ class OrmSessionInterface(SessionInterface):
             request.environ, self.options, self.manager.cookie.cookie_name
         )
         request.environ[_REQUEST_KEY] = session_request
-        return as_session_class(self.manager.open(session_request.session_id), FlaskSession)
+        session = as_session_class(self.manager.open(session_request.session_id), FlaskSession)
+        session.ormsession_request = session_request  # for save_session, without a lookup
+        return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, RequestSession):  # a null session (open failed)
             return
-        environ = flask.request.environ
-        session_request: SessionRequest = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
-            environ, self.options, self.manager.cookie.cookie_name
-        )
+        session_request = getattr(session, "ormsession_request", None)
+        if session_request is None:
+            environ = flask.request.environ
+            session_request = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
+                environ, self.options, self.manager.cookie.cookie_name
+            )
         expires_before = session.expires_at
         cookie = self.manager.save(session, https=session_request.https)
-        cookie = self._permanent_cookie(app, session, cookie, expires_before, session_request)
+        if "_permanent" in session._data:
+            cookie = self._permanent_cookie(app, session, cookie, expires_before, session_request)
         for name, value in session_request.headers_for(session, cookie):
             if name == "Vary":
-                response.vary.update(value.split(", "))
+                for vary in value.split(", "):
+                    response.vary.add(vary)
             else:
                 response.headers.add(name, value)
 

@@ -148,3 +148,23 @@ def test_extra_tags_extend_the_json_serializer() -> None:
 def test_json_output_is_plain_readable_json() -> None:
     raw = JSONSerializer().dumps({"user": 1, "when": dt.date(2026, 1, 1)})
     assert json.loads(raw) == {"user": 1, "when": {" d": "2026-01-01"}}
+
+
+def test_the_fast_unchanged_check_agrees_with_a_full_comparison() -> None:
+    serializer = JSONSerializer()
+    plain = {"cart": [1, 2], "user": {"name": "ann"}, "n": 1.5, "ok": True, "none": None}
+    stored = serializer.dumps(plain)
+    assert serializer.unchanged(dict(plain), stored)
+    assert not serializer.unchanged({**plain, "n": 2}, stored)
+    assert not serializer.unchanged(
+        {"cart": [1, 2, 3], **{k: v for k, v in plain.items() if k != "cart"}}, stored
+    )
+    tagged = {"when": dt.date(2026, 1, 1), "s": {1}}
+    # tagged types are never judged by the fast check: it answers False, never wrongly True
+    assert not serializer.unchanged(tagged, serializer.dumps(tagged))
+    assert not serializer.unchanged({"x": float("nan")}, b"")
+
+
+def test_escaped_space_keys_still_decode_as_tags() -> None:
+    raw = b'{"when": {"\\u0020d": "2026-01-02"}}'
+    assert JSONSerializer().loads(raw) == {"when": dt.date(2026, 1, 2)}

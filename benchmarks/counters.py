@@ -1,0 +1,391 @@
+"""Statements and commands per operation, counted by the store's server, not by the client.
+
+Every counter takes a *before* snapshot, runs the work, takes an *after* snapshot and
+divides the difference by the number of operations:
+
+- PostgreSQL: ``pg_stat_database`` of the benchmark's own database (nobody else uses it):
+  ``xact_commit`` (the engines run in autocommit, so one statement is one transaction) and
+  ``tup_inserted + tup_updated + tup_deleted`` (rows written). PostgreSQL 15 flushes a
+  backend's statistics lazily (at most once a second, otherwise up to 10 s later), so each
+  snapshot first runs ``SELECT pg_stat_force_next_flush()`` on every idle connection of the
+  pools involved; those statements are subtracted again.
+- MariaDB: ``SHOW SESSION STATUS`` (``Com_select``, ``Com_insert``, ``Com_update``,
+  ``Com_delete``, ...) on every idle connection of the pools involved: the same counters as
+  ``SHOW GLOBAL STATUS``, but only ours; the server is shared with other test runs.
+- SQLite: ``sqlite3`` trace callbacks on every connection of the pools (the library *is* the
+  server): one call per statement the engine runs, BEGIN and COMMIT included.
+- Redis (plain, Sentinel master, every Cluster master): ``INFO commandstats``; commands run
+  by a Lua script count too (that is the server's work). On the shared Redis the quietest
+  of three trials is kept, since other clients' commands can only add.
+- Couchbase: the protocol-level test server's ``op_counts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CouchbaseOpCounter",
+    "Counts",
+    "MariaDbStatusCounter",
+    "PgStatCounter",
+    "Pool",
+    "RedisCommandCounter",
+    "ServerCounter",
+    "SqliteTraceCounter",
+]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Per operation: everything the server did, and the writes among it."""
+
+    total: float
+    writes: float
+    unit: str  # "stmt" (SQL statements), "cmd" (Redis commands), "op" (Couchbase KV ops)
+    detail: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {value:g}" for name, value in sorted(self.detail.items()))
+        return f"{self.total:g} {self.unit} ({parts})" if parts else f"{self.total:g} {self.unit}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    values: Mapping[str, int]
+    #: Statements the snapshot itself ran that land in the *next* reading (PG flushes).
+    overhead: Mapping[str, int] = field(default_factory=dict)
+
+
+class ServerCounter(ABC):
+    """Counts what the server did while ``work`` ran."""
+
+    unit = "stmt"
+    #: Trials per measurement; the one with the fewest commands wins (shared servers).
+    trials = 1
+
+    @abstractmethod
+    def snapshot(self) -> Snapshot: ...
+
+    @abstractmethod
+    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+        """(total, writes, detail) of a raw counter difference."""
+
+    def count(self, work: Callable[[], object], ops: int) -> Counts:
+        best: tuple[int, int, dict[str, int]] | None = None
+        for _ in range(self.trials):
+            before = self.snapshot()
+            work()
+            after = self.snapshot()
+            keys = set(before.values) | set(after.values)
+            delta = {
+                key: after.values.get(key, 0)
+                - before.values.get(key, 0)
+                - after.overhead.get(key, 0)
+                for key in keys
+            }
+            result = self.classify({k: v for k, v in delta.items() if v})
+            if best is None or result[0] < best[0]:
+                best = result
+        assert best is not None
+        total, writes, detail = best
+        return Counts(
+            total=round(total / ops, 2),
+            writes=round(writes / ops, 2),
+            unit=self.unit,
+            detail={name: round(value / ops, 2) for name, value in detail.items()},
+        )
+
+
+# -- connection pools ---------------------------------------------------------------------
+class Pool:
+    """Runs one SQL statement on every idle connection of an engine's pool (sync or async).
+
+    Checking out as many connections as the pool holds idle returns exactly those, so the
+    statement reaches every connection the benchmark used (and creates none when the
+    pool is warm).
+    """
+
+    def __init__(self, engine: Any, runner: asyncio.Runner | None = None) -> None:
+        self.engine = engine
+        self.runner = runner
+        self.is_async = type(engine).__name__ == "AsyncEngine"
+
+    def idle(self) -> int:
+        pool = self.engine.sync_engine.pool if self.is_async else self.engine.pool
+        return max(1, int(pool.checkedin()))
+
+    def on_each(self, sql: str) -> list[list[tuple[Any, ...]]]:
+        if self.is_async:
+            assert self.runner is not None, "an AsyncEngine needs the event loop's runner"
+            return self.runner.run(self._on_each_async(sql))
+        connections = [self.engine.raw_connection() for _ in range(self.idle())]
+        results = []
+        try:
+            for connection in connections:
+                cursor = connection.cursor()
+                cursor.execute(sql)
+                results.append([tuple(row) for row in cursor.fetchall()])
+                cursor.close()
+        finally:
+            for connection in connections:
+                connection.close()
+        return results
+
+    async def _on_each_async(self, sql: str) -> list[list[tuple[Any, ...]]]:
+        results = []
+        async with contextlib.AsyncExitStack() as stack:
+            connections = [
+                await stack.enter_async_context(self.engine.connect()) for _ in range(self.idle())
+            ]
+            for connection in connections:
+                # On the driver's connection, as ormsession's async SQL store runs its
+                # statements: SQLAlchemy's execute() would begin a transaction whose
+                # rollback on close the server would count too.
+                raw = (await connection.get_raw_connection()).driver_connection
+                if hasattr(raw, "fetch"):  # asyncpg
+                    rows = await raw.fetch(sql)
+                else:  # asyncmy
+                    async with raw.cursor() as cursor:
+                        await cursor.execute(sql)
+                        rows = await cursor.fetchall()
+                results.append([tuple(row) for row in rows])
+        return results
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+class PgStatCounter(ServerCounter):
+    """``pg_stat_database`` of ``database``, read over a separate admin connection (whose
+    own statements count in the ``postgres`` database, not ours)."""
+
+    _COLUMNS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted")
+    # The flush only happens when the backend has relation statistics pending, so the
+    # statement reads a (tiny) catalog table; its own transaction is then part of the flush.
+    _FLUSH = "SELECT pg_stat_force_next_flush() FROM pg_catalog.pg_am LIMIT 1"
+
+    def __init__(self, admin: Any, database: str, pools: Iterable[Pool]) -> None:
+        self.admin = admin  # a psycopg2 connection in autocommit to another database
+        self.database = database
+        self.pools = list(pools)
+
+    def snapshot(self) -> Snapshot:
+        flushes = 0
+        for pool in self.pools:
+            flushes += len(pool.on_each(self._FLUSH))
+        cursor = self.admin.cursor()
+        cursor.execute(
+            f"SELECT {', '.join(self._COLUMNS)} FROM pg_stat_database WHERE datname = %s",
+            (self.database,),
+        )
+        row = cursor.fetchone()
+        cursor.close()
+        return Snapshot(dict(zip(self._COLUMNS, row, strict=True)), {"xact_commit": flushes})
+
+    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+        statements = delta.get("xact_commit", 0) + delta.get("xact_rollback", 0)
+        rows = {
+            "ins": delta.get("tup_inserted", 0),
+            "upd": delta.get("tup_updated", 0),
+            "del": delta.get("tup_deleted", 0),
+        }
+        return statements, sum(rows.values()), {k: v for k, v in rows.items() if v}
+
+
+# -- MariaDB ------------------------------------------------------------------------------
+class MariaDbStatusCounter(ServerCounter):
+    _NAMES = (
+        "Com_select",
+        "Com_insert",
+        "Com_update",
+        "Com_delete",
+        "Com_replace",
+        "Com_insert_select",
+        "Com_begin",
+        "Com_commit",
+        "Com_rollback",
+    )
+    _WRITES = ("insert", "update", "delete", "replace", "insert_select")
+
+    def __init__(self, pools: Iterable[Pool]) -> None:
+        self.pools = list(pools)
+        names = ", ".join(f"'{name}'" for name in self._NAMES)
+        self._sql = f"SHOW SESSION STATUS WHERE Variable_name IN ({names})"
+
+    def snapshot(self) -> Snapshot:
+        totals: Counter[str] = Counter()
+        for pool in self.pools:
+            for rows in pool.on_each(self._sql):
+                for name, value in rows:
+                    totals[str(name).lower().removeprefix("com_")] += int(value)
+        return Snapshot(dict(totals))
+
+    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+        writes = sum(delta.get(name, 0) for name in self._WRITES)
+        return sum(delta.values()), writes, dict(delta)
+
+
+# -- SQLite -------------------------------------------------------------------------------
+class SqliteTraceCounter(ServerCounter):
+    """Installs a trace callback on the pools' connections (existing and future ones)."""
+
+    _FIRST_WORD = re.compile(r"\s*(\w+)")
+    _WRITES = ("insert", "update", "delete", "replace")
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+
+    def trace(self, statement: str) -> None:
+        match = self._FIRST_WORD.match(statement)
+        self.seen[match.group(1).lower() if match else "?"] += 1
+
+    def install(self, engine: Any, runner: asyncio.Runner | None = None) -> None:
+        from sqlalchemy import event
+
+        if type(engine).__name__ == "AsyncEngine":
+            assert runner is not None
+            event.listen(engine.sync_engine, "connect", self._on_async_connect)
+            runner.run(self._install_async(engine))
+            return
+        event.listen(engine, "connect", self._on_connect)
+        pool = Pool(engine)
+        connections = [engine.raw_connection() for _ in range(pool.idle())]
+        for connection in connections:
+            connection.driver_connection.set_trace_callback(self.trace)
+            connection.close()
+
+    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(self.trace)
+
+    def _on_async_connect(self, adapted: Any, _record: Any) -> None:
+        # SQLAlchemy's aiosqlite adapter -> aiosqlite.Connection -> sqlite3.Connection.
+        adapted._connection._conn.set_trace_callback(self.trace)
+
+    async def _install_async(self, engine: Any) -> None:
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.set_trace_callback(self.trace)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(dict(self.seen))
+
+    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+        writes = sum(delta.get(name, 0) for name in self._WRITES)
+        return sum(delta.values()), writes, dict(delta)
+
+
+# -- Redis --------------------------------------------------------------------------------
+class RedisCommandCounter(ServerCounter):
+    """``INFO commandstats`` summed over ``nodes`` (admin clients of the data masters)."""
+
+    unit = "cmd"
+    #: Server chatter that is not session work: replication, sentinels, cluster bus, us.
+    IGNORED = frozenset(
+        {
+            "info",
+            "ping",
+            "replconf",
+            "psync",
+            "sync",
+            "publish",
+            "subscribe",
+            "config",
+            "client",
+            "cluster",
+            "command",
+            "hello",
+            "auth",
+            "select",
+            "role",
+            "readonly",
+            "readwrite",
+            "echo",
+            "sentinel",
+            "slowlog",
+            "latency",
+            "memory",
+            "debug",
+        }
+    )
+
+    def __init__(self, nodes: Iterable[Any], *, shared: bool = False) -> None:
+        self.nodes = list(nodes)
+        self.trials = 3 if shared else 1
+        self._writes: dict[str, bool] = {}
+
+    def snapshot(self) -> Snapshot:
+        totals: Counter[str] = Counter()
+        for node in self.nodes:
+            stats = node.info("commandstats")
+            for name, value in stats.items():
+                command = name.removeprefix("cmdstat_").lower()
+                if command not in self.IGNORED:
+                    totals[command] += int(value["calls"])
+        return Snapshot(dict(totals))
+
+    def _is_write(self, command: str) -> bool:
+        if command not in self._writes:
+            reply = self.nodes[0].execute_command("COMMAND", "INFO", command.split("|")[0])
+            flags = _flags_of(reply)
+            self._writes[command] = "write" in flags
+        return self._writes[command]
+
+    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+        writes = sum(value for name, value in delta.items() if self._is_write(name))
+        return sum(delta.values()), writes, dict(delta)
+
+
+def _flags_of(reply: Any) -> set[str]:
+    """The flags in a ``COMMAND INFO`` reply, whichever shape redis-py parsed it into."""
+    if isinstance(reply, dict):
+        entries = list(reply.values())
+    elif isinstance(reply, list):
+        entries = reply
+    else:
+        return set()
+    flags: set[str] = set()
+    for entry in entries:
+        if isinstance(entry, dict):
+            values = entry.get("flags", [])
+        elif isinstance(entry, list | tuple) and len(entry) > 2:
+            values = entry[2]
+        else:
+            continue
+        flags.update(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+    return flags
+
+
+# -- Couchbase ----------------------------------------------------------------------------
+class CouchbaseOpCounter(ServerCounter):
+    """The test server's per-opcode counts (``read`` returns ``{opcode name: count}``)."""
+
+    unit = "op"
+    IGNORED = frozenset(
+        {
+            "NOOP",
+            "HELLO",
+            "SASL_LIST_MECHS",
+            "SASL_AUTH",
+            "SASL_STEP",
+            "SELECT_BUCKET",
+            "GET_CLUSTER_CONFIG",
+            "GET_COLLECTION_ID",
+        }
+    )
+    WRITES = frozenset({"SET", "ADD", "REPLACE", "DELETE", "TOUCH", "GAT"})
+
+    def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
+        self.read = read
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot({k: v for k, v in self.read().items() if k not in self.IGNORED})
+
+    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+        writes = sum(v for k, v in delta.items() if k in self.WRITES)
+        return sum(delta.values()), writes, {k.lower(): v for k, v in delta.items()}

@@ -1,0 +1,405 @@
+"""``python -m benchmarks``: every store, ormsession against its floor, in one run.
+
+For each store that can be set up: build a sync manager (``configure``) and an async one
+(``configure_async``) the way an app would, the floors on the very same clients and pools,
+and measure in interleaved rounds
+
+- the manager's own operations: open an existing session, save a modified one, open + save
+  an unmodified one, regenerate;
+- full requests through the Flask extension (WSGI) and the ASGI middleware on Starlette,
+  read-only and writing, against the same apps on hand-written session layers;
+
+then count, on the server, the statements or commands each operation cost. With
+``--scale`` (on by default): reads at 1,000 vs 1,000,000 sessions, gc of 1,000,000 expired
+rows, memory per held session. Targets are printed as PASS/FAIL lines at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import itertools
+import pstats
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.counters import ServerCounter
+from benchmarks.floors import AsyncFloor, Floor, new_id
+from benchmarks.report import (
+    READ_REQUEST_LIMIT,
+    WRITE_REQUEST_LIMIT,
+    Report,
+    Row,
+    load_average,
+    machine_info,
+)
+from benchmarks.requests import SEED, AsgiRunner, flask_app, flask_runner, starlette_app
+from benchmarks.stores import ALL_STORES, CPU_ONLY, StoreEnv, StoreUnavailableError, open_store
+from benchmarks.timing import OpRunner, Settings, calibrate, compare, run_rounds, timed
+
+__all__ = ["Scenario", "main"]
+
+SCALE_READ_STORES = ("postgresql", "mariadb", "redis")
+SCALE_GC_STORES = ("postgresql", "mariadb")
+
+
+@dataclass
+class Scenario:
+    operation: str
+    ours: OpRunner
+    floor: OpRunner
+    limit: float | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    stores: tuple[str, ...]
+    timing: Settings
+    count_ops: int
+    scale: bool
+    scale_small: int
+    scale_big: int
+    gc_rows: int
+    memory_sessions: int
+    couchbase_small: int
+    couchbase_big: int
+    profile: str | None
+    operations: bool = True
+
+
+# -- scenarios --------------------------------------------------------------------------
+def manager_scenarios(manager: Any, floor: Floor) -> list[Scenario]:
+    """The manager's own operations, each against the floor doing the same by hand."""
+
+    def stored() -> Any:
+        session = manager.open(None)
+        session.update(SEED)
+        manager.save(session)
+        reopened = manager.open(session.id)
+        assert not reopened.is_new, "a saved session must open again"
+        return reopened
+
+    def floor_stored() -> str:
+        session_id = new_id()
+        floor.write(session_id, dict(SEED))
+        assert floor.read(session_id) is not None
+        return session_id
+
+    # open an existing session
+    open_id, floor_open_id = stored().id, floor_stored()
+    # save a modified one (a fresh value each time, so every save must write)
+    modified, floor_modified_id, floor_data = stored(), floor_stored(), dict(SEED)
+    counter = itertools.count()
+
+    def save_modified() -> None:
+        modified["visits"] = next(counter)
+        manager.save(modified)
+
+    def floor_save_modified() -> None:
+        floor_data["visits"] = next(counter)
+        floor.write(floor_modified_id, floor_data)
+
+    # open + save an unmodified one: the floor reads, and has nothing to write
+    unmodified_id, floor_unmodified_id = stored().id, floor_stored()
+    # regenerate: the same session again and again (each call renames it)
+    regenerated = stored()
+    floor_regenerated = [floor_stored()]
+
+    def floor_regenerate() -> None:
+        floor_regenerated[0] = floor.regenerate(floor_regenerated[0], SEED)
+
+    return [
+        Scenario(
+            "open", timed(lambda: manager.open(open_id)), timed(lambda: floor.read(floor_open_id))
+        ),
+        Scenario("save (modified)", timed(save_modified), timed(floor_save_modified)),
+        Scenario(
+            "open + save (unmodified)",
+            timed(lambda: manager.save(manager.open(unmodified_id))),
+            timed(lambda: floor.read(floor_unmodified_id)),
+        ),
+        Scenario(
+            "regenerate", timed(lambda: manager.regenerate(regenerated)), timed(floor_regenerate)
+        ),
+    ]
+
+
+def request_scenarios(
+    manager: Any, async_manager: Any, floor: Floor, async_floor: AsyncFloor, runner: asyncio.Runner
+) -> tuple[list[Scenario], list[AsgiRunner]]:
+    """Full requests: Flask (WSGI) and Starlette (ASGI), read-only and writing."""
+    ours_flask, floor_flask = flask_app(manager=manager), flask_app(floor=floor)
+    ours_asgi = AsgiRunner(starlette_app(manager=async_manager), runner)
+    floor_asgi = AsgiRunner(starlette_app(floor=async_floor), runner)
+    expect = b"42 2"
+    scenarios = [
+        Scenario(
+            "Flask request, read-only",
+            flask_runner(ours_flask, "GET", "/read", expect),
+            flask_runner(floor_flask, "GET", "/read", expect),
+            READ_REQUEST_LIMIT,
+            read_only=True,
+        ),
+        Scenario(
+            "Flask request, write",
+            flask_runner(ours_flask, "POST", "/write"),
+            flask_runner(floor_flask, "POST", "/write"),
+            WRITE_REQUEST_LIMIT,
+        ),
+        Scenario(
+            "Starlette request, read-only",
+            ours_asgi.series("GET", "/read", expect),
+            floor_asgi.series("GET", "/read", expect),
+            READ_REQUEST_LIMIT,
+            read_only=True,
+        ),
+        Scenario(
+            "Starlette request, write",
+            ours_asgi.series("POST", "/write"),
+            floor_asgi.series("POST", "/write"),
+            WRITE_REQUEST_LIMIT,
+        ),
+    ]
+    return scenarios, [ours_asgi, floor_asgi]
+
+
+# -- one store --------------------------------------------------------------------------
+def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan: Plan) -> Row:
+    settings = plan.timing
+    ops = calibrate(scenario.floor, settings)
+    per_op = run_rounds(
+        {"ours": scenario.ours, "floor": scenario.floor},
+        rounds=settings.rounds,
+        ops=ops,
+        warmup_ops=settings.warmup_ops,
+    )
+    comparison = compare(per_op, "ours", "floor", ops)
+    n = plan.count_ops
+    ours = floor = None
+    if counter is not None:
+        ours = counter.count(lambda: scenario.ours(n), n)
+        floor = counter.count(lambda: scenario.floor(n), n)
+    limit = None if store == CPU_ONLY else scenario.limit
+    row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only)
+    if plan.profile and plan.profile.lower() in f"{store} {scenario.operation}".lower():
+        profile(store, scenario, ops * settings.rounds)
+    return row
+
+
+def profile(store: str, scenario: Scenario, ops: int) -> None:
+    """cProfile of ormsession's side of a scenario (``--profile``), to stderr."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    scenario.ours(ops)
+    profiler.disable()
+    print(f"\n--- profile: {store} / {scenario.operation} ({ops} operations) ---", file=sys.stderr)
+    stats = pstats.Stats(profiler, stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
+
+
+def bench_store(env: StoreEnv, plan: Plan, report: Report) -> None:
+    if plan.operations:
+        bench_operations(env, plan, report)
+    bench_scale(env, plan, report)
+
+
+def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
+    from ormsession import configure, configure_async
+    from ormsession.integrations.flask import FlaskSession
+
+    with contextlib.ExitStack() as stack:
+        runner = stack.enter_context(asyncio.Runner())
+        # One manager per side, built as an app would; FlaskSession so the Flask extension
+        # takes the manager's sessions as they are.
+        manager = configure(url=env.url, session_class=FlaskSession, **env.options)
+        stack.callback(manager.close)
+        async_manager = runner.run(configure_async(url=env.async_url, **env.options))
+        stack.callback(lambda: runner.run(async_manager.close()))
+        floor, async_floor = env.floor(manager), env.async_floor(async_manager)
+        counter = None if env.name == CPU_ONLY else env.counter(manager, async_manager, runner)
+        scenarios = manager_scenarios(manager, floor)
+        requests, clients = request_scenarios(manager, async_manager, floor, async_floor, runner)
+        for client in clients:
+            stack.callback(client.close)
+        for scenario in scenarios + requests:
+            started = time.perf_counter()
+            row = measure(env.name, scenario, counter, plan)
+            report.rows.append(row)
+            _progress(
+                f"  {scenario.operation:<30} {row.comparison.ratio:6.3f}x  "
+                f"({row.comparison.a_us:8.1f} vs {row.comparison.b_us:8.1f} µs, "
+                f"{time.perf_counter() - started:4.1f} s)"
+            )
+
+
+def bench_scale(env: StoreEnv, plan: Plan, report: Report) -> None:
+    if plan.scale and env.name in SCALE_READ_STORES:
+        from benchmarks import scale
+
+        read = scale.read_scale_redis if env.name == "redis" else scale.read_scale_sql
+        result = read(env, plan.timing, small=plan.scale_small, big=plan.scale_big)
+        report.scale.append(result)
+        _progress(
+            f"  reads {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
+            f"(floor {result.floor.ratio:.3f}x, load {result.load_seconds:.1f} s)"
+        )
+    if plan.scale and env.name == "couchbase":
+        from benchmarks import scale
+
+        result = scale.write_scale_couchbase(
+            env, plan.timing, small=plan.couchbase_small, big=plan.couchbase_big
+        )
+        report.scale.append(result)
+        _progress(
+            f"  save with {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
+            f"(floor {result.floor.ratio:.3f}x, creating them {result.load_seconds:.1f} s)"
+        )
+    if plan.scale and env.name in SCALE_GC_STORES:
+        from benchmarks import scale
+
+        gc = scale.gc_sql(env, rows=plan.gc_rows)
+        report.gc.append(gc)
+        _progress(
+            f"  gc of {gc.rows:,} rows: {gc.total_seconds:.1f} s, longest batch "
+            f"{gc.max_batch_seconds * 1000:.1f} ms"
+        )
+    if plan.scale and env.name == "sqlite" and plan.memory_sessions:
+        from benchmarks import scale
+
+        report.memory = scale.memory_per_session(
+            env.url, sessions=plan.memory_sessions, options=env.options
+        )
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- the command ------------------------------------------------------------------------
+def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "--stores",
+        default=",".join((CPU_ONLY, *ALL_STORES)),
+        help=f"comma-separated, from {','.join((CPU_ONLY, *ALL_STORES))} (default: all)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts: a smoke run, not a measurement"
+    )
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--scale",
+        dest="scale",
+        action="store_true",
+        default=True,
+        help="run the scale part (default)",
+    )
+    scale.add_argument("--no-scale", dest="scale", action="store_false", help="skip the scale part")
+    parser.add_argument(
+        "--no-ops", dest="operations", action="store_false", help="skip operations and requests"
+    )
+    parser.add_argument(
+        "--scale-small", type=int, default=None, help="sessions in the small set (1,000)"
+    )
+    parser.add_argument(
+        "--scale-big", type=int, default=None, help="sessions in the big set (1,000,000)"
+    )
+    parser.add_argument("--gc-rows", type=int, default=None, help="expired rows for gc (1,000,000)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (21)")
+    parser.add_argument(
+        "--round-ms", type=float, default=None, help="target length of a round (50 ms)"
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the report to this file")
+    parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
+    parser.add_argument(
+        "--profile", help="cProfile ormsession's side of matching operations (stderr)"
+    )
+    args = parser.parse_args(argv)
+    stores = tuple(name.strip() for name in args.stores.split(",") if name.strip())
+    unknown = sorted(set(stores) - {CPU_ONLY, *ALL_STORES})
+    if unknown:
+        parser.error(f"unknown store(s): {', '.join(unknown)}")
+    if args.quick:
+        timing = Settings(rounds=3, round_seconds=0.004, min_ops=2, max_ops=10, warmup_ops=2)
+        defaults = {"small": 100, "big": 1_000, "gc": 2_500, "count": 4, "memory": 200}
+        defaults |= {"couchbase_small": 10, "couchbase_big": 60}
+    else:
+        timing = Settings()
+        defaults = {"small": 1_000, "big": 1_000_000, "gc": 1_000_000, "count": 40, "memory": 2_000}
+        defaults |= {"couchbase_small": 100, "couchbase_big": 10_000}
+    if args.rounds is not None:
+        timing = Settings(**{**asdict(timing), "rounds": args.rounds})
+    if args.round_ms is not None:
+        timing = Settings(**{**asdict(timing), "round_seconds": args.round_ms / 1000})
+    plan = Plan(
+        stores=stores,
+        timing=timing,
+        count_ops=defaults["count"],
+        scale=args.scale,
+        scale_small=args.scale_small or defaults["small"],
+        scale_big=args.scale_big or defaults["big"],
+        gc_rows=args.gc_rows or defaults["gc"],
+        memory_sessions=defaults["memory"],
+        couchbase_small=defaults["couchbase_small"],
+        couchbase_big=defaults["couchbase_big"],
+        profile=args.profile,
+        operations=args.operations,
+    )
+    return plan, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    plan, args = parse(argv)
+    started = time.perf_counter()
+    settings = {
+        "rounds": plan.timing.rounds,
+        "round": f"{plan.timing.round_seconds * 1000:g} ms",
+        "counted ops": plan.count_ops,
+        "quick": bool(args.quick),
+    }
+    report = Report(machine=machine_info(), settings=settings)
+    for name in plan.stores:
+        _progress(f"{name}:")
+        store_started = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            try:
+                env = stack.enter_context(open_store(name))
+            except StoreUnavailableError as exc:
+                report.skipped[name] = str(exc)
+                _progress(f"  skipped: {exc}")
+                continue
+            except Exception as exc:  # a server that would not start: report, go on
+                report.skipped[name] = f"{type(exc).__name__}: {exc}"
+                _progress(f"  skipped: {type(exc).__name__}: {exc}")
+                continue
+            report.versions[name] = env.version
+            try:
+                bench_store(env, plan, report)
+            except Exception as exc:
+                report.errors[name] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+        _progress(
+            f"  ({name}: {time.perf_counter() - store_started:.1f} s with set-up and tear-down)"
+        )
+    report.finished = {
+        "load average at end (1, 5, 15 min)": load_average(),
+        "run time": f"{time.perf_counter() - started:.0f} s",
+    }
+    text = report.markdown()
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text, encoding="utf-8")
+    if args.json:
+        args.json.write_text(report.to_json(), encoding="utf-8")
+    return 1 if report.errors else 0

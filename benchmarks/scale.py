@@ -1,0 +1,560 @@
+"""Scale: reads with 1,000 vs 1,000,000 stored sessions, gc of 1,000,000 expired rows,
+and the memory a held session costs the process.
+
+Sessions are bulk-loaded the fast way for each store (``COPY`` on PostgreSQL, multi-row
+``INSERT`` in key order on MariaDB, pipelined ``SET ... PX`` on Redis) with ids derived from
+a seed, so no id list has to be kept: ``scale_id(seed, i)`` is session ``i``'s id, and its
+key is the SHA-256 of that, as ormsession stores it.
+
+- SQL: two tables side by side (``bench_small``, ``bench_big``), read in interleaved rounds
+  with fresh random ids (the big table's reads are spread over all of it, as a real site's
+  are; the small one fits any cache).
+- Redis: one keyspace, so A-B-A: reads with the small set loaded, with the big set loaded,
+  and with the small set again after unloading; the big reads are compared with the mean of
+  the two small phases.
+- gc: ``manager.gc()`` with the configured batch size on a table of expired rows; the time
+  between two ``progress`` callbacks is one batch (one DELETE statement: an upper bound on
+  how long it held its locks).
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import hashlib
+import io
+import itertools
+import random
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from benchmarks.floors import SqlFloor, loads, new_id
+from benchmarks.requests import SEED
+from benchmarks.stores import StoreEnv
+from benchmarks.timing import Comparison, Settings, run_rounds
+
+__all__ = [
+    "GcResult",
+    "MemoryResult",
+    "ReadScaleResult",
+    "gc_sql",
+    "memory_per_session",
+    "read_scale_redis",
+    "read_scale_sql",
+    "scale_id",
+    "write_scale_couchbase",
+]
+
+SMALL_TABLE, BIG_TABLE, GC_TABLE = "bench_small", "bench_big", "bench_gc"
+_COLUMNS = "session_key, session_data, session_expiry, session_created, session_version"
+
+
+@dataclass(frozen=True)
+class ReadScaleResult:
+    store: str
+    small: int
+    big: int
+    ours: Comparison  # big vs small
+    floor: Comparison
+    load_seconds: float
+    operation: str = "read"
+    #: On-disk size of the big set (table and indexes), where the store tells it.
+    big_megabytes: float | None = None
+
+
+@dataclass(frozen=True)
+class GcResult:
+    store: str
+    rows: int
+    batch_size: int
+    deleted: int
+    batches: int
+    total_seconds: float
+    max_batch_seconds: float
+    median_batch_ms: float
+    p99_batch_ms: float
+    remaining: int
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    sessions: int
+    ours_bytes: float
+    floor_bytes: float
+
+
+def _repository(manager: Any) -> Any:
+    """The store behind a manager (typed loosely: the SQL and Redis ones differ)."""
+    return manager.repository
+
+
+def _naive(moment: datetime) -> datetime:
+    """A naive UTC datetime, as MySQL's DATETIME columns take them."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def scale_id(seed: bytes, index: int) -> str:
+    """Session ``index``'s id: 43 URL-safe characters, the format ormsession issues."""
+    digest = hashlib.sha256(seed + index.to_bytes(8, "big")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def _payload(index: int) -> bytes:
+    # What ormsession's JSON serializer writes for SEED with this user id.
+    return f'{{"user_id":{index},"name":"ada","cart":["apple","pear"],"visits":0}}'.encode()
+
+
+def _rows(seed: bytes, start: int, stop: int) -> list[tuple[str, int]]:
+    """(key, index) in key order: B-tree and clustered-index inserts then append."""
+    return sorted((_key(scale_id(seed, i)), i) for i in range(start, stop))
+
+
+def _chunks(rows: Sequence[tuple[str, int]], size: int) -> Iterator[Sequence[tuple[str, int]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """Expiry and creation times: spread over an hour (live) or the past day (expired)."""
+
+    live: bool
+    now: datetime
+
+    def expiry(self, index: int) -> datetime:
+        if self.live:
+            return self.now + timedelta(hours=1, seconds=index % 3600)
+        return self.now - timedelta(minutes=1, seconds=index % 86400)
+
+    def created(self, index: int) -> datetime:
+        return (
+            self.now - timedelta(hours=1) if self.live else self.expiry(index) - timedelta(days=1)
+        )
+
+
+# -- bulk loading -------------------------------------------------------------------------
+def load_sql(env: StoreEnv, table: str, seed: bytes, start: int, stop: int, *, live: bool) -> float:
+    """Load sessions ``start..stop`` into ``table``; return the seconds it took."""
+    began = time.perf_counter()
+    rows = _rows(seed, start, stop)
+    times = Lifetimes(live, datetime.now(UTC))
+    connection = env.extra["connect"]()
+    try:
+        if env.name == "postgresql":
+            _copy_postgresql(connection, table, rows, times)
+        else:
+            _insert_mariadb(connection, table, rows, times)
+    finally:
+        connection.close()
+    return time.perf_counter() - began
+
+
+def _copy_postgresql(
+    connection: Any, table: str, rows: Sequence[tuple[str, int]], times: Lifetimes
+) -> None:
+    connection.autocommit = False
+    with connection.cursor() as cursor:
+        for chunk in _chunks(rows, 100_000):
+            buffer = io.StringIO()
+            for key, index in chunk:
+                buffer.write(
+                    f"{key}\t\\\\x{_payload(index).hex()}\t{times.expiry(index).isoformat()}\t"
+                    f"{times.created(index).isoformat()}\t1\n"
+                )
+            buffer.seek(0)
+            cursor.copy_expert(f"COPY {table} ({_COLUMNS}) FROM STDIN", buffer)
+        connection.commit()
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+def _insert_mariadb(
+    connection: Any, table: str, rows: Sequence[tuple[str, int]], times: Lifetimes
+) -> None:
+    """Multi-row INSERTs in key order, in one transaction, with the secondary index dropped
+    and rebuilt afterwards: with random expiries, maintaining it row by row thrashes a
+    small buffer pool (200 s per million rows instead of about 20)."""
+    sql = f"INSERT INTO {table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, 1)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND INDEX_NAME != 'PRIMARY' "
+            "ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (table,),
+        )
+        indexes: dict[str, tuple[bool, list[str]]] = {}
+        for name, column, non_unique in cursor.fetchall():
+            indexes.setdefault(name, (not int(non_unique), []))[1].append(column)
+        for name in indexes:
+            cursor.execute(f"ALTER TABLE {table} DROP INDEX {name}")
+        connection.autocommit(False)
+        for chunk in _chunks(rows, 5_000):
+            cursor.executemany(
+                sql,
+                [
+                    (key, _payload(i), _naive(times.expiry(i)), _naive(times.created(i)))
+                    for key, i in chunk
+                ],
+            )
+        connection.commit()
+        connection.autocommit(True)
+        for name, (unique, columns) in indexes.items():
+            kind = "UNIQUE INDEX" if unique else "INDEX"
+            cursor.execute(f"ALTER TABLE {table} ADD {kind} {name} ({', '.join(columns)})")
+        cursor.execute(f"ANALYZE TABLE {table}")
+        cursor.fetchall()
+
+
+def _ids(seed: bytes, population: int, count: int, stream: str) -> Iterator[str]:
+    """Endless random ids of the ``population`` loaded; ``count`` draws, cycled. Each
+    ``stream`` draws its own ids: two series reading the same rows in the same order would
+    have the first one warm the cache for the second."""
+    draw = random.Random(seed + stream.encode())  # sampling for a benchmark, not security
+    ids = [scale_id(seed, draw.randrange(population)) for _ in range(count)]
+    while True:
+        yield from ids
+
+
+def _open_series(manager: Any, ids: Iterator[str]) -> Callable[[int], int]:
+    def run(n: int) -> int:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            manager.open(next(ids))
+        return time.perf_counter_ns() - start
+
+    return run
+
+
+def _floor_series(read: Callable[[str], Any], ids: Iterator[str]) -> Callable[[int], int]:
+    def run(n: int) -> int:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            read(next(ids))
+        return time.perf_counter_ns() - start
+
+    return run
+
+
+def _draws(settings: Settings, ops: int) -> int:
+    return settings.rounds * ops + 4 * settings.warmup_ops + 100
+
+
+# -- reads at scale: SQL ------------------------------------------------------------------
+def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -> ReadScaleResult:
+    from ormsession import configure
+    from ormsession.schema import upgrade
+
+    seed = b"ormsession-bench-scale"
+    for table in (SMALL_TABLE, BIG_TABLE):
+        upgrade(env.url, table_name=table)
+    loaded = load_sql(env, SMALL_TABLE, seed, 0, small, live=True)
+    loaded += load_sql(env, BIG_TABLE, seed, 0, big, live=True)
+    megabytes = _table_megabytes(env, BIG_TABLE)
+    managers = {
+        size: configure(url=env.url, table_name=table)
+        for size, table in (("small", SMALL_TABLE), ("big", BIG_TABLE))
+    }
+    try:
+        for size, population in (("small", small), ("big", big)):
+            probe = managers[size].open(scale_id(seed, population - 1))
+            assert not probe.is_new, f"the {size} table lost session {population - 1}"
+        ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / 100e-6)))
+        draws = _draws(settings, ops)
+        series = {}
+        for size, population, table in (("small", small, SMALL_TABLE), ("big", big, BIG_TABLE)):
+            manager = managers[size]
+            floor = SqlFloor(_repository(manager).engine, table)
+            ours_ids = _ids(seed, population, draws, "ours")
+            series[f"ours_{size}"] = _open_series(manager, ours_ids)
+            floor_ids = _ids(seed, population, draws, "floor")
+            series[f"floor_{size}"] = _floor_series(floor.read, floor_ids)
+        per_op = run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
+    finally:
+        for manager in managers.values():
+            manager.close()
+    from benchmarks.timing import compare
+
+    return ReadScaleResult(
+        env.name,
+        small,
+        big,
+        compare(per_op, "ours_big", "ours_small", ops),
+        compare(per_op, "floor_big", "floor_small", ops),
+        loaded,
+        big_megabytes=megabytes,
+    )
+
+
+def _table_megabytes(env: StoreEnv, table: str) -> float:
+    """Table plus indexes, as the database reports it (what its cache has to hold)."""
+    connection = env.extra["connect"]()
+    try:
+        with connection.cursor() as cursor:
+            if env.name == "postgresql":
+                cursor.execute("SELECT pg_total_relation_size(%s)", (table,))
+            else:
+                cursor.execute(
+                    "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                    (table,),
+                )
+            row = cursor.fetchone()
+    finally:
+        connection.close()
+    return float(row[0]) / 1024 / 1024 if row else float("nan")
+
+
+# -- reads at scale: Redis ----------------------------------------------------------------
+def _redis_keys(layout: Any, seed: bytes, start: int, stop: int) -> Iterator[tuple[str, int]]:
+    for index in range(start, stop):
+        yield layout.session(_key(scale_id(seed, index))), index
+
+
+def load_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -> float:
+    from ormsession.repositories.base import StoredSession
+    from ormsession.repositories.redis.base import encode_record
+
+    began = time.perf_counter()
+    now = datetime.now(UTC)
+    ttl_ms = 3_600_000  # an aborted run's keys vanish within the hour
+    created, expires = now - timedelta(minutes=5), now + timedelta(milliseconds=ttl_ms)
+    pipe = client.pipeline(transaction=False)
+    for count, (key, index) in enumerate(_redis_keys(layout, seed, start, stop), 1):
+        value = encode_record(StoredSession(_payload(index), 1, created, expires))
+        pipe.set(key, value, px=ttl_ms)
+        if count % 10_000 == 0:
+            pipe.execute()
+    pipe.execute()
+    return time.perf_counter() - began
+
+
+def unload_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -> None:
+    pipe = client.pipeline(transaction=False)
+    for count, (key, _) in enumerate(_redis_keys(layout, seed, start, stop), 1):
+        pipe.unlink(key)
+        if count % 10_000 == 0:
+            pipe.execute()
+    pipe.execute()
+
+
+def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int) -> ReadScaleResult:
+    from ormsession import configure
+    from ormsession.repositories.redis.base import KeyLayout
+
+    seed = b"ormsession-bench-scale"
+    prefix = str(env.extra["prefix"]) + "scale:"
+    layout = KeyLayout(prefix)
+    manager = configure(url=env.url, key_prefix=prefix)
+    client = _repository(manager).client
+
+    def floor_read(session_id: str) -> Any:
+        raw = client.get(layout.session(_key(session_id)))
+        return None if raw is None else loads(raw[25:])  # skip ormsession's record header
+
+    ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / 60e-6)))
+    draws = _draws(settings, ops)
+
+    def phase(population: int) -> dict[str, list[float]]:
+        probe = manager.open(scale_id(seed, population - 1))
+        assert not probe.is_new, f"Redis lost scale session {population - 1}"
+        series = {
+            "ours": _open_series(manager, _ids(seed, population, draws, "ours")),
+            "floor": _floor_series(floor_read, _ids(seed, population, draws, "floor")),
+        }
+        return run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
+
+    try:
+        loaded = load_redis(client, layout, seed, 0, small)
+        first = phase(small)
+        loaded += load_redis(client, layout, seed, small, big)
+        at_scale = phase(big)
+        unload_redis(client, layout, seed, small, big)
+        again = phase(small)
+    finally:
+        unload_redis(client, layout, seed, 0, big)
+        manager.close()
+
+    def versus(name: str) -> Comparison:
+        before = first[name] + again[name]
+        base = statistics.median(before)
+        values = at_scale[name]
+        quartiles = statistics.quantiles(values, n=4, method="inclusive")
+        return Comparison(
+            a_us=statistics.median(values) / 1000,
+            b_us=base / 1000,
+            ratio=statistics.median(values) / base,
+            low=quartiles[0] / base,
+            high=quartiles[2] / base,
+            rounds=len(values),
+            ops=ops,
+        )
+
+    return ReadScaleResult(env.name, small, big, versus("ours"), versus("floor"), loaded)
+
+
+# -- writes at scale: Couchbase ----------------------------------------------------------
+def write_scale_couchbase(
+    env: StoreEnv, settings: Settings, *, small: int, big: int
+) -> ReadScaleResult:
+    """Saving a modified session with ``small`` and then ``big`` sessions stored.
+
+    Not a target of issue 8, but the Couchbase store keeps a count index whose shard
+    documents every write reads and rewrites, so its writes grow with the sessions stored.
+    Sessions are created through ormsession (the index must know them).
+    """
+    from benchmarks.floors import CouchbaseFloor
+    from ormsession import configure
+
+    prefix = str(env.options["key_prefix"]) + "scale:"
+    manager = configure(url=env.url, key_prefix=prefix)
+    try:
+        repository = _repository(manager)
+        floor = CouchbaseFloor(repository.collection, prefix)
+        target = manager.open(None)
+        target.update(SEED)
+        manager.save(target)
+        target = manager.open(target.id)
+        floor_id = new_id()
+        floor_data = dict(SEED)
+        floor.write(floor_id, floor_data)
+        counter = itertools.count()
+
+        def save(n: int) -> int:
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                target["visits"] = next(counter)
+                manager.save(target)
+            return time.perf_counter_ns() - start
+
+        def floor_write(n: int) -> int:
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                floor_data["visits"] = next(counter)
+                floor.write(floor_id, floor_data)
+            return time.perf_counter_ns() - start
+
+        ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / 700e-6)))
+        stored, loaded = 1, 0.0
+        phases = []
+        for population in (small, big):
+            began = time.perf_counter()
+            while stored < population:
+                session = manager.open(None)
+                session.update(SEED)
+                manager.save(session)
+                stored += 1
+            loaded += time.perf_counter() - began
+            series = {"ours": save, "floor": floor_write}
+            phases.append(
+                run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
+            )
+    finally:
+        manager.close()
+
+    def versus(name: str) -> Comparison:
+        base = statistics.median(phases[0][name])
+        values = phases[1][name]
+        quartiles = statistics.quantiles(values, n=4, method="inclusive")
+        return Comparison(
+            a_us=statistics.median(values) / 1000,
+            b_us=base / 1000,
+            ratio=statistics.median(values) / base,
+            low=quartiles[0] / base,
+            high=quartiles[2] / base,
+            rounds=len(values),
+            ops=ops,
+        )
+
+    return ReadScaleResult(
+        env.name, small, big, versus("ours"), versus("floor"), loaded, operation="save (modified)"
+    )
+
+
+# -- gc -----------------------------------------------------------------------------------
+def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
+    from ormsession import configure
+    from ormsession.schema import upgrade
+
+    upgrade(env.url, table_name=GC_TABLE)
+    loaded = load_sql(env, GC_TABLE, b"ormsession-bench-gc", 0, rows, live=False)
+    manager = configure(url=env.url, table_name=GC_TABLE)
+    try:
+        stamps = [time.perf_counter()]
+        deleted = manager.gc(progress=lambda total: stamps.append(time.perf_counter()))
+        stamps.append(time.perf_counter())  # the last, short batch reports no progress
+        with _repository(manager).engine.connect() as connection:
+            from sqlalchemy import text
+
+            remaining = int(
+                connection.execute(text(f"SELECT count(*) FROM {GC_TABLE}")).scalar_one()
+            )
+        batch_size = manager.gc_batch_size
+    finally:
+        manager.close()
+    durations = [b - a for a, b in itertools.pairwise(stamps)]
+    ordered = sorted(durations)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return GcResult(
+        store=env.name,
+        rows=rows,
+        batch_size=batch_size,
+        deleted=deleted,
+        batches=len(durations),
+        total_seconds=stamps[-1] - stamps[0],
+        max_batch_seconds=max(durations),
+        median_batch_ms=statistics.median(durations) * 1000,
+        p99_batch_ms=p99 * 1000,
+        remaining=remaining,
+        load_seconds=loaded,
+    )
+
+
+# -- memory -------------------------------------------------------------------------------
+def memory_per_session(url: str, *, sessions: int, options: dict[str, Any]) -> MemoryResult:
+    """Bytes of Python heap one opened session holds (tracemalloc), ours vs the floor's
+    (the dict ``json.loads`` returns), with ``sessions`` of them held at once."""
+    from ormsession import configure
+
+    manager = configure(url=url, **options)
+    try:
+        floor = SqlFloor(_repository(manager).engine)
+        ours_ids, floor_ids = [], []
+        for _ in range(sessions):
+            session = manager.open(None)
+            session.update(SEED)
+            manager.save(session)
+            ours_ids.append(session.id)
+            floor_ids.append(new_id())
+            floor.write(floor_ids[-1], SEED)
+        ours = _held_bytes(lambda: [manager.open(i) for i in ours_ids])
+        theirs = _held_bytes(lambda: [floor.read(i) for i in floor_ids])
+    finally:
+        manager.close()
+    return MemoryResult(sessions, ours / sessions, theirs / sessions)
+
+
+def _held_bytes(build: Callable[[], list[Any]]) -> float:
+    build()  # warm caches (compiled statements, pools) outside the measurement
+    gc.collect()
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        held = build()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del held
+    return float(after - before)

@@ -1,0 +1,99 @@
+"""Interleaved rounds: ormsession and its floor take turns, so drift and noise hit both.
+
+A *series* is a function that runs ``n`` operations and returns the nanoseconds they took
+(measured inside it, so an event loop's entry costs nothing). Each round runs every series
+once with the same ``n``, in an order that rotates from round to round; a comparison is the
+median over rounds of the per-round ratio (a paired statistic: a slow moment of the machine
+slows both sides of the same round), with its interquartile range as the spread.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+__all__ = ["Comparison", "OpRunner", "Settings", "calibrate", "compare", "run_rounds", "timed"]
+
+#: Runs ``n`` operations, returns the elapsed nanoseconds.
+OpRunner = Callable[[int], int]
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int = 21
+    #: Aim for rounds of about this long per series (``n`` is calibrated on the floor).
+    round_seconds: float = 0.05
+    min_ops: int = 5
+    max_ops: int = 2000
+    warmup_ops: int = 20
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a`` against ``b``: medians per operation (µs) and the paired ratio a/b."""
+
+    a_us: float
+    b_us: float
+    ratio: float
+    low: float  # first quartile of the per-round ratios
+    high: float  # third quartile
+    rounds: int
+    ops: int
+
+
+def timed(operation: Callable[[], object]) -> OpRunner:
+    """A series from a zero-argument operation."""
+
+    def run(n: int) -> int:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            operation()
+        return time.perf_counter_ns() - start
+
+    return run
+
+
+def calibrate(series: OpRunner, settings: Settings) -> int:
+    """How many operations make one round last about ``settings.round_seconds``."""
+    series(settings.warmup_ops)
+    probe = max(settings.min_ops, 5)
+    per_op = series(probe) / probe
+    wanted = int(settings.round_seconds * 1e9 / max(per_op, 1.0))
+    return max(settings.min_ops, min(settings.max_ops, wanted))
+
+
+def run_rounds(
+    series: Mapping[str, OpRunner], *, rounds: int, ops: int, warmup_ops: int = 0
+) -> dict[str, list[float]]:
+    """Per-operation nanoseconds of each series, one value per round."""
+    names = list(series)
+    if warmup_ops:
+        for name in names:
+            series[name](warmup_ops)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        gc.collect()
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(series[name](ops) / ops)
+    return results
+
+
+def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comparison:
+    ratios = [x / y for x, y in zip(per_op[a], per_op[b], strict=True)]
+    if len(ratios) >= 2:
+        low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    else:
+        low = high = ratios[0]
+    return Comparison(
+        a_us=statistics.median(per_op[a]) / 1000,
+        b_us=statistics.median(per_op[b]) / 1000,
+        ratio=statistics.median(ratios),
+        low=low,
+        high=high,
+        rounds=len(ratios),
+        ops=ops,
+    )
