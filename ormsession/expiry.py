@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ormsession.errors import ConfigurationError
@@ -30,6 +30,8 @@ class ExpiryPolicy:
     idle_timeout: timedelta = timedelta(days=1)
     absolute_timeout: timedelta | None = timedelta(days=30)
     refresh_ratio: float = 0.1
+    #: ``now - expires_at`` below this means no touch is due yet (worked out once).
+    _touch_threshold: timedelta = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.idle_timeout <= timedelta(0):
@@ -38,6 +40,8 @@ class ExpiryPolicy:
             raise ConfigurationError("absolute_timeout must be positive (or None)")
         if not 0.0 <= self.refresh_ratio < 1.0:
             raise ConfigurationError("refresh_ratio must be in [0, 1)")
+        threshold = self.idle_timeout * (self.refresh_ratio - 1)
+        object.__setattr__(self, "_touch_threshold", threshold)
 
     def deadline(self, created_at: datetime) -> datetime | None:
         """The absolute end of a session created at ``created_at``."""
@@ -60,5 +64,8 @@ class ExpiryPolicy:
     def touch_due(self, created_at: datetime, expires_at: datetime, now: datetime) -> bool:
         """Whether pushing the expiry back now gains at least ``refresh_ratio`` of the idle
         window (which also stops useless touches once the absolute deadline caps it)."""
+        # Read on every request: one subtraction settles the usual "not yet" case.
+        if now - expires_at < self._touch_threshold:
+            return False
         gained = self.expires_at(created_at, now) - expires_at
         return gained > timedelta(0) and gained >= self.idle_timeout * self.refresh_ratio

@@ -234,16 +234,19 @@ class SessionPolicy:
         reassigned to equal values, or mutable values were merely read)."""
         if not session._dirty:
             if not session._exposed:
-                return None
-            # Only read: most requests that look at a cart change nothing, and checking
-            # that with the C encoder is several times cheaper than a tagged re-encode.
-            unchanged = getattr(self.serializer, "unchanged", None)
-            if unchanged is not None and unchanged(session._data, session._original):
-                session._exposed = False
-                return None
+                if not session._changed_in_place():
+                    return None
+            else:
+                # Deep values were read: most such requests change nothing, and checking
+                # that with the C encoder is several times cheaper than a tagged re-encode.
+                unchanged = getattr(self.serializer, "unchanged", None)
+                if unchanged is not None and unchanged(session._data, session._original):
+                    session._exposed = False
+                    return None
         data = self._encode(session._data)
         if data == session._original:
             session._dirty = session._exposed = False
+            session._snapshots = None
             return None
         return data
 

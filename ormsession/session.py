@@ -37,6 +37,9 @@ _IMMUTABLE = frozenset(
 )
 
 
+_MISSING = object()
+
+
 class RequestSession(MutableMapping[str, Any]):
     """One request's view of a session.
 
@@ -58,6 +61,7 @@ class RequestSession(MutableMapping[str, Any]):
         "_id_changed",
         "_key",
         "_original",
+        "_snapshots",
         "_unavailable",
         "_version",
     )
@@ -90,6 +94,7 @@ class RequestSession(MutableMapping[str, Any]):
         self._expires_at: dt.datetime | None = None
         self._dirty = bool(self._data)
         self._exposed = False
+        self._snapshots: dict[str, Any] | None = None
         self._accessed = False
         self._id_changed = True
 
@@ -100,6 +105,7 @@ class RequestSession(MutableMapping[str, Any]):
         self._expires_at = expires_at
         self._dirty = False
         self._exposed = False
+        self._snapshots = None
 
     # -- what a request can ask -------------------------------------------------------
     @property
@@ -152,8 +158,36 @@ class RequestSession(MutableMapping[str, Any]):
         self._accessed = True
         value = self._data[key]
         if type(value) not in _IMMUTABLE:
-            self._exposed = True
+            self._watch(key, value)
         return value
+
+    def _watch(self, key: str, value: Any) -> None:
+        """A mutable value leaves the mapping: keep what it takes to see an in-place change.
+
+        A flat list or dict (of immutable items, the usual cart or flags) gets a shallow
+        copy, compared at save for the price of an equality test. Anything deeper makes the
+        save compare the whole session's serialized form instead.
+        """
+        if self._exposed:
+            return
+        snapshots = self._snapshots
+        if snapshots is None:
+            snapshots = self._snapshots = {}
+        elif key in snapshots:
+            return
+        items = value.values() if type(value) is dict else value if type(value) is list else None
+        if items is not None and all(type(item) in _IMMUTABLE for item in items):
+            snapshots[key] = value.copy()
+        else:
+            self._exposed = True
+
+    def _changed_in_place(self) -> bool:
+        """Whether a watched flat value differs from its snapshot (see :meth:`_watch`)."""
+        for key, snapshot in (self._snapshots or {}).items():
+            current = self._data.get(key, _MISSING)
+            if type(current) is not type(snapshot) or current != snapshot:
+                return True
+        return False
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._accessed = True

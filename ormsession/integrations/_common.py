@@ -63,6 +63,8 @@ class RequestOptions:
     trust_forwarded_proto: bool = False
     #: The (lowercase) request headers a request's session depends on, worked out once.
     wanted_headers: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    #: True when only the cookie can carry the id and only the scheme tells https.
+    cookie_only: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.id_header is not None and (
@@ -77,6 +79,8 @@ class RequestOptions:
         if self.id_header:
             names.add(self.id_header.lower().encode("latin-1"))
         object.__setattr__(self, "wanted_headers", frozenset(names))
+        cookie_only = not (self.id_header or self.id_query_param or self.trust_forwarded_proto)
+        object.__setattr__(self, "cookie_only", cookie_only)
 
     @classmethod
     def from_settings(cls, settings: OrmsessionSettings) -> RequestOptions:
@@ -141,6 +145,14 @@ class SessionRequest:
     def from_wsgi(
         cls, environ: Mapping[str, object], options: RequestOptions, cookie_name: str
     ) -> SessionRequest:
+        if options.cookie_only:
+            # The default set-up, on every request: skip the generic header plumbing.
+            cookie = environ.get("HTTP_COOKIE")
+            found = (
+                parse_cookie_header(cookie).get(cookie_name) if isinstance(cookie, str) else None
+            )
+            return cls._made(options, found, environ.get("wsgi.url_scheme") == "https")
+
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
             return value if isinstance(value, str) else None
@@ -178,6 +190,15 @@ class SessionRequest:
             query_string=query.decode("latin-1"),
             scheme=str(scope.get("scheme") or "http"),
         )
+
+    @classmethod
+    def _made(cls, options: RequestOptions, session_id: str | None, https: bool) -> SessionRequest:
+        request = cls.__new__(cls)
+        request.options = options
+        request.session_id = session_id or None
+        request.source = "cookie" if session_id else None
+        request.https = https
+        return request
 
     def _find_id(
         self, cookie_name: str, header: Callable[[str], str | None], query_string: str

@@ -202,6 +202,10 @@ class OrmSession:
             resolved = settings_for(
                 self._settings, request_options | self._options, manager_given=True
             )
+            if manager.policy.session_class is RequestSession:
+                # Let the manager build Flask sessions directly (a subclass, so other code
+                # sharing the manager sees no difference) instead of converting each one.
+                manager.policy.session_class = FlaskSession
         interface = OrmSessionInterface(manager, RequestOptions.from_settings(resolved))
         app.session_interface = interface
         app.extensions[EXTENSION_KEY] = interface

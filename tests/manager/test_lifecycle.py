@@ -86,6 +86,41 @@ def test_in_place_mutation_of_a_value_is_saved(manager: Any) -> None:
     assert manager.open(sid)["cart"] == [1, 2]
 
 
+def test_every_kind_of_in_place_change_is_saved(manager: Any) -> None:
+    sid = stored_session(
+        manager, flags={"a": 1}, nested=[{"qty": 1}], deep={"x": {"y": [1]}}, tags={"t"}
+    )
+    changes = [
+        lambda s: s["flags"].update(b=2),  # a flat dict
+        lambda s: s["nested"][0].update(qty=2),  # a dict inside a list
+        lambda s: s["deep"]["x"]["y"].append(2),  # three levels down
+        lambda s: s["tags"].add("u"),  # a set (a tagged type)
+        lambda s: s.get("flags").pop("a"),  # through get()
+    ]
+    for change in changes:
+        session = manager.open(sid)
+        before = dict(manager.open(sid))
+        change(session)
+        manager.save(session)
+        assert dict(manager.open(sid)) != before, change
+    assert dict(manager.open(sid)) == {
+        "flags": {"b": 2},
+        "nested": [{"qty": 2}],
+        "deep": {"x": {"y": [1, 2]}},
+        "tags": {"t", "u"},
+    }
+
+
+def test_reading_values_of_every_kind_writes_nothing(manager: Any) -> None:
+    sid = stored_session(manager, flat=[1, 2], nested=[{"a": [1]}], when=[dt.date(2026, 1, 1)])
+    calls = record_calls(manager)
+    session = manager.open(sid)
+    assert session["flat"] == [1, 2] and session["nested"][0]["a"] == [1]
+    assert list(session.values()) and session["when"][0].year == 2026
+    assert manager.save(session) is None
+    assert calls.writes() == []
+
+
 def test_deleting_and_clearing_keys_is_saved(manager: Any) -> None:
     sid = stored_session(manager, a=1, b=2, c=3)
     session = manager.open(sid)
