@@ -52,9 +52,9 @@ class StoreCall:
 Flow = Generator[StoreCall, Any, T]
 
 
-def _call(method: StoreMethod, *args: Any) -> Flow[Any]:
-    result = yield StoreCall(method, args)
-    return result
+def _store(method: StoreMethod, *args: Any) -> StoreCall:
+    """The store call a flow yields; the manager sends back its result."""
+    return StoreCall(method, args)
 
 
 class SessionPolicy:
@@ -99,7 +99,7 @@ class SessionPolicy:
         assert session_id is not None  # is_valid() accepts only strings
         key = storage_key(session_id)
         try:
-            record = cast(StoredSession | None, (yield from _call("read", key, now)))
+            record = cast(StoredSession | None, (yield _store("read", key, now)))
         except StoreError:
             if self.on_store_error == "raise":
                 raise
@@ -156,7 +156,7 @@ class SessionPolicy:
         assert expires_at is not None  # stored sessions always carry their expiry
         if self.expiry.touch_due(session.created_at, expires_at, now):
             new_expiry = self.expiry.expires_at(session.created_at, now)
-            if not (yield from _call("touch", session._key, new_expiry, now)):
+            if not (yield _store("touch", session._key, new_expiry, now)):
                 return self._lost(session, now, https)
             session._expires_at = new_expiry
             return self._cookie_after_write(session, now, https)
@@ -169,7 +169,7 @@ class SessionPolicy:
         for _ in range(3):
             expires_at = self.expiry.expires_at(session.created_at, now)
             record = StoredSession(data, 1, session.created_at, expires_at)
-            if (yield from _call("create", session._key, record, now)):
+            if (yield _store("create", session._key, record, now)):
                 session._loaded(data, 1, expires_at)
                 return self._cookie_after_write(session, now, https)
             # A live record already holds this 256-bit key: astronomically unlikely, so
@@ -185,14 +185,14 @@ class SessionPolicy:
         version = session._version
         merged: dict[str, Any] | None = None
         for _ in range(self.max_attempts):
-            new_version = yield from _call("update", session._key, data, expires_at, version, now)
+            new_version = yield _store("update", session._key, data, expires_at, version, now)
             if new_version is not None:
                 if merged is not None:
                     session._data.clear()
                     session._data.update(merged)
                 session._loaded(data, cast(int, new_version), expires_at)
                 return True
-            current = cast(StoredSession | None, (yield from _call("read", session._key, now)))
+            current = cast(StoredSession | None, (yield _store("read", session._key, now)))
             if current is None:
                 return False
             merged = self._merge(session, current)
@@ -286,7 +286,7 @@ class SessionPolicy:
             session._start(new_id, session.created_at)
             return
         expires_at = self.expiry.expires_at(session.created_at, now)
-        if (yield from _call("rename", session._key, storage_key(new_id), expires_at, now)):
+        if (yield _store("rename", session._key, storage_key(new_id), expires_at, now)):
             session._id, session._key = new_id, storage_key(new_id)
             session._expires_at = expires_at
             session._id_changed = True
@@ -298,21 +298,21 @@ class SessionPolicy:
         """Delete the session now; it continues as a new empty one, and unless the request
         stores something in it, the next save deletes the client's cookie."""
         if not session.is_new:
-            yield from _call("delete", session._key)
+            yield _store("delete", session._key)
         session._data.clear()
         session._start(self.ids.generate(), self.clock())
         session._destroyed = True
 
     # -- maintenance -----------------------------------------------------------------
     def count(self) -> Flow[int]:
-        return cast(int, (yield from _call("count", self.clock())))
+        return cast(int, (yield _store("count", self.clock())))
 
     def gc(self, limit: int, progress: Callable[[int], None] | None = None) -> Flow[int]:
         """Delete expired sessions, ``limit`` per statement, until a batch comes back short;
         ``progress`` gets the running total after each batch."""
         total = 0
         while True:
-            deleted = cast(int, (yield from _call("delete_expired", self.clock(), limit)))
+            deleted = cast(int, (yield _store("delete_expired", self.clock(), limit)))
             total += deleted
             if progress is not None and deleted:
                 progress(total)

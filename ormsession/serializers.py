@@ -102,6 +102,7 @@ _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _ESCAPE = " di"  # wraps a user dict that would otherwise look like a tag
 _CONTAINER_TAGS = {"tup", "set", "fset"}
 _PLAIN = (str, int, float, bool, type(None))
+_SCALARS = frozenset({str, int, bool, type(None)})
 _PLAIN_BASES: tuple[type[Any], ...] = (str, int, float)
 
 
@@ -117,6 +118,9 @@ class _Tagger:
         self._by_key = {" " + tag.key: tag for tag in tags}
         self._by_key[" int"] = _BIG_INT
         self._native_bytes = native_bytes
+        # Values that encode as themselves, checked inline to spare a call per item
+        # (msgpack's ints still go through encode() for the 64-bit range check).
+        self._scalars = _SCALARS - {int} if native_bytes else _SCALARS
 
     def encode(self, value: Any) -> Any:
         kind = type(value)
@@ -127,6 +131,9 @@ class _Tagger:
                 raise SerializationError(f"cannot store the float {value!r} (not finite)")
             return value
         if kind is list:
+            scalars = self._scalars
+            if all(type(item) in scalars for item in value):
+                return value  # nothing to tag: the encoder only reads it
             return [self.encode(item) for item in value]
         if kind is dict:
             return self._encode_dict(value)
@@ -169,12 +176,13 @@ class _Tagger:
 
     def _encode_dict(self, value: dict[Any, Any]) -> dict[str, Any]:
         encoded: dict[str, Any] = {}
+        scalars = self._scalars
         for key, item in value.items():
             if type(key) is not str:
                 raise SerializationError(
                     f"session dict keys must be str, got {type(key).__qualname__} {key!r}"
                 )
-            encoded[key] = self.encode(item)
+            encoded[key] = item if type(item) in scalars else self.encode(item)
         if len(encoded) == 1 and next(iter(encoded)).startswith(" "):
             return {_ESCAPE: encoded}
         return encoded

@@ -36,20 +36,19 @@ DBAPI_DRIVERS = {
 
 
 def _sqlite_text(value: datetime) -> str:
-    # Exactly SQLAlchemy's SQLite DATETIME storage format, so both paths compare alike.
-    value = value.astimezone(UTC)
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:"
-        f"{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-    )
+    # Exactly SQLAlchemy's SQLite DATETIME storage format (always six fractional digits),
+    # so both paths compare alike.
+    return _naive_utc(value).isoformat(" ", "microseconds")
 
 
 def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
+    if value.tzinfo is not UTC:  # the manager's clock already hands out UTC
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None)
 
 
 def _aware_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _datetime_from_row(value: Any) -> datetime:
@@ -68,7 +67,15 @@ def datetime_binder(dialect: Dialect) -> Callable[[datetime], Any]:
 class CompiledStatement:
     """One statement compiled for a dialect: SQL text, parameter order, conversions."""
 
-    __slots__ = ("_binder", "_datetime_columns", "_datetime_params", "_defaults", "_names", "sql")
+    __slots__ = (
+        "_binder",
+        "_datetime_columns",
+        "_datetime_params",
+        "_defaults",
+        "_names",
+        "_plan",
+        "sql",
+    )
 
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
         assert isinstance(statement, ClauseElement)
@@ -87,15 +94,27 @@ class CompiledStatement:
             index for index, column in enumerate(columns) if isinstance(column.type, UTCDateTime)
         )
         self._binder = datetime_binder(dialect)
+        # For positional drivers: each placeholder's name, and whether it is a datetime.
+        self._plan = [(name, name in self._datetime_params) for name in self._names or ()]
 
     def parameters(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        params = self._defaults | values
-        for name in self._datetime_params:
-            if name in params:
-                params[name] = self._binder(params[name])
+        binder, defaults = self._binder, self._defaults
         if self._names is None:
+            params = defaults | values
+            for name in self._datetime_params:
+                if name in params:
+                    params[name] = binder(params[name])
             return params
-        return tuple(params[name] for name in self._names)
+        return tuple(
+            [
+                binder(values[name])
+                if is_datetime
+                else values[name]
+                if name in values
+                else defaults[name]
+                for name, is_datetime in self._plan
+            ]
+        )
 
     def convert_row(self, row: Sequence[Any] | None) -> tuple[Any, ...] | None:
         if row is None:
