@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 from ormsession.cookies import CookieOptions
 from ormsession.errors import (
@@ -99,7 +99,7 @@ class SessionPolicy:
         assert session_id is not None  # is_valid() accepts only strings
         key = storage_key(session_id)
         try:
-            record = cast(StoredSession | None, (yield _store("read", key, now)))
+            record: StoredSession | None = yield _store("read", key, now)
         except StoreError:
             if self.on_store_error == "raise":
                 raise
@@ -154,8 +154,8 @@ class SessionPolicy:
             return self._cookie_after_write(session, now, https)
         expires_at = session._expires_at
         assert expires_at is not None  # stored sessions always carry their expiry
-        if self.expiry.touch_due(session.created_at, expires_at, now):
-            new_expiry = self.expiry.expires_at(session.created_at, now)
+        if self.expiry.touch_due(session._created_at, expires_at, now):
+            new_expiry = self.expiry.expires_at(session._created_at, now)
             if not (yield _store("touch", session._key, new_expiry, now)):
                 return self._lost(session, now, https)
             session._expires_at = new_expiry
@@ -167,21 +167,21 @@ class SessionPolicy:
     def _create(self, session: RequestSession, now: datetime, https: bool) -> Flow[str | None]:
         data = self._encode(session._data)
         for _ in range(3):
-            expires_at = self.expiry.expires_at(session.created_at, now)
-            record = StoredSession(data, 1, session.created_at, expires_at)
+            expires_at = self.expiry.expires_at(session._created_at, now)
+            record = StoredSession(data, 1, session._created_at, expires_at)
             if (yield _store("create", session._key, record, now)):
                 session._loaded(data, 1, expires_at)
                 return self._cookie_after_write(session, now, https)
             # A live record already holds this 256-bit key: astronomically unlikely, so
             # treat it as an attack or a bug and never write into it; take another id.
             logger.warning("session key collision on create; generating another id")
-            session._start(self.ids.generate(), session.created_at)
+            session._start(self.ids.generate(), session._created_at)
         raise StoreError("could not create a session under a fresh key")
 
     def _write(self, session: RequestSession, data: bytes, now: datetime) -> Flow[bool]:
         """Compare-and-set ``data``; on a conflict re-read and re-apply only this request's
         changes. Returns False when the session is gone (destroyed or expired elsewhere)."""
-        expires_at = self.expiry.expires_at(session.created_at, now)
+        expires_at = self.expiry.expires_at(session._created_at, now)
         version = session._version
         merged: dict[str, Any] | None = None
         for _ in range(self.max_attempts):
@@ -190,9 +190,9 @@ class SessionPolicy:
                 if merged is not None:
                     session._data.clear()
                     session._data.update(merged)
-                session._loaded(data, cast(int, new_version), expires_at)
+                session._loaded(data, new_version, expires_at)
                 return True
-            current = cast(StoredSession | None, (yield _store("read", session._key, now)))
+            current: StoredSession | None = yield _store("read", session._key, now)
             if current is None:
                 return False
             merged = self._merge(session, current)
@@ -283,9 +283,9 @@ class SessionPolicy:
         now = self.clock()
         new_id = self.ids.generate()
         if session.is_new:
-            session._start(new_id, session.created_at)
+            session._start(new_id, session._created_at)
             return
-        expires_at = self.expiry.expires_at(session.created_at, now)
+        expires_at = self.expiry.expires_at(session._created_at, now)
         if (yield _store("rename", session._key, storage_key(new_id), expires_at, now)):
             session._id, session._key = new_id, storage_key(new_id)
             session._expires_at = expires_at
@@ -305,14 +305,15 @@ class SessionPolicy:
 
     # -- maintenance -----------------------------------------------------------------
     def count(self) -> Flow[int]:
-        return cast(int, (yield _store("count", self.clock())))
+        count: int = yield _store("count", self.clock())
+        return count
 
     def gc(self, limit: int, progress: Callable[[int], None] | None = None) -> Flow[int]:
         """Delete expired sessions, ``limit`` per statement, until a batch comes back short;
         ``progress`` gets the running total after each batch."""
         total = 0
         while True:
-            deleted = cast(int, (yield _store("delete_expired", self.clock(), limit)))
+            deleted: int = yield _store("delete_expired", self.clock(), limit)
             total += deleted
             if progress is not None and deleted:
                 progress(total)

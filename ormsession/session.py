@@ -161,6 +161,17 @@ class RequestSession(MutableMapping[str, Any]):
             self._watch(key, value)
         return value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Spelled out (not Mapping's get over __getitem__): it is on every request's path.
+        self._accessed = True
+        try:
+            value = self._data[key]
+        except KeyError:
+            return default
+        if type(value) not in _IMMUTABLE:
+            self._watch(key, value)
+        return value
+
     def _watch(self, key: str, value: Any) -> None:
         """A mutable value leaves the mapping: keep what it takes to see an in-place change.
 

@@ -151,7 +151,8 @@ class SessionRequest:
             found = (
                 parse_cookie_header(cookie).get(cookie_name) if isinstance(cookie, str) else None
             )
-            return cls._made(options, found, environ.get("wsgi.url_scheme") == "https")
+            secure = str(environ.get("wsgi.url_scheme") or "http").lower() == "https"
+            return cls._made(options, found, secure)
 
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -171,6 +172,15 @@ class SessionRequest:
     def from_asgi(
         cls, scope: Mapping[str, Any], options: RequestOptions, cookie_name: str
     ) -> SessionRequest:
+        if options.cookie_only:
+            # The default set-up, on every request: find the cookie and nothing else.
+            cookies = [value for name, value in scope.get("headers") or () if name == b"cookie"]
+            found = None
+            if cookies:
+                header = "; ".join(value.decode("latin-1") for value in cookies)
+                found = parse_cookie_header(header).get(cookie_name)
+            secure = str(scope.get("scheme") or "http").lower() in ("https", "wss")
+            return cls._made(options, found, secure)
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
         headers: dict[str, str] = {}
