@@ -378,7 +378,9 @@ class CouchbaseOpCounter(ServerCounter):
             "GET_COLLECTION_ID",
         }
     )
-    WRITES = frozenset({"SET", "ADD", "REPLACE", "DELETE", "TOUCH", "GAT"})
+    WRITES = frozenset(
+        {"SET", "ADD", "REPLACE", "DELETE", "TOUCH", "GAT", "INCREMENT", "DECREMENT"}
+    )
 
     def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
         self.read = read

@@ -1,9 +1,11 @@
 """The sans-I/O flows, driven by a script: the races a live server cannot be made to hit on
-cue (a write between our read and our compare-and-set), and the count index's rules."""
+cue (a write between our read and our compare-and-set, a stale CAS hint), the order of the
+counter operations around each write, and the pure parts (counters, record format, cache)."""
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -16,31 +18,47 @@ from ormsession.expiry import utcnow
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
+    Count,
     Doc,
     Flow,
     Get,
+    GetMany,
     Insert,
-    KeyLayout,
     KvOp,
     Pause,
     Remove,
     Replace,
+    decode_record,
     encode_record,
     expiry_for,
 )
-from ormsession.repositories.couchbase.index import (
-    Entry,
-    apply_changes,
-    decode_shard,
-    encode_shard,
-    live_entries,
+from ormsession.repositories.couchbase.cache import Hint, HintCache
+from ormsession.repositories.couchbase.counters import (
+    UNCOUNTED,
+    Bucket,
+    counter_expiry,
+    counter_value,
+    decode_levels,
+    encode_levels,
+    live_buckets,
+    place,
+    raise_horizon,
+    target,
     to_us,
 )
 
-LAYOUT = KeyLayout("p:", 1)
-SHARD = LAYOUT.index.shard_key(0)
 OLD, NEW = "a" * 64, "b" * 64
+LEVELS = "p:count:levels"
 Step = tuple[Callable[[KvOp], bool], Any]
+
+
+def context(*, registered: bool = True) -> flows.Context:
+    """A fresh context; ``registered``: as if every bucket were in the levels document
+    already (most tests are not about registering)."""
+    ctx = flows.Context("p:")
+    if registered:
+        ctx.registered = dict.fromkeys(range(26), 1 << 62)
+    return ctx
 
 
 def drive(flow: Flow[Any], script: list[Step]) -> tuple[Any, list[KvOp]]:
@@ -73,44 +91,134 @@ def is_(kind: type, key: str | None = None, **fields: Any) -> Callable[[KvOp], b
     return check
 
 
-def doc(record: StoredSession, cas: int) -> Doc:
-    return Doc(encode_record(record), cas)
+def counter(bucket: Bucket) -> str:
+    return f"p:count:{bucket.level}:{bucket.end}"
+
+
+def incr(bucket: Bucket) -> Callable[[KvOp], bool]:
+    return is_(Count, counter(bucket), delta=1)
+
+
+def decr(bucket: Bucket) -> Callable[[KvOp], bool]:
+    return is_(Count, counter(bucket), delta=-1)
 
 
 def stored(now: datetime, version: int = 1, data: bytes = b"d") -> StoredSession:
     return StoredSession(data, version, now - timedelta(minutes=1), now + timedelta(hours=1))
 
 
-def index_steps(cas: int = 900) -> list[Step]:
-    """An index update that finds an empty shard and inserts it."""
-    return [(is_(Get, SHARD, json=True), None), (is_(Insert, SHARD, json=True), cas)]
+def bucket_of(record: StoredSession, now: datetime) -> Bucket:
+    return place(to_us(record.expires_at), to_us(now), 32)
 
 
-# -- update / touch: a CAS mismatch is re-examined by version ------------------------------
-def test_update_retries_after_a_concurrent_touch() -> None:
-    now = utcnow()
+def doc(record: StoredSession, cas: int, bucket: Bucket | None = None) -> Doc:
+    return Doc(encode_record(record, bucket if bucket is not None else UNCOUNTED), cas)
+
+
+def hint(record: StoredSession, cas: int, bucket: Bucket) -> Hint:
+    return Hint(cas, record.version, record.created_at, record.expires_at, bucket)
+
+
+# -- update: one round trip on a warm hint, the old loop otherwise --------------------------
+def test_update_with_a_current_hint_is_one_replace() -> None:
+    now, ctx = utcnow(), context()
     current = stored(now)
-    touched = replace(current, expires_at=now + timedelta(hours=2))
-    new_expiry = now + timedelta(hours=3)
+    bucket = bucket_of(current, now)
+    ctx.cache.put(OLD, hint(current, 10, bucket))
+    new_expiry = current.expires_at + timedelta(seconds=1)  # a second later: same bucket
+    assert bucket.holds(to_us(new_expiry))
+    written = encode_record(StoredSession(b"new", 2, current.created_at, new_expiry), bucket)
+    result, ops = drive(
+        flows.update(ctx, OLD, b"new", new_expiry, 1, now),
+        [(is_(Replace, "p:" + OLD, cas=10, value=written), 11)],
+    )
+    assert result == 2 and len(ops) == 1
+    assert ctx.cache.get(OLD) == Hint(11, 2, current.created_at, new_expiry, bucket)
+
+
+def test_a_stale_hint_falls_back_to_reading_the_document() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    ctx.cache.put(OLD, hint(current, 10, bucket))
+    touched = replace(current, expires_at=current.expires_at + timedelta(seconds=1))
     result, _ = drive(
-        flows.update(LAYOUT, OLD, b"new", new_expiry, 1, now),
+        flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
         [
-            (is_(Get, "p:" + OLD), doc(current, 10)),
+            (is_(Replace, cas=10), None),  # another process touched it: the CAS moved
+            (is_(Get, "p:" + OLD), doc(touched, 12, bucket)),  # still version 1
+            (is_(Replace, cas=12), 13),
+        ],
+    )
+    assert result == 2
+
+
+def test_a_stale_hint_never_overwrites_a_newer_version() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    ctx.cache.put(OLD, hint(current, 10, bucket_of(current, now)))
+    result, _ = drive(
+        flows.update(ctx, OLD, b"mine", current.expires_at, 1, now),
+        [
+            (is_(Replace, cas=10), None),
+            (is_(Get), doc(stored(now, version=2), 12)),  # another process updated it
+        ],
+    )
+    assert result is None
+    remembered = ctx.cache.get(OLD)
+    assert remembered is not None and (remembered.cas, remembered.version) == (12, 2)
+
+
+def test_a_stale_hint_on_a_deleted_document_is_none() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    ctx.cache.put(OLD, hint(current, 10, bucket_of(current, now)))
+    result, _ = drive(
+        flows.update(ctx, OLD, b"mine", current.expires_at, 1, now),
+        [(is_(Replace, cas=10), None), (is_(Get), None)],
+    )
+    assert result is None
+
+
+@pytest.mark.parametrize("why", ["other version", "expired by now"])
+def test_a_hint_that_cannot_answer_is_not_tried(why: str) -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    if why == "other version":
+        ctx.cache.put(OLD, hint(replace(current, version=3), 10, UNCOUNTED))
+    else:
+        ctx.cache.put(OLD, hint(replace(current, expires_at=now), 10, UNCOUNTED))
+    result, ops = drive(
+        flows.update(ctx, OLD, b"x", current.expires_at, 1, now),
+        [(is_(Get), doc(current, 11, bucket_of(current, now))), (is_(Replace, cas=11), 12)],
+    )
+    assert result == 2 and isinstance(ops[0], Get)
+
+
+def test_update_retries_after_a_concurrent_touch() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    touched = replace(current, expires_at=current.expires_at + timedelta(seconds=1))
+    result, _ = drive(
+        flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
+        [
+            (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
             (is_(Replace, "p:" + OLD, cas=10), None),  # a touch moved the CAS meanwhile
-            (is_(Get, "p:" + OLD), doc(touched, 11)),  # same version: try again
+            (is_(Get, "p:" + OLD), doc(touched, 11, bucket)),  # same version: try again
             (is_(Replace, "p:" + OLD, cas=11), 12),
-            *index_steps(),
         ],
     )
     assert result == 2
 
 
 def test_update_loses_to_a_concurrent_update() -> None:
-    now = utcnow()
+    now, ctx = utcnow(), context()
+    current = stored(now)
     result, _ = drive(
-        flows.update(LAYOUT, OLD, b"new", now + timedelta(hours=1), 1, now),
+        flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
         [
-            (is_(Get), doc(stored(now), 10)),
+            (is_(Get), doc(current, 10, bucket_of(current, now))),
             (is_(Replace, cas=10), None),
             (is_(Get), doc(stored(now, version=2), 11)),  # the version moved: we lost
         ],
@@ -118,14 +226,418 @@ def test_update_loses_to_a_concurrent_update() -> None:
     assert result is None
 
 
-def test_an_update_that_keeps_the_expiry_leaves_the_index_alone() -> None:
-    now = utcnow()
+# -- counting around writes ---------------------------------------------------------------
+def test_a_write_that_leaves_its_bucket_counts_first_and_uncounts_after() -> None:
+    now, ctx = utcnow(), context()
     current = stored(now)
-    result, ops = drive(
-        flows.update(LAYOUT, OLD, b"new", current.expires_at, 1, now),
-        [(is_(Get), doc(current, 10)), (is_(Replace, cas=10), 11)],
+    old = bucket_of(current, now)
+    later = now + timedelta(hours=2)
+    new = bucket_of(replace(current, expires_at=later), now)
+    assert new != old
+    ctx.cache.put(OLD, hint(current, 10, old))
+    written = encode_record(StoredSession(b"x", 2, current.created_at, later), new)
+    result, _ = drive(
+        flows.update(ctx, OLD, b"x", later, 1, now),
+        [
+            (incr(new), True),
+            (is_(Replace, cas=10, value=written), 11),
+            (decr(old), True),
+        ],
     )
-    assert result == 2 and len(ops) == 2
+    assert result == 2
+
+
+def test_a_lost_compare_and_set_undoes_its_increment() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    old = bucket_of(current, now)
+    later = now + timedelta(hours=2)
+    new = bucket_of(replace(current, expires_at=later), now)
+    ctx.cache.put(OLD, hint(current, 10, old))
+    result, _ = drive(
+        flows.update(ctx, OLD, b"x", later, 1, now),
+        [
+            (incr(new), True),
+            (is_(Replace, cas=10), None),
+            (decr(new), True),  # undone: the document did not move there
+            (is_(Get), doc(stored(now, version=2), 12, old)),
+        ],
+    )
+    assert result is None
+
+
+def test_a_failed_increment_keeps_the_session_in_its_old_bucket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    old = bucket_of(current, now)
+    later = now + timedelta(hours=2)
+    ctx.cache.put(OLD, hint(current, 10, old))
+    written = encode_record(StoredSession(b"x", 2, current.created_at, later), old)
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        result, _ = drive(
+            flows.update(ctx, OLD, b"x", later, 1, now),
+            [
+                (is_(Count, delta=1), StoreUnavailableError("down")),
+                (is_(Replace, cas=10, value=written), 11),  # no decrement follows
+            ],
+        )
+    assert result == 2
+    assert "could not count a couchbase session" in caplog.text
+
+
+def test_a_failed_decrement_is_logged_and_the_write_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    later = now + timedelta(hours=2)
+    ctx.cache.put(OLD, hint(current, 10, bucket_of(current, now)))
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        result, _ = drive(
+            flows.update(ctx, OLD, b"x", later, 1, now),
+            [
+                (is_(Count, delta=1), True),
+                (is_(Replace), 11),
+                (is_(Count, delta=-1), StoreUnavailableError("down")),
+            ],
+        )
+    assert result == 2
+    assert "could not uncount a couchbase session" in caplog.text
+
+
+def test_an_uncounted_session_is_counted_at_its_next_write() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    result, _ = drive(
+        flows.touch(ctx, OLD, current.expires_at + timedelta(seconds=1), now),
+        [
+            (is_(Get), doc(current, 10, UNCOUNTED)),  # e.g. format 1, or a failed count
+            (incr(bucket), True),
+            (is_(Replace, cas=10), 11),  # nothing to decrement
+        ],
+    )
+    assert result is True
+
+
+def test_a_new_bucket_is_registered_before_it_is_counted() -> None:
+    now, ctx = utcnow(), context(registered=False)
+    record = stored(now)
+    bucket = bucket_of(record, now)
+    levels = encode_levels({bucket.level: bucket.end})
+    result, _ = drive(
+        flows.create(ctx, OLD, record, now),
+        [
+            (is_(Get, LEVELS, json=True), None),
+            (is_(Insert, LEVELS, json=True, value=levels), 5),
+            (incr(bucket), True),
+            (is_(Insert, "p:" + OLD, value=encode_record(record, bucket)), 6),
+        ],
+    )
+    assert result is True
+    # Known now: the next session in that bucket registers nothing.
+    result, _ = drive(
+        flows.create(ctx, NEW, record, now),
+        [(incr(bucket), True), (is_(Insert, "p:" + NEW), 7)],
+    )
+    assert result is True
+
+
+def test_registering_retries_conflicts_with_backoff() -> None:
+    now, ctx = utcnow(), context(registered=False)
+    record = stored(now)
+    bucket = bucket_of(record, now)
+    other = encode_levels({0: bucket.end})
+    result, _ = drive(
+        flows.create(ctx, OLD, record, now),
+        [
+            (is_(Get, LEVELS), Doc(other, 30)),
+            (is_(Replace, LEVELS, cas=30), None),  # another writer registered meanwhile
+            (is_(Pause), None),
+            (is_(Get, LEVELS), Doc(encode_levels({0: 1, bucket.level: bucket.end}), 31)),
+            (incr(bucket), True),  # covered now: nothing to write
+            (is_(Insert, "p:" + OLD), 6),
+        ],
+    )
+    assert result is True
+
+
+# -- create ------------------------------------------------------------------------------
+def test_create_replaces_an_expired_document_by_its_cas() -> None:
+    now, ctx = utcnow(), context()
+    expired = replace(stored(now), expires_at=now - timedelta(seconds=1))
+    expired_bucket = place(to_us(expired.expires_at), to_us(now) - 3_600_000_000, 32)
+    new = stored(now, data=b"fresh")
+    bucket = bucket_of(new, now)
+    result, _ = drive(
+        flows.create(ctx, OLD, new, now),
+        [
+            (incr(bucket), True),
+            (is_(Insert, "p:" + OLD), None),
+            (is_(Get, "p:" + OLD), doc(expired, 5, expired_bucket)),
+            (is_(Replace, "p:" + OLD, cas=5, value=encode_record(new, bucket)), 6),
+            (decr(expired_bucket), True),  # the expired one is gone: uncount it
+        ],
+    )
+    assert result is True
+
+
+def test_create_inserts_again_when_the_blocking_document_vanished() -> None:
+    now, ctx = utcnow(), context()
+    result, _ = drive(
+        flows.create(ctx, OLD, stored(now), now),
+        [(is_(Count), True), (is_(Insert), None), (is_(Get), None), (is_(Insert), 7)],
+    )
+    assert result is True
+
+
+def test_create_refused_by_a_live_record_undoes_its_count() -> None:
+    now, ctx = utcnow(), context()
+    record = stored(now)
+    bucket = bucket_of(record, now)
+    result, _ = drive(
+        flows.create(ctx, OLD, record, now),
+        [
+            (incr(bucket), True),
+            (is_(Insert), None),
+            (is_(Get), doc(stored(now, data=b"theirs"), 5, bucket)),
+            (decr(bucket), True),
+        ],
+    )
+    assert result is False
+
+
+# -- delete -------------------------------------------------------------------------------
+def test_delete_with_a_hint_removes_by_its_cas_and_uncounts() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    ctx.cache.put(OLD, hint(current, 10, bucket))
+    _, ops = drive(
+        flows.delete(ctx, OLD),
+        [(is_(Remove, "p:" + OLD, cas=10), True), (decr(bucket), True)],
+    )
+    assert len(ops) == 2 and ctx.cache.get(OLD) is None
+
+
+def test_delete_reads_the_bucket_it_uncounts_from_the_document() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    ctx.cache.put(OLD, hint(current, 10, UNCOUNTED))
+    drive(
+        flows.delete(ctx, OLD),
+        [
+            (is_(Remove, cas=10), False),  # the hint is stale
+            (is_(Get), doc(current, 11, bucket)),
+            (is_(Remove, cas=11), False),  # written again in between
+            (is_(Get), doc(current, 12, bucket)),
+            (is_(Remove, cas=12), True),
+            (decr(bucket), True),
+        ],
+    )
+
+
+def test_delete_of_a_missing_session_reads_once() -> None:
+    _, ops = drive(flows.delete(context(), OLD), [(is_(Get), None)])
+    assert len(ops) == 1
+
+
+# -- rename ------------------------------------------------------------------------------
+def test_rename_within_the_bucket_touches_no_counter() -> None:
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    expires = current.expires_at + timedelta(seconds=1)
+    result, _ = drive(
+        flows.rename(ctx, OLD, NEW, expires, now),
+        [
+            (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
+            (
+                is_(
+                    Insert,
+                    "p:" + NEW,
+                    value=encode_record(replace(current, expires_at=expires), bucket),
+                ),
+                20,
+            ),
+            (is_(Remove, "p:" + OLD, cas=10), True),
+        ],
+    )
+    assert result is True
+    assert ctx.cache.get(OLD) is None
+    assert ctx.cache.get(NEW) == Hint(20, 1, current.created_at, expires, bucket)
+
+
+def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
+    now, ctx = utcnow(), context()
+    expires = now + timedelta(hours=3)
+    old, new = bucket_of(stored(now), now), place(to_us(expires), to_us(now), 32)
+    newer = stored(now, version=2, data=b"newer")
+    result, _ = drive(
+        flows.rename(ctx, OLD, NEW, expires, now),
+        [
+            (is_(Get, "p:" + OLD), doc(stored(now), 10, old)),
+            (incr(new), True),
+            (is_(Insert, "p:" + NEW), 20),
+            (is_(Remove, "p:" + OLD, cas=10), False),  # updated between our read and remove
+            (is_(Remove, "p:" + NEW, cas=20), True),  # so the stale copy goes
+            (decr(new), True),  # and its count
+            (is_(Get, "p:" + OLD), doc(newer, 11, old)),
+            (incr(new), True),
+            (
+                is_(
+                    Insert, "p:" + NEW, value=encode_record(replace(newer, expires_at=expires), new)
+                ),
+                21,
+            ),
+            (is_(Remove, "p:" + OLD, cas=11), True),
+            (decr(old), True),
+        ],
+    )
+    assert result is True
+
+
+def test_rename_loses_to_a_destroy_between_its_steps() -> None:
+    now, ctx = utcnow(), context()
+    bucket = bucket_of(stored(now), now)
+    result, _ = drive(
+        flows.rename(ctx, OLD, NEW, stored(now).expires_at, now),
+        [
+            (is_(Get, "p:" + OLD), doc(stored(now), 10, bucket)),
+            (is_(Insert, "p:" + NEW), 20),
+            (is_(Remove, "p:" + OLD), False),
+            (is_(Remove, "p:" + NEW), True),
+            (is_(Get, "p:" + OLD), None),  # destroyed: the rename reports no session
+        ],
+    )
+    assert result is False
+
+
+def test_rename_refuses_a_taken_target_and_undoes_its_count() -> None:
+    now, ctx = utcnow(), context()
+    expires = now + timedelta(hours=3)
+    new = place(to_us(expires), to_us(now), 32)
+    with pytest.raises(StoreError, match="is taken"):
+        drive(
+            flows.rename(ctx, OLD, NEW, expires, now),
+            [
+                (is_(Get), doc(stored(now), 10, bucket_of(stored(now), now))),
+                (incr(new), True),
+                (is_(Insert), None),
+                (decr(new), True),
+            ],
+        )
+
+
+# -- count ---------------------------------------------------------------------------------
+def test_count_adds_the_counters_of_the_buckets_ending_after_now() -> None:
+    now, ctx = utcnow(), context(registered=False)
+    now_s = to_us(now) // 1_000_000
+    fine_end = now_s + 3  # level 0: 1-second buckets
+    coarse_end = (now_s // 2048 + 2) * 2048  # level 11: two buckets
+    levels = encode_levels({0: fine_end, 11: coarse_end})
+    expected = [f"p:count:0:{end}" for end in range(now_s + 1, fine_end + 1)]
+    expected += [f"p:count:11:{coarse_end - 2048}", f"p:count:11:{coarse_end}"]
+    answers = {expected[0]: Doc(b"2", 1), expected[-1]: Doc(b"5", 2)}
+    result, _ = drive(
+        flows.count(ctx, now),
+        [
+            (is_(Get, LEVELS, json=True), Doc(levels, 9)),
+            (is_(GetMany, keys=tuple(expected)), answers),
+        ],
+    )
+    assert result == 7
+    assert ctx.registered == {0: fine_end, 11: coarse_end}
+
+
+def test_count_without_a_levels_document_reads_nothing_more() -> None:
+    result, ops = drive(flows.count(context(), utcnow()), [(is_(Get, LEVELS), None)])
+    assert result == 0 and len(ops) == 1
+
+
+# -- the counters' arithmetic -----------------------------------------------------------------
+def test_buckets_are_about_a_32nd_of_the_lifetime_and_hold_the_expiry() -> None:
+    now = to_us(utcnow())
+    for lifetime_s, level in (
+        (30, 0),
+        (63, 0),
+        (64, 1),
+        (3600, 6),
+        (86_400, 11),
+        (40 * 86_400, 16),
+    ):
+        expires = now + lifetime_s * 1_000_000 + 123
+        bucket = place(expires, now, 32)
+        assert bucket.level == level, lifetime_s
+        assert bucket.end % (1 << level) == 0 and bucket.holds(expires)
+        assert (1 << level) <= max(1, lifetime_s / 32)
+    # An expiry exactly on a boundary belongs to the bucket that ends there.
+    assert place(1_000_000_000 * 1_000_000, 0, 32).holds(1_000_000_000 * 1_000_000)
+
+
+def test_a_write_keeps_its_bucket_while_the_expiry_stays_within_it() -> None:
+    now = to_us(utcnow())
+    first = place(now + 86_400_000_000, now, 32)
+    width_us = (1 << first.level) * 1_000_000
+    inside = first.end * 1_000_000 - 1
+    assert target(first, inside, now + 5_000_000, 32) == first
+    beyond = first.end * 1_000_000 + 1
+    moved = target(first, beyond, now, 32)
+    assert moved != first and moved.end == first.end + (1 << first.level)
+    assert not UNCOUNTED.holds(inside)
+    assert target(UNCOUNTED, inside, now, 32).counted
+    assert width_us > 0
+
+
+def test_live_buckets_exclude_the_bucket_ending_at_now() -> None:
+    now_us = 1_000 * 1_000_000  # exactly on a boundary of every level up to 2**3
+    ends = [bucket.end for bucket in live_buckets({0: 1_003, 3: 1_016}, now_us)]
+    assert ends == [1_001, 1_002, 1_003, 1_008, 1_016]
+    assert list(live_buckets({0: 1_000}, now_us)) == []
+    # A `now` in the distant past does not ask for billions of counters.
+    assert len(list(live_buckets({0: 2_000_000_000}, 0))) == 100_000
+
+
+def test_the_levels_document_only_grows_and_drops_long_ended_levels() -> None:
+    now_us = 10_000 * 1_000_000
+    levels = {0: 10_010, 11: 12_288, 5: 1_000}  # level 5 ended long ago
+    assert raise_horizon(levels, Bucket(11, 10_240), now_us) is None, "already covered"
+    assert raise_horizon(levels, Bucket(0, 10_020), now_us) == {0: 10_020, 11: 12_288}
+    assert decode_levels(encode_levels(levels)) == levels
+
+
+def test_unreadable_count_documents_count_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    for raw in (b"not json", b'{"format": 9, "levels": {}}', b'{"format": 1}', b"[]", None):
+        assert decode_levels(raw) == {}
+    assert decode_levels(b'{"format": 1, "levels": {"99": 5}}') == {}
+    assert counter_value(b"12") == 12 and counter_value(None) == 0
+    assert counter_value(b"x") == 0
+    assert "unreadable couchbase count levels document" in caplog.text
+
+
+def test_counters_outlive_their_bucket_by_the_grace() -> None:
+    now_us = 10_000 * 1_000_000
+    assert counter_expiry(Bucket(0, 10_030), now_us) == timedelta(seconds=30 + 3600)
+
+
+# -- record format, TTLs and the cache -----------------------------------------------------
+def test_records_round_trip_with_their_bucket_and_format_1_still_reads() -> None:
+    now = utcnow()
+    record, bucket = stored(now, data=b"\x00payload"), Bucket(11, 1_767_225_600)
+    raw = encode_record(record, bucket)
+    assert raw[:4] == b"orS2" and raw[37:] == b"\x00payload"
+    assert decode_record(raw) == (record, bucket)
+    micros = (to_us(record.created_at), to_us(record.expires_at))
+    v1 = struct.pack(">4sQqq", b"orS1", 3, *micros) + b"old"
+    assert decode_record(v1) == (
+        StoredSession(b"old", 3, record.created_at, record.expires_at),
+        UNCOUNTED,
+    )
+    assert decode_record(b"orS9" + bytes(40)) is None
+    assert decode_record(b"orS2short") is None
 
 
 def test_the_document_ttl_is_a_timedelta_rounded_up() -> None:
@@ -136,140 +648,37 @@ def test_the_document_ttl_is_a_timedelta_rounded_up() -> None:
     assert expiry_for(now + timedelta(days=40), now) == timedelta(days=40)
 
 
-# -- create ------------------------------------------------------------------------------
-def test_create_replaces_an_expired_document_by_its_cas() -> None:
+def test_the_hint_cache_is_a_bounded_lru_that_keeps_the_later_state() -> None:
     now = utcnow()
-    expired = replace(stored(now), expires_at=now - timedelta(seconds=1))
-    new = stored(now, data=b"fresh")
+    cache = HintCache(2)
+    first, second, third = (Hint(n, 1, now, now, UNCOUNTED) for n in (1, 2, 3))
+    cache.put("a", first)
+    cache.put("b", second)
+    assert cache.get("a") == first  # now the most recently used
+    cache.put("c", third)
+    assert cache.get("b") is None and len(cache) == 2
+    cache.put("a", Hint(0, 1, now, now, UNCOUNTED))  # an older answer arriving late
+    assert cache.get("a") == first
+    assert cache.pop("a") == first and cache.get("a") is None
+    off = HintCache(0)
+    off.put("a", first)
+    assert off.get("a") is None
+
+
+def test_a_refused_hint_is_replaced_by_what_is_read_even_with_a_lower_cas() -> None:
+    # A failover can roll a document back to an older state with a lower CAS.
+    now, ctx = utcnow(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    ctx.cache.put(OLD, hint(current, 100, bucket))
     result, _ = drive(
-        flows.create(LAYOUT, OLD, new, now),
+        flows.update(ctx, OLD, b"x", current.expires_at, 1, now),
         [
-            (is_(Insert, "p:" + OLD), None),
-            (is_(Get, "p:" + OLD), doc(expired, 5)),
-            (is_(Replace, "p:" + OLD, cas=5, value=encode_record(new)), 6),
-            *index_steps(),
+            (is_(Replace, cas=100), None),
+            (is_(Get), doc(current, 50, bucket)),
+            (is_(Replace, cas=50), 51),
         ],
     )
-    assert result is True
-
-
-def test_create_inserts_again_when_the_blocking_document_vanished() -> None:
-    now = utcnow()
-    result, _ = drive(
-        flows.create(LAYOUT, OLD, stored(now), now),
-        [(is_(Insert), None), (is_(Get), None), (is_(Insert), 7), *index_steps()],
-    )
-    assert result is True
-
-
-# -- rename ------------------------------------------------------------------------------
-def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
-    now = utcnow()
-    expires = now + timedelta(hours=3)
-    result, _ = drive(
-        flows.rename(LAYOUT, OLD, NEW, expires, now),
-        [
-            (is_(Get, "p:" + OLD), doc(stored(now), 10)),
-            (is_(Insert, "p:" + NEW), 20),
-            (is_(Remove, "p:" + OLD, cas=10), False),  # updated between our read and remove
-            (is_(Remove, "p:" + NEW, cas=20), True),  # so the stale copy goes
-            (is_(Get, "p:" + OLD), doc(stored(now, version=2, data=b"newer"), 11)),
-            (
-                is_(
-                    Insert,
-                    "p:" + NEW,
-                    value=encode_record(
-                        replace(stored(now, version=2, data=b"newer"), expires_at=expires)
-                    ),
-                ),
-                21,
-            ),
-            (is_(Remove, "p:" + OLD, cas=11), True),
-            (is_(Get, SHARD), None),  # one shard: old removed and new added in one write
-            (is_(Insert, SHARD), 900),
-        ],
-    )
-    assert result is True
-
-
-def test_rename_loses_to_a_destroy_between_its_steps() -> None:
-    now = utcnow()
-    result, _ = drive(
-        flows.rename(LAYOUT, OLD, NEW, now + timedelta(hours=1), now),
-        [
-            (is_(Get, "p:" + OLD), doc(stored(now), 10)),
-            (is_(Insert, "p:" + NEW), 20),
-            (is_(Remove, "p:" + OLD), False),
-            (is_(Remove, "p:" + NEW), True),
-            (is_(Get, "p:" + OLD), None),  # destroyed: the rename reports no session
-        ],
-    )
-    assert result is False
-
-
-def test_rename_refuses_a_taken_target() -> None:
-    now = utcnow()
-    with pytest.raises(StoreError, match="is taken"):
-        drive(
-            flows.rename(LAYOUT, OLD, NEW, now + timedelta(hours=1), now),
-            [(is_(Get), doc(stored(now), 10)), (is_(Insert), None)],
-        )
-
-
-# -- the count index is best effort, and never undoes a newer write --------------------------
-def test_an_index_failure_is_logged_and_the_write_still_succeeds(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    now = utcnow()
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        result, _ = drive(
-            flows.create(LAYOUT, OLD, stored(now), now),
-            [(is_(Insert), 5), (is_(Get, SHARD), StoreUnavailableError("down"))],
-        )
-    assert result is True
-    assert "could not update the couchbase count index" in caplog.text
-
-
-def test_index_conflicts_are_retried_with_backoff() -> None:
-    now = utcnow()
-    existing = encode_shard({NEW: Entry(to_us(now + timedelta(hours=1)), 1)})
-    result, _ = drive(
-        flows.create(LAYOUT, OLD, stored(now), now),
-        [
-            (is_(Insert), 5),
-            (is_(Get, SHARD), Doc(existing, 30)),
-            (is_(Replace, SHARD, cas=30), None),  # another session's index update won
-            (is_(Pause), None),
-            (is_(Get, SHARD), Doc(existing, 31)),
-            (is_(Replace, SHARD, cas=31), 32),
-        ],
-    )
-    assert result is True
-
-
-def test_index_updates_arriving_out_of_order_keep_the_later_write() -> None:
-    now = utcnow()
-    later = Entry(to_us(now + timedelta(hours=2)), cas=200)
-    earlier = Entry(to_us(now + timedelta(hours=1)), cas=100)
-    entries = apply_changes({}, {OLD: later}, now)
-    assert entries is not None
-    assert apply_changes(entries, {OLD: earlier}, now) is None, "an older write is ignored"
-    assert apply_changes(entries, {OLD: None}, now) == {}
-
-
-def test_index_pruning_and_counting_judge_expiry_like_reads() -> None:
-    now = utcnow()
-    entries = {
-        "k1": Entry(to_us(now), 1),  # expires_at == now: expired, as reads say
-        "k2": Entry(to_us(now + timedelta(microseconds=1)), 1),
-    }
-    assert live_entries(entries, now) == 1
-    updated = apply_changes(entries, {"k3": Entry(to_us(now + timedelta(hours=1)), 1)}, now)
-    assert updated is not None and set(updated) == {"k2", "k3"}
-    assert decode_shard(encode_shard(updated)) == updated
-
-
-def test_an_unreadable_shard_counts_as_empty(caplog: pytest.LogCaptureFixture) -> None:
-    for raw in (b"not json", b'{"format": 99, "sessions": {}}', b'{"format": 1}', b"[]", None):
-        assert decode_shard(raw) == {}
-    assert "unreadable couchbase count index shard" in caplog.text
+    assert result == 2
+    remembered = ctx.cache.get(OLD)
+    assert remembered is not None and remembered.cas == 51

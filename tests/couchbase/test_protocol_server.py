@@ -25,20 +25,25 @@ from couchbase.exceptions import (
     AuthenticationException,
     BucketNotFoundException,
     CasMismatchException,
+    CouchbaseException,
     DocumentExistsException,
     DocumentNotFoundException,
 )
 from couchbase.options import (
     ClusterOptions,
     ClusterTimeoutOptions,
+    DecrementOptions,
+    DeltaValue,
     GetOptions,
+    IncrementOptions,
     InsertOptions,
     RemoveOptions,
     ReplaceOptions,
+    SignedInt64,
     UpsertOptions,
     WaitUntilReadyOptions,
 )
-from couchbase.transcoder import RawBinaryTranscoder
+from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from tests.couchbase.conftest import COUCHBASE_BUCKET, COUCHBASE_PASSWORD, COUCHBASE_USER
 from tests.support.couchbase_server import (
@@ -311,7 +316,8 @@ def test_acouchbase_round_trip(couchbase_server: CouchbaseTestServer, key: str) 
             items = bucket.scope("sessions").collection("items")
             await items.upsert(key, {"async": True})
             result = await items.get(key)
-            return result.content_as[dict]
+            content: dict[str, object] = result.content_as[dict]
+            return content
         finally:
             await cluster.close()
 
@@ -435,3 +441,142 @@ def test_hello_grants_only_implemented_features(couchbase_server: CouchbaseTestS
         sock.sendall(frame)
         body = read_response(sock)[4]
     assert struct.unpack(f">{len(body) // 2}H", body) == (0x03, 0x08, 0x0B, 0x12)
+
+
+# -- counters (INCREMENT 0x05 / DECREMENT 0x06) ------------------------------------------------
+
+
+def increment(collection: Collection, key: str, expiry: timedelta) -> int | None:
+    options = IncrementOptions(delta=DeltaValue(1), initial=SignedInt64(1), expiry=expiry)
+    value: int | None = collection.binary().increment(key, options).content
+    return value
+
+
+def decrement(collection: Collection, key: str) -> int | None:
+    options = DecrementOptions(delta=DeltaValue(1), initial=SignedInt64(-1))
+    value: int | None = collection.binary().decrement(key, options).content
+    return value
+
+
+def test_increment_creates_a_counter_with_its_expiry_then_adds(
+    couchbase_server: CouchbaseTestServer, collection: Collection, key: str
+) -> None:
+    before = couchbase_server.op_counts[Opcode.INCREMENT]
+    assert increment(collection, key, timedelta(seconds=100)) == 1  # the initial value
+    doc = stored(couchbase_server, key)
+    assert doc is not None
+    assert (doc.value, doc.flags, doc.datatype) == (b"1", 0, DATATYPE_JSON)
+    assert abs(doc.expiry - (couchbase_server.now() + 100)) <= 2
+    # An existing counter keeps its expiry, whatever the increment asks for.
+    assert increment(collection, key, timedelta(seconds=5000)) == 2
+    after = stored(couchbase_server, key)
+    assert after is not None and after.expiry == doc.expiry and after.cas != doc.cas
+    assert couchbase_server.op_counts[Opcode.INCREMENT] - before == 2
+    # A counter reads back as JSON bytes (legacy flags 0), as the count flows read it.
+    assert collection.get(key, GetOptions(transcoder=RawJSONTranscoder())).value == b"2"
+    couchbase_server.advance_clock(101)
+    assert stored(couchbase_server, key) is None
+    assert increment(collection, key, timedelta(seconds=100)) == 1, "expired: created anew"
+
+
+def test_counter_expiry_above_thirty_days_is_absolute(
+    couchbase_server: CouchbaseTestServer, collection: Collection, key: str
+) -> None:
+    assert increment(collection, key, timedelta(days=40)) == 1
+    doc = stored(couchbase_server, key)
+    assert doc is not None and abs(doc.expiry - (time.time() + 40 * DAY)) <= 2
+
+
+def test_decrement_never_creates_and_stops_at_zero(
+    couchbase_server: CouchbaseTestServer, collection: Collection, key: str
+) -> None:
+    with pytest.raises(DocumentNotFoundException):
+        decrement(collection, key)
+    assert stored(couchbase_server, key) is None
+    increment(collection, key, timedelta(seconds=100))
+    assert decrement(collection, key) == 0
+    assert decrement(collection, key) == 0
+    doc = stored(couchbase_server, key)
+    assert doc is not None and doc.value == b"0"
+
+
+def test_a_counter_op_on_a_non_counter_fails_and_changes_nothing(
+    couchbase_server: CouchbaseTestServer, collection: Collection, key: str
+) -> None:
+    collection.upsert(key, {"not": "a counter"})
+    with pytest.raises(CouchbaseException):
+        increment(collection, key, timedelta(seconds=100))
+    assert collection.get(key).content_as[dict] == {"not": "a counter"}
+
+
+def test_acouchbase_counters(couchbase_server: CouchbaseTestServer, key: str) -> None:
+    async def scenario() -> tuple[int | None, int | None]:
+        cluster = await AsyncCluster.connect(couchbase_server.connection_string, cluster_options())
+        try:
+            bucket = cluster.bucket(COUCHBASE_BUCKET)
+            await bucket.on_connect()
+            binary = bucket.default_collection().binary()
+            up = await binary.increment(
+                key, IncrementOptions(initial=SignedInt64(1), expiry=timedelta(seconds=60))
+            )
+            down = await binary.decrement(key, DecrementOptions(initial=SignedInt64(-1)))
+            return up.content, down.content
+        finally:
+            await cluster.close()
+
+    assert asyncio.run(scenario()) == (1, 0)
+
+
+def authenticated_raw(server: CouchbaseTestServer) -> socket.socket:
+    """A raw connection, PLAIN-authenticated with the bucket selected (no collections)."""
+    sock = connect_raw(server)
+    credentials = f"\0{COUCHBASE_USER}\0{COUCHBASE_PASSWORD}".encode()
+    sock.sendall(frame(Opcode.SASL_AUTH, key=b"PLAIN", value=credentials))
+    assert read_response(sock)[2] == Status.SUCCESS
+    sock.sendall(frame(Opcode.SELECT_BUCKET, key=COUCHBASE_BUCKET.encode()))
+    assert read_response(sock)[2] == Status.SUCCESS
+    return sock
+
+
+def frame(
+    opcode: int, *, key: bytes = b"", extras: bytes = b"", value: bytes = b"", cas: int = 0
+) -> bytes:
+    body = extras + key + value
+    header = HEADER.pack(0x80, opcode, len(key), len(extras), 0, 0, len(body), 1, cas)
+    return header + body
+
+
+def counter_extras(delta: int, initial: int, expiry: int) -> bytes:
+    return struct.pack(">QQI", delta, initial, expiry)
+
+
+def test_counters_over_the_raw_protocol(couchbase_server: CouchbaseTestServer, key: str) -> None:
+    raw_key = key.encode()
+    with authenticated_raw(couchbase_server) as sock:
+        # "Do not create" (expiration 0xffffffff) on a missing counter.
+        sock.sendall(frame(Opcode.INCREMENT, key=raw_key, extras=counter_extras(1, 5, 0xFFFFFFFF)))
+        assert read_response(sock)[2] == Status.NOT_FOUND
+        # Created at the initial value, which comes back as 8 bytes big-endian.
+        sock.sendall(frame(Opcode.INCREMENT, key=raw_key, extras=counter_extras(1, 2**64 - 1, 0)))
+        _magic, _opcode, status, _opaque, body = read_response(sock)
+        assert status == Status.SUCCESS and body == struct.pack(">Q", 2**64 - 1)
+        # Increments wrap at 2**64.
+        sock.sendall(frame(Opcode.INCREMENT, key=raw_key, extras=counter_extras(3, 0, 0)))
+        assert read_response(sock)[4] == struct.pack(">Q", 2)
+        # A CAS that does not match is refused.
+        doc = stored(couchbase_server, key)
+        assert doc is not None and doc.expiry == 0
+        stale = frame(
+            Opcode.DECREMENT, key=raw_key, extras=counter_extras(1, 0, 0), cas=doc.cas - 1
+        )
+        sock.sendall(stale)
+        assert read_response(sock)[2] == Status.EXISTS
+        sock.sendall(
+            frame(Opcode.DECREMENT, key=raw_key, extras=counter_extras(5, 0, 0), cas=doc.cas)
+        )
+        assert read_response(sock)[4] == struct.pack(">Q", 0)
+        # Extras of the wrong size are an invalid request, not a dropped connection.
+        sock.sendall(frame(Opcode.INCREMENT, key=raw_key, extras=b"\x00" * 8))
+        assert read_response(sock)[2] == Status.INVALID
+        sock.sendall(raw_request(Opcode.NOOP, opaque=3))
+        assert read_response(sock)[2] == Status.SUCCESS

@@ -1,5 +1,6 @@
 """The Couchbase store through the real SDK against the protocol test server: what lands on
-the server, expiry by the server's clock, the count index, and configuration end to end.
+the server, expiry by the server's clock, round trips per write, the count counters, and
+configuration end to end.
 
 The shared contract and manager suites also run on this store (``STORE_TARGETS``); these
 tests check what those cannot see: stored bytes, server TTLs, ops sent, timing of failures.
@@ -10,8 +11,10 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -100,7 +103,7 @@ def test_the_raw_session_id_is_stored_nowhere(
             sid.encode() in key or sid.encode() in value for key, value in everything.items()
         )
     mine = {key for key in everything if key.startswith(prefix.encode())}
-    session_docs = {key for key in mine if b":count:" not in key}
+    session_docs = {key for key in mine if not key.startswith(f"{prefix}count:".encode())}
     assert session_docs == {(prefix + storage_key(second)).encode()}  # the old id is gone
 
 
@@ -114,8 +117,10 @@ def test_the_record_layout_on_the_server(
     doc = stored(couchbase_server, prefix + key)
     assert doc is not None
     assert (doc.flags >> 24, doc.datatype) == (BINARY_FORMAT, 0)
-    magic, version, created_us, expires_us = struct.unpack_from(">4sQqq", doc.value)
-    assert (magic, version, doc.value[28:]) == (b"orS1", 1, payload)
+    magic, version, created_us, expires_us, level, end = struct.unpack_from(">4sQqqBq", doc.value)
+    assert (magic, version, doc.value[37:]) == (b"orS2", 1, payload)
+    assert (level, end % (1 << level)) == (6, 0), "counted in a 64-second bucket"
+    assert 0 <= end * 1_000_000 - expires_us < 64 * 1_000_000
     assert created_us == int(created.timestamp() * 1_000_000)
     assert expires_us == int((now + timedelta(hours=1)).timestamp() * 1_000_000)
     assert abs(doc.expiry - (couchbase_server.now() + 3600)) <= 2
@@ -208,66 +213,266 @@ def test_gc_sends_nothing(couchbase_server: CouchbaseTestServer, manager: Sessio
     assert sum(couchbase_server.op_counts.values()) == before
 
 
-# -- the count index ------------------------------------------------------------------------
-def shard_entries(server: CouchbaseTestServer, prefix: str, shards: int) -> dict[str, Any]:
+# -- one round trip per write -----------------------------------------------------------
+#: The opcodes of document operations (the SDK also polls cluster configs on its own).
+DOCUMENT_OPS = (
+    Opcode.GET,
+    Opcode.SET,
+    Opcode.ADD,
+    Opcode.REPLACE,
+    Opcode.DELETE,
+    Opcode.INCREMENT,
+    Opcode.DECREMENT,
+    Opcode.TOUCH,
+    Opcode.GAT,
+    Opcode.GET_META,
+)
+
+
+def kv_ops(server: CouchbaseTestServer) -> Counter[str]:
+    return Counter({op.name: server.op_counts[op] for op in DOCUMENT_OPS})
+
+
+def ops_of(server: CouchbaseTestServer, action: Callable[[], object]) -> dict[str, int]:
+    before = kv_ops(server)
+    action()
+    return {name: n for name, n in (kv_ops(server) - before).items() if n}
+
+
+def test_a_save_after_open_is_one_replace(
+    couchbase_server: CouchbaseTestServer, manager: SessionManager
+) -> None:
+    session = manager.open(None)
+    session["visits"] = 0
+    sid = cookie_id(manager.save(session))
+    for visit in range(1, 4):
+        opened = manager.open(sid)
+        opened["visits"] = visit
+        assert ops_of(couchbase_server, partial(manager.save, opened)) == {"REPLACE": 1}
+    for visit in range(4, 7):  # the same session object saved again: its own write's hint
+        opened["visits"] = visit
+        assert ops_of(couchbase_server, partial(manager.save, opened)) == {"REPLACE": 1}
+    assert dict(manager.open(sid)) == {"visits": 6}
+
+
+def test_the_async_twin_saves_in_one_replace_too(
+    couchbase_server: CouchbaseTestServer, prefix: str
+) -> None:
+    import asyncio
+
+    async def scenario() -> list[dict[str, int]]:
+        manager = await ormsession.configure_async(
+            url=couchbase_url(couchbase_server), key_prefix=prefix
+        )
+        try:
+            session = await manager.open(None)
+            session["n"] = 0
+            sid = cookie_id(await manager.save(session))
+            costs = []
+            for n in range(1, 3):
+                opened = await manager.open(sid)
+                opened["n"] = n
+                before = kv_ops(couchbase_server)
+                await manager.save(opened)
+                costs.append(dict(kv_ops(couchbase_server) - before))
+            assert dict(await manager.open(sid)) == {"n": 2}
+            return costs
+        finally:
+            await manager.close()
+
+    assert asyncio.run(scenario()) == [{"REPLACE": 1}, {"REPLACE": 1}]
+
+
+def test_without_the_cache_a_save_reads_first(
+    couchbase_server: CouchbaseTestServer, prefix: str
+) -> None:
+    url = couchbase_url(couchbase_server, cas_cache_size=0)
+    with ormsession.configure(url=url, key_prefix=prefix) as manager:
+        session = manager.open(None)
+        session["n"] = 1
+        sid = cookie_id(manager.save(session))
+        opened = manager.open(sid)
+        opened["n"] = 2
+        assert ops_of(couchbase_server, lambda: manager.save(opened)) == {"GET": 1, "REPLACE": 1}
+
+
+def test_a_stale_hint_still_gives_the_contract_answer(
+    couchbase_server: CouchbaseTestServer, prefix: str
+) -> None:
+    """Two repositories (two app processes) on one prefix: each one's hints go stale
+    whenever the other writes, and every answer must still be the contract's."""
+    settings = load_settings(key_prefix=prefix)
+    mine = open_repository(couchbase_url(couchbase_server), settings)
+    theirs = open_repository(couchbase_url(couchbase_server), settings)
+    try:
+        now, key = utcnow(), new_key()
+        hour = now + timedelta(hours=1)
+        assert mine.create(key, record(now, timedelta(hours=1)), now)  # mine: hint at v1
+        assert theirs.update(key, b"theirs", hour, 1, now) == 2
+        # Mine still remembers version 1: the guarded replace is refused and the
+        # document read, which is at version 2.
+        used = ops_of(couchbase_server, lambda: mine.update(key, b"mine", hour, 1, now))
+        assert used == {"REPLACE": 1, "GET": 1}
+        assert mine.update(key, b"mine", hour, 1, now) is None
+        assert mine.update(key, b"mine", hour, 2, now) == 3  # exactly +1
+        # A touch elsewhere moves the CAS but not the version: the update still succeeds.
+        assert theirs.touch(key, now + timedelta(hours=2), now)
+        assert mine.update(key, b"mine again", hour, 3, now) == 4
+        # A delete elsewhere: the stale hint must not bring the session back.
+        theirs.delete(key)
+        assert mine.update(key, b"zombie", hour, 4, now) is None
+        assert mine.read(key, now) is None and stored(couchbase_server, prefix + key) is None
+        # And a re-created session at version 1 is not mistaken for the old version 1.
+        assert theirs.create(key, record(now, timedelta(hours=1), b"new life"), now)
+        assert mine.update(key, b"x", hour, 1, now) == 2
+        after = theirs.read(key, now)
+        assert after is not None and (after.data, after.version) == (b"x", 2)
+        assert mine.count(now) == 1
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def test_a_write_costs_the_same_with_10_or_5000_sessions_stored(
+    couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = utcnow()
+    hour = now + timedelta(hours=1)
+    costs = []
+    stored_so_far = 0
+    for population in (10, 5000):
+        with ThreadPoolExecutor(16) as pool:  # created through ormsession: all counted
+            created = pool.map(
+                lambda _: repository.create(new_key(), record(now, timedelta(hours=1)), now),
+                range(population - stored_so_far),
+            )
+            assert all(created)
+        key = new_key()
+        assert repository.create(key, record(now, timedelta(hours=1)), now)
+        stored_so_far = population + 1
+        assert repository.count(now) == stored_so_far
+        assert repository.read(key, now) is not None
+        update = ops_of(couchbase_server, partial(repository.update, key, b"x", hour, 1, now))
+        touch = ops_of(couchbase_server, partial(repository.touch, key, hour, now))
+        count = ops_of(couchbase_server, lambda: repository.count(now))
+        costs.append((update, touch, count))
+    assert costs[0] == costs[1]
+    assert costs[0][0] == {"REPLACE": 1}
+    # And no document the count keeps grows with the sessions: 5,001 of them, and every
+    # count document is a few bytes (a per-session index would hold ~100 bytes each).
+    head = f"{repository.context.layout.prefix}count:".encode()
+    sizes = [
+        len(doc.value)
+        for key, doc in couchbase_server.documents(COUCHBASE_BUCKET).items()
+        if key.startswith(head)
+    ]
+    assert sizes and max(sizes) < 100
+
+
+# -- count ------------------------------------------------------------------------------
+def counters(server: CouchbaseTestServer, prefix: str) -> dict[str, int]:
+    """The live counter documents of a prefix: ``{"<level>:<end>": value}``."""
+    head = f"{prefix}count:".encode()
+    return {
+        key[len(head) :].decode(): int(doc.value)
+        for key, doc in server.documents(COUCHBASE_BUCKET).items()
+        if key.startswith(head) and key != head + b"levels"
+    }
+
+
+def test_count_follows_every_kind_of_write_and_expiry(
+    couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository
+) -> None:
+    now = utcnow()
+    day, minute = timedelta(days=1), timedelta(minutes=1)
+    a, b, c, d = (new_key() for _ in range(4))
+    for key in (a, b, c):
+        assert repository.create(key, record(now, day), now)
+    assert repository.create(d, record(now, minute), now)
+    assert repository.count(now) == 4
+    assert repository.update(a, b"x", now + 2 * day, 1, now) == 2  # a later bucket
+    assert repository.update(a, b"y", now + 2 * day, 2, now) == 3  # the same bucket
+    assert repository.touch(b, now + 3 * day, now)
+    assert repository.count(now) == 4
+    assert sum(counters(couchbase_server, repository.context.layout.prefix).values()) == 4
+    repository.delete(c)
+    repository.delete(c)  # idempotent, and never counted twice
+    assert repository.count(now) == 3
+    e = new_key()
+    assert repository.rename(a, e, now + 2 * day, now)
+    assert repository.count(now) == 3
+    # Expiry by the given clock, and by the server's TTLs (which also end counters). A
+    # session is forgotten within its bucket's width (a 32nd to a 64th of its lifetime).
+    assert repository.count(now + 2 * minute) == 2, "d has expired"
+    assert repository.count(now + day + minute) == 2, "a (now e) and b live on"
+    later = 2 * day + timedelta(hours=2)
+    couchbase_server.advance_clock(later.total_seconds())
+    assert repository.count(now + later) == 1, "only b"
+    couchbase_server.advance_clock(day.total_seconds())
+    assert repository.count(now + later + day) == 0
+
+
+def test_count_never_misses_a_live_session_and_forgets_it_within_its_bucket(
+    repository: CouchbaseRepository,
+) -> None:
+    now = utcnow()
+    lifetime = timedelta(hours=8)
+    assert repository.create(new_key(), record(now, lifetime), now)
+    expires = now + lifetime
+    width = timedelta(seconds=1 << 9)  # an eight-hour lifetime: 512-second buckets
+    assert repository.count(expires - timedelta(microseconds=1)) == 1
+    assert repository.count(expires + width) == 0
+
+
+def test_count_through_the_manager_across_regenerate_and_destroy(
+    couchbase_server: CouchbaseTestServer, manager: SessionManager
+) -> None:
+    sessions = []
+    for n in range(3):
+        session = manager.open(None)
+        session["n"] = n
+        manager.save(session)
+        sessions.append(session)
+    assert manager.count() == 3
+    manager.regenerate(sessions[0])
+    manager.save(sessions[0])
+    assert manager.count() == 3
+    manager.destroy(sessions[1])
+    manager.save(sessions[1])
+    assert manager.count() == 2
+    # The default idle timeout is one day. The manager's clock has not moved, but the
+    # server's TTLs have removed the sessions and their counters (and the levels document).
+    couchbase_server.advance_clock(2 * DAY)
+    assert manager.count() == 0
+
+
+def test_the_count_documents_on_the_server(
+    couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository, prefix: str
+) -> None:
     import json
 
-    entries: dict[str, Any] = {}
-    for n in range(shards):
-        doc = stored(server, f"{prefix}count:{shards}:{n}")
-        if doc is not None:
-            entries |= json.loads(doc.value)["sessions"]
-    return entries
+    now = utcnow()
+    for ttl in (timedelta(seconds=30), timedelta(days=1), timedelta(days=1)):
+        assert repository.create(new_key(), record(now, ttl), now)
+    found = counters(couchbase_server, prefix)
+    assert sorted(found.values()) == [1, 2]
+    levels_doc = stored(couchbase_server, prefix + "count:levels")
+    assert levels_doc is not None
+    levels = json.loads(levels_doc.value)["levels"]
+    assert set(levels) == {"0", "11"}
+    for name in found:
+        level, end = name.split(":")
+        assert int(end) % (1 << int(level)) == 0 and int(end) <= levels[level]
+        counter = stored(couchbase_server, f"{prefix}count:{name}")
+        assert counter is not None and counter.expiry == int(end) + 3600, "an hour past its end"
+    assert levels_doc.expiry == max(levels.values()) + 3600
 
 
-def test_count_reads_only_the_index_shards(
-    couchbase_server: CouchbaseTestServer, prefix: str
+def test_count_stays_exact_with_concurrent_writers(
+    couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository
 ) -> None:
-    url = couchbase_url(couchbase_server, index_shards=4)
-    repository = open_repository(url, load_settings(key_prefix=prefix))
-    try:
-        now = utcnow()
-        keys = [new_key() for _ in range(6)]
-        for key in keys:
-            assert repository.create(key, record(now, timedelta(hours=1)), now)
-        ops = sum(couchbase_server.op_counts.values())
-        assert repository.count(now) == 6
-        assert sum(couchbase_server.op_counts.values()) - ops == 4, "one read per shard"
-        assert set(shard_entries(couchbase_server, prefix, 4)) == set(keys)
-        repository.delete(keys[0])
-        assert keys[0] not in shard_entries(couchbase_server, prefix, 4)
-        assert repository.count(now) == 5
-    finally:
-        repository.close()
-
-
-def test_index_entries_follow_expiry_and_are_pruned(
-    couchbase_server: CouchbaseTestServer, prefix: str
-) -> None:
-    url = couchbase_url(couchbase_server, index_shards=1)
-    repository = open_repository(url, load_settings(key_prefix=prefix))
-    try:
-        now, short, long = utcnow(), new_key(), new_key()
-        assert repository.create(short, record(now, timedelta(seconds=30)), now)
-        assert repository.create(long, record(now, timedelta(seconds=30)), now)
-        assert repository.touch(long, now + timedelta(hours=1), now)
-        later = now + timedelta(seconds=31)
-        assert repository.count(later) == 1, "touch must move the index entry too"
-        assert repository.create(new_key(), record(later, timedelta(hours=1)), later)
-        entries = shard_entries(couchbase_server, prefix, 1)
-        assert short not in entries, "expired entries are dropped when a shard is rewritten"
-        assert long in entries and len(entries) == 2
-        shard = stored(couchbase_server, f"{prefix}count:1:0")
-        assert shard is not None and shard.expiry > couchbase_server.now() + 3600
-    finally:
-        repository.close()
-
-
-def test_count_stays_exact_with_concurrent_writers_on_one_shard(
-    couchbase_server: CouchbaseTestServer, prefix: str
-) -> None:
-    url = couchbase_url(couchbase_server, index_shards=1)
-    repository = open_repository(url, load_settings(key_prefix=prefix))
     now = utcnow()
     keys = [[new_key() for _ in range(5)] for _ in range(8)]
     barrier = threading.Barrier(8)
@@ -281,19 +486,19 @@ def test_count_stays_exact_with_concurrent_writers_on_one_shard(
             barrier.wait()
             for key in mine[:2]:
                 repository.delete(key)
+            for key in mine[2:]:  # each into a later bucket
+                assert repository.touch(key, now + timedelta(hours=3), now)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    try:
-        threads = [threading.Thread(target=writer, args=(mine,)) for mine in keys]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert errors == []
-        assert repository.count(now) == 8 * 3
-    finally:
-        repository.close()
+    threads = [threading.Thread(target=writer, args=(mine,)) for mine in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert repository.count(now) == 8 * 3
+    assert repository.count(now + timedelta(hours=2)) == 8 * 3
 
 
 # -- configuration end to end ---------------------------------------------------------------

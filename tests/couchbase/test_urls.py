@@ -17,7 +17,7 @@ def test_a_full_url() -> None:
     target = parse_couchbase_url(
         "couchbase://app:pw@cb1.example:11210,cb2.example/sessions"
         "?scope=web&collection=items&kv_timeout=1.5&connect_timeout=500ms"
-        "&key_prefix=shop:&index_shards=8",
+        "&key_prefix=shop:&count_resolution=64&cas_cache_size=0",
         key_prefix="ignored:",
         connect_timeout=9,
     )
@@ -27,7 +27,7 @@ def test_a_full_url() -> None:
     assert target.kv_timeout == timedelta(seconds=1.5)
     assert target.connect_timeout == timedelta(milliseconds=500)
     assert target.key_prefix == "shop:"
-    assert target.index_shards == 8
+    assert (target.count_resolution, target.cas_cache_size) == (64, 0)
 
 
 def test_defaults_come_from_settings_and_the_sdk() -> None:
@@ -39,7 +39,7 @@ def test_defaults_come_from_settings_and_the_sdk() -> None:
     assert target.key_prefix == "app:"
     assert target.connect_timeout == timedelta(seconds=3)
     assert target.kv_timeout == timedelta(seconds=2.5)
-    assert target.index_shards == 64
+    assert (target.count_resolution, target.cas_cache_size) == (32, 10_000)
 
 
 def test_credentials_in_the_query_and_percent_encoding() -> None:
@@ -70,8 +70,10 @@ def test_a_collection_in_the_default_scope() -> None:
         ("couchbase://u:{pw}@h/b?kv_timeout=0", "kv_timeout must be a positive"),
         ("couchbase://u:{pw}@h/b?kv_timeout=soon", "kv_timeout must be a positive"),
         ("couchbase://u:{pw}@h/b?connect_timeout=-1", "connect_timeout must be a positive"),
-        ("couchbase://u:{pw}@h/b?index_shards=0", "index_shards must be 1-4096"),
-        ("couchbase://u:{pw}@h/b?index_shards=5000", "index_shards must be 1-4096"),
+        ("couchbase://u:{pw}@h/b?count_resolution=0", "count_resolution must be 1-1024"),
+        ("couchbase://u:{pw}@h/b?count_resolution=2000", "count_resolution must be 1-1024"),
+        ("couchbase://u:{pw}@h/b?cas_cache_size=-1", "cas_cache_size must be 0-1000000"),
+        ("couchbase://u:{pw}@h/b?cas_cache_size=lots", "cas_cache_size must be 0-1000000"),
         ("couchbase://u:{pw}@h/b?scope=a&scope=b&collection=c", "given twice"),
         ("couchbase://u:{pw}@h/b?password={pw}", "credentials once"),
         ("couchbase://h/b?password={pw}", "need a username and a password"),
@@ -84,6 +86,15 @@ def test_bad_urls_are_configuration_errors_without_the_password(url: str, messag
     with pytest.raises(ConfigurationError, match=message) as caught:
         parse_couchbase_url(url.format(pw=SECRET))
     assert SECRET not in str(caught.value)
+
+
+def test_the_obsolete_index_shards_option_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    target = parse_couchbase_url(f"couchbase://u:{SECRET}@h/b?index_shards=64")
+    assert target.bucket == "b"
+    assert "index_shards is obsolete and ignored" in caplog.text
+    assert SECRET not in caplog.text
 
 
 def test_credentials_are_optional_for_a_url_that_only_names_the_keyspace() -> None:
@@ -100,16 +111,16 @@ def test_the_target_repr_hides_the_password() -> None:
 
 @pytest.mark.parametrize("prefix", ["", "ormsession:", "app.v2-sessions_", "a" * 100])
 def test_valid_key_prefixes(prefix: str) -> None:
-    assert KeyLayout(prefix, 4).document_key("a" * 64) == prefix + "a" * 64
+    assert KeyLayout(prefix).document_key("a" * 64) == prefix + "a" * 64
 
 
 @pytest.mark.parametrize("prefix", ["a b", "x/y", "é", "a" * 101, "key\n", "{prefix}"])
 def test_invalid_key_prefixes_are_refused(prefix: str) -> None:
     with pytest.raises(ConfigurationError, match="key_prefix"):
-        KeyLayout(prefix, 4)
+        KeyLayout(prefix)
 
 
 @pytest.mark.parametrize("key", ["raw-session-id", "A" * 64, "a" * 63, "a" * 65, "g" * 64])
 def test_only_storage_keys_become_document_ids(key: str) -> None:
     with pytest.raises(ValueError, match="not a storage key"):
-        KeyLayout("p:", 4).document_key(key)
+        KeyLayout("p:").document_key(key)

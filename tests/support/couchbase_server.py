@@ -2,8 +2,9 @@
 
 No Couchbase Server can run in the test environment, so the tests drive the real ``couchbase``
 SDK against this stand-in. It implements just what a session store needs: HELLO, SASL
-(SCRAM-SHA* and PLAIN), SELECT_BUCKET, cluster configs, collections, and the basic document
-operations with CAS, flags and memcached expiry. Everything else answers "unknown command".
+(SCRAM-SHA* and PLAIN), SELECT_BUCKET, cluster configs, collections, the basic document
+operations with CAS, flags and memcached expiry, and counters (INCREMENT/DECREMENT). Everything
+else answers "unknown command".
 
 The server runs its own event loop in a background thread, so synchronous tests can use it::
 
@@ -42,6 +43,9 @@ RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
 SCRAM_ITERATIONS = 4096
 DEFAULT_COLLECTION = "_default._default"
 FIRST_COLLECTION_ID = 8  # ids below 8 are reserved by Couchbase
+#: An INCREMENT/DECREMENT expiration meaning "fail on a missing counter, do not create it".
+NO_CREATE = 0xFFFFFFFF
+DATATYPE_JSON = 0x01
 
 
 class Opcode(IntEnum):
@@ -50,6 +54,8 @@ class Opcode(IntEnum):
     ADD = 0x02
     REPLACE = 0x03
     DELETE = 0x04
+    INCREMENT = 0x05
+    DECREMENT = 0x06
     NOOP = 0x0A
     TOUCH = 0x1C
     GAT = 0x1D
@@ -69,6 +75,7 @@ class Status(IntEnum):
     EXISTS = 0x02
     INVALID = 0x04
     NOT_STORED = 0x05
+    DELTA_BADVAL = 0x06
     AUTH_ERROR = 0x20
     AUTH_CONTINUE = 0x21
     NO_ACCESS = 0x24
@@ -261,6 +268,8 @@ class CouchbaseTestServer:
             Opcode.ADD: self._store,
             Opcode.REPLACE: self._store,
             Opcode.DELETE: self._delete,
+            Opcode.INCREMENT: self._arithmetic,
+            Opcode.DECREMENT: self._arithmetic,
             Opcode.TOUCH: self._touch,
             Opcode.GET_META: self._get_meta,
         }
@@ -562,6 +571,38 @@ class CouchbaseTestServer:
                 return Response(Status.EXISTS)
             del docs[key]
             return Response(cas=self._next_cas())
+
+    def _arithmetic(self, conn: _Connection, request: Request) -> Response:
+        """INCREMENT / DECREMENT of a counter document (an ASCII decimal value).
+
+        Extras: delta (8), initial (8), expiration (4). A missing document is created with
+        ``initial`` (delta not applied) and that expiration, unless the expiration is
+        0xffffffff ("do not create": NOT_FOUND). An existing document keeps its flags and
+        expiry; increments wrap at 2**64, decrements stop at 0 (memcached semantics). The
+        response value is the new value, 8 bytes big-endian.
+        """
+        delta, initial, expiry = struct.unpack(">QQI", request.extras)
+        with self._lock:
+            docs, key = self._locate(conn, request.key)
+            current = self._live(docs, key)
+            if current is None:
+                if expiry == NO_CREATE:
+                    return Response(Status.NOT_FOUND)
+                value, flags, expires = initial, 0, self._absolute_expiry(expiry)
+            else:
+                if request.cas and request.cas != current.cas:
+                    return Response(Status.EXISTS)
+                text = current.value.strip()
+                if not text.isdigit() or len(text) > 20 or int(text) >= 1 << 64:
+                    return Response(Status.DELTA_BADVAL)
+                value, flags, expires = int(text), current.flags, current.expiry
+                if request.opcode == Opcode.INCREMENT:
+                    value = (value + delta) % (1 << 64)
+                else:
+                    value = max(0, value - delta)
+            cas = self._next_cas()
+            docs[key] = StoredDocument(str(value).encode(), flags, expires, cas, DATATYPE_JSON)
+            return Response(value=struct.pack(">Q", value), cas=cas)
 
     def _touch(self, conn: _Connection, request: Request) -> Response:
         (expiry,) = struct.unpack(">I", request.extras)

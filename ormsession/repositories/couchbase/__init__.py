@@ -4,7 +4,8 @@ Layout (see ``docs/stores/couchbase.md``):
 
 - ``urls``: ``couchbase://`` URLs into a :class:`~.urls.CouchbaseTarget` (no SDK, no I/O);
 - ``base``: key layout, record encoding, SDK options and the KV operations flows yield;
-- ``index``: the per-prefix count index (sharded JSON documents), pure functions;
+- ``counters``: the expiry-bucket counters behind ``count``, pure functions;
+- ``cache``: the bounded LRU of CAS hints that lets a write skip its read;
 - ``flows``: every repository method as a sans-I/O generator, shared by both twins;
 - ``errors``: SDK exceptions into ormsession's, without passwords;
 - ``repository`` / ``async_repository``: the twins, which only run flows on a collection;

@@ -16,7 +16,6 @@ from ormsession.repositories.couchbase.base import (
     Flow,
     Get,
     GetMany,
-    KeyLayout,
     KvOp,
     Pause,
     cluster_options,
@@ -24,9 +23,11 @@ from ormsession.repositories.couchbase.base import (
     sdk_call,
     sdk_miss,
     sdk_result,
+    sdk_target,
 )
+from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE
+from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION
 from ormsession.repositories.couchbase.errors import wrap_couchbase_error
-from ormsession.repositories.couchbase.index import DEFAULT_INDEX_SHARDS
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = ["AsyncCouchbaseRepository"]
@@ -49,14 +50,17 @@ class AsyncCouchbaseRepository:
         collection: Any = None,
         *,
         key_prefix: str = "ormsession:",
-        index_shards: int = DEFAULT_INDEX_SHARDS,
+        count_resolution: int = DEFAULT_RESOLUTION,
+        cas_cache_size: int = DEFAULT_CACHE_SIZE,
         description: str = "couchbase (application's collection)",
         target: CouchbaseTarget | None = None,
     ) -> None:
         if collection is None and target is None:
             raise TypeError("give a ready acouchbase collection or a target to connect to")
         self._collection = collection
-        self.layout = KeyLayout(key_prefix, index_shards)
+        self.context = flows.Context(
+            key_prefix, count_resolution=count_resolution, cache_size=cas_cache_size
+        )
         self._description = description
         self._target = target
         self._secret = target.password if target is not None else None
@@ -68,43 +72,46 @@ class AsyncCouchbaseRepository:
     def from_target(cls, target: CouchbaseTarget) -> AsyncCouchbaseRepository:
         return cls(
             key_prefix=target.key_prefix,
-            index_shards=target.index_shards,
+            count_resolution=target.count_resolution,
+            cas_cache_size=target.cas_cache_size,
             description=target.display,
             target=target,
         )
 
     def __repr__(self) -> str:
-        return f"<AsyncCouchbaseRepository {self._description} prefix={self.layout.prefix!r}>"
+        return (
+            f"<AsyncCouchbaseRepository {self._description} prefix={self.context.layout.prefix!r}>"
+        )
 
     async def start(self) -> None:
         """Connect now and check bucket, scope and collection with one read."""
-        await self._run(flows.probe(self.layout), "connect")
+        await self._run(flows.probe(self.context), "connect")
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now: datetime) -> StoredSession | None:
-        return await self._run(flows.read(self.layout, key, now), "read")
+        return await self._run(flows.read(self.context, key, now), "read")
 
     async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
-        return await self._run(flows.create(self.layout, key, record, now), "create")
+        return await self._run(flows.create(self.context, key, record, now), "create")
 
     async def update(
         self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
     ) -> int | None:
-        flow = flows.update(self.layout, key, data, expires_at, expected_version, now)
+        flow = flows.update(self.context, key, data, expires_at, expected_version, now)
         return await self._run(flow, "update")
 
     async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return await self._run(flows.touch(self.layout, key, expires_at, now), "touch")
+        return await self._run(flows.touch(self.context, key, expires_at, now), "touch")
 
     async def delete(self, key: str) -> None:
-        await self._run(flows.delete(self.layout, key), "delete")
+        await self._run(flows.delete(self.context, key), "delete")
 
     async def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        flow = flows.rename(self.layout, old_key, new_key, expires_at, now)
+        flow = flows.rename(self.context, old_key, new_key, expires_at, now)
         return await self._run(flow, "rename")
 
     async def count(self, now: datetime) -> int:
-        return await self._run(flows.count(self.layout, now), "count")
+        return await self._run(flows.count(self.context, now), "count")
 
     async def delete_expired(self, now: datetime, limit: int) -> int:
         """Nothing to do: the server removes expired documents itself (native TTLs)."""
@@ -167,9 +174,9 @@ class AsyncCouchbaseRepository:
         collection = await self._ready_collection()
         if isinstance(op, GetMany):
             return await self._get_many(collection, op)
-        method, args = sdk_call(op)
+        method, args, kwargs = sdk_call(op)
         try:
-            result = await getattr(collection, method)(*args)
+            result = await getattr(sdk_target(collection, op), method)(*args, **kwargs)
         except CouchbaseException as exc:
             expected, answer = sdk_miss(op, exc)
             if expected:
@@ -181,7 +188,7 @@ class AsyncCouchbaseRepository:
         # acouchbase has no get_multi: the reads run concurrently on the loop instead.
         calls = [sdk_call(Get(key, op.json)) for key in op.keys]
         outcomes = await asyncio.gather(
-            *(getattr(collection, method)(*args) for method, args in calls),
+            *(getattr(collection, method)(*args, **kwargs) for method, args, kwargs in calls),
             return_exceptions=True,
         )
         results: dict[str, Any] = {}

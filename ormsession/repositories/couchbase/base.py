@@ -4,17 +4,22 @@ record encoding, the KV operations their flows yield, and how each becomes an SD
 Record layout (one binary document per session, stored with ``RawBinaryTranscoder``)::
 
     offset  size  field
-    0       4     magic b"orS1" (format 1 of ormsession's session record)
+    0       4     magic b"orS2" (format 2 of ormsession's session record)
     4       8     version, unsigned big-endian (the compare-and-set counter)
     12      8     created_at, signed big-endian microseconds since the Unix epoch (UTC)
     20      8     expires_at, same encoding
-    28      ...   data: the serialized session, byte for byte
+    28      1     count level: the session is counted in a bucket 2**level seconds wide
+    29      8     count bucket end, signed big-endian Unix seconds (0: not counted)
+    37      ...   data: the serialized session, byte for byte
+
+Format 1 (magic b"orS1", no count fields, data at offset 28) is still read: such a session
+counts as "not counted" until its next write counts it.
 
 Why binary and not JSON: session data is already bytes (JSON or msgpack from the
 serializer); base64 inside a JSON document would cost a third more space and an encode and
-decode per operation, and a 28-byte header decodes without parsing the data. The binary
+decode per operation, and a fixed header decodes without parsing the data. The binary
 common flag lets other SDKs and tools read the document as bytes. The cost: the web console
-shows it as binary and N1QL cannot query it (the count index makes N1QL unnecessary).
+shows it as binary and N1QL cannot query it (the count counters make N1QL unnecessary).
 """
 
 from __future__ import annotations
@@ -37,20 +42,23 @@ from couchbase.exceptions import (
 from couchbase.options import (
     ClusterOptions,
     ClusterTimeoutOptions,
+    DecrementOptions,
+    DeltaValue,
     GetMultiOptions,
     GetOptions,
-    InsertOptions,
+    IncrementOptions,
     RemoveOptions,
-    ReplaceOptions,
+    SignedInt64,
 )
 from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.couchbase.index import IndexLayout
+from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = [
+    "Count",
     "Doc",
     "Flow",
     "Get",
@@ -61,6 +69,7 @@ __all__ = [
     "Pause",
     "Remove",
     "Replace",
+    "SdkOp",
     "cluster_options",
     "decode_record",
     "encode_record",
@@ -70,34 +79,38 @@ __all__ = [
     "sdk_call",
     "sdk_miss",
     "sdk_result",
+    "sdk_target",
 ]
 
 T = TypeVar("T")
 
-MAGIC = b"orS1"
-_HEADER = struct.Struct(">4sQqq")
+MAGIC = b"orS2"
+MAGIC_V1 = b"orS1"
+_HEADER = struct.Struct(">4sQqqBq")
+_HEADER_V1 = struct.Struct(">4sQqq")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 # Couchbase document ids are at most 250 bytes: 100 for the prefix leaves room for the
-# 64-character key and for the count index's names.
+# 64-character key and for the counters' names.
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,100}")
 _BINARY = RawBinaryTranscoder()
-_JSON = RawJSONTranscoder()  # index documents: bytes we encode ourselves, flagged as JSON
+_JSON = RawJSONTranscoder()  # count documents: bytes we encode ourselves, flagged as JSON
 
 
 class KeyLayout:
-    """Where each record lives: ``<prefix><64 hex>`` for sessions, plus the count index."""
+    """Where each document lives: ``<prefix><64 hex>`` for sessions, ``<prefix>count:...``
+    for the counters of ``count`` (see :mod:`~.counters`)."""
 
-    __slots__ = ("index", "prefix")
+    __slots__ = ("levels_key", "prefix")
 
-    def __init__(self, prefix: str, index_shards: int) -> None:
+    def __init__(self, prefix: str) -> None:
         if not _PREFIX.fullmatch(prefix):
             raise ConfigurationError(
                 "key_prefix must be at most 100 characters of A-Z, a-z, 0-9, '_', '.', ':' or '-'"
             )
         self.prefix = prefix
-        self.index = IndexLayout(prefix, index_shards)
+        self.levels_key = f"{prefix}count:levels"
 
     def document_key(self, key: str) -> str:
         # The manager hands over SHA-256 hex digests of ids, never ids: refusing anything
@@ -106,6 +119,9 @@ class KeyLayout:
             raise ValueError("not a storage key (64 lowercase hex characters)")
         return self.prefix + key
 
+    def counter_key(self, bucket: Bucket) -> str:
+        return f"{self.prefix}count:{bucket.level}:{bucket.end}"
+
     @property
     def probe_key(self) -> str:
         """A key that is never written: reading it checks bucket, scope and collection."""
@@ -113,25 +129,38 @@ class KeyLayout:
 
 
 # -- records -------------------------------------------------------------------------------
-def encode_record(record: StoredSession) -> bytes:
+def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
     header = _HEADER.pack(
-        MAGIC, record.version, _micros(record.created_at), _micros(record.expires_at)
+        MAGIC,
+        record.version,
+        _micros(record.created_at),
+        _micros(record.expires_at),
+        bucket.level,
+        bucket.end,
     )
     return header + record.data
 
 
-def decode_record(raw: bytes | None) -> StoredSession | None:
-    """The record in ``raw``; None for a document that is not one of ours (another
-    format, or one written by something else under our prefix)."""
-    if raw is None or len(raw) < _HEADER.size or not raw.startswith(MAGIC):
+def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
+    """The record in ``raw`` and the bucket it is counted in; None for a document that is
+    not one of ours (another format, or one written by something else under our prefix)."""
+    if raw is None or len(raw) < _HEADER_V1.size:
         return None
-    _magic, version, created, expires = _HEADER.unpack_from(raw)
-    return StoredSession(
-        data=raw[_HEADER.size :],
+    if raw.startswith(MAGIC) and len(raw) >= _HEADER.size:
+        _magic, version, created, expires, level, end = _HEADER.unpack_from(raw)
+        bucket, data = Bucket(level, end), raw[_HEADER.size :]
+    elif raw.startswith(MAGIC_V1):
+        _magic, version, created, expires = _HEADER_V1.unpack_from(raw)
+        bucket, data = UNCOUNTED, raw[_HEADER_V1.size :]
+    else:
+        return None
+    record = StoredSession(
+        data=data,
         version=version,
         created_at=_EPOCH + created * _US,
         expires_at=_EPOCH + expires * _US,
     )
+    return record, bucket
 
 
 def _micros(moment: datetime) -> int:
@@ -206,13 +235,28 @@ class Remove:
 
 
 @dataclass(frozen=True, slots=True)
+class Count:
+    """Add ``delta`` (+1 or -1) to a counter -> True; False when the counter is missing.
+
+    An increment creates a missing counter (at 1, with ``expiry``); a decrement never
+    creates one (a missing counter has expired with its bucket), and stops at 0.
+    """
+
+    key: str
+    delta: int
+    expiry: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Pause:
     """Back off for a moment before retrying a lost compare-and-set."""
 
     seconds: float
 
 
-KvOp = Get | GetMany | Insert | Replace | Remove | Pause
+KvOp = Get | GetMany | Insert | Replace | Remove | Count | Pause
+#: The operations that are one SDK call on the collection (or its binary() view).
+SdkOp = Get | Insert | Replace | Remove | Count
 #: A repository operation as a generator: yields KV operations, receives their results.
 Flow = Generator[KvOp, Any, T]
 
@@ -221,21 +265,45 @@ def _transcoder(json: bool) -> Any:
     return _JSON if json else _BINARY
 
 
-def sdk_call(op: Get | Insert | Replace | Remove) -> tuple[str, tuple[Any, ...]]:
-    """The collection method and arguments for ``op``."""
+# Built once: the SDK copies an options object before using it (a per-call GetOptions would
+# cost microseconds on every read). Writes pass their per-call options as keyword arguments,
+# which the SDK accepts in their place, for the same reason.
+_GET_OPTIONS = {False: GetOptions(transcoder=_BINARY), True: GetOptions(transcoder=_JSON)}
+_NO_KWARGS: dict[str, Any] = {}
+
+
+def sdk_call(op: SdkOp) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The collection method, positional and keyword arguments for ``op`` (counters: see
+    :func:`sdk_target`)."""
     if isinstance(op, Get):
-        return "get", (op.key, GetOptions(transcoder=_transcoder(op.json)))
-    if isinstance(op, Insert):
-        options = InsertOptions(expiry=op.expiry, transcoder=_transcoder(op.json))
-        return "insert", (op.key, op.value, options)
+        return "get", (op.key, _GET_OPTIONS[op.json]), _NO_KWARGS
     if isinstance(op, Replace):
         # Replace drops a document's expiry unless given one: always pass it.
-        options = ReplaceOptions(cas=op.cas, expiry=op.expiry, transcoder=_transcoder(op.json))
-        return "replace", (op.key, op.value, options)
-    return "remove", ((op.key, RemoveOptions(cas=op.cas)) if op.cas else (op.key,))
+        options = {"cas": op.cas, "expiry": op.expiry, "transcoder": _transcoder(op.json)}
+        return "replace", (op.key, op.value), options
+    if isinstance(op, Insert):
+        options = {"expiry": op.expiry, "transcoder": _transcoder(op.json)}
+        return "insert", (op.key, op.value), options
+    if isinstance(op, Count):
+        if op.delta > 0:
+            # Created at 1 (the initial value, the delta is not added) with its TTL.
+            increment = IncrementOptions(
+                delta=DeltaValue(op.delta), initial=SignedInt64(1), expiry=op.expiry
+            )
+            return "increment", (op.key, increment), _NO_KWARGS
+        # A negative initial value: never create the counter.
+        decrement = DecrementOptions(delta=DeltaValue(-op.delta), initial=SignedInt64(-1))
+        return "decrement", (op.key, decrement), _NO_KWARGS
+    args = (op.key, RemoveOptions(cas=op.cas)) if op.cas else (op.key,)
+    return "remove", args, _NO_KWARGS
 
 
-def sdk_result(op: Get | Insert | Replace | Remove, result: Any) -> Any:
+def sdk_target(collection: Any, op: SdkOp) -> Any:
+    """What ``op``'s SDK method is called on: counters live on ``collection.binary()``."""
+    return collection.binary() if isinstance(op, Count) else collection
+
+
+def sdk_result(op: SdkOp, result: Any) -> Any:
     """What a flow receives for a successful SDK call."""
     if isinstance(op, Get):
         try:
@@ -254,11 +322,18 @@ _MISSES: dict[type, tuple[type[Exception], ...]] = {
     Insert: (DocumentExistsException,),
     Replace: (CasMismatchException, DocumentNotFoundException, DocumentExistsException),
     Remove: (CasMismatchException, DocumentNotFoundException, DocumentExistsException),
+    Count: (DocumentNotFoundException,),
 }
-_MISS_RESULT: dict[type, Any] = {Get: None, Insert: None, Replace: None, Remove: False}
+_MISS_RESULT: dict[type, Any] = {
+    Get: None,
+    Insert: None,
+    Replace: None,
+    Remove: False,
+    Count: False,
+}
 
 
-def sdk_miss(op: Get | Insert | Replace | Remove, exc: Exception) -> tuple[bool, Any]:
+def sdk_miss(op: SdkOp, exc: Exception) -> tuple[bool, Any]:
     """``(True, result)`` when ``exc`` is an expected answer to ``op`` (a missing document,
     a taken key, a changed CAS); ``(False, None)`` for a real failure."""
     if isinstance(exc, _MISSES[type(op)]):

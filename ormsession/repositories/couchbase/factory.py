@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ormsession.errors import ConfigurationError
-from ormsession.repositories.couchbase.index import DEFAULT_INDEX_SHARDS
+from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE
+from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION
 from ormsession.repositories.couchbase.repository import CouchbaseRepository
 from ormsession.repositories.couchbase.urls import (
     DEFAULT_COLLECTION,
@@ -48,7 +49,7 @@ def open_async_repository(url: str, settings: OrmsessionSettings) -> AsyncCouchb
 
 # -- ready clients -------------------------------------------------------------------------
 def _location(settings: OrmsessionSettings) -> CouchbaseTarget | None:
-    """Bucket, scope, collection, key prefix and index shards from ``settings.url`` when
+    """Bucket, scope, collection, key prefix and count options from ``settings.url`` when
     it is a couchbase URL (its hosts and credentials are not used with a ready client)."""
     if scheme_of(settings.url) not in SCHEMES:
         return None
@@ -126,7 +127,8 @@ def repository_for_client(client: Any, settings: OrmsessionSettings) -> Couchbas
     return CouchbaseRepository(
         collection,
         key_prefix=target.key_prefix if target else settings.key_prefix,
-        index_shards=target.index_shards if target else DEFAULT_INDEX_SHARDS,
+        count_resolution=target.count_resolution if target else DEFAULT_RESOLUTION,
+        cas_cache_size=target.cas_cache_size if target else DEFAULT_CACHE_SIZE,
         description=description,
     )
 
@@ -158,6 +160,7 @@ def repository_for_async_client(
     return AsyncCouchbaseRepository(
         collection,
         key_prefix=target.key_prefix if target else settings.key_prefix,
-        index_shards=target.index_shards if target else DEFAULT_INDEX_SHARDS,
+        count_resolution=target.count_resolution if target else DEFAULT_RESOLUTION,
+        cas_cache_size=target.cas_cache_size if target else DEFAULT_CACHE_SIZE,
         description=description,
     )

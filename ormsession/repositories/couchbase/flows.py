@@ -2,27 +2,38 @@
 (:mod:`~ormsession.repositories.couchbase.base`) and receives their results.
 
 The sync repository answers them with the ``couchbase`` SDK, the async one with
-``acouchbase``; each CAS loop, each failure case and the count index are written once, here.
+``acouchbase``; each CAS loop, each failure case and the counting are written once, here.
 An SDK failure arrives as a :class:`~ormsession.errors.StoreError` thrown in at the
-``yield``; only the count index's upkeep catches it (see :func:`_index`).
+``yield``; only the counting catches it (see :func:`_increment`).
 
 Compare-and-set: every read hands back the document's CAS, and every change is a
 ``replace`` guarded by it, so a write in between makes ours fail instead of overwriting it.
 The contract's ``version`` lives in the record and moves by exactly one per update; the CAS
 moves on every mutation (a touch too), so a CAS mismatch is re-examined by version.
+
+The hint cache (:mod:`~.cache`) lets ``update`` and ``delete`` skip that read: when the
+repository remembers the document at the expected version, the guarded write goes out at
+once, and only if the server refuses it (someone else wrote since) does the flow read and
+decide as it would have without the hint.
+
+Counting (:mod:`~.counters`): each session document names, in its header, the bucket it is
+counted in, and that bucket's counter was incremented for it. The increment goes out
+*before* the document names the bucket, and the old bucket's decrement *after* the document
+has left it, so an interruption leaves a counter too high (until its bucket ends), never a
+live session uncounted. Most writes keep their bucket and touch no counter.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from ormsession.errors import StoreError
-from ormsession.expiry import utcnow
+from ormsession.errors import ConfigurationError, StoreError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase.base import (
+    Count,
     Doc,
     Flow,
     Get,
@@ -36,115 +47,219 @@ from ormsession.repositories.couchbase.base import (
     encode_record,
     expiry_for,
 )
-from ormsession.repositories.couchbase.index import (
-    Changes,
-    Entry,
-    apply_changes,
-    decode_shard,
-    encode_shard,
-    live_entries,
-    shard_expiry,
+from ormsession.repositories.couchbase.cache import (
+    DEFAULT_CACHE_SIZE,
+    MAX_CACHE_SIZE,
+    Hint,
+    HintCache,
+)
+from ormsession.repositories.couchbase.counters import (
+    DEFAULT_RESOLUTION,
+    MAX_RESOLUTION,
+    UNCOUNTED,
+    Bucket,
+    counter_expiry,
+    counter_value,
+    decode_levels,
+    encode_levels,
+    levels_expiry,
+    live_buckets,
+    place,
+    raise_horizon,
+    target,
     to_us,
 )
 
-__all__ = ["count", "create", "delete", "probe", "read", "rename", "touch", "update"]
+__all__ = [
+    "Context",
+    "count",
+    "create",
+    "delete",
+    "probe",
+    "read",
+    "rename",
+    "touch",
+    "update",
+]
 
 logger = logging.getLogger("ormsession")
 
 #: Rounds of read + compare-and-set before giving up on one session document. Each lost
 #: round means another request wrote that very session in between.
 CAS_ATTEMPTS = 16
-#: Rounds for one count index shard, which all sessions of the shard share.
-INDEX_ATTEMPTS = 32
+#: Rounds for the levels document, which every writer of a new count bucket shares.
+LEVELS_ATTEMPTS = 32
+#: Counters read per batched round trip by ``count``.
+GET_MANY_BATCH = 1024
 
 
-def probe(layout: KeyLayout) -> Flow[None]:
+class Context:
+    """What the flows of one repository share: the key layout, the count resolution, the
+    hint cache, and the count buckets known to be registered in the levels document."""
+
+    __slots__ = ("cache", "layout", "registered", "resolution")
+
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        count_resolution: int = DEFAULT_RESOLUTION,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        if not 1 <= count_resolution <= MAX_RESOLUTION:
+            raise ConfigurationError(f"count_resolution must be 1-{MAX_RESOLUTION}")
+        if not 0 <= cache_size <= MAX_CACHE_SIZE:
+            raise ConfigurationError(f"cas_cache_size must be 0-{MAX_CACHE_SIZE}")
+        self.layout = KeyLayout(prefix)
+        self.resolution = count_resolution
+        self.cache = HintCache(cache_size)
+        #: level -> the latest bucket end the levels document is known to hold. A memo: a
+        #: lost race only costs a read of the levels document.
+        self.registered: dict[int, int] = {}
+
+    def note_levels(self, levels: dict[int, int]) -> None:
+        for level, end in levels.items():
+            if self.registered.get(level, 0) < end:
+                self.registered[level] = end
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A live session document as read: its record, count bucket and CAS."""
+
+    record: StoredSession
+    bucket: Bucket
+    cas: int
+
+
+def probe(ctx: Context) -> Flow[None]:
     """Read a key that never exists: fails fast on a wrong bucket, scope or collection."""
-    yield Get(layout.probe_key)
+    yield Get(ctx.layout.probe_key)
 
 
-def read(layout: KeyLayout, key: str, now: datetime) -> Flow[StoredSession | None]:
-    doc = yield Get(layout.document_key(key))
-    return _live(doc, now)
+def read(ctx: Context, key: str, now: datetime) -> Flow[StoredSession | None]:
+    doc = yield Get(ctx.layout.document_key(key))
+    found = _live(doc, now)
+    if found is None:
+        return None
+    _remember(ctx, key, found.cas, found.record, found.bucket)
+    return found.record
 
 
-def create(layout: KeyLayout, key: str, record: StoredSession, now: datetime) -> Flow[bool]:
-    doc_key = layout.document_key(key)
-    value, expiry = encode_record(record), expiry_for(record.expires_at, now)
+def create(ctx: Context, key: str, record: StoredSession, now: datetime) -> Flow[bool]:
+    doc_key = ctx.layout.document_key(key)
+    now_us = to_us(now)
+    bucket = target(UNCOUNTED, to_us(record.expires_at), now_us, ctx.resolution)
+    if not (yield from _increment(ctx, bucket, now_us)):
+        bucket = UNCOUNTED
+    value, expiry = encode_record(record, bucket), expiry_for(record.expires_at, now)
     for _ in range(CAS_ATTEMPTS):
         cas = yield Insert(doc_key, value, expiry)
         if cas is None:
             existing: Doc | None = yield Get(doc_key)
             if existing is None:
                 continue  # its TTL (or a delete) removed it since: insert again
-            if _live(existing, now) is not None:
+            found = _live(existing, now)
+            if found is not None:
+                _remember(ctx, key, found.cas, found.record, found.bucket)
+                yield from _decrement(ctx, bucket)  # not ours to count after all
                 return False
             # Expired by `now` but not yet removed by its TTL: replace exactly that
             # document (its CAS), so a concurrent create of the key cannot be overwritten.
             cas = yield Replace(doc_key, value, existing.cas, expiry)
             if cas is None:
                 continue
-        yield from _index(layout, {key: Entry(to_us(record.expires_at), cas)}, now)
+            yield from _decrement(ctx, _bucket_of(existing))
+        _remember(ctx, key, cas, record, bucket)
         return True
+    yield from _decrement(ctx, bucket)
     raise StoreError(f"create of session {key[:8]}… kept racing other writers; giving up")
 
 
 def update(
-    layout: KeyLayout,
+    ctx: Context,
     key: str,
     data: bytes,
     expires_at: datetime,
     expected_version: int,
     now: datetime,
 ) -> Flow[int | None]:
-    doc_key = layout.document_key(key)
+    hint = ctx.cache.get(key)
+    if hint is not None and hint.version == expected_version and hint.expires_at > now:
+        # The document as last seen is live at the expected version: if the server still
+        # has exactly that state (its CAS), the contract's conditions hold.
+        new = StoredSession(data, expected_version + 1, hint.created_at, expires_at)
+        if (yield from _rewrite(ctx, key, hint.cas, hint.bucket, new, now)):
+            return new.version
+        # Someone wrote or touched it since, or it is gone: decide on what is there now
+        # (and remember that instead, even if its CAS is lower: a failover can roll back).
+        ctx.cache.pop(key)
+    doc_key = ctx.layout.document_key(key)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(doc_key)
-        current = _live(doc, now)
-        if doc is None or current is None or current.version != expected_version:
+        found = _live(doc, now)
+        if found is None:
+            return None
+        _remember(ctx, key, found.cas, found.record, found.bucket)
+        current = found.record
+        if current.version != expected_version:
             return None
         new = replace(current, data=data, version=expected_version + 1, expires_at=expires_at)
-        cas = yield Replace(doc_key, encode_record(new), doc.cas, expiry_for(expires_at, now))
-        if cas is not None:
-            if expires_at != current.expires_at:
-                yield from _index(layout, {key: Entry(to_us(expires_at), cas)}, now)
+        if (yield from _rewrite(ctx, key, found.cas, found.bucket, new, now)):
             return new.version
         # The CAS moved: another update (then the version moved too and the next round
         # returns None) or a touch (same version: try again on the touched document).
     return None
 
 
-def touch(layout: KeyLayout, key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
+def touch(ctx: Context, key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
     """A CAS-guarded rewrite of the record with the new expiry.
 
     The SDK's ``touch`` would move only the document's TTL, while the contract reads the
     expiry back from the record (and reads judge by it): a replace is the honest way. It
     rewrites the data too, which is why the manager touches rarely (``refresh_ratio``).
     """
-    doc_key = layout.document_key(key)
+    doc_key = ctx.layout.document_key(key)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(doc_key)
-        current = _live(doc, now)
-        if doc is None or current is None:
+        found = _live(doc, now)
+        if found is None:
             return False
-        if current.expires_at == expires_at:
+        _remember(ctx, key, found.cas, found.record, found.bucket)
+        if found.record.expires_at == expires_at:
             return True
-        moved = replace(current, expires_at=expires_at)
-        cas = yield Replace(doc_key, encode_record(moved), doc.cas, expiry_for(expires_at, now))
-        if cas is not None:
-            yield from _index(layout, {key: Entry(to_us(expires_at), cas)}, now)
+        moved = replace(found.record, expires_at=expires_at)
+        if (yield from _rewrite(ctx, key, found.cas, found.bucket, moved, now)):
             return True
     raise StoreError(f"touch of session {key[:8]}… kept racing other writers; giving up")
 
 
-def delete(layout: KeyLayout, key: str) -> Flow[None]:
-    yield Remove(layout.document_key(key))
-    # Also when the document was already gone: its index entry may be a leftover.
-    yield from _index(layout, {key: None}, utcnow())
+def delete(ctx: Context, key: str) -> Flow[None]:
+    """Remove the document, guarded by its CAS so that the bucket read from its header is
+    the one it is counted in; then uncount it there."""
+    doc_key = ctx.layout.document_key(key)
+    hint = ctx.cache.pop(key)
+    if hint is not None and (yield Remove(doc_key, hint.cas)):
+        yield from _decrement(ctx, hint.bucket)
+        return
+    bucket = UNCOUNTED
+    for _ in range(CAS_ATTEMPTS):
+        doc: Doc | None = yield Get(doc_key)
+        if doc is None:
+            return
+        bucket = _bucket_of(doc)
+        if (yield Remove(doc_key, doc.cas)):
+            break
+    else:
+        # Rewritten between every read and remove: remove it whatever it holds now (its
+        # bucket is probably the one read last).
+        if not (yield Remove(doc_key)):
+            return
+    yield from _decrement(ctx, bucket)
 
 
 def rename(
-    layout: KeyLayout, old_key: str, new_key: str, expires_at: datetime, now: datetime
+    ctx: Context, old_key: str, new_key: str, expires_at: datetime, now: datetime
 ) -> Flow[bool]:
     """Insert the record under ``new_key``, then remove ``old_key`` guarded by the CAS read.
 
@@ -154,72 +269,161 @@ def rename(
     the old record changed or vanished between the read and the remove, the new copy is
     removed again and the rename starts over (or returns False: a destroy wins).
     """
-    old_doc, new_doc = layout.document_key(old_key), layout.document_key(new_key)
-    expiry = expiry_for(expires_at, now)
+    old_doc, new_doc = ctx.layout.document_key(old_key), ctx.layout.document_key(new_key)
+    expiry, now_us = expiry_for(expires_at, now), to_us(now)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(old_doc)
-        current = _live(doc, now)
-        if doc is None or current is None:
+        found = _live(doc, now)
+        if found is None:
             return False
-        moved = encode_record(replace(current, expires_at=expires_at))
-        new_cas = yield Insert(new_doc, moved, expiry)
+        record = replace(found.record, expires_at=expires_at)
+        # The copy takes over the old document's count (and its bucket, if the new expiry
+        # is still within it): one session, counted once.
+        bucket = target(found.bucket, to_us(expires_at), now_us, ctx.resolution)
+        moved = bucket != found.bucket
+        if moved and not (yield from _increment(ctx, bucket, now_us)):
+            bucket, moved = found.bucket, False
+        new_cas = yield Insert(new_doc, encode_record(record, bucket), expiry)
         if new_cas is None:
+            if moved:
+                yield from _decrement(ctx, bucket)
             raise StoreError(f"rename target {new_key[:8]}… is taken (it must be a fresh key)")
-        if (yield Remove(old_doc, doc.cas)):
-            changes = {old_key: None, new_key: Entry(to_us(expires_at), new_cas)}
-            yield from _index(layout, changes, now)
+        if (yield Remove(old_doc, found.cas)):
+            ctx.cache.pop(old_key)
+            _remember(ctx, new_key, new_cas, record, bucket)
+            if moved:
+                yield from _decrement(ctx, found.bucket)
             return True
         yield Remove(new_doc, new_cas)
+        if moved:
+            yield from _decrement(ctx, bucket)
     raise StoreError(f"rename of session {old_key[:8]}… kept racing other writers; giving up")
 
 
-def count(layout: KeyLayout, now: datetime) -> Flow[int]:
-    """Live sessions per the count index: one batched read of every shard."""
-    docs: dict[str, Doc] = yield GetMany(layout.index.shard_keys())
-    return sum(live_entries(decode_shard(doc.value), now) for doc in docs.values())
+def count(ctx: Context, now: datetime) -> Flow[int]:
+    """Live sessions: the counters of every registered bucket that ends after ``now``
+    (the levels document, then the counters in batched reads)."""
+    doc: Doc | None = yield Get(ctx.layout.levels_key, json=True)
+    levels = decode_levels(doc.value if doc else None)
+    ctx.note_levels(levels)
+    keys = [ctx.layout.counter_key(bucket) for bucket in live_buckets(levels, to_us(now))]
+    total = 0
+    for start in range(0, len(keys), GET_MANY_BATCH):
+        docs: dict[str, Doc] = yield GetMany(tuple(keys[start : start + GET_MANY_BATCH]))
+        total += sum(counter_value(found.value) for found in docs.values())
+    return total
 
 
-def _live(doc: Doc | None, now: datetime) -> StoredSession | None:
+# -- helpers ---------------------------------------------------------------------------------
+def _live(doc: Doc | None, now: datetime) -> _Found | None:
     if doc is None:
         return None
-    record = decode_record(doc.value)
-    if record is None:
+    decoded = decode_record(doc.value)
+    if decoded is None:
         logger.warning("a document under the session key prefix is not an ormsession record")
         return None
-    return record if record.expires_at > now else None
+    record, bucket = decoded
+    return _Found(record, bucket, doc.cas) if record.expires_at > now else None
 
 
-def _index(layout: KeyLayout, changes: Changes, now: datetime) -> Flow[None]:
-    """Apply ``changes`` to the count index, best effort.
+def _bucket_of(doc: Doc) -> Bucket:
+    """The bucket a document (live or not) is counted in; none for a foreign document."""
+    decoded = decode_record(doc.value)
+    return decoded[1] if decoded is not None else UNCOUNTED
 
-    The session write has already happened: failing the request now would only lose the
-    response. So a failure is logged and the count is off by this session until its next
-    write (every write refreshes its entry) or its expiry (which ends the entry anyway).
+
+def _remember(ctx: Context, key: str, cas: int, record: StoredSession, bucket: Bucket) -> None:
+    ctx.cache.put(key, Hint(cas, record.version, record.created_at, record.expires_at, bucket))
+
+
+def _rewrite(
+    ctx: Context, key: str, cas: int, current: Bucket, record: StoredSession, now: datetime
+) -> Flow[bool]:
+    """Replace the document whose CAS is ``cas`` (counted in ``current``) with ``record``;
+    False when its CAS moved (or it is gone). Moves its count only when the new expiry
+    leaves its bucket: increment the new one first, decrement the old one after."""
+    bucket, moved = current, False
+    expires_us = to_us(record.expires_at)
+    if not current.holds(expires_us):  # the common case skips all of this
+        now_us = to_us(now)
+        bucket = place(expires_us, now_us, ctx.resolution)
+        moved = bucket != current
+        if moved and not (yield from _increment(ctx, bucket, now_us)):
+            # Not counted anew: it stays counted where it was (see _increment).
+            bucket, moved = current, False
+    value = encode_record(record, bucket)
+    new_cas = yield Replace(
+        ctx.layout.document_key(key), value, cas, expiry_for(record.expires_at, now)
+    )
+    if new_cas is None:
+        if moved:
+            yield from _decrement(ctx, bucket)  # undo: the document did not move there
+        return False
+    _remember(ctx, key, new_cas, record, bucket)
+    if moved:
+        yield from _decrement(ctx, current)
+    return True
+
+
+def _increment(ctx: Context, bucket: Bucket, now_us: int) -> Flow[bool]:
+    """Count a session in ``bucket`` (registering the bucket first, so ``count`` knows to
+    read it); False if that failed.
+
+    Best effort: a session write must not fail over its count. On failure the caller keeps
+    the session in the bucket it was counted in before (or, for a new one, uncounted), so
+    the headers never name a bucket that was not incremented for them. ``count`` may then
+    miss that session, once its old bucket has ended, until its next write counts it.
     """
-    for shard_key, shard_changes in layout.index.group(changes).items():
-        try:
-            yield from _update_shard(shard_key, shard_changes, now)
-        except StoreError as exc:
-            logger.warning("could not update the couchbase count index: %s", exc)
+    if not bucket.counted:
+        return False
+    try:
+        if not (yield from _register(ctx, bucket, now_us)):
+            return False
+        yield Count(ctx.layout.counter_key(bucket), 1, counter_expiry(bucket, now_us))
+    except StoreError as exc:
+        logger.warning("could not count a couchbase session (count may miss it): %s", exc)
+        return False
+    return True
 
 
-def _update_shard(shard_key: str, changes: Changes, now: datetime) -> Flow[None]:
-    for attempt in range(INDEX_ATTEMPTS):
-        doc: Doc | None = yield Get(shard_key, json=True)
-        updated = apply_changes(decode_shard(doc.value if doc else None), changes, now)
+def _decrement(ctx: Context, bucket: Bucket) -> Flow[None]:
+    """Uncount a session from ``bucket``, best effort: a failure leaves the count one too
+    high until that bucket ends. A counter that is gone has ended with its bucket."""
+    if not bucket.counted:
+        return
+    try:
+        yield Count(ctx.layout.counter_key(bucket), -1)
+    except StoreError as exc:
+        logger.warning(
+            "could not uncount a couchbase session (count may include it for up to %d s): %s",
+            1 << bucket.level,
+            exc,
+        )
+
+
+def _register(ctx: Context, bucket: Bucket, now_us: int) -> Flow[bool]:
+    """Make sure the levels document covers ``bucket`` (its level, up to its end)."""
+    if ctx.registered.get(bucket.level, 0) >= bucket.end:
+        return True
+    key = ctx.layout.levels_key
+    for attempt in range(LEVELS_ATTEMPTS):
+        doc: Doc | None = yield Get(key, json=True)
+        levels = decode_levels(doc.value if doc else None)
+        updated = raise_horizon(levels, bucket, now_us)
         if updated is None:
-            return  # nothing to change: no write
-        value, expiry = encode_shard(updated), shard_expiry(updated, now)
+            ctx.note_levels(levels)
+            return True
+        value, expiry = encode_levels(updated), levels_expiry(updated, now_us)
         if doc is None:
-            cas = yield Insert(shard_key, value, expiry, json=True)
+            cas = yield Insert(key, value, expiry, json=True)
         else:
-            cas = yield Replace(shard_key, value, doc.cas, expiry, json=True)
+            cas = yield Replace(key, value, doc.cas, expiry, json=True)
         if cas is not None:
-            return
+            ctx.note_levels(updated)
+            return True
         # Jittered backoff, so writers that collided do not collide again in lockstep.
         yield Pause(random.uniform(0, 0.001 * min(attempt + 1, 20)))  # noqa: S311
     logger.warning(
-        "gave up updating the couchbase count index after %d conflicts; count may be off "
-        "by one session until that session's next write",
-        INDEX_ATTEMPTS,
+        "gave up registering a couchbase count bucket after %d conflicts", LEVELS_ATTEMPTS
     )
+    return False

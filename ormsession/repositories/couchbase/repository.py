@@ -15,7 +15,6 @@ from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
     Flow,
     GetMany,
-    KeyLayout,
     KvOp,
     Pause,
     cluster_options,
@@ -24,9 +23,11 @@ from ormsession.repositories.couchbase.base import (
     sdk_call,
     sdk_miss,
     sdk_result,
+    sdk_target,
 )
+from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE
+from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION
 from ormsession.repositories.couchbase.errors import wrap_couchbase_error
-from ormsession.repositories.couchbase.index import DEFAULT_INDEX_SHARDS
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = ["CouchbaseRepository"]
@@ -39,7 +40,8 @@ class CouchbaseRepository:
 
     Give it a ready ``Collection`` (the app's cluster is then never closed), or build one
     with :meth:`connect`, which opens a ``Cluster`` it owns and closes on :meth:`close`.
-    Thread-safe: the SDK's collection is, and the repository keeps no other state.
+    Thread-safe: the SDK's collection is, and so is the repository's only state, its cache
+    of CAS hints (:mod:`~.cache`) and its memo of registered count buckets.
     """
 
     native_ttl = True
@@ -49,13 +51,16 @@ class CouchbaseRepository:
         collection: Any,
         *,
         key_prefix: str = "ormsession:",
-        index_shards: int = DEFAULT_INDEX_SHARDS,
+        count_resolution: int = DEFAULT_RESOLUTION,
+        cas_cache_size: int = DEFAULT_CACHE_SIZE,
         description: str = "couchbase (application's collection)",
         cluster: Any = None,
         secret: str | None = None,
     ) -> None:
         self.collection = collection
-        self.layout = KeyLayout(key_prefix, index_shards)
+        self.context = flows.Context(
+            key_prefix, count_resolution=count_resolution, cache_size=cas_cache_size
+        )
         self._description = description
         self._cluster = cluster  # set only when this repository opened (and owns) it
         self._secret = secret
@@ -82,44 +87,45 @@ class CouchbaseRepository:
             repository = cls(
                 bucket.scope(target.scope).collection(target.collection),
                 key_prefix=target.key_prefix,
-                index_shards=target.index_shards,
+                count_resolution=target.count_resolution,
+                cas_cache_size=target.cas_cache_size,
                 description=target.display,
                 cluster=cluster,
                 secret=target.password,
             )
-            repository._run(flows.probe(repository.layout), "connect")
+            repository._run(flows.probe(repository.context), "connect")
         except BaseException:
             cluster.close()
             raise
         return repository
 
     def __repr__(self) -> str:
-        return f"<CouchbaseRepository {self._description} prefix={self.layout.prefix!r}>"
+        return f"<CouchbaseRepository {self._description} prefix={self.context.layout.prefix!r}>"
 
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now: datetime) -> StoredSession | None:
-        return self._run(flows.read(self.layout, key, now), "read")
+        return self._run(flows.read(self.context, key, now), "read")
 
     def create(self, key: str, record: StoredSession, now: datetime) -> bool:
-        return self._run(flows.create(self.layout, key, record, now), "create")
+        return self._run(flows.create(self.context, key, record, now), "create")
 
     def update(
         self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
     ) -> int | None:
-        flow = flows.update(self.layout, key, data, expires_at, expected_version, now)
+        flow = flows.update(self.context, key, data, expires_at, expected_version, now)
         return self._run(flow, "update")
 
     def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return self._run(flows.touch(self.layout, key, expires_at, now), "touch")
+        return self._run(flows.touch(self.context, key, expires_at, now), "touch")
 
     def delete(self, key: str) -> None:
-        self._run(flows.delete(self.layout, key), "delete")
+        self._run(flows.delete(self.context, key), "delete")
 
     def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        return self._run(flows.rename(self.layout, old_key, new_key, expires_at, now), "rename")
+        return self._run(flows.rename(self.context, old_key, new_key, expires_at, now), "rename")
 
     def count(self, now: datetime) -> int:
-        return self._run(flows.count(self.layout, now), "count")
+        return self._run(flows.count(self.context, now), "count")
 
     def delete_expired(self, now: datetime, limit: int) -> int:
         """Nothing to do: the server removes expired documents itself (native TTLs)."""
@@ -161,9 +167,9 @@ class CouchbaseRepository:
         if isinstance(op, GetMany):
             batch = self.collection.get_multi(list(op.keys), get_many_options(op))
             return get_many_result(op, batch.results, batch.exceptions)
-        method, args = sdk_call(op)
+        method, args, kwargs = sdk_call(op)
         try:
-            result = getattr(self.collection, method)(*args)
+            result = getattr(sdk_target(self.collection, op), method)(*args, **kwargs)
         except CouchbaseException as exc:
             expected, answer = sdk_miss(op, exc)
             if expected:

@@ -8,6 +8,7 @@ only with its password redacted, and never echoes an option's value.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -15,11 +16,14 @@ from datetime import timedelta
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ormsession.errors import ConfigurationError
-from ormsession.repositories.couchbase.index import DEFAULT_INDEX_SHARDS, MAX_INDEX_SHARDS
+from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE, MAX_CACHE_SIZE
+from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION, MAX_RESOLUTION
 from ormsession.settings import parse_duration
 from ormsession.urls import redact_url
 
 __all__ = ["DEFAULT_KV_TIMEOUT", "CouchbaseTarget", "display_url", "parse_couchbase_url"]
+
+logger = logging.getLogger("ormsession")
 
 SCHEMES = ("couchbase", "couchbases")
 #: The SDK's own default for key-value operations.
@@ -36,10 +40,13 @@ OPTIONS = frozenset(
         "kv_timeout",
         "connect_timeout",
         "key_prefix",
-        "index_shards",
+        "count_resolution",
+        "cas_cache_size",
         "trust_store_path",
     }
 )
+#: Options of earlier versions, accepted with a warning and ignored.
+OBSOLETE = {"index_shards": "count uses expiry-bucket counters now (see count_resolution)"}
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?")
 # Couchbase's own rules: bucket names [A-Za-z0-9._%-] up to 100 characters; scope and
 # collection names [A-Za-z0-9_%-] up to 251 (a leading '_' only for _default).
@@ -60,7 +67,8 @@ class CouchbaseTarget:
     kv_timeout: timedelta = timedelta(seconds=DEFAULT_KV_TIMEOUT)
     connect_timeout: timedelta = timedelta(seconds=5)
     key_prefix: str = "ormsession:"
-    index_shards: int = DEFAULT_INDEX_SHARDS
+    count_resolution: int = DEFAULT_RESOLUTION
+    cas_cache_size: int = DEFAULT_CACHE_SIZE
     trust_store_path: str | None = None
     display: str = ""  # the URL with its password redacted, for messages and reprs
 
@@ -104,7 +112,12 @@ def parse_couchbase_url(
         kv_timeout=_seconds(options, "kv_timeout", DEFAULT_KV_TIMEOUT, display),
         connect_timeout=_seconds(options, "connect_timeout", connect_timeout, display),
         key_prefix=options.get("key_prefix", key_prefix),
-        index_shards=_shards(options, display),
+        count_resolution=_integer(
+            options, "count_resolution", DEFAULT_RESOLUTION, 1, MAX_RESOLUTION, display
+        ),
+        cas_cache_size=_integer(
+            options, "cas_cache_size", DEFAULT_CACHE_SIZE, 0, MAX_CACHE_SIZE, display
+        ),
         trust_store_path=options.get("trust_store_path") or None,
         display=display,
     )
@@ -150,6 +163,14 @@ def _bucket(path: str, display: str) -> str:
 def _query(query: str, display: str) -> dict[str, str]:
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in OBSOLETE:
+            logger.warning(
+                "couchbase URL option %s is obsolete and ignored: %s (%s)",
+                name,
+                OBSOLETE[name],
+                display,
+            )
+            continue
         if name not in OPTIONS:
             raise ConfigurationError(
                 f"unknown couchbase URL option {name!r} in {display}; valid options: "
@@ -232,12 +253,12 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _shards(options: dict[str, str], display: str) -> int:
-    text = options.get("index_shards")
+def _integer(
+    options: dict[str, str], name: str, default: int, low: int, high: int, display: str
+) -> int:
+    text = options.get(name)
     if text is None:
-        return DEFAULT_INDEX_SHARDS
-    if not text.isdigit() or not 1 <= int(text) <= MAX_INDEX_SHARDS:
-        raise ConfigurationError(
-            f"couchbase URL option index_shards must be 1-{MAX_INDEX_SHARDS} ({display})"
-        )
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ConfigurationError(f"couchbase URL option {name} must be {low}-{high} ({display})")
     return int(text)

@@ -1,0 +1,191 @@
+"""Counting live sessions with expiry-bucket counters: the arithmetic, no I/O.
+
+Couchbase cannot count the documents under a key prefix without the query service, and the
+contract's ``count(now)`` judges expiry by a given ``now``. So each session is counted in
+one *bucket*: a span of time that holds its expiry, with a counter document
+(``<prefix>count:<level>:<end>``, a memcached counter) holding how many sessions expire
+within it. ``count(now)`` adds up the counters of the buckets that end after ``now``.
+
+Buckets come in levels: level ``n`` cuts time into spans of ``2**n`` seconds, aligned to
+the Unix epoch (so every writer names the same documents). A session gets the level whose
+width is about ``1/resolution`` of its remaining lifetime when it enters a bucket (at least
+one second): a one-day session sits in a 34-minute bucket (resolution 32), a 30-second one
+in a one-second bucket. Then:
+
+- a write moves the session to another bucket only when its new expiry leaves the bucket
+  it is in, i.e. about once per bucket width of activity: most writes touch no counter;
+- ``count`` may include a session for at most one bucket width after it expired
+  (``lifetime / resolution``, at least a second), never misses a live one, and reads a
+  bounded number of counters (about ``2 x resolution`` per level in use), whatever the
+  number of sessions stored.
+
+Which levels are in use, and the latest bucket end of each, is in one small JSON document
+(``<prefix>count:levels``), so ``count`` knows which counters to read:
+
+    {"format": 1, "levels": {"11": 1767225600, "0": 1767139230}}
+
+See ``docs/stores/couchbase.md`` for the costs and the failure cases.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+__all__ = [
+    "DEFAULT_RESOLUTION",
+    "MAX_RESOLUTION",
+    "UNCOUNTED",
+    "Bucket",
+    "counter_expiry",
+    "counter_value",
+    "decode_levels",
+    "encode_levels",
+    "levels_expiry",
+    "live_buckets",
+    "place",
+    "raise_horizon",
+    "target",
+    "to_us",
+]
+
+logger = logging.getLogger("ormsession")
+
+#: Buckets per lifetime: a session is counted in a bucket 1/32 to 1/64 of its lifetime wide.
+DEFAULT_RESOLUTION = 32
+MAX_RESOLUTION = 1024
+#: The widest level: 2**25 s (388 days). Lifetimes beyond resolution x 2**26 s share it.
+MAX_LEVEL = 25
+US = 1_000_000
+#: The most buckets per level ``count`` reads (see :func:`live_buckets`).
+MAX_SPAN = 100_000
+#: How long counters and the levels document outlive the end of their bucket: app servers'
+#: clocks may lag the one that wrote them (and the levels document is pruned by them).
+GRACE = timedelta(hours=1)
+_GRACE_US = int(GRACE.total_seconds()) * US
+LEVELS_FORMAT = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Where a session is counted: level ``level``, the span ending at ``end`` (Unix
+    seconds, a multiple of ``2**level``). ``end == 0``: not counted anywhere."""
+
+    level: int
+    end: int
+
+    @property
+    def counted(self) -> bool:
+        return self.end > 0
+
+    def holds(self, expires_us: int) -> bool:
+        """Whether an expiry (µs since the epoch) falls within this bucket."""
+        return self.end > 0 and (self.end - (1 << self.level)) * US < expires_us <= self.end * US
+
+
+UNCOUNTED = Bucket(0, 0)
+
+
+def to_us(moment: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (exact)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def place(expires_us: int, now_us: int, resolution: int) -> Bucket:
+    """The bucket for a session expiring at ``expires_us``, written at ``now_us``: the level
+    whose width is at most ``lifetime / resolution`` (at least 2**0 = one second), and the
+    bucket of that level whose span ``(end - width, end]`` holds the expiry."""
+    ratio = (expires_us - now_us) // (resolution * US)
+    level = min(MAX_LEVEL, ratio.bit_length() - 1) if ratio > 0 else 0
+    width = 1 << level
+    end = -(-expires_us // (width * US)) * width  # rounded up: the end is >= the expiry
+    return Bucket(level, end) if end > 0 else UNCOUNTED
+
+
+def target(current: Bucket, expires_us: int, now_us: int, resolution: int) -> Bucket:
+    """Where a session written with a new expiry is counted: the bucket it is in while the
+    expiry stays within it (no counter to touch), else a new one."""
+    return current if current.holds(expires_us) else place(expires_us, now_us, resolution)
+
+
+def counter_expiry(bucket: Bucket, now_us: int) -> timedelta:
+    """The TTL a counter gets when it is created: past its bucket's end by :data:`GRACE`.
+    (A counter's TTL is set only when it is created; increments leave it alone.)"""
+    return _seconds_until(bucket.end * US + _GRACE_US, now_us)
+
+
+def counter_value(raw: bytes | None) -> int:
+    """A counter document's value (an ASCII decimal); 0 for anything else."""
+    if raw is None:
+        return 0
+    text = raw.strip()
+    if text.isdigit():
+        return int(text)
+    logger.warning("a couchbase count document holds something other than a counter")
+    return 0
+
+
+# -- the levels document ---------------------------------------------------------------------
+def decode_levels(raw: bytes | None) -> dict[int, int]:
+    """``{level: latest bucket end}`` of the levels document (empty if missing or bad)."""
+    if raw is None:
+        return {}
+    try:
+        document = json.loads(raw)
+        if document.get("format") != LEVELS_FORMAT:
+            raise ValueError("unknown format")
+        levels = {int(level): int(end) for level, end in document["levels"].items()}
+        if any(not 0 <= level <= MAX_LEVEL for level in levels):
+            raise ValueError("level out of range")
+        return levels
+    except (ValueError, TypeError, KeyError, AttributeError):
+        # Rewritten by the next write that registers a bucket; until then count is low.
+        logger.warning("unreadable couchbase count levels document; it will be rewritten")
+        return {}
+
+
+def encode_levels(levels: Mapping[int, int]) -> bytes:
+    document = {"format": LEVELS_FORMAT, "levels": {str(k): v for k, v in sorted(levels.items())}}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def raise_horizon(levels: Mapping[int, int], bucket: Bucket, now_us: int) -> dict[int, int] | None:
+    """The levels document after registering ``bucket``, or None when it is covered already.
+
+    Levels whose latest bucket ended more than :data:`GRACE` ago are dropped (a lagging
+    clock elsewhere may still count them until then)."""
+    if levels.get(bucket.level, 0) >= bucket.end:
+        return None
+    oldest = now_us - _GRACE_US
+    updated = {level: end for level, end in levels.items() if end * US > oldest}
+    updated[bucket.level] = bucket.end
+    return updated
+
+
+def levels_expiry(levels: Mapping[int, int], now_us: int) -> timedelta:
+    return _seconds_until(max(levels.values(), default=0) * US + _GRACE_US, now_us)
+
+
+def live_buckets(levels: Mapping[int, int], now_us: int) -> Iterator[Bucket]:
+    """Every bucket that may count a session live at ``now_us``: per level, those ending
+    after ``now_us``, up to the latest registered end. (A bucket ending at or before now
+    holds only expiries ``<= now``, which reads call expired.)
+
+    At most :data:`MAX_SPAN` per level, the latest ones: a session is placed at most
+    ``2 x resolution`` (<= 2048) buckets ahead of the writer's clock, so only a ``now``
+    far in the past could ask for more (and their counters would have expired anyway)."""
+    for level, last in sorted(levels.items()):
+        width = 1 << level
+        first = max((now_us // (width * US) + 1) * width, last - (MAX_SPAN - 1) * width)
+        for end in range(first, last + 1, width):
+            yield Bucket(level, end)
+
+
+def _seconds_until(moment_us: int, now_us: int) -> timedelta:
+    # Whole seconds, rounded up and at least one: the SDK truncates, and 0 means "never".
+    return timedelta(seconds=max(1, math.ceil((moment_us - now_us) / US)))
