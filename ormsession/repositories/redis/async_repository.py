@@ -71,7 +71,12 @@ class AsyncRedisRepository:
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now: datetime) -> StoredSession | None:
-        return await self._run(self.core.read(key, now), "read")
+        # The one call on every request: a plain GET, without the flow machinery.
+        try:
+            raw = await self.client.execute_command("GET", self.core.layout.session(key), **_RAW)
+        except REDIS_ERRORS as exc:
+            raise self._wrap(exc, "read") from exc
+        return self.core.record_from(raw, key, now)
 
     async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
         return await self._run(self.core.create(key, record, now), "create")

@@ -218,6 +218,10 @@ class RedisStoreCore:
 
     def read(self, key: str, now: datetime) -> Flow[StoredSession | None]:
         raw = yield Get(self.layout.session(key))
+        return self.record_from(raw, key, now)
+
+    def record_from(self, raw: Any, key: str, now: datetime) -> StoredSession | None:
+        """The live record in a GET reply (also used by the twins' direct read path)."""
         if raw is None:
             return None
         record = decode_record(bytes(raw))
