@@ -11,24 +11,19 @@ from typing import Any, TypeVar
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
-from ormsession.errors import StoreError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis.base import (
-    DEFAULT_KEY_PREFIX,
-    DEFAULT_WAIT_TIMEOUT_MS,
     Command,
     CountLive,
     Eval,
     Flow,
     Get,
-    KeyLayout,
-    RedisStoreCore,
     TrimIndexes,
     check_acknowledged,
     throw_into,
 )
-from ormsession.repositories.redis.clients import describe_client, is_cluster_client
-from ormsession.repositories.redis.errors import REDIS_ERRORS, wrap_redis_error
+from ormsession.repositories.redis.common import RedisRepositoryBase
+from ormsession.repositories.redis.errors import REDIS_ERRORS
 
 __all__ = ["AsyncRedisRepository"]
 
@@ -36,38 +31,9 @@ T = TypeVar("T")
 _RAW = {NEVER_DECODE: True}
 
 
-class AsyncRedisRepository:
+class AsyncRedisRepository(RedisRepositoryBase):
     """The asyncio twin of :class:`~ormsession.repositories.redis.repository.RedisRepository`:
     the same options, the same flows; ``owned`` resources are closed with ``aclose()``."""
-
-    native_ttl = True
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        wait_replicas: int = 0,
-        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
-        owned: Sequence[Any] = (),
-        where: str | None = None,
-        secrets: tuple[str, ...] = (),
-    ) -> None:
-        self.client = client
-        self.cluster = is_cluster_client(client)
-        self.core = RedisStoreCore(KeyLayout(key_prefix), cluster=self.cluster)
-        self.wait_replicas = wait_replicas
-        self.wait_timeout_ms = wait_timeout_ms
-        self._owned = list(owned)
-        self._where = where or describe_client(client)
-        self._secrets = secrets
-
-    @property
-    def key_prefix(self) -> str:
-        return self.core.layout.prefix
-
-    def __repr__(self) -> str:
-        return f"<AsyncRedisRepository {self._where} prefix={self.key_prefix!r}>"
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now: datetime) -> StoredSession | None:
@@ -123,9 +89,6 @@ class AsyncRedisRepository:
                     command = flow.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-
-    def _wrap(self, exc: Exception, operation: str) -> StoreError:
-        return wrap_redis_error(exc, operation=operation, where=self._where, secrets=self._secrets)
 
     async def _execute(self, command: Command) -> Any:
         match command:

@@ -14,24 +14,19 @@ from typing import Any, TypeVar
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
-from ormsession.errors import StoreError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis.base import (
-    DEFAULT_KEY_PREFIX,
-    DEFAULT_WAIT_TIMEOUT_MS,
     Command,
     CountLive,
     Eval,
     Flow,
     Get,
-    KeyLayout,
-    RedisStoreCore,
     TrimIndexes,
     check_acknowledged,
     throw_into,
 )
-from ormsession.repositories.redis.clients import describe_client, is_cluster_client
-from ormsession.repositories.redis.errors import REDIS_ERRORS, wrap_redis_error
+from ormsession.repositories.redis.common import RedisRepositoryBase
+from ormsession.repositories.redis.errors import REDIS_ERRORS
 
 __all__ = ["RedisRepository"]
 
@@ -40,7 +35,7 @@ T = TypeVar("T")
 _RAW = {NEVER_DECODE: True}
 
 
-class RedisRepository:
+class RedisRepository(RedisRepositoryBase):
     """Sessions in Redis with native TTLs (see ``docs/stores/redis.md``).
 
     ``client`` is a ``redis.Redis`` (plain, or a Sentinel ``master_for`` client) or a
@@ -48,36 +43,6 @@ class RedisRepository:
     lists what this repository created and closes in :meth:`close`. ``wait_replicas``: after
     each write, WAIT for that many replicas (not on Cluster), up to ``wait_timeout_ms``.
     """
-
-    native_ttl = True
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        wait_replicas: int = 0,
-        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
-        owned: Sequence[Any] = (),
-        where: str | None = None,
-        secrets: tuple[str, ...] = (),
-    ) -> None:
-        # Typed Any: redis-py's annotations overload every command on sync/async clients.
-        self.client = client
-        self.cluster = is_cluster_client(client)
-        self.core = RedisStoreCore(KeyLayout(key_prefix), cluster=self.cluster)
-        self.wait_replicas = wait_replicas
-        self.wait_timeout_ms = wait_timeout_ms
-        self._owned = list(owned)
-        self._where = where or describe_client(client)
-        self._secrets = secrets
-
-    @property
-    def key_prefix(self) -> str:
-        return self.core.layout.prefix
-
-    def __repr__(self) -> str:
-        return f"<RedisRepository {self._where} prefix={self.key_prefix!r}>"
 
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now: datetime) -> StoredSession | None:
@@ -133,9 +98,6 @@ class RedisRepository:
                     command = flow.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-
-    def _wrap(self, exc: Exception, operation: str) -> StoreError:
-        return wrap_redis_error(exc, operation=operation, where=self._where, secrets=self._secrets)
 
     def _execute(self, command: Command) -> Any:
         match command:
