@@ -12,14 +12,14 @@ pre-ping, recycling and reset-on-return all still apply: connections come from
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Dialect, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
-from ormsession.repositories.sql.types import UTCDateTime
+from ormsession.repositories.sql.types import UTCDateTime, aware_utc, naive_utc, stored_utc
 
 __all__ = ["DBAPI_DRIVERS", "CompiledStatement", "RawResult", "StatementCache"]
 
@@ -38,30 +38,21 @@ DBAPI_DRIVERS = {
 def _sqlite_text(value: datetime) -> str:
     # Exactly SQLAlchemy's SQLite DATETIME storage format (always six fractional digits),
     # so both paths compare alike.
-    return _naive_utc(value).isoformat(" ", "microseconds")
-
-
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is not UTC:  # the manager's clock already hands out UTC
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None)
-
-
-def _aware_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is UTC else value.astimezone(UTC)
+    return naive_utc(value).isoformat(" ", "microseconds")
 
 
 def _datetime_from_row(value: Any) -> datetime:
-    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # SQLite hands DATETIME columns back as their stored text.
+    return stored_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def datetime_binder(dialect: Dialect) -> Callable[[datetime], Any]:
+    """The same conversion :class:`UTCDateTime` does, for parameters bound by hand."""
     if dialect.name == "sqlite":
         return _sqlite_text
     if dialect.name == "postgresql":
-        return _aware_utc
-    return _naive_utc
+        return aware_utc
+    return naive_utc
 
 
 class CompiledStatement:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -31,6 +31,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
 
 from ormsession.repositories.base import StoredSession
+from ormsession.repositories.sql.types import stored_utc
 
 __all__ = ["Query", "SqlQueries", "SqlStatements"]
 
@@ -161,8 +162,8 @@ def _packed_record(result: ResultLike) -> StoredSession | None:
         return None
     data, meta = tuple(row)
     version, created_day, created_time, expiry_day, expiry_time = meta.split(" ")
-    created_at = datetime.fromisoformat(f"{created_day} {created_time}").replace(tzinfo=UTC)
-    expires_at = datetime.fromisoformat(f"{expiry_day} {expiry_time}").replace(tzinfo=UTC)
+    created_at = stored_utc(datetime.fromisoformat(f"{created_day} {created_time}"))
+    expires_at = stored_utc(datetime.fromisoformat(f"{expiry_day} {expiry_time}"))
     return StoredSession(bytes(data), int(version), created_at, expires_at)
 
 

@@ -9,11 +9,30 @@ from sqlalchemy import DateTime, Dialect, LargeBinary
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["SessionBytes", "UTCDateTime"]
+__all__ = ["SessionBytes", "UTCDateTime", "aware_utc", "naive_utc", "stored_utc"]
 
 #: Session data: MySQL's plain BLOB stops at 64 KiB, below our default size limit, so
 #: MySQL/MariaDB get LONGBLOB; PostgreSQL bytea and SQLite BLOB have no such ceiling.
 SessionBytes = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+def aware_utc(value: datetime) -> datetime:
+    """``value`` as aware UTC; a naive datetime is refused (its zone would be a guess)."""
+    if value.tzinfo is UTC:  # the manager's clock already hands out UTC
+        return value
+    if value.tzinfo is None:
+        raise ValueError("ormsession stores aware datetimes only")
+    return value.astimezone(UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """``value`` as naive UTC, for columns with no time zone (MySQL, SQLite)."""
+    return aware_utc(value).replace(tzinfo=None)
+
+
+def stored_utc(value: datetime) -> datetime:
+    """A datetime read back from a column: naive ones are UTC by construction."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -36,12 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("ormsession stores aware datetimes only")
-        value = value.astimezone(UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+        return aware_utc(value) if dialect.name == "postgresql" else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else stored_utc(value)
