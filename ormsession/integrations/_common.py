@@ -145,27 +145,27 @@ class SessionRequest:
     def from_wsgi(
         cls, environ: Mapping[str, object], options: RequestOptions, cookie_name: str
     ) -> SessionRequest:
+        given_scheme = environ.get("wsgi.url_scheme")
+        scheme = given_scheme if isinstance(given_scheme, str) else "http"
         if options.cookie_only:
             # The default set-up, on every request: skip the generic header plumbing.
             cookie = environ.get("HTTP_COOKIE")
             found = (
                 parse_cookie_header(cookie).get(cookie_name) if isinstance(cookie, str) else None
             )
-            secure = str(environ.get("wsgi.url_scheme") or "http").lower() == "https"
-            return cls._made(options, found, secure)
+            return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
 
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
             return value if isinstance(value, str) else None
 
         query = environ.get("QUERY_STRING")
-        scheme = environ.get("wsgi.url_scheme")
         return cls(
             options,
             cookie_name=cookie_name,
             header=header,
             query_string=query if isinstance(query, str) else "",
-            scheme=scheme if isinstance(scheme, str) else "http",
+            scheme=scheme,
         )
 
     @classmethod
@@ -179,8 +179,8 @@ class SessionRequest:
             if cookies:
                 header = "; ".join(value.decode("latin-1") for value in cookies)
                 found = parse_cookie_header(header).get(cookie_name)
-            secure = str(scope.get("scheme") or "http").lower() in ("https", "wss")
-            return cls._made(options, found, secure)
+            scheme = str(scope.get("scheme") or "http")
+            return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
         headers: dict[str, str] = {}

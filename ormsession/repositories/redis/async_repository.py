@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any, TypeVar
 
-from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from ormsession.repositories.base import StoredSession
@@ -22,13 +21,12 @@ from ormsession.repositories.redis.base import (
     check_acknowledged,
     throw_into,
 )
-from ormsession.repositories.redis.common import RedisRepositoryBase
+from ormsession.repositories.redis.common import RAW, RedisRepositoryBase
 from ormsession.repositories.redis.errors import REDIS_ERRORS
 
 __all__ = ["AsyncRedisRepository"]
 
 T = TypeVar("T")
-_RAW = {NEVER_DECODE: True}
 
 
 class AsyncRedisRepository(RedisRepositoryBase):
@@ -39,7 +37,7 @@ class AsyncRedisRepository(RedisRepositoryBase):
     async def read(self, key: str, now: datetime) -> StoredSession | None:
         # The one call on every request: a plain GET, without the flow machinery.
         try:
-            raw = await self.client.execute_command("GET", self.core.layout.session(key), **_RAW)
+            raw = await self.client.execute_command("GET", self.core.layout.session(key), **RAW)
         except REDIS_ERRORS as exc:
             raise self._wrap(exc, "read") from exc
         return self.core.record_from(raw, key, now)
@@ -93,7 +91,7 @@ class AsyncRedisRepository(RedisRepositoryBase):
     async def _execute(self, command: Command) -> Any:
         match command:
             case Get(key):
-                return await self.client.execute_command("GET", key, **_RAW)
+                return await self.client.execute_command("GET", key, **RAW)
             case Eval():
                 if self.wait_replicas and not self.cluster:
                     return await self._eval_and_wait(command)
@@ -113,18 +111,18 @@ class AsyncRedisRepository(RedisRepositoryBase):
         keys, args = command.keys, command.args
         try:
             return await self.client.execute_command(
-                "EVALSHA", command.script.sha, len(keys), *keys, *args, **_RAW
+                "EVALSHA", command.script.sha, len(keys), *keys, *args, **RAW
             )
         except NoScriptError:
             return await self.client.execute_command(
-                "EVAL", command.script.source, len(keys), *keys, *args, **_RAW
+                "EVAL", command.script.source, len(keys), *keys, *args, **RAW
             )
 
     async def _eval_and_wait(self, command: Eval) -> Any:
         keys, args = command.keys, command.args
         for verb, script in (("EVALSHA", command.script.sha), ("EVAL", command.script.source)):
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.execute_command(verb, script, len(keys), *keys, *args, **_RAW)
+                pipe.execute_command(verb, script, len(keys), *keys, *args, **RAW)
                 pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
                 result, acknowledged = await pipe.execute(raise_on_error=False)
             if isinstance(result, NoScriptError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.client import NEVER_DECODE
+
 from ormsession.errors import StoreError
 from ormsession.repositories.redis.base import (
     DEFAULT_KEY_PREFIX,
@@ -15,7 +17,10 @@ from ormsession.repositories.redis.base import (
 from ormsession.repositories.redis.clients import describe_client, is_cluster_client
 from ormsession.repositories.redis.errors import wrap_redis_error
 
-__all__ = ["RedisRepositoryBase"]
+__all__ = ["RAW", "RedisRepositoryBase"]
+
+#: Session values are bytes: never let a client's decode_responses=True touch them.
+RAW = {NEVER_DECODE: True}
 
 
 class RedisRepositoryBase:

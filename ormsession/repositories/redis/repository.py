@@ -11,7 +11,6 @@ from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, TypeVar
 
-from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from ormsession.repositories.base import StoredSession
@@ -25,14 +24,12 @@ from ormsession.repositories.redis.base import (
     check_acknowledged,
     throw_into,
 )
-from ormsession.repositories.redis.common import RedisRepositoryBase
+from ormsession.repositories.redis.common import RAW, RedisRepositoryBase
 from ormsession.repositories.redis.errors import REDIS_ERRORS
 
 __all__ = ["RedisRepository"]
 
 T = TypeVar("T")
-#: Session values are bytes: never let a client's decode_responses=True touch them.
-_RAW = {NEVER_DECODE: True}
 
 
 class RedisRepository(RedisRepositoryBase):
@@ -48,7 +45,7 @@ class RedisRepository(RedisRepositoryBase):
     def read(self, key: str, now: datetime) -> StoredSession | None:
         # The one call on every request: a plain GET, without the flow machinery.
         try:
-            raw = self.client.execute_command("GET", self.core.layout.session(key), **_RAW)
+            raw = self.client.execute_command("GET", self.core.layout.session(key), **RAW)
         except REDIS_ERRORS as exc:
             raise self._wrap(exc, "read") from exc
         return self.core.record_from(raw, key, now)
@@ -102,7 +99,7 @@ class RedisRepository(RedisRepositoryBase):
     def _execute(self, command: Command) -> Any:
         match command:
             case Get(key):
-                return self.client.execute_command("GET", key, **_RAW)
+                return self.client.execute_command("GET", key, **RAW)
             case Eval():
                 if self.wait_replicas and not self.cluster:
                     return self._eval_and_wait(command)
@@ -121,13 +118,13 @@ class RedisRepository(RedisRepositoryBase):
         keys, args = command.keys, command.args
         try:
             return self.client.execute_command(
-                "EVALSHA", command.script.sha, len(keys), *keys, *args, **_RAW
+                "EVALSHA", command.script.sha, len(keys), *keys, *args, **RAW
             )
         except NoScriptError:
             # First use on this server (or after a failover or SCRIPT FLUSH): EVAL sends the
             # source, which also caches it for the next EVALSHA.
             return self.client.execute_command(
-                "EVAL", command.script.source, len(keys), *keys, *args, **_RAW
+                "EVAL", command.script.source, len(keys), *keys, *args, **RAW
             )
 
     def _eval_and_wait(self, command: Eval) -> Any:
@@ -136,7 +133,7 @@ class RedisRepository(RedisRepositoryBase):
         keys, args = command.keys, command.args
         for verb, script in (("EVALSHA", command.script.sha), ("EVAL", command.script.source)):
             with self.client.pipeline(transaction=False) as pipe:
-                pipe.execute_command(verb, script, len(keys), *keys, *args, **_RAW)
+                pipe.execute_command(verb, script, len(keys), *keys, *args, **RAW)
                 pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
                 result, acknowledged = pipe.execute(raise_on_error=False)
             if isinstance(result, NoScriptError):
