@@ -386,21 +386,25 @@ def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int)
         manager.close()
 
     def versus(name: str) -> Comparison:
-        before = first[name] + again[name]
-        base = statistics.median(before)
-        values = at_scale[name]
-        quartiles = statistics.quantiles(values, n=4, method="inclusive")
-        return Comparison(
-            a_us=statistics.median(values) / 1000,
-            b_us=base / 1000,
-            ratio=statistics.median(values) / base,
-            low=quartiles[0] / base,
-            high=quartiles[2] / base,
-            rounds=len(values),
-            ops=ops,
-        )
+        return _against_baseline(at_scale[name], first[name] + again[name], ops)
 
     return ReadScaleResult(env.name, small, big, versus("ours"), versus("floor"), loaded)
+
+
+def _against_baseline(values: list[float], baseline: list[float], ops: int) -> Comparison:
+    """Per-operation times (ns, one per round) against the median of a baseline phase
+    measured apart (one keyspace: the phases cannot be interleaved round by round)."""
+    base = statistics.median(baseline)
+    quartiles = statistics.quantiles(values, n=4, method="inclusive")
+    return Comparison(
+        a_us=statistics.median(values) / 1000,
+        b_us=base / 1000,
+        ratio=statistics.median(values) / base,
+        low=quartiles[0] / base,
+        high=quartiles[2] / base,
+        rounds=len(values),
+        ops=ops,
+    )
 
 
 # -- writes at scale: Couchbase ----------------------------------------------------------
@@ -463,18 +467,7 @@ def write_scale_couchbase(
         manager.close()
 
     def versus(name: str) -> Comparison:
-        base = statistics.median(phases[0][name])
-        values = phases[1][name]
-        quartiles = statistics.quantiles(values, n=4, method="inclusive")
-        return Comparison(
-            a_us=statistics.median(values) / 1000,
-            b_us=base / 1000,
-            ratio=statistics.median(values) / base,
-            low=quartiles[0] / base,
-            high=quartiles[2] / base,
-            rounds=len(values),
-            ops=ops,
-        )
+        return _against_baseline(phases[1][name], phases[0][name], ops)
 
     return ReadScaleResult(
         env.name, small, big, versus("ours"), versus("floor"), loaded, operation="save (modified)"
