@@ -184,6 +184,9 @@ class Report:
                 if r.big_megabytes is not None
             ),
         ]
+        notes = [f"{r.store}: {r.cache_note}" for r in self.scale if r.cache_note]
+        if notes:
+            lines += ["", "Server cache for the reads: " + "; ".join(notes)]
         return lines
 
     def _gc_table(self) -> list[str]:

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from ormsession._manager_base import ManagerBase
+from ormsession.errors import StoreError
 from ormsession.policy import Flow
 from ormsession.repositories.base import AsyncSessionRepository
 from ormsession.session import RequestSession
@@ -36,7 +37,17 @@ class AsyncSessionManager(ManagerBase):
 
     async def open(self, session_id: str | None = None) -> RequestSession:
         """The session ``session_id`` names (the cookie's value), or a new one."""
-        return await self._run(self.policy.open(session_id))
+        policy = self.policy
+        now = policy.clock()
+        key = policy.key_to_read(session_id)
+        if key is None:
+            return policy.fresh(session_id, now)
+        assert session_id is not None
+        try:
+            record = await self.repository.read(key, now)
+        except StoreError as exc:
+            return policy.unreadable(exc, session_id, now)
+        return policy.opened(session_id, key, record, now)
 
     async def open_from_cookie_header(self, header: str | None) -> RequestSession:
         """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""

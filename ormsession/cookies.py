@@ -10,7 +10,7 @@ from typing import Literal
 
 from ormsession.errors import ConfigurationError
 
-__all__ = ["CookieOptions", "SameSite", "parse_cookie_header"]
+__all__ = ["CookieOptions", "SameSite", "cookie_value", "parse_cookie_header"]
 
 SameSite = Literal["lax", "strict", "none"]
 # RFC 6265 cookie-name is an RFC 7230 token.
@@ -116,3 +116,16 @@ def parse_cookie_header(header: str | None) -> dict[str, str]:
             value = value[1:-1]
         cookies[name] = value
     return cookies
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """The value :func:`parse_cookie_header` would give ``name`` (None if absent), without
+    building the dict: the integrations' per-request lookup of the one session cookie."""
+    for piece in header.split(";"):
+        key, sep, value = piece.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return None

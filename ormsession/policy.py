@@ -1,10 +1,11 @@
 """Session policy as I/O-free flows, shared by the sync and async managers.
 
-Each operation (open, save, regenerate, destroy, count, gc) is a generator that *yields*
-the store calls it needs and receives their results. The sync manager answers them by
-calling a repository; the async manager by awaiting one. So every rule — id checks, expiry,
-throttled touch, compare-and-set with re-apply of changed keys, destroy-wins — is written
-once, here, and the two managers only do I/O (the "sans-I/O" pattern).
+Each operation (save, regenerate, destroy, count, gc) is a generator that *yields* the
+store calls it needs and receives their results. The sync manager answers them by calling
+a repository; the async manager by awaiting one. Open, on every request's path and with a
+single read, is three plain steps the managers call around that read instead. So every
+rule — id checks, expiry, throttled touch, compare-and-set with re-apply of changed keys,
+destroy-wins — is written once, here, and the two managers only do I/O ("sans-I/O").
 """
 
 from __future__ import annotations
@@ -86,27 +87,21 @@ class SessionPolicy:
         self.session_class = session_class
 
     # -- open -----------------------------------------------------------------------
-    def open(self, session_id: str | None) -> Flow[RequestSession]:
-        """Load the session a client's id names, or start a new one.
-
-        A malformed id never reaches the store; an unknown, expired or corrupt one is never
-        adopted: the client gets a new id (session fixation protection).
-        """
-        now = self.clock()
-        sent = bool(session_id)
+    # Opening is on every request's path, so it is not a generator flow: the managers call
+    # these three steps around their one read (driving a generator costs a microsecond).
+    # The rules: a malformed id never reaches the store; an unknown, expired or corrupt one
+    # is never adopted, the client gets a new id (session fixation protection).
+    def key_to_read(self, session_id: str | None) -> str | None:
+        """The storage key to read for the id a client sent, or None if it is malformed."""
         if not self.ids.is_valid(session_id):
-            return self._fresh(now, client_sent_id=sent)
+            return None
         assert session_id is not None  # is_valid() accepts only strings
-        key = storage_key(session_id)
-        try:
-            record: StoredSession | None = yield _store("read", key, now)
-        except StoreError:
-            if self.on_store_error == "raise":
-                raise
-            logger.exception("session store unavailable; serving a fresh, unsaved session")
-            fresh = self._fresh(now, client_sent_id=sent)
-            fresh._unavailable = True
-            return fresh
+        return storage_key(session_id)
+
+    def opened(
+        self, session_id: str, key: str, record: StoredSession | None, now: datetime
+    ) -> RequestSession:
+        """The session for what the store returned under ``key`` (None: no live record)."""
         if record is None or self.expiry.is_over(record.created_at, record.expires_at, now):
             return self._fresh(now, client_sent_id=True)
         try:
@@ -116,12 +111,25 @@ class SessionPolicy:
                 "corrupt session data under key %s…, starting a new session: %s", key[:8], exc
             )
             return self._fresh(now, client_sent_id=True)
-        session = self.session_class(
-            session_id, data, created_at=record.created_at, client_sent_id=True, key=key
+        return self.session_class._stored(
+            session_id, key, data, record.data, record.version, record.created_at, record.expires_at
         )
-        session._loaded(record.data, record.version, record.expires_at)
-        session._id_changed = False
-        return session
+
+    def unreadable(
+        self, error: StoreError, session_id: str | None, now: datetime
+    ) -> RequestSession:
+        """The store failed the read: raise ``error``, or (``on_store_error="fresh"``)
+        serve a fresh session that is never saved. Call it in the ``except`` block."""
+        if self.on_store_error == "raise":
+            raise error
+        logger.exception("session store unavailable; serving a fresh, unsaved session")
+        fresh = self._fresh(now, client_sent_id=bool(session_id))
+        fresh._unavailable = True
+        return fresh
+
+    def fresh(self, session_id: str | None, now: datetime) -> RequestSession:
+        """A new session for a client whose id was missing or malformed."""
+        return self._fresh(now, client_sent_id=bool(session_id))
 
     def _fresh(self, now: datetime, *, client_sent_id: bool) -> RequestSession:
         return self.session_class(

@@ -228,6 +228,7 @@ class JSONSerializer:
         self._tagger = _Tagger(extra_tags or [], native_bytes=False)
         # Built once: json.dumps() with options constructs an encoder on every call.
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        self._decoder = json.JSONDecoder()
         self._plain_encoder = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_not_plain
         )
@@ -238,7 +239,9 @@ class JSONSerializer:
 
     def loads(self, raw: bytes) -> dict[str, Any]:
         try:
-            decoded = json.loads(raw)
+            # The decoder straight on UTF-8 text: json.loads() would first sniff the bytes
+            # for UTF-16/32, which ormsession never writes (a BOM is refused as corrupt).
+            decoded = self._decoder.decode(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptSessionDataError(f"stored session is not valid JSON: {exc}") from exc
         if b'" ' not in raw and b"\\u0020" not in raw:

@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, MutableMapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from ormsession.ids import storage_key
 
@@ -80,6 +80,41 @@ class RequestSession(MutableMapping[str, Any]):
         self._destroyed = False
         self._unavailable = False
         self._start(session_id, created_at, key)
+
+    @classmethod
+    def _stored(
+        cls,
+        session_id: str,
+        key: str,
+        data: dict[str, Any],
+        original: bytes,
+        version: int,
+        created_at: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> Self:
+        """A session as it was just read from the store, under the id the client sent.
+
+        The same state ``__init__`` + :meth:`_loaded` give, set in one go: this is on every
+        request's path. A subclass with its own ``__init__`` still gets it called.
+        """
+        if cls.__init__ is not RequestSession.__init__:
+            session = cls(session_id, data, created_at=created_at, client_sent_id=True, key=key)
+            session._loaded(original, version, expires_at)
+            session._id_changed = False
+            return session
+        session = cls.__new__(cls)
+        session._id = session_id
+        session._key = key
+        session._data = data
+        session._original = original
+        session._version = version
+        session._created_at = created_at
+        session._expires_at = expires_at
+        session._client_sent_id = True
+        session._destroyed = session._unavailable = session._dirty = False
+        session._exposed = session._accessed = session._id_changed = False
+        session._snapshots = None
+        return session
 
     def _start(self, session_id: str, created_at: dt.datetime, key: str | None = None) -> None:
         """Become a brand-new, unsaved session under ``session_id`` (keeps the data).

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
-from ormsession.cookies import parse_cookie_header
+from ormsession.cookies import cookie_value, parse_cookie_header
 from ormsession.errors import ConfigurationError
 from ormsession.session import RequestSession
 from ormsession.settings import OrmsessionSettings
@@ -150,9 +150,7 @@ class SessionRequest:
         if options.cookie_only:
             # The default set-up, on every request: skip the generic header plumbing.
             cookie = environ.get("HTTP_COOKIE")
-            found = (
-                parse_cookie_header(cookie).get(cookie_name) if isinstance(cookie, str) else None
-            )
+            found = cookie_value(cookie, cookie_name) if isinstance(cookie, str) else None
             return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
 
         def header(name: str) -> str | None:
@@ -174,11 +172,13 @@ class SessionRequest:
     ) -> SessionRequest:
         if options.cookie_only:
             # The default set-up, on every request: find the cookie and nothing else.
-            cookies = [value for name, value in scope.get("headers") or () if name == b"cookie"]
+            # (HTTP/2 may split Cookie into several headers; the first occurrence wins.)
             found = None
-            if cookies:
-                header = "; ".join(value.decode("latin-1") for value in cookies)
-                found = parse_cookie_header(header).get(cookie_name)
+            for name, value in scope.get("headers") or ():
+                if name == b"cookie":
+                    found = cookie_value(value.decode("latin-1"), cookie_name)
+                    if found is not None:
+                        break
             scheme = str(scope.get("scheme") or "http")
             return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
         # Only the few headers this needs are decoded (ASGI header names are lowercase).

@@ -141,7 +141,7 @@ class SessionMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        manager = await self.get_manager()
+        manager = self._manager or await self.get_manager()
         request = SessionRequest.from_asgi(scope, self.options, manager.cookie.cookie_name)
         session = await manager.open(request.session_id)
         scope["session"] = session
@@ -150,7 +150,24 @@ class SessionMiddleware:
             # A websocket cannot set cookies once accepted: its session is read-only.
             await self.app(scope, receive, send)
             return
-        await _Response(manager, request, session).run(self.app, scope, receive, send)
+        # Save when the response starts, and again after the body if the app changed the
+        # session while streaming it. (A closure, not an object: this is every request.)
+        id_sent: str | None = None
+
+        async def send_with_session(message: Message) -> None:
+            nonlocal id_sent
+            if id_sent is None and message["type"] == "http.response.start":
+                cookie = await manager.save(session, https=request.https)
+                id_sent = session.id
+                extra = request.headers_for(session, cookie)
+                if extra:
+                    message = {**message, "headers": _add_headers(message.get("headers"), extra)}
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
+        if id_sent is not None and late_change(session, id_sent):
+            cookie = await manager.save(session, https=request.https)
+            warn_cookie_lost(session, id_sent, cookie)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_startup() -> Message:
@@ -169,47 +186,24 @@ class SessionMiddleware:
         await self.app(scope, receive_startup, send_shutdown)
 
 
-class _Response:
-    """One HTTP response: save when it starts, again after the body if changed later."""
-
-    def __init__(
-        self, manager: AsyncSessionManager, request: SessionRequest, session: RequestSession
-    ) -> None:
-        self.manager = manager
-        self.request = request
-        self.session = session
-        self.started = False
-        self.id_sent = session.id
-
-    async def run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_session(message: Message) -> None:
-            if message["type"] == "http.response.start" and not self.started:
-                self.started = True
-                cookie = await self.manager.save(self.session, https=self.request.https)
-                self.id_sent = self.session.id
-                extra = self.request.headers_for(self.session, cookie)
-                if extra:
-                    headers = _add_headers(message.get("headers"), extra)
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, send_with_session)
-        if self.started and late_change(self.session, self.id_sent):
-            cookie = await self.manager.save(self.session, https=self.request.https)
-            warn_cookie_lost(self.session, self.id_sent, cookie)
-
-
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
     for name, value in extra:
         if name == "Vary":
-            index = next((i for i, (n, _) in enumerate(headers) if n.lower() == b"vary"), None)
+            index = _vary_index(headers)
             if index is not None:
                 merged = merge_vary(headers[index][1].decode("latin-1"), value.split(", "))
                 headers[index] = (headers[index][0], merged.encode("latin-1"))
                 continue
         headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     return headers
+
+
+def _vary_index(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for index, (name, _) in enumerate(headers):
+        if name.lower() == b"vary":
+            return index
+    return None
 
 
 def _is_factory(manager: object) -> bool:

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.cookies import CookieOptions, cookie_value, parse_cookie_header
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import ExpiryPolicy
 from ormsession.ids import SessionIds, storage_key
@@ -117,6 +117,26 @@ def test_parse_cookie_header() -> None:
         "d": "4",
     }
     assert parse_cookie_header(None) == {} and parse_cookie_header("") == {}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        'a=1; session="xyz"; b; =c; session=second; d=4',
+        "session=",
+        "session=; session=later",
+        " session = spaced ; x=1",
+        'session="',
+        "sessionx=1; xsession=2",
+        "a=1;;session=v=with=equals",
+        "",
+        "no-equals-at-all",
+    ],
+)
+def test_cookie_value_agrees_with_parse_cookie_header(header: str) -> None:
+    # The integrations' fast lookup must find exactly what the full parser finds.
+    for name in ("session", "a", "d", "missing"):
+        assert cookie_value(header, name) == parse_cookie_header(header).get(name)
 
 
 def test_expiry_is_idle_capped_by_absolute() -> None:

@@ -13,6 +13,7 @@ from ormsession import (
     AsyncSessionManager,
     CookieOptions,
     ExpiryPolicy,
+    RequestSession,
     SessionManager,
     StoreUnavailableError,
 )
@@ -140,3 +141,64 @@ def test_the_async_twin_runs_the_same_policy() -> None:
             assert await manager.count() == 0
 
     asyncio.run(scenario())
+
+
+class AsyncDownRepository(AsyncMemoryRepository):
+    async def read(self, key: str, now: dt.datetime) -> Any:
+        raise StoreUnavailableError("store down")
+
+
+def test_the_async_manager_raises_or_serves_fresh_on_a_down_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    some_id = saved_id(new_manager(), x=1)
+
+    async def scenario() -> None:
+        with pytest.raises(StoreUnavailableError):
+            await AsyncSessionManager(AsyncDownRepository()).open(some_id)
+        lenient = AsyncSessionManager(AsyncDownRepository(), on_store_error="fresh")
+        with caplog.at_level(logging.ERROR, logger="ormsession"):
+            session = await lenient.open(some_id)
+        assert session.is_new and "store unavailable" in caplog.text
+        session["x"] = 2
+        assert await lenient.save(session) is None
+
+    asyncio.run(scenario())
+
+
+SLOTS = RequestSession.__slots__
+
+
+def test_an_opened_session_has_the_state_of_a_constructed_and_loaded_one() -> None:
+    # open() builds stored sessions in one go (RequestSession._stored); it must leave
+    # every slot exactly as the general path, __init__ then _loaded, does.
+    manager = new_manager()
+    sid = saved_id(manager, x=1, cart=["a"])
+    opened = manager.open(sid)
+    record = manager.repository.read(opened._key, manager.policy.clock())
+    assert record is not None
+    built = RequestSession(
+        sid, {"x": 1, "cart": ["a"]}, created_at=record.created_at, client_sent_id=True
+    )
+    built._loaded(record.data, record.version, record.expires_at)
+    built._id_changed = False
+    assert {slot: getattr(opened, slot) for slot in SLOTS} == {
+        slot: getattr(built, slot) for slot in SLOTS
+    }
+
+
+class TaggedSession(RequestSession):
+    """A session class with its own constructor (session_class=...)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tag = "constructed"
+
+
+def test_a_session_class_with_its_own_init_still_gets_it_called_on_open() -> None:
+    manager = SessionManager(MemoryRepository(), session_class=TaggedSession)
+    sid = saved_id(manager, x=1)
+    opened = manager.open(sid)
+    assert isinstance(opened, TaggedSession) and opened.tag == "constructed"
+    assert not opened.is_new and not opened.modified and opened.id == sid
+    assert opened["x"] == 1 and manager.save(opened) is None

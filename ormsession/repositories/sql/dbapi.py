@@ -19,7 +19,14 @@ from sqlalchemy import Dialect, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
-from ormsession.repositories.sql.types import UTCDateTime, aware_utc, naive_utc, stored_utc
+from ormsession.repositories.sql.types import (
+    UTCDateTime,
+    aware_utc,
+    naive_utc,
+    stored_utc,
+    utc_from_text,
+    utc_text,
+)
 
 __all__ = ["DBAPI_DRIVERS", "CompiledStatement", "RawResult", "StatementCache"]
 
@@ -35,21 +42,16 @@ DBAPI_DRIVERS = {
 }
 
 
-def _sqlite_text(value: datetime) -> str:
-    # Exactly SQLAlchemy's SQLite DATETIME storage format (always six fractional digits),
-    # so both paths compare alike.
-    return naive_utc(value).isoformat(" ", "microseconds")
-
-
 def _datetime_from_row(value: Any) -> datetime:
     # SQLite hands DATETIME columns back as their stored text.
-    return stored_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+    return utc_from_text(value) if isinstance(value, str) else stored_utc(value)
 
 
 def datetime_binder(dialect: Dialect) -> Callable[[datetime], Any]:
     """The same conversion :class:`UTCDateTime` does, for parameters bound by hand."""
     if dialect.name == "sqlite":
-        return _sqlite_text
+        # Exactly SQLAlchemy's SQLite DATETIME storage format, so both paths compare alike.
+        return utc_text
     if dialect.name == "postgresql":
         return aware_utc
     return naive_utc

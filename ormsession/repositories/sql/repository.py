@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.dbapi import DBAPI_DRIVERS, RawResult, StatementCache
+from ormsession.repositories.sql.dbapi import (
+    DBAPI_DRIVERS,
+    CompiledStatement,
+    RawResult,
+    StatementCache,
+)
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import Query, SqlQueries
+from ormsession.repositories.sql.statements import Query, ResultLike, SqlQueries
 
 __all__ = ["SqlRepository"]
 
@@ -89,6 +95,11 @@ class SqlRepository:
 
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now: datetime) -> StoredSession | None:
+        if self._raw:
+            # Every request's statement: no Query object on the direct path.
+            compiled = self._statements[self._queries.read_statement]
+            params = compiled.parameters({"key": key, "now": now})
+            return self._run_raw("read", compiled, params, self._queries.read_record)
         return self._execute(self._queries.read(key, now))
 
     def create(self, key: str, record: StoredSession, now: datetime) -> bool:
@@ -166,6 +177,17 @@ class SqlRepository:
         """:meth:`_execute` on a DBAPI cursor from the engine's pool (see dbapi.py)."""
         compiled = self._statements[query.statement]
         params = compiled.parameters(query.params)
+        return self._run_raw(query.operation, compiled, params, query.extract)
+
+    def _run_raw(
+        self,
+        operation: str,
+        compiled: CompiledStatement,
+        params: Sequence[Any] | dict[str, Any],
+        extract: Callable[[ResultLike], T],
+    ) -> T:
+        """Run one compiled statement on a pooled DBAPI connection (the same retry and
+        error wrapping as :meth:`_execute`)."""
         dialect = self.engine.dialect
         dbapi_error = dialect.loaded_dbapi.Error
         retried = False
@@ -173,17 +195,17 @@ class SqlRepository:
             try:
                 connection = self.engine.raw_connection()
             except SQLAlchemyError as exc:
-                raise wrap_sql_error(exc, self.engine, query.operation) from exc
+                raise wrap_sql_error(exc, self.engine, operation) from exc
             except dbapi_error as exc:  # raw_connection() does not wrap connect errors
                 wrapped = DBAPIError.instance(
                     None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect
                 )
-                raise wrap_sql_error(wrapped, self.engine, query.operation) from exc
+                raise wrap_sql_error(wrapped, self.engine, operation) from exc
             cursor = None
             try:
                 cursor = connection.cursor()
                 cursor.execute(compiled.sql, params)
-                result = query.extract(RawResult(cursor, compiled))
+                result = extract(RawResult(cursor, compiled))
                 if not self._autocommit:
                     connection.commit()
                 return result
@@ -196,9 +218,9 @@ class SqlRepository:
                 wrapped = DBAPIError.instance(
                     None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect
                 )
-                if isinstance(wrapped, IntegrityError) and query.operation == "create":
+                if isinstance(wrapped, IntegrityError) and operation == "create":
                     raise wrapped from exc
-                raise wrap_sql_error(wrapped, self.engine, query.operation) from exc
+                raise wrap_sql_error(wrapped, self.engine, operation) from exc
             finally:
                 if cursor is not None:
                     cursor.close()

@@ -31,9 +31,9 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
 
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.types import stored_utc
+from ormsession.repositories.sql.types import utc_from_text
 
-__all__ = ["Query", "SqlQueries", "SqlStatements"]
+__all__ = ["Query", "ResultLike", "SqlQueries", "SqlStatements"]
 
 T = TypeVar("T")
 
@@ -162,8 +162,8 @@ def _packed_record(result: ResultLike) -> StoredSession | None:
         return None
     data, meta = tuple(row)
     version, created_day, created_time, expiry_day, expiry_time = meta.split(" ")
-    created_at = stored_utc(datetime.fromisoformat(f"{created_day} {created_time}"))
-    expires_at = stored_utc(datetime.fromisoformat(f"{expiry_day} {expiry_time}"))
+    created_at = utc_from_text(f"{created_day} {created_time}")
+    expires_at = utc_from_text(f"{expiry_day} {expiry_time}")
     return StoredSession(bytes(data), int(version), created_at, expires_at)
 
 
@@ -192,6 +192,14 @@ class SqlQueries:
         self._sql = SqlStatements.build(table, dialect_name)
         packed = dialect_name in ("mysql", "mariadb")
         self._read_record = _packed_record if packed else _record
+
+    @property
+    def read_statement(self) -> Select[Any]:
+        return self._sql.read
+
+    def read_record(self, result: ResultLike) -> StoredSession | None:
+        """The record a :attr:`read_statement` result holds, or None."""
+        return self._read_record(result)
 
     def read(self, key: str, now: datetime) -> Query[StoredSession | None]:
         return Query("read", self._sql.read, {"key": key, "now": now}, self._read_record)
