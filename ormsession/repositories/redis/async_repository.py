@@ -48,8 +48,12 @@ class AsyncRedisRepository(RedisRepositoryBase):
     async def update(
         self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
     ) -> int | None:
-        flow = self.core.update(key, data, expires_at, expected_version, now)
-        return await self._run(flow, "update")
+        script = self.core.update_script(key, data, expires_at, expected_version, now)
+        try:
+            stored = await self._execute(script)
+        except REDIS_ERRORS as exc:
+            raise self._wrap(exc, "update") from exc
+        return expected_version + 1 if stored else None
 
     async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
         return await self._run(self.core.touch(key, expires_at, now), "touch")

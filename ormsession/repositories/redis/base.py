@@ -155,6 +155,11 @@ class KeyLayout:
     def session(self, key: str) -> str:
         return self._tag(key) + key
 
+    def session_and_index(self, key: str) -> tuple[str, str]:
+        """:meth:`session` and :meth:`index_of` with one check of ``key``."""
+        tag = self._tag(key)
+        return tag + key, tag + "index"
+
     def index_of(self, key: str) -> str:
         return self._tag(key) + "index"
 
@@ -242,23 +247,24 @@ class RedisStoreCore:
             (to_micros(now), ttl_millis(expires_at, now), to_micros(expires_at), key, value),
         )
 
-    def update(
+    def update_script(
         self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
-    ) -> Flow[int | None]:
-        layout, expires = self.layout, to_micros(expires_at)
+    ) -> Eval:
+        """The one script an update is (a write on every changed request: the twins run it
+        directly, without a flow). Its reply is true when the version matched."""
+        now_us, expires = to_micros(now), to_micros(expires_at)
+        session_key, index_key = self.layout.session_and_index(key)
         args = (
-            to_micros(now),
-            ttl_millis(expires_at, now),
+            now_us,
+            max(1, -(-(expires - now_us) // 1000)),  # ttl_millis(), from the same micros
             expires,
             key,
-            _u64(expected_version),
-            _u64(expected_version + 1),
-            _u64(expires),
+            _U64.pack(expected_version),
+            _U64.pack(expected_version + 1),
+            _U64.pack(expires),
             data,
         )
-        keys = (layout.session(key), layout.index_of(key))
-        stored = yield Eval(scripts.UPDATE, keys, args)
-        return expected_version + 1 if stored else None
+        return Eval(scripts.UPDATE, (session_key, index_key), args)
 
     def touch(self, key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
         layout, expires = self.layout, to_micros(expires_at)

@@ -56,7 +56,12 @@ class RedisRepository(RedisRepositoryBase):
     def update(
         self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
     ) -> int | None:
-        return self._run(self.core.update(key, data, expires_at, expected_version, now), "update")
+        script = self.core.update_script(key, data, expires_at, expected_version, now)
+        try:
+            stored = self._execute(script)
+        except REDIS_ERRORS as exc:
+            raise self._wrap(exc, "update") from exc
+        return expected_version + 1 if stored else None
 
     def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
         return self._run(self.core.touch(key, expires_at, now), "touch")
