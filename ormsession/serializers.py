@@ -240,10 +240,14 @@ class JSONSerializer:
     def loads(self, raw: bytes) -> dict[str, Any]:
         try:
             # The decoder straight on UTF-8 text: json.loads() would first sniff the bytes
-            # for UTF-16/32, which ormsession never writes (a BOM is refused as corrupt).
-            decoded = self._decoder.decode(raw.decode("utf-8"))
+            # for UTF-16/32 and skip whitespace, neither of which dumps() ever writes (a
+            # BOM or padding is refused as corrupt).
+            text = raw.decode("utf-8")
+            decoded, end = self._decoder.raw_decode(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptSessionDataError(f"stored session is not valid JSON: {exc}") from exc
+        if end != len(text):
+            raise CorruptSessionDataError(f"stored session has extra data after {end} characters")
         if b'" ' not in raw and b"\\u0020" not in raw:
             # No key starts with a space, so there is no tag or escape to walk for.
             return _top_level(decoded)

@@ -102,6 +102,9 @@ def test_unsupported_values_raise_a_serialization_error(serializer: Any, value: 
         b"\xff\xfe",
         b'{"a": {" tup": 1}}',
         pickle.dumps({"a": 1}),
+        b'{"a":1}{"b":2}',  # two documents: only whole values are sessions
+        b'{"a":1} ',  # padding dumps() never writes
+        b"\xef\xbb\xbf{}",  # a BOM likewise
     ],
 )
 def test_corrupt_json_is_a_corrupt_data_error(raw: bytes) -> None:

@@ -19,6 +19,8 @@ from sqlalchemy import Dialect, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.sql.statements import packed_record
 from ormsession.repositories.sql.types import (
     UTCDateTime,
     aware_utc,
@@ -28,7 +30,13 @@ from ormsession.repositories.sql.types import (
     utc_text,
 )
 
-__all__ = ["DBAPI_DRIVERS", "CompiledStatement", "RawResult", "StatementCache"]
+__all__ = [
+    "DBAPI_DRIVERS",
+    "CompiledStatement",
+    "RawResult",
+    "StatementCache",
+    "record_reader",
+]
 
 #: Sync drivers whose datetime and bytes handling this module knows.
 DBAPI_DRIVERS = {
@@ -45,6 +53,32 @@ DBAPI_DRIVERS = {
 def _datetime_from_row(value: Any) -> datetime:
     # SQLite hands DATETIME columns back as their stored text.
     return utc_from_text(value) if isinstance(value, str) else stored_utc(value)
+
+
+def record_reader(dialect: Dialect) -> Callable[[Any], StoredSession | None]:
+    """Reads the row of the read statement straight off a DBAPI cursor: the record, or
+    None. (The read runs on every request; this skips the generic row handling.)"""
+    if dialect.name in ("mysql", "mariadb"):
+
+        def read_packed(cursor: Any) -> StoredSession | None:
+            row = cursor.fetchone()
+            return None if row is None else packed_record(row[0], row[1])
+
+        return read_packed
+
+    def read_columns(cursor: Any) -> StoredSession | None:
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        data, version, created_at, expires_at = row
+        return StoredSession(
+            bytes(data),
+            version,
+            _datetime_from_row(created_at),
+            _datetime_from_row(expires_at),
+        )
+
+    return read_columns
 
 
 def datetime_binder(dialect: Dialect) -> Callable[[datetime], Any]:

@@ -13,13 +13,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.dbapi import (
     DBAPI_DRIVERS,
-    CompiledStatement,
     RawResult,
     StatementCache,
+    record_reader,
 )
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import Query, ResultLike, SqlQueries
+from ormsession.repositories.sql.statements import Query, SqlQueries
 
 __all__ = ["SqlRepository"]
 
@@ -55,6 +55,10 @@ class SqlRepository:
         # Known drivers skip SQLAlchemy's per-call execution layer (see dbapi.py).
         self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS
         self._statements = StatementCache(engine.dialect)
+        self._read_compiled = self._statements[self._queries.read_statement]
+        self._read_row = record_reader(dialect)
+        # The driver's base error class (typed Any, as SQLAlchemy's loaded_dbapi is).
+        self._dbapi_error: Any = dialect.loaded_dbapi.Error if self._raw else Exception
         if schema_check:
             from ormsession.schema import check_schema
 
@@ -96,10 +100,10 @@ class SqlRepository:
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now: datetime) -> StoredSession | None:
         if self._raw:
-            # Every request's statement: no Query object on the direct path.
-            compiled = self._statements[self._queries.read_statement]
+            # Every request's statement: no Query object, no result wrapper.
+            compiled = self._read_compiled
             params = compiled.parameters({"key": key, "now": now})
-            return self._run_raw("read", compiled, params, self._queries.read_record)
+            return self._run_raw("read", compiled.sql, params, self._read_row)
         return self._execute(self._queries.read(key, now))
 
     def create(self, key: str, record: StoredSession, now: datetime) -> bool:
@@ -177,19 +181,23 @@ class SqlRepository:
         """:meth:`_execute` on a DBAPI cursor from the engine's pool (see dbapi.py)."""
         compiled = self._statements[query.statement]
         params = compiled.parameters(query.params)
-        return self._run_raw(query.operation, compiled, params, query.extract)
+
+        def extract(cursor: Any) -> T:
+            return query.extract(RawResult(cursor, compiled))
+
+        return self._run_raw(query.operation, compiled.sql, params, extract)
 
     def _run_raw(
         self,
         operation: str,
-        compiled: CompiledStatement,
+        sql: str,
         params: Sequence[Any] | dict[str, Any],
-        extract: Callable[[ResultLike], T],
+        extract: Callable[[Any], T],
     ) -> T:
-        """Run one compiled statement on a pooled DBAPI connection (the same retry and
-        error wrapping as :meth:`_execute`)."""
+        """Run one statement on a cursor from the pool, ``extract`` its result from the
+        cursor (the same retry and error wrapping as :meth:`_execute`)."""
         dialect = self.engine.dialect
-        dbapi_error = dialect.loaded_dbapi.Error
+        dbapi_error = self._dbapi_error
         retried = False
         while True:
             try:
@@ -204,8 +212,8 @@ class SqlRepository:
             cursor = None
             try:
                 cursor = connection.cursor()
-                cursor.execute(compiled.sql, params)
-                result = extract(RawResult(cursor, compiled))
+                cursor.execute(sql, params)
+                result = extract(cursor)
                 if not self._autocommit:
                     connection.commit()
                 return result

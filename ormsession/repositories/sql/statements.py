@@ -33,7 +33,7 @@ from sqlalchemy.sql.elements import BindParameter
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.types import utc_from_text
 
-__all__ = ["Query", "ResultLike", "SqlQueries", "SqlStatements"]
+__all__ = ["Query", "ResultLike", "SqlQueries", "SqlStatements", "packed_record"]
 
 T = TypeVar("T")
 
@@ -155,12 +155,13 @@ def _record(result: ResultLike) -> StoredSession | None:
 
 
 def _packed_record(result: ResultLike) -> StoredSession | None:
+    row = result.first()
+    return None if row is None else packed_record(row[0], row[1])
+
+
+def packed_record(data: Any, meta: str) -> StoredSession:
     """A MySQL read: ``session_data`` and "version created-date created-time expiry-date
     expiry-time" as text (see :meth:`SqlStatements.build`)."""
-    row = result.first()
-    if row is None:
-        return None
-    data, meta = tuple(row)
     version, created_day, created_time, expiry_day, expiry_time = meta.split(" ")
     created_at = utc_from_text(f"{created_day} {created_time}")
     expires_at = utc_from_text(f"{expiry_day} {expiry_time}")
@@ -196,10 +197,6 @@ class SqlQueries:
     @property
     def read_statement(self) -> Select[Any]:
         return self._sql.read
-
-    def read_record(self, result: ResultLike) -> StoredSession | None:
-        """The record a :attr:`read_statement` result holds, or None."""
-        return self._read_record(result)
 
     def read(self, key: str, now: datetime) -> Query[StoredSession | None]:
         return Query("read", self._sql.read, {"key": key, "now": now}, self._read_record)
