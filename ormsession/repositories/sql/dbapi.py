@@ -62,7 +62,7 @@ def record_reader(dialect: Dialect) -> Callable[[Any], StoredSession | None]:
 
         def read_packed(cursor: Any) -> StoredSession | None:
             row = cursor.fetchone()
-            return None if row is None else packed_record(row[0], row[1])
+            return None if row is None else packed_record(row[0])
 
         return read_packed
 

@@ -30,8 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
 
+from ormsession.errors import StoreError
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.types import utc_from_text
+from ormsession.repositories.sql.types import SessionBytes, utc_from_text
 
 __all__ = ["Query", "ResultLike", "SqlQueries", "SqlStatements", "packed_record"]
 
@@ -64,9 +65,17 @@ class SqlStatements:
         live = (c.session_key == key) & (c.session_expiry > now)
         if dialect_name in ("mysql", "mariadb"):
             # PyMySQL decodes every result column's metadata, and every DATETIME, in Python:
-            # two columns (the data, and the rest as text) read ~8 µs faster than four.
-            meta = func.concat_ws(" ", c.session_version, c.session_created, c.session_expiry)
-            read = select(c.session_data, meta.label("session_meta")).where(live)
+            # one column, "version created expiry data" as bytes, reads ~12 µs faster than
+            # four (see packed_record).
+            packed = func.concat_ws(
+                " ",
+                c.session_version,
+                c.session_created,
+                c.session_expiry,
+                c.session_data,
+                type_=SessionBytes,
+            )
+            read = select(packed.label("session_packed")).where(live)
         else:
             read = select(
                 c.session_data, c.session_version, c.session_created, c.session_expiry
@@ -156,16 +165,22 @@ def _record(result: ResultLike) -> StoredSession | None:
 
 def _packed_record(result: ResultLike) -> StoredSession | None:
     row = result.first()
-    return None if row is None else packed_record(row[0], row[1])
+    return None if row is None else packed_record(row[0])
 
 
-def packed_record(data: Any, meta: str) -> StoredSession:
-    """A MySQL read: ``session_data`` and "version created-date created-time expiry-date
-    expiry-time" as text (see :meth:`SqlStatements.build`)."""
-    version, created_day, created_time, expiry_day, expiry_time = meta.split(" ")
-    created_at = utc_from_text(f"{created_day} {created_time}")
-    expires_at = utc_from_text(f"{expiry_day} {expiry_time}")
-    return StoredSession(bytes(data), int(version), created_at, expires_at)
+def packed_record(packed: bytes | None) -> StoredSession:
+    """A MySQL read: b"version created-date created-time expiry-date expiry-time data"
+    (see :meth:`SqlStatements.build`); the data is everything after the fifth space."""
+    if packed is None:
+        # CONCAT_WS gives NULL when its result would exceed max_allowed_packet.
+        raise StoreError(
+            "a session row is larger than the MySQL server's max_allowed_packet; raise it, "
+            "or lower max_data_bytes"
+        )
+    version, created_day, created_time, expiry_day, expiry_time, data = bytes(packed).split(b" ", 5)
+    created_at = utc_from_text(f"{created_day.decode()} {created_time.decode()}")
+    expires_at = utc_from_text(f"{expiry_day.decode()} {expiry_time.decode()}")
+    return StoredSession(data, int(version), created_at, expires_at)
 
 
 def _one_row(result: ResultLike) -> bool:
