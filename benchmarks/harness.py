@@ -316,7 +316,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         "--scale-big", type=int, default=None, help="sessions in the big set (1,000,000)"
     )
     parser.add_argument("--gc-rows", type=int, default=None, help="expired rows for gc (1,000,000)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (21)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (31)")
     parser.add_argument(
         "--round-ms", type=float, default=None, help="target length of a round (50 ms)"
     )

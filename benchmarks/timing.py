@@ -23,7 +23,7 @@ OpRunner = Callable[[int], int]
 
 @dataclass(frozen=True)
 class Settings:
-    rounds: int = 21
+    rounds: int = 31
     #: Aim for rounds of about this long per series (``n`` is calibrated on the floor).
     round_seconds: float = 0.05
     min_ops: int = 5
