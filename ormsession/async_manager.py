@@ -55,7 +55,10 @@ class AsyncSessionManager(ManagerBase):
 
     async def save(self, session: RequestSession, *, https: bool = False) -> str | None:
         """Persist the request's changes; return a ``Set-Cookie`` value or None."""
-        return await self._run(self.policy.save(session, https=https))
+        answer = self.policy.save(session, https=https)
+        if answer is None or isinstance(answer, str):
+            return answer
+        return await self._run(answer)  # the store must be written first
 
     async def regenerate(self, session: RequestSession) -> None:
         """New id, same data, old id gone (call on login)."""

@@ -52,7 +52,10 @@ class SessionManager(ManagerBase):
     def save(self, session: RequestSession, *, https: bool = False) -> str | None:
         """Persist the request's changes; return a ``Set-Cookie`` value, or None if the
         response needs none. ``https``: whether the request came over TLS (for Secure)."""
-        return self._run(self.policy.save(session, https=https))
+        answer = self.policy.save(session, https=https)
+        if answer is None or isinstance(answer, str):
+            return answer
+        return self._run(answer)  # the store must be written first
 
     def regenerate(self, session: RequestSession) -> None:
         """New id, same data, old id gone (call on login, against session fixation)."""

@@ -2,8 +2,9 @@
 
 Each operation (save, regenerate, destroy, count, gc) is a generator that *yields* the
 store calls it needs and receives their results. The sync manager answers them by calling
-a repository; the async manager by awaiting one. Open, on every request's path and with a
-single read, is three plain steps the managers call around that read instead. So every
+a repository; the async manager by awaiting one. The two on every request's path are
+lighter: open is three plain steps the managers call around its one read, and save answers
+at once when it needs no store call, returning a flow only when it does. So every
 rule — id checks, expiry, throttled touch, compare-and-set with re-apply of changed keys,
 destroy-wins — is written once, here, and the two managers only do I/O ("sans-I/O").
 """
@@ -137,12 +138,13 @@ class SessionPolicy:
         )
 
     # -- save -----------------------------------------------------------------------
-    def save(self, session: RequestSession, *, https: bool) -> Flow[str | None]:
-        """Persist what this request changed; return a ``Set-Cookie`` value or ``None``.
+    def save(self, session: RequestSession, *, https: bool) -> str | Flow[str | None] | None:
+        """Persist what this request changed; the answer is a ``Set-Cookie`` value or None.
 
         Writes nothing for a request that changed nothing, unless the expiry is due for a
         refresh (then a touch, not a rewrite). Never brings back a session another request
-        destroyed.
+        destroyed. When no store call is needed (most read-only requests) the answer comes
+        back at once; otherwise this returns the flow that writes and then answers.
         """
         now = self.clock()
         if session._unavailable:
@@ -154,23 +156,31 @@ class SessionPolicy:
                     if session._destroyed and session._client_sent_id
                     else None
                 )
-            return (yield from self._create(session, now, https))
+            return self._create(session, now, https)
         data = self._changed_bytes(session)
         if data is not None:
-            if not (yield from self._write(session, data, now)):
-                return self._lost(session, now, https)
-            return self._cookie_after_write(session, now, https)
+            return self._write_then_answer(session, data, now, https)
         expires_at = session._expires_at
         assert expires_at is not None  # stored sessions always carry their expiry
         if self.expiry.touch_due(session._created_at, expires_at, now):
-            new_expiry = self.expiry.expires_at(session._created_at, now)
-            if not (yield _store("touch", session._key, new_expiry, now)):
-                return self._lost(session, now, https)
-            session._expires_at = new_expiry
-            return self._cookie_after_write(session, now, https)
+            return self._touch(session, now, https)
         if session._id_changed:
             return self._cookie_after_write(session, now, https)
         return None
+
+    def _write_then_answer(
+        self, session: RequestSession, data: bytes, now: datetime, https: bool
+    ) -> Flow[str | None]:
+        if not (yield from self._write(session, data, now)):
+            return self._lost(session, now, https)
+        return self._cookie_after_write(session, now, https)
+
+    def _touch(self, session: RequestSession, now: datetime, https: bool) -> Flow[str | None]:
+        new_expiry = self.expiry.expires_at(session._created_at, now)
+        if not (yield _store("touch", session._key, new_expiry, now)):
+            return self._lost(session, now, https)
+        session._expires_at = new_expiry
+        return self._cookie_after_write(session, now, https)
 
     def _create(self, session: RequestSession, now: datetime, https: bool) -> Flow[str | None]:
         data = self._encode(session._data)

@@ -222,10 +222,14 @@ class RequestSession(MutableMapping[str, Any]):
         elif key in snapshots:
             return
         items = value.values() if type(value) is dict else value if type(value) is list else None
-        if items is not None and all(type(item) in _IMMUTABLE for item in items):
-            snapshots[key] = value.copy()
-        else:
+        if items is None:
             self._exposed = True
+            return
+        for item in items:  # a loop, not all(genexpr): this runs on most requests
+            if type(item) not in _IMMUTABLE:
+                self._exposed = True
+                return
+        snapshots[key] = value.copy()
 
     def _changed_in_place(self) -> bool:
         """Whether a watched flat value differs from its snapshot (see :meth:`_watch`)."""
