@@ -168,13 +168,6 @@ class SessionPolicy:
             return self._cookie_after_write(session, now, https)
         return None
 
-    def _write_then_answer(
-        self, session: RequestSession, data: bytes, now: datetime, https: bool
-    ) -> Flow[str | None]:
-        if not (yield from self._write(session, data, now)):
-            return self._lost(session, now, https)
-        return self._cookie_after_write(session, now, https)
-
     def _touch(self, session: RequestSession, now: datetime, https: bool) -> Flow[str | None]:
         new_expiry = self.expiry.expires_at(session._created_at, now)
         if not (yield _store("touch", session._key, new_expiry, now)):
@@ -196,9 +189,11 @@ class SessionPolicy:
             session._start(self.ids.generate(), session._created_at)
         raise StoreError("could not create a session under a fresh key")
 
-    def _write(self, session: RequestSession, data: bytes, now: datetime) -> Flow[bool]:
+    def _write_then_answer(
+        self, session: RequestSession, data: bytes, now: datetime, https: bool
+    ) -> Flow[str | None]:
         """Compare-and-set ``data``; on a conflict re-read and re-apply only this request's
-        changes. Returns False when the session is gone (destroyed or expired elsewhere)."""
+        changes. A session gone meanwhile (destroyed or expired elsewhere) stays gone."""
         expires_at = self.expiry.expires_at(session._created_at, now)
         version = session._version
         merged: dict[str, Any] | None = None
@@ -209,10 +204,10 @@ class SessionPolicy:
                     session._data.clear()
                     session._data.update(merged)
                 session._loaded(data, new_version, expires_at)
-                return True
+                return self._cookie_after_write(session, now, https)
             current: StoredSession | None = yield _store("read", session._key, now)
             if current is None:
-                return False
+                return self._lost(session, now, https)
             merged = self._merge(session, current)
             data = self._encode(merged)
             version = current.version

@@ -235,6 +235,10 @@ class SessionRequest:
         written, or a cookie is being set), as Flask does, so shared caches never serve one
         user's page to another, while responses that ignore the session stay cacheable.
         """
+        if set_cookie is None and self.options.id_header is None:
+            # Most requests, with the default options: at most a Vary header.
+            used = session._accessed or session._destroyed
+            return [("Vary", "Cookie")] if used else []
         headers: list[tuple[str, str]] = []
         if set_cookie is not None:
             headers.append(("Set-Cookie", set_cookie))

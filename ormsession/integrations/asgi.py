@@ -186,8 +186,14 @@ class SessionMiddleware:
         await self.app(scope, receive_startup, send_shutdown)
 
 
+_VARY_COOKIE = (b"vary", b"Cookie")
+
+
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
+    if extra == [("Vary", "Cookie")] and _vary_index(headers) is None:
+        headers.append(_VARY_COOKIE)  # the usual case, without encoding anything
+        return headers
     for name, value in extra:
         if name == "Vary":
             index = _vary_index(headers)
