@@ -237,8 +237,7 @@ class SessionRequest:
         """
         if set_cookie is None and self.options.id_header is None:
             # Most requests, with the default options: at most a Vary header.
-            used = session._accessed or session._destroyed
-            return [("Vary", "Cookie")] if used else []
+            return [("Vary", "Cookie")] if self.vary_names(session, None) else []
         headers: list[tuple[str, str]] = []
         if set_cookie is not None:
             headers.append(("Set-Cookie", set_cookie))

@@ -94,8 +94,12 @@ def ttl_millis(expires_at: datetime, now: datetime) -> int:
     """The native TTL for a record expiring at ``expires_at``, judged at ``now``: rounded
     up (Redis never drops a record before the manager considers it expired), at least 1 ms
     (Redis rejects 0)."""
-    remaining = to_micros(expires_at) - to_micros(now)
-    return max(1, -(-remaining // 1000))
+    return _ttl_millis_from_micros(to_micros(expires_at), to_micros(now))
+
+
+def _ttl_millis_from_micros(expires_us: int, now_us: int) -> int:
+    """:func:`ttl_millis` for times already in microseconds."""
+    return max(1, -(-(expires_us - now_us) // 1000))
 
 
 def encode_record(record: StoredSession) -> bytes:
@@ -256,12 +260,12 @@ class RedisStoreCore:
         session_key, index_key = self.layout.session_and_index(key)
         args = (
             now_us,
-            max(1, -(-(expires - now_us) // 1000)),  # ttl_millis(), from the same micros
+            _ttl_millis_from_micros(expires, now_us),
             expires,
             key,
-            _U64.pack(expected_version),
-            _U64.pack(expected_version + 1),
-            _U64.pack(expires),
+            _u64(expected_version),
+            _u64(expected_version + 1),
+            _u64(expires),
             data,
         )
         return Eval(scripts.UPDATE, (session_key, index_key), args)
