@@ -263,10 +263,10 @@ def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -
     loaded = load_sql(env, SMALL_TABLE, seed, 0, small, live=True)
     loaded += load_sql(env, BIG_TABLE, seed, 0, big, live=True)
     megabytes = _table_megabytes(env, BIG_TABLE)
-    with contextlib.ExitStack() as stack:
-        cache_note = None
-        if env.name == "mariadb":
-            cache_note = stack.enter_context(_innodb_pool_holding(env, megabytes))
+    cache: contextlib.AbstractContextManager[str | None] = (
+        _innodb_pool_holding(env, megabytes) if env.name == "mariadb" else contextlib.nullcontext()
+    )
+    with cache as cache_note:
         per_op, ops = _read_rounds(env, settings, seed, small, big)
     from benchmarks.timing import compare
 
