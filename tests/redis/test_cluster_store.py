@@ -217,11 +217,7 @@ def test_a_lost_park_reply_is_retried_safely(
     assert repository.read(old, now) is not None
     assert not cluster.exists(layout.parking(old))
     # And PARK itself is repeatable: run twice, it returns the parked record both times.
-    park = Eval(
-        scripts.PARK,
-        (layout.session(old), layout.index_of(old), layout.parking(old)),
-        (1, old, PARK_TTL_MS),
-    )
+    park = repository.core.park_script(old, now)
     first, again = repository._execute(park), repository._execute(park)
     assert first is not None and first == again
     assert not cluster.exists(layout.session(old)) and cluster.exists(layout.parking(old))

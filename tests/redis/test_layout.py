@@ -19,7 +19,6 @@ from ormsession.repositories.redis.base import (
     ttl_millis,
     validate_key_prefix,
 )
-from ormsession.repositories.redis.scripts import CREATE, PARK, RENAME
 
 
 def test_keys_share_a_hash_tag_with_their_index_and_parking_key() -> None:
@@ -103,11 +102,3 @@ def test_ttl_is_rounded_up_and_never_zero() -> None:
     assert ttl_millis(now + timedelta(microseconds=1), now) == 1
     assert ttl_millis(now, now) == 1
     assert ttl_millis(now - timedelta(hours=1), now) == 1
-
-
-def test_scripts_pass_integers_as_strings_to_redis() -> None:
-    # A Lua number in redis.call() would be formatted as 1.76e+15 (%.14g).
-    for script in (CREATE, RENAME, PARK):
-        assert "tonumber(ARGV" in script.source
-        assert "redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[2])" in CREATE.source
-    assert len({CREATE.sha, RENAME.sha, PARK.sha}) == 3

@@ -7,7 +7,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.expiry import utcnow
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.redis.base import KeyLayout
+from ormsession.repositories.redis.base import KeyLayout, decode_record, to_micros
 from ormsession.repositories.redis.factory import open_repository
 from tests.manager.test_lifecycle import stored_session
 from tests.support.redis_servers import RedisProcess, free_port
@@ -265,5 +265,43 @@ def test_creates_and_gc_trim_the_count_index(redis_url: str, redis_key_prefix: s
             assert repository.delete_expired(later, 1000) == 0  # native TTLs: nothing to delete
             assert raw.zcard(index_b) == 0, "gc trims every shard"
             assert repository.count(later) == 1
+    finally:
+        repository.close()
+
+
+def test_every_script_stores_exact_microsecond_times(redis_url: str, redis_key_prefix: str) -> None:
+    """The scripts get their times packed as 8-byte integers and hand them to Redis as Lua
+    numbers: the index scores and stored expiries must come out exact to the microsecond
+    (a time turned into text by Lua itself would read 1.764e+15 and lose the last digits)."""
+    settings = ormsession.load_settings(key_prefix=redis_key_prefix)
+    layout = KeyLayout(redis_key_prefix)
+    repository = open_repository(redis_url, settings)
+    now = utcnow().replace(microsecond=123_457)
+    key, renamed = new_key(), new_key()
+    odd = timedelta(microseconds=654_321)
+
+    def assert_exact(key: str, expires: datetime, version: int) -> None:
+        score = raw.zscore(layout.index_of(key), key)
+        assert score is not None and int(score) == to_micros(expires)
+        record = decode_record(raw.get(layout.session(key)) or b"")
+        assert record is not None
+        assert (record.version, record.created_at, record.expires_at) == (version, now, expires)
+
+    try:
+        with redis.Redis.from_url(redis_url) as raw:
+            assert repository.create(key, StoredSession(b"{}", 1, now, now + HOUR + odd), now)
+            assert_exact(key, now + HOUR + odd, 1)
+            assert repository.update(key, b'{"a":1}', now + 2 * HOUR + odd, 1, now) == 2
+            assert_exact(key, now + 2 * HOUR + odd, 2)
+            assert repository.update(key, b'{"a":2}', now + 5 * HOUR, 1, now) is None
+            assert repository.touch(key, now + 3 * HOUR + odd, now)
+            assert_exact(key, now + 3 * HOUR + odd, 2)
+            assert repository.rename(key, renamed, now + 4 * HOUR + odd, now)
+            assert_exact(renamed, now + 4 * HOUR + odd, 2)
+            assert raw.zscore(layout.index_of(key), key) is None, "the old member is gone"
+            assert repository.read(renamed, now).data == b'{"a":1}'  # type: ignore[union-attr]
+            repository.delete(renamed)
+            assert raw.zscore(layout.index_of(renamed), renamed) is None
+            assert not raw.exists(layout.session(renamed))
     finally:
         repository.close()

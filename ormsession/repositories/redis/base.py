@@ -71,7 +71,10 @@ PARK_TTL_MS = 60_000
 
 _HEADER = struct.Struct(">BQQQ")  # format marker, version, created_at µs, expires_at µs
 _FORMAT = 1
-_U64 = struct.Struct(">Q")
+# The scripts' clock argument (now µs, TTL ms, expires_at µs); UPDATE's adds the expected
+# and the new version.
+_CLOCK = struct.Struct(">QQQ")
+_CLOCK_AND_VERSIONS = struct.Struct(">QQQQQ")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _SESSION_KEY = re.compile(r"[0-9a-f]{64}")
@@ -123,8 +126,11 @@ def decode_record(raw: bytes) -> StoredSession | None:
     )
 
 
-def _u64(value: int) -> bytes:
-    return _U64.pack(value)
+def clock_arg(expires_at: datetime, now: datetime) -> bytes:
+    """The scripts' clock argument (see :mod:`.scripts`) for a record expiring at
+    ``expires_at``, judged at ``now``; its TTL field is :func:`ttl_millis`."""
+    now_us, expires = to_micros(now), to_micros(expires_at)
+    return _CLOCK.pack(now_us, _ttl_millis_from_micros(expires, now_us), expires)
 
 
 # -- keys --------------------------------------------------------------------------------
@@ -248,7 +254,7 @@ class RedisStoreCore:
         return Eval(
             scripts.CREATE,
             (layout.session(key), layout.index_of(key)),
-            (to_micros(now), ttl_millis(expires_at, now), to_micros(expires_at), key, value),
+            (clock_arg(expires_at, now), value),
         )
 
     def update_script(
@@ -257,28 +263,17 @@ class RedisStoreCore:
         """The one script an update is (a write on every changed request: the twins run it
         directly, without a flow). Its reply is true when the version matched."""
         now_us, expires = to_micros(now), to_micros(expires_at)
-        session_key, index_key = self.layout.session_and_index(key)
-        args = (
-            now_us,
-            _ttl_millis_from_micros(expires, now_us),
-            expires,
-            key,
-            _u64(expected_version),
-            _u64(expected_version + 1),
-            _u64(expires),
-            data,
-        )
-        return Eval(scripts.UPDATE, (session_key, index_key), args)
+        ttl = _ttl_millis_from_micros(expires, now_us)
+        arg = _CLOCK_AND_VERSIONS.pack(now_us, ttl, expires, expected_version, expected_version + 1)
+        return Eval(scripts.UPDATE, self.layout.session_and_index(key), (arg, data))
 
     def touch(self, key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
-        layout, expires = self.layout, to_micros(expires_at)
-        args = (to_micros(now), ttl_millis(expires_at, now), expires, key, _u64(expires))
-        stored = yield Eval(scripts.TOUCH, (layout.session(key), layout.index_of(key)), args)
+        keys, args = self.layout.session_and_index(key), (clock_arg(expires_at, now),)
+        stored = yield Eval(scripts.TOUCH, keys, args)
         return bool(stored)
 
     def delete(self, key: str) -> Flow[None]:
-        layout = self.layout
-        yield Eval(scripts.DELETE, (layout.session(key), layout.index_of(key)), (key,))
+        yield Eval(scripts.DELETE, self.layout.session_and_index(key), ())
 
     def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
         """One atomic script on plain Redis and Sentinel, and in Cluster mode when both
@@ -287,22 +282,8 @@ class RedisStoreCore:
         """
         if self.cluster and not self.layout.same_slot(old_key, new_key):
             return (yield from self._move_across_slots(old_key, new_key, expires_at, now))
-        layout, expires = self.layout, to_micros(expires_at)
-        keys = (
-            layout.session(old_key),
-            layout.index_of(old_key),
-            layout.session(new_key),
-            layout.index_of(new_key),
-        )
-        args = (
-            to_micros(now),
-            ttl_millis(expires_at, now),
-            expires,
-            old_key,
-            new_key,
-            _u64(expires),
-        )
-        moved = yield Eval(scripts.RENAME, keys, args)
+        keys = (*self.layout.session_and_index(old_key), *self.layout.session_and_index(new_key))
+        moved = yield Eval(scripts.RENAME, keys, (clock_arg(expires_at, now),))
         return bool(moved)
 
     def _move_across_slots(
@@ -320,15 +301,9 @@ class RedisStoreCore:
         parked, invisible, until its TTL (at most :data:`PARK_TTL_MS`): the session is lost,
         never duplicated. If step 3 fails, the rename did happen; the parked copy expires.
         """
-        layout = self.layout
-        parked_key = layout.parking(old_key)
-        park = Eval(
-            scripts.PARK,
-            (layout.session(old_key), layout.index_of(old_key), parked_key),
-            (to_micros(now), old_key, PARK_TTL_MS),
-        )
+        parked_key = self.layout.parking(old_key)
         try:
-            raw = yield park
+            raw = yield self.park_script(old_key, now)
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return False
@@ -352,6 +327,12 @@ class RedisStoreCore:
             )
         return True
 
+    def park_script(self, old_key: str, now: datetime) -> Eval:
+        """Step 1 of :meth:`_move_across_slots` (repeatable: its reply may be lost)."""
+        layout = self.layout
+        keys = (*layout.session_and_index(old_key), layout.parking(old_key))
+        return Eval(scripts.PARK, keys, (_CLOCK.pack(to_micros(now), PARK_TTL_MS, 0),))
+
     def _unpark(
         self, old_key: str, new_key: str, now: datetime, cause: StoreError, *, delete_new: bool
     ) -> Flow[None]:
@@ -360,16 +341,15 @@ class RedisStoreCore:
         layout = self.layout
         try:
             if delete_new:
-                new_keys = (layout.session(new_key), layout.index_of(new_key))
-                yield Eval(scripts.DELETE, new_keys, (new_key,))
+                yield Eval(scripts.DELETE, layout.session_and_index(new_key), ())
             raw = yield Get(layout.parking(old_key))
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return
             yield Eval(
                 scripts.UNPARK,
-                (layout.parking(old_key), layout.session(old_key), layout.index_of(old_key)),
-                (ttl_millis(record.expires_at, now), to_micros(record.expires_at), old_key),
+                (layout.parking(old_key), *layout.session_and_index(old_key)),
+                (clock_arg(record.expires_at, now),),
             )
         except StoreError as error:
             logger.error(

@@ -9,10 +9,22 @@ A stored value is a 25-byte header and the data (see :mod:`.base`)::
     bytes 26-    the data
 
 Scripts read only the header (GETRANGE 0 24), so a compare-and-set or a touch never copies
-the data through Lua, and judge liveness by the ``now`` the caller passes (ARGV[1], in
-microseconds), as the repository contract demands, not by Redis' own clock. Integers cross
-into ``redis.call`` as the caller's decimal strings, never as Lua numbers: Lua would format
-a 16-digit microsecond value as ``1.76e+15``.
+the data through Lua, and judge liveness by the ``now`` the caller passes, as the repository
+contract demands, not by Redis' own clock.
+
+Arguments are few on purpose: redis-py encodes every argument of every call in Python, so
+each one costs the client about a microsecond on the write path. The times travel as one
+*clock* argument, three unsigned big-endian 8-byte fields::
+
+    bytes 1-8    now              (microseconds since the Unix epoch)
+    bytes 9-16   the TTL to set   (milliseconds)
+    bytes 17-24  expires_at       (microseconds), also the header's expiry field as is
+
+unpacked with ``struct.unpack`` into Lua numbers (exact below 2^53: microseconds until the
+year 2255). A Lua number handed to ``redis.call`` is formatted with ``%.17g``, exact for
+such integers; ``tostring`` and ``..`` would use ``%.14g`` (``1.76e+15``), so the scripts
+never turn a time into text themselves. A count-index member is the session key's last 64
+characters (the hex key the manager passed), read off ``KEYS`` instead of sent again.
 
 Every key a script creates gets its TTL inside the same script, so no key ever exists
 without one: session values via ``SET ... PX``, the count index via ``PEXPIRE`` right after
@@ -44,10 +56,9 @@ class Script:
 
 # Helpers a script body may call; each script defines only those it uses, since the
 # definitions run on every call (defining all three cost ~1 µs of server time per write).
-# live: the header of a live record under key, judged by now (microseconds), or false;
-#   the expiry is an unsigned big-endian 8-byte field, exact as a Lua number below 2^53
-#   (microseconds until the year 2255).
-# index: add a member to a shard's count index and make the index outlive it.
+# live: the header of a live record under key, judged by now (microseconds), or false.
+# index: add a session key's member to its shard's count index and make the index outlive
+#   it (ttl in milliseconds, score in microseconds; both Lua numbers).
 _HELPERS = {
     "live": """
 local function live(key, now)
@@ -59,9 +70,9 @@ local function live(key, now)
 end
 """,
     "index": """
-local function index(idx, member, score, ttl)
-  redis.call('ZADD', idx, score, member)
-  if redis.call('PTTL', idx) < tonumber(ttl) then redis.call('PEXPIRE', idx, ttl) end
+local function index(idx, key, score, ttl)
+  redis.call('ZADD', idx, score, string.sub(key, -64))
+  if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, ttl) end
 end
 """,
 }
@@ -71,103 +82,108 @@ def _prelude_for(body: str) -> str:
     return "".join(code for name, code in _HELPERS.items() if f"{name}(" in body)
 
 
-#: KEYS: session, index. ARGV: now, ttl_ms, expires (score), member, value.
+#: Unpacks the clock argument (see the module docstring) into Lua numbers.
+_CLOCK = "local now, ttl, expires = struct.unpack('>I8I8I8', ARGV[1])\n"
+
+#: KEYS: session, index. ARGV: clock, value.
 #: Stores the value unless a live record holds the key; trims the shard's index of members
 #: that expired by now (opportunistic clean-up, so the index never grows without bound).
 CREATE = Script.define(
     "create",
-    """
-if live(KEYS[1], tonumber(ARGV[1])) then return 0 end
-redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-index(KEYS[2], ARGV[4], ARGV[3], ARGV[2])
+    _CLOCK
+    + """
+if live(KEYS[1], now) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+index(KEYS[2], KEYS[1], expires, ttl)
 return 1
 """,
 )
 
-#: KEYS: session, index. ARGV: now, ttl_ms, expires (score), member, expected version (8
-#: bytes), new version (8 bytes), expires (8 bytes), data. Compare-and-set on the version;
-#: the creation time is carried over from the stored header.
+#: KEYS: session, index. ARGV: clock followed by the expected and the new version (8 bytes
+#: each, 40 bytes in all), data. Compare-and-set on the version; the creation time is
+#: carried over from the stored header, the expiry field is the clock's own bytes.
 UPDATE = Script.define(
     "update",
-    """
-local h = live(KEYS[1], tonumber(ARGV[1]))
-if not h or string.sub(h, 2, 9) ~= ARGV[5] then return 0 end
-local value = string.char(1) .. ARGV[6] .. string.sub(h, 10, 17) .. ARGV[7] .. ARGV[8]
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-index(KEYS[2], ARGV[4], ARGV[3], ARGV[2])
+    _CLOCK
+    + """
+local h = live(KEYS[1], now)
+if not h or string.sub(h, 2, 9) ~= string.sub(ARGV[1], 25, 32) then return 0 end
+local header = string.char(1) .. string.sub(ARGV[1], 33, 40) .. string.sub(h, 10, 17)
+redis.call('SET', KEYS[1], header .. string.sub(ARGV[1], 17, 24) .. ARGV[2], 'PX', ttl)
+index(KEYS[2], KEYS[1], expires, ttl)
 return 1
 """,
 )
 
-#: KEYS: session, index. ARGV: now, ttl_ms, expires (score), member, expires (8 bytes).
-#: Rewrites only the header's expiry field (SETRANGE keeps the data and the TTL, which
-#: PEXPIRE then moves).
+#: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry field (SETRANGE
+#: keeps the data and the TTL, which PEXPIRE then moves).
 TOUCH = Script.define(
     "touch",
-    """
-if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
-redis.call('SETRANGE', KEYS[1], 17, ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-index(KEYS[2], ARGV[4], ARGV[3], ARGV[2])
+    _CLOCK
+    + """
+if not live(KEYS[1], now) then return 0 end
+redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 24))
+redis.call('PEXPIRE', KEYS[1], ttl)
+index(KEYS[2], KEYS[1], expires, ttl)
 return 1
 """,
 )
 
-#: KEYS: session, index. ARGV: member.
+#: KEYS: session, index.
 DELETE = Script.define(
     "delete",
     """
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 return 1
 """,
 )
 
-#: KEYS: old, old index, new, new index (one slot in Cluster mode). ARGV: now, ttl_ms,
-#: expires (score), old member, new member, expires (8 bytes). RENAME keeps data, version
-#: and creation time; the new expiry goes into the header and the TTL.
+#: KEYS: old, old index, new, new index (one slot in Cluster mode). ARGV: clock. RENAME
+#: keeps data, version and creation time; the new expiry goes into the header and the TTL.
 RENAME = Script.define(
     "rename",
-    """
-if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
+    _CLOCK
+    + """
+if not live(KEYS[1], now) then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[3])
-redis.call('SETRANGE', KEYS[3], 17, ARGV[6])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[4])
-index(KEYS[4], ARGV[5], ARGV[3], ARGV[2])
+redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, 24))
+redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
+index(KEYS[4], KEYS[3], expires, ttl)
 return 1
 """,
 )
 
 #: Step 1 of a rename across Cluster slots. KEYS: old, old index, parking key (same slot).
-#: ARGV: now, old member, parking TTL cap (ms). Moves a live record aside, where reads do
+#: ARGV: clock (its TTL field: the parking TTL cap). Moves a live record aside, where reads do
 #: not see it, and returns it. Repeating it (a retried command whose reply was lost)
 #: returns the parked record again instead of losing it.
 PARK = Script.define(
     "park",
-    """
-if live(KEYS[1], tonumber(ARGV[1])) then
+    _CLOCK
+    + """
+if live(KEYS[1], now) then
   redis.call('RENAME', KEYS[1], KEYS[3])
-  if redis.call('PTTL', KEYS[3]) > tonumber(ARGV[3]) then
-    redis.call('PEXPIRE', KEYS[3], ARGV[3])
-  end
-  redis.call('ZREM', KEYS[2], ARGV[2])
+  if redis.call('PTTL', KEYS[3]) > ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
+  redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 end
-if live(KEYS[3], tonumber(ARGV[1])) then return redis.call('GET', KEYS[3]) end
+if live(KEYS[3], now) then return redis.call('GET', KEYS[3]) end
 return false
 """,
 )
 
-#: Roll back a PARK. KEYS: parking key, old, old index. ARGV: ttl_ms, expires (score),
-#: old member. Only when the old key is still free.
+#: Roll back a PARK. KEYS: parking key, old, old index. ARGV: clock (of the parked
+#: record's expiry). Only when the old key is still free.
 UNPARK = Script.define(
     "unpark",
-    """
+    _CLOCK
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-index(KEYS[3], ARGV[3], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+index(KEYS[3], KEYS[2], expires, ttl)
 return 1
 """,
 )
