@@ -103,6 +103,7 @@ _ESCAPE = " di"  # wraps a user dict that would otherwise look like a tag
 _CONTAINER_TAGS = {"tup", "set", "fset"}
 _PLAIN = (str, int, float, bool, type(None))
 _SCALARS = frozenset({str, int, bool, type(None)})
+_STR_ONLY = frozenset({str})
 _PLAIN_BASES: tuple[type[Any], ...] = (str, int, float)
 
 
@@ -131,12 +132,11 @@ class _Tagger:
                 raise SerializationError(f"cannot store the float {value!r} (not finite)")
             return value
         if kind is list:
-            scalars = self._scalars
-            if all(type(item) in scalars for item in value):
+            if self._scalars.issuperset(map(type, value)):  # the check runs in C
                 return value  # nothing to tag: the encoder only reads it
             return [self.encode(item) for item in value]
         if kind is dict:
-            return self._encode_dict(value)
+            return self.encode_mapping(value)
         if kind is bytes and self._native_bytes:
             return value
         tag = self._by_type.get(kind) or self._find_tag(value)
@@ -174,15 +174,25 @@ class _Tagger:
                 members.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
         return members
 
-    def _encode_dict(self, value: dict[Any, Any]) -> dict[str, Any]:
+    def encode_mapping(self, value: Mapping[Any, Any]) -> dict[str, Any]:
+        """A mapping (a session's top level, or a dict inside it) ready for the encoder.
+
+        Every write runs this, so the usual items (scalars, flat lists of them) are checked
+        in C and passed through without a call each.
+        """
+        if not _STR_ONLY.issuperset(map(type, value)):
+            bad = next(key for key in value if type(key) is not str)
+            raise SerializationError(
+                f"session dict keys must be str, got {type(bad).__qualname__} {bad!r}"
+            )
         encoded: dict[str, Any] = {}
         scalars = self._scalars
         for key, item in value.items():
-            if type(key) is not str:
-                raise SerializationError(
-                    f"session dict keys must be str, got {type(key).__qualname__} {key!r}"
-                )
-            encoded[key] = item if type(item) in scalars else self.encode(item)
+            kind = type(item)
+            if kind in scalars or (kind is list and scalars.issuperset(map(type, item))):
+                encoded[key] = item
+            else:
+                encoded[key] = self.encode(item)
         if len(encoded) == 1 and next(iter(encoded)).startswith(" "):
             return {_ESCAPE: encoded}
         return encoded
@@ -234,7 +244,7 @@ class JSONSerializer:
         )
 
     def dumps(self, data: Mapping[str, Any]) -> bytes:
-        tagged = self._tagger.encode(dict(data))
+        tagged = self._tagger.encode_mapping(data)
         return self._encoder.encode(tagged).encode("utf-8")
 
     def loads(self, raw: bytes) -> dict[str, Any]:
@@ -285,7 +295,7 @@ class MsgpackSerializer:
         self._tagger = _Tagger(extra_tags or [], native_bytes=True)
 
     def dumps(self, data: Mapping[str, Any]) -> bytes:
-        packed: bytes = self._msgpack.packb(self._tagger.encode(dict(data)), use_bin_type=True)
+        packed: bytes = self._msgpack.packb(self._tagger.encode_mapping(data), use_bin_type=True)
         return packed
 
     def loads(self, raw: bytes) -> dict[str, Any]:
