@@ -222,13 +222,10 @@ class RequestSession(MutableMapping[str, Any]):
         elif key in snapshots:
             return
         items = value.values() if type(value) is dict else value if type(value) is list else None
-        if items is None:
+        # issuperset(map(...)) walks the items in C: this runs on most requests.
+        if items is None or not _IMMUTABLE.issuperset(map(type, items)):
             self._exposed = True
             return
-        for item in items:  # a loop, not all(genexpr): this runs on most requests
-            if type(item) not in _IMMUTABLE:
-                self._exposed = True
-                return
         snapshots[key] = value.copy()
 
     def _changed_in_place(self) -> bool:

@@ -91,6 +91,9 @@ class RequestOptions:
         )
 
 
+_SECURE_SCHEMES = ("https", "wss")
+
+
 def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool) -> bool:
     """Whether the client talked https to us (or, when trusted, to our proxy).
 
@@ -98,8 +101,8 @@ def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool)
     (the one we trust) appended, so it is the one believed (as Werkzeug's ProxyFix does).
     """
     if trust_forwarded and forwarded_proto:
-        return forwarded_proto.rsplit(",", 1)[-1].strip().lower() in ("https", "wss")
-    return scheme.lower() in ("https", "wss")
+        return forwarded_proto.rsplit(",", 1)[-1].strip().lower() in _SECURE_SCHEMES
+    return scheme.lower() in _SECURE_SCHEMES
 
 
 def merge_vary(existing: str | None, names: list[str]) -> str:
@@ -179,8 +182,8 @@ class SessionRequest:
                     found = cookie_value(value.decode("latin-1"), cookie_name)
                     if found is not None:
                         break
-            scheme = str(scope.get("scheme") or "http")
-            return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
+            https = str(scope.get("scheme") or "http").lower() in _SECURE_SCHEMES
+            return cls._made(options, found, https)
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
         headers: dict[str, str] = {}
