@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from ormsession.repositories.sql.dbapi import CompiledStatement
@@ -48,12 +49,29 @@ class AsyncDriver:
     #: Every error the driver raises (wrapped into ormsession's errors).
     errors: tuple[type[BaseException], ...] = ()
 
+    @cached_property
+    def failures(self) -> tuple[type[BaseException], ...]:
+        """What a statement may raise: the driver's errors, and the network's (built once:
+        it is caught around every statement)."""
+        return (*self.errors, OSError, TimeoutError)
+
     def is_disconnect(self, exc: BaseException) -> bool:
         return isinstance(exc, self.disconnect_errors)
 
     async def run(
         self, connection: Any, statement: CompiledStatement, params: Any, returns_rows: bool
     ) -> _Result:
+        if returns_rows:
+            row = await self.fetch_row(connection, statement.sql, params)
+            return _Result(statement, row, 1 if row is not None else 0)
+        return _Result(statement, None, await self.execute(connection, statement.sql, params))
+
+    async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
+        """The first row a query returns, as the driver gives it (None: no row)."""
+        raise NotImplementedError
+
+    async def execute(self, connection: Any, sql: str, params: Any) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
         raise NotImplementedError
 
     async def end_transaction(self, connection: Any) -> None:
@@ -74,15 +92,14 @@ class _Asyncpg(AsyncDriver):
         )
         self.errors = (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError)
 
-    async def run(
-        self, connection: Any, statement: CompiledStatement, params: Any, returns_rows: bool
-    ) -> _Result:
-        if returns_rows:
-            row = await connection.fetchrow(statement.sql, *params)
-            return _Result(statement, row, 1 if row is not None else 0)
-        status: str = await connection.execute(statement.sql, *params)
+    async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = await connection.fetchrow(sql, *params)
+        return row
+
+    async def execute(self, connection: Any, sql: str, params: Any) -> int:
+        status: str = await connection.execute(sql, *params)
         # asyncpg reports "UPDATE 1", "DELETE 3", "INSERT 0 1": the count is the last word.
-        return _Result(statement, None, int(status.rsplit(" ", 1)[-1]))
+        return int(status.rsplit(" ", 1)[-1])
 
     # asyncpg never opens implicit transactions: statements outside one autocommit.
 
@@ -99,13 +116,16 @@ class _Asyncmy(AsyncDriver):
         code = exc.args[0] if exc.args else None
         return isinstance(exc, ConnectionError) or code in (2006, 2013, 2055, 1927)
 
-    async def run(
-        self, connection: Any, statement: CompiledStatement, params: Any, returns_rows: bool
-    ) -> _Result:
+    async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         async with connection.cursor() as cursor:
-            await cursor.execute(statement.sql, params)
-            row = await cursor.fetchone() if returns_rows else None
-            return _Result(statement, row, int(cursor.rowcount))
+            await cursor.execute(sql, params)
+            row: Sequence[Any] | None = await cursor.fetchone()
+            return row
+
+    async def execute(self, connection: Any, sql: str, params: Any) -> int:
+        async with connection.cursor() as cursor:
+            await cursor.execute(sql, params)
+            return int(cursor.rowcount)
 
     async def end_transaction(self, connection: Any) -> None:
         if not connection.get_autocommit():
@@ -116,13 +136,18 @@ class _Aiosqlite(AsyncDriver):
     integrity_errors = (sqlite3.IntegrityError,)
     errors = (sqlite3.Error,)
 
-    async def run(
-        self, connection: Any, statement: CompiledStatement, params: Any, returns_rows: bool
-    ) -> _Result:
-        cursor = await connection.execute(statement.sql, params)
+    async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
+        cursor = await connection.execute(sql, params)
         try:
-            row = await cursor.fetchone() if returns_rows else None
-            return _Result(statement, row, int(cursor.rowcount))
+            row: Sequence[Any] | None = await cursor.fetchone()
+            return row
+        finally:
+            await cursor.close()
+
+    async def execute(self, connection: Any, sql: str, params: Any) -> int:
+        cursor = await connection.execute(sql, params)
+        try:
+            return int(cursor.rowcount)
         finally:
             await cursor.close()
 

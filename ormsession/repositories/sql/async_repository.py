@@ -7,6 +7,7 @@ with PyMySQL 1.2), SQLite via aiosqlite, all through SQLAlchemy's asyncio extens
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
-from ormsession.repositories.sql.dbapi import StatementCache
+from ormsession.repositories.sql.dbapi import StatementCache, row_reader
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
@@ -60,6 +61,8 @@ class AsyncSqlRepository:
         # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py).
         self._driver = driver_for(engine.dialect.driver)
         self._statements = StatementCache(engine.dialect)
+        self._read_compiled = self._statements[self._queries.read_statement]
+        self._read_row = row_reader(engine.dialect)
 
     @classmethod
     def from_url(
@@ -118,7 +121,16 @@ class AsyncSqlRepository:
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now: datetime) -> StoredSession | None:
-        return await self._execute(self._queries.read(key, now))
+        driver = self._driver
+        if driver is None:
+            return await self._execute(self._queries.read(key, now))
+        # Every request's statement: no Query object, no result wrapper (as the sync twin).
+        compiled = self._read_compiled
+        params = compiled.parameters({"key": key, "now": now})
+        row = await self._on_raw_connection(
+            "read", driver, lambda raw: driver.fetch_row(raw, compiled.sql, params)
+        )
+        return self._read_row(row)
 
     async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
         if await self._insert(key, record):
@@ -190,14 +202,23 @@ class AsyncSqlRepository:
         compiled = self._statements[query.statement]
         params = compiled.parameters(query.params)
         returns_rows = isinstance(query.statement, Select)
-        failures: tuple[type[BaseException], ...] = (*driver.errors, OSError, TimeoutError)
+        result = await self._on_raw_connection(
+            query.operation, driver, lambda raw: driver.run(raw, compiled, params, returns_rows)
+        )
+        return query.extract(result)
+
+    async def _on_raw_connection(
+        self, operation: str, driver: AsyncDriver, work: Callable[[Any], Awaitable[T]]
+    ) -> T:
+        """``work`` on a driver connection from the engine's pool, in its own transaction,
+        retried once on a connection found dead; driver errors become ormsession's."""
         retried = False
         while True:
             try:
                 async with self.engine.connect() as connection:
                     raw = (await connection.get_raw_connection()).driver_connection
                     try:
-                        result = await driver.run(raw, compiled, params, returns_rows)
+                        result = await work(raw)
                         await driver.end_transaction(raw)
                     except BaseException as exc:
                         # A dead, or half-used (cancelled mid-statement), connection must
@@ -205,20 +226,20 @@ class AsyncSqlRepository:
                         if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
                             await asyncio.shield(connection.invalidate())
                         raise
-                    return query.extract(result)
+                    return result
             except driver.integrity_errors as exc:
-                if query.operation == "create":
+                if operation == "create":
                     raise IntegrityError(None, None, exc) from exc
-                raise self._failed(exc, query.operation) from exc
-            except failures as exc:
+                raise self._failed(exc, operation) from exc
+            except driver.failures as exc:
                 if driver.is_disconnect(exc) and not retried:
                     retried = True
                     continue
                 if driver.is_disconnect(exc) or isinstance(exc, OSError | TimeoutError):
-                    raise self._unreachable(exc, query.operation) from exc
-                raise self._failed(exc, query.operation) from exc
+                    raise self._unreachable(exc, operation) from exc
+                raise self._failed(exc, operation) from exc
             except SQLAlchemyError as exc:  # checkout: connect errors come wrapped
-                raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
+                raise wrap_sql_error(exc, self.engine.sync_engine, operation) from exc
 
     def _failed(self, exc: BaseException, operation: str) -> StoreError:
         where = self.engine.url.render_as_string(hide_password=True)

@@ -34,8 +34,10 @@ __all__ = [
     "DBAPI_DRIVERS",
     "CompiledStatement",
     "RawResult",
+    "RowReader",
     "StatementCache",
     "record_reader",
+    "row_reader",
 ]
 
 #: Sync drivers whose datetime and bytes handling this module knows.
@@ -55,19 +57,20 @@ def _datetime_from_row(value: Any) -> datetime:
     return utc_from_text(value) if isinstance(value, str) else stored_utc(value)
 
 
-def record_reader(dialect: Dialect) -> Callable[[Any], StoredSession | None]:
-    """Reads the row of the read statement straight off a DBAPI cursor: the record, or
-    None. (The read runs on every request; this skips the generic row handling.)"""
+RowReader = Callable[[Any], StoredSession | None]
+
+
+def row_reader(dialect: Dialect) -> RowReader:
+    """The record in the read statement's row as the driver returned it (None: no row).
+    The read runs on every request; this skips the generic row handling, sync and async."""
     if dialect.name in ("mysql", "mariadb"):
 
-        def read_packed(cursor: Any) -> StoredSession | None:
-            row = cursor.fetchone()
+        def read_packed(row: Any) -> StoredSession | None:
             return None if row is None else packed_record(row[0])
 
         return read_packed
 
-    def read_columns(cursor: Any) -> StoredSession | None:
-        row = cursor.fetchone()
+    def read_columns(row: Any) -> StoredSession | None:
         if row is None:
             return None
         data, version, created_at, expires_at = row
@@ -79,6 +82,16 @@ def record_reader(dialect: Dialect) -> Callable[[Any], StoredSession | None]:
         )
 
     return read_columns
+
+
+def record_reader(dialect: Dialect) -> RowReader:
+    """:func:`row_reader` straight off a DBAPI cursor."""
+    read_row = row_reader(dialect)
+
+    def read(cursor: Any) -> StoredSession | None:
+        return read_row(cursor.fetchone())
+
+    return read
 
 
 def datetime_binder(dialect: Dialect) -> Callable[[datetime], Any]:
