@@ -89,7 +89,12 @@ class AsyncCouchbaseRepository:
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now: datetime) -> StoredSession | None:
-        return await self._run(flows.read(self.context, key, now), "read")
+        # Every request's one KV get: awaited directly, without driving a flow.
+        try:
+            doc = await self._execute(flows.read_op(self.context, key))
+        except CouchbaseException as exc:
+            raise self._wrap(exc, "read") from exc
+        return flows.record_read(self.context, key, doc, now)
 
     async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
         return await self._run(flows.create(self.context, key, record, now), "create")
@@ -162,10 +167,13 @@ class AsyncCouchbaseRepository:
             try:
                 reply = await self._execute(op)
             except CouchbaseException as exc:
-                error = wrap_couchbase_error(
-                    exc, where=self._description, operation=operation, secret=self._secret
-                )
+                error = self._wrap(exc, operation)
                 error.__cause__ = exc
+
+    def _wrap(self, exc: CouchbaseException, operation: str) -> StoreError:
+        return wrap_couchbase_error(
+            exc, where=self._description, operation=operation, secret=self._secret
+        )
 
     async def _execute(self, op: KvOp) -> Any:
         if isinstance(op, Pause):

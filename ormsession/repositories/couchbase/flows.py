@@ -76,7 +76,8 @@ __all__ = [
     "create",
     "delete",
     "probe",
-    "read",
+    "read_op",
+    "record_read",
     "rename",
     "touch",
     "update",
@@ -137,8 +138,13 @@ def probe(ctx: Context) -> Flow[None]:
     yield Get(ctx.layout.probe_key)
 
 
-def read(ctx: Context, key: str, now: datetime) -> Flow[StoredSession | None]:
-    doc = yield Get(ctx.layout.document_key(key))
+def read_op(ctx: Context, key: str) -> Get:
+    """The one KV operation of a read (the repositories run it directly: every request)."""
+    return Get(ctx.layout.document_key(key))
+
+
+def record_read(ctx: Context, key: str, doc: Doc | None, now: datetime) -> StoredSession | None:
+    """The live record in what :func:`read_op` returned (its CAS remembered), or None."""
     found = _live(doc, now)
     if found is None:
         return None

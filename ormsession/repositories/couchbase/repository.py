@@ -104,7 +104,12 @@ class CouchbaseRepository:
 
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now: datetime) -> StoredSession | None:
-        return self._run(flows.read(self.context, key, now), "read")
+        # Every request's one KV get: run directly, without driving a flow.
+        try:
+            doc = self._execute(flows.read_op(self.context, key))
+        except CouchbaseException as exc:
+            raise self._wrap(exc, "read") from exc
+        return flows.record_read(self.context, key, doc, now)
 
     def create(self, key: str, record: StoredSession, now: datetime) -> bool:
         return self._run(flows.create(self.context, key, record, now), "create")
@@ -153,10 +158,13 @@ class CouchbaseRepository:
             try:
                 reply = self._execute(op)
             except CouchbaseException as exc:
-                error = wrap_couchbase_error(
-                    exc, where=self._description, operation=operation, secret=self._secret
-                )
+                error = self._wrap(exc, operation)
                 error.__cause__ = exc
+
+    def _wrap(self, exc: CouchbaseException, operation: str) -> StoreError:
+        return wrap_couchbase_error(
+            exc, where=self._description, operation=operation, secret=self._secret
+        )
 
     def _execute(self, op: KvOp) -> Any:
         if self._closed:
