@@ -149,7 +149,7 @@ class SessionPolicy:
         now = self.clock()
         if session._unavailable:
             return None
-        if session.is_new:
+        if session._original is None:  # new (is_new, without the property call)
             if not session._data:
                 return (
                     self._delete_cookie(https)

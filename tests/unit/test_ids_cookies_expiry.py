@@ -131,6 +131,12 @@ def test_parse_cookie_header() -> None:
         "a=1;;session=v=with=equals",
         "",
         "no-equals-at-all",
+        "x=session=1; a=2",
+        "a=1;session",
+        "\tsession\t=\tv\t;d=4",
+        "\u00a0session\u00a0=\u00a0v",
+        "a=1;\n session=v\n",
+        'session=""; a="1"',
     ],
 )
 def test_cookie_value_agrees_with_parse_cookie_header(header: str) -> None:
