@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bytecodes import bytecode_diff
 from benchmarks.counters import ServerCounter
 from benchmarks.floors import AsyncFloor, Floor, new_id
 from benchmarks.report import (
@@ -73,6 +74,7 @@ class Plan:
     couchbase_big: int
     profile: str | None
     operations: bool = True
+    bytecodes: str | None = None
 
 
 # -- scenarios --------------------------------------------------------------------------
@@ -189,8 +191,13 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
         floor = counter.count(lambda: scenario.floor(n), n)
     limit = None if store == CPU_ONLY else scenario.limit
     row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only)
-    if plan.profile and plan.profile.lower() in f"{store} {scenario.operation}".lower():
+    name = f"{store} {scenario.operation}".lower()
+    if plan.profile and plan.profile.lower() in name:
         profile(store, scenario, ops * settings.rounds)
+    if plan.bytecodes and plan.bytecodes.lower() in name:
+        diff = bytecode_diff(scenario.ours, scenario.floor)
+        print(f"\n--- bytecodes: {store} / {scenario.operation} ---", file=sys.stderr)
+        print("\n".join(diff.lines()), file=sys.stderr)
     return row
 
 
@@ -352,6 +359,11 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument(
         "--profile", help="cProfile ormsession's side of matching operations (stderr)"
     )
+    parser.add_argument(
+        "--bytecodes",
+        metavar="PATTERN",
+        help="bytecodes per operation of both sides of matching operations, by function (stderr)",
+    )
     args = parser.parse_args(argv)
     stores = tuple(name.strip() for name in args.stores.split(",") if name.strip())
     unknown = sorted(set(stores) - {CPU_ONLY, *ALL_STORES})
@@ -382,6 +394,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         couchbase_big=defaults["couchbase_big"],
         profile=args.profile,
         operations=args.operations,
+        bytecodes=args.bytecodes,
     )
     return plan, args
 
