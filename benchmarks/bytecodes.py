@@ -9,8 +9,10 @@ times, so this runs on a few operations after the timed rounds, never during the
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -19,15 +21,21 @@ from benchmarks.timing import OpRunner
 __all__ = ["BytecodeDiff", "bytecode_diff", "count_bytecodes"]
 
 
+_ROOT = str(Path(__file__).resolve().parent.parent) + "/"
+_STDLIB = re.compile(r".*/lib/python3\.\d+/")
+
+
 def _where(frame: FrameType) -> str:
+    """``module/path.py:function``: the project's files from its root, installed
+    packages from site-packages, the standard library with ``stdlib/``."""
     code = frame.f_code
     path = code.co_filename
-    for marker in ("site-packages/", "/lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
+    if "site-packages/" in path:
+        path = path.split("site-packages/", 1)[1]
+    elif path.startswith(_ROOT):
+        path = path[len(_ROOT) :]
     else:
-        path = path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1] if "/" in path else path
+        path = _STDLIB.sub("stdlib/", path)
     return f"{path}:{code.co_name}"
 
 

@@ -48,3 +48,4 @@ def test_the_option_prints_the_diff_of_matching_operations(
     assert "--- bytecodes: memory / open + save (unmodified) ---" in err
     assert "regenerate ---" not in err
     assert "ormsession/manager.py:open" in err
+    assert "stdlib/" in err or "site-packages" not in err

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from ormsession.repositories.couchbase.counters import Bucket
 
@@ -29,9 +29,8 @@ DEFAULT_CACHE_SIZE = 10_000
 MAX_CACHE_SIZE = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Hint:
-    """A session document's header as of one CAS."""
+class Hint(NamedTuple):
+    """A session document's header as of one CAS (a NamedTuple: every read makes one)."""
 
     cas: int
     version: int

@@ -33,8 +33,8 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_RESOLUTION",
@@ -69,12 +69,13 @@ GRACE = timedelta(hours=1)
 _GRACE_US = int(GRACE.total_seconds()) * US
 LEVELS_FORMAT = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(NamedTuple):
     """Where a session is counted: level ``level``, the span ending at ``end`` (Unix
-    seconds, a multiple of ``2**level``). ``end == 0``: not counted anywhere."""
+    seconds, a multiple of ``2**level``). ``end == 0``: not counted anywhere. (A NamedTuple:
+    every read decodes one.)"""
 
     level: int
     end: int
@@ -93,7 +94,7 @@ UNCOUNTED = Bucket(0, 0)
 
 def to_us(moment: datetime) -> int:
     """An aware datetime as integer microseconds since the epoch (exact)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def place(expires_us: int, now_us: int, resolution: int) -> Bucket:

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
+from typing import NamedTuple
 
 from ormsession.errors import ConfigurationError, StoreError
 from ormsession.repositories.base import StoredSession
@@ -124,8 +125,7 @@ class Context:
                 self.registered[level] = end
 
 
-@dataclass(frozen=True, slots=True)
-class _Found:
+class _Found(NamedTuple):
     """A live session document as read: its record, count bucket and CAS."""
 
     record: StoredSession

@@ -90,7 +90,7 @@ def to_micros(moment: datetime) -> int:
 
 
 def _from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+    return _EPOCH + micros * _MICROSECOND  # int * timedelta: half the cost of timedelta(...)
 
 
 def ttl_millis(expires_at: datetime, now: datetime) -> int:
