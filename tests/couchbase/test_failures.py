@@ -15,7 +15,7 @@ from ormsession.configure import load_settings
 from ormsession.errors import ConfigurationError, StoreError, StoreUnavailableError
 from ormsession.expiry import utcnow
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.couchbase.factory import open_repository
+from ormsession.repositories.couchbase.factory import open_async_repository, open_repository
 from tests.support.couchbase_fixtures import (
     COUCHBASE_PASSWORD,
     COUCHBASE_USER,
@@ -152,3 +152,21 @@ def test_a_closed_repository_is_a_store_error(couchbase_server: CouchbaseTestSer
     repository.close()
     with pytest.raises(StoreError, match="closed"):
         repository.count(utcnow())
+    with pytest.raises(StoreError, match="closed"):  # the direct read path checks too
+        repository.read(storage_key(SessionIds().generate()), utcnow())
+
+
+def test_a_closed_async_repository_is_a_store_error(
+    couchbase_server: CouchbaseTestServer,
+) -> None:
+    async def scenario() -> None:
+        repository = open_async_repository(
+            couchbase_url(couchbase_server), load_settings(key_prefix=unique_prefix())
+        )
+        key = storage_key(SessionIds().generate())
+        assert await repository.read(key, utcnow()) is None  # connected, then closed
+        await repository.close()
+        with pytest.raises(StoreError, match="closed"):
+            await repository.read(key, utcnow())
+
+    asyncio.run(scenario())

@@ -7,18 +7,20 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from acouchbase.cluster import Cluster as AsyncCluster
-from couchbase.exceptions import CouchbaseException
+from couchbase.exceptions import CouchbaseException, DocumentNotFoundException
 
 from ormsession.errors import StoreError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
+    READ_OPTIONS,
     Flow,
     Get,
     GetMany,
     KvOp,
     Pause,
     cluster_options,
+    document,
     get_many_result,
     sdk_call,
     sdk_miss,
@@ -89,12 +91,20 @@ class AsyncCouchbaseRepository:
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now: datetime) -> StoredSession | None:
-        # Every request's one KV get: awaited directly, without driving a flow.
+        # Every request's one KV get: awaited directly, without a flow or the generic
+        # dispatch of _execute.
+        context = self.context
+        doc_key = context.layout.document_key(key)
+        collection = self._collection
+        if collection is None or self._closed:
+            collection = await self._ready_collection()
         try:
-            doc = await self._execute(flows.read_op(self.context, key))
+            result = await collection.get(doc_key, READ_OPTIONS)
+        except DocumentNotFoundException:
+            return None
         except CouchbaseException as exc:
             raise self._wrap(exc, "read") from exc
-        return flows.record_read(self.context, key, doc, now)
+        return flows.record_read(context, key, document(result), now)
 
     async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
         return await self._run(flows.create(self.context, key, record, now), "create")

@@ -58,6 +58,7 @@ from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = [
+    "READ_OPTIONS",
     "Count",
     "Doc",
     "Flow",
@@ -72,6 +73,7 @@ __all__ = [
     "SdkOp",
     "cluster_options",
     "decode_record",
+    "document",
     "encode_record",
     "expiry_for",
     "get_many_options",
@@ -306,15 +308,23 @@ def sdk_target(collection: Any, op: SdkOp) -> Any:
 def sdk_result(op: SdkOp, result: Any) -> Any:
     """What a flow receives for a successful SDK call."""
     if isinstance(op, Get):
-        try:
-            value = result.value  # decoded lazily, by the flags the document was stored with
-        except ValueFormatException:
-            value = None
-        return Doc(value, result.cas)
+        return document(result)
     if isinstance(op, Insert | Replace):
         return result.cas
     return True
 
+
+def document(result: Any) -> Doc:
+    """The :class:`Doc` in a successful ``get``'s result."""
+    try:
+        value = result.value  # decoded lazily, by the flags the document was stored with
+    except ValueFormatException:
+        value = None
+    return Doc(value, result.cas)
+
+
+#: The options of a session document's ``get`` (the repositories' direct read).
+READ_OPTIONS = _GET_OPTIONS[False]
 
 #: The SDK exceptions that are an ordinary answer of each operation, not a failure.
 _MISSES: dict[type, tuple[type[Exception], ...]] = {

@@ -77,7 +77,6 @@ __all__ = [
     "create",
     "delete",
     "probe",
-    "read_op",
     "record_read",
     "rename",
     "touch",
@@ -138,13 +137,9 @@ def probe(ctx: Context) -> Flow[None]:
     yield Get(ctx.layout.probe_key)
 
 
-def read_op(ctx: Context, key: str) -> Get:
-    """The one KV operation of a read (the repositories run it directly: every request)."""
-    return Get(ctx.layout.document_key(key))
-
-
 def record_read(ctx: Context, key: str, doc: Doc | None, now: datetime) -> StoredSession | None:
-    """The live record in what :func:`read_op` returned (its CAS remembered), or None."""
+    """The live record in what a read's ``get`` of ``key`` returned (its CAS remembered),
+    or None. (The repositories run that ``get`` themselves: it is every request's.)"""
     found = _live(doc, now)
     if found is None:
         return None

@@ -7,17 +7,19 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from couchbase.cluster import Cluster
-from couchbase.exceptions import CouchbaseException
+from couchbase.exceptions import CouchbaseException, DocumentNotFoundException
 
 from ormsession.errors import StoreError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
+    READ_OPTIONS,
     Flow,
     GetMany,
     KvOp,
     Pause,
     cluster_options,
+    document,
     get_many_options,
     get_many_result,
     sdk_call,
@@ -104,12 +106,18 @@ class CouchbaseRepository:
 
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now: datetime) -> StoredSession | None:
-        # Every request's one KV get: run directly, without driving a flow.
+        # Every request's one KV get: run directly, without a flow or the generic
+        # dispatch of _execute.
+        context = self.context
+        doc_key = context.layout.document_key(key)
+        self._check_open()
         try:
-            doc = self._execute(flows.read_op(self.context, key))
+            result = self.collection.get(doc_key, READ_OPTIONS)
+        except DocumentNotFoundException:
+            return None
         except CouchbaseException as exc:
             raise self._wrap(exc, "read") from exc
-        return flows.record_read(self.context, key, doc, now)
+        return flows.record_read(context, key, document(result), now)
 
     def create(self, key: str, record: StoredSession, now: datetime) -> bool:
         return self._run(flows.create(self.context, key, record, now), "create")
@@ -166,9 +174,12 @@ class CouchbaseRepository:
             exc, where=self._description, operation=operation, secret=self._secret
         )
 
-    def _execute(self, op: KvOp) -> Any:
+    def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"session store {self._description} is closed")
+
+    def _execute(self, op: KvOp) -> Any:
+        self._check_open()
         if isinstance(op, Pause):
             time.sleep(op.seconds)
             return None
