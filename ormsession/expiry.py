@@ -62,8 +62,8 @@ class ExpiryPolicy:
         covers the stored expiry; this also applies a deadline shortened since it was stored)."""
         if expires_at <= now:
             return True
-        absolute = self.absolute_timeout  # deadline(), inlined: this is on every read
-        return absolute is not None and created_at + absolute <= now
+        deadline = self.deadline(created_at)
+        return deadline is not None and deadline <= now
 
     def touch_due(self, created_at: datetime, expires_at: datetime, now: datetime) -> bool:
         """Whether pushing the expiry back now gains at least ``refresh_ratio`` of the idle

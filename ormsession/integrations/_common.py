@@ -182,8 +182,8 @@ class SessionRequest:
                     found = cookie_value(value.decode("latin-1"), cookie_name)
                     if found is not None:
                         break
-            https = str(scope.get("scheme") or "http").lower() in _SECURE_SCHEMES
-            return cls._made(options, found, https)
+            scheme = str(scope.get("scheme") or "http")
+            return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
         headers: dict[str, str] = {}

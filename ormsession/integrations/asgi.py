@@ -192,14 +192,9 @@ _VARY_ONLY = [("Vary", "Cookie")]
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
-    if extra == _VARY_ONLY:
-        # The usual case, without encoding anything (a loop inline: every request).
-        for raw_name, _ in headers:
-            if raw_name.lower() == b"vary":
-                break
-        else:
-            headers.append(_VARY_COOKIE)
-            return headers
+    if extra == _VARY_ONLY and _vary_index(headers) is None:
+        headers.append(_VARY_COOKIE)  # the usual case, without encoding anything
+        return headers
     for name, value in extra:
         if name == "Vary":
             index = _vary_index(headers)

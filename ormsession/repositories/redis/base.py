@@ -250,12 +250,8 @@ class RedisStoreCore:
         return bool(stored)
 
     def _create(self, key: str, value: bytes, expires_at: datetime, now: datetime) -> Eval:
-        layout = self.layout
-        return Eval(
-            scripts.CREATE,
-            (layout.session(key), layout.index_of(key)),
-            (clock_arg(expires_at, now), value),
-        )
+        keys = self.layout.session_and_index(key)
+        return Eval(scripts.CREATE, keys, (clock_arg(expires_at, now), value))
 
     def update_script(
         self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
