@@ -84,31 +84,20 @@ def run_rounds(
     gc.collect()
     gc.freeze()
     try:
-        return _rounds(series, names, results, rounds, ops, settle_ops)
+        for index in range(rounds):
+            gc.collect()
+            shift = index % len(names)
+            order = names[shift:] + names[:shift]
+            # The series timed first after gc.collect() ran ~6 % slower than the one after
+            # it (the collector walks the heap; caches and pages must come back), so the
+            # per-round ratios alternated with the order and their median landed anywhere
+            # between the two clusters. An untimed settle of every series absorbs that.
+            for name in order:
+                series[name](settle_ops)
+            for name in order:
+                results[name].append(series[name](ops) / ops)
     finally:
         gc.unfreeze()
-
-
-def _rounds(
-    series: Mapping[str, OpRunner],
-    names: list[str],
-    results: dict[str, list[float]],
-    rounds: int,
-    ops: int,
-    settle_ops: int,
-) -> dict[str, list[float]]:
-    for index in range(rounds):
-        gc.collect()
-        shift = index % len(names)
-        order = names[shift:] + names[:shift]
-        # The series timed first after gc.collect() ran ~6 % slower than the one after it
-        # (the collector walks the whole heap; caches and pages must come back), so the
-        # per-round ratios alternated with the order and their median landed anywhere
-        # between the two clusters. An untimed settle of every series absorbs that.
-        for name in order:
-            series[name](settle_ops)
-        for name in order:
-            results[name].append(series[name](ops) / ops)
     return results
 
 
