@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from functools import lru_cache
@@ -39,6 +39,9 @@ class CookieOptions:
     samesite: SameSite | None = "lax"
     max_age: timedelta | None = None
     host_prefix: bool = False
+    #: The name on the wire, with the ``__Host-`` prefix when enabled (worked out once:
+    #: every request looks it up).
+    cookie_name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _TOKEN.fullmatch(self.name):
@@ -58,11 +61,8 @@ class CookieOptions:
                 raise ConfigurationError("a __Host- cookie must have Path=/ and no Domain")
         if self.samesite == "none" and self.secure is False:
             raise ConfigurationError("browsers reject SameSite=None without Secure")
-
-    @property
-    def cookie_name(self) -> str:
-        """The name on the wire, with the ``__Host-`` prefix when enabled."""
-        return "__Host-" + self.name if self.host_prefix else self.name
+        wire_name = "__Host-" + self.name if self.host_prefix else self.name
+        object.__setattr__(self, "cookie_name", wire_name)
 
     def is_secure(self, https: bool) -> bool:
         if self.host_prefix or self.samesite == "none":

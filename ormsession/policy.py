@@ -94,10 +94,7 @@ class SessionPolicy:
     # is never adopted, the client gets a new id (session fixation protection).
     def key_to_read(self, session_id: str | None) -> str | None:
         """The storage key to read for the id a client sent, or None if it is malformed."""
-        if not self.ids.is_valid(session_id):
-            return None
-        assert session_id is not None  # is_valid() accepts only strings
-        return storage_key(session_id)
+        return self.ids.storage_key_of(session_id)
 
     def opened(
         self, session_id: str, key: str, record: StoredSession | None, now: datetime

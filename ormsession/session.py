@@ -10,6 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, MutableMapping
 from decimal import Decimal
+from operator import ne
 from typing import Any, Self
 
 from ormsession.ids import storage_key
@@ -35,9 +36,6 @@ _IMMUTABLE = frozenset(
         frozenset,
     }
 )
-
-
-_MISSING = object()
 
 
 class RequestSession(MutableMapping[str, Any]):
@@ -230,11 +228,13 @@ class RequestSession(MutableMapping[str, Any]):
 
     def _changed_in_place(self) -> bool:
         """Whether a watched flat value differs from its snapshot (see :meth:`_watch`)."""
-        for key, snapshot in (self._snapshots or {}).items():
-            current = self._data.get(key, _MISSING)
-            if type(current) is not type(snapshot) or current != snapshot:
-                return True
-        return False
+        snapshots = self._snapshots
+        if not snapshots:
+            return False
+        # Compared in C. A watched value is still the very object that was copied (putting
+        # another under its key marks the session dirty, and then this is not asked), so
+        # equality with the copy is the whole question.
+        return any(map(ne, map(self._data.get, snapshots), snapshots.values()))
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._accessed = True

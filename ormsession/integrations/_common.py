@@ -14,8 +14,9 @@ to these functions, so the rules live in one place:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
@@ -30,6 +31,8 @@ __all__ = [
     "RequestOptions",
     "SessionRequest",
     "as_session_class",
+    "asgi_cookie_value",
+    "has_header",
     "is_https",
     "late_change",
     "merge_vary",
@@ -92,6 +95,7 @@ class RequestOptions:
 
 
 _SECURE_SCHEMES = ("https", "wss")
+_first = itemgetter(0)
 
 
 def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool) -> bool:
@@ -103,6 +107,35 @@ def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool)
     if trust_forwarded and forwarded_proto:
         return forwarded_proto.rsplit(",", 1)[-1].strip().lower() in _SECURE_SCHEMES
     return scheme.lower() in _SECURE_SCHEMES
+
+
+def asgi_cookie_value(headers: Iterable[Sequence[bytes]], cookie_name: str) -> str | None:
+    """The session cookie's value in ASGI request headers (None: absent).
+
+    The header names are searched in C (``list.count``/``index`` over ``map``), not by a
+    Python loop over every header: this is on every request. HTTP/2 may split ``Cookie``
+    into several headers; then the first one carrying the cookie wins.
+    """
+    if type(headers) is not list:
+        headers = list(headers)
+    names = list(map(_first, headers))
+    cookies = names.count(b"cookie")
+    if cookies == 1:
+        return cookie_value(headers[names.index(b"cookie")][1].decode("latin-1"), cookie_name)
+    for name, value in headers if cookies else ():
+        if name == b"cookie":
+            found = cookie_value(value.decode("latin-1"), cookie_name)
+            if found is not None:
+                return found
+    return None
+
+
+def has_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bool:
+    """Whether ASGI ``headers`` hold a header called ``name`` (lowercase), whatever the
+    case of theirs: one search in C through the names joined by NUL bytes (which no header
+    name contains), instead of a Python loop over every header."""
+    joined = b"\0" + b"\0".join(map(_first, headers)).lower() + b"\0"
+    return b"\0" + name + b"\0" in joined
 
 
 def merge_vary(existing: str | None, names: list[str]) -> str:
@@ -175,13 +208,7 @@ class SessionRequest:
     ) -> SessionRequest:
         if options.cookie_only:
             # The default set-up, on every request: find the cookie and nothing else.
-            # (HTTP/2 may split Cookie into several headers; the first occurrence wins.)
-            found = None
-            for name, value in scope.get("headers") or ():
-                if name == b"cookie":
-                    found = cookie_value(value.decode("latin-1"), cookie_name)
-                    if found is not None:
-                        break
+            found = asgi_cookie_value(scope.get("headers") or (), cookie_name)
             scheme = str(scope.get("scheme") or "http")
             return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
         # Only the few headers this needs are decoded (ASGI header names are lowercase).

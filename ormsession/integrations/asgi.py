@@ -26,6 +26,7 @@ from ormsession.errors import ConfigurationError
 from ormsession.integrations._common import (
     RequestOptions,
     SessionRequest,
+    has_header,
     late_change,
     merge_vary,
     settings_for,
@@ -192,7 +193,7 @@ _VARY_ONLY = [("Vary", "Cookie")]
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
-    if extra == _VARY_ONLY and _vary_index(headers) is None:
+    if extra == _VARY_ONLY and not has_header(headers, b"vary"):
         headers.append(_VARY_COOKIE)  # the usual case, without encoding anything
         return headers
     for name, value in extra:

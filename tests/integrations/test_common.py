@@ -15,6 +15,8 @@ from ormsession.integrations._common import (
     RequestOptions,
     SessionRequest,
     as_session_class,
+    asgi_cookie_value,
+    has_header,
     is_https,
     merge_vary,
     settings_for,
@@ -79,11 +81,43 @@ class TestWhereTheIdComesFrom:
         by_query = asgi_request(options, [], query=f"sid={VALID}".encode())
         assert (by_query.session_id, by_query.source) == (VALID, "query")
 
+    def test_asgi_cookie_only_lookup(self) -> None:
+        # The default options' path: one Cookie header, several, none, other shapes.
+        options = RequestOptions()
+        assert options.cookie_only
+        others = [(b"host", b"x"), (b"accept", b"*/*")]
+        one = asgi_request(options, [*others, (b"cookie", f"a=1; session={VALID}".encode())])
+        assert (one.session_id, one.source) == (VALID, "cookie")
+        split = [(b"cookie", b"a=1"), *others, (b"cookie", f"session={VALID}".encode())]
+        assert asgi_request(options, split).session_id == VALID
+        first_wins = [
+            (b"cookie", f"session={OTHER}".encode()),
+            (b"cookie", f"session={VALID}".encode()),
+        ]
+        assert asgi_request(options, first_wins).session_id == OTHER
+        assert asgi_request(options, others).session_id is None
+        assert asgi_request(options, [(b"cookie", b"a=1"), (b"cookie", b"b=2")]).source is None
+        # Not a cookie header, though it names one; an empty value is no id.
+        assert asgi_request(options, [(b"x-cookie", f"session={VALID}".encode())]).source is None
+        assert asgi_request(options, [(b"cookie", b"session=")]).session_id is None
+        # ASGI allows any iterable of two-item iterables.
+        pairs = ([b"accept", b"*/*"], [b"cookie", f"session={VALID}".encode()])
+        assert asgi_cookie_value(iter(pairs), "session") == VALID
+        assert asgi_cookie_value(pairs, "session") == VALID
+
     def test_bad_header_name_is_a_configuration_error(self) -> None:
         with pytest.raises(ConfigurationError):
             RequestOptions(id_header="X Session")
         with pytest.raises(ConfigurationError):
             RequestOptions(id_query_param="")
+
+
+def test_has_header_matches_whole_names_in_any_case() -> None:
+    headers = [(b"content-type", b"text/plain"), (b"X-Vary-Reason", b"vary")]
+    assert not has_header(headers, b"vary")  # a name containing it, a value equal to it
+    assert has_header([*headers, (b"Vary", b"Accept")], b"vary")
+    assert has_header([(b"vary", b"Accept")], b"vary")
+    assert not has_header([], b"vary")
 
 
 class TestHttps:

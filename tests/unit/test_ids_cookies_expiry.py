@@ -35,6 +35,8 @@ def test_validation_is_strict() -> None:
     assert not SessionIds().is_valid(good)
     for bad in (None, 5, b"x", good + "a", good[:-1], good[:-1] + "=", good + "\n"):
         assert not ids.is_valid(bad)
+        assert ids.storage_key_of(bad) is None
+    assert ids.storage_key_of(good) == storage_key(good)
 
 
 def test_bad_id_options_are_refused() -> None:
