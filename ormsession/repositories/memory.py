@@ -6,7 +6,6 @@ Not a substitute for a real store: data lives in one process and dies with it.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import datetime
 
 from ormsession.repositories.base import StoredSession
@@ -48,7 +47,7 @@ class MemoryRepository:
             if record is None or record.version != expected_version:
                 return None
             version = expected_version + 1
-            self._records[key] = replace(record, data=data, version=version, expires_at=expires_at)
+            self._records[key] = record._replace(data=data, version=version, expires_at=expires_at)
             return version
 
     def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
@@ -56,7 +55,7 @@ class MemoryRepository:
             record = self._live(key, now)
             if record is None:
                 return False
-            self._records[key] = replace(record, expires_at=expires_at)
+            self._records[key] = record._replace(expires_at=expires_at)
             return True
 
     def delete(self, key: str) -> None:
@@ -69,7 +68,7 @@ class MemoryRepository:
             if record is None:
                 return False
             del self._records[old_key]
-            self._records[new_key] = replace(record, expires_at=expires_at)
+            self._records[new_key] = record._replace(expires_at=expires_at)
             return True
 
     def count(self, now: datetime) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -141,7 +140,7 @@ def test_a_stale_hint_falls_back_to_reading_the_document() -> None:
     current = stored(now)
     bucket = bucket_of(current, now)
     ctx.cache.put(OLD, hint(current, 10, bucket))
-    touched = replace(current, expires_at=current.expires_at + timedelta(seconds=1))
+    touched = current._replace(expires_at=current.expires_at + timedelta(seconds=1))
     result, _ = drive(
         flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
         [
@@ -185,9 +184,9 @@ def test_a_hint_that_cannot_answer_is_not_tried(why: str) -> None:
     now, ctx = utcnow(), context()
     current = stored(now)
     if why == "other version":
-        ctx.cache.put(OLD, hint(replace(current, version=3), 10, UNCOUNTED))
+        ctx.cache.put(OLD, hint(current._replace(version=3), 10, UNCOUNTED))
     else:
-        ctx.cache.put(OLD, hint(replace(current, expires_at=now), 10, UNCOUNTED))
+        ctx.cache.put(OLD, hint(current._replace(expires_at=now), 10, UNCOUNTED))
     result, ops = drive(
         flows.update(ctx, OLD, b"x", current.expires_at, 1, now),
         [(is_(Get), doc(current, 11, bucket_of(current, now))), (is_(Replace, cas=11), 12)],
@@ -199,7 +198,7 @@ def test_update_retries_after_a_concurrent_touch() -> None:
     now, ctx = utcnow(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
-    touched = replace(current, expires_at=current.expires_at + timedelta(seconds=1))
+    touched = current._replace(expires_at=current.expires_at + timedelta(seconds=1))
     result, _ = drive(
         flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
         [
@@ -232,7 +231,7 @@ def test_a_write_that_leaves_its_bucket_counts_first_and_uncounts_after() -> Non
     current = stored(now)
     old = bucket_of(current, now)
     later = now + timedelta(hours=2)
-    new = bucket_of(replace(current, expires_at=later), now)
+    new = bucket_of(current._replace(expires_at=later), now)
     assert new != old
     ctx.cache.put(OLD, hint(current, 10, old))
     written = encode_record(StoredSession(b"x", 2, current.created_at, later), new)
@@ -252,7 +251,7 @@ def test_a_lost_compare_and_set_undoes_its_increment() -> None:
     current = stored(now)
     old = bucket_of(current, now)
     later = now + timedelta(hours=2)
-    new = bucket_of(replace(current, expires_at=later), now)
+    new = bucket_of(current._replace(expires_at=later), now)
     ctx.cache.put(OLD, hint(current, 10, old))
     result, _ = drive(
         flows.update(ctx, OLD, b"x", later, 1, now),
@@ -367,7 +366,7 @@ def test_registering_retries_conflicts_with_backoff() -> None:
 # -- create ------------------------------------------------------------------------------
 def test_create_replaces_an_expired_document_by_its_cas() -> None:
     now, ctx = utcnow(), context()
-    expired = replace(stored(now), expires_at=now - timedelta(seconds=1))
+    expired = stored(now)._replace(expires_at=now - timedelta(seconds=1))
     expired_bucket = place(to_us(expired.expires_at), to_us(now) - 3_600_000_000, 32)
     new = stored(now, data=b"fresh")
     bucket = bucket_of(new, now)
@@ -459,7 +458,7 @@ def test_rename_within_the_bucket_touches_no_counter() -> None:
                 is_(
                     Insert,
                     "p:" + NEW,
-                    value=encode_record(replace(current, expires_at=expires), bucket),
+                    value=encode_record(current._replace(expires_at=expires), bucket),
                 ),
                 20,
             ),
@@ -489,7 +488,7 @@ def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
             (incr(new), True),
             (
                 is_(
-                    Insert, "p:" + NEW, value=encode_record(replace(newer, expires_at=expires), new)
+                    Insert, "p:" + NEW, value=encode_record(newer._replace(expires_at=expires), new)
                 ),
                 21,
             ),

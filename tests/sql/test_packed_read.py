@@ -26,3 +26,14 @@ def test_a_packed_row_parses_back_to_the_record(data: bytes) -> None:
 def test_a_row_too_large_for_the_packet_is_a_clear_store_error() -> None:
     with pytest.raises(StoreError, match="max_allowed_packet"):
         packed_record(None)
+
+
+@pytest.mark.parametrize("fraction", ["", ".1", ".123", ".12345"])
+def test_other_datetime_precisions_parse_too(fraction: str) -> None:
+    # An app's own table may have DATETIME columns of another precision than ours (6).
+    packed = f"7 2026-11-25 15:00:00{fraction} 2026-11-26 16:30:00{fraction} a b".encode()
+    record = packed_record(packed)
+    micros = int((fraction[1:] or "0").ljust(6, "0"))
+    assert record.data == b"a b" and record.version == 7
+    assert record.created_at == dt.datetime(2026, 11, 25, 15, 0, 0, micros, tzinfo=dt.UTC)
+    assert record.expires_at == dt.datetime(2026, 11, 26, 16, 30, 0, micros, tzinfo=dt.UTC)

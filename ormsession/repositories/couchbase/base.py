@@ -156,12 +156,7 @@ def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
         bucket, data = UNCOUNTED, raw[_HEADER_V1.size :]
     else:
         return None
-    record = StoredSession(
-        data=data,
-        version=version,
-        created_at=_EPOCH + created * _US,
-        expires_at=_EPOCH + expires * _US,
-    )
+    record = StoredSession(data, version, _EPOCH + created * _US, _EPOCH + expires * _US)
     return record, bucket
 
 

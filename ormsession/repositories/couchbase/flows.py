@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import replace
 from datetime import datetime
 from typing import NamedTuple
 
@@ -205,7 +204,7 @@ def update(
         current = found.record
         if current.version != expected_version:
             return None
-        new = replace(current, data=data, version=expected_version + 1, expires_at=expires_at)
+        new = current._replace(data=data, version=expected_version + 1, expires_at=expires_at)
         if (yield from _rewrite(ctx, key, found.cas, found.bucket, new, now)):
             return new.version
         # The CAS moved: another update (then the version moved too and the next round
@@ -229,7 +228,7 @@ def touch(ctx: Context, key: str, expires_at: datetime, now: datetime) -> Flow[b
         _remember(ctx, key, found.cas, found.record, found.bucket)
         if found.record.expires_at == expires_at:
             return True
-        moved = replace(found.record, expires_at=expires_at)
+        moved = found.record._replace(expires_at=expires_at)
         if (yield from _rewrite(ctx, key, found.cas, found.bucket, moved, now)):
             return True
     raise StoreError(f"touch of session {key[:8]}… kept racing other writers; giving up")
@@ -277,7 +276,7 @@ def rename(
         found = _live(doc, now)
         if found is None:
             return False
-        record = replace(found.record, expires_at=expires_at)
+        record = found.record._replace(expires_at=expires_at)
         # The copy takes over the old document's count (and its bucket, if the new expiry
         # is still within it): one session, counted once.
         bucket = target(found.bucket, to_us(expires_at), now_us, ctx.resolution)

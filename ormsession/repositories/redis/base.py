@@ -118,12 +118,7 @@ def decode_record(raw: bytes) -> StoredSession | None:
     if len(raw) < _HEADER.size or raw[0] != _FORMAT:
         return None
     _, version, created, expires = _HEADER.unpack_from(raw)
-    return StoredSession(
-        data=raw[_HEADER.size :],
-        version=version,
-        created_at=_from_micros(created),
-        expires_at=_from_micros(expires),
-    )
+    return StoredSession(raw[_HEADER.size :], version, _from_micros(created), _from_micros(expires))
 
 
 def clock_arg(expires_at: datetime, now: datetime) -> bytes:

@@ -62,6 +62,7 @@ class AsyncSqlRepository:
         self._driver = driver_for(engine.dialect.driver)
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
+        self._read_parameters = self._read_compiled.key_and_time_parameters()
         self._read_row = row_reader(engine.dialect)
 
     @classmethod
@@ -126,7 +127,7 @@ class AsyncSqlRepository:
             return await self._execute(self._queries.read(key, now))
         # Every request's statement: no Query object, no result wrapper (as the sync twin).
         compiled = self._read_compiled
-        params = compiled.parameters({"key": key, "now": now})
+        params = self._read_parameters(key, now)
         row = await self._on_raw_connection(
             "read", driver, lambda raw: driver.fetch_row(raw, compiled.sql, params)
         )

@@ -156,6 +156,20 @@ class CompiledStatement:
             ]
         )
 
+    def key_and_time_parameters(
+        self,
+    ) -> Callable[[str, datetime], Sequence[Any] | dict[str, Any]]:
+        """:meth:`parameters` as a function of ``key`` and ``now``, for a statement that
+        binds just those two (the read): the usual placements are worked out once, as the
+        read runs on every request."""
+        binder = self._binder
+        if not self._defaults:
+            if self._plan == [("key", False), ("now", True)]:
+                return lambda key, now: (key, binder(now))
+            if self._names is None and self._datetime_params == {"now"}:
+                return lambda key, now: {"key": key, "now": binder(now)}
+        return lambda key, now: self.parameters({"key": key, "now": now})
+
     def convert_row(self, row: Sequence[Any] | None) -> tuple[Any, ...] | None:
         if row is None:
             return None

@@ -56,6 +56,7 @@ class SqlRepository:
         self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
+        self._read_parameters = self._read_compiled.key_and_time_parameters()
         self._read_row = record_reader(dialect)
         # The driver's base error class (typed Any, as SQLAlchemy's loaded_dbapi is).
         self._dbapi_error: Any = dialect.loaded_dbapi.Error if self._raw else Exception
@@ -102,7 +103,7 @@ class SqlRepository:
         if self._raw:
             # Every request's statement: no Query object, no result wrapper.
             compiled = self._read_compiled
-            params = compiled.parameters({"key": key, "now": now})
+            params = self._read_parameters(key, now)
             return self._run_raw("read", compiled.sql, params, self._read_row)
         return self._execute(self._queries.read(key, now))
 

@@ -178,7 +178,14 @@ def packed_record(packed: bytes | None) -> StoredSession:
             "a session row is larger than the MySQL server's max_allowed_packet; raise it, "
             "or lower max_data_bytes"
         )
-    version, created_day, created_time, expiry_day, expiry_time, data = bytes(packed).split(b" ", 5)
+    version, rest = bytes(packed).split(b" ", 1)
+    if rest[26:27] == b" " == rest[53:54]:
+        # DATETIME(6) prints fixed width, "YYYY-MM-DD HH:MM:SS.ffffff": slice, don't split.
+        times = rest[:53].decode()
+        created_at, expires_at = utc_from_text(times[:26]), utc_from_text(times[27:])
+        return StoredSession(rest[54:], int(version), created_at, expires_at)
+    # Another precision (an app's own table): split on the spaces inside the times.
+    created_day, created_time, expiry_day, expiry_time, data = rest.split(b" ", 4)
     created_at = utc_from_text(f"{created_day.decode()} {created_time.decode()}")
     expires_at = utc_from_text(f"{expiry_day.decode()} {expiry_time.decode()}")
     return StoredSession(data, int(version), created_at, expires_at)
