@@ -2,9 +2,10 @@
 
 A *series* is a function that runs ``n`` operations and returns the nanoseconds they took
 (measured inside it, so an event loop's entry costs nothing). Each round runs every series
-once with the same ``n``, in an order that rotates from round to round; a comparison is the
-median over rounds of the per-round ratio (a paired statistic: a slow moment of the machine
-slows both sides of the same round), with its interquartile range as the spread.
+once with the same ``n``, in an order that changes from round to round (``round_order``);
+a comparison is the median over rounds of the per-round ratio (a paired statistic: a slow
+moment of the machine slows both sides of the same round), with its interquartile range
+as the spread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Comparison", "OpRunner", "Settings", "calibrate", "compare", "run_rounds", "timed"]
+__all__ = [
+    "Comparison",
+    "OpRunner",
+    "Settings",
+    "calibrate",
+    "compare",
+    "round_order",
+    "run_rounds",
+    "timed",
+]
 
 #: Runs ``n`` operations, returns the elapsed nanoseconds.
 OpRunner = Callable[[int], int]
@@ -86,8 +96,7 @@ def run_rounds(
     try:
         for index in range(rounds):
             gc.collect()
-            shift = index % len(names)
-            order = names[shift:] + names[:shift]
+            order = round_order(names, index)
             # The series timed first after gc.collect() ran ~6 % slower than the one after
             # it (the collector walks the heap; caches and pages must come back), so the
             # per-round ratios alternated with the order and their median landed anywhere
@@ -99,6 +108,19 @@ def run_rounds(
     finally:
         gc.unfreeze()
     return results
+
+
+def round_order(names: list[str], index: int) -> list[str]:
+    """The order of round ``index``: rotations of ``names``, each run forwards and then
+    backwards. Rotating alone keeps every series behind the same predecessor (A B C D, then
+    B C D A...: C always follows B), and what ran just before a series sets how warm the
+    caches it needs are: in the scale reads (ours and the floor on a small and a big table)
+    ours on the big table always followed the floor on the small one, and the floor on the
+    big one always followed ours on the big one. Reversing every other round gives each
+    series both neighbours as predecessors, and every position equally often."""
+    shift = (index // 2) % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if index % 2 else order
 
 
 def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comparison:

@@ -1,0 +1,51 @@
+"""The round order: every series in every position, behind both of its neighbours."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from itertools import pairwise
+
+import pytest
+
+from benchmarks.timing import round_order, run_rounds
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_every_series_takes_every_position_equally_often(count: int) -> None:
+    names = [f"s{i}" for i in range(count)]
+    rounds = [round_order(names, index) for index in range(2 * count)]
+    assert all(sorted(order) == names for order in rounds)
+    positions = Counter((name, order.index(name)) for order in rounds for name in order)
+    assert set(positions.values()) == {2}, positions
+
+
+def test_each_series_follows_both_neighbours() -> None:
+    # Plain rotation kept "C after B" in every round; the scale reads' four series showed
+    # what that costs. Each series must follow more than one other series.
+    names = ["ours_small", "floor_small", "ours_big", "floor_big"]
+    followed: dict[str, set[str]] = {name: set() for name in names}
+    for index in range(8):
+        order = round_order(names, index)
+        for before, after in pairwise(order):
+            followed[after].add(before)
+    assert followed["ours_big"] == {"floor_small", "floor_big"}
+    assert followed["floor_big"] == {"ours_big", "ours_small"}
+
+
+def test_run_rounds_times_in_that_order() -> None:
+    calls: list[str] = []
+
+    def series(name: str) -> Callable[[int], int]:
+        def run(n: int) -> int:
+            calls.append(name)
+            return n * 1000
+
+        return run
+
+    per_op = run_rounds({"a": series("a"), "b": series("b")}, rounds=4, ops=10)
+    assert per_op == {"a": [1000.0] * 4, "b": [1000.0] * 4}
+    # Each round: an untimed settle of both, then both timed, in the round's order.
+    timed = [calls[i * 4 + 2 : i * 4 + 4] for i in range(4)]
+    assert timed == [round_order(["a", "b"], i) for i in range(4)]
+    assert timed == [["a", "b"], ["b", "a"], ["b", "a"], ["a", "b"]]
