@@ -62,8 +62,6 @@ class ExpiryPolicy:
         covers the stored expiry; this also applies a deadline shortened since it was stored)."""
         if expires_at <= now:
             return True
-        if self.absolute_timeout is None:  # no deadline (the default): skip the call
-            return False
         deadline = self.deadline(created_at)
         return deadline is not None and deadline <= now
 

@@ -120,9 +120,11 @@ def asgi_cookie_value(headers: Iterable[Sequence[bytes]], cookie_name: str) -> s
         headers = list(headers)
     names = list(map(_first, headers))
     cookies = names.count(b"cookie")
+    if cookies == 0:
+        return None
     if cookies == 1:
         return cookie_value(headers[names.index(b"cookie")][1].decode("latin-1"), cookie_name)
-    for name, value in headers if cookies else ():
+    for name, value in headers:
         if name == b"cookie":
             found = cookie_value(value.decode("latin-1"), cookie_name)
             if found is not None:

@@ -193,7 +193,7 @@ _VARY_ONLY = [("Vary", "Cookie")]
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
-    if extra == _VARY_ONLY and not has_header(headers, b"vary"):
+    if extra == _VARY_ONLY and _vary_index(headers) is None:
         headers.append(_VARY_COOKIE)  # the usual case, without encoding anything
         return headers
     for name, value in extra:
@@ -208,6 +208,8 @@ def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, by
 
 
 def _vary_index(headers: list[tuple[bytes, bytes]]) -> int | None:
+    if not has_header(headers, b"vary"):  # the usual answer, found in C
+        return None
     for index, (name, _) in enumerate(headers):
         if name.lower() == b"vary":
             return index

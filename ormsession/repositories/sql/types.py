@@ -35,8 +35,6 @@ def aware_utc(value: datetime) -> datetime:
 
 def naive_utc(value: datetime) -> datetime:
     """``value`` as naive UTC, for columns with no time zone (MySQL, SQLite)."""
-    if value.tzinfo is UTC:  # the clock's: skip aware_utc's checks (every statement)
-        return value.replace(tzinfo=None)
     return aware_utc(value).replace(tzinfo=None)
 
 
