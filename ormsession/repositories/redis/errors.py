@@ -26,6 +26,18 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (
     redis_errors.SlotNotCoveredError,
 )
 
+# What the cluster client raises when no node answers: RedisClusterException itself before
+# redis-py 8.2, its subclass RedisClusterUnreachableError since. The base's other subclasses
+# are usage errors (cross-slot commands and the like), so the test is by exact type.
+_CLUSTER_UNREACHABLE: frozenset[type[Exception]] = frozenset(
+    cls
+    for cls in (
+        redis_errors.RedisClusterException,
+        getattr(redis_errors, "RedisClusterUnreachableError", None),
+    )
+    if cls is not None
+)
+
 
 def wrap_redis_error(
     exc: Exception, *, operation: str, where: str, secrets: tuple[str, ...] = ()
@@ -34,10 +46,7 @@ def wrap_redis_error(
     the message names the store (``where``, already redacted) and scrubs ``secrets``."""
     detail = scrub(f"{type(exc).__name__}: {exc}".strip(), *secrets).splitlines()
     text = detail[0] if detail else type(exc).__name__
-    # RedisClusterException itself (not its subclasses, which are usage errors such as
-    # cross-slot commands) is what the cluster client raises when no node answers.
-    unreachable = type(exc) is redis_errors.RedisClusterException
-    if unreachable or isinstance(exc, _UNAVAILABLE):
+    if type(exc) in _CLUSTER_UNREACHABLE or isinstance(exc, _UNAVAILABLE):
         return StoreUnavailableError(
             f"session store {where} unavailable during {operation}: {text}"
         )
