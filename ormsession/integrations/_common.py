@@ -137,7 +137,9 @@ def has_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bool:
     case of theirs: one search in C through the names joined by NUL bytes (which no header
     name contains), instead of a Python loop over every header."""
     joined = b"\0" + b"\0".join(map(_first, headers)).lower() + b"\0"
-    return b"\0" + name + b"\0" in joined
+    # find(), not ``in``: CPython 3.11's ``bytes in bytes`` raises and clears a TypeError
+    # inside on every call (it tries the operand as an int first).
+    return joined.find(b"\0" + name + b"\0") >= 0
 
 
 def merge_vary(existing: str | None, names: list[str]) -> str:
