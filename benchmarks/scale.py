@@ -404,13 +404,14 @@ def _redis_keys(layout: Any, seed: bytes, start: int, stop: int) -> Iterator[tup
 
 
 def load_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -> float:
+    from ormsession.expiry import US_PER_SECOND, now_us
     from ormsession.repositories.base import StoredSession
     from ormsession.repositories.redis.base import encode_record
 
     began = time.perf_counter()
-    now = datetime.now(UTC)
+    now = now_us()
     ttl_ms = 3_600_000  # an aborted run's keys vanish within the hour
-    created, expires = now - timedelta(minutes=5), now + timedelta(milliseconds=ttl_ms)
+    created, expires = now - 5 * 60 * US_PER_SECOND, now + ttl_ms * 1000
     pipe = client.pipeline(transaction=False)
     for count, (key, index) in enumerate(_redis_keys(layout, seed, start, stop), 1):
         value = encode_record(StoredSession(_payload(index), 1, created, expires))

@@ -122,7 +122,7 @@ def _expired_count(manager: SessionManager) -> int | None:
     count_expired = getattr(manager.repository, "count_expired", None)
     if count_expired is None:
         return None
-    return int(count_expired(manager.policy.clock()))
+    return int(count_expired(manager.policy.now_us()))
 
 
 class _Progress:

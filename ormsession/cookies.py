@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 from functools import lru_cache
 from typing import Literal
 
 from ormsession.errors import ConfigurationError
+from ormsession.expiry import from_us
 
 __all__ = ["CookieOptions", "SameSite", "cookie_value", "parse_cookie_header"]
 
@@ -69,14 +70,16 @@ class CookieOptions:
             return True
         return https if self.secure is None else self.secure
 
-    def set_cookie(self, value: str, *, https: bool, now: datetime) -> str:
-        """The ``Set-Cookie`` header value carrying the session id."""
+    def set_cookie(self, value: str, *, https: bool, now_us: int) -> str:
+        """The ``Set-Cookie`` header value carrying the session id (``now_us``: the time
+        of the response, in µs, for ``Expires``)."""
         parts = [f"{self.cookie_name}={value}"]
         if self.max_age is not None:
             seconds = int(self.max_age.total_seconds())
             parts.append(f"Max-Age={seconds}")
             # Expires too, for the old clients that ignore Max-Age.
-            parts.append("Expires=" + format_datetime(now + self.max_age, usegmt=True))
+            expires = from_us(now_us) + self.max_age
+            parts.append("Expires=" + format_datetime(expires, usegmt=True))
         return "; ".join(parts + self._attributes(https))
 
     def delete_cookie(self, *, https: bool) -> str:

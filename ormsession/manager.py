@@ -34,7 +34,7 @@ class SessionManager(ManagerBase):
     def open(self, session_id: str | None = None) -> RequestSession:
         """The session ``session_id`` names (the cookie's value), or a new one."""
         policy = self.policy
-        now = policy.clock()
+        now = policy.now_us()
         key = policy.key_to_read(session_id)
         if key is None:
             return policy.fresh(session_id, now)

@@ -24,7 +24,7 @@ from ormsession.errors import (
     SessionTooLargeError,
     StoreError,
 )
-from ormsession.expiry import ExpiryPolicy, utcnow
+from ormsession.expiry import ExpiryPolicy, us_clock, utcnow
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.serializers import Serializer
@@ -73,7 +73,7 @@ class SessionPolicy:
         max_attempts: int = 10,
         on_store_error: OnStoreError = "raise",
         set_cookie: bool = True,
-        clock: Any = utcnow,
+        clock: Callable[[], datetime] = utcnow,
         session_class: type[RequestSession] = RequestSession,
     ) -> None:
         self.cookie = cookie
@@ -84,7 +84,10 @@ class SessionPolicy:
         self.max_attempts = max_attempts
         self.on_store_error = on_store_error
         self.set_cookie = set_cookie
+        #: The app's clock (aware UTC datetimes), for what is shown to people (cookies).
         self.clock = clock
+        #: The same clock in µs, which every rule reads (see :mod:`ormsession.expiry`).
+        self.now_us = us_clock(clock)
         self.session_class = session_class
 
     # -- open -----------------------------------------------------------------------
@@ -97,10 +100,11 @@ class SessionPolicy:
         return self.ids.storage_key_of(session_id)
 
     def opened(
-        self, session_id: str, key: str, record: StoredSession | None, now: datetime
+        self, session_id: str, key: str, record: StoredSession | None, now: int
     ) -> RequestSession:
-        """The session for what the store returned under ``key`` (None: no live record)."""
-        if record is None or self.expiry.is_over(record.created_at, record.expires_at, now):
+        """The session for what the store returned under ``key`` (None: no live record),
+        judged at ``now`` (µs, as every ``now`` below)."""
+        if record is None or self.expiry.is_over(record.created_us, record.expires_us, now):
             return self._fresh(now, client_sent_id=True)
         try:
             data = self.serializer.loads(record.data)
@@ -110,12 +114,10 @@ class SessionPolicy:
             )
             return self._fresh(now, client_sent_id=True)
         return self.session_class._stored(
-            session_id, key, data, record.data, record.version, record.created_at, record.expires_at
+            session_id, key, data, record.data, record.version, record.created_us, record.expires_us
         )
 
-    def unreadable(
-        self, error: StoreError, session_id: str | None, now: datetime
-    ) -> RequestSession:
+    def unreadable(self, error: StoreError, session_id: str | None, now: int) -> RequestSession:
         """The store failed the read: raise ``error``, or (``on_store_error="fresh"``)
         serve a fresh session that is never saved. Call it in the ``except`` block."""
         if self.on_store_error == "raise":
@@ -125,13 +127,13 @@ class SessionPolicy:
         fresh._unavailable = True
         return fresh
 
-    def fresh(self, session_id: str | None, now: datetime) -> RequestSession:
+    def fresh(self, session_id: str | None, now: int) -> RequestSession:
         """A new session for a client whose id was missing or malformed."""
         return self._fresh(now, client_sent_id=bool(session_id))
 
-    def _fresh(self, now: datetime, *, client_sent_id: bool) -> RequestSession:
+    def _fresh(self, now: int, *, client_sent_id: bool) -> RequestSession:
         return self.session_class(
-            self.ids.generate(), created_at=now, client_sent_id=client_sent_id
+            self.ids.generate(), created_us=now, client_sent_id=client_sent_id
         )
 
     # -- save -----------------------------------------------------------------------
@@ -143,7 +145,7 @@ class SessionPolicy:
         destroyed. When no store call is needed (most read-only requests) the answer comes
         back at once; otherwise this returns the flow that writes and then answers.
         """
-        now = self.clock()
+        now = self.now_us()
         if session._unavailable:
             return None
         if session._original is None:  # new (is_new, without the property call)
@@ -157,50 +159,50 @@ class SessionPolicy:
         data = self._changed_bytes(session)
         if data is not None:
             return self._write_then_answer(session, data, now, https)
-        expires_at = session._expires_at
-        assert expires_at is not None  # stored sessions always carry their expiry
-        if self.expiry.touch_due(session._created_at, expires_at, now):
+        expires_us = session._expires_us
+        assert expires_us is not None  # stored sessions always carry their expiry
+        if self.expiry.touch_due(session._created_us, expires_us, now):
             return self._touch(session, now, https)
         if session._id_changed:
             return self._cookie_after_write(session, now, https)
         return None
 
-    def _touch(self, session: RequestSession, now: datetime, https: bool) -> Flow[str | None]:
-        new_expiry = self.expiry.expires_at(session._created_at, now)
+    def _touch(self, session: RequestSession, now: int, https: bool) -> Flow[str | None]:
+        new_expiry = self.expiry.expires_at(session._created_us, now)
         if not (yield _store("touch", session._key, new_expiry, now)):
             return self._lost(session, now, https)
-        session._expires_at = new_expiry
+        session._expires_us = new_expiry
         return self._cookie_after_write(session, now, https)
 
-    def _create(self, session: RequestSession, now: datetime, https: bool) -> Flow[str | None]:
+    def _create(self, session: RequestSession, now: int, https: bool) -> Flow[str | None]:
         data = self._encode(session._data)
         for _ in range(3):
-            expires_at = self.expiry.expires_at(session._created_at, now)
-            record = StoredSession(data, 1, session._created_at, expires_at)
+            expires_us = self.expiry.expires_at(session._created_us, now)
+            record = StoredSession(data, 1, session._created_us, expires_us)
             if (yield _store("create", session._key, record, now)):
-                session._loaded(data, 1, expires_at)
+                session._loaded(data, 1, expires_us)
                 return self._cookie_after_write(session, now, https)
             # A live record already holds this 256-bit key: astronomically unlikely, so
             # treat it as an attack or a bug and never write into it; take another id.
             logger.warning("session key collision on create; generating another id")
-            session._start(self.ids.generate(), session._created_at)
+            session._start(self.ids.generate(), session._created_us)
         raise StoreError("could not create a session under a fresh key")
 
     def _write_then_answer(
-        self, session: RequestSession, data: bytes, now: datetime, https: bool
+        self, session: RequestSession, data: bytes, now: int, https: bool
     ) -> Flow[str | None]:
         """Compare-and-set ``data``; on a conflict re-read and re-apply only this request's
         changes. A session gone meanwhile (destroyed or expired elsewhere) stays gone."""
-        expires_at = self.expiry.expires_at(session._created_at, now)
+        expires_us = self.expiry.expires_at(session._created_us, now)
         version = session._version
         merged: dict[str, Any] | None = None
         for _ in range(self.max_attempts):
-            new_version = yield _store("update", session._key, data, expires_at, version, now)
+            new_version = yield _store("update", session._key, data, expires_us, version, now)
             if new_version is not None:
                 if merged is not None:
                     session._data.clear()
                     session._data.update(merged)
-                session._loaded(data, new_version, expires_at)
+                session._loaded(data, new_version, expires_us)
                 return self._cookie_after_write(session, now, https)
             current: StoredSession | None = yield _store("read", session._key, now)
             if current is None:
@@ -266,7 +268,7 @@ class SessionPolicy:
             raise SessionTooLargeError(len(encoded), self.max_data_bytes)
         return encoded
 
-    def _lost(self, session: RequestSession, now: datetime, https: bool) -> str | None:
+    def _lost(self, session: RequestSession, now: int, https: bool) -> str | None:
         """Another request destroyed this session (a logout, say): it stays destroyed."""
         logger.info("session %s… was destroyed by another request; not saving", session._key[:8])
         session._data.clear()
@@ -274,15 +276,13 @@ class SessionPolicy:
         session._destroyed = True
         return self._delete_cookie(https)
 
-    def _cookie_after_write(
-        self, session: RequestSession, now: datetime, https: bool
-    ) -> str | None:
+    def _cookie_after_write(self, session: RequestSession, now: int, https: bool) -> str | None:
         # The id changed (new or regenerated), or a lifetime cookie must follow the
         # pushed-back expiry (beego never refreshed it, so active users got logged out).
         if not self.set_cookie or not (session._id_changed or self.cookie.max_age):
             return None
         session._id_changed = False
-        return self.cookie.set_cookie(session.id, https=https, now=now)
+        return self.cookie.set_cookie(session.id, https=https, now_us=now)
 
     def _delete_cookie(self, https: bool) -> str | None:
         return self.cookie.delete_cookie(https=https) if self.set_cookie else None
@@ -290,15 +290,15 @@ class SessionPolicy:
     # -- regenerate, destroy ---------------------------------------------------------
     def regenerate(self, session: RequestSession) -> Flow[None]:
         """Give the session a new id now, keeping its data; the old id stops working."""
-        now = self.clock()
+        now = self.now_us()
         new_id = self.ids.generate()
         if session.is_new:
-            session._start(new_id, session._created_at)
+            session._start(new_id, session._created_us)
             return
-        expires_at = self.expiry.expires_at(session._created_at, now)
-        if (yield _store("rename", session._key, storage_key(new_id), expires_at, now)):
+        expires_us = self.expiry.expires_at(session._created_us, now)
+        if (yield _store("rename", session._key, storage_key(new_id), expires_us, now)):
             session._id, session._key = new_id, storage_key(new_id)
-            session._expires_at = expires_at
+            session._expires_us = expires_us
             session._id_changed = True
             return
         # Gone meanwhile: keep the data as a new session rather than lose the login.
@@ -310,12 +310,12 @@ class SessionPolicy:
         if not session.is_new:
             yield _store("delete", session._key)
         session._data.clear()
-        session._start(self.ids.generate(), self.clock())
+        session._start(self.ids.generate(), self.now_us())
         session._destroyed = True
 
     # -- maintenance -----------------------------------------------------------------
     def count(self) -> Flow[int]:
-        count: int = yield _store("count", self.clock())
+        count: int = yield _store("count", self.now_us())
         return count
 
     def gc(self, limit: int, progress: Callable[[int], None] | None = None) -> Flow[int]:
@@ -323,7 +323,7 @@ class SessionPolicy:
         ``progress`` gets the running total after each batch."""
         total = 0
         while True:
-            deleted: int = yield _store("delete_expired", self.clock(), limit)
+            deleted: int = yield _store("delete_expired", self.now_us(), limit)
             total += deleted
             if progress is not None and deleted:
                 progress(total)

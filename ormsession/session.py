@@ -13,6 +13,7 @@ from decimal import Decimal
 from operator import ne
 from typing import Any, Self
 
+from ormsession.expiry import from_us
 from ormsession.ids import storage_key
 
 __all__ = ["RequestSession"]
@@ -49,11 +50,11 @@ class RequestSession(MutableMapping[str, Any]):
     __slots__ = (
         "_accessed",
         "_client_sent_id",
-        "_created_at",
+        "_created_us",
         "_data",
         "_destroyed",
         "_dirty",
-        "_expires_at",
+        "_expires_us",
         "_exposed",
         "_id",
         "_id_changed",
@@ -69,7 +70,7 @@ class RequestSession(MutableMapping[str, Any]):
         session_id: str,
         data: dict[str, Any] | None = None,
         *,
-        created_at: dt.datetime,
+        created_us: int,
         client_sent_id: bool = False,
         key: str | None = None,
     ) -> None:
@@ -77,7 +78,7 @@ class RequestSession(MutableMapping[str, Any]):
         self._client_sent_id = client_sent_id
         self._destroyed = False
         self._unavailable = False
-        self._start(session_id, created_at, key)
+        self._start(session_id, created_us, key)
 
     @classmethod
     def _stored(
@@ -87,8 +88,8 @@ class RequestSession(MutableMapping[str, Any]):
         data: dict[str, Any],
         original: bytes,
         version: int,
-        created_at: dt.datetime,
-        expires_at: dt.datetime,
+        created_us: int,
+        expires_us: int,
     ) -> Self:
         """A session as it was just read from the store, under the id the client sent.
 
@@ -96,8 +97,8 @@ class RequestSession(MutableMapping[str, Any]):
         request's path. A subclass with its own ``__init__`` still gets it called.
         """
         if cls.__init__ is not RequestSession.__init__:
-            session = cls(session_id, data, created_at=created_at, client_sent_id=True, key=key)
-            session._loaded(original, version, expires_at)
+            session = cls(session_id, data, created_us=created_us, client_sent_id=True, key=key)
+            session._loaded(original, version, expires_us)
             session._id_changed = False
             return session
         session = cls.__new__(cls)
@@ -106,15 +107,15 @@ class RequestSession(MutableMapping[str, Any]):
         session._data = data
         session._original = original
         session._version = version
-        session._created_at = created_at
-        session._expires_at = expires_at
+        session._created_us = created_us
+        session._expires_us = expires_us
         session._client_sent_id = True
         session._destroyed = session._unavailable = session._dirty = False
         session._exposed = session._accessed = session._id_changed = False
         session._snapshots = None
         return session
 
-    def _start(self, session_id: str, created_at: dt.datetime, key: str | None = None) -> None:
+    def _start(self, session_id: str, created_us: int, key: str | None = None) -> None:
         """Become a brand-new, unsaved session under ``session_id`` (keeps the data).
 
         ``key``: its storage key, when the caller has already hashed the id.
@@ -123,19 +124,19 @@ class RequestSession(MutableMapping[str, Any]):
         self._key = key or storage_key(session_id)
         self._original: bytes | None = None
         self._version = 0
-        self._created_at = created_at
-        self._expires_at: dt.datetime | None = None
+        self._created_us = created_us
+        self._expires_us: int | None = None
         self._dirty = bool(self._data)
         self._exposed = False
         self._snapshots: dict[str, Any] | None = None
         self._accessed = False
         self._id_changed = True
 
-    def _loaded(self, original: bytes, version: int, expires_at: dt.datetime) -> None:
+    def _loaded(self, original: bytes, version: int, expires_us: int) -> None:
         """Record that this session's data came from (or was just written to) the store."""
         self._original = original
         self._version = version
-        self._expires_at = expires_at
+        self._expires_us = expires_us
         self._dirty = False
         self._exposed = False
         self._snapshots = None
@@ -175,12 +176,14 @@ class RequestSession(MutableMapping[str, Any]):
 
     @property
     def created_at(self) -> dt.datetime:
-        return self._created_at
+        """When the session was created (aware UTC)."""
+        return from_us(self._created_us)
 
     @property
     def expires_at(self) -> dt.datetime | None:
-        """When the stored session ends if unused (None while it is new)."""
-        return self._expires_at
+        """When the stored session ends if unused (aware UTC; None while it is new)."""
+        expires_us = self._expires_us
+        return None if expires_us is None else from_us(expires_us)
 
     def mark_modified(self) -> None:
         """Force the next save to write, e.g. after changing an object in place."""

@@ -115,7 +115,7 @@ class OrmSessionInterface(SessionInterface):
             session_request = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
                 environ, self.options, self.manager.cookie.cookie_name
             )
-        expires_before = session.expires_at
+        expires_before = session._expires_us  # µs: no datetime built on every request
         cookie = self.manager.save(session, https=session_request.https)
         if "_permanent" in session._data:
             cookie = self._permanent_cookie(app, session, cookie, expires_before, session_request)
@@ -131,7 +131,7 @@ class OrmSessionInterface(SessionInterface):
         app: Flask,
         session: RequestSession,
         cookie: str | None,
-        expires_before: Any,
+        expires_before: int | None,
         session_request: SessionRequest,
     ) -> str | None:
         """A permanent session's cookie lives ``PERMANENT_SESSION_LIFETIME``.
@@ -146,14 +146,14 @@ class OrmSessionInterface(SessionInterface):
             return cookie  # not permanent, or a deleting cookie (nothing stored)
         if not self.manager.policy.set_cookie:
             return None
-        refreshed = session.expires_at != expires_before and bool(
+        refreshed = session._expires_us != expires_before and bool(
             app.config.get("SESSION_REFRESH_EACH_REQUEST", True)
         )
         if cookie is None and not refreshed:
             return None
         options = replace(self.manager.cookie, max_age=lifetime)
         return options.set_cookie(
-            session.id, https=session_request.https, now=self.manager.policy.clock()
+            session.id, https=session_request.https, now_us=self.manager.policy.now_us()
         )
 
 

@@ -2,35 +2,36 @@
 
 A repository stores opaque records under opaque keys. It knows nothing of ids, cookies,
 serializers or policy: the manager hashes ids into keys (64 hex characters), encodes data to
-bytes and computes every expiry. Times are timezone-aware UTC ``datetime`` values, and the
-manager passes ``now`` into every call so expiry is judged by one clock and tests can move it.
+bytes and computes every expiry. Times are integers of microseconds since the Unix epoch,
+UTC (``*_us``; :func:`ormsession.expiry.from_us` and ``to_us`` convert), and the manager
+passes ``now_us`` into every call so expiry is judged by one clock and tests can move it.
 
 Every method below is a spec; the shared contract suite in ``tests/contract`` checks each
 sentence on every store, sync and async. A store that cannot support a behaviour skips that
 test with a stated reason.
 
-``read(key, now)``
+``read(key, now_us)``
     The live record under ``key``, or ``None`` when there is none or it expired
-    (``expires_at <= now``). Never an error for a missing key.
-``create(key, record, now)``
+    (``expires_us <= now_us``). Never an error for a missing key.
+``create(key, record, now_us)``
     Store ``record`` under ``key`` unless a *live* record holds the key; return whether it
     was stored. An expired record under the key does not block (it is replaced).
-``update(key, data, expires_at, expected_version, now)``
+``update(key, data, expires_us, expected_version, now_us)``
     Compare-and-set: if a live record under ``key`` has version ``expected_version``, replace
     its data and expiry, increment its version and return the new version. Otherwise (a
     different version, missing or expired) change nothing and return ``None``.
-``touch(key, expires_at, now)``
+``touch(key, expires_us, now_us)``
     Set the expiry of a live record without touching data or version; return whether a live
     record was there.
 ``delete(key)``
     Remove the record if present. Idempotent.
-``rename(old_key, new_key, expires_at, now)``
+``rename(old_key, new_key, expires_us, now_us)``
     Atomically move a live record to ``new_key`` with a new expiry (data, version and creation
     time kept); ``old_key`` is gone afterwards. Return ``False`` (and change nothing) if no
     live record is under ``old_key``. The caller guarantees ``new_key`` is fresh.
-``count(now)``
+``count(now_us)``
     How many live records there are (expired ones not counted).
-``delete_expired(now, limit)``
+``delete_expired(now_us, limit)``
     Delete up to ``limit`` expired records, return how many. Stores with native TTLs return 0.
 ``close()``
     Release what the repository created (pools, clients). Never closes a client or engine the
@@ -39,7 +40,6 @@ test with a stated reason.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["AsyncSessionRepository", "SessionRepository", "StoredSession"]
@@ -48,14 +48,16 @@ __all__ = ["AsyncSessionRepository", "SessionRepository", "StoredSession"]
 class StoredSession(NamedTuple):
     """One stored session record, as repositories hand it back and forth.
 
-    Immutable; change a field with ``record._replace(expires_at=...)``. (A NamedTuple, not
+    Immutable; change a field with ``record._replace(expires_us=...)``. (A NamedTuple, not
     a frozen dataclass: every read builds one, and this builds several times faster.)
     """
 
     data: bytes
     version: int
-    created_at: datetime
-    expires_at: datetime
+    #: When the session was created, in µs since the Unix epoch (UTC).
+    created_us: int
+    #: When it expires unless used again, likewise.
+    expires_us: int
 
 
 @runtime_checkable
@@ -65,23 +67,23 @@ class SessionRepository(Protocol):
     #: True for stores that expire records themselves (Redis, Couchbase): gc is a no-op.
     native_ttl: bool
 
-    def read(self, key: str, now: datetime) -> StoredSession | None: ...
+    def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
-    def create(self, key: str, record: StoredSession, now: datetime) -> bool: ...
+    def create(self, key: str, record: StoredSession, now_us: int) -> bool: ...
 
     def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None: ...
 
-    def touch(self, key: str, expires_at: datetime, now: datetime) -> bool: ...
+    def touch(self, key: str, expires_us: int, now_us: int) -> bool: ...
 
     def delete(self, key: str) -> None: ...
 
-    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool: ...
+    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
 
-    def count(self, now: datetime) -> int: ...
+    def count(self, now_us: int) -> int: ...
 
-    def delete_expired(self, now: datetime, limit: int) -> int: ...
+    def delete_expired(self, now_us: int, limit: int) -> int: ...
 
     def close(self) -> None: ...
 
@@ -92,24 +94,22 @@ class AsyncSessionRepository(Protocol):
 
     native_ttl: bool
 
-    async def read(self, key: str, now: datetime) -> StoredSession | None: ...
+    async def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
-    async def create(self, key: str, record: StoredSession, now: datetime) -> bool: ...
+    async def create(self, key: str, record: StoredSession, now_us: int) -> bool: ...
 
     async def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None: ...
 
-    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool: ...
+    async def touch(self, key: str, expires_us: int, now_us: int) -> bool: ...
 
     async def delete(self, key: str) -> None: ...
 
-    async def rename(
-        self, old_key: str, new_key: str, expires_at: datetime, now: datetime
-    ) -> bool: ...
+    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
 
-    async def count(self, now: datetime) -> int: ...
+    async def count(self, now_us: int) -> int: ...
 
-    async def delete_expired(self, now: datetime, limit: int) -> int: ...
+    async def delete_expired(self, now_us: int, limit: int) -> int: ...
 
     async def close(self) -> None: ...

@@ -6,7 +6,6 @@ Not a substitute for a real store: data lives in one process and dies with it.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 
 from ormsession.repositories.base import StoredSession
 
@@ -22,62 +21,62 @@ class MemoryRepository:
         self._records: dict[str, StoredSession] = {}
         self._lock = threading.Lock()
 
-    def _live(self, key: str, now: datetime) -> StoredSession | None:
+    def _live(self, key: str, now_us: int) -> StoredSession | None:
         record = self._records.get(key)
-        if record is not None and record.expires_at <= now:
+        if record is not None and record.expires_us <= now_us:
             return None
         return record
 
-    def read(self, key: str, now: datetime) -> StoredSession | None:
+    def read(self, key: str, now_us: int) -> StoredSession | None:
         with self._lock:
-            return self._live(key, now)
+            return self._live(key, now_us)
 
-    def create(self, key: str, record: StoredSession, now: datetime) -> bool:
+    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
         with self._lock:
-            if self._live(key, now) is not None:
+            if self._live(key, now_us) is not None:
                 return False
             self._records[key] = record
             return True
 
     def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
         with self._lock:
-            record = self._live(key, now)
+            record = self._live(key, now_us)
             if record is None or record.version != expected_version:
                 return None
             version = expected_version + 1
-            self._records[key] = record._replace(data=data, version=version, expires_at=expires_at)
+            self._records[key] = record._replace(data=data, version=version, expires_us=expires_us)
             return version
 
-    def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
+    def touch(self, key: str, expires_us: int, now_us: int) -> bool:
         with self._lock:
-            record = self._live(key, now)
+            record = self._live(key, now_us)
             if record is None:
                 return False
-            self._records[key] = record._replace(expires_at=expires_at)
+            self._records[key] = record._replace(expires_us=expires_us)
             return True
 
     def delete(self, key: str) -> None:
         with self._lock:
             self._records.pop(key, None)
 
-    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
+    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         with self._lock:
-            record = self._live(old_key, now)
+            record = self._live(old_key, now_us)
             if record is None:
                 return False
             del self._records[old_key]
-            self._records[new_key] = record._replace(expires_at=expires_at)
+            self._records[new_key] = record._replace(expires_us=expires_us)
             return True
 
-    def count(self, now: datetime) -> int:
+    def count(self, now_us: int) -> int:
         with self._lock:
-            return sum(1 for record in self._records.values() if record.expires_at > now)
+            return sum(1 for record in self._records.values() if record.expires_us > now_us)
 
-    def delete_expired(self, now: datetime, limit: int) -> int:
+    def delete_expired(self, now_us: int, limit: int) -> int:
         with self._lock:
-            expired = [k for k, r in self._records.items() if r.expires_at <= now][:limit]
+            expired = [k for k, r in self._records.items() if r.expires_us <= now_us][:limit]
             for key in expired:
                 del self._records[key]
             return len(expired)
@@ -94,31 +93,31 @@ class AsyncMemoryRepository:
     def __init__(self, inner: MemoryRepository | None = None) -> None:
         self.inner = inner or MemoryRepository()
 
-    async def read(self, key: str, now: datetime) -> StoredSession | None:
-        return self.inner.read(key, now)
+    async def read(self, key: str, now_us: int) -> StoredSession | None:
+        return self.inner.read(key, now_us)
 
-    async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
-        return self.inner.create(key, record, now)
+    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
+        return self.inner.create(key, record, now_us)
 
     async def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        return self.inner.update(key, data, expires_at, expected_version, now)
+        return self.inner.update(key, data, expires_us, expected_version, now_us)
 
-    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return self.inner.touch(key, expires_at, now)
+    async def touch(self, key: str, expires_us: int, now_us: int) -> bool:
+        return self.inner.touch(key, expires_us, now_us)
 
     async def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    async def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        return self.inner.rename(old_key, new_key, expires_at, now)
+    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        return self.inner.rename(old_key, new_key, expires_us, now_us)
 
-    async def count(self, now: datetime) -> int:
-        return self.inner.count(now)
+    async def count(self, now_us: int) -> int:
+        return self.inner.count(now_us)
 
-    async def delete_expired(self, now: datetime, limit: int) -> int:
-        return self.inner.delete_expired(now, limit)
+    async def delete_expired(self, now_us: int, limit: int) -> int:
+        return self.inner.delete_expired(now_us, limit)
 
     async def close(self) -> None:
         self.inner.close()

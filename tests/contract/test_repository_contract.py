@@ -1,24 +1,27 @@
 """The repository contract (ormsession/repositories/base.py), one test per sentence.
 
 Every store runs this file, sync and async (async ones through a facade), so each behaviour
-is defined once. Times: ``now`` is the real clock, and "later" is passed as the ``now`` of a
-later call; stores with native TTLs must still judge expiry by the ``now`` they are given.
+is defined once. Times are µs, as the contract has them: ``now`` is the real clock, and
+"later" is passed as the ``now`` of a later call; stores with native TTLs must still judge
+expiry by the ``now`` they are given.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime, timedelta
 
 import pytest
 
-from ormsession.expiry import utcnow
+from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import SessionRepository, StoredSession
 
-HOUR = timedelta(hours=1)
-TOLERANCE = timedelta(milliseconds=1)
+SECOND = US_PER_SECOND
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+#: Stores keep times to the µs; a millisecond of slack for any rounding on the way.
+TOLERANCE = 1000
 
 
 def new_key() -> str:
@@ -26,13 +29,13 @@ def new_key() -> str:
 
 
 def record(
-    now: datetime, data: bytes = b'{"a":1}', *, ttl: timedelta = HOUR, version: int = 1
+    now: int, data: bytes = b'{"a":1}', *, ttl: int = HOUR, version: int = 1
 ) -> StoredSession:
-    return StoredSession(data=data, version=version, created_at=now, expires_at=now + ttl)
+    return StoredSession(data=data, version=version, created_us=now, expires_us=now + ttl)
 
 
-def assert_same_time(actual: datetime, expected: datetime) -> None:
-    assert actual.tzinfo is not None, "stores hand back aware UTC datetimes"
+def assert_same_time(actual: int, expected: int) -> None:
+    assert type(actual) is int, "stores hand back times as int µs"
     assert abs(actual - expected) <= TOLERANCE, (actual, expected)
 
 
@@ -40,24 +43,24 @@ def assert_record(actual: StoredSession | None, expected: StoredSession) -> None
     assert actual is not None
     assert actual.data == expected.data
     assert actual.version == expected.version
-    assert_same_time(actual.created_at, expected.created_at)
-    assert_same_time(actual.expires_at, expected.expires_at)
+    assert_same_time(actual.created_us, expected.created_us)
+    assert_same_time(actual.expires_us, expected.expires_us)
 
 
 # -- read / create ---------------------------------------------------------------------
 def test_read_of_a_missing_key_is_none(repository: SessionRepository) -> None:
-    assert repository.read(new_key(), utcnow()) is None
+    assert repository.read(new_key(), now_us()) is None
 
 
 def test_create_then_read_round_trips_every_field(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     stored = record(now, b'{"user":42}', version=1)
     assert repository.create(key, stored, now) is True
     assert_record(repository.read(key, now), stored)
 
 
 def test_binary_data_round_trips_exactly(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     payload = bytes(range(256)) * 4 + os.urandom(1 << 20)  # every byte value, and 1 MiB
     assert repository.create(key, record(now, payload), now)
     result = repository.read(key, now)
@@ -65,7 +68,7 @@ def test_binary_data_round_trips_exactly(repository: SessionRepository) -> None:
 
 
 def test_create_refuses_a_key_held_by_a_live_record(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     first = record(now, b"first")
     assert repository.create(key, first, now)
     assert repository.create(key, record(now, b"second"), now) is False
@@ -73,28 +76,28 @@ def test_create_refuses_a_key_held_by_a_live_record(repository: SessionRepositor
 
 
 def test_create_replaces_an_expired_record(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
-    assert repository.create(key, record(now, b"old", ttl=timedelta(seconds=30)), now)
-    later = now + timedelta(seconds=31)
+    now, key = now_us(), new_key()
+    assert repository.create(key, record(now, b"old", ttl=30 * SECOND), now)
+    later = now + 31 * SECOND
     replacement = record(later, b"new")
     assert repository.create(key, replacement, later) is True
     assert_record(repository.read(key, later), replacement)
 
 
 def test_read_judges_expiry_by_the_given_now(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
-    stored = record(now, ttl=timedelta(seconds=30))
+    now, key = now_us(), new_key()
+    stored = record(now, ttl=30 * SECOND)
     assert repository.create(key, stored, now)
-    assert repository.read(key, now + timedelta(seconds=29)) is not None
-    assert repository.read(key, stored.expires_at) is None  # expires_at <= now: gone
-    assert repository.read(key, now + timedelta(seconds=31)) is None
+    assert repository.read(key, now + 29 * SECOND) is not None
+    assert repository.read(key, stored.expires_us) is None  # expires_us <= now: gone
+    assert repository.read(key, now + 31 * SECOND) is None
 
 
 # -- update (compare-and-set) -----------------------------------------------------------
 def test_update_with_the_current_version_replaces_data_and_expiry(
     repository: SessionRepository,
 ) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     assert repository.create(key, record(now, b"v1"), now)
     new_expiry = now + 2 * HOUR
     assert repository.update(key, b"v2", new_expiry, 1, now) == 2
@@ -103,28 +106,28 @@ def test_update_with_the_current_version_replaces_data_and_expiry(
 
 
 def test_update_with_a_stale_version_changes_nothing(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     stored = record(now, b"v1")
     assert repository.create(key, stored, now)
     assert repository.update(key, b"v2", now + 2 * HOUR, 1, now) == 2
     assert repository.update(key, b"stale", now + 3 * HOUR, 1, now) is None
     after = repository.read(key, now)
     assert after is not None and after.data == b"v2" and after.version == 2
-    assert_same_time(after.expires_at, now + 2 * HOUR)
+    assert_same_time(after.expires_us, now + 2 * HOUR)
 
 
 def test_update_of_a_missing_key_is_none_and_creates_nothing(
     repository: SessionRepository,
 ) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     assert repository.update(key, b"x", now + HOUR, 1, now) is None
     assert repository.read(key, now) is None
 
 
 def test_update_of_an_expired_record_is_none(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
-    assert repository.create(key, record(now, ttl=timedelta(seconds=30)), now)
-    later = now + timedelta(seconds=31)
+    now, key = now_us(), new_key()
+    assert repository.create(key, record(now, ttl=30 * SECOND), now)
+    later = now + 31 * SECOND
     assert repository.update(key, b"revived?", later + HOUR, 1, later) is None
     assert repository.read(key, later) is None
 
@@ -132,7 +135,7 @@ def test_update_of_an_expired_record_is_none(repository: SessionRepository) -> N
 def test_concurrent_updates_of_one_version_let_exactly_one_win(
     repository: SessionRepository,
 ) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     assert repository.create(key, record(now, b"v1"), now)
     results: list[int | None] = []
     barrier = threading.Barrier(4)
@@ -158,30 +161,30 @@ def test_concurrent_updates_of_one_version_let_exactly_one_win(
 
 # -- touch ------------------------------------------------------------------------------
 def test_touch_moves_only_the_expiry(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     stored = record(now, b"data")
     assert repository.create(key, stored, now)
     assert repository.touch(key, now + 5 * HOUR, now) is True
     after = repository.read(key, now)
     assert after is not None and after.data == b"data" and after.version == 1
-    assert_same_time(after.expires_at, now + 5 * HOUR)
+    assert_same_time(after.expires_us, now + 5 * HOUR)
     # the touched expiry is what reads judge by
     assert repository.read(key, now + 2 * HOUR) is not None
 
 
 def test_touch_of_missing_or_expired_records_is_false(repository: SessionRepository) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     assert repository.touch(key, now + HOUR, now) is False
     assert repository.read(key, now) is None
-    assert repository.create(key, record(now, ttl=timedelta(seconds=30)), now)
-    later = now + timedelta(seconds=31)
+    assert repository.create(key, record(now, ttl=30 * SECOND), now)
+    later = now + 31 * SECOND
     assert repository.touch(key, later + HOUR, later) is False
     assert repository.read(key, later) is None
 
 
 # -- delete -----------------------------------------------------------------------------
 def test_delete_removes_and_is_idempotent(repository: SessionRepository) -> None:
-    now, key, other = utcnow(), new_key(), new_key()
+    now, key, other = now_us(), new_key(), new_key()
     assert repository.create(key, record(now), now)
     assert repository.create(other, record(now, b"other"), now)
     repository.delete(key)
@@ -195,8 +198,8 @@ def test_delete_removes_and_is_idempotent(repository: SessionRepository) -> None
 def test_rename_moves_the_record_and_keeps_data_version_and_creation(
     repository: SessionRepository,
 ) -> None:
-    now, old, new = utcnow(), new_key(), new_key()
-    created = now - timedelta(minutes=5)
+    now, old, new = now_us(), new_key(), new_key()
+    created = now - 5 * MINUTE
     assert repository.create(old, StoredSession(b"payload", 1, created, now + HOUR), now)
     assert repository.update(old, b"payload2", now + HOUR, 1, now) == 2
     assert repository.rename(old, new, now + 3 * HOUR, now) is True
@@ -207,27 +210,27 @@ def test_rename_moves_the_record_and_keeps_data_version_and_creation(
 
 
 def test_rename_of_missing_or_expired_records_is_false(repository: SessionRepository) -> None:
-    now, old, new = utcnow(), new_key(), new_key()
+    now, old, new = now_us(), new_key(), new_key()
     assert repository.rename(old, new, now + HOUR, now) is False
     assert repository.read(new, now) is None
-    assert repository.create(old, record(now, ttl=timedelta(seconds=30)), now)
-    later = now + timedelta(seconds=31)
+    assert repository.create(old, record(now, ttl=30 * SECOND), now)
+    later = now + 31 * SECOND
     assert repository.rename(old, new, later + HOUR, later) is False
     assert repository.read(new, later) is None
 
 
 # -- count / delete_expired ---------------------------------------------------------------
 def test_count_includes_only_live_records(repository: SessionRepository) -> None:
-    now = utcnow()
+    now = now_us()
     start = repository.count(now)
     for ttl in (30, 30, 3600, 3600, 3600):
-        assert repository.create(new_key(), record(now, ttl=timedelta(seconds=ttl)), now)
+        assert repository.create(new_key(), record(now, ttl=ttl * SECOND), now)
     assert repository.count(now) - start == 5
-    assert repository.count(now + timedelta(seconds=31)) - start == 3
+    assert repository.count(now + 31 * SECOND) - start == 3
 
 
 def test_count_follows_deletes_and_renames(repository: SessionRepository) -> None:
-    now, a, b, c = utcnow(), new_key(), new_key(), new_key()
+    now, a, b, c = now_us(), new_key(), new_key(), new_key()
     start = repository.count(now)
     for key in (a, b):
         assert repository.create(key, record(now), now)
@@ -241,15 +244,15 @@ def test_delete_expired_removes_expired_records_in_bounded_batches(
     repository: SessionRepository,
 ) -> None:
     if repository.native_ttl:
-        now = utcnow()
-        assert repository.create(new_key(), record(now, ttl=timedelta(seconds=30)), now)
+        now = now_us()
+        assert repository.create(new_key(), record(now, ttl=30 * SECOND), now)
         assert repository.delete_expired(now + HOUR, 100) == 0
         pytest.skip("the store expires records itself (native TTL): gc deletes nothing")
-    now = utcnow()
+    now = now_us()
     expired = [new_key() for _ in range(5)]
     live = [new_key() for _ in range(2)]
     for key in expired:
-        assert repository.create(key, record(now, ttl=timedelta(seconds=30)), now)
+        assert repository.create(key, record(now, ttl=30 * SECOND), now)
     for key in live:
         assert repository.create(key, record(now, ttl=2 * HOUR), now)
     later = now + HOUR

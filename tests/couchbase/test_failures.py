@@ -13,7 +13,7 @@ import pytest
 import ormsession
 from ormsession.configure import load_settings
 from ormsession.errors import ConfigurationError, StoreError, StoreUnavailableError
-from ormsession.expiry import utcnow
+from ormsession.expiry import now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.couchbase.factory import open_async_repository, open_repository
 from tests.support.couchbase_fixtures import (
@@ -125,7 +125,7 @@ def test_a_server_gone_after_connecting() -> None:
         server.stop()
         started = time.monotonic()
         with pytest.raises(StoreUnavailableError, match="during read") as caught:
-            repository.read(storage_key(SessionIds().generate()), utcnow())
+            repository.read(storage_key(SessionIds().generate()), now_us())
         assert time.monotonic() - started < 1 + SLACK
         assert COUCHBASE_PASSWORD not in str(caught.value)
         assert isinstance(caught.value.__cause__, Exception)
@@ -151,9 +151,9 @@ def test_a_closed_repository_is_a_store_error(couchbase_server: CouchbaseTestSer
     )
     repository.close()
     with pytest.raises(StoreError, match="closed"):
-        repository.count(utcnow())
+        repository.count(now_us())
     with pytest.raises(StoreError, match="closed"):  # the direct read path checks too
-        repository.read(storage_key(SessionIds().generate()), utcnow())
+        repository.read(storage_key(SessionIds().generate()), now_us())
 
 
 def test_a_closed_async_repository_is_a_store_error(
@@ -164,9 +164,9 @@ def test_a_closed_async_repository_is_a_store_error(
             couchbase_url(couchbase_server), load_settings(key_prefix=unique_prefix())
         )
         key = storage_key(SessionIds().generate())
-        assert await repository.read(key, utcnow()) is None  # connected, then closed
+        assert await repository.read(key, now_us()) is None  # connected, then closed
         await repository.close()
         with pytest.raises(StoreError, match="closed"):
-            await repository.read(key, utcnow())
+            await repository.read(key, now_us())
 
     asyncio.run(scenario())

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from ormsession.errors import StoreError, StoreUnavailableError
-from ormsession.expiry import utcnow
+from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
@@ -43,11 +43,14 @@ from ormsession.repositories.couchbase.counters import (
     place,
     raise_horizon,
     target,
-    to_us,
 )
 
 OLD, NEW = "a" * 64, "b" * 64
 LEVELS = "p:count:levels"
+SECOND = US_PER_SECOND
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 Step = tuple[Callable[[KvOp], bool], Any]
 
 
@@ -102,12 +105,21 @@ def decr(bucket: Bucket) -> Callable[[KvOp], bool]:
     return is_(Count, counter(bucket), delta=-1)
 
 
-def stored(now: datetime, version: int = 1, data: bytes = b"d") -> StoredSession:
-    return StoredSession(data, version, now - timedelta(minutes=1), now + timedelta(hours=1))
+def stored(now: int, version: int = 1, data: bytes = b"d") -> StoredSession:
+    return StoredSession(data, version, now - MINUTE, now + HOUR)
 
 
-def bucket_of(record: StoredSession, now: datetime) -> Bucket:
-    return place(to_us(record.expires_at), to_us(now), 32)
+def mid_bucket_now() -> int:
+    """A now near the real clock whose ``now + HOUR`` (the expiry of :func:`stored`) lies
+    one second into its count bucket, so an expiry a second later stays in that bucket.
+    (Buckets are 2**n seconds aligned to the epoch; with the real clock's now, 1 run in 64
+    put the expiry in its bucket's last second.)"""
+    aligned = now_us() // (4096 * SECOND) * (4096 * SECOND)
+    return aligned + SECOND - HOUR
+
+
+def bucket_of(record: StoredSession, now: int) -> Bucket:
+    return place(record.expires_us, now, 32)
 
 
 def doc(record: StoredSession, cas: int, bucket: Bucket | None = None) -> Doc:
@@ -115,34 +127,34 @@ def doc(record: StoredSession, cas: int, bucket: Bucket | None = None) -> Doc:
 
 
 def hint(record: StoredSession, cas: int, bucket: Bucket) -> Hint:
-    return Hint(cas, record.version, record.created_at, record.expires_at, bucket)
+    return Hint(cas, record.version, record.created_us, record.expires_us, bucket)
 
 
 # -- update: one round trip on a warm hint, the old loop otherwise --------------------------
 def test_update_with_a_current_hint_is_one_replace() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = mid_bucket_now(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
     ctx.cache.put(OLD, hint(current, 10, bucket))
-    new_expiry = current.expires_at + timedelta(seconds=1)  # a second later: same bucket
-    assert bucket.holds(to_us(new_expiry))
-    written = encode_record(StoredSession(b"new", 2, current.created_at, new_expiry), bucket)
+    new_expiry = current.expires_us + SECOND  # a second later: same bucket
+    assert bucket.holds(new_expiry)
+    written = encode_record(StoredSession(b"new", 2, current.created_us, new_expiry), bucket)
     result, ops = drive(
         flows.update(ctx, OLD, b"new", new_expiry, 1, now),
         [(is_(Replace, "p:" + OLD, cas=10, value=written), 11)],
     )
     assert result == 2 and len(ops) == 1
-    assert ctx.cache.get(OLD) == Hint(11, 2, current.created_at, new_expiry, bucket)
+    assert ctx.cache.get(OLD) == Hint(11, 2, current.created_us, new_expiry, bucket)
 
 
 def test_a_stale_hint_falls_back_to_reading_the_document() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
     ctx.cache.put(OLD, hint(current, 10, bucket))
-    touched = current._replace(expires_at=current.expires_at + timedelta(seconds=1))
+    touched = current._replace(expires_us=current.expires_us + SECOND)
     result, _ = drive(
-        flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
+        flows.update(ctx, OLD, b"new", current.expires_us, 1, now),
         [
             (is_(Replace, cas=10), None),  # another process touched it: the CAS moved
             (is_(Get, "p:" + OLD), doc(touched, 12, bucket)),  # still version 1
@@ -153,11 +165,11 @@ def test_a_stale_hint_falls_back_to_reading_the_document() -> None:
 
 
 def test_a_stale_hint_never_overwrites_a_newer_version() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     ctx.cache.put(OLD, hint(current, 10, bucket_of(current, now)))
     result, _ = drive(
-        flows.update(ctx, OLD, b"mine", current.expires_at, 1, now),
+        flows.update(ctx, OLD, b"mine", current.expires_us, 1, now),
         [
             (is_(Replace, cas=10), None),
             (is_(Get), doc(stored(now, version=2), 12)),  # another process updated it
@@ -169,11 +181,11 @@ def test_a_stale_hint_never_overwrites_a_newer_version() -> None:
 
 
 def test_a_stale_hint_on_a_deleted_document_is_none() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     ctx.cache.put(OLD, hint(current, 10, bucket_of(current, now)))
     result, _ = drive(
-        flows.update(ctx, OLD, b"mine", current.expires_at, 1, now),
+        flows.update(ctx, OLD, b"mine", current.expires_us, 1, now),
         [(is_(Replace, cas=10), None), (is_(Get), None)],
     )
     assert result is None
@@ -181,26 +193,26 @@ def test_a_stale_hint_on_a_deleted_document_is_none() -> None:
 
 @pytest.mark.parametrize("why", ["other version", "expired by now"])
 def test_a_hint_that_cannot_answer_is_not_tried(why: str) -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     if why == "other version":
         ctx.cache.put(OLD, hint(current._replace(version=3), 10, UNCOUNTED))
     else:
-        ctx.cache.put(OLD, hint(current._replace(expires_at=now), 10, UNCOUNTED))
+        ctx.cache.put(OLD, hint(current._replace(expires_us=now), 10, UNCOUNTED))
     result, ops = drive(
-        flows.update(ctx, OLD, b"x", current.expires_at, 1, now),
+        flows.update(ctx, OLD, b"x", current.expires_us, 1, now),
         [(is_(Get), doc(current, 11, bucket_of(current, now))), (is_(Replace, cas=11), 12)],
     )
     assert result == 2 and isinstance(ops[0], Get)
 
 
 def test_update_retries_after_a_concurrent_touch() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
-    touched = current._replace(expires_at=current.expires_at + timedelta(seconds=1))
+    touched = current._replace(expires_us=current.expires_us + SECOND)
     result, _ = drive(
-        flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
+        flows.update(ctx, OLD, b"new", current.expires_us, 1, now),
         [
             (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
             (is_(Replace, "p:" + OLD, cas=10), None),  # a touch moved the CAS meanwhile
@@ -212,10 +224,10 @@ def test_update_retries_after_a_concurrent_touch() -> None:
 
 
 def test_update_loses_to_a_concurrent_update() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     result, _ = drive(
-        flows.update(ctx, OLD, b"new", current.expires_at, 1, now),
+        flows.update(ctx, OLD, b"new", current.expires_us, 1, now),
         [
             (is_(Get), doc(current, 10, bucket_of(current, now))),
             (is_(Replace, cas=10), None),
@@ -227,14 +239,14 @@ def test_update_loses_to_a_concurrent_update() -> None:
 
 # -- counting around writes ---------------------------------------------------------------
 def test_a_write_that_leaves_its_bucket_counts_first_and_uncounts_after() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     old = bucket_of(current, now)
-    later = now + timedelta(hours=2)
-    new = bucket_of(current._replace(expires_at=later), now)
+    later = now + 2 * HOUR
+    new = bucket_of(current._replace(expires_us=later), now)
     assert new != old
     ctx.cache.put(OLD, hint(current, 10, old))
-    written = encode_record(StoredSession(b"x", 2, current.created_at, later), new)
+    written = encode_record(StoredSession(b"x", 2, current.created_us, later), new)
     result, _ = drive(
         flows.update(ctx, OLD, b"x", later, 1, now),
         [
@@ -247,11 +259,11 @@ def test_a_write_that_leaves_its_bucket_counts_first_and_uncounts_after() -> Non
 
 
 def test_a_lost_compare_and_set_undoes_its_increment() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     old = bucket_of(current, now)
-    later = now + timedelta(hours=2)
-    new = bucket_of(current._replace(expires_at=later), now)
+    later = now + 2 * HOUR
+    new = bucket_of(current._replace(expires_us=later), now)
     ctx.cache.put(OLD, hint(current, 10, old))
     result, _ = drive(
         flows.update(ctx, OLD, b"x", later, 1, now),
@@ -268,12 +280,12 @@ def test_a_lost_compare_and_set_undoes_its_increment() -> None:
 def test_a_failed_increment_keeps_the_session_in_its_old_bucket(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     old = bucket_of(current, now)
-    later = now + timedelta(hours=2)
+    later = now + 2 * HOUR
     ctx.cache.put(OLD, hint(current, 10, old))
-    written = encode_record(StoredSession(b"x", 2, current.created_at, later), old)
+    written = encode_record(StoredSession(b"x", 2, current.created_us, later), old)
     with caplog.at_level(logging.WARNING, logger="ormsession"):
         result, _ = drive(
             flows.update(ctx, OLD, b"x", later, 1, now),
@@ -289,9 +301,9 @@ def test_a_failed_increment_keeps_the_session_in_its_old_bucket(
 def test_a_failed_decrement_is_logged_and_the_write_stands(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
-    later = now + timedelta(hours=2)
+    later = now + 2 * HOUR
     ctx.cache.put(OLD, hint(current, 10, bucket_of(current, now)))
     with caplog.at_level(logging.WARNING, logger="ormsession"):
         result, _ = drive(
@@ -307,11 +319,11 @@ def test_a_failed_decrement_is_logged_and_the_write_stands(
 
 
 def test_an_uncounted_session_is_counted_at_its_next_write() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = mid_bucket_now(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
     result, _ = drive(
-        flows.touch(ctx, OLD, current.expires_at + timedelta(seconds=1), now),
+        flows.touch(ctx, OLD, current.expires_us + SECOND, now),
         [
             (is_(Get), doc(current, 10, UNCOUNTED)),  # e.g. format 1, or a failed count
             (incr(bucket), True),
@@ -322,7 +334,7 @@ def test_an_uncounted_session_is_counted_at_its_next_write() -> None:
 
 
 def test_a_new_bucket_is_registered_before_it_is_counted() -> None:
-    now, ctx = utcnow(), context(registered=False)
+    now, ctx = now_us(), context(registered=False)
     record = stored(now)
     bucket = bucket_of(record, now)
     levels = encode_levels({bucket.level: bucket.end})
@@ -345,7 +357,7 @@ def test_a_new_bucket_is_registered_before_it_is_counted() -> None:
 
 
 def test_registering_retries_conflicts_with_backoff() -> None:
-    now, ctx = utcnow(), context(registered=False)
+    now, ctx = now_us(), context(registered=False)
     record = stored(now)
     bucket = bucket_of(record, now)
     other = encode_levels({0: bucket.end})
@@ -365,9 +377,9 @@ def test_registering_retries_conflicts_with_backoff() -> None:
 
 # -- create ------------------------------------------------------------------------------
 def test_create_replaces_an_expired_document_by_its_cas() -> None:
-    now, ctx = utcnow(), context()
-    expired = stored(now)._replace(expires_at=now - timedelta(seconds=1))
-    expired_bucket = place(to_us(expired.expires_at), to_us(now) - 3_600_000_000, 32)
+    now, ctx = now_us(), context()
+    expired = stored(now)._replace(expires_us=now - SECOND)
+    expired_bucket = place(expired.expires_us, now - HOUR, 32)
     new = stored(now, data=b"fresh")
     bucket = bucket_of(new, now)
     result, _ = drive(
@@ -384,7 +396,7 @@ def test_create_replaces_an_expired_document_by_its_cas() -> None:
 
 
 def test_create_inserts_again_when_the_blocking_document_vanished() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     result, _ = drive(
         flows.create(ctx, OLD, stored(now), now),
         [(is_(Count), True), (is_(Insert), None), (is_(Get), None), (is_(Insert), 7)],
@@ -393,7 +405,7 @@ def test_create_inserts_again_when_the_blocking_document_vanished() -> None:
 
 
 def test_create_refused_by_a_live_record_undoes_its_count() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     record = stored(now)
     bucket = bucket_of(record, now)
     result, _ = drive(
@@ -410,7 +422,7 @@ def test_create_refused_by_a_live_record_undoes_its_count() -> None:
 
 # -- delete -------------------------------------------------------------------------------
 def test_delete_with_a_hint_removes_by_its_cas_and_uncounts() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
     ctx.cache.put(OLD, hint(current, 10, bucket))
@@ -422,7 +434,7 @@ def test_delete_with_a_hint_removes_by_its_cas_and_uncounts() -> None:
 
 
 def test_delete_reads_the_bucket_it_uncounts_from_the_document() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
     ctx.cache.put(OLD, hint(current, 10, UNCOUNTED))
@@ -446,10 +458,10 @@ def test_delete_of_a_missing_session_reads_once() -> None:
 
 # -- rename ------------------------------------------------------------------------------
 def test_rename_within_the_bucket_touches_no_counter() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = mid_bucket_now(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
-    expires = current.expires_at + timedelta(seconds=1)
+    expires = current.expires_us + SECOND
     result, _ = drive(
         flows.rename(ctx, OLD, NEW, expires, now),
         [
@@ -458,7 +470,7 @@ def test_rename_within_the_bucket_touches_no_counter() -> None:
                 is_(
                     Insert,
                     "p:" + NEW,
-                    value=encode_record(current._replace(expires_at=expires), bucket),
+                    value=encode_record(current._replace(expires_us=expires), bucket),
                 ),
                 20,
             ),
@@ -467,13 +479,13 @@ def test_rename_within_the_bucket_touches_no_counter() -> None:
     )
     assert result is True
     assert ctx.cache.get(OLD) is None
-    assert ctx.cache.get(NEW) == Hint(20, 1, current.created_at, expires, bucket)
+    assert ctx.cache.get(NEW) == Hint(20, 1, current.created_us, expires, bucket)
 
 
 def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
-    now, ctx = utcnow(), context()
-    expires = now + timedelta(hours=3)
-    old, new = bucket_of(stored(now), now), place(to_us(expires), to_us(now), 32)
+    now, ctx = now_us(), context()
+    expires = now + 3 * HOUR
+    old, new = bucket_of(stored(now), now), place(expires, now, 32)
     newer = stored(now, version=2, data=b"newer")
     result, _ = drive(
         flows.rename(ctx, OLD, NEW, expires, now),
@@ -488,7 +500,7 @@ def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
             (incr(new), True),
             (
                 is_(
-                    Insert, "p:" + NEW, value=encode_record(newer._replace(expires_at=expires), new)
+                    Insert, "p:" + NEW, value=encode_record(newer._replace(expires_us=expires), new)
                 ),
                 21,
             ),
@@ -500,10 +512,10 @@ def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
 
 
 def test_rename_loses_to_a_destroy_between_its_steps() -> None:
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     bucket = bucket_of(stored(now), now)
     result, _ = drive(
-        flows.rename(ctx, OLD, NEW, stored(now).expires_at, now),
+        flows.rename(ctx, OLD, NEW, stored(now).expires_us, now),
         [
             (is_(Get, "p:" + OLD), doc(stored(now), 10, bucket)),
             (is_(Insert, "p:" + NEW), 20),
@@ -516,9 +528,9 @@ def test_rename_loses_to_a_destroy_between_its_steps() -> None:
 
 
 def test_rename_refuses_a_taken_target_and_undoes_its_count() -> None:
-    now, ctx = utcnow(), context()
-    expires = now + timedelta(hours=3)
-    new = place(to_us(expires), to_us(now), 32)
+    now, ctx = now_us(), context()
+    expires = now + 3 * HOUR
+    new = place(expires, now, 32)
     with pytest.raises(StoreError, match="is taken"):
         drive(
             flows.rename(ctx, OLD, NEW, expires, now),
@@ -533,8 +545,8 @@ def test_rename_refuses_a_taken_target_and_undoes_its_count() -> None:
 
 # -- count ---------------------------------------------------------------------------------
 def test_count_adds_the_counters_of_the_buckets_ending_after_now() -> None:
-    now, ctx = utcnow(), context(registered=False)
-    now_s = to_us(now) // 1_000_000
+    now, ctx = now_us(), context(registered=False)
+    now_s = now // SECOND
     fine_end = now_s + 3  # level 0: 1-second buckets
     coarse_end = (now_s // 2048 + 2) * 2048  # level 11: two buckets
     levels = encode_levels({0: fine_end, 11: coarse_end})
@@ -553,13 +565,13 @@ def test_count_adds_the_counters_of_the_buckets_ending_after_now() -> None:
 
 
 def test_count_without_a_levels_document_reads_nothing_more() -> None:
-    result, ops = drive(flows.count(context(), utcnow()), [(is_(Get, LEVELS), None)])
+    result, ops = drive(flows.count(context(), now_us()), [(is_(Get, LEVELS), None)])
     assert result == 0 and len(ops) == 1
 
 
 # -- the counters' arithmetic -----------------------------------------------------------------
 def test_buckets_are_about_a_32nd_of_the_lifetime_and_hold_the_expiry() -> None:
-    now = to_us(utcnow())
+    now = now_us()
     for lifetime_s, level in (
         (30, 0),
         (63, 0),
@@ -568,22 +580,22 @@ def test_buckets_are_about_a_32nd_of_the_lifetime_and_hold_the_expiry() -> None:
         (86_400, 11),
         (40 * 86_400, 16),
     ):
-        expires = now + lifetime_s * 1_000_000 + 123
+        expires = now + lifetime_s * SECOND + 123
         bucket = place(expires, now, 32)
         assert bucket.level == level, lifetime_s
         assert bucket.end % (1 << level) == 0 and bucket.holds(expires)
         assert (1 << level) <= max(1, lifetime_s / 32)
     # An expiry exactly on a boundary belongs to the bucket that ends there.
-    assert place(1_000_000_000 * 1_000_000, 0, 32).holds(1_000_000_000 * 1_000_000)
+    assert place(1_000_000_000 * SECOND, 0, 32).holds(1_000_000_000 * SECOND)
 
 
 def test_a_write_keeps_its_bucket_while_the_expiry_stays_within_it() -> None:
-    now = to_us(utcnow())
-    first = place(now + 86_400_000_000, now, 32)
-    width_us = (1 << first.level) * 1_000_000
-    inside = first.end * 1_000_000 - 1
-    assert target(first, inside, now + 5_000_000, 32) == first
-    beyond = first.end * 1_000_000 + 1
+    now = now_us()
+    first = place(now + DAY, now, 32)
+    width_us = (1 << first.level) * SECOND
+    inside = first.end * SECOND - 1
+    assert target(first, inside, now + 5 * SECOND, 32) == first
+    beyond = first.end * SECOND + 1
     moved = target(first, beyond, now, 32)
     assert moved != first and moved.end == first.end + (1 << first.level)
     assert not UNCOUNTED.holds(inside)
@@ -592,19 +604,19 @@ def test_a_write_keeps_its_bucket_while_the_expiry_stays_within_it() -> None:
 
 
 def test_live_buckets_exclude_the_bucket_ending_at_now() -> None:
-    now_us = 1_000 * 1_000_000  # exactly on a boundary of every level up to 2**3
-    ends = [bucket.end for bucket in live_buckets({0: 1_003, 3: 1_016}, now_us)]
+    now = 1_000 * SECOND  # exactly on a boundary of every level up to 2**3
+    ends = [bucket.end for bucket in live_buckets({0: 1_003, 3: 1_016}, now)]
     assert ends == [1_001, 1_002, 1_003, 1_008, 1_016]
-    assert list(live_buckets({0: 1_000}, now_us)) == []
+    assert list(live_buckets({0: 1_000}, now)) == []
     # A `now` in the distant past does not ask for billions of counters.
     assert len(list(live_buckets({0: 2_000_000_000}, 0))) == 100_000
 
 
 def test_the_levels_document_only_grows_and_drops_long_ended_levels() -> None:
-    now_us = 10_000 * 1_000_000
+    now = 10_000 * SECOND
     levels = {0: 10_010, 11: 12_288, 5: 1_000}  # level 5 ended long ago
-    assert raise_horizon(levels, Bucket(11, 10_240), now_us) is None, "already covered"
-    assert raise_horizon(levels, Bucket(0, 10_020), now_us) == {0: 10_020, 11: 12_288}
+    assert raise_horizon(levels, Bucket(11, 10_240), now) is None, "already covered"
+    assert raise_horizon(levels, Bucket(0, 10_020), now) == {0: 10_020, 11: 12_288}
     assert decode_levels(encode_levels(levels)) == levels
 
 
@@ -618,21 +630,20 @@ def test_unreadable_count_documents_count_nothing(caplog: pytest.LogCaptureFixtu
 
 
 def test_counters_outlive_their_bucket_by_the_grace() -> None:
-    now_us = 10_000 * 1_000_000
-    assert counter_expiry(Bucket(0, 10_030), now_us) == timedelta(seconds=30 + 3600)
+    now = 10_000 * SECOND
+    assert counter_expiry(Bucket(0, 10_030), now) == timedelta(seconds=30 + 3600)
 
 
 # -- record format, TTLs and the cache -----------------------------------------------------
 def test_records_round_trip_with_their_bucket_and_format_1_still_reads() -> None:
-    now = utcnow()
+    now = now_us()
     record, bucket = stored(now, data=b"\x00payload"), Bucket(11, 1_767_225_600)
     raw = encode_record(record, bucket)
     assert raw[:4] == b"orS2" and raw[37:] == b"\x00payload"
     assert decode_record(raw) == (record, bucket)
-    micros = (to_us(record.created_at), to_us(record.expires_at))
-    v1 = struct.pack(">4sQqq", b"orS1", 3, *micros) + b"old"
+    v1 = struct.pack(">4sQqq", b"orS1", 3, record.created_us, record.expires_us) + b"old"
     assert decode_record(v1) == (
-        StoredSession(b"old", 3, record.created_at, record.expires_at),
+        StoredSession(b"old", 3, record.created_us, record.expires_us),
         UNCOUNTED,
     )
     assert decode_record(b"orS9" + bytes(40)) is None
@@ -640,15 +651,15 @@ def test_records_round_trip_with_their_bucket_and_format_1_still_reads() -> None
 
 
 def test_the_document_ttl_is_a_timedelta_rounded_up() -> None:
-    now = utcnow()
-    assert expiry_for(now + timedelta(seconds=10, microseconds=1), now) == timedelta(seconds=11)
-    assert expiry_for(now + timedelta(milliseconds=1), now) == timedelta(seconds=1)
-    assert expiry_for(now - timedelta(hours=1), now) == timedelta(seconds=1), "never 0 (=never)"
-    assert expiry_for(now + timedelta(days=40), now) == timedelta(days=40)
+    now = now_us()
+    assert expiry_for(now + 10 * SECOND + 1, now) == timedelta(seconds=11)
+    assert expiry_for(now + 1_000, now) == timedelta(seconds=1)  # a millisecond
+    assert expiry_for(now - HOUR, now) == timedelta(seconds=1), "never 0 (=never)"
+    assert expiry_for(now + 40 * DAY, now) == timedelta(days=40)
 
 
 def test_the_hint_cache_is_a_bounded_lru_that_keeps_the_later_state() -> None:
-    now = utcnow()
+    now = now_us()
     cache = HintCache(2)
     first, second, third = (Hint(n, 1, now, now, UNCOUNTED) for n in (1, 2, 3))
     cache.put("a", first)
@@ -666,12 +677,12 @@ def test_the_hint_cache_is_a_bounded_lru_that_keeps_the_later_state() -> None:
 
 def test_a_refused_hint_is_replaced_by_what_is_read_even_with_a_lower_cas() -> None:
     # A failover can roll a document back to an older state with a lower CAS.
-    now, ctx = utcnow(), context()
+    now, ctx = now_us(), context()
     current = stored(now)
     bucket = bucket_of(current, now)
     ctx.cache.put(OLD, hint(current, 100, bucket))
     result, _ = drive(
-        flows.update(ctx, OLD, b"x", current.expires_at, 1, now),
+        flows.update(ctx, OLD, b"x", current.expires_us, 1, now),
         [
             (is_(Replace, cas=100), None),
             (is_(Get), doc(current, 50, bucket)),

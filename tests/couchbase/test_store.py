@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 
 import ormsession
 from ormsession.configure import load_settings
-from ormsession.expiry import utcnow
+from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.manager import SessionManager
 from ormsession.repositories.base import StoredSession
@@ -31,7 +31,12 @@ from tests.manager.test_lifecycle import cookie_id
 from tests.support.couchbase_fixtures import COUCHBASE_BUCKET, couchbase_url, unique_prefix
 from tests.support.couchbase_server import CouchbaseTestServer, Opcode, StoredDocument
 
-DAY = 24 * 60 * 60
+DAY_S = 24 * 60 * 60  # seconds: the test server's clock and time.time()
+# Times given to the repository: µs.
+SECOND = US_PER_SECOND
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 BINARY_FORMAT = 0x03  # the SDK's "common flags" format byte for raw binary
 ALL_COLLECTIONS = (("_default", "_default"), ("sessions", "items"))
 
@@ -67,7 +72,7 @@ def stored(
     return server.documents(COUCHBASE_BUCKET, scope, collection).get(document_id.encode())
 
 
-def record(now: datetime, ttl: timedelta, data: bytes = b'{"a":1}') -> StoredSession:
+def record(now: int, ttl: int, data: bytes = b'{"a":1}') -> StoredSession:
     return StoredSession(data, 1, now, now + ttl)
 
 
@@ -110,19 +115,19 @@ def test_the_raw_session_id_is_stored_nowhere(
 def test_the_record_layout_on_the_server(
     couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository, prefix: str
 ) -> None:
-    now, key = utcnow(), new_key()
-    created = now - timedelta(minutes=3)
+    now, key = now_us(), new_key()
+    created = now - 3 * MINUTE
     payload = b"\x00\xff session bytes"
-    assert repository.create(key, StoredSession(payload, 1, created, now + timedelta(hours=1)), now)
+    assert repository.create(key, StoredSession(payload, 1, created, now + HOUR), now)
     doc = stored(couchbase_server, prefix + key)
     assert doc is not None
     assert (doc.flags >> 24, doc.datatype) == (BINARY_FORMAT, 0)
     magic, version, created_us, expires_us, level, end = struct.unpack_from(">4sQqqBq", doc.value)
     assert (magic, version, doc.value[37:]) == (b"orS2", 1, payload)
     assert (level, end % (1 << level)) == (6, 0), "counted in a 64-second bucket"
-    assert 0 <= end * 1_000_000 - expires_us < 64 * 1_000_000
-    assert created_us == int(created.timestamp() * 1_000_000)
-    assert expires_us == int((now + timedelta(hours=1)).timestamp() * 1_000_000)
+    assert 0 <= end * SECOND - expires_us < 64 * SECOND
+    assert created_us == created
+    assert expires_us == now + HOUR
     assert abs(doc.expiry - (couchbase_server.now() + 3600)) <= 2
 
 
@@ -132,12 +137,12 @@ def test_a_foreign_document_under_a_session_key_is_no_session(
     prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    now, key = utcnow(), new_key()
+    now, key = now_us(), new_key()
     repository.collection.upsert(prefix + key, {"not": "ours"})
     assert repository.read(key, now) is None
     assert "not an ormsession record" in caplog.text
-    assert repository.update(key, b"x", now + timedelta(hours=1), 1, now) is None
-    assert repository.create(key, record(now, timedelta(hours=1)), now)  # replaced
+    assert repository.update(key, b"x", now + HOUR, 1, now) is None
+    assert repository.create(key, record(now, HOUR), now)  # replaced
     assert repository.read(key, now) is not None
 
 
@@ -145,23 +150,23 @@ def test_a_foreign_document_under_a_session_key_is_no_session(
 def test_documents_expire_on_the_server_without_sleeping(
     couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository, prefix: str
 ) -> None:
-    now, key = utcnow(), new_key()
-    assert repository.create(key, record(now, timedelta(seconds=10)), now)
+    now, key = now_us(), new_key()
+    assert repository.create(key, record(now, 10 * SECOND), now)
     assert repository.read(key, now) is not None
     couchbase_server.advance_clock(11)
     assert stored(couchbase_server, prefix + key) is None
     # Judged by the caller's (unmoved) clock the record is live: a None here proves the
     # server's TTL removed it, not the stored expiry.
     assert repository.read(key, now) is None
-    assert repository.touch(key, now + timedelta(hours=1), now) is False
+    assert repository.touch(key, now + HOUR, now) is False
 
 
 def test_touch_moves_the_stored_expiry_and_the_server_ttl(
     couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository, prefix: str
 ) -> None:
-    now, key = utcnow(), new_key()
-    assert repository.create(key, record(now, timedelta(seconds=10)), now)
-    assert repository.touch(key, now + timedelta(hours=2), now)
+    now, key = now_us(), new_key()
+    assert repository.create(key, record(now, 10 * SECOND), now)
+    assert repository.touch(key, now + 2 * HOUR, now)
     doc = stored(couchbase_server, prefix + key)
     assert doc is not None and abs(doc.expiry - (couchbase_server.now() + 7200)) <= 2
     couchbase_server.advance_clock(11)
@@ -183,12 +188,12 @@ def test_a_forty_day_lifetime_does_not_expire_at_once(
         session["user"] = 1
         sid = cookie_id(manager.save(session))
         doc = stored(couchbase_server, prefix + storage_key(sid))
-        assert doc is not None and abs(doc.expiry - (time.time() + 40 * DAY)) <= 2
+        assert doc is not None and abs(doc.expiry - (time.time() + 40 * DAY_S)) <= 2
         assert dict(manager.open(sid)) == {"user": 1}
-        couchbase_server.advance_clock(39 * DAY)
+        couchbase_server.advance_clock(39 * DAY_S)
         assert dict(manager.open(sid)) == {"user": 1}
         assert manager.count() == 1
-        couchbase_server.advance_clock(2 * DAY)
+        couchbase_server.advance_clock(2 * DAY_S)
         assert manager.open(sid).is_new
 
 
@@ -305,9 +310,9 @@ def test_a_stale_hint_still_gives_the_contract_answer(
     mine = open_repository(couchbase_url(couchbase_server), settings)
     theirs = open_repository(couchbase_url(couchbase_server), settings)
     try:
-        now, key = utcnow(), new_key()
-        hour = now + timedelta(hours=1)
-        assert mine.create(key, record(now, timedelta(hours=1)), now)  # mine: hint at v1
+        now, key = now_us(), new_key()
+        hour = now + HOUR
+        assert mine.create(key, record(now, HOUR), now)  # mine: hint at v1
         assert theirs.update(key, b"theirs", hour, 1, now) == 2
         # Mine still remembers version 1: the guarded replace is refused and the
         # document read, which is at version 2.
@@ -316,14 +321,14 @@ def test_a_stale_hint_still_gives_the_contract_answer(
         assert mine.update(key, b"mine", hour, 1, now) is None
         assert mine.update(key, b"mine", hour, 2, now) == 3  # exactly +1
         # A touch elsewhere moves the CAS but not the version: the update still succeeds.
-        assert theirs.touch(key, now + timedelta(hours=2), now)
+        assert theirs.touch(key, now + 2 * HOUR, now)
         assert mine.update(key, b"mine again", hour, 3, now) == 4
         # A delete elsewhere: the stale hint must not bring the session back.
         theirs.delete(key)
         assert mine.update(key, b"zombie", hour, 4, now) is None
         assert mine.read(key, now) is None and stored(couchbase_server, prefix + key) is None
         # And a re-created session at version 1 is not mistaken for the old version 1.
-        assert theirs.create(key, record(now, timedelta(hours=1), b"new life"), now)
+        assert theirs.create(key, record(now, HOUR, b"new life"), now)
         assert mine.update(key, b"x", hour, 1, now) == 2
         after = theirs.read(key, now)
         assert after is not None and (after.data, after.version) == (b"x", 2)
@@ -338,19 +343,19 @@ def test_a_write_costs_the_same_with_10_or_5000_sessions_stored(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    now = utcnow()
-    hour = now + timedelta(hours=1)
+    now = now_us()
+    hour = now + HOUR
     costs = []
     stored_so_far = 0
     for population in (10, 5000):
         with ThreadPoolExecutor(16) as pool:  # created through ormsession: all counted
             created = pool.map(
-                lambda _: repository.create(new_key(), record(now, timedelta(hours=1)), now),
+                lambda _: repository.create(new_key(), record(now, HOUR), now),
                 range(population - stored_so_far),
             )
             assert all(created)
         key = new_key()
-        assert repository.create(key, record(now, timedelta(hours=1)), now)
+        assert repository.create(key, record(now, HOUR), now)
         stored_so_far = population + 1
         assert repository.count(now) == stored_so_far
         assert repository.read(key, now) is not None
@@ -385,44 +390,43 @@ def counters(server: CouchbaseTestServer, prefix: str) -> dict[str, int]:
 def test_count_follows_every_kind_of_write_and_expiry(
     couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository
 ) -> None:
-    now = utcnow()
-    day, minute = timedelta(days=1), timedelta(minutes=1)
+    now = now_us()
     a, b, c, d = (new_key() for _ in range(4))
     for key in (a, b, c):
-        assert repository.create(key, record(now, day), now)
-    assert repository.create(d, record(now, minute), now)
+        assert repository.create(key, record(now, DAY), now)
+    assert repository.create(d, record(now, MINUTE), now)
     assert repository.count(now) == 4
-    assert repository.update(a, b"x", now + 2 * day, 1, now) == 2  # a later bucket
-    assert repository.update(a, b"y", now + 2 * day, 2, now) == 3  # the same bucket
-    assert repository.touch(b, now + 3 * day, now)
+    assert repository.update(a, b"x", now + 2 * DAY, 1, now) == 2  # a later bucket
+    assert repository.update(a, b"y", now + 2 * DAY, 2, now) == 3  # the same bucket
+    assert repository.touch(b, now + 3 * DAY, now)
     assert repository.count(now) == 4
     assert sum(counters(couchbase_server, repository.context.layout.prefix).values()) == 4
     repository.delete(c)
     repository.delete(c)  # idempotent, and never counted twice
     assert repository.count(now) == 3
     e = new_key()
-    assert repository.rename(a, e, now + 2 * day, now)
+    assert repository.rename(a, e, now + 2 * DAY, now)
     assert repository.count(now) == 3
     # Expiry by the given clock, and by the server's TTLs (which also end counters). A
     # session is forgotten within its bucket's width (a 32nd to a 64th of its lifetime).
-    assert repository.count(now + 2 * minute) == 2, "d has expired"
-    assert repository.count(now + day + minute) == 2, "a (now e) and b live on"
-    later = 2 * day + timedelta(hours=2)
-    couchbase_server.advance_clock(later.total_seconds())
+    assert repository.count(now + 2 * MINUTE) == 2, "d has expired"
+    assert repository.count(now + DAY + MINUTE) == 2, "a (now e) and b live on"
+    later = 2 * DAY + 2 * HOUR
+    couchbase_server.advance_clock(later / SECOND)
     assert repository.count(now + later) == 1, "only b"
-    couchbase_server.advance_clock(day.total_seconds())
-    assert repository.count(now + later + day) == 0
+    couchbase_server.advance_clock(DAY_S)
+    assert repository.count(now + later + DAY) == 0
 
 
 def test_count_never_misses_a_live_session_and_forgets_it_within_its_bucket(
     repository: CouchbaseRepository,
 ) -> None:
-    now = utcnow()
-    lifetime = timedelta(hours=8)
+    now = now_us()
+    lifetime = 8 * HOUR
     assert repository.create(new_key(), record(now, lifetime), now)
     expires = now + lifetime
-    width = timedelta(seconds=1 << 9)  # an eight-hour lifetime: 512-second buckets
-    assert repository.count(expires - timedelta(microseconds=1)) == 1
+    width = (1 << 9) * SECOND  # an eight-hour lifetime: 512-second buckets
+    assert repository.count(expires - 1) == 1
     assert repository.count(expires + width) == 0
 
 
@@ -444,7 +448,7 @@ def test_count_through_the_manager_across_regenerate_and_destroy(
     assert manager.count() == 2
     # The default idle timeout is one day. The manager's clock has not moved, but the
     # server's TTLs have removed the sessions and their counters (and the levels document).
-    couchbase_server.advance_clock(2 * DAY)
+    couchbase_server.advance_clock(2 * DAY_S)
     assert manager.count() == 0
 
 
@@ -453,8 +457,8 @@ def test_the_count_documents_on_the_server(
 ) -> None:
     import json
 
-    now = utcnow()
-    for ttl in (timedelta(seconds=30), timedelta(days=1), timedelta(days=1)):
+    now = now_us()
+    for ttl in (30 * SECOND, DAY, DAY):
         assert repository.create(new_key(), record(now, ttl), now)
     found = counters(couchbase_server, prefix)
     assert sorted(found.values()) == [1, 2]
@@ -473,7 +477,7 @@ def test_the_count_documents_on_the_server(
 def test_count_stays_exact_with_concurrent_writers(
     couchbase_server: CouchbaseTestServer, repository: CouchbaseRepository
 ) -> None:
-    now = utcnow()
+    now = now_us()
     keys = [[new_key() for _ in range(5)] for _ in range(8)]
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
@@ -482,12 +486,12 @@ def test_count_stays_exact_with_concurrent_writers(
         try:
             barrier.wait()
             for key in mine:
-                assert repository.create(key, record(now, timedelta(hours=1)), now)
+                assert repository.create(key, record(now, HOUR), now)
             barrier.wait()
             for key in mine[:2]:
                 repository.delete(key)
             for key in mine[2:]:  # each into a later bucket
-                assert repository.touch(key, now + timedelta(hours=3), now)
+                assert repository.touch(key, now + 3 * HOUR, now)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -498,7 +502,7 @@ def test_count_stays_exact_with_concurrent_writers(
         thread.join(timeout=30)
     assert errors == []
     assert repository.count(now) == 8 * 3
-    assert repository.count(now + timedelta(hours=2)) == 8 * 3
+    assert repository.count(now + 2 * HOUR) == 8 * 3
 
 
 # -- configuration end to end ---------------------------------------------------------------
@@ -562,8 +566,8 @@ def test_sync_and_async_twins_share_one_layout(
 
     from ormsession.repositories.couchbase.factory import open_async_repository
 
-    now, key = utcnow(), new_key()
-    assert repository.create(key, record(now, timedelta(hours=1), b"from sync"), now)
+    now, key = now_us(), new_key()
+    assert repository.create(key, record(now, HOUR, b"from sync"), now)
 
     async def from_async() -> tuple[StoredSession | None, int]:
         twin = open_async_repository(

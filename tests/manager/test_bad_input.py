@@ -65,11 +65,11 @@ def test_corrupt_stored_data_gives_a_new_session_and_a_warning(
     key = storage_key(sid)
     for garbage in (b"\x80\x04not json", b'{"x": {" zz": 1}}', b"[1,2]", b'{"broken'):
         repository = manager.repository
-        current = manager.policy.clock()
+        current = manager.policy.now_us()
         stored = repository.read(key, current)
         if hasattr(stored, "__await__"):  # the async twin, through the facade's loop
             stored = manager._runner.run(stored)
-        result = repository.update(key, garbage, stored.expires_at, stored.version, current)
+        result = repository.update(key, garbage, stored.expires_us, stored.version, current)
         if hasattr(result, "__await__"):
             manager._runner.run(result)
         with caplog.at_level(logging.WARNING, logger="ormsession"):

@@ -17,7 +17,7 @@ from redis.cluster import RedisCluster
 
 import ormsession
 from ormsession.errors import StoreError, StoreUnavailableError
-from ormsession.expiry import utcnow
+from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis import scripts
@@ -63,9 +63,12 @@ def keys_on_two_masters(cluster: RedisCluster, layout: KeyLayout) -> tuple[str, 
             return old, new
 
 
+YEAR = 365 * 86_400 * US_PER_SECOND
+
+
 def record(data: bytes = b"payload") -> StoredSession:
-    now = utcnow()
-    return StoredSession(data, 1, now, now.replace(year=now.year + 1))
+    now = now_us()
+    return StoredSession(data, 1, now, now + YEAR)
 
 
 # -- spread and count ------------------------------------------------------------------------
@@ -91,15 +94,15 @@ def test_rename_moves_a_session_between_masters(
 ) -> None:
     layout = repository.core.layout
     old, new = keys_on_two_masters(cluster, layout)
-    now = utcnow()
+    now = now_us()
     assert repository.create(old, record(), now)
-    assert repository.update(old, b"v2", record().expires_at, 1, now) == 2
-    expires = now.replace(year=now.year + 2)
+    assert repository.update(old, b"v2", record().expires_us, 1, now) == 2
+    expires = now + 2 * YEAR
     assert repository.rename(old, new, expires, now)
     assert repository.read(old, now) is None
     moved = repository.read(new, now)
     assert moved is not None and (moved.data, moved.version) == (b"v2", 2)
-    assert moved.expires_at == expires
+    assert moved.expires_us == expires
     assert not cluster.exists(layout.parking(old)), "the parked copy is discarded"
     assert cluster.pttl(layout.session(new)) > 0
     assert repository.count(now) == 1
@@ -110,10 +113,10 @@ def test_rename_within_one_slot_is_one_atomic_script(
 ) -> None:
     old = "ab" + secrets.token_hex(31)
     new = "ab" + secrets.token_hex(31)
-    now = utcnow()
+    now = now_us()
     assert repository.create(old, record(), now)
     run = _recording(repository, monkeypatch)
-    assert repository.rename(old, new, record().expires_at, now)
+    assert repository.rename(old, new, record().expires_us, now)
     assert [e.script.name for e in run] == ["rename"]
     assert repository.read(new, now) is not None and repository.read(old, now) is None
 
@@ -182,7 +185,7 @@ def test_a_failed_copy_rolls_the_rename_back(
 ) -> None:
     layout = repository.core.layout
     old, new = keys_on_two_masters(cluster, layout)
-    now = utcnow()
+    now = now_us()
     stored = record()
     assert repository.create(old, stored, now)
     _failing(
@@ -192,10 +195,10 @@ def test_a_failed_copy_rolls_the_rename_back(
         after_running=after_running,
     )
     with pytest.raises(StoreUnavailableError, match="during rename"):
-        repository.rename(old, new, now.replace(year=now.year + 2), now)
+        repository.rename(old, new, now + 2 * YEAR, now)
     restored = repository.read(old, now)
     assert restored is not None and restored.data == stored.data and restored.version == 1
-    assert restored.expires_at == stored.expires_at
+    assert restored.expires_us == stored.expires_us
     assert repository.read(new, now) is None
     assert not cluster.exists(layout.parking(old)) and not cluster.exists(layout.session(new))
     assert cluster.pttl(layout.session(old)) > PARK_TTL_MS, "the original TTL is back"
@@ -208,11 +211,11 @@ def test_a_lost_park_reply_is_retried_safely(
     # PARK ran but its reply was lost: the roll-back puts the record back where it was.
     layout = repository.core.layout
     old, new = keys_on_two_masters(cluster, layout)
-    now = utcnow()
+    now = now_us()
     assert repository.create(old, record(), now)
     _failing(repository, monkeypatch, lambda e: e.script is scripts.PARK, after_running=True)
     with pytest.raises(StoreUnavailableError):
-        repository.rename(old, new, record().expires_at, now)
+        repository.rename(old, new, record().expires_us, now)
     monkeypatch.undo()
     assert repository.read(old, now) is not None
     assert not cluster.exists(layout.parking(old))
@@ -231,11 +234,11 @@ def test_a_failed_discard_still_completes_the_rename(
 ) -> None:
     layout = repository.core.layout
     old, new = keys_on_two_masters(cluster, layout)
-    now = utcnow()
+    now = now_us()
     assert repository.create(old, record(), now)
     _failing(repository, monkeypatch, lambda e: e.script is scripts.DISCARD)
     with caplog.at_level(logging.WARNING, logger="ormsession"):
-        assert repository.rename(old, new, record().expires_at, now) is True
+        assert repository.rename(old, new, record().expires_us, now) is True
     assert "parked copy stays until it expires" in caplog.text
     assert repository.read(new, now) is not None and repository.read(old, now) is None
     assert 0 < cluster.pttl(layout.parking(old)) <= PARK_TTL_MS, "invisible, and short-lived"
@@ -250,11 +253,11 @@ def test_a_failed_roll_back_loses_the_session_but_never_duplicates_it(
 ) -> None:
     layout = repository.core.layout
     old, new = keys_on_two_masters(cluster, layout)
-    now = utcnow()
+    now = now_us()
     assert repository.create(old, record(), now)
     _failing(repository, monkeypatch, lambda e: e.script.name in {"create", "delete", "unpark"})
     with caplog.at_level(logging.ERROR, logger="ormsession"), pytest.raises(StoreError):
-        repository.rename(old, new, record().expires_at, now)
+        repository.rename(old, new, record().expires_us, now)
     assert "could not be rolled back" in caplog.text
     assert repository.read(old, now) is None and repository.read(new, now) is None
     assert 0 < cluster.pttl(layout.parking(old)) <= PARK_TTL_MS

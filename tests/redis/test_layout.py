@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from redis.crc import key_slot
 
 from ormsession.errors import ConfigurationError
+from ormsession.expiry import US_PER_SECOND, to_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis.base import (
@@ -19,6 +20,8 @@ from ormsession.repositories.redis.base import (
     ttl_millis,
     validate_key_prefix,
 )
+
+DAY = 86_400 * US_PER_SECOND
 
 
 def test_keys_share_a_hash_tag_with_their_index_and_parking_key() -> None:
@@ -81,11 +84,13 @@ def test_good_prefixes_are_kept(prefix: str) -> None:
 
 
 def test_records_round_trip_exactly() -> None:
-    created = datetime(2026, 11, 3, 4, 5, 6, 789012, tzinfo=UTC)
-    record = StoredSession(bytes(range(256)), 2**40 + 3, created, created + timedelta(days=30))
+    created = to_us(datetime(2026, 11, 3, 4, 5, 6, 789012, tzinfo=UTC))
+    record = StoredSession(bytes(range(256)), 2**40 + 3, created, created + 30 * DAY)
     raw = encode_record(record)
     assert len(raw) == 25 + 256
     assert decode_record(raw) == record
+    with pytest.raises(ValueError, match="before 1970"):
+        encode_record(record._replace(created_us=-1))
 
 
 def test_values_in_another_format_are_not_records() -> None:
@@ -96,9 +101,9 @@ def test_values_in_another_format_are_not_records() -> None:
 
 
 def test_ttl_is_rounded_up_and_never_zero() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert ttl_millis(now + timedelta(seconds=90), now) == 90_000
-    assert ttl_millis(now + timedelta(microseconds=1500), now) == 2
-    assert ttl_millis(now + timedelta(microseconds=1), now) == 1
+    now = to_us(datetime(2026, 1, 1, tzinfo=UTC))
+    assert ttl_millis(now + 90 * US_PER_SECOND, now) == 90_000
+    assert ttl_millis(now + 1500, now) == 2
+    assert ttl_millis(now + 1, now) == 1
     assert ttl_millis(now, now) == 1
-    assert ttl_millis(now - timedelta(hours=1), now) == 1
+    assert ttl_millis(now - 3600 * US_PER_SECOND, now) == 1

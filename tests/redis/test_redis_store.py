@@ -7,7 +7,6 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,10 +15,10 @@ import redis.asyncio
 
 import ormsession
 from ormsession.errors import StoreError, StoreUnavailableError
-from ormsession.expiry import utcnow
+from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.redis.base import KeyLayout, decode_record, to_micros
+from ormsession.repositories.redis.base import KeyLayout, decode_record
 from ormsession.repositories.redis.factory import open_repository
 from tests.manager.test_lifecycle import stored_session
 from tests.support.redis_servers import RedisProcess, free_port
@@ -27,7 +26,7 @@ from tests.support.redis_servers import RedisProcess, free_port
 pytestmark = pytest.mark.timeout(60)
 
 TIMEOUT = 0.5
-HOUR = timedelta(hours=1)
+HOUR = 3600 * US_PER_SECOND
 
 
 def new_key() -> str:
@@ -114,7 +113,7 @@ def test_a_non_session_value_under_a_session_key_is_a_store_error(
     redis_url: str, redis_key_prefix: str
 ) -> None:
     repository = open_repository(redis_url, ormsession.load_settings(key_prefix=redis_key_prefix))
-    key, now = new_key(), utcnow()
+    key, now = new_key(), now_us()
     try:
         with redis.Redis.from_url(redis_url) as raw:
             raw.hset(KeyLayout(redis_key_prefix).session(key), "x", "1")
@@ -248,7 +247,7 @@ def test_creates_and_gc_trim_the_count_index(redis_url: str, redis_key_prefix: s
     settings = ormsession.load_settings(key_prefix=redis_key_prefix)
     layout = KeyLayout(redis_key_prefix)
     repository = open_repository(redis_url, settings)
-    now, later = utcnow(), utcnow() + 2 * HOUR
+    now, later = now_us(), now_us() + 2 * HOUR
     shard_a = ["ab" + secrets.token_hex(31) for _ in range(5)]
     shard_b = ["cd" + secrets.token_hex(31) for _ in range(5)]
     try:
@@ -257,7 +256,7 @@ def test_creates_and_gc_trim_the_count_index(redis_url: str, redis_key_prefix: s
         with redis.Redis.from_url(redis_url) as raw:
             index_a, index_b = layout.index_of(shard_a[0]), layout.index_of(shard_b[0])
             assert (raw.zcard(index_a), raw.zcard(index_b)) == (5, 5)
-            assert repository.count(now + HOUR) == 0, "expires_at <= now: not counted"
+            assert repository.count(now + HOUR) == 0, "expires_us <= now: not counted"
             fresh = "ab" + secrets.token_hex(31)
             assert repository.create(fresh, StoredSession(b"{}", 1, later, later + HOUR), later)
             assert raw.zcard(index_a) == 1, "a create trims its shard of expired members"
@@ -276,16 +275,16 @@ def test_every_script_stores_exact_microsecond_times(redis_url: str, redis_key_p
     settings = ormsession.load_settings(key_prefix=redis_key_prefix)
     layout = KeyLayout(redis_key_prefix)
     repository = open_repository(redis_url, settings)
-    now = utcnow().replace(microsecond=123_457)
+    now = now_us() // US_PER_SECOND * US_PER_SECOND + 123_457
     key, renamed = new_key(), new_key()
-    odd = timedelta(microseconds=654_321)
+    odd = 654_321
 
-    def assert_exact(key: str, expires: datetime, version: int) -> None:
+    def assert_exact(key: str, expires: int, version: int) -> None:
         score = raw.zscore(layout.index_of(key), key)
-        assert score is not None and int(score) == to_micros(expires)
+        assert score is not None and int(score) == expires
         record = decode_record(raw.get(layout.session(key)) or b"")
         assert record is not None
-        assert (record.version, record.created_at, record.expires_at) == (version, now, expires)
+        assert (record.version, record.created_us, record.expires_us) == (version, now, expires)
 
     try:
         with redis.Redis.from_url(redis_url) as raw:

@@ -10,10 +10,23 @@ import pytest
 
 from ormsession.cookies import CookieOptions, cookie_value, parse_cookie_header
 from ormsession.errors import ConfigurationError
-from ormsession.expiry import ExpiryPolicy
+from ormsession.expiry import (
+    ExpiryPolicy,
+    from_us,
+    now_us,
+    to_us,
+    us_clock,
+    utcnow,
+)
 from ormsession.ids import SessionIds, storage_key
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+NOW_US = to_us(NOW)
+
+
+def us(**span: float) -> int:
+    """A timedelta's worth of µs."""
+    return dt.timedelta(**span) // dt.timedelta(microseconds=1)
 
 
 def test_ids_carry_256_random_bits_in_url_safe_characters() -> None:
@@ -53,11 +66,11 @@ def test_storage_key_is_sha256_hex() -> None:
 
 
 def test_set_cookie_defaults() -> None:
-    header = CookieOptions().set_cookie("abc", https=False, now=NOW)
+    header = CookieOptions().set_cookie("abc", https=False, now_us=NOW_US)
     assert header == "session=abc; Path=/; HttpOnly; SameSite=Lax"
-    assert "Secure" in CookieOptions().set_cookie("abc", https=True, now=NOW)
-    assert "Secure" not in CookieOptions(secure=False).set_cookie("abc", https=True, now=NOW)
-    assert "Secure" in CookieOptions(secure=True).set_cookie("abc", https=False, now=NOW)
+    assert "Secure" in CookieOptions().set_cookie("abc", https=True, now_us=NOW_US)
+    assert "Secure" not in CookieOptions(secure=False).set_cookie("abc", https=True, now_us=NOW_US)
+    assert "Secure" in CookieOptions(secure=True).set_cookie("abc", https=False, now_us=NOW_US)
 
 
 def test_a_lifetime_cookie_has_max_age_and_expires() -> None:
@@ -68,7 +81,7 @@ def test_a_lifetime_cookie_has_max_age_and_expires() -> None:
         samesite="strict",
         httponly=False,
     )
-    header = options.set_cookie("abc", https=True, now=NOW)
+    header = options.set_cookie("abc", https=True, now_us=NOW_US)
     assert header == (
         "session=abc; Max-Age=7200; Expires=Wed, 25 Nov 2026 14:00:00 GMT; "
         "Domain=example.com; Path=/app; Secure; SameSite=Strict"
@@ -87,7 +100,7 @@ def test_the_delete_cookie_carries_the_same_attributes() -> None:
 def test_host_prefix_forces_secure_and_root_path() -> None:
     options = CookieOptions(host_prefix=True)
     assert options.cookie_name == "__Host-session"
-    header = options.set_cookie("abc", https=False, now=NOW)
+    header = options.set_cookie("abc", https=False, now_us=NOW_US)
     assert header.startswith("__Host-session=abc;") and "Secure" in header
     for bad in ({"secure": False}, {"domain": "example.com"}, {"path": "/x"}):
         with pytest.raises(ConfigurationError):
@@ -151,12 +164,14 @@ def test_expiry_is_idle_capped_by_absolute() -> None:
     policy = ExpiryPolicy(
         idle_timeout=dt.timedelta(hours=1), absolute_timeout=dt.timedelta(hours=3)
     )
-    assert policy.expires_at(NOW, NOW) == NOW + dt.timedelta(hours=1)
-    later = NOW + dt.timedelta(hours=2, minutes=30)
-    assert policy.expires_at(NOW, later) == NOW + dt.timedelta(hours=3)
-    assert not policy.is_over(NOW, NOW + dt.timedelta(hours=1), NOW + dt.timedelta(minutes=59))
-    assert policy.is_over(NOW, NOW + dt.timedelta(hours=1), NOW + dt.timedelta(hours=1))
-    assert policy.is_over(NOW, NOW + dt.timedelta(hours=9), NOW + dt.timedelta(hours=3))
+    assert policy.expires_at(NOW_US, NOW_US) == NOW_US + us(hours=1)
+    later = NOW_US + us(hours=2, minutes=30)
+    assert policy.expires_at(NOW_US, later) == NOW_US + us(hours=3)
+    assert not policy.is_over(NOW_US, NOW_US + us(hours=1), NOW_US + us(minutes=59))
+    assert policy.is_over(NOW_US, NOW_US + us(hours=1), NOW_US + us(hours=1))
+    assert policy.is_over(NOW_US, NOW_US + us(hours=9), NOW_US + us(hours=3))
+    assert ExpiryPolicy(absolute_timeout=None).deadline(NOW_US) is None
+    assert not ExpiryPolicy(absolute_timeout=None).is_over(0, NOW_US + 1, NOW_US)
 
 
 def test_touch_is_due_after_the_refresh_share_and_never_past_the_deadline() -> None:
@@ -165,16 +180,38 @@ def test_touch_is_due_after_the_refresh_share_and_never_past_the_deadline() -> N
         absolute_timeout=dt.timedelta(hours=12),
         refresh_ratio=0.1,
     )
-    expires = NOW + dt.timedelta(hours=10)
-    assert not policy.touch_due(NOW, expires, NOW + dt.timedelta(minutes=59))
-    assert policy.touch_due(NOW, expires, NOW + dt.timedelta(hours=1))
-    capped = NOW + dt.timedelta(hours=12)
-    assert not policy.touch_due(NOW, capped, NOW + dt.timedelta(hours=5)), (
+    expires = NOW_US + us(hours=10)
+    assert not policy.touch_due(NOW_US, expires, NOW_US + us(minutes=59))
+    assert policy.touch_due(NOW_US, expires, NOW_US + us(hours=1))
+    capped = NOW_US + us(hours=12)
+    assert not policy.touch_due(NOW_US, capped, NOW_US + us(hours=5)), (
         "a touch that cannot move a capped expiry is useless"
     )
     assert ExpiryPolicy(refresh_ratio=0).touch_due(
-        NOW, NOW + dt.timedelta(days=1), NOW + dt.timedelta(seconds=1)
+        NOW_US, NOW_US + us(days=1), NOW_US + us(seconds=1)
     )
+
+
+def test_times_convert_to_and_from_microseconds_exactly() -> None:
+    for moment in (
+        NOW,
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(2255, 6, 1, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 1, 2, 30, 0, 123_456, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    ):
+        assert from_us(to_us(moment)) == moment
+        assert from_us(to_us(moment)).tzinfo is dt.UTC
+    assert to_us(dt.datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=dt.UTC)) == 1_000_005
+    with pytest.raises(ValueError, match="aware"):
+        to_us(dt.datetime(2026, 1, 1))  # a naive time's zone would be a guess
+
+
+def test_the_default_clock_reads_microseconds_without_a_datetime() -> None:
+    assert us_clock(utcnow) is now_us
+    before, reading, after = to_us(utcnow()), now_us(), to_us(utcnow())
+    assert before <= reading <= after
+    frozen = dt.datetime(2030, 5, 5, 5, 5, 5, 5, tzinfo=dt.UTC)
+    assert us_clock(lambda: frozen)() == to_us(frozen)  # an app's own clock is honoured
 
 
 @pytest.mark.parametrize(

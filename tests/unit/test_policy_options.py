@@ -24,7 +24,7 @@ from tests.support.stores import FakeClock
 class DownRepository(MemoryRepository):
     """A store that is unreachable."""
 
-    def read(self, key: str, now: dt.datetime) -> Any:
+    def read(self, key: str, now_us: int) -> Any:
         raise StoreUnavailableError("store down")
 
 
@@ -91,6 +91,22 @@ def test_secure_follows_the_request_scheme_by_default() -> None:
     session = manager.open(None)
     session["x"] = 1
     assert "Secure" in (manager.save(session, https=True) or "")
+
+
+def test_a_session_shows_its_times_as_aware_utc_datetimes() -> None:
+    # Inside, times are µs; what an app reads off a session is a datetime of the clock's.
+    clock = FakeClock()
+    manager = new_manager(clock, expiry=ExpiryPolicy(idle_timeout=dt.timedelta(hours=2)))
+    fresh = manager.open(None)
+    assert fresh.created_at == clock.now and fresh.expires_at is None
+    fresh["x"] = 1
+    manager.save(fresh)
+    assert fresh.expires_at == clock.now + dt.timedelta(hours=2)
+    created = clock.now
+    clock.advance(minutes=30)
+    reopened = manager.open(fresh.id)
+    assert reopened.created_at == created and reopened.created_at.tzinfo is dt.UTC
+    assert reopened.expires_at == created + dt.timedelta(hours=2)
 
 
 def test_the_refresh_ratio_is_configurable() -> None:
@@ -175,12 +191,12 @@ def test_an_opened_session_has_the_state_of_a_constructed_and_loaded_one() -> No
     manager = new_manager()
     sid = saved_id(manager, x=1, cart=["a"])
     opened = manager.open(sid)
-    record = manager.repository.read(opened._key, manager.policy.clock())
+    record = manager.repository.read(opened._key, manager.policy.now_us())
     assert record is not None
     built = RequestSession(
-        sid, {"x": 1, "cart": ["a"]}, created_at=record.created_at, client_sent_id=True
+        sid, {"x": 1, "cart": ["a"]}, created_us=record.created_us, client_sent_id=True
     )
-    built._loaded(record.data, record.version, record.expires_at)
+    built._loaded(record.data, record.version, record.expires_us)
     built._id_changed = False
     assert {slot: getattr(opened, slot) for slot in SLOTS} == {
         slot: getattr(built, slot) for slot in SLOTS

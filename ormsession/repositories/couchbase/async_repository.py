@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any, TypeVar
 
 from acouchbase.cluster import Cluster as AsyncCluster
@@ -90,7 +89,7 @@ class AsyncCouchbaseRepository:
         await self._run(flows.probe(self.context), "connect")
 
     # -- the contract ---------------------------------------------------------------
-    async def read(self, key: str, now: datetime) -> StoredSession | None:
+    async def read(self, key: str, now_us: int) -> StoredSession | None:
         # Every request's one KV get: awaited directly, without a flow or the generic
         # dispatch of _execute.
         context = self.context
@@ -104,31 +103,31 @@ class AsyncCouchbaseRepository:
             return None
         except CouchbaseException as exc:
             raise self._wrap(exc, "read") from exc
-        return flows.record_read(context, key, document(result), now)
+        return flows.record_read(context, key, document(result), now_us)
 
-    async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
-        return await self._run(flows.create(self.context, key, record, now), "create")
+    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
+        return await self._run(flows.create(self.context, key, record, now_us), "create")
 
     async def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        flow = flows.update(self.context, key, data, expires_at, expected_version, now)
+        flow = flows.update(self.context, key, data, expires_us, expected_version, now_us)
         return await self._run(flow, "update")
 
-    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return await self._run(flows.touch(self.context, key, expires_at, now), "touch")
+    async def touch(self, key: str, expires_us: int, now_us: int) -> bool:
+        return await self._run(flows.touch(self.context, key, expires_us, now_us), "touch")
 
     async def delete(self, key: str) -> None:
         await self._run(flows.delete(self.context, key), "delete")
 
-    async def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        flow = flows.rename(self.context, old_key, new_key, expires_at, now)
+    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        flow = flows.rename(self.context, old_key, new_key, expires_us, now_us)
         return await self._run(flow, "rename")
 
-    async def count(self, now: datetime) -> int:
-        return await self._run(flows.count(self.context, now), "count")
+    async def count(self, now_us: int) -> int:
+        return await self._run(flows.count(self.context, now_us), "count")
 
-    async def delete_expired(self, now: datetime, limit: int) -> int:
+    async def delete_expired(self, now_us: int, limit: int) -> int:
         """Nothing to do: the server removes expired documents itself (native TTLs)."""
         return 0
 

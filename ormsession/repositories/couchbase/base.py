@@ -24,12 +24,11 @@ shows it as binary and N1QL cannot query it (the count counters make N1QL unnece
 
 from __future__ import annotations
 
-import math
 import re
 import struct
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from couchbase.auth import PasswordAuthenticator
@@ -53,6 +52,7 @@ from couchbase.options import (
 from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from ormsession.errors import ConfigurationError
+from ormsession.expiry import US_PER_SECOND
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
@@ -90,8 +90,6 @@ MAGIC = b"orS2"
 MAGIC_V1 = b"orS1"
 _HEADER = struct.Struct(">4sQqqBq")
 _HEADER_V1 = struct.Struct(">4sQqq")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 # Couchbase document ids are at most 250 bytes: 100 for the prefix leaves room for the
 # 64-character key and for the counters' names.
@@ -133,12 +131,7 @@ class KeyLayout:
 # -- records -------------------------------------------------------------------------------
 def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
     header = _HEADER.pack(
-        MAGIC,
-        record.version,
-        _micros(record.created_at),
-        _micros(record.expires_at),
-        bucket.level,
-        bucket.end,
+        MAGIC, record.version, record.created_us, record.expires_us, bucket.level, bucket.end
     )
     return header + record.data
 
@@ -156,24 +149,19 @@ def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
         bucket, data = UNCOUNTED, raw[_HEADER_V1.size :]
     else:
         return None
-    record = StoredSession(data, version, _EPOCH + created * _US, _EPOCH + expires * _US)
-    return record, bucket
+    return StoredSession(data, version, created, expires), bucket
 
 
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _US
-
-
-def expiry_for(expires_at: datetime, now: datetime) -> timedelta:
-    """The document TTL for a record that expires at ``expires_at``, as a timedelta.
+def expiry_for(expires_us: int, now_us: int) -> timedelta:
+    """The document TTL for a record that expires at ``expires_us``, as a timedelta.
 
     Always a timedelta: the SDK turns one above 30 days into the absolute Unix time the
     server expects (raw seconds above 30 days would be read as a date in 1970, and expire
     at once: beego's bug). Whole seconds, rounded up and at least one, because the SDK
-    truncates and 0 means "never expire". Reads judge by the stored ``expires_at`` anyway;
+    truncates and 0 means "never expire". Reads judge by the stored ``expires_us`` anyway;
     the TTL only has the server remove the document soon after.
     """
-    seconds = math.ceil((expires_at - now).total_seconds())
+    seconds = -(-(expires_us - now_us) // US_PER_SECOND)
     return timedelta(seconds=max(1, seconds))
 
 

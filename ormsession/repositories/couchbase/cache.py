@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from datetime import datetime
 from typing import NamedTuple
 
 from ormsession.repositories.couchbase.counters import Bucket
@@ -34,8 +33,8 @@ class Hint(NamedTuple):
 
     cas: int
     version: int
-    created_at: datetime
-    expires_at: datetime
+    created_us: int
+    expires_us: int
     bucket: Bucket
 
 

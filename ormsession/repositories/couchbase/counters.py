@@ -33,8 +33,10 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import NamedTuple
+
+from ormsession.expiry import US_PER_SECOND
 
 __all__ = [
     "DEFAULT_RESOLUTION",
@@ -50,7 +52,6 @@ __all__ = [
     "place",
     "raise_horizon",
     "target",
-    "to_us",
 ]
 
 logger = logging.getLogger("ormsession")
@@ -60,7 +61,7 @@ DEFAULT_RESOLUTION = 32
 MAX_RESOLUTION = 1024
 #: The widest level: 2**25 s (388 days). Lifetimes beyond resolution x 2**26 s share it.
 MAX_LEVEL = 25
-US = 1_000_000
+US = US_PER_SECOND
 #: The most buckets per level ``count`` reads (see :func:`live_buckets`).
 MAX_SPAN = 100_000
 #: How long counters and the levels document outlive the end of their bucket: app servers'
@@ -68,8 +69,6 @@ MAX_SPAN = 100_000
 GRACE = timedelta(hours=1)
 _GRACE_US = int(GRACE.total_seconds()) * US
 LEVELS_FORMAT = 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 class Bucket(NamedTuple):
@@ -90,11 +89,6 @@ class Bucket(NamedTuple):
 
 
 UNCOUNTED = Bucket(0, 0)
-
-
-def to_us(moment: datetime) -> int:
-    """An aware datetime as integer microseconds since the epoch (exact)."""
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 def place(expires_us: int, now_us: int, resolution: int) -> Bucket:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import datetime
 from typing import NamedTuple
 
 from ormsession.errors import ConfigurationError, StoreError
@@ -67,7 +66,6 @@ from ormsession.repositories.couchbase.counters import (
     place,
     raise_horizon,
     target,
-    to_us,
 )
 
 __all__ = [
@@ -136,35 +134,34 @@ def probe(ctx: Context) -> Flow[None]:
     yield Get(ctx.layout.probe_key)
 
 
-def record_read(ctx: Context, key: str, doc: Doc | None, now: datetime) -> StoredSession | None:
+def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredSession | None:
     """The live record in what a read's ``get`` of ``key`` returned (its CAS remembered),
     or None. (The repositories run that ``get`` themselves: it is every request's.)"""
-    found = _live(doc, now)
+    found = _live(doc, now_us)
     if found is None:
         return None
     _remember(ctx, key, found.cas, found.record, found.bucket)
     return found.record
 
 
-def create(ctx: Context, key: str, record: StoredSession, now: datetime) -> Flow[bool]:
+def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
     doc_key = ctx.layout.document_key(key)
-    now_us = to_us(now)
-    bucket = target(UNCOUNTED, to_us(record.expires_at), now_us, ctx.resolution)
+    bucket = target(UNCOUNTED, record.expires_us, now_us, ctx.resolution)
     if not (yield from _increment(ctx, bucket, now_us)):
         bucket = UNCOUNTED
-    value, expiry = encode_record(record, bucket), expiry_for(record.expires_at, now)
+    value, expiry = encode_record(record, bucket), expiry_for(record.expires_us, now_us)
     for _ in range(CAS_ATTEMPTS):
         cas = yield Insert(doc_key, value, expiry)
         if cas is None:
             existing: Doc | None = yield Get(doc_key)
             if existing is None:
                 continue  # its TTL (or a delete) removed it since: insert again
-            found = _live(existing, now)
+            found = _live(existing, now_us)
             if found is not None:
                 _remember(ctx, key, found.cas, found.record, found.bucket)
                 yield from _decrement(ctx, bucket)  # not ours to count after all
                 return False
-            # Expired by `now` but not yet removed by its TTL: replace exactly that
+            # Expired by `now_us` but not yet removed by its TTL: replace exactly that
             # document (its CAS), so a concurrent create of the key cannot be overwritten.
             cas = yield Replace(doc_key, value, existing.cas, expiry)
             if cas is None:
@@ -180,16 +177,16 @@ def update(
     ctx: Context,
     key: str,
     data: bytes,
-    expires_at: datetime,
+    expires_us: int,
     expected_version: int,
-    now: datetime,
+    now_us: int,
 ) -> Flow[int | None]:
     hint = ctx.cache.get(key)
-    if hint is not None and hint.version == expected_version and hint.expires_at > now:
+    if hint is not None and hint.version == expected_version and hint.expires_us > now_us:
         # The document as last seen is live at the expected version: if the server still
         # has exactly that state (its CAS), the contract's conditions hold.
-        new = StoredSession(data, expected_version + 1, hint.created_at, expires_at)
-        if (yield from _rewrite(ctx, key, hint.cas, hint.bucket, new, now)):
+        new = StoredSession(data, expected_version + 1, hint.created_us, expires_us)
+        if (yield from _rewrite(ctx, key, hint.cas, hint.bucket, new, now_us)):
             return new.version
         # Someone wrote or touched it since, or it is gone: decide on what is there now
         # (and remember that instead, even if its CAS is lower: a failover can roll back).
@@ -197,22 +194,22 @@ def update(
     doc_key = ctx.layout.document_key(key)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(doc_key)
-        found = _live(doc, now)
+        found = _live(doc, now_us)
         if found is None:
             return None
         _remember(ctx, key, found.cas, found.record, found.bucket)
         current = found.record
         if current.version != expected_version:
             return None
-        new = current._replace(data=data, version=expected_version + 1, expires_at=expires_at)
-        if (yield from _rewrite(ctx, key, found.cas, found.bucket, new, now)):
+        new = current._replace(data=data, version=expected_version + 1, expires_us=expires_us)
+        if (yield from _rewrite(ctx, key, found.cas, found.bucket, new, now_us)):
             return new.version
         # The CAS moved: another update (then the version moved too and the next round
         # returns None) or a touch (same version: try again on the touched document).
     return None
 
 
-def touch(ctx: Context, key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
+def touch(ctx: Context, key: str, expires_us: int, now_us: int) -> Flow[bool]:
     """A CAS-guarded rewrite of the record with the new expiry.
 
     The SDK's ``touch`` would move only the document's TTL, while the contract reads the
@@ -222,14 +219,14 @@ def touch(ctx: Context, key: str, expires_at: datetime, now: datetime) -> Flow[b
     doc_key = ctx.layout.document_key(key)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(doc_key)
-        found = _live(doc, now)
+        found = _live(doc, now_us)
         if found is None:
             return False
         _remember(ctx, key, found.cas, found.record, found.bucket)
-        if found.record.expires_at == expires_at:
+        if found.record.expires_us == expires_us:
             return True
-        moved = found.record._replace(expires_at=expires_at)
-        if (yield from _rewrite(ctx, key, found.cas, found.bucket, moved, now)):
+        moved = found.record._replace(expires_us=expires_us)
+        if (yield from _rewrite(ctx, key, found.cas, found.bucket, moved, now_us)):
             return True
     raise StoreError(f"touch of session {key[:8]}… kept racing other writers; giving up")
 
@@ -258,9 +255,7 @@ def delete(ctx: Context, key: str) -> Flow[None]:
     yield from _decrement(ctx, bucket)
 
 
-def rename(
-    ctx: Context, old_key: str, new_key: str, expires_at: datetime, now: datetime
-) -> Flow[bool]:
+def rename(ctx: Context, old_key: str, new_key: str, expires_us: int, now_us: int) -> Flow[bool]:
     """Insert the record under ``new_key``, then remove ``old_key`` guarded by the CAS read.
 
     Couchbase has no multi-document atomic write outside transactions (which need more
@@ -270,16 +265,16 @@ def rename(
     removed again and the rename starts over (or returns False: a destroy wins).
     """
     old_doc, new_doc = ctx.layout.document_key(old_key), ctx.layout.document_key(new_key)
-    expiry, now_us = expiry_for(expires_at, now), to_us(now)
+    expiry = expiry_for(expires_us, now_us)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(old_doc)
-        found = _live(doc, now)
+        found = _live(doc, now_us)
         if found is None:
             return False
-        record = found.record._replace(expires_at=expires_at)
+        record = found.record._replace(expires_us=expires_us)
         # The copy takes over the old document's count (and its bucket, if the new expiry
         # is still within it): one session, counted once.
-        bucket = target(found.bucket, to_us(expires_at), now_us, ctx.resolution)
+        bucket = target(found.bucket, expires_us, now_us, ctx.resolution)
         moved = bucket != found.bucket
         if moved and not (yield from _increment(ctx, bucket, now_us)):
             bucket, moved = found.bucket, False
@@ -300,13 +295,13 @@ def rename(
     raise StoreError(f"rename of session {old_key[:8]}… kept racing other writers; giving up")
 
 
-def count(ctx: Context, now: datetime) -> Flow[int]:
-    """Live sessions: the counters of every registered bucket that ends after ``now``
+def count(ctx: Context, now_us: int) -> Flow[int]:
+    """Live sessions: the counters of every registered bucket that ends after ``now_us``
     (the levels document, then the counters in batched reads)."""
     doc: Doc | None = yield Get(ctx.layout.levels_key, json=True)
     levels = decode_levels(doc.value if doc else None)
     ctx.note_levels(levels)
-    keys = [ctx.layout.counter_key(bucket) for bucket in live_buckets(levels, to_us(now))]
+    keys = [ctx.layout.counter_key(bucket) for bucket in live_buckets(levels, now_us)]
     total = 0
     for start in range(0, len(keys), GET_MANY_BATCH):
         docs: dict[str, Doc] = yield GetMany(tuple(keys[start : start + GET_MANY_BATCH]))
@@ -315,7 +310,7 @@ def count(ctx: Context, now: datetime) -> Flow[int]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _live(doc: Doc | None, now: datetime) -> _Found | None:
+def _live(doc: Doc | None, now_us: int) -> _Found | None:
     if doc is None:
         return None
     decoded = decode_record(doc.value)
@@ -323,7 +318,7 @@ def _live(doc: Doc | None, now: datetime) -> _Found | None:
         logger.warning("a document under the session key prefix is not an ormsession record")
         return None
     record, bucket = decoded
-    return _Found(record, bucket, doc.cas) if record.expires_at > now else None
+    return _Found(record, bucket, doc.cas) if record.expires_us > now_us else None
 
 
 def _bucket_of(doc: Doc) -> Bucket:
@@ -333,19 +328,18 @@ def _bucket_of(doc: Doc) -> Bucket:
 
 
 def _remember(ctx: Context, key: str, cas: int, record: StoredSession, bucket: Bucket) -> None:
-    ctx.cache.put(key, Hint(cas, record.version, record.created_at, record.expires_at, bucket))
+    ctx.cache.put(key, Hint(cas, record.version, record.created_us, record.expires_us, bucket))
 
 
 def _rewrite(
-    ctx: Context, key: str, cas: int, current: Bucket, record: StoredSession, now: datetime
+    ctx: Context, key: str, cas: int, current: Bucket, record: StoredSession, now_us: int
 ) -> Flow[bool]:
     """Replace the document whose CAS is ``cas`` (counted in ``current``) with ``record``;
     False when its CAS moved (or it is gone). Moves its count only when the new expiry
     leaves its bucket: increment the new one first, decrement the old one after."""
     bucket, moved = current, False
-    expires_us = to_us(record.expires_at)
+    expires_us = record.expires_us
     if not current.holds(expires_us):  # the common case skips all of this
-        now_us = to_us(now)
         bucket = place(expires_us, now_us, ctx.resolution)
         moved = bucket != current
         if moved and not (yield from _increment(ctx, bucket, now_us)):
@@ -353,7 +347,7 @@ def _rewrite(
             bucket, moved = current, False
     value = encode_record(record, bucket)
     new_cas = yield Replace(
-        ctx.layout.document_key(key), value, cas, expiry_for(record.expires_at, now)
+        ctx.layout.document_key(key), value, cas, expiry_for(record.expires_us, now_us)
     )
     if new_cas is None:
         if moved:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any, TypeVar
 
 from couchbase.cluster import Cluster
@@ -105,7 +104,7 @@ class CouchbaseRepository:
         return f"<CouchbaseRepository {self._description} prefix={self.context.layout.prefix!r}>"
 
     # -- the contract ---------------------------------------------------------------
-    def read(self, key: str, now: datetime) -> StoredSession | None:
+    def read(self, key: str, now_us: int) -> StoredSession | None:
         # Every request's one KV get: run directly, without a flow or the generic
         # dispatch of _execute.
         context = self.context
@@ -117,30 +116,30 @@ class CouchbaseRepository:
             return None
         except CouchbaseException as exc:
             raise self._wrap(exc, "read") from exc
-        return flows.record_read(context, key, document(result), now)
+        return flows.record_read(context, key, document(result), now_us)
 
-    def create(self, key: str, record: StoredSession, now: datetime) -> bool:
-        return self._run(flows.create(self.context, key, record, now), "create")
+    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
+        return self._run(flows.create(self.context, key, record, now_us), "create")
 
     def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        flow = flows.update(self.context, key, data, expires_at, expected_version, now)
+        flow = flows.update(self.context, key, data, expires_us, expected_version, now_us)
         return self._run(flow, "update")
 
-    def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return self._run(flows.touch(self.context, key, expires_at, now), "touch")
+    def touch(self, key: str, expires_us: int, now_us: int) -> bool:
+        return self._run(flows.touch(self.context, key, expires_us, now_us), "touch")
 
     def delete(self, key: str) -> None:
         self._run(flows.delete(self.context, key), "delete")
 
-    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        return self._run(flows.rename(self.context, old_key, new_key, expires_at, now), "rename")
+    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        return self._run(flows.rename(self.context, old_key, new_key, expires_us, now_us), "rename")
 
-    def count(self, now: datetime) -> int:
-        return self._run(flows.count(self.context, now), "count")
+    def count(self, now_us: int) -> int:
+        return self._run(flows.count(self.context, now_us), "count")
 
-    def delete_expired(self, now: datetime, limit: int) -> int:
+    def delete_expired(self, now_us: int, limit: int) -> int:
         """Nothing to do: the server removes expired documents itself (native TTLs)."""
         return 0
 

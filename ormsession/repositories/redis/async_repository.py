@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from datetime import datetime
 from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
@@ -34,41 +33,41 @@ class AsyncRedisRepository(RedisRepositoryBase):
     the same options, the same flows; ``owned`` resources are closed with ``aclose()``."""
 
     # -- the contract ---------------------------------------------------------------
-    async def read(self, key: str, now: datetime) -> StoredSession | None:
+    async def read(self, key: str, now_us: int) -> StoredSession | None:
         # The one call on every request: a plain GET, without the flow machinery.
         try:
             raw = await self.client.execute_command("GET", self.core.layout.session(key), **RAW)
         except REDIS_ERRORS as exc:
             raise self._wrap(exc, "read") from exc
-        return self.core.record_from(raw, key, now)
+        return self.core.record_from(raw, key, now_us)
 
-    async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
-        return await self._run(self.core.create(key, record, now), "create")
+    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
+        return await self._run(self.core.create(key, record, now_us), "create")
 
     async def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        script = self.core.update_script(key, data, expires_at, expected_version, now)
+        script = self.core.update_script(key, data, expires_us, expected_version, now_us)
         try:
             stored = await self._execute(script)
         except REDIS_ERRORS as exc:
             raise self._wrap(exc, "update") from exc
         return expected_version + 1 if stored else None
 
-    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return await self._run(self.core.touch(key, expires_at, now), "touch")
+    async def touch(self, key: str, expires_us: int, now_us: int) -> bool:
+        return await self._run(self.core.touch(key, expires_us, now_us), "touch")
 
     async def delete(self, key: str) -> None:
         await self._run(self.core.delete(key), "delete")
 
-    async def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        return await self._run(self.core.rename(old_key, new_key, expires_at, now), "rename")
+    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        return await self._run(self.core.rename(old_key, new_key, expires_us, now_us), "rename")
 
-    async def count(self, now: datetime) -> int:
-        return await self._run(self.core.count(now), "count")
+    async def count(self, now_us: int) -> int:
+        return await self._run(self.core.count(now_us), "count")
 
-    async def delete_expired(self, now: datetime, limit: int) -> int:
-        return await self._run(self.core.delete_expired(now, limit), "delete_expired")
+    async def delete_expired(self, now_us: int, limit: int) -> int:
+        return await self._run(self.core.delete_expired(now_us, limit), "delete_expired")
 
     async def close(self) -> None:
         """Close the clients this repository created (never one the app handed in)."""

@@ -26,7 +26,6 @@ import re
 import struct
 from collections.abc import Generator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from ormsession.errors import ConfigurationError, StoreError
@@ -51,7 +50,6 @@ __all__ = [
     "decode_record",
     "encode_record",
     "throw_into",
-    "to_micros",
     "ttl_millis",
     "validate_key_prefix",
 ]
@@ -75,42 +73,25 @@ _FORMAT = 1
 # and the new version.
 _CLOCK = struct.Struct(">QQQ")
 _CLOCK_AND_VERSIONS = struct.Struct(">QQQQQ")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _SESSION_KEY = re.compile(r"[0-9a-f]{64}")
 # Glob characters would make SCAN patterns (ours and operators') match other apps' keys;
 # braces would change the Cluster hash tag; backslash escapes globs.
 _FORBIDDEN_IN_PREFIX = set("*?[]{}\\")
 
 
-# -- values ------------------------------------------------------------------------------
-def to_micros(moment: datetime) -> int:
-    """An aware datetime as whole microseconds since the Unix epoch (exact)."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def _from_micros(micros: int) -> datetime:
-    return _EPOCH + micros * _MICROSECOND  # int * timedelta: half the cost of timedelta(...)
-
-
-def ttl_millis(expires_at: datetime, now: datetime) -> int:
-    """The native TTL for a record expiring at ``expires_at``, judged at ``now``: rounded
+# -- values (times in µs, as the header keeps them) ------------------------------------------
+def ttl_millis(expires_us: int, now_us: int) -> int:
+    """The native TTL for a record expiring at ``expires_us``, judged at ``now_us``: rounded
     up (Redis never drops a record before the manager considers it expired), at least 1 ms
     (Redis rejects 0)."""
-    return _ttl_millis_from_micros(to_micros(expires_at), to_micros(now))
-
-
-def _ttl_millis_from_micros(expires_us: int, now_us: int) -> int:
-    """:func:`ttl_millis` for times already in microseconds."""
     return max(1, -(-(expires_us - now_us) // 1000))
 
 
 def encode_record(record: StoredSession) -> bytes:
     """Header + data, the one value a session is stored as."""
-    created, expires = to_micros(record.created_at), to_micros(record.expires_at)
-    if created < 0 or expires < 0 or record.version < 0:
+    if record.created_us < 0 or record.expires_us < 0 or record.version < 0:
         raise ValueError("times before 1970 and negative versions cannot be stored")
-    return _HEADER.pack(_FORMAT, record.version, created, expires) + record.data
+    return _HEADER.pack(_FORMAT, record.version, record.created_us, record.expires_us) + record.data
 
 
 def decode_record(raw: bytes) -> StoredSession | None:
@@ -118,14 +99,13 @@ def decode_record(raw: bytes) -> StoredSession | None:
     if len(raw) < _HEADER.size or raw[0] != _FORMAT:
         return None
     _, version, created, expires = _HEADER.unpack_from(raw)
-    return StoredSession(raw[_HEADER.size :], version, _from_micros(created), _from_micros(expires))
+    return StoredSession(raw[_HEADER.size :], version, created, expires)
 
 
-def clock_arg(expires_at: datetime, now: datetime) -> bytes:
+def clock_arg(expires_us: int, now_us: int) -> bytes:
     """The scripts' clock argument (see :mod:`.scripts`) for a record expiring at
-    ``expires_at``, judged at ``now``; its TTL field is :func:`ttl_millis`."""
-    now_us, expires = to_micros(now), to_micros(expires_at)
-    return _CLOCK.pack(now_us, _ttl_millis_from_micros(expires, now_us), expires)
+    ``expires_us``, judged at ``now_us``; its TTL field is :func:`ttl_millis`."""
+    return _CLOCK.pack(now_us, ttl_millis(expires_us, now_us), expires_us)
 
 
 # -- keys --------------------------------------------------------------------------------
@@ -226,11 +206,11 @@ class RedisStoreCore:
         self.layout = layout
         self.cluster = cluster
 
-    def read(self, key: str, now: datetime) -> Flow[StoredSession | None]:
+    def read(self, key: str, now_us: int) -> Flow[StoredSession | None]:
         raw = yield Get(self.layout.session(key))
-        return self.record_from(raw, key, now)
+        return self.record_from(raw, key, now_us)
 
-    def record_from(self, raw: Any, key: str, now: datetime) -> StoredSession | None:
+    def record_from(self, raw: Any, key: str, now_us: int) -> StoredSession | None:
         """The live record in a GET reply (also used by the twins' direct read path)."""
         if raw is None:
             return None
@@ -238,47 +218,47 @@ class RedisStoreCore:
         if record is None:
             logger.warning("ignoring a value in an unknown format under session key %s…", key[:8])
             return None
-        return record if record.expires_at > now else None
+        return record if record.expires_us > now_us else None
 
-    def create(self, key: str, record: StoredSession, now: datetime) -> Flow[bool]:
-        stored = yield self._create(key, encode_record(record), record.expires_at, now)
+    def create(self, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
+        stored = yield self._create(key, encode_record(record), record.expires_us, now_us)
         return bool(stored)
 
-    def _create(self, key: str, value: bytes, expires_at: datetime, now: datetime) -> Eval:
+    def _create(self, key: str, value: bytes, expires_us: int, now_us: int) -> Eval:
         keys = self.layout.session_and_index(key)
-        return Eval(scripts.CREATE, keys, (clock_arg(expires_at, now), value))
+        return Eval(scripts.CREATE, keys, (clock_arg(expires_us, now_us), value))
 
     def update_script(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> Eval:
         """The one script an update is (a write on every changed request: the twins run it
         directly, without a flow). Its reply is true when the version matched."""
-        now_us, expires = to_micros(now), to_micros(expires_at)
-        ttl = _ttl_millis_from_micros(expires, now_us)
-        arg = _CLOCK_AND_VERSIONS.pack(now_us, ttl, expires, expected_version, expected_version + 1)
+        ttl = ttl_millis(expires_us, now_us)
+        versions = (expected_version, expected_version + 1)
+        arg = _CLOCK_AND_VERSIONS.pack(now_us, ttl, expires_us, *versions)
         return Eval(scripts.UPDATE, self.layout.session_and_index(key), (arg, data))
 
-    def touch(self, key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
-        keys, args = self.layout.session_and_index(key), (clock_arg(expires_at, now),)
+    def touch(self, key: str, expires_us: int, now_us: int) -> Flow[bool]:
+        keys, args = self.layout.session_and_index(key), (clock_arg(expires_us, now_us),)
         stored = yield Eval(scripts.TOUCH, keys, args)
         return bool(stored)
 
     def delete(self, key: str) -> Flow[None]:
         yield Eval(scripts.DELETE, self.layout.session_and_index(key), ())
 
-    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> Flow[bool]:
+    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Flow[bool]:
         """One atomic script on plain Redis and Sentinel, and in Cluster mode when both
         keys share a shard (1 in 256). Otherwise the keys live in different slots, maybe on
         different masters, and no Redis command spans them: see :meth:`_move_across_slots`.
         """
         if self.cluster and not self.layout.same_slot(old_key, new_key):
-            return (yield from self._move_across_slots(old_key, new_key, expires_at, now))
+            return (yield from self._move_across_slots(old_key, new_key, expires_us, now_us))
         keys = (*self.layout.session_and_index(old_key), *self.layout.session_and_index(new_key))
-        moved = yield Eval(scripts.RENAME, keys, (clock_arg(expires_at, now),))
+        moved = yield Eval(scripts.RENAME, keys, (clock_arg(expires_us, now_us),))
         return bool(moved)
 
     def _move_across_slots(
-        self, old_key: str, new_key: str, expires_at: datetime, now: datetime
+        self, old_key: str, new_key: str, expires_us: int, now_us: int
     ) -> Flow[bool]:
         """Park, copy, discard: a rename between slots that never shows two live copies.
 
@@ -294,19 +274,19 @@ class RedisStoreCore:
         """
         parked_key = self.layout.parking(old_key)
         try:
-            raw = yield self.park_script(old_key, now)
+            raw = yield self.park_script(old_key, now_us)
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return False
-            moved = StoredSession(record.data, record.version, record.created_at, expires_at)
-            stored = yield self._create(new_key, encode_record(moved), expires_at, now)
+            moved = record._replace(expires_us=expires_us)
+            stored = yield self._create(new_key, encode_record(moved), expires_us, now_us)
         except StoreError as error:
-            yield from self._unpark(old_key, new_key, now, error, delete_new=True)
+            yield from self._unpark(old_key, new_key, now_us, error, delete_new=True)
             raise
         if not stored:
             # The caller guarantees a fresh new key; if it is not, leave that session be.
             taken = StoreError("rename: the new key already holds a live session")
-            yield from self._unpark(old_key, new_key, now, taken, delete_new=False)
+            yield from self._unpark(old_key, new_key, now_us, taken, delete_new=False)
             raise taken
         try:
             yield Eval(scripts.DISCARD, (parked_key,), ())
@@ -318,14 +298,14 @@ class RedisStoreCore:
             )
         return True
 
-    def park_script(self, old_key: str, now: datetime) -> Eval:
+    def park_script(self, old_key: str, now_us: int) -> Eval:
         """Step 1 of :meth:`_move_across_slots` (repeatable: its reply may be lost)."""
         layout = self.layout
         keys = (*layout.session_and_index(old_key), layout.parking(old_key))
-        return Eval(scripts.PARK, keys, (_CLOCK.pack(to_micros(now), PARK_TTL_MS, 0),))
+        return Eval(scripts.PARK, keys, (_CLOCK.pack(now_us, PARK_TTL_MS, 0),))
 
     def _unpark(
-        self, old_key: str, new_key: str, now: datetime, cause: StoreError, *, delete_new: bool
+        self, old_key: str, new_key: str, now_us: int, cause: StoreError, *, delete_new: bool
     ) -> Flow[None]:
         """Undo a half-done move: drop what step 2 may have written (its reply may have
         been lost), then put the parked record back under the old key."""
@@ -340,7 +320,7 @@ class RedisStoreCore:
             yield Eval(
                 scripts.UNPARK,
                 (layout.parking(old_key), *layout.session_and_index(old_key)),
-                (clock_arg(record.expires_at, now),),
+                (clock_arg(record.expires_us, now_us),),
             )
         except StoreError as error:
             logger.error(
@@ -351,14 +331,14 @@ class RedisStoreCore:
                 error,
             )
 
-    def count(self, now: datetime) -> Flow[int]:
-        total = yield CountLive(self.layout.all_indexes(), to_micros(now))
+    def count(self, now_us: int) -> Flow[int]:
+        total = yield CountLive(self.layout.all_indexes(), now_us)
         return int(total)
 
-    def delete_expired(self, now: datetime, limit: int) -> Flow[int]:
+    def delete_expired(self, now_us: int, limit: int) -> Flow[int]:
         """Redis expires the records itself (native TTL): nothing to delete. The count
         index is trimmed here as well as on every create."""
-        yield TrimIndexes(self.layout.all_indexes(), to_micros(now))
+        yield TrimIndexes(self.layout.all_indexes(), now_us)
         return 0
 
 

@@ -22,17 +22,15 @@ __all__ = ["ASYNC_DRIVERS", "AsyncDriver", "driver_for"]
 class _Result:
     """Rows and a row count, shaped like :class:`~.dbapi.RawResult`."""
 
-    __slots__ = ("_row", "_statement", "rowcount")
+    __slots__ = ("_row", "rowcount")
 
-    def __init__(
-        self, statement: CompiledStatement, row: Sequence[Any] | None, rowcount: int
-    ) -> None:
-        self._statement = statement
+    def __init__(self, row: Sequence[Any] | None, rowcount: int) -> None:
         self._row = row
         self.rowcount = rowcount
 
     def first(self) -> tuple[Any, ...] | None:
-        return self._statement.convert_row(self._row)
+        # Time columns as the driver returns them (see types.us_from_column).
+        return None if self._row is None else tuple(self._row)
 
     def scalar_one(self) -> Any:
         if self._row is None:
@@ -63,8 +61,8 @@ class AsyncDriver:
     ) -> _Result:
         if returns_rows:
             row = await self.fetch_row(connection, statement.sql, params)
-            return _Result(statement, row, 1 if row is not None else 0)
-        return _Result(statement, None, await self.execute(connection, statement.sql, params))
+            return _Result(row, 1 if row is not None else 0)
+        return _Result(None, await self.execute(connection, statement.sql, params))
 
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         """The first row a query returns, as the driver gives it (None: no row)."""

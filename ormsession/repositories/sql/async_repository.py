@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select
@@ -121,24 +120,24 @@ class AsyncSqlRepository:
         return f"<AsyncSqlRepository {self.engine.url.render_as_string(hide_password=True)}>"
 
     # -- the contract ---------------------------------------------------------------
-    async def read(self, key: str, now: datetime) -> StoredSession | None:
+    async def read(self, key: str, now_us: int) -> StoredSession | None:
         driver = self._driver
         if driver is None:
-            return await self._execute(self._queries.read(key, now))
+            return await self._execute(self._queries.read(key, now_us))
         # Every request's statement: no Query object, no result wrapper (as the sync twin).
         compiled = self._read_compiled
-        params = self._read_parameters(key, now)
+        params = self._read_parameters(key, now_us)
         row = await self._on_raw_connection(
             "read", driver, lambda raw: driver.fetch_row(raw, compiled.sql, params)
         )
         return self._read_row(row)
 
-    async def create(self, key: str, record: StoredSession, now: datetime) -> bool:
+    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
         if await self._insert(key, record):
             return True
         # Only an expired row may be replaced; a live one means "pick another key".
         return await self._execute(
-            self._queries.reclaim_expired_key(key, now)
+            self._queries.reclaim_expired_key(key, now_us)
         ) and await self._insert(key, record)
 
     async def _insert(self, key: str, record: StoredSession) -> bool:
@@ -149,28 +148,28 @@ class AsyncSqlRepository:
         return True
 
     async def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        query = self._queries.update(key, data, expires_at, expected_version, now)
+        query = self._queries.update(key, data, expires_us, expected_version, now_us)
         return expected_version + 1 if await self._execute(query) else None
 
-    async def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return await self._execute(self._queries.touch(key, expires_at, now))
+    async def touch(self, key: str, expires_us: int, now_us: int) -> bool:
+        return await self._execute(self._queries.touch(key, expires_us, now_us))
 
     async def delete(self, key: str) -> None:
         await self._execute(self._queries.delete(key))
 
-    async def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        return await self._execute(self._queries.rename(old_key, new_key, expires_at, now))
+    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        return await self._execute(self._queries.rename(old_key, new_key, expires_us, now_us))
 
-    async def count(self, now: datetime) -> int:
-        return await self._execute(self._queries.count(now))
+    async def count(self, now_us: int) -> int:
+        return await self._execute(self._queries.count(now_us))
 
-    async def count_expired(self, now: datetime) -> int:
-        return await self._execute(self._queries.count_expired(now))
+    async def count_expired(self, now_us: int) -> int:
+        return await self._execute(self._queries.count_expired(now_us))
 
-    async def delete_expired(self, now: datetime, limit: int) -> int:
-        return await self._execute(self._queries.delete_expired(now, limit))
+    async def delete_expired(self, now_us: int, limit: int) -> int:
+        return await self._execute(self._queries.delete_expired(now_us, limit))
 
     async def close(self) -> None:
         if self._owns_engine:

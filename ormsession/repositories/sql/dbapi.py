@@ -19,14 +19,16 @@ from sqlalchemy import Dialect, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from ormsession.expiry import from_us
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.statements import packed_record
 from ormsession.repositories.sql.types import (
     UTCDateTime,
     aware_utc,
+    naive_from_us,
     naive_utc,
-    stored_utc,
-    utc_from_text,
+    text_from_us,
+    us_from_column,
     utc_text,
 )
 
@@ -52,11 +54,6 @@ DBAPI_DRIVERS = {
 }
 
 
-def _datetime_from_row(value: Any) -> datetime:
-    # SQLite hands DATETIME columns back as their stored text.
-    return utc_from_text(value) if isinstance(value, str) else stored_utc(value)
-
-
 RowReader = Callable[[Any], StoredSession | None]
 
 
@@ -73,13 +70,8 @@ def row_reader(dialect: Dialect) -> RowReader:
     def read_columns(row: Any) -> StoredSession | None:
         if row is None:
             return None
-        data, version, created_at, expires_at = row
-        return StoredSession(
-            bytes(data),
-            version,
-            _datetime_from_row(created_at),
-            _datetime_from_row(expires_at),
-        )
+        data, version, created, expires = row
+        return StoredSession(bytes(data), version, us_from_column(created), us_from_column(expires))
 
     return read_columns
 
@@ -104,16 +96,25 @@ def datetime_binder(dialect: Dialect) -> Callable[[datetime], Any]:
     return naive_utc
 
 
+def us_binder(dialect: Dialect) -> Callable[[int], Any]:
+    """:func:`datetime_binder` for a time in µs (the read's ``now``), in one step."""
+    if dialect.name == "sqlite":
+        return text_from_us
+    if dialect.name == "postgresql":
+        return from_us
+    return naive_from_us
+
+
 class CompiledStatement:
     """One statement compiled for a dialect: SQL text, parameter order, conversions."""
 
     __slots__ = (
         "_binder",
-        "_datetime_columns",
         "_datetime_params",
         "_defaults",
         "_names",
         "_plan",
+        "_us_binder",
         "sql",
     )
 
@@ -129,11 +130,8 @@ class CompiledStatement:
         self._datetime_params = frozenset(
             name for name, bind in compiled.binds.items() if isinstance(bind.type, UTCDateTime)
         )
-        columns = getattr(statement, "selected_columns", ())
-        self._datetime_columns = tuple(
-            index for index, column in enumerate(columns) if isinstance(column.type, UTCDateTime)
-        )
         self._binder = datetime_binder(dialect)
+        self._us_binder = us_binder(dialect)
         # For positional drivers: each placeholder's name, and whether it is a datetime.
         self._plan = [(name, name in self._datetime_params) for name in self._names or ()]
 
@@ -156,27 +154,17 @@ class CompiledStatement:
             ]
         )
 
-    def key_and_time_parameters(
-        self,
-    ) -> Callable[[str, datetime], Sequence[Any] | dict[str, Any]]:
-        """:meth:`parameters` as a function of ``key`` and ``now``, for a statement that
-        binds just those two (the read): the usual placements are worked out once, as the
-        read runs on every request."""
-        binder = self._binder
+    def key_and_time_parameters(self) -> Callable[[str, int], Sequence[Any] | dict[str, Any]]:
+        """:meth:`parameters` as a function of ``key`` and ``now`` (in µs), for a statement
+        that binds just those two (the read): the usual placements are worked out once, as
+        the read runs on every request."""
+        binder = self._us_binder
         if not self._defaults:
             if self._plan == [("key", False), ("now", True)]:
-                return lambda key, now: (key, binder(now))
+                return lambda key, now_us: (key, binder(now_us))
             if self._names is None and self._datetime_params == {"now"}:
-                return lambda key, now: {"key": key, "now": binder(now)}
-        return lambda key, now: self.parameters({"key": key, "now": now})
-
-    def convert_row(self, row: Sequence[Any] | None) -> tuple[Any, ...] | None:
-        if row is None:
-            return None
-        values = list(row)
-        for index in self._datetime_columns:
-            values[index] = _datetime_from_row(values[index])
-        return tuple(values)
+                return lambda key, now_us: {"key": key, "now": binder(now_us)}
+        return lambda key, now_us: self.parameters({"key": key, "now": from_us(now_us)})
 
 
 class StatementCache:
@@ -198,18 +186,20 @@ class StatementCache:
 class RawResult:
     """The part of SQLAlchemy's CursorResult the queries read, over a DBAPI cursor."""
 
-    __slots__ = ("_cursor", "_statement")
+    __slots__ = ("_cursor",)
 
-    def __init__(self, cursor: Any, statement: CompiledStatement) -> None:
+    def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
-        self._statement = statement
 
     @property
     def rowcount(self) -> int:
         return int(self._cursor.rowcount)
 
     def first(self) -> tuple[Any, ...] | None:
-        return self._statement.convert_row(self._cursor.fetchone())
+        # Time columns stay as the driver returns them: the readers take any of those
+        # forms (see types.us_from_column).
+        row = self._cursor.fetchone()
+        return None if row is None else tuple(row)
 
     def scalar_one(self) -> Any:
         row = self._cursor.fetchone()

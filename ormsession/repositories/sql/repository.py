@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -99,20 +98,20 @@ class SqlRepository:
         return f"<SqlRepository {self.engine.url.render_as_string(hide_password=True)}>"
 
     # -- the contract ---------------------------------------------------------------
-    def read(self, key: str, now: datetime) -> StoredSession | None:
+    def read(self, key: str, now_us: int) -> StoredSession | None:
         if self._raw:
             # Every request's statement: no Query object, no result wrapper.
             compiled = self._read_compiled
-            params = self._read_parameters(key, now)
+            params = self._read_parameters(key, now_us)
             return self._run_raw("read", compiled.sql, params, self._read_row)
-        return self._execute(self._queries.read(key, now))
+        return self._execute(self._queries.read(key, now_us))
 
-    def create(self, key: str, record: StoredSession, now: datetime) -> bool:
+    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
         if self._insert(key, record):
             return True
         # The key is taken. Only an expired row may be replaced (the contract: expired
         # records never block); a live one means the caller must pick another key.
-        return self._execute(self._queries.reclaim_expired_key(key, now)) and self._insert(
+        return self._execute(self._queries.reclaim_expired_key(key, now_us)) and self._insert(
             key, record
         )
 
@@ -124,29 +123,29 @@ class SqlRepository:
         return True
 
     def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        query = self._queries.update(key, data, expires_at, expected_version, now)
+        query = self._queries.update(key, data, expires_us, expected_version, now_us)
         return expected_version + 1 if self._execute(query) else None
 
-    def touch(self, key: str, expires_at: datetime, now: datetime) -> bool:
-        return self._execute(self._queries.touch(key, expires_at, now))
+    def touch(self, key: str, expires_us: int, now_us: int) -> bool:
+        return self._execute(self._queries.touch(key, expires_us, now_us))
 
     def delete(self, key: str) -> None:
         self._execute(self._queries.delete(key))
 
-    def rename(self, old_key: str, new_key: str, expires_at: datetime, now: datetime) -> bool:
-        return self._execute(self._queries.rename(old_key, new_key, expires_at, now))
+    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        return self._execute(self._queries.rename(old_key, new_key, expires_us, now_us))
 
-    def count(self, now: datetime) -> int:
-        return self._execute(self._queries.count(now))
+    def count(self, now_us: int) -> int:
+        return self._execute(self._queries.count(now_us))
 
-    def count_expired(self, now: datetime) -> int:
+    def count_expired(self, now_us: int) -> int:
         """How many expired rows gc would delete (beyond the contract: for progress bars)."""
-        return self._execute(self._queries.count_expired(now))
+        return self._execute(self._queries.count_expired(now_us))
 
-    def delete_expired(self, now: datetime, limit: int) -> int:
-        return self._execute(self._queries.delete_expired(now, limit))
+    def delete_expired(self, now_us: int, limit: int) -> int:
+        return self._execute(self._queries.delete_expired(now_us, limit))
 
     def close(self) -> None:
         if self._owns_engine:
@@ -184,7 +183,7 @@ class SqlRepository:
         params = compiled.parameters(query.params)
 
         def extract(cursor: Any) -> T:
-            return query.extract(RawResult(cursor, compiled))
+            return query.extract(RawResult(cursor))
 
         return self._run_raw(query.operation, compiled.sql, params, extract)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -32,8 +31,9 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
 
 from ormsession.errors import StoreError
+from ormsession.expiry import from_us
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.types import SessionBytes, utc_from_text
+from ormsession.repositories.sql.types import SessionBytes, us_from_column, us_from_text
 
 __all__ = ["Query", "ResultLike", "SqlQueries", "SqlStatements", "packed_record"]
 
@@ -159,9 +159,11 @@ def _record(result: ResultLike) -> StoredSession | None:
     row = result.first()
     if row is None:
         return None
-    data, version, created_at, expires_at = tuple(row)
+    data, version, created, expires = tuple(row)
     # psycopg2 and asyncpg hand bytea back as memoryview/bytes; normalise to bytes.
-    return StoredSession(bytes(data), int(version), created_at, expires_at)
+    return StoredSession(
+        bytes(data), int(version), us_from_column(created), us_from_column(expires)
+    )
 
 
 def _packed_record(result: ResultLike) -> StoredSession | None:
@@ -182,13 +184,13 @@ def packed_record(packed: bytes | None) -> StoredSession:
     if rest[26:27] == b" " == rest[53:54]:
         # DATETIME(6) prints fixed width, "YYYY-MM-DD HH:MM:SS.ffffff": slice, don't split.
         times = rest[:53].decode()
-        created_at, expires_at = utc_from_text(times[:26]), utc_from_text(times[27:])
-        return StoredSession(rest[54:], int(version), created_at, expires_at)
+        created, expires = us_from_text(times[:26]), us_from_text(times[27:])
+        return StoredSession(rest[54:], int(version), created, expires)
     # Another precision (an app's own table): split on the spaces inside the times.
     created_day, created_time, expiry_day, expiry_time, data = rest.split(b" ", 4)
-    created_at = utc_from_text(f"{created_day.decode()} {created_time.decode()}")
-    expires_at = utc_from_text(f"{expiry_day.decode()} {expiry_time.decode()}")
-    return StoredSession(data, int(version), created_at, expires_at)
+    created = us_from_text(f"{created_day.decode()} {created_time.decode()}")
+    expires = us_from_text(f"{expiry_day.decode()} {expiry_time.decode()}")
+    return StoredSession(data, int(version), created, expires)
 
 
 def _one_row(result: ResultLike) -> bool:
@@ -208,7 +210,10 @@ def _nothing(result: ResultLike) -> None:
 
 
 class SqlQueries:
-    """The contract's operations as :class:`Query` objects for one table and dialect."""
+    """The contract's operations as :class:`Query` objects for one table and dialect.
+
+    Times come in as µs (the contract's) and are bound as aware UTC datetimes, the
+    columns' own type (:class:`~ormsession.repositories.sql.types.UTCDateTime`)."""
 
     __slots__ = ("_read_record", "_sql")
 
@@ -221,54 +226,59 @@ class SqlQueries:
     def read_statement(self) -> Select[Any]:
         return self._sql.read
 
-    def read(self, key: str, now: datetime) -> Query[StoredSession | None]:
-        return Query("read", self._sql.read, {"key": key, "now": now}, self._read_record)
+    def read(self, key: str, now_us: int) -> Query[StoredSession | None]:
+        params = {"key": key, "now": from_us(now_us)}
+        return Query("read", self._sql.read, params, self._read_record)
 
     def insert(self, key: str, record: StoredSession) -> Query[None]:
         values = {
             "session_key": key,
             "session_data": record.data,
             "session_version": record.version,
-            "session_created": record.created_at,
-            "session_expiry": record.expires_at,
+            "session_created": from_us(record.created_us),
+            "session_expiry": from_us(record.expires_us),
         }
         return Query("create", self._sql.insert, values, _nothing)
 
-    def reclaim_expired_key(self, key: str, now: datetime) -> Query[bool]:
-        params = {"key": key, "now": now}
+    def reclaim_expired_key(self, key: str, now_us: int) -> Query[bool]:
+        params = {"key": key, "now": from_us(now_us)}
         return Query("create", self._sql.reclaim_expired_key, params, _one_row)
 
     def update(
-        self, key: str, data: bytes, expires_at: datetime, expected_version: int, now: datetime
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> Query[bool]:
         params = {
             "key": key,
-            "now": now,
+            "now": from_us(now_us),
             "data": data,
-            "expires_at": expires_at,
+            "expires_at": from_us(expires_us),
             "expected_version": expected_version,
         }
         return Query("update", self._sql.update, params, _one_row)
 
-    def touch(self, key: str, expires_at: datetime, now: datetime) -> Query[bool]:
-        params = {"key": key, "now": now, "expires_at": expires_at}
+    def touch(self, key: str, expires_us: int, now_us: int) -> Query[bool]:
+        params = {"key": key, "now": from_us(now_us), "expires_at": from_us(expires_us)}
         return Query("touch", self._sql.touch, params, _one_row)
 
     def delete(self, key: str) -> Query[None]:
         return Query("delete", self._sql.delete, {"key": key}, _nothing)
 
-    def rename(
-        self, old_key: str, new_key: str, expires_at: datetime, now: datetime
-    ) -> Query[bool]:
+    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Query[bool]:
         # One UPDATE of the primary key: atomic, no moment where both or neither key exists.
-        params = {"key": old_key, "new_key": new_key, "now": now, "expires_at": expires_at}
+        params = {
+            "key": old_key,
+            "new_key": new_key,
+            "now": from_us(now_us),
+            "expires_at": from_us(expires_us),
+        }
         return Query("rename", self._sql.rename, params, _one_row)
 
-    def count(self, now: datetime) -> Query[int]:
-        return Query("count", self._sql.count, {"now": now}, _scalar_int)
+    def count(self, now_us: int) -> Query[int]:
+        return Query("count", self._sql.count, {"now": from_us(now_us)}, _scalar_int)
 
-    def count_expired(self, now: datetime) -> Query[int]:
-        return Query("count", self._sql.count_expired, {"now": now}, _scalar_int)
+    def count_expired(self, now_us: int) -> Query[int]:
+        return Query("count", self._sql.count_expired, {"now": from_us(now_us)}, _scalar_int)
 
-    def delete_expired(self, now: datetime, limit: int) -> Query[int]:
-        return Query("gc", self._sql.delete_expired(limit), {"now": now}, _rowcount)
+    def delete_expired(self, now_us: int, limit: int) -> Query[int]:
+        params = {"now": from_us(now_us)}
+        return Query("gc", self._sql.delete_expired(limit), params, _rowcount)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, LargeBinary
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from ormsession.expiry import to_us
+
 __all__ = [
     "SessionBytes",
     "UTCDateTime",
     "aware_utc",
+    "naive_from_us",
     "naive_utc",
     "stored_utc",
-    "utc_from_text",
+    "text_from_us",
+    "us_from_column",
+    "us_from_text",
     "utc_text",
 ]
 
@@ -53,10 +58,36 @@ def utc_text(value: datetime) -> str:
     return aware_utc(value).isoformat(" ", "microseconds")[:-6]
 
 
-def utc_from_text(text: str) -> datetime:
-    """An aware UTC datetime from naive-UTC ISO text (SQLite columns, MySQL's packed read)."""
-    # Parsing an explicit offset is several times cheaper than replace(tzinfo=UTC) after.
-    return datetime.fromisoformat(text + "+00:00")
+# The columns hold UTC; the repository contract speaks µs (see ormsession.expiry). A naive
+# UTC value converts against a naive epoch: no time zone to attach or check on a read.
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def naive_from_us(moment_us: int) -> datetime:
+    """µs as a naive UTC datetime (MySQL's DATETIME, SQLite's text)."""
+    return _NAIVE_EPOCH + moment_us * _MICROSECOND
+
+
+def text_from_us(moment_us: int) -> str:
+    """µs as SQLite DATETIME text, the format :func:`utc_text` writes."""
+    return naive_from_us(moment_us).isoformat(" ", "microseconds")
+
+
+def us_from_text(text: str) -> int:
+    """µs from naive-UTC ISO text (SQLite columns, MySQL's packed read)."""
+    return (datetime.fromisoformat(text) - _NAIVE_EPOCH) // _MICROSECOND
+
+
+def us_from_column(value: Any) -> int:
+    """µs from a time column as a driver returns it: text (SQLite), a naive UTC datetime
+    (MySQL) or an aware one (PostgreSQL)."""
+    if isinstance(value, str):
+        return us_from_text(value)
+    moment: datetime = value
+    if moment.tzinfo is None:
+        return (moment - _NAIVE_EPOCH) // _MICROSECOND
+    return to_us(moment)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
