@@ -32,7 +32,6 @@ __all__ = [
     "SessionRequest",
     "as_session_class",
     "asgi_cookie_value",
-    "has_header",
     "is_https",
     "late_change",
     "merge_vary",
@@ -110,36 +109,14 @@ def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool)
 
 
 def asgi_cookie_value(headers: Iterable[Sequence[bytes]], cookie_name: str) -> str | None:
-    """The session cookie's value in ASGI request headers (None: absent).
-
-    The header names are searched in C (``list.count``/``index`` over ``map``), not by a
-    Python loop over every header: this is on every request. HTTP/2 may split ``Cookie``
-    into several headers; then the first one carrying the cookie wins.
-    """
-    if type(headers) is not list:
-        headers = list(headers)
-    names = list(map(_first, headers))
-    cookies = names.count(b"cookie")
-    if cookies == 0:
-        return None
-    if cookies == 1:
-        return cookie_value(headers[names.index(b"cookie")][1].decode("latin-1"), cookie_name)
+    """The session cookie's value in ASGI request headers (None: absent). HTTP/2 may split
+    ``Cookie`` into several headers; then the first one carrying the cookie wins."""
     for name, value in headers:
         if name == b"cookie":
             found = cookie_value(value.decode("latin-1"), cookie_name)
             if found is not None:
                 return found
     return None
-
-
-def has_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bool:
-    """Whether ASGI ``headers`` hold a header called ``name`` (lowercase), whatever the
-    case of theirs: one search in C through the names joined by NUL bytes (which no header
-    name contains), instead of a Python loop over every header."""
-    joined = b"\0" + b"\0".join(map(_first, headers)).lower() + b"\0"
-    # find(), not ``in``: CPython 3.11's ``bytes in bytes`` raises and clears a TypeError
-    # inside on every call (it tries the operand as an int first).
-    return joined.find(b"\0" + name + b"\0") >= 0
 
 
 def merge_vary(existing: str | None, names: list[str]) -> str:
@@ -269,9 +246,9 @@ class SessionRequest:
         written, or a cookie is being set), as Flask does, so shared caches never serve one
         user's page to another, while responses that ignore the session stay cacheable.
         """
-        if set_cookie is None and self.options.id_header is None:
+        if self.only_vary(set_cookie):
             # Most requests, with the default options: at most a Vary header.
-            return [("Vary", "Cookie")] if self.vary_names(session, None) else []
+            return [("Vary", "Cookie")] if self.varies(session, None) else []
         headers: list[tuple[str, str]] = []
         if set_cookie is not None:
             headers.append(("Set-Cookie", set_cookie))
@@ -283,8 +260,18 @@ class SessionRequest:
             headers.append(("Vary", ", ".join(vary)))
         return headers
 
+    def only_vary(self, set_cookie: str | None) -> bool:
+        """Whether :meth:`headers_for` can add nothing but ``Vary: Cookie`` (no cookie to
+        set, no id header): most requests, with the default options."""
+        return set_cookie is None and self.options.id_header is None
+
+    def varies(self, session: RequestSession, set_cookie: str | None) -> bool:
+        """Whether the response depends on the session: it was read or written, destroyed,
+        or a cookie is being set."""
+        return session._accessed or session._destroyed or set_cookie is not None
+
     def vary_names(self, session: RequestSession, set_cookie: str | None) -> list[str]:
-        if not (session.accessed or session.destroyed or set_cookie is not None):
+        if not self.varies(session, set_cookie):
             return []
         # With an id header enabled, the same URL answers differently per header value too.
         return ["Cookie", self.options.id_header] if self.options.id_header else ["Cookie"]

@@ -26,7 +26,6 @@ from ormsession.errors import ConfigurationError
 from ormsession.integrations._common import (
     RequestOptions,
     SessionRequest,
-    has_header,
     late_change,
     merge_vary,
     settings_for,
@@ -160,8 +159,12 @@ class SessionMiddleware:
             if id_sent is None and message["type"] == "http.response.start":
                 cookie = await manager.save(session, https=request.https)
                 id_sent = session.id
-                extra = request.headers_for(session, cookie)
-                if extra:
+                if request.only_vary(cookie):
+                    # Most requests: at most Vary: Cookie, without building header lists.
+                    if request.varies(session, cookie):
+                        message = {**message, "headers": _with_vary_cookie(message.get("headers"))}
+                else:
+                    extra = request.headers_for(session, cookie)
                     message = {**message, "headers": _add_headers(message.get("headers"), extra)}
             await send(message)
 
@@ -188,30 +191,44 @@ class SessionMiddleware:
 
 
 _VARY_COOKIE = (b"vary", b"Cookie")
-_VARY_ONLY = [("Vary", "Cookie")]
+
+
+def _with_vary_cookie(raw: Any) -> list[tuple[bytes, bytes]]:
+    """The app's response headers with ``Cookie`` added to its ``Vary`` (or a new one)."""
+    headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
+    index = _vary_index(headers)
+    if index is None:
+        headers.append(_VARY_COOKIE)
+    else:
+        _merge_into(headers, index, "Cookie")
+    return headers
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
-    if extra == _VARY_ONLY and _vary_index(headers) is None:
-        headers.append(_VARY_COOKIE)  # the usual case, without encoding anything
-        return headers
+    """The app's response headers with ``extra`` (from ``headers_for``) added; a ``Vary``
+    merges into the app's own."""
+    headers: list[tuple[bytes, bytes]] = list(raw or ())
     for name, value in extra:
         if name == "Vary":
             index = _vary_index(headers)
             if index is not None:
-                merged = merge_vary(headers[index][1].decode("latin-1"), value.split(", "))
-                headers[index] = (headers[index][0], merged.encode("latin-1"))
+                _merge_into(headers, index, value)
                 continue
         headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     return headers
 
 
+def _merge_into(headers: list[tuple[bytes, bytes]], index: int, value: str) -> None:
+    merged = merge_vary(headers[index][1].decode("latin-1"), value.split(", "))
+    headers[index] = (headers[index][0], merged.encode("latin-1"))
+
+
 def _vary_index(headers: list[tuple[bytes, bytes]]) -> int | None:
-    if not has_header(headers, b"vary"):  # the usual answer, found in C
-        return None
+    """Where the app's ``Vary`` header is, whatever the case of its name (None: absent).
+    A plain loop: a response has a handful of headers, and most names' lengths rule them
+    out before any lowercasing."""
     for index, (name, _) in enumerate(headers):
-        if name.lower() == b"vary":
+        if len(name) == 4 and name.lower() == b"vary":
             return index
     return None
 

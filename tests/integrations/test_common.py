@@ -16,12 +16,12 @@ from ormsession.integrations._common import (
     SessionRequest,
     as_session_class,
     asgi_cookie_value,
-    has_header,
     is_https,
     merge_vary,
     settings_for,
     warn_cookie_lost,
 )
+from ormsession.integrations.asgi import _with_vary_cookie
 
 VALID = "A" * 43  # the shape of a 32-byte token_urlsafe id
 OTHER = "B" * 43
@@ -112,12 +112,17 @@ class TestWhereTheIdComesFrom:
             RequestOptions(id_query_param="")
 
 
-def test_has_header_matches_whole_names_in_any_case() -> None:
-    headers = [(b"content-type", b"text/plain"), (b"X-Vary-Reason", b"vary")]
-    assert not has_header(headers, b"vary")  # a name containing it, a value equal to it
-    assert has_header([*headers, (b"Vary", b"Accept")], b"vary")
-    assert has_header([(b"vary", b"Accept")], b"vary")
-    assert not has_header([], b"vary")
+def test_vary_cookie_joins_the_apps_own_vary_whatever_its_case() -> None:
+    headers = [(b"content-type", b"text/plain"), (b"X-Vary-Reason", b"vary"), (b"vare", b"x")]
+    # A name containing "vary", a value equal to it, a name of its length: none is Vary.
+    assert _with_vary_cookie(headers) == [*headers, (b"vary", b"Cookie")]
+    assert _with_vary_cookie(iter(headers)) == [*headers, (b"vary", b"Cookie")]
+    assert _with_vary_cookie(None) == [(b"vary", b"Cookie")]
+    own = [(b"VARY", b"Accept-Encoding"), (b"content-length", b"2")]
+    assert _with_vary_cookie(own) == [(b"VARY", b"Accept-Encoding, Cookie"), own[1]]
+    assert _with_vary_cookie([(b"Vary", b"cookie")]) == [(b"Vary", b"cookie")]  # once only
+    assert _with_vary_cookie([(b"vary", b"*")]) == [(b"vary", b"*")]
+    assert own == [(b"VARY", b"Accept-Encoding"), (b"content-length", b"2")], "not mutated"
 
 
 class TestHttps:
