@@ -406,15 +406,17 @@ def _redis_keys(layout: Any, seed: bytes, start: int, stop: int) -> Iterator[tup
 def load_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -> float:
     from ormsession.expiry import US_PER_SECOND, now_us
     from ormsession.repositories.base import StoredSession
+    from ormsession.repositories.buckets import DEFAULT_RESOLUTION, place
     from ormsession.repositories.redis.base import encode_record
 
     began = time.perf_counter()
     now = now_us()
     ttl_ms = 3_600_000  # an aborted run's keys vanish within the hour
     created, expires = now - 5 * 60 * US_PER_SECOND, now + ttl_ms * 1000
+    bucket = place(expires, now, DEFAULT_RESOLUTION)
     pipe = client.pipeline(transaction=False)
     for count, (key, index) in enumerate(_redis_keys(layout, seed, start, stop), 1):
-        value = encode_record(StoredSession(_payload(index), 1, created, expires))
+        value = encode_record(StoredSession(_payload(index), 1, created, expires), bucket)
         pipe.set(key, value, px=ttl_ms)
         if count % 10_000 == 0:
             pipe.execute()
@@ -433,7 +435,7 @@ def unload_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -
 
 def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int) -> ReadScaleResult:
     from ormsession import configure
-    from ormsession.repositories.redis.base import KeyLayout
+    from ormsession.repositories.redis.base import HEADER_SIZE, KeyLayout
 
     seed = b"ormsession-bench-scale"
     prefix = str(env.extra["prefix"]) + "scale:"
@@ -443,7 +445,7 @@ def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int)
 
     def floor_read(session_id: str) -> Any:
         raw = client.get(layout.session(_key(session_id)))
-        return None if raw is None else loads(raw[25:])  # skip ormsession's record header
+        return None if raw is None else loads(raw[HEADER_SIZE:])  # skip ormsession's header
 
     ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / 60e-6)))
     draws = _draws(settings, ops)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime
 
 import pytest
@@ -11,12 +12,14 @@ from ormsession.errors import ConfigurationError
 from ormsession.expiry import US_PER_SECOND, to_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
+from ormsession.repositories.buckets import DEFAULT_RESOLUTION, UNCOUNTED, place
 from ormsession.repositories.redis.base import (
     MAX_PREFIX_LENGTH,
     SHARDS,
     KeyLayout,
     decode_record,
     encode_record,
+    stored_bucket,
     ttl_millis,
     validate_key_prefix,
 )
@@ -86,11 +89,21 @@ def test_good_prefixes_are_kept(prefix: str) -> None:
 def test_records_round_trip_exactly() -> None:
     created = to_us(datetime(2026, 11, 3, 4, 5, 6, 789012, tzinfo=UTC))
     record = StoredSession(bytes(range(256)), 2**40 + 3, created, created + 30 * DAY)
-    raw = encode_record(record)
-    assert len(raw) == 25 + 256
+    bucket = place(record.expires_us, created, DEFAULT_RESOLUTION)
+    raw = encode_record(record, bucket)
+    assert len(raw) == 34 + 256
     assert decode_record(raw) == record
+    assert stored_bucket(raw) == bucket and bucket.holds(record.expires_us)
     with pytest.raises(ValueError, match="before 1970"):
-        encode_record(record._replace(created_us=-1))
+        encode_record(record._replace(created_us=-1), bucket)
+
+
+def test_format_1_values_still_read() -> None:
+    # Written before the count buckets: a 25-byte header, no bucket.
+    record = StoredSession(b'{"a":1}', 7, 1_700_000_000_000_000, 1_700_086_400_000_001)
+    raw = struct.pack(">BQQQ", 1, 7, record.created_us, record.expires_us) + record.data
+    assert decode_record(raw) == record
+    assert stored_bucket(raw) == UNCOUNTED
 
 
 def test_values_in_another_format_are_not_records() -> None:

@@ -18,7 +18,8 @@ from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.redis.base import KeyLayout, decode_record
+from ormsession.repositories.buckets import DEFAULT_RESOLUTION, place
+from ormsession.repositories.redis.base import KeyLayout, decode_record, stored_bucket
 from ormsession.repositories.redis.factory import open_repository
 from tests.manager.test_lifecycle import stored_session
 from tests.support.redis_servers import RedisProcess, free_port
@@ -256,7 +257,10 @@ def test_creates_and_gc_trim_the_count_index(redis_url: str, redis_key_prefix: s
         with redis.Redis.from_url(redis_url) as raw:
             index_a, index_b = layout.index_of(shard_a[0]), layout.index_of(shard_b[0])
             assert (raw.zcard(index_a), raw.zcard(index_b)) == (5, 5)
-            assert repository.count(now + HOUR) == 0, "expires_us <= now: not counted"
+            # Counted in its bucket (1/32-1/64 of its lifetime wide): gone once that ends.
+            width = (1 << place(now + HOUR, now, DEFAULT_RESOLUTION).level) * US_PER_SECOND
+            assert repository.count(now + HOUR - 1) == 10
+            assert repository.count(now + HOUR + width) == 0
             fresh = "ab" + secrets.token_hex(31)
             assert repository.create(fresh, StoredSession(b"{}", 1, later, later + HOUR), later)
             assert raw.zcard(index_a) == 1, "a create trims its shard of expired members"
@@ -270,8 +274,9 @@ def test_creates_and_gc_trim_the_count_index(redis_url: str, redis_key_prefix: s
 
 def test_every_script_stores_exact_microsecond_times(redis_url: str, redis_key_prefix: str) -> None:
     """The scripts get their times packed as 8-byte integers and hand them to Redis as Lua
-    numbers: the index scores and stored expiries must come out exact to the microsecond
-    (a time turned into text by Lua itself would read 1.764e+15 and lose the last digits)."""
+    numbers: the stored expiries and the index scores (the end of the session's count
+    bucket) must come out exact to the microsecond (a time turned into text by Lua itself
+    would read 1.764e+15 and lose the last digits)."""
     settings = ormsession.load_settings(key_prefix=redis_key_prefix)
     layout = KeyLayout(redis_key_prefix)
     repository = open_repository(redis_url, settings)
@@ -280,11 +285,14 @@ def test_every_script_stores_exact_microsecond_times(redis_url: str, redis_key_p
     odd = 654_321
 
     def assert_exact(key: str, expires: int, version: int) -> None:
-        score = raw.zscore(layout.index_of(key), key)
-        assert score is not None and int(score) == expires
-        record = decode_record(raw.get(layout.session(key)) or b"")
+        value = raw.get(layout.session(key)) or b""
+        record = decode_record(value)
         assert record is not None
         assert (record.version, record.created_us, record.expires_us) == (version, now, expires)
+        bucket = stored_bucket(value)
+        assert bucket.holds(expires), "the header names the bucket its expiry is in"
+        score = raw.zscore(layout.index_of(key), key)
+        assert score is not None and int(score) == bucket.end * US_PER_SECOND
 
     try:
         with redis.Redis.from_url(redis_url) as raw:

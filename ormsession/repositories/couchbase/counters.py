@@ -2,22 +2,13 @@
 
 Couchbase cannot count the documents under a key prefix without the query service, and the
 contract's ``count(now)`` judges expiry by a given ``now``. So each session is counted in
-one *bucket*: a span of time that holds its expiry, with a counter document
+one expiry bucket (see :mod:`ormsession.repositories.buckets`: a span of time that holds
+its expiry, re-filed only when a write moves the expiry out of it), with a counter document
 (``<prefix>count:<level>:<end>``, a memcached counter) holding how many sessions expire
-within it. ``count(now)`` adds up the counters of the buckets that end after ``now``.
-
-Buckets come in levels: level ``n`` cuts time into spans of ``2**n`` seconds, aligned to
-the Unix epoch (so every writer names the same documents). A session gets the level whose
-width is about ``1/resolution`` of its remaining lifetime when it enters a bucket (at least
-one second): a one-day session sits in a 34-minute bucket (resolution 32), a 30-second one
-in a one-second bucket. Then:
-
-- a write moves the session to another bucket only when its new expiry leaves the bucket
-  it is in, i.e. about once per bucket width of activity: most writes touch no counter;
-- ``count`` may include a session for at most one bucket width after it expired
-  (``lifetime / resolution``, at least a second), never misses a live one, and reads a
-  bounded number of counters (about ``2 x resolution`` per level in use), whatever the
-  number of sessions stored.
+within it. ``count(now)`` adds up the counters of the buckets that end after ``now``: it may
+include a session for at most one bucket width after it expired, never misses a live one,
+and reads a bounded number of counters (about ``2 x resolution`` per level in use),
+whatever the number of sessions stored.
 
 Which levels are in use, and the latest bucket end of each, is in one small JSON document
 (``<prefix>count:levels``), so ``count`` knows which counters to read:
@@ -34,9 +25,17 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import NamedTuple
 
 from ormsession.expiry import US_PER_SECOND
+from ormsession.repositories.buckets import (
+    DEFAULT_RESOLUTION,
+    MAX_LEVEL,
+    MAX_RESOLUTION,
+    UNCOUNTED,
+    Bucket,
+    place,
+    target,
+)
 
 __all__ = [
     "DEFAULT_RESOLUTION",
@@ -56,11 +55,6 @@ __all__ = [
 
 logger = logging.getLogger("ormsession")
 
-#: Buckets per lifetime: a session is counted in a bucket 1/32 to 1/64 of its lifetime wide.
-DEFAULT_RESOLUTION = 32
-MAX_RESOLUTION = 1024
-#: The widest level: 2**25 s (388 days). Lifetimes beyond resolution x 2**26 s share it.
-MAX_LEVEL = 25
 US = US_PER_SECOND
 #: The most buckets per level ``count`` reads (see :func:`live_buckets`).
 MAX_SPAN = 100_000
@@ -69,43 +63,6 @@ MAX_SPAN = 100_000
 GRACE = timedelta(hours=1)
 _GRACE_US = int(GRACE.total_seconds()) * US
 LEVELS_FORMAT = 1
-
-
-class Bucket(NamedTuple):
-    """Where a session is counted: level ``level``, the span ending at ``end`` (Unix
-    seconds, a multiple of ``2**level``). ``end == 0``: not counted anywhere. (A NamedTuple:
-    every read decodes one.)"""
-
-    level: int
-    end: int
-
-    @property
-    def counted(self) -> bool:
-        return self.end > 0
-
-    def holds(self, expires_us: int) -> bool:
-        """Whether an expiry (µs since the epoch) falls within this bucket."""
-        return self.end > 0 and (self.end - (1 << self.level)) * US < expires_us <= self.end * US
-
-
-UNCOUNTED = Bucket(0, 0)
-
-
-def place(expires_us: int, now_us: int, resolution: int) -> Bucket:
-    """The bucket for a session expiring at ``expires_us``, written at ``now_us``: the level
-    whose width is at most ``lifetime / resolution`` (at least 2**0 = one second), and the
-    bucket of that level whose span ``(end - width, end]`` holds the expiry."""
-    ratio = (expires_us - now_us) // (resolution * US)
-    level = min(MAX_LEVEL, ratio.bit_length() - 1) if ratio > 0 else 0
-    width = 1 << level
-    end = -(-expires_us // (width * US)) * width  # rounded up: the end is >= the expiry
-    return Bucket(level, end) if end > 0 else UNCOUNTED
-
-
-def target(current: Bucket, expires_us: int, now_us: int, resolution: int) -> Bucket:
-    """Where a session written with a new expiry is counted: the bucket it is in while the
-    expiry stays within it (no counter to touch), else a new one."""
-    return current if current.holds(expires_us) else place(expires_us, now_us, resolution)
 
 
 def counter_expiry(bucket: Bucket, now_us: int) -> timedelta:

@@ -10,7 +10,7 @@ of :mod:`ormsession.policy`). A failed command is thrown into the flow as a
 Key layout (``P`` is the key prefix, ``h`` the 64-hex key the manager hands in)::
 
     P{h[:2]}:h           one session: header + data, with a native TTL
-    P{h[:2]}:index       count index of shard h[:2]: member h, score expires_at (µs)
+    P{h[:2]}:index       count index of shard h[:2]: member h, score its count bucket's end (µs)
     P{h[:2]}:moving:h    a session parked while it moves between Cluster slots
 
 The braces are a Redis Cluster hash tag: a session, its index shard and its parking key
@@ -30,12 +30,14 @@ from typing import Any, TypeVar
 
 from ormsession.errors import ConfigurationError, StoreError
 from ormsession.repositories.base import StoredSession
+from ormsession.repositories.buckets import DEFAULT_RESOLUTION, UNCOUNTED, Bucket, place
 from ormsession.repositories.redis import scripts
 from ormsession.repositories.redis.scripts import Script
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_WAIT_TIMEOUT_MS",
+    "HEADER_SIZE",
     "MAX_PREFIX_LENGTH",
     "SHARDS",
     "Command",
@@ -49,6 +51,7 @@ __all__ = [
     "check_acknowledged",
     "decode_record",
     "encode_record",
+    "stored_bucket",
     "throw_into",
     "ttl_millis",
     "validate_key_prefix",
@@ -67,12 +70,17 @@ SHARDS = 256
 #: How long a parked record (a Cluster rename in flight) may outlive a crash of its mover.
 PARK_TTL_MS = 60_000
 
-_HEADER = struct.Struct(">BQQQ")  # format marker, version, created_at µs, expires_at µs
-_FORMAT = 1
-# The scripts' clock argument (now µs, TTL ms, expires_at µs); UPDATE's adds the expected
-# and the new version.
-_CLOCK = struct.Struct(">QQQ")
-_CLOCK_AND_VERSIONS = struct.Struct(">QQQQQ")
+# Format marker, version, created µs, expires µs, count bucket level and end (s); format 1
+# had no bucket (see scripts.py).
+_HEADER = struct.Struct(">BQQQBQ")
+_HEADER_V1 = struct.Struct(">BQQQ")
+#: The bytes before the data in a value this version writes.
+HEADER_SIZE = _HEADER.size
+_FORMAT, _FORMAT_V1 = 2, 1
+# The scripts' clock argument (now µs, TTL ms, expires µs, bucket level, bucket end s);
+# UPDATE's adds the expected and the new version.
+_CLOCK = struct.Struct(">QQQBQ")
+_CLOCK_AND_VERSIONS = struct.Struct(">QQQBQQQ")
 _SESSION_KEY = re.compile(r"[0-9a-f]{64}")
 # Glob characters would make SCAN patterns (ours and operators') match other apps' keys;
 # braces would change the Cluster hash tag; backslash escapes globs.
@@ -87,25 +95,40 @@ def ttl_millis(expires_us: int, now_us: int) -> int:
     return max(1, -(-(expires_us - now_us) // 1000))
 
 
-def encode_record(record: StoredSession) -> bytes:
-    """Header + data, the one value a session is stored as."""
+def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
+    """Header + data, the one value a session is stored as (counted in ``bucket``)."""
     if record.created_us < 0 or record.expires_us < 0 or record.version < 0:
         raise ValueError("times before 1970 and negative versions cannot be stored")
-    return _HEADER.pack(_FORMAT, record.version, record.created_us, record.expires_us) + record.data
+    header = _HEADER.pack(
+        _FORMAT, record.version, record.created_us, record.expires_us, bucket.level, bucket.end
+    )
+    return header + record.data
 
 
 def decode_record(raw: bytes) -> StoredSession | None:
     """The record in a stored value, or None for a value that is not ours."""
-    if len(raw) < _HEADER.size or raw[0] != _FORMAT:
-        return None
-    _, version, created, expires = _HEADER.unpack_from(raw)
-    return StoredSession(raw[_HEADER.size :], version, created, expires)
+    if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
+        _, version, created, expires, _level, _end = _HEADER.unpack_from(raw)
+        return StoredSession(raw[_HEADER.size :], version, created, expires)
+    if len(raw) >= _HEADER_V1.size and raw[0] == _FORMAT_V1:
+        _, version, created, expires = _HEADER_V1.unpack_from(raw)
+        return StoredSession(raw[_HEADER_V1.size :], version, created, expires)
+    return None
 
 
-def clock_arg(expires_us: int, now_us: int) -> bytes:
+def stored_bucket(raw: bytes) -> Bucket:
+    """The count bucket a stored value's header names (format 1 names none)."""
+    if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
+        return Bucket(*_HEADER.unpack_from(raw)[4:])
+    return UNCOUNTED
+
+
+def clock_arg(expires_us: int, now_us: int, bucket: Bucket) -> bytes:
     """The scripts' clock argument (see :mod:`.scripts`) for a record expiring at
-    ``expires_us``, judged at ``now_us``; its TTL field is :func:`ttl_millis`."""
-    return _CLOCK.pack(now_us, ttl_millis(expires_us, now_us), expires_us)
+    ``expires_us`` and counted in ``bucket``, judged at ``now_us``; its TTL field is
+    :func:`ttl_millis`."""
+    ttl = ttl_millis(expires_us, now_us)
+    return _CLOCK.pack(now_us, ttl, expires_us, bucket.level, bucket.end)
 
 
 # -- keys --------------------------------------------------------------------------------
@@ -202,9 +225,17 @@ class RedisStoreCore:
     different shards live in different slots, so a rename between them cannot be one
     script (see :meth:`rename`)."""
 
-    def __init__(self, layout: KeyLayout, *, cluster: bool) -> None:
+    def __init__(
+        self, layout: KeyLayout, *, cluster: bool, resolution: int = DEFAULT_RESOLUTION
+    ) -> None:
         self.layout = layout
         self.cluster = cluster
+        self.resolution = resolution
+
+    def bucket_for(self, expires_us: int, now_us: int) -> Bucket:
+        """The count bucket a record written at ``now_us`` and expiring at ``expires_us``
+        goes to: the one its header names as long as the expiry stays in it."""
+        return place(expires_us, now_us, self.resolution)
 
     def read(self, key: str, now_us: int) -> Flow[StoredSession | None]:
         raw = yield Get(self.layout.session(key))
@@ -221,12 +252,13 @@ class RedisStoreCore:
         return record if record.expires_us > now_us else None
 
     def create(self, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
-        stored = yield self._create(key, encode_record(record), record.expires_us, now_us)
+        stored = yield self._create(key, record, now_us)
         return bool(stored)
 
-    def _create(self, key: str, value: bytes, expires_us: int, now_us: int) -> Eval:
-        keys = self.layout.session_and_index(key)
-        return Eval(scripts.CREATE, keys, (clock_arg(expires_us, now_us), value))
+    def _create(self, key: str, record: StoredSession, now_us: int) -> Eval:
+        bucket = self.bucket_for(record.expires_us, now_us)
+        clock, value = clock_arg(record.expires_us, now_us, bucket), encode_record(record, bucket)
+        return Eval(scripts.CREATE, self.layout.session_and_index(key), (clock, value))
 
     def update_script(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
@@ -234,12 +266,14 @@ class RedisStoreCore:
         """The one script an update is (a write on every changed request: the twins run it
         directly, without a flow). Its reply is true when the version matched."""
         ttl = ttl_millis(expires_us, now_us)
+        level, end = self.bucket_for(expires_us, now_us)
         versions = (expected_version, expected_version + 1)
-        arg = _CLOCK_AND_VERSIONS.pack(now_us, ttl, expires_us, *versions)
+        arg = _CLOCK_AND_VERSIONS.pack(now_us, ttl, expires_us, level, end, *versions)
         return Eval(scripts.UPDATE, self.layout.session_and_index(key), (arg, data))
 
     def touch(self, key: str, expires_us: int, now_us: int) -> Flow[bool]:
-        keys, args = self.layout.session_and_index(key), (clock_arg(expires_us, now_us),)
+        clock = clock_arg(expires_us, now_us, self.bucket_for(expires_us, now_us))
+        keys, args = self.layout.session_and_index(key), (clock,)
         stored = yield Eval(scripts.TOUCH, keys, args)
         return bool(stored)
 
@@ -254,7 +288,8 @@ class RedisStoreCore:
         if self.cluster and not self.layout.same_slot(old_key, new_key):
             return (yield from self._move_across_slots(old_key, new_key, expires_us, now_us))
         keys = (*self.layout.session_and_index(old_key), *self.layout.session_and_index(new_key))
-        moved = yield Eval(scripts.RENAME, keys, (clock_arg(expires_us, now_us),))
+        clock = clock_arg(expires_us, now_us, self.bucket_for(expires_us, now_us))
+        moved = yield Eval(scripts.RENAME, keys, (clock,))
         return bool(moved)
 
     def _move_across_slots(
@@ -278,8 +313,7 @@ class RedisStoreCore:
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return False
-            moved = record._replace(expires_us=expires_us)
-            stored = yield self._create(new_key, encode_record(moved), expires_us, now_us)
+            stored = yield self._create(new_key, record._replace(expires_us=expires_us), now_us)
         except StoreError as error:
             yield from self._unpark(old_key, new_key, now_us, error, delete_new=True)
             raise
@@ -302,7 +336,7 @@ class RedisStoreCore:
         """Step 1 of :meth:`_move_across_slots` (repeatable: its reply may be lost)."""
         layout = self.layout
         keys = (*layout.session_and_index(old_key), layout.parking(old_key))
-        return Eval(scripts.PARK, keys, (_CLOCK.pack(now_us, PARK_TTL_MS, 0),))
+        return Eval(scripts.PARK, keys, (_CLOCK.pack(now_us, PARK_TTL_MS, 0, 0, 0),))
 
     def _unpark(
         self, old_key: str, new_key: str, now_us: int, cause: StoreError, *, delete_new: bool
@@ -317,10 +351,14 @@ class RedisStoreCore:
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return
+            # Filed again where its header says it is counted (format 1: a bucket anew).
+            bucket = stored_bucket(bytes(raw))
+            if not bucket.holds(record.expires_us):
+                bucket = self.bucket_for(record.expires_us, now_us)
             yield Eval(
                 scripts.UNPARK,
                 (layout.parking(old_key), *layout.session_and_index(old_key)),
-                (clock_arg(record.expires_us, now_us),),
+                (clock_arg(record.expires_us, now_us, bucket),),
             )
         except StoreError as error:
             logger.error(

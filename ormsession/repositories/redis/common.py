@@ -7,7 +7,8 @@ from typing import Any
 
 from redis.client import NEVER_DECODE
 
-from ormsession.errors import StoreError
+from ormsession.errors import ConfigurationError, StoreError
+from ormsession.repositories.buckets import DEFAULT_RESOLUTION, MAX_RESOLUTION
 from ormsession.repositories.redis.base import (
     DEFAULT_KEY_PREFIX,
     DEFAULT_WAIT_TIMEOUT_MS,
@@ -35,6 +36,7 @@ class RedisRepositoryBase:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         wait_replicas: int = 0,
         wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
+        count_resolution: int = DEFAULT_RESOLUTION,
         owned: Sequence[Any] = (),
         where: str | None = None,
         secrets: tuple[str, ...] = (),
@@ -42,7 +44,10 @@ class RedisRepositoryBase:
         # Typed Any: redis-py's annotations overload every command on sync/async clients.
         self.client = client
         self.cluster = is_cluster_client(client)
-        self.core = RedisStoreCore(KeyLayout(key_prefix), cluster=self.cluster)
+        if not 1 <= count_resolution <= MAX_RESOLUTION:
+            raise ConfigurationError(f"count_resolution must be 1-{MAX_RESOLUTION}")
+        layout = KeyLayout(key_prefix)
+        self.core = RedisStoreCore(layout, cluster=self.cluster, resolution=count_resolution)
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._owned = list(owned)

@@ -45,6 +45,7 @@ def _store_options(url: RedisUrl, settings: OrmsessionSettings) -> dict[str, Any
         "key_prefix": prefix,
         "wait_replicas": url.wait_replicas,
         "wait_timeout_ms": wait_timeout_ms,
+        "count_resolution": url.count_resolution,
         "where": url.redacted,
         "secrets": url.secrets,
     }

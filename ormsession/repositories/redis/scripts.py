@@ -1,24 +1,32 @@
 """The Lua scripts behind every write: each check-and-write is one atomic EVALSHA.
 
-A stored value is a 25-byte header and the data (see :mod:`.base`)::
+A stored value is a 34-byte header and the data (see :mod:`.base`)::
 
-    byte 1       format marker, 1
+    byte 1       format marker, 2
     bytes 2-9    version          (unsigned, big-endian)
-    bytes 10-17  created_at       (microseconds since the Unix epoch, unsigned, big-endian)
-    bytes 18-25  expires_at       (likewise)
-    bytes 26-    the data
+    bytes 10-17  created          (microseconds since the Unix epoch, unsigned, big-endian)
+    bytes 18-25  expires          (likewise)
+    byte 26      the count bucket's level  (see ormsession.repositories.buckets)
+    bytes 27-34  the count bucket's end    (seconds since the Unix epoch, unsigned)
+    bytes 35-    the data
 
-Scripts read only the header (GETRANGE 0 24), so a compare-and-set or a touch never copies
+Format 1 (written before the count buckets) has the first 25 bytes of that header and the
+data right after; it is read as it is, and any write turns it into format 2.
+
+Scripts read only the header (GETRANGE 0 33), so a compare-and-set or a touch never copies
 the data through Lua, and judge liveness by the ``now`` the caller passes, as the repository
 contract demands, not by Redis' own clock.
 
 Arguments are few on purpose: redis-py encodes every argument of every call in Python, so
 each one costs the client about a microsecond on the write path. The times travel as one
-*clock* argument, three unsigned big-endian 8-byte fields::
+*clock* argument of fixed-width unsigned big-endian fields::
 
     bytes 1-8    now              (microseconds since the Unix epoch)
     bytes 9-16   the TTL to set   (milliseconds)
-    bytes 17-24  expires_at       (microseconds), also the header's expiry field as is
+    bytes 17-24  expires          (microseconds), also the header's expiry field as is
+    byte 25      the level and
+    bytes 26-33  the end of the bucket the expiry falls in (bytes 17-33 are the header's
+                 bytes 18-34 as they are)
 
 unpacked with ``struct.unpack`` into Lua numbers (exact below 2^53: microseconds until the
 year 2255). A Lua number handed to ``redis.call`` is formatted with ``%.17g``, exact for
@@ -26,9 +34,18 @@ such integers; ``tostring`` and ``..`` would use ``%.14g`` (``1.76e+15``), so th
 never turn a time into text themselves. A count-index member is the session key's last 64
 characters (the hex key the manager passed), read off ``KEYS`` instead of sent again.
 
+The count index files a session under its bucket's end, not its expiry: a write whose new
+expiry stays in the bucket the header names (most writes of an active session: the caller
+places the expiry with :func:`~ormsession.repositories.buckets.place`, and a session's
+lifetime, hence its bucket width, stays the same from write to write) leaves the index
+alone, and so costs the server no ZADD (nor a replica its replay); the script only compares
+the header's bucket bytes with the clock's. Count then includes
+a session for at most one bucket width after it expired and never misses a live one.
+
 Every key a script creates gets its TTL inside the same script, so no key ever exists
 without one: session values via ``SET ... PX``, the count index via ``PEXPIRE`` right after
-``ZADD`` (extended only, so it outlives every member), a parked record keeps its own.
+``ZADD`` (extended only, to the end of the member's bucket, so it outlives every member),
+a parked record keeps its own.
 """
 
 from __future__ import annotations
@@ -56,22 +73,25 @@ class Script:
 
 # Helpers a script body may call; each script defines only those it uses, since the
 # definitions run on every call (defining all three cost ~1 µs of server time per write).
-# live: the header of a live record under key, judged by now (microseconds), or false.
-# index: add a session key's member to its shard's count index and make the index outlive
-#   it (ttl in milliseconds, score in microseconds; both Lua numbers).
+# live: the header of a live record under key, judged by now (µs), or false; 25 bytes for
+#   format 1, 34 for format 2.
+# index: file a session key's member under a bucket's end (seconds; the score is in µs)
+#   in its shard's count index, and make the index outlive that bucket.
 _HELPERS = {
     "live": """
 local function live(key, now)
-  local h = redis.call('GETRANGE', key, 0, 24)
-  if #h == 25 and string.byte(h, 1) == 1 and struct.unpack('>I8', h, 18) > now then
-    return h
-  end
+  local h = redis.call('GETRANGE', key, 0, 33)
+  local format = string.byte(h, 1)
+  if format == 1 and #h >= 25 then h = string.sub(h, 1, 25)
+  elseif format ~= 2 or #h ~= 34 then return false end
+  if struct.unpack('>I8', h, 18) > now then return h end
   return false
 end
 """,
     "index": """
-local function index(idx, key, score, ttl)
-  redis.call('ZADD', idx, score, string.sub(key, -64))
+local function index(idx, key, last, now)
+  redis.call('ZADD', idx, last * 1000000, string.sub(key, -64))
+  local ttl = last * 1000 - math.floor(now / 1000) + 1
   if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, ttl) end
 end
 """,
@@ -83,11 +103,11 @@ def _prelude_for(body: str) -> str:
 
 
 #: Unpacks the clock argument (see the module docstring) into Lua numbers.
-_CLOCK = "local now, ttl, expires = struct.unpack('>I8I8I8', ARGV[1])\n"
+_CLOCK = "local now, ttl, expires, level, last = struct.unpack('>I8I8I8BI8', ARGV[1])\n"
 
-#: KEYS: session, index. ARGV: clock, value.
-#: Stores the value unless a live record holds the key; trims the shard's index of members
-#: that expired by now (opportunistic clean-up, so the index never grows without bound).
+#: KEYS: session, index. ARGV: clock, value (a format 2 header with the clock's bucket, and
+#: the data). Stores the value unless a live record holds the key; trims the shard's index
+#: of members whose bucket ended by now (opportunistic clean-up, so it never grows unbounded).
 CREATE = Script.define(
     "create",
     _CLOCK
@@ -95,37 +115,45 @@ CREATE = Script.define(
 if live(KEYS[1], now) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-index(KEYS[2], KEYS[1], expires, ttl)
+index(KEYS[2], KEYS[1], last, now)
 return 1
 """,
 )
 
 #: KEYS: session, index. ARGV: clock followed by the expected and the new version (8 bytes
-#: each, 40 bytes in all), data. Compare-and-set on the version; the creation time is
-#: carried over from the stored header, the expiry field is the clock's own bytes.
+#: each, 49 bytes in all), data. Compare-and-set on the version; the creation time is
+#: carried over from the stored header. The clock's bucket is the one the new expiry falls
+#: in: the same bytes as the header's while the expiry stays in its bucket (no ZADD), else
+#: the index follows.
 UPDATE = Script.define(
     "update",
     _CLOCK
     + """
 local h = live(KEYS[1], now)
-if not h or string.sub(h, 2, 9) ~= string.sub(ARGV[1], 25, 32) then return 0 end
-local header = string.char(1) .. string.sub(ARGV[1], 33, 40) .. string.sub(h, 10, 17)
-redis.call('SET', KEYS[1], header .. string.sub(ARGV[1], 17, 24) .. ARGV[2], 'PX', ttl)
-index(KEYS[2], KEYS[1], expires, ttl)
+if not h or string.sub(h, 2, 9) ~= string.sub(ARGV[1], 34, 41) then return 0 end
+if string.sub(h, 26, 34) ~= string.sub(ARGV[1], 25, 33) then index(KEYS[2], KEYS[1], last, now) end
+local header = string.char(2) .. string.sub(ARGV[1], 42, 49) .. string.sub(h, 10, 17)
+redis.call('SET', KEYS[1], header .. string.sub(ARGV[1], 17, 33) .. ARGV[2], 'PX', ttl)
 return 1
 """,
 )
 
-#: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry field (SETRANGE
-#: keeps the data and the TTL, which PEXPIRE then moves).
+#: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry field, and its bucket
+#: when the new expiry leaves it (SETRANGE keeps the data and the TTL, which PEXPIRE then
+#: moves). A format 1 record names no bucket: it is filed anew.
 TOUCH = Script.define(
     "touch",
     _CLOCK
     + """
-if not live(KEYS[1], now) then return 0 end
-redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 24))
+local h = live(KEYS[1], now)
+if not h then return 0 end
+if string.sub(h, 26, 34) == string.sub(ARGV[1], 25, 33) then
+  redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 24))
+else
+  redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, #h == 34 and 33 or 24))
+  index(KEYS[2], KEYS[1], last, now)
+end
 redis.call('PEXPIRE', KEYS[1], ttl)
-index(KEYS[2], KEYS[1], expires, ttl)
 return 1
 """,
 )
@@ -141,17 +169,19 @@ return 1
 )
 
 #: KEYS: old, old index, new, new index (one slot in Cluster mode). ARGV: clock. RENAME
-#: keeps data, version and creation time; the new expiry goes into the header and the TTL.
+#: keeps data, version and creation time; the new expiry (and, format 2, the clock's bucket)
+#: goes into the header and the TTL; the new key is filed under the clock's bucket.
 RENAME = Script.define(
     "rename",
     _CLOCK
     + """
-if not live(KEYS[1], now) then return 0 end
+local h = live(KEYS[1], now)
+if not h then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[3])
-redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, 24))
+redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, #h == 34 and 33 or 24))
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
-index(KEYS[4], KEYS[3], expires, ttl)
+index(KEYS[4], KEYS[3], last, now)
 return 1
 """,
 )
@@ -174,8 +204,8 @@ return false
 """,
 )
 
-#: Roll back a PARK. KEYS: parking key, old, old index. ARGV: clock (of the parked
-#: record's expiry). Only when the old key is still free.
+#: Roll back a PARK. KEYS: parking key, old, old index. ARGV: clock (of the parked record's
+#: expiry and the bucket its header names). Only when the old key is still free.
 UNPARK = Script.define(
     "unpark",
     _CLOCK
@@ -183,7 +213,7 @@ UNPARK = Script.define(
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ttl)
-index(KEYS[3], KEYS[2], expires, ttl)
+index(KEYS[3], KEYS[2], last, now)
 return 1
 """,
 )

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ormsession.errors import ConfigurationError
+from ormsession.repositories.buckets import DEFAULT_RESOLUTION, MAX_RESOLUTION
 from ormsession.urls import redact_url
 
 __all__ = [
@@ -78,6 +79,7 @@ class RedisUrl:
     key_prefix: str | None = None
     wait_replicas: int = 0
     wait_timeout_ms: int | None = None
+    count_resolution: int = DEFAULT_RESOLUTION
     retries: int = 1
     health_check_interval: int = 0
     client_name: str | None = None
@@ -99,6 +101,13 @@ def _int(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _resolution(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_RESOLUTION:
+        raise ValueError(f"an integer from 1 to {MAX_RESOLUTION}")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -149,6 +158,7 @@ OPTIONS: dict[str, _Option] = {
     "key_prefix": _Option(_text, _ALL, "a non-empty key prefix"),
     "wait_replicas": _Option(_int(0), _NOT_CLUSTER, "an integer >= 0"),
     "wait_timeout_ms": _Option(_int(1), _NOT_CLUSTER, "a positive number of milliseconds"),
+    "count_resolution": _Option(_resolution, _ALL, f"an integer from 1 to {MAX_RESOLUTION}"),
     "retries": _Option(_int(0), _ALL, "an integer >= 0"),
     "health_check_interval": _Option(_int(0), _ALL, "an integer number of seconds >= 0"),
     "client_name": _Option(_text, _ALL, "a non-empty name"),
