@@ -8,7 +8,7 @@ from typing import Any, Self, TypeVar
 
 from ormsession._manager_base import ManagerBase
 from ormsession.errors import StoreError
-from ormsession.policy import Flow
+from ormsession.policy import CompareAndSet, Flow
 from ormsession.repositories.base import AsyncSessionRepository
 from ormsession.session import RequestSession
 
@@ -55,10 +55,14 @@ class AsyncSessionManager(ManagerBase):
 
     async def save(self, session: RequestSession, *, https: bool = False) -> str | None:
         """Persist the request's changes; return a ``Set-Cookie`` value or None."""
-        answer = self.policy.save(session, https=https)
+        policy = self.policy
+        answer = policy.save(session, https=https)
+        if isinstance(answer, CompareAndSet):
+            # Most writes: one compare-and-set, made without driving a flow.
+            answer = policy.written(answer, await self.repository.update(*answer.args))
         if answer is None or isinstance(answer, str):
             return answer
-        return await self._run(answer)  # the store must be written first
+        return await self._run(answer)  # a conflict, a create, a touch: the store first
 
     async def regenerate(self, session: RequestSession) -> None:
         """New id, same data, old id gone (call on login)."""

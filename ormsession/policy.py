@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from ormsession.cookies import CookieOptions
 from ormsession.errors import (
@@ -30,7 +30,15 @@ from ormsession.repositories.base import StoredSession
 from ormsession.serializers import Serializer
 from ormsession.session import RequestSession
 
-__all__ = ["DEFAULT_MAX_DATA_BYTES", "Flow", "OnStoreError", "SessionPolicy", "StoreCall"]
+__all__ = [
+    "DEFAULT_MAX_DATA_BYTES",
+    "CompareAndSet",
+    "Flow",
+    "OnStoreError",
+    "SaveAnswer",
+    "SessionPolicy",
+    "StoreCall",
+]
 
 logger = logging.getLogger("ormsession")
 
@@ -52,6 +60,21 @@ class StoreCall:
 
 
 Flow = Generator[StoreCall, Any, T]
+
+
+class CompareAndSet(NamedTuple):
+    """The one store call most writing saves need: ``repository.update(*args)``, whose
+    result goes back to :meth:`SessionPolicy.written`. (Made on every write, so a
+    NamedTuple, and driven without a flow.)"""
+
+    args: tuple[str, bytes, int, int, int]  # key, data, expires_us, expected_version, now_us
+    session: RequestSession
+    https: bool
+
+
+#: What :meth:`SessionPolicy.save` answers: the ``Set-Cookie`` value or None at once, the
+#: compare-and-set to make first, or a flow of store calls.
+SaveAnswer = str | CompareAndSet | Flow[str | None] | None
 
 
 def _store(method: StoreMethod, *args: Any) -> StoreCall:
@@ -137,13 +160,14 @@ class SessionPolicy:
         )
 
     # -- save -----------------------------------------------------------------------
-    def save(self, session: RequestSession, *, https: bool) -> str | Flow[str | None] | None:
+    def save(self, session: RequestSession, *, https: bool) -> SaveAnswer:
         """Persist what this request changed; the answer is a ``Set-Cookie`` value or None.
 
         Writes nothing for a request that changed nothing, unless the expiry is due for a
         refresh (then a touch, not a rewrite). Never brings back a session another request
         destroyed. When no store call is needed (most read-only requests) the answer comes
-        back at once; otherwise this returns the flow that writes and then answers.
+        back at once; a changed session is one :class:`CompareAndSet` to make first (see
+        :meth:`written`); anything else is a flow that writes and then answers.
         """
         now = self.now_us()
         if session._unavailable:
@@ -158,7 +182,9 @@ class SessionPolicy:
             return self._create(session, now, https)
         data = self._changed_bytes(session)
         if data is not None:
-            return self._write_then_answer(session, data, now, https)
+            expiry = self.expiry.expires_at(session._created_us, now)
+            args = (session._key, data, expiry, session._version, now)
+            return CompareAndSet(args, session, https)
         expires_us = session._expires_us
         assert expires_us is not None  # stored sessions always carry their expiry
         if self.expiry.touch_due(session._created_us, expires_us, now):
@@ -188,32 +214,45 @@ class SessionPolicy:
             session._start(self.ids.generate(), session._created_us)
         raise StoreError("could not create a session under a fresh key")
 
-    def _write_then_answer(
-        self, session: RequestSession, data: bytes, now: int, https: bool
+    def written(
+        self, write: CompareAndSet, new_version: int | None
+    ) -> str | Flow[str | None] | None:
+        """The answer after the first compare-and-set of ``write`` returned ``new_version``:
+        a ``Set-Cookie`` value or None when it was stored; on a conflict, the flow that
+        re-reads and re-applies only this request's changes."""
+        session, https = write.session, write.https
+        _key, data, expires_us, _version, now = write.args
+        if new_version is not None:
+            session._loaded(data, new_version, expires_us)
+            return self._cookie_after_write(session, now, https)
+        return self._resolve_conflict(session, expires_us, now, https)
+
+    def _resolve_conflict(
+        self, session: RequestSession, expires_us: int, now: int, https: bool
     ) -> Flow[str | None]:
-        """Compare-and-set ``data``; on a conflict re-read and re-apply only this request's
-        changes. A session gone meanwhile (destroyed or expired elsewhere) stays gone."""
-        expires_us = self.expiry.expires_at(session._created_us, now)
-        version = session._version
-        merged: dict[str, Any] | None = None
-        for _ in range(self.max_attempts):
-            new_version = yield _store("update", session._key, data, expires_us, version, now)
-            if new_version is not None:
-                if merged is not None:
-                    session._data.clear()
-                    session._data.update(merged)
-                session._loaded(data, new_version, expires_us)
-                return self._cookie_after_write(session, now, https)
+        """Another request wrote since this one read: re-read, re-apply only this request's
+        changes and compare-and-set again, up to ``max_attempts`` writes in all. A session
+        gone meanwhile (destroyed or expired elsewhere) stays gone."""
+        attempts = 1  # the first compare-and-set, made by the manager
+        while True:
             current: StoredSession | None = yield _store("read", session._key, now)
             if current is None:
                 return self._lost(session, now, https)
+            if attempts >= self.max_attempts:
+                raise ConflictError(
+                    f"gave up saving session {session._key[:8]}… after {attempts} "
+                    "compare-and-set conflicts"
+                )
             merged = self._merge(session, current)
             data = self._encode(merged)
-            version = current.version
-        raise ConflictError(
-            f"gave up saving session {session._key[:8]}… after {self.max_attempts} "
-            "compare-and-set conflicts"
-        )
+            key, version = session._key, current.version
+            new_version = yield _store("update", key, data, expires_us, version, now)
+            attempts += 1
+            if new_version is not None:
+                session._data.clear()
+                session._data.update(merged)
+                session._loaded(data, new_version, expires_us)
+                return self._cookie_after_write(session, now, https)
 
     def _merge(self, session: RequestSession, current: StoredSession) -> dict[str, Any]:
         """The stored data with this request's changes applied on top.

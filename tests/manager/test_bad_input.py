@@ -130,3 +130,16 @@ def test_endless_conflicts_end_in_a_conflict_error(make_manager: Any) -> None:
         with pytest.raises(ConflictError, match="after 3 compare-and-set conflicts"):
             manager.save(session)
         assert store.updates == 3
+
+
+def test_a_logout_wins_even_with_a_single_attempt(make_manager: Any) -> None:
+    # The failed compare-and-set is followed by a read: a session destroyed meanwhile
+    # stays destroyed, rather than the save ending in a ConflictError.
+    with make_manager(max_attempts=1) as manager:
+        sid = stored_session(manager, user=1)
+        slow, logout = manager.open(sid), manager.open(sid)
+        manager.destroy(logout)
+        slow["cart"] = ["late"]
+        header = manager.save(slow)
+        assert header is not None and "Max-Age=0" in header
+        assert manager.open(sid).is_new
