@@ -4,7 +4,9 @@ Each operation (save, regenerate, destroy, count, gc) is a generator that *yield
 store calls it needs and receives their results. The sync manager answers them by calling
 a repository; the async manager by awaiting one. The two on every request's path are
 lighter: open is three plain steps the managers call around its one read, and save answers
-at once when it needs no store call, returning a flow only when it does. So every
+at once when it needs no store call, or asks for one compare-and-set (:class:`CompareAndSet`,
+then :meth:`SessionPolicy.written`), returning a flow only for the rest (a conflict, a
+create, a touch). Times are µs (see :mod:`ormsession.expiry`). So every
 rule — id checks, expiry, throttled touch, compare-and-set with re-apply of changed keys,
 destroy-wins — is written once, here, and the two managers only do I/O ("sans-I/O").
 """
