@@ -182,7 +182,10 @@ class SessionPolicy:
                     else None
                 )
             return self._create(session, now, https)
-        data = self._changed_bytes(session)
+        if session._dirty or session._exposed or session._changed_in_place():
+            data = self._changed_bytes(session)
+        else:
+            data = None  # the usual read-only request: nothing was assigned or changed
         if data is not None:
             expiry = self.expiry.expires_at(session._created_us, now)
             args = (session._key, data, expiry, session._version, now)
@@ -283,19 +286,16 @@ class SessionPolicy:
         return self.serializer.dumps({"": value})
 
     def _changed_bytes(self, session: RequestSession) -> bytes | None:
-        """The bytes to write, or None when the data is as loaded (even if it was
-        reassigned to equal values, or mutable values were merely read)."""
-        if not session._dirty:
-            if not session._exposed:
-                if not session._changed_in_place():
-                    return None
-            else:
-                # Deep values were read: most such requests change nothing, and checking
-                # that with the C encoder is several times cheaper than a tagged re-encode.
-                unchanged = getattr(self.serializer, "unchanged", None)
-                if unchanged is not None and unchanged(session._data, session._original):
-                    session._exposed = False
-                    return None
+        """For a session that may have changed (assigned to, deep values handed out, or a
+        watched value changed in place): the bytes to write, or None when the data is as
+        loaded (reassigned to equal values, or deep values merely read)."""
+        if not session._dirty and session._exposed:
+            # Deep values were read: most such requests change nothing, and checking that
+            # with the C encoder is several times cheaper than a tagged re-encode.
+            unchanged = getattr(self.serializer, "unchanged", None)
+            if unchanged is not None and unchanged(session._data, session._original):
+                session._exposed = False
+                return None
         data = self._encode(session._data)
         if data == session._original:
             session._dirty = session._exposed = False

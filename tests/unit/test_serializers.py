@@ -105,6 +105,7 @@ def test_unsupported_values_raise_a_serialization_error(serializer: Any, value: 
         b'{"a":1}{"b":2}',  # two documents: only whole values are sessions
         b'{"a":1} ',  # padding dumps() never writes
         b"\xef\xbb\xbf{}",  # a BOM likewise
+        b" {}",  # leading whitespace likewise
     ],
 )
 def test_corrupt_json_is_a_corrupt_data_error(raw: bytes) -> None:
