@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from importlib import import_module
 from typing import Any
 
 from flask import Flask, session
@@ -48,13 +49,14 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 # -- Flask --------------------------------------------------------------------------------
-def flask_app(*, manager: Any = None, floor: Floor | None = None) -> Any:
-    """A Flask app with ``/login`` (creates the session), ``/read`` and ``/write``."""
-    app = Flask(f"bench_{'ours' if manager is not None else 'floor'}")
+def flask_app(
+    *, manager: Any = None, floor: Floor | None = None, package: str = "ormsession"
+) -> Any:
+    """A Flask app with ``/login`` (creates the session), ``/read`` and ``/write``.
+    ``package``: whose integration to use (``benchmarks.ab`` passes an older copy's)."""
+    app = Flask(f"bench_{package if manager is not None else 'floor'}")
     if manager is not None:
-        from ormsession.integrations.flask import OrmSession
-
-        OrmSession(app, manager=manager)
+        import_module(f"{package}.integrations.flask").OrmSession(app, manager=manager)
     else:
         assert floor is not None
         app.session_interface = FloorSessionInterface(floor)
@@ -200,7 +202,9 @@ class FloorASGIMiddleware:
         await self.app(scope, receive, send_with_session)
 
 
-def starlette_app(*, manager: Any = None, floor: AsyncFloor | None = None) -> Any:
+def starlette_app(
+    *, manager: Any = None, floor: AsyncFloor | None = None, package: str = "ormsession"
+) -> Any:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
@@ -221,9 +225,8 @@ def starlette_app(*, manager: Any = None, floor: AsyncFloor | None = None) -> An
         return PlainTextResponse("ok")
 
     if manager is not None:
-        from ormsession.integrations.asgi import SessionMiddleware
-
-        middleware = Middleware(SessionMiddleware, manager=manager)
+        session_middleware = import_module(f"{package}.integrations.asgi").SessionMiddleware
+        middleware = Middleware(session_middleware, manager=manager)
     else:
         assert floor is not None
         middleware = Middleware(FloorASGIMiddleware, floor=floor)
