@@ -30,7 +30,9 @@ test with a stated reason.
     time kept); ``old_key`` is gone afterwards. Return ``False`` (and change nothing) if no
     live record is under ``old_key``. The caller guarantees ``new_key`` is fresh.
 ``count(now_us)``
-    How many live records there are (expired ones not counted).
+    How many live records there are (expired ones not counted; the Redis and Couchbase
+    stores may still count one for a bucket width after it expired, see
+    :mod:`ormsession.repositories.buckets`).
 ``delete_expired(now_us, limit)``
     Delete up to ``limit`` expired records, return how many. Stores with native TTLs return 0.
 ``close()``
