@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
@@ -94,7 +93,6 @@ class RequestOptions:
 
 
 _SECURE_SCHEMES = ("https", "wss")
-_first = itemgetter(0)
 
 
 def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool) -> bool:

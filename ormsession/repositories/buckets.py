@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ormsession.errors import ConfigurationError
 from ormsession.expiry import US_PER_SECOND
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_RESOLUTION",
     "UNCOUNTED",
     "Bucket",
+    "checked_resolution",
     "place",
     "target",
 ]
@@ -61,6 +63,13 @@ class Bucket(NamedTuple):
 
 
 UNCOUNTED = Bucket(0, 0)
+
+
+def checked_resolution(resolution: int) -> int:
+    """``resolution`` (buckets per lifetime) if it is in range, else ConfigurationError."""
+    if not 1 <= resolution <= MAX_RESOLUTION:
+        raise ConfigurationError(f"count_resolution must be 1-{MAX_RESOLUTION}")
+    return resolution
 
 
 def place(expires_us: int, now_us: int, resolution: int) -> Bucket:

@@ -144,3 +144,9 @@ def test_values_written_before_the_buckets_keep_working(
     assert raw.zscore(layout.index_of(renamed), renamed) >= now + 5 * HOUR  # type: ignore[operator]
     assert raw.zscore(layout.index_of(other), other) is None
     assert repository.count(now) >= 2
+
+
+def test_a_repository_refuses_a_resolution_out_of_range(raw: redis.Redis) -> None:
+    for bad in (0, 1025):
+        with pytest.raises(ConfigurationError, match="count_resolution must be 1-1024"):
+            RedisRepository(raw, count_resolution=bad)

@@ -52,9 +52,8 @@ from couchbase.options import (
 from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from ormsession.errors import ConfigurationError
-from ormsession.expiry import US_PER_SECOND
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket
+from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket, expiry_for
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = [
@@ -150,19 +149,6 @@ def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
     else:
         return None
     return StoredSession(data, version, created, expires), bucket
-
-
-def expiry_for(expires_us: int, now_us: int) -> timedelta:
-    """The document TTL for a record that expires at ``expires_us``, as a timedelta.
-
-    Always a timedelta: the SDK turns one above 30 days into the absolute Unix time the
-    server expects (raw seconds above 30 days would be read as a date in 1970, and expire
-    at once: beego's bug). Whole seconds, rounded up and at least one, because the SDK
-    truncates and 0 means "never expire". Reads judge by the stored ``expires_us`` anyway;
-    the TTL only has the server remove the document soon after.
-    """
-    seconds = -(-(expires_us - now_us) // US_PER_SECOND)
-    return timedelta(seconds=max(1, seconds))
 
 
 # -- the KV operations flows yield ---------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 
@@ -46,6 +45,7 @@ __all__ = [
     "counter_value",
     "decode_levels",
     "encode_levels",
+    "expiry_for",
     "levels_expiry",
     "live_buckets",
     "place",
@@ -68,7 +68,7 @@ LEVELS_FORMAT = 1
 def counter_expiry(bucket: Bucket, now_us: int) -> timedelta:
     """The TTL a counter gets when it is created: past its bucket's end by :data:`GRACE`.
     (A counter's TTL is set only when it is created; increments leave it alone.)"""
-    return _seconds_until(bucket.end * US + _GRACE_US, now_us)
+    return expiry_for(bucket.end * US + _GRACE_US, now_us)
 
 
 def counter_value(raw: bytes | None) -> int:
@@ -120,7 +120,7 @@ def raise_horizon(levels: Mapping[int, int], bucket: Bucket, now_us: int) -> dic
 
 
 def levels_expiry(levels: Mapping[int, int], now_us: int) -> timedelta:
-    return _seconds_until(max(levels.values(), default=0) * US + _GRACE_US, now_us)
+    return expiry_for(max(levels.values(), default=0) * US + _GRACE_US, now_us)
 
 
 def live_buckets(levels: Mapping[int, int], now_us: int) -> Iterator[Bucket]:
@@ -138,6 +138,14 @@ def live_buckets(levels: Mapping[int, int], now_us: int) -> Iterator[Bucket]:
             yield Bucket(level, end)
 
 
-def _seconds_until(moment_us: int, now_us: int) -> timedelta:
-    # Whole seconds, rounded up and at least one: the SDK truncates, and 0 means "never".
-    return timedelta(seconds=max(1, math.ceil((moment_us - now_us) / US)))
+def expiry_for(expires_us: int, now_us: int) -> timedelta:
+    """The TTL for a document (a session's or a counter's) that should go at ``expires_us``,
+    as a timedelta.
+
+    Always a timedelta: the SDK turns one above 30 days into the absolute Unix time the
+    server expects (raw seconds above 30 days would be read as a date in 1970, and expire
+    at once: beego's bug). Whole seconds, rounded up and at least one, because the SDK
+    truncates and 0 means "never expire". Reads judge by the stored expiry anyway; the TTL
+    only has the server remove the document soon after.
+    """
+    return timedelta(seconds=max(1, -(-(expires_us - now_us) // US)))

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from ormsession.errors import ConfigurationError, StoreError
 from ormsession.repositories.base import StoredSession
+from ormsession.repositories.buckets import checked_resolution
 from ormsession.repositories.couchbase.base import (
     Count,
     Doc,
@@ -54,7 +55,6 @@ from ormsession.repositories.couchbase.cache import (
 )
 from ormsession.repositories.couchbase.counters import (
     DEFAULT_RESOLUTION,
-    MAX_RESOLUTION,
     UNCOUNTED,
     Bucket,
     counter_expiry,
@@ -104,12 +104,10 @@ class Context:
         count_resolution: int = DEFAULT_RESOLUTION,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
-        if not 1 <= count_resolution <= MAX_RESOLUTION:
-            raise ConfigurationError(f"count_resolution must be 1-{MAX_RESOLUTION}")
+        self.resolution = checked_resolution(count_resolution)
         if not 0 <= cache_size <= MAX_CACHE_SIZE:
             raise ConfigurationError(f"cas_cache_size must be 0-{MAX_CACHE_SIZE}")
         self.layout = KeyLayout(prefix)
-        self.resolution = count_resolution
         self.cache = HintCache(cache_size)
         #: level -> the latest bucket end the levels document is known to hold. A memo: a
         #: lost race only costs a read of the levels document.

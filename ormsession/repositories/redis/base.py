@@ -234,7 +234,8 @@ class RedisStoreCore:
 
     def bucket_for(self, expires_us: int, now_us: int) -> Bucket:
         """The count bucket a record written at ``now_us`` and expiring at ``expires_us``
-        goes to: the one its header names as long as the expiry stays in it."""
+        falls in. (The scripts re-file a session only when this differs from the bucket
+        its header names.)"""
         return place(expires_us, now_us, self.resolution)
 
     def read(self, key: str, now_us: int) -> Flow[StoredSession | None]:
@@ -348,11 +349,12 @@ class RedisStoreCore:
             if delete_new:
                 yield Eval(scripts.DELETE, layout.session_and_index(new_key), ())
             raw = yield Get(layout.parking(old_key))
-            record = decode_record(bytes(raw)) if raw is not None else None
+            value = bytes(raw) if raw is not None else b""
+            record = decode_record(value)
             if record is None:
                 return
             # Filed again where its header says it is counted (format 1: a bucket anew).
-            bucket = stored_bucket(bytes(raw))
+            bucket = stored_bucket(value)
             if not bucket.holds(record.expires_us):
                 bucket = self.bucket_for(record.expires_us, now_us)
             yield Eval(

@@ -7,8 +7,8 @@ from typing import Any
 
 from redis.client import NEVER_DECODE
 
-from ormsession.errors import ConfigurationError, StoreError
-from ormsession.repositories.buckets import DEFAULT_RESOLUTION, MAX_RESOLUTION
+from ormsession.errors import StoreError
+from ormsession.repositories.buckets import DEFAULT_RESOLUTION, checked_resolution
 from ormsession.repositories.redis.base import (
     DEFAULT_KEY_PREFIX,
     DEFAULT_WAIT_TIMEOUT_MS,
@@ -44,10 +44,9 @@ class RedisRepositoryBase:
         # Typed Any: redis-py's annotations overload every command on sync/async clients.
         self.client = client
         self.cluster = is_cluster_client(client)
-        if not 1 <= count_resolution <= MAX_RESOLUTION:
-            raise ConfigurationError(f"count_resolution must be 1-{MAX_RESOLUTION}")
+        resolution = checked_resolution(count_resolution)
         layout = KeyLayout(key_prefix)
-        self.core = RedisStoreCore(layout, cluster=self.cluster, resolution=count_resolution)
+        self.core = RedisStoreCore(layout, cluster=self.cluster, resolution=resolution)
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._owned = list(owned)
