@@ -21,14 +21,13 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from ormsession.expiry import from_us
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.statements import packed_record
+from ormsession.repositories.sql.statements import columns_record, packed_record
 from ormsession.repositories.sql.types import (
     UTCDateTime,
     aware_utc,
     naive_from_us,
     naive_utc,
     text_from_us,
-    us_from_column,
     utc_text,
 )
 
@@ -67,13 +66,7 @@ def row_reader(dialect: Dialect) -> RowReader:
 
         return read_packed
 
-    def read_columns(row: Any) -> StoredSession | None:
-        if row is None:
-            return None
-        data, version, created, expires = row
-        return StoredSession(bytes(data), version, us_from_column(created), us_from_column(expires))
-
-    return read_columns
+    return columns_record
 
 
 def record_reader(dialect: Dialect) -> RowReader:
@@ -86,23 +79,25 @@ def record_reader(dialect: Dialect) -> RowReader:
     return read
 
 
+#: How each dialect binds a UTC time by hand: from an aware datetime (the conversion
+#: :class:`UTCDateTime` does) and, in one step, from µs (the read's ``now``). One row per
+#: dialect, so the two conversions cannot drift apart.
+_TIME_BINDERS: dict[str, tuple[Callable[[datetime], Any], Callable[[int], Any]]] = {
+    # Exactly SQLAlchemy's SQLite DATETIME storage format, so both paths compare alike.
+    "sqlite": (utc_text, text_from_us),
+    "postgresql": (aware_utc, from_us),
+}
+_NAIVE_BINDERS = (naive_utc, naive_from_us)  # MySQL/MariaDB DATETIME: naive UTC
+
+
 def datetime_binder(dialect: Dialect) -> Callable[[datetime], Any]:
     """The same conversion :class:`UTCDateTime` does, for parameters bound by hand."""
-    if dialect.name == "sqlite":
-        # Exactly SQLAlchemy's SQLite DATETIME storage format, so both paths compare alike.
-        return utc_text
-    if dialect.name == "postgresql":
-        return aware_utc
-    return naive_utc
+    return _TIME_BINDERS.get(dialect.name, _NAIVE_BINDERS)[0]
 
 
 def us_binder(dialect: Dialect) -> Callable[[int], Any]:
     """:func:`datetime_binder` for a time in µs (the read's ``now``), in one step."""
-    if dialect.name == "sqlite":
-        return text_from_us
-    if dialect.name == "postgresql":
-        return from_us
-    return naive_from_us
+    return _TIME_BINDERS.get(dialect.name, _NAIVE_BINDERS)[1]
 
 
 class CompiledStatement:

@@ -35,7 +35,7 @@ from ormsession.expiry import from_us
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.types import SessionBytes, us_from_column, us_from_text
 
-__all__ = ["Query", "ResultLike", "SqlQueries", "SqlStatements", "packed_record"]
+__all__ = ["Query", "ResultLike", "SqlQueries", "SqlStatements", "columns_record", "packed_record"]
 
 T = TypeVar("T")
 
@@ -156,10 +156,15 @@ class Query(Generic[T]):
 
 
 def _record(result: ResultLike) -> StoredSession | None:
-    row = result.first()
+    return columns_record(result.first())
+
+
+def columns_record(row: Any) -> StoredSession | None:
+    """The record in the read statement's row of four columns, as a driver or SQLAlchemy
+    returned it (None: no row)."""
     if row is None:
         return None
-    data, version, created, expires = tuple(row)
+    data, version, created, expires = row
     # psycopg2 and asyncpg hand bytea back as memoryview/bytes; normalise to bytes.
     return StoredSession(
         bytes(data), int(version), us_from_column(created), us_from_column(expires)
