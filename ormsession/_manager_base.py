@@ -6,15 +6,18 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.errors import ConfigurationError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.ids import DEFAULT_ID_BYTES, SessionIds
-from ormsession.policy import DEFAULT_MAX_DATA_BYTES, OnStoreError, SessionPolicy
+from ormsession.policy import DEFAULT_MAX_DATA_BYTES, Flow, OnStoreError, SessionPolicy
 from ormsession.serializers import JSONSerializer, Serializer
 from ormsession.session import RequestSession
 
 __all__ = ["ManagerBase"]
 
 DEFAULT_GC_BATCH_SIZE = 1000
+#: How long one gc statement may take before the next is made smaller (seconds).
+DEFAULT_GC_BATCH_SECONDS = 0.25
 
 
 class ManagerBase:
@@ -33,6 +36,7 @@ class ManagerBase:
         on_store_error: OnStoreError = "raise",
         set_cookie: bool = True,
         gc_batch_size: int = DEFAULT_GC_BATCH_SIZE,
+        gc_batch_seconds: float | None = DEFAULT_GC_BATCH_SECONDS,
         clock: Callable[[], datetime] = utcnow,
         session_class: type[RequestSession] = RequestSession,
     ) -> None:
@@ -49,6 +53,7 @@ class ManagerBase:
             session_class=session_class,
         )
         self.gc_batch_size = gc_batch_size
+        self.gc_batch_seconds = gc_batch_seconds
 
     @property
     def cookie(self) -> CookieOptions:
@@ -57,6 +62,21 @@ class ManagerBase:
     @property
     def expiry(self) -> ExpiryPolicy:
         return self.policy.expiry
+
+    def _gc(
+        self,
+        batch_size: int | None,
+        batch_seconds: float | None,
+        progress: Callable[[int], None] | None,
+    ) -> Flow[int]:
+        """The gc flow for a call's arguments (None: the manager's own settings)."""
+        limit = self.gc_batch_size if batch_size is None else batch_size
+        seconds = self.gc_batch_seconds if batch_seconds is None else batch_seconds
+        if not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"gc batch size must be a whole number >= 1, not {limit!r}")
+        if seconds is not None and not seconds > 0:
+            raise ConfigurationError(f"gc batch seconds must be > 0, not {seconds!r}")
+        return self.policy.gc(limit, progress, batch_seconds=seconds)
 
     def session_id_from_cookie_header(self, header: str | None) -> str | None:
         """The session id in a raw ``Cookie`` request header, if the cookie is there."""

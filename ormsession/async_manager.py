@@ -77,11 +77,15 @@ class AsyncSessionManager(ManagerBase):
         return await self._run(self.policy.count())
 
     async def gc(
-        self, *, batch_size: int | None = None, progress: Callable[[int], None] | None = None
+        self,
+        *,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete expired sessions in batches; return how many (0 on TTL stores)."""
-        limit = batch_size or self.gc_batch_size
-        return await self._run(self.policy.gc(limit, progress))
+        """Delete expired sessions in batches; return how many (0 on TTL stores).
+        The arguments are :meth:`SessionManager.gc`'s."""
+        return await self._run(self._gc(batch_size, batch_seconds, progress))
 
     async def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""

@@ -3,7 +3,7 @@
     ormsession db upgrade [--url URL] [--revision head] [--sql]
     ormsession db downgrade [--url URL] [--revision base]
     ormsession db current [--url URL]
-    ormsession gc [--url URL] [--batch-size N]
+    ormsession gc [--url URL] [--batch-size N] [--batch-seconds S]
     ormsession count [--url URL]
     ormsession demo [--url URL] [--host 127.0.0.1] [--port 8000]
 
@@ -45,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     with_url(db_commands.add_parser("current", help="show the schema revision"))
 
     gc = with_url(commands.add_parser("gc", help="delete expired sessions, in batches"))
-    gc.add_argument("--batch-size", type=int, default=None)
+    gc.add_argument("--batch-size", type=int, default=None, help="rows per statement, at most")
+    gc.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=None,
+        help="a statement slower than this makes the next ones smaller",
+    )
     gc.add_argument("--quiet", action="store_true", help="no progress output")
     with_url(commands.add_parser("count", help="count live sessions"))
 
@@ -87,7 +93,11 @@ def _dispatch(arguments: argparse.Namespace) -> int:
             return 0
         expected = _expired_count(manager)
         progress = None if arguments.quiet else _Progress(sys.stderr, expected)
-        total = manager.gc(batch_size=arguments.batch_size, progress=progress)
+        total = manager.gc(
+            batch_size=arguments.batch_size,
+            batch_seconds=arguments.batch_seconds,
+            progress=progress,
+        )
         if progress is not None:
             progress.finish(total)
         else:

@@ -74,15 +74,20 @@ class SessionManager(ManagerBase):
         return self._run(self.policy.count())
 
     def gc(
-        self, *, batch_size: int | None = None, progress: Callable[[int], None] | None = None
+        self,
+        *,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Delete expired sessions in batches; return how many (0 on TTL stores).
 
-        Each batch is its own short statement, so no lock is held for long; ``progress``
-        is called with the running total after each batch.
+        Each batch is its own short statement of at most ``batch_size`` rows (default
+        ``gc_batch_size``), so no lock is held for long; a batch slower than
+        ``batch_seconds`` (default ``gc_batch_seconds``) makes the next ones smaller.
+        ``progress`` is called with the running total after each batch.
         """
-        limit = batch_size or self.gc_batch_size
-        return self._run(self.policy.gc(limit, progress))
+        return self._run(self._gc(batch_size, batch_seconds, progress))
 
     def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""

@@ -46,3 +46,4 @@ class ManagerOptions(TypedDict, total=False):
     on_store_error: Literal["raise", "fresh"]
     max_attempts: int
     gc_batch_size: int
+    gc_batch_seconds: float | None

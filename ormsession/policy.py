@@ -14,6 +14,7 @@ destroy-wins — is written once, here, and the two managers only do I/O ("sans-
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +41,7 @@ __all__ = [
     "SaveAnswer",
     "SessionPolicy",
     "StoreCall",
+    "next_gc_batch",
 ]
 
 logger = logging.getLogger("ormsession")
@@ -359,14 +361,42 @@ class SessionPolicy:
         count: int = yield _store("count", self.now_us())
         return count
 
-    def gc(self, limit: int, progress: Callable[[int], None] | None = None) -> Flow[int]:
-        """Delete expired sessions, ``limit`` per statement, until a batch comes back short;
-        ``progress`` gets the running total after each batch."""
-        total = 0
+    def gc(
+        self,
+        limit: int,
+        progress: Callable[[int], None] | None = None,
+        *,
+        batch_seconds: float | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> Flow[int]:
+        """Delete expired sessions, at most ``limit`` per statement, until a batch comes
+        back short; ``progress`` gets the running total after each batch.
+
+        ``batch_seconds``: how long one statement may take (and hold its row locks). Each
+        batch is timed, and the next one sized by :func:`next_gc_batch`: a server slowed by
+        a cold cache or a busy disk gets smaller statements instead of longer ones, a
+        healthy one keeps ``limit``. None: always ``limit``.
+        """
+        total, size = 0, limit
         while True:
-            deleted: int = yield _store("delete_expired", self.now_us(), limit)
+            started = timer()
+            deleted: int = yield _store("delete_expired", self.now_us(), size)
+            took = timer() - started
             total += deleted
             if progress is not None and deleted:
                 progress(total)
-            if deleted < limit:
+            if deleted < size:
                 return total
+            if batch_seconds is not None:
+                size = next_gc_batch(size, took, batch_seconds, limit)
+
+
+def next_gc_batch(size: int, took: float, batch_seconds: float, limit: int) -> int:
+    """The size of the gc batch after one of ``size`` rows that took ``took`` seconds.
+
+    Aimed at half of ``batch_seconds`` at the last batch's rate, so a batch twice as slow
+    per row as the last one still fits; grown at most twofold a step (one fast batch is
+    not a trend); between 1 and ``limit``.
+    """
+    fitting = limit if took <= 0 else int(size * batch_seconds / (2 * took))
+    return max(1, min(limit, 2 * size, fitting))

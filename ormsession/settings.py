@@ -88,8 +88,14 @@ class OrmsessionSettings(BaseSettings):
     on_store_error: Literal["raise", "fresh"] = "raise"
     max_attempts: int = Field(10, ge=1, le=100)
     gc_batch_size: int = Field(1000, ge=1, le=100_000)
+    gc_batch_seconds: float | None = Field(
+        0.25,
+        gt=0,
+        le=3600,
+        description="A gc statement slower than this makes the next ones smaller (None: never).",
+    )
 
-    @field_validator("absolute_timeout", "cookie_lifetime", mode="before")
+    @field_validator("absolute_timeout", "cookie_lifetime", "gc_batch_seconds", mode="before")
     @classmethod
     def _zero_means_none(cls, value: Any) -> Any:
         # beego (and many env files) use 0 for "not set".
@@ -138,4 +144,5 @@ class OrmsessionSettings(BaseSettings):
             "on_store_error": self.on_store_error,
             "set_cookie": self.set_cookie,
             "gc_batch_size": self.gc_batch_size,
+            "gc_batch_seconds": self.gc_batch_seconds,
         }

@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, insert
@@ -52,6 +53,34 @@ def test_gc_deletes_expired_sessions_in_batches_and_count_counts_live_ones(
     assert capsys.readouterr().out.strip() == "0"
     assert main(["count", "--url", url]) == 0
     assert capsys.readouterr().out.strip() == "7"
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_gc_with_a_batch_time_budget_deletes_in_smaller_statements(
+    request: pytest.FixtureRequest, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    STORE_TARGETS[backend](request)
+    url = sql_url(request, backend)
+    insert_sessions(url, expired=30, live=2)
+    # No statement meets a nanosecond: after the first batch of 20, one row at a time.
+    arguments = ["gc", "--url", url, "--batch-size", "20", "--batch-seconds", "1e-9", "--quiet"]
+    assert main(arguments) == 0
+    assert capsys.readouterr().out.strip() == "30"
+    assert main(["count", "--url", url]) == 0
+    assert capsys.readouterr().out.strip() == "2"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--batch-size=0", "batch size must be"), ("--batch-seconds=-1", "batch seconds must be")],
+)
+def test_gc_refuses_a_batch_it_cannot_run(
+    tmp_path: Path, option: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
+    assert main(["db", "upgrade", "--url", url]) == 0
+    assert main(["gc", "--url", url, option]) == 1
+    assert message in capsys.readouterr().err
 
 
 def test_the_progress_bar() -> None:

@@ -298,6 +298,43 @@ def test_count_and_gc(manager: Any, clock: FakeClock) -> None:
     assert removed == (0 if manager.repository.native_ttl else start + 3)
 
 
+def test_gc_makes_the_next_batch_smaller_after_a_slow_one(
+    make_manager: Any, clock: FakeClock
+) -> None:
+    # A budget no statement meets: every full batch is too slow, so the next one is as small
+    # as it can be (one row), and gc still deletes every expired session and nothing else.
+    with make_manager(gc_batch_seconds=1e-9) as manager:
+        start = manager.count()
+        for n in range(6):
+            stored_session(manager, n=n)
+        clock.advance(days=2)
+        kept = stored_session(manager, n=99)
+        totals: list[int] = []
+        removed = manager.gc(batch_size=4, progress=totals.append)
+        if manager.repository.native_ttl:
+            assert (removed, totals) == (0, [])
+        else:
+            assert removed == start + 6
+            steps = [b - a for a, b in zip([0, *totals], totals, strict=False)]
+            assert steps[0] == 4 and set(steps[1:]) == {1}
+        assert not manager.open(kept).is_new
+        assert manager.count() == 1
+
+
+def test_gc_keeps_its_batch_size_while_batches_are_fast(manager: Any, clock: FakeClock) -> None:
+    start = manager.count()
+    for n in range(6):
+        stored_session(manager, n=n)
+    clock.advance(days=2)
+    totals: list[int] = []
+    removed = manager.gc(batch_size=4, batch_seconds=60, progress=totals.append)
+    if manager.repository.native_ttl:
+        assert (removed, totals) == (0, [])
+    else:
+        assert removed == start + 6
+        assert totals[:2] == [4, min(8, start + 6)]
+
+
 def test_session_ids_are_distinct_and_only_their_hash_is_a_key(manager: Any) -> None:
     ids = {stored_session(manager, n=n) for n in range(20)}
     assert len(ids) == 20

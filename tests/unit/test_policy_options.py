@@ -218,3 +218,49 @@ def test_a_session_class_with_its_own_init_still_gets_it_called_on_open() -> Non
     assert isinstance(opened, TaggedSession) and opened.tag == "constructed"
     assert not opened.is_new and not opened.modified and opened.id == sid
     assert opened["x"] == 1 and manager.save(opened) is None
+
+
+@pytest.mark.parametrize(
+    ("size", "took", "expected", "why"),
+    [
+        (1000, 0.020, 1000, "a healthy server keeps the configured size"),
+        (1000, 0.500, 250, "twice the budget: sized for half the budget at that rate"),
+        (1000, 0.125, 1000, "exactly half the budget: unchanged"),
+        (250, 0.010, 500, "fast again: grows, but at most twofold"),
+        (3, 30.0, 1, "never below one row"),
+        (400, 0.0, 800, "an unmeasurably fast batch grows twofold"),
+        (800, 0.0, 1000, "and never past the configured size"),
+    ],
+)
+def test_the_next_gc_batch_is_sized_from_the_last_ones_rate(
+    size: int, took: float, expected: int, why: str
+) -> None:
+    from ormsession.policy import next_gc_batch
+
+    assert next_gc_batch(size, took, 0.25, 1000) == expected, why
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"batch_size": 0}, "batch size must be a whole number >= 1"),
+        ({"batch_size": -5}, "batch size must be a whole number >= 1"),
+        ({"batch_seconds": 0}, "batch seconds must be > 0"),
+        ({"batch_seconds": float("nan")}, "batch seconds must be > 0"),
+    ],
+)
+def test_gc_refuses_a_batch_it_cannot_run(arguments: dict[str, Any], message: str) -> None:
+    from ormsession.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        new_manager().gc(**arguments)
+
+
+def test_gc_batch_seconds_zero_or_none_in_the_settings_means_fixed_batches() -> None:
+    from ormsession.settings import OrmsessionSettings
+
+    assert OrmsessionSettings(gc_batch_seconds="0").gc_batch_seconds is None
+    assert OrmsessionSettings(gc_batch_seconds="none").gc_batch_seconds is None
+    assert OrmsessionSettings(gc_batch_seconds="1.5").manager_options()["gc_batch_seconds"] == 1.5
+    with pytest.raises(ValueError, match="greater than 0"):
+        OrmsessionSettings(gc_batch_seconds=-1)
