@@ -191,14 +191,14 @@ class Report:
 
     def _gc_table(self) -> list[str]:
         lines = [
-            "| store | expired rows | batch | batches | total s | longest batch ms "
+            "| store | expired rows | batch (smallest) | batches | total s | longest batch ms "
             "| median ms | p99 ms | left | target |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for g in self.gc:
             ok = g.max_batch_seconds <= GC_BATCH_LIMIT_SECONDS and g.remaining == 0
             lines.append(
-                f"| {g.store} | {g.rows:,} | {g.batch_size} | {g.batches} "
+                f"| {g.store} | {g.rows:,} | {g.batch_size} ({g.smallest_batch}) | {g.batches} "
                 f"| {g.total_seconds:.1f} | {g.max_batch_seconds * 1000:.1f} "
                 f"| {g.median_batch_ms:.1f} | {g.p99_batch_ms:.1f} "
                 f"| {g.remaining} | {'PASS' if ok else '**FAIL**'} |"

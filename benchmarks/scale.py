@@ -80,6 +80,8 @@ class GcResult:
     store: str
     rows: int
     batch_size: int
+    #: The smallest full batch gc made (below ``batch_size``: it shrank after slow ones).
+    smallest_batch: int
     deleted: int
     batches: int
     total_seconds: float
@@ -586,8 +588,13 @@ def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
     loaded = load_sql(env, GC_TABLE, b"ormsession-bench-gc", 0, rows, live=False)
     manager = configure(url=env.url, table_name=GC_TABLE)
     try:
-        stamps = [time.perf_counter()]
-        deleted = manager.gc(progress=lambda total: stamps.append(time.perf_counter()))
+        stamps, totals = [time.perf_counter()], [0]
+
+        def progress(total: int) -> None:
+            stamps.append(time.perf_counter())
+            totals.append(total)
+
+        deleted = manager.gc(progress=progress)
         stamps.append(time.perf_counter())  # the last, short batch reports no progress
         with _repository(manager).engine.connect() as connection:
             from sqlalchemy import text
@@ -605,6 +612,8 @@ def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
         store=env.name,
         rows=rows,
         batch_size=batch_size,
+        # The last reported batch may be the short one that ended the run.
+        smallest_batch=min([b - a for a, b in itertools.pairwise(totals)][:-1] or [batch_size]),
         deleted=deleted,
         batches=len(durations),
         total_seconds=stamps[-1] - stamps[0],
