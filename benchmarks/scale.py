@@ -278,6 +278,22 @@ def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -
     )
     with cache as cache_note:
         per_op, ops = _read_rounds(env, settings, seed, small, big)
+    return _big_against_small(
+        env, small, big, per_op, ops, loaded, big_megabytes=megabytes, cache_note=cache_note
+    )
+
+
+def _big_against_small(
+    env: StoreEnv,
+    small: int,
+    big: int,
+    per_op: dict[str, list[float]],
+    ops: int,
+    loaded: float,
+    **details: Any,
+) -> ReadScaleResult:
+    """Ours and the floor, each reading the big set against itself on the small one, paired
+    round by round (the series ``ours_big``, ``ours_small``, ``floor_big``, ``floor_small``)."""
     return ReadScaleResult(
         env.name,
         small,
@@ -285,8 +301,7 @@ def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -
         compare(per_op, "ours_big", "ours_small", ops),
         compare(per_op, "floor_big", "floor_small", ops),
         loaded,
-        big_megabytes=megabytes,
-        cache_note=cache_note,
+        **details,
     )
 
 
@@ -472,14 +487,7 @@ def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int)
         for size, manager in managers.items():
             unload_redis(_repository(manager).client, layout, seed, 0, populations[size])
             manager.close()
-    return ReadScaleResult(
-        env.name,
-        small,
-        big,
-        compare(per_op, "ours_big", "ours_small", ops),
-        compare(per_op, "floor_big", "floor_small", ops),
-        loaded,
-    )
+    return _big_against_small(env, small, big, per_op, ops, loaded)
 
 
 def _redis_db_url(url: str, db: int) -> str:

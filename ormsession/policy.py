@@ -367,7 +367,6 @@ class SessionPolicy:
         progress: Callable[[int], None] | None = None,
         *,
         batch_seconds: float | None = None,
-        timer: Callable[[], float] = time.perf_counter,
     ) -> Flow[int]:
         """Delete expired sessions, at most ``limit`` per statement, until a batch comes
         back short; ``progress`` gets the running total after each batch.
@@ -379,9 +378,9 @@ class SessionPolicy:
         """
         total, size = 0, limit
         while True:
-            started = timer()
+            started = time.perf_counter()
             deleted: int = yield _store("delete_expired", self.now_us(), size)
-            took = timer() - started
+            took = time.perf_counter() - started
             total += deleted
             if progress is not None and deleted:
                 progress(total)
