@@ -506,7 +506,8 @@ def _redis_floor_read(client: Any, layout: KeyLayout) -> Callable[[str], Any]:
 
 def _against_baseline(values: list[float], baseline: list[float], ops: int) -> Comparison:
     """Per-operation times (ns, one per round) against the median of a baseline phase
-    measured apart (one keyspace: the phases cannot be interleaved round by round)."""
+    measured apart (the Couchbase write scale: one bucket grows from the small count of
+    sessions to the big one, so its phases cannot be interleaved round by round)."""
     base = statistics.median(baseline)
     quartiles = statistics.quantiles(values, n=4, method="inclusive")
     return Comparison(

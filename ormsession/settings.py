@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ormsession._manager_base import DEFAULT_GC_BATCH_SECONDS, DEFAULT_GC_BATCH_SIZE
 from ormsession.cookies import CookieOptions, SameSite
 from ormsession.expiry import ExpiryPolicy
 from ormsession.urls import redact_url
@@ -87,9 +88,9 @@ class OrmsessionSettings(BaseSettings):
     id_bytes: int = Field(32, ge=32, le=128)
     on_store_error: Literal["raise", "fresh"] = "raise"
     max_attempts: int = Field(10, ge=1, le=100)
-    gc_batch_size: int = Field(1000, ge=1, le=100_000)
+    gc_batch_size: int = Field(DEFAULT_GC_BATCH_SIZE, ge=1, le=100_000)
     gc_batch_seconds: float | None = Field(
-        0.25,
+        DEFAULT_GC_BATCH_SECONDS,
         gt=0,
         le=3600,
         description="A gc statement slower than this makes the next ones smaller (None: never).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -315,7 +316,7 @@ def test_gc_makes_the_next_batch_smaller_after_a_slow_one(
             assert (removed, totals) == (0, [])
         else:
             assert removed == start + 6
-            steps = [b - a for a, b in zip([0, *totals], totals, strict=False)]
+            steps = [b - a for a, b in itertools.pairwise([0, *totals])]
             assert steps[0] == 4 and set(steps[1:]) == {1}
         assert not manager.open(kept).is_new
         assert manager.count() == 1
