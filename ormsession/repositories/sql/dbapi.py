@@ -21,7 +21,11 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from ormsession.expiry import from_us
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.statements import columns_record, packed_record
+from ormsession.repositories.sql.statements import (
+    columns_record,
+    packed_record,
+    pg_packed_record,
+)
 from ormsession.repositories.sql.types import (
     UTCDateTime,
     aware_utc,
@@ -65,6 +69,12 @@ def row_reader(dialect: Dialect) -> RowReader:
             return None if row is None else packed_record(row[0])
 
         return read_packed
+    if dialect.name == "postgresql":
+
+        def read_pg_packed(row: Any) -> StoredSession | None:
+            return None if row is None else pg_packed_record(row[0])
+
+        return read_pg_packed
 
     return columns_record
 
