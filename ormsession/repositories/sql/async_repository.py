@@ -16,10 +16,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
-from ormsession.repositories.sql.dbapi import StatementCache, row_reader
+from ormsession.repositories.sql.dbapi import StatementCache
 from ormsession.repositories.sql.errors import wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import Query, SqlQueries
+from ormsession.repositories.sql.statements import Query, SqlQueries, row_reader
 from ormsession.urls import scrub
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class AsyncSqlRepository:
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
         self._read_parameters = self._read_compiled.key_and_time_parameters()
-        self._read_row = row_reader(engine.dialect)
+        self._read_row = row_reader(engine.dialect.name)
 
     @classmethod
     def from_url(

@@ -21,11 +21,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from ormsession.expiry import from_us
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.sql.statements import (
-    columns_record,
-    packed_record,
-    pg_packed_record,
-)
+from ormsession.repositories.sql.statements import RowReader, row_reader
 from ormsession.repositories.sql.types import (
     UTCDateTime,
     aware_utc,
@@ -39,10 +35,8 @@ __all__ = [
     "DBAPI_DRIVERS",
     "CompiledStatement",
     "RawResult",
-    "RowReader",
     "StatementCache",
     "record_reader",
-    "row_reader",
 ]
 
 #: Sync drivers whose datetime and bytes handling this module knows.
@@ -57,31 +51,9 @@ DBAPI_DRIVERS = {
 }
 
 
-RowReader = Callable[[Any], StoredSession | None]
-
-
-def row_reader(dialect: Dialect) -> RowReader:
-    """The record in the read statement's row as the driver returned it (None: no row).
-    The read runs on every request; this skips the generic row handling, sync and async."""
-    if dialect.name in ("mysql", "mariadb"):
-
-        def read_packed(row: Any) -> StoredSession | None:
-            return None if row is None else packed_record(row[0])
-
-        return read_packed
-    if dialect.name == "postgresql":
-
-        def read_pg_packed(row: Any) -> StoredSession | None:
-            return None if row is None else pg_packed_record(row[0])
-
-        return read_pg_packed
-
-    return columns_record
-
-
 def record_reader(dialect: Dialect) -> RowReader:
     """:func:`row_reader` straight off a DBAPI cursor."""
-    read_row = row_reader(dialect)
+    read_row = row_reader(dialect.name)
 
     def read(cursor: Any) -> StoredSession | None:
         return read_row(cursor.fetchone())

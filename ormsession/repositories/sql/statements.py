@@ -39,11 +39,13 @@ from ormsession.repositories.sql.types import SessionBytes, us_from_column, us_f
 __all__ = [
     "Query",
     "ResultLike",
+    "RowReader",
     "SqlQueries",
     "SqlStatements",
     "columns_record",
     "packed_record",
     "pg_packed_record",
+    "row_reader",
 ]
 
 T = TypeVar("T")
@@ -185,10 +187,6 @@ class Query(Generic[T]):
     extract: Callable[[ResultLike], T]
 
 
-def _record(result: ResultLike) -> StoredSession | None:
-    return columns_record(result.first())
-
-
 def columns_record(row: Any) -> StoredSession | None:
     """The record in the read statement's row of four columns, as a driver or SQLAlchemy
     returned it (None: no row)."""
@@ -199,11 +197,6 @@ def columns_record(row: Any) -> StoredSession | None:
     return StoredSession(
         bytes(data), int(version), us_from_column(created), us_from_column(expires)
     )
-
-
-def _packed_record(result: ResultLike) -> StoredSession | None:
-    row = result.first()
-    return None if row is None else packed_record(row[0])
 
 
 #: PostgreSQL's packed read: int8 version, then created and expiry as timestamptz_send
@@ -242,17 +235,29 @@ def packed_record(packed: bytes | None) -> StoredSession:
     return StoredSession(data, int(version), created, expires)
 
 
-def _pg_packed_record(result: ResultLike) -> StoredSession | None:
-    row = result.first()
+def _mysql_packed_row(row: Any) -> StoredSession | None:
+    return None if row is None else packed_record(row[0])
+
+
+def _pg_packed_row(row: Any) -> StoredSession | None:
     return None if row is None else pg_packed_record(row[0])
 
 
-#: How each dialect's read statement gives the record back (default: four columns).
-_RECORD_READERS: dict[str, Callable[[ResultLike], StoredSession | None]] = {
-    "mysql": _packed_record,
-    "mariadb": _packed_record,
-    "postgresql": _pg_packed_record,
+RowReader = Callable[[Any], StoredSession | None]
+
+#: How each dialect's read row holds the record; the others return four columns.
+_ROW_READERS: dict[str, RowReader] = {
+    "mysql": _mysql_packed_row,
+    "mariadb": _mysql_packed_row,
+    "postgresql": _pg_packed_row,
 }
+
+
+def row_reader(dialect_name: str) -> RowReader:
+    """The record in a row of the read statement, as a driver or SQLAlchemy returned it
+    (None: no row). The read runs on every request: the DBAPI paths call this on the
+    driver's own row, skipping the generic result handling."""
+    return _ROW_READERS.get(dialect_name, columns_record)
 
 
 def _one_row(result: ResultLike) -> bool:
@@ -281,7 +286,10 @@ class SqlQueries:
 
     def __init__(self, table: Table, dialect_name: str) -> None:
         self._sql = SqlStatements.build(table, dialect_name)
-        self._read_record = _RECORD_READERS.get(dialect_name, _record)
+        read_row = row_reader(dialect_name)
+        self._read_record: Callable[[ResultLike], StoredSession | None] = lambda result: read_row(
+            result.first()
+        )
 
     @property
     def read_statement(self) -> Select[Any]:
