@@ -36,12 +36,16 @@ def insert_sessions(url: str, *, expired: int, live: int) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize("backend", SQL_BACKENDS)
+@pytest.fixture(params=SQL_BACKENDS)
+def url(request: pytest.FixtureRequest) -> str:
+    """An SQL store's URL, migrated and its session table emptied for this test."""
+    STORE_TARGETS[request.param](request)
+    return sql_url(request, request.param)
+
+
 def test_gc_deletes_expired_sessions_in_batches_and_count_counts_live_ones(
-    request: pytest.FixtureRequest, backend: str, capsys: pytest.CaptureFixture[str]
+    url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    STORE_TARGETS[backend](request)
-    url = sql_url(request, backend)
     insert_sessions(url, expired=2500, live=7)
     assert main(["count", "--url", url]) == 0
     assert capsys.readouterr().out.strip() == "7"
@@ -55,12 +59,9 @@ def test_gc_deletes_expired_sessions_in_batches_and_count_counts_live_ones(
     assert capsys.readouterr().out.strip() == "7"
 
 
-@pytest.mark.parametrize("backend", SQL_BACKENDS)
 def test_gc_with_a_batch_time_budget_deletes_in_smaller_statements(
-    request: pytest.FixtureRequest, backend: str, capsys: pytest.CaptureFixture[str]
+    url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    STORE_TARGETS[backend](request)
-    url = sql_url(request, backend)
     insert_sessions(url, expired=30, live=2)
     # No statement meets a nanosecond: after the first batch of 20, one row at a time.
     arguments = ["gc", "--url", url, "--batch-size", "20", "--batch-seconds", "1e-9", "--quiet"]
