@@ -90,7 +90,7 @@ class SqlStatements:
             read = select(packed.label("session_packed")).where(live)
         elif dialect_name == "postgresql":
             # asyncpg and psycopg build an aware datetime for each timestamptz: the four
-            # columns cost the client ~10 µs more CPU a read than one (measured on asyncpg,
+            # columns cost the client 10-13 µs more CPU a read than one (measured on asyncpg,
             # docs/performance.md). The server's own binary send functions pack version
             # and both times (int8 µs since 2000-01-01) ahead of the data in one bytea
             # instead, read back with one struct unpack (see pg_packed_record).
@@ -282,22 +282,22 @@ class SqlQueries:
     Times come in as µs (the contract's) and are bound as aware UTC datetimes, the
     columns' own type (:class:`~ormsession.repositories.sql.types.UTCDateTime`)."""
 
-    __slots__ = ("_read_record", "_sql")
+    __slots__ = ("_read_row", "_sql")
 
     def __init__(self, table: Table, dialect_name: str) -> None:
         self._sql = SqlStatements.build(table, dialect_name)
-        read_row = row_reader(dialect_name)
-        self._read_record: Callable[[ResultLike], StoredSession | None] = lambda result: read_row(
-            result.first()
-        )
+        self._read_row = row_reader(dialect_name)
 
     @property
     def read_statement(self) -> Select[Any]:
         return self._sql.read
 
+    def _record_in(self, result: ResultLike) -> StoredSession | None:
+        return self._read_row(result.first())
+
     def read(self, key: str, now_us: int) -> Query[StoredSession | None]:
         params = {"key": key, "now": from_us(now_us)}
-        return Query("read", self._sql.read, params, self._read_record)
+        return Query("read", self._sql.read, params, self._record_in)
 
     def insert(self, key: str, record: StoredSession) -> Query[None]:
         values = {
