@@ -1,0 +1,235 @@
+"""``python -m benchmarks.cas_cost``: what the compare-and-set costs a write request on Redis.
+
+Every ormsession write on Redis is one ``EVALSHA``: a Lua script reads the stored header,
+compares the version and writes (concurrent requests must not silently overwrite each
+other). The floor's write is a blind ``SET``. This runs four sides of the same write request
+in the same interleaved rounds, each against the floor:
+
+- ``ormsession``: as shipped;
+- ``script, no compare``: ormsession with its update replaced by a Lua script of one
+  ``SET`` that writes the same bytes without reading anything first;
+- ``plain SET``: ormsession with its update replaced by a ``SET`` of the same bytes;
+- the floor.
+
+``plain SET`` against the floor is what ormsession's own client-side work costs; the step up
+to ``script, no compare`` is what running any script costs, and the step up to ormsession is
+what the compare adds. The two stand-ins are measurements, never stores: they skip the
+compare, and they store the write's time as the creation time.
+
+``waits`` is the voluntary context switches of this process per request: how often the
+client ran out of work and slept until a reply came. A request whose replies come back
+before the client asks for them never sleeps.
+
+    .venv/bin/python -m benchmarks.cas_cost
+    .venv/bin/python -m benchmarks.cas_cost --stores redis,sentinel,cluster --rounds 121
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.requests import AsgiRunner, flask_app, flask_runner, starlette_app
+from benchmarks.timing import OpRunner, compare, run_rounds
+from ormsession import AsyncSessionManager, SessionManager, configure, configure_async
+from ormsession.integrations.flask import FlaskSession
+from ormsession.repositories.redis.async_repository import AsyncRedisRepository
+from ormsession.repositories.redis.base import Eval
+from ormsession.repositories.redis.common import RAW
+from ormsession.repositories.redis.repository import RedisRepository
+from ormsession.repositories.redis.scripts import Script
+
+__all__ = ["REDIS_STORES", "AsyncPlainSet", "AsyncScriptNoCompare", "PlainSet", "main"]
+
+REDIS_STORES = ("redis", "sentinel", "cluster")
+REQUESTS = ("flask-write", "starlette-write")
+SIDES = ("ormsession", "script, no compare", "plain SET")
+
+#: The update script's write without its read: the header (format 2, the new version, the
+#: write's time as the creation time, the clock's expiry and bucket) and the data, ``PX``.
+_WRITE_ONLY = Script.define(
+    "bench_write_only",
+    """
+local a = ARGV[1]
+redis.call('SET', KEYS[1], string.char(2) .. string.sub(a, 42, 49) .. string.sub(a, 1, 8)
+  .. string.sub(a, 17, 33) .. ARGV[2], 'PX', (struct.unpack('>I8', a, 9)))
+return 1
+""",
+)
+_U64 = struct.Struct(">Q")
+
+
+def _write_only(script: Eval) -> Eval:
+    return Eval(_WRITE_ONLY, script.keys, script.args)
+
+
+def _set_args(script: Eval) -> tuple[str, bytes, str, int]:
+    """``SET`` arguments writing what :data:`_WRITE_ONLY` writes, built in Python."""
+    clock, data = script.args
+    assert isinstance(clock, bytes)
+    assert isinstance(data, bytes)
+    value = b"\x02" + clock[41:49] + clock[0:8] + clock[16:33] + data
+    return script.keys[0], value, "PX", _U64.unpack_from(clock, 8)[0]
+
+
+class ScriptNoCompare(RedisRepository):
+    def update(
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
+    ) -> int | None:
+        script = self.core.update_script(key, data, expires_us, expected_version, now_us)
+        self._execute(_write_only(script))
+        return expected_version + 1
+
+
+class AsyncScriptNoCompare(AsyncRedisRepository):
+    async def update(
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
+    ) -> int | None:
+        script = self.core.update_script(key, data, expires_us, expected_version, now_us)
+        await self._execute(_write_only(script))
+        return expected_version + 1
+
+
+class PlainSet(RedisRepository):
+    def update(
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
+    ) -> int | None:
+        script = self.core.update_script(key, data, expires_us, expected_version, now_us)
+        self.client.execute_command("SET", *_set_args(script), **RAW)
+        return expected_version + 1
+
+
+class AsyncPlainSet(AsyncRedisRepository):
+    async def update(
+        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
+    ) -> int | None:
+        script = self.core.update_script(key, data, expires_us, expected_version, now_us)
+        await self.client.execute_command("SET", *_set_args(script), **RAW)
+        return expected_version + 1
+
+
+_STAND_INS: dict[str, tuple[type[RedisRepository], type[AsyncRedisRepository]]] = {
+    "script, no compare": (ScriptNoCompare, AsyncScriptNoCompare),
+    "plain SET": (PlainSet, AsyncPlainSet),
+}
+
+
+class Waits:
+    """Wraps series to count this process's voluntary context switches per operation."""
+
+    def __init__(self) -> None:
+        self.switches = 0
+        self.operations = 0
+
+    def counting(self, series: OpRunner) -> OpRunner:
+        def run(n: int) -> int:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+            elapsed = series(n)
+            self.switches += resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before
+            self.operations += n
+            return elapsed
+
+        return run
+
+    @property
+    def per_operation(self) -> float:
+        return self.switches / max(self.operations, 1)
+
+
+def _managers(
+    env: Any, runner: asyncio.Runner, stack: contextlib.ExitStack
+) -> dict[str, tuple[SessionManager, AsyncSessionManager]]:
+    """Each side's sync and async manager, all on ormsession's own clients and key prefix."""
+    manager = configure(url=env.url, session_class=FlaskSession, **env.options)
+    stack.callback(manager.close)
+    async_manager = runner.run(configure_async(url=env.async_url, **env.options))
+    stack.callback(lambda: runner.run(async_manager.close()))
+    managers = {"ormsession": (manager, async_manager)}
+    shipped, async_shipped = manager.repository, async_manager.repository
+    assert isinstance(shipped, RedisRepository)
+    assert isinstance(async_shipped, AsyncRedisRepository)
+    prefix = env.options["key_prefix"]
+    for side, (sync_kind, async_kind) in _STAND_INS.items():
+        sync_repository = sync_kind(shipped.client, key_prefix=prefix)
+        async_repository = async_kind(async_shipped.client, key_prefix=prefix)
+        managers[side] = (
+            SessionManager(sync_repository, session_class=FlaskSession),
+            AsyncSessionManager(async_repository),
+        )
+    return managers
+
+
+def compare_store(store: str, kinds: Sequence[str], rounds: int, ops: int) -> list[str]:
+    """The lines for one store: each side's ratio to the floor (IQR) and its waits."""
+    from benchmarks.stores import open_store
+
+    lines: list[str] = []
+    with contextlib.ExitStack() as stack:
+        env = stack.enter_context(open_store(store))
+        runner = stack.enter_context(asyncio.Runner())
+        managers = _managers(env, runner, stack)
+        ours_sync, ours_async = managers["ormsession"]
+        floors = (env.floor(ours_sync), env.async_floor(ours_async))
+        for kind in kinds:
+            waits = {side: Waits() for side in (*SIDES, "floor")}
+            group: dict[str, OpRunner] = {}
+            for side in (*SIDES, "floor"):
+                sync_manager, async_manager = managers.get(side, (None, None))
+                if kind == "flask-write":
+                    app = flask_app(manager=sync_manager, floor=None if sync_manager else floors[0])
+                    series = flask_runner(app, "POST", "/write")
+                else:
+                    asgi = AsgiRunner(
+                        starlette_app(
+                            manager=async_manager, floor=None if async_manager else floors[1]
+                        ),
+                        runner,
+                    )
+                    stack.callback(asgi.close)
+                    series = asgi.series("POST", "/write")
+                group[side] = waits[side].counting(series)
+            per_op = run_rounds(group, rounds=rounds, ops=ops, warmup_ops=20)
+            cells = []
+            for side in SIDES:
+                ratio = compare(per_op, side, "floor", ops)
+                cells.append(
+                    f"{side} {ratio.ratio:.3f} ({ratio.low:.3f}-{ratio.high:.3f}) "
+                    f"{waits[side].per_operation:.2f} waits"
+                )
+            floor_us = compare(per_op, "floor", "floor", ops).a_us
+            cells.append(f"floor {floor_us:.0f} µs {waits['floor'].per_operation:.2f} waits")
+            lines.append(f"{store:9} {kind:16} " + " | ".join(cells))
+            print(lines[-1], flush=True)
+    return lines
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cas_cost", description=__doc__)
+    parser.add_argument("--stores", default="redis", help=f"comma-separated: {REDIS_STORES}")
+    parser.add_argument("--requests", default=",".join(REQUESTS), help="comma-separated")
+    parser.add_argument("--rounds", type=int, default=61)
+    parser.add_argument("--ops", type=int, default=150, help="requests per series per round")
+    args = parser.parse_args(argv)
+    for store in args.stores.split(","):
+        if store not in REDIS_STORES:
+            parser.error(f"unknown store {store!r}; choose from {', '.join(REDIS_STORES)}")
+    for kind in args.requests.split(","):
+        if kind not in REQUESTS:
+            parser.error(f"unknown request {kind!r}; choose from {', '.join(REQUESTS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    for store in args.stores.split(","):
+        compare_store(store, args.requests.split(","), args.rounds, args.ops)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
