@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.options import add_round_options, chosen
 from benchmarks.requests import AsgiRunner, flask_app, flask_runner, starlette_app
 from benchmarks.stores import ALL_STORES, CPU_ONLY, open_store
 from benchmarks.timing import OpRunner, compare, run_rounds
@@ -137,22 +138,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--stores", default=CPU_ONLY, help=f"comma-separated: {CPU_ONLY},{','.join(ALL_STORES)}"
     )
-    parser.add_argument("--requests", default=",".join(REQUESTS), help="comma-separated")
-    parser.add_argument("--rounds", type=int, default=61)
-    parser.add_argument("--ops", type=int, default=150, help="requests per series per round")
+    add_round_options(parser, REQUESTS)
     args = parser.parse_args(argv)
-    for kind in args.requests.split(","):
-        if kind not in REQUESTS:
-            parser.error(f"unknown request {kind!r}; choose from {', '.join(REQUESTS)}")
+    args.requests = chosen(parser, args.requests, REQUESTS, "request")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    kinds = args.requests.split(",")
     with base_package(args.base):
         for store in args.stores.split(","):
-            compare_store(store, kinds, args.rounds, args.ops)
+            compare_store(store, args.requests, args.rounds, args.ops)
     return 0
 
 

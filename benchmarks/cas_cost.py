@@ -34,6 +34,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.options import add_round_options, chosen
 from benchmarks.requests import AsgiRunner, flask_app, flask_runner, starlette_app
 from benchmarks.timing import OpRunner, compare, run_rounds
 from ormsession import AsyncSessionManager, SessionManager, configure, configure_async
@@ -78,39 +79,44 @@ def _set_args(script: Eval) -> tuple[str, bytes, str, int]:
 
 
 class ScriptNoCompare(RedisRepository):
+    """The update's write without its compare: the one-``SET`` script, or (``plain``) a
+    ``SET`` of the same bytes. Returns the next version whatever the stored one."""
+
+    plain = False
+
     def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
         script = self.core.update_script(key, data, expires_us, expected_version, now_us)
-        self._execute(_write_only(script))
+        if self.plain:
+            self.client.execute_command("SET", *_set_args(script), **RAW)
+        else:
+            self._execute(_write_only(script))
         return expected_version + 1
+
+
+class PlainSet(ScriptNoCompare):
+    plain = True
 
 
 class AsyncScriptNoCompare(AsyncRedisRepository):
+    """The asyncio twin of :class:`ScriptNoCompare`."""
+
+    plain = False
+
     async def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
         script = self.core.update_script(key, data, expires_us, expected_version, now_us)
-        await self._execute(_write_only(script))
+        if self.plain:
+            await self.client.execute_command("SET", *_set_args(script), **RAW)
+        else:
+            await self._execute(_write_only(script))
         return expected_version + 1
 
 
-class PlainSet(RedisRepository):
-    def update(
-        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
-    ) -> int | None:
-        script = self.core.update_script(key, data, expires_us, expected_version, now_us)
-        self.client.execute_command("SET", *_set_args(script), **RAW)
-        return expected_version + 1
-
-
-class AsyncPlainSet(AsyncRedisRepository):
-    async def update(
-        self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
-    ) -> int | None:
-        script = self.core.update_script(key, data, expires_us, expected_version, now_us)
-        await self.client.execute_command("SET", *_set_args(script), **RAW)
-        return expected_version + 1
+class AsyncPlainSet(AsyncScriptNoCompare):
+    plain = True
 
 
 _STAND_INS: dict[str, tuple[type[RedisRepository], type[AsyncRedisRepository]]] = {
@@ -210,24 +216,20 @@ def compare_store(store: str, kinds: Sequence[str], rounds: int, ops: int) -> li
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cas_cost", description=__doc__)
-    parser.add_argument("--stores", default="redis", help=f"comma-separated: {REDIS_STORES}")
-    parser.add_argument("--requests", default=",".join(REQUESTS), help="comma-separated")
-    parser.add_argument("--rounds", type=int, default=61)
-    parser.add_argument("--ops", type=int, default=150, help="requests per series per round")
+    parser.add_argument(
+        "--stores", default="redis", help=f"comma-separated: {','.join(REDIS_STORES)}"
+    )
+    add_round_options(parser, REQUESTS)
     args = parser.parse_args(argv)
-    for store in args.stores.split(","):
-        if store not in REDIS_STORES:
-            parser.error(f"unknown store {store!r}; choose from {', '.join(REDIS_STORES)}")
-    for kind in args.requests.split(","):
-        if kind not in REQUESTS:
-            parser.error(f"unknown request {kind!r}; choose from {', '.join(REQUESTS)}")
+    args.stores = chosen(parser, args.stores, REDIS_STORES, "store")
+    args.requests = chosen(parser, args.requests, REQUESTS, "request")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    for store in args.stores.split(","):
-        compare_store(store, args.requests.split(","), args.rounds, args.ops)
+    for store in args.stores:
+        compare_store(store, args.requests, args.rounds, args.ops)
     return 0
 
 

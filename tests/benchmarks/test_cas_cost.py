@@ -17,24 +17,14 @@ from benchmarks.cas_cost import (
     ScriptNoCompare,
     main,
 )
-from benchmarks.stores import REDIS_HOST, REDIS_PORT, StoreEnv, StoreUnavailableError, open_store
+from benchmarks.stores import REDIS_HOST, REDIS_PORT, StoreEnv
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis.async_repository import AsyncRedisRepository
 from ormsession.repositories.redis.repository import RedisRepository
-from tests.support.backends import backend_missing
 
 HOUR = 3_600_000_000
 NOW = 1_760_000_000_000_000
 KEY = "ab" * 32
-
-
-@pytest.fixture
-def env() -> Iterator[StoreEnv]:
-    try:
-        with open_store("redis") as env:
-            yield env
-    except StoreUnavailableError as exc:
-        backend_missing(str(exc))
 
 
 @pytest.fixture
@@ -45,9 +35,9 @@ def client() -> Iterator[redis.Redis]:
 
 @pytest.mark.parametrize("stand_in", [PlainSet, ScriptNoCompare])
 def test_a_stand_in_writes_without_comparing_what_the_shipped_update_would_refuse(
-    env: StoreEnv, client: redis.Redis, stand_in: type[RedisRepository]
+    redis_env: StoreEnv, client: redis.Redis, stand_in: type[RedisRepository]
 ) -> None:
-    prefix = str(env.options["key_prefix"])
+    prefix = str(redis_env.options["key_prefix"])
     shipped = RedisRepository(client, key_prefix=prefix)
     assert shipped.create(KEY, StoredSession(b"v1", 1, NOW - HOUR, NOW + HOUR), NOW)
 
@@ -65,11 +55,11 @@ def test_a_stand_in_writes_without_comparing_what_the_shipped_update_would_refus
 
 @pytest.mark.parametrize("stand_in", [AsyncPlainSet, AsyncScriptNoCompare])
 def test_the_async_stand_ins_write_the_same(
-    env: StoreEnv, stand_in: type[AsyncRedisRepository]
+    redis_env: StoreEnv, stand_in: type[AsyncRedisRepository]
 ) -> None:
     import redis.asyncio
 
-    prefix = str(env.options["key_prefix"])
+    prefix = str(redis_env.options["key_prefix"])
 
     async def scenario() -> StoredSession | None:
         async with redis.asyncio.Redis(host=REDIS_HOST, port=REDIS_PORT) as client:
@@ -86,7 +76,7 @@ def test_the_async_stand_ins_write_the_same(
 
 
 def test_a_tiny_run_prints_every_side_of_every_request(
-    env: StoreEnv, capsys: pytest.CaptureFixture[str]
+    redis_env: StoreEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--stores", "redis", "--rounds", "3", "--ops", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

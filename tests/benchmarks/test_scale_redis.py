@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from benchmarks.scale import BIG_REDIS_DB, read_scale_redis
-from benchmarks.stores import REDIS_HOST, REDIS_PORT, StoreEnv, StoreUnavailableError, open_store
+from benchmarks.stores import REDIS_HOST, REDIS_PORT, StoreEnv
 from benchmarks.timing import Settings
-from tests.support.backends import backend_missing
-
-
-@pytest.fixture
-def env() -> Iterator[StoreEnv]:
-    try:
-        with open_store("redis") as env:
-            yield env
-    except StoreUnavailableError as exc:
-        backend_missing(str(exc))
 
 
 def _keys_under(db: int, prefix: str) -> list[bytes]:
@@ -29,11 +18,11 @@ def _keys_under(db: int, prefix: str) -> list[bytes]:
 
 
 def test_the_big_set_is_read_in_its_own_database_beside_the_small_one(
-    env: StoreEnv, monkeypatch: pytest.MonkeyPatch
+    redis_env: StoreEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import benchmarks.scale as scale
 
-    prefix = str(env.extra["prefix"])
+    prefix = str(redis_env.extra["prefix"])
     seen: list[tuple[list[str], int, int]] = []
     real_rounds = scale.run_rounds
 
@@ -45,7 +34,7 @@ def test_the_big_set_is_read_in_its_own_database_beside_the_small_one(
 
     monkeypatch.setattr(scale, "run_rounds", watched_rounds)
     settings = Settings(rounds=3, round_seconds=0.002, min_ops=5, max_ops=20, warmup_ops=2)
-    result = read_scale_redis(env, settings, small=20, big=300)
+    result = read_scale_redis(redis_env, settings, small=20, big=300)
 
     # One set of rounds for all four series, each set in its own keyspace meanwhile: both
     # comparisons are paired round by round, not phases apart.
@@ -59,7 +48,7 @@ def test_the_big_set_is_read_in_its_own_database_beside_the_small_one(
 
 
 def test_a_failed_read_still_deletes_both_sets(
-    env: StoreEnv, monkeypatch: pytest.MonkeyPatch
+    redis_env: StoreEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import benchmarks.scale as scale
 
@@ -68,7 +57,7 @@ def test_a_failed_read_still_deletes_both_sets(
 
     monkeypatch.setattr(scale, "run_rounds", broken_rounds)
     with pytest.raises(RuntimeError, match="the rounds broke"):
-        read_scale_redis(env, Settings(rounds=1, warmup_ops=1), small=10, big=50)
-    prefix = str(env.extra["prefix"])
+        read_scale_redis(redis_env, Settings(rounds=1, warmup_ops=1), small=10, big=50)
+    prefix = str(redis_env.extra["prefix"])
     assert _keys_under(0, prefix) == []
     assert _keys_under(BIG_REDIS_DB, prefix) == []
