@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
 import struct
 from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.options import add_round_options, chosen
 from benchmarks.requests import AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.timing import OpRunner, compare, run_rounds
+from benchmarks.timing import OpRunner, Waits, compare, run_rounds
 from ormsession import AsyncSessionManager, SessionManager, configure, configure_async
 from ormsession.integrations.flask import FlaskSession
 from ormsession.repositories.redis.async_repository import AsyncRedisRepository
@@ -123,28 +122,6 @@ _STAND_INS: dict[str, tuple[type[RedisRepository], type[AsyncRedisRepository]]] 
     "script, no compare": (ScriptNoCompare, AsyncScriptNoCompare),
     "plain SET": (PlainSet, AsyncPlainSet),
 }
-
-
-class Waits:
-    """Wraps series to count this process's voluntary context switches per operation."""
-
-    def __init__(self) -> None:
-        self.switches = 0
-        self.operations = 0
-
-    def counting(self, series: OpRunner) -> OpRunner:
-        def run(n: int) -> int:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
-            elapsed = series(n)
-            self.switches += resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before
-            self.operations += n
-            return elapsed
-
-        return run
-
-    @property
-    def per_operation(self) -> float:
-        return self.switches / max(self.operations, 1)
 
 
 def _managers(

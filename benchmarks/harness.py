@@ -43,7 +43,7 @@ from benchmarks.report import (
 )
 from benchmarks.requests import SEED, AsgiRunner, flask_app, flask_runner, starlette_app
 from benchmarks.stores import ALL_STORES, CPU_ONLY, StoreEnv, StoreUnavailableError, open_store
-from benchmarks.timing import OpRunner, Settings, calibrate, compare, run_rounds, timed
+from benchmarks.timing import OpRunner, Settings, Waits, calibrate, compare, run_rounds, timed
 
 __all__ = ["Scenario", "main"]
 
@@ -177,8 +177,9 @@ def request_scenarios(
 def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan: Plan) -> Row:
     settings = plan.timing
     ops = calibrate(scenario.floor, settings)
+    ours_waits, floor_waits = Waits(), Waits()
     per_op = run_rounds(
-        {"ours": scenario.ours, "floor": scenario.floor},
+        {"ours": ours_waits.counting(scenario.ours), "floor": floor_waits.counting(scenario.floor)},
         rounds=settings.rounds,
         ops=ops,
         warmup_ops=settings.warmup_ops,
@@ -191,6 +192,7 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
         floor = counter.count(lambda: scenario.floor(n), n)
     limit = None if store == CPU_ONLY else scenario.limit
     row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only)
+    row.waits = (ours_waits.per_operation, floor_waits.per_operation)
     name = f"{store} {scenario.operation}".lower()
     if plan.profile and plan.profile.lower() in name:
         profile(store, scenario, ops * settings.rounds)

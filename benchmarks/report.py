@@ -44,6 +44,8 @@ class Row:
     limit: float | None = None
     #: A read-only request: it must also write nothing (server-counted).
     read_only: bool = False
+    #: Times the benchmark's thread slept per operation, ormsession's and the floor's.
+    waits: tuple[float, float] | None = None
 
     def verdict(self) -> Verdict | None:
         if self.limit is None:
@@ -122,6 +124,15 @@ class Report:
             ]
         out += ["", "### Server-counted work per operation", ""]
         out += self._details()
+        waits = self._waits()
+        if waits:
+            out += ["", "### Waits per operation", ""]
+            out += [
+                "Voluntary context switches of the benchmark's thread per operation: how often "
+                "it slept until a reply came, ormsession against the floor.",
+                "",
+                *waits,
+            ]
         if self.skipped or self.errors:
             out += ["", "### Not measured", ""]
             out += [f"- {name}: skipped ({why})" for name, why in self.skipped.items()]
@@ -219,6 +230,14 @@ class Report:
                 f"floor {row.floor.describe()}"
             )
         return lines
+
+    def _waits(self) -> list[str]:
+        return [
+            f"- {row.store} / {row.operation}: ormsession {row.waits[0]:.2f}, "
+            f"floor {row.waits[1]:.2f}"
+            for row in self.rows
+            if row.waits is not None and row.ours is not None
+        ]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)

@@ -11,6 +11,7 @@ as the spread.
 from __future__ import annotations
 
 import gc
+import resource
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ __all__ = [
     "Comparison",
     "OpRunner",
     "Settings",
+    "Waits",
     "calibrate",
     "compare",
     "round_order",
@@ -138,3 +140,33 @@ def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comp
         rounds=len(ratios),
         ops=ops,
     )
+
+
+# Linux counts per thread; elsewhere the whole process is the closest there is.
+_WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+
+class Waits:
+    """How often a series' thread slept, per operation: its voluntary context switches, each
+    a time it had nothing left to run and waited for a reply (a socket, a lock, another
+    thread). A client whose replies are back before it asks for them never sleeps."""
+
+    def __init__(self) -> None:
+        self.switches = 0
+        self.operations = 0
+
+    def counting(self, series: OpRunner) -> OpRunner:
+        """``series``, counting as it runs."""
+
+        def run(n: int) -> int:
+            before = resource.getrusage(_WHO).ru_nvcsw
+            elapsed = series(n)
+            self.switches += resource.getrusage(_WHO).ru_nvcsw - before
+            self.operations += n
+            return elapsed
+
+        return run
+
+    @property
+    def per_operation(self) -> float:
+        return self.switches / max(self.operations, 1)

@@ -1,14 +1,16 @@
-"""The round order: every series in every position, behind both of its neighbours."""
+"""The round order: every series in every position, behind both of its neighbours; and the
+count of the times a series slept."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from itertools import pairwise
 
 import pytest
 
-from benchmarks.timing import round_order, run_rounds
+from benchmarks.timing import Waits, round_order, run_rounds, timed
 
 
 @pytest.mark.parametrize("count", [2, 3, 4])
@@ -49,3 +51,14 @@ def test_run_rounds_times_in_that_order() -> None:
     timed = [calls[i * 4 + 2 : i * 4 + 4] for i in range(4)]
     assert timed == [round_order(["a", "b"], i) for i in range(4)]
     assert timed == [["a", "b"], ["b", "a"], ["b", "a"], ["a", "b"]]
+
+
+def test_waits_count_the_sleeps_of_a_series_and_not_its_work() -> None:
+    sleeping, working = Waits(), Waits()
+    assert sleeping.counting(timed(lambda: time.sleep(0.001)))(5) > 0
+    working.counting(timed(lambda: sum(range(2_000))))(5)
+
+    # Every sleep gives the CPU away once; a loop of arithmetic has no reason to.
+    assert sleeping.operations == working.operations == 5
+    assert sleeping.per_operation >= 1
+    assert working.per_operation < 0.5
