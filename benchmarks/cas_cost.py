@@ -22,6 +22,11 @@ before the client asks for them never sleeps.
 
     .venv/bin/python -m benchmarks.cas_cost
     .venv/bin/python -m benchmarks.cas_cost --stores redis,sentinel,cluster --rounds 121
+    .venv/bin/python -m benchmarks.cas_cost --requests starlette-write --in-flight 4
+
+With ``--in-flight N``, N clients, each with its own session, send their Starlette requests
+at the same time (on both sides), so the client has other requests to serve while a reply
+is on its way.
 """
 
 from __future__ import annotations
@@ -147,8 +152,12 @@ def _managers(
     return managers
 
 
-def compare_store(store: str, kinds: Sequence[str], rounds: int, ops: int) -> list[str]:
-    """The lines for one store: each side's ratio to the floor (IQR) and its waits."""
+def compare_store(
+    store: str, kinds: Sequence[str], rounds: int, ops: int, in_flight: int = 1
+) -> list[str]:
+    """The lines for one store: each side's ratio to the floor (IQR) and its waits.
+    ``in_flight``: Starlette requests sent at once (Flask's test client sends one at a time).
+    """
     from benchmarks.stores import open_store
 
     lines: list[str] = []
@@ -172,6 +181,7 @@ def compare_store(store: str, kinds: Sequence[str], rounds: int, ops: int) -> li
                             manager=async_manager, floor=None if async_manager else floors[1]
                         ),
                         runner,
+                        in_flight=in_flight,
                     )
                     stack.callback(asgi.close)
                     series = asgi.series("POST", "/write")
@@ -186,7 +196,8 @@ def compare_store(store: str, kinds: Sequence[str], rounds: int, ops: int) -> li
                 )
             floor_us = compare(per_op, "floor", "floor", ops).a_us
             cells.append(f"floor {floor_us:.0f} µs {waits['floor'].per_operation:.2f} waits")
-            lines.append(f"{store:9} {kind:16} " + " | ".join(cells))
+            label = kind if kind == "flask-write" or in_flight == 1 else f"{kind} x{in_flight}"
+            lines.append(f"{store:9} {label:16} " + " | ".join(cells))
             print(lines[-1], flush=True)
     return lines
 
@@ -197,7 +208,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--stores", default="redis", help=f"comma-separated: {','.join(REDIS_STORES)}"
     )
     add_round_options(parser, REQUESTS)
+    parser.add_argument(
+        "--in-flight", type=int, default=1, help="Starlette requests sent at once (1)"
+    )
     args = parser.parse_args(argv)
+    if args.in_flight < 1:
+        parser.error(f"--in-flight must be at least 1, not {args.in_flight}")
     args.stores = chosen(parser, args.stores, REDIS_STORES, "store")
     args.requests = chosen(parser, args.requests, REQUESTS, "request")
     return args
@@ -206,7 +222,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     for store in args.stores:
-        compare_store(store, args.requests, args.rounds, args.ops)
+        compare_store(store, args.requests, args.rounds, args.ops, args.in_flight)
     return 0
 
 

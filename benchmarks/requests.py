@@ -15,6 +15,7 @@ cookie for a new session, add ``Vary: Cookie`` when the session was used.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -241,36 +242,54 @@ def starlette_app(
 
 
 class AsgiRunner:
-    """Requests through one cookie-keeping ``httpx.AsyncClient`` on an ASGI app; run each
-    series inside the event loop with ``runner.run(series(n))``."""
+    """Requests through cookie-keeping ``httpx.AsyncClient`` s on an ASGI app; run each series
+    inside the event loop with ``runner.run(series(n))``. ``in_flight`` clients, each with its
+    own session, send their requests at the same time (one client: one request at a time)."""
 
-    def __init__(self, app: Any, runner: Any) -> None:
+    def __init__(self, app: Any, runner: Any, *, in_flight: int = 1) -> None:
         import httpx
 
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, not {in_flight}")
         self.runner = runner
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        )
-        response = runner.run(self.client.post("/login"))
-        assert response.status_code == 200, response.status_code
-        assert COOKIE in self.client.cookies
+        self.clients = [
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+            for _ in range(in_flight)
+        ]
+        for client in self.clients:
+            response = runner.run(client.post("/login"))
+            assert response.status_code == 200, response.status_code
+            assert COOKIE in client.cookies
 
     def series(self, method: str, path: str, expect: bytes | None = None) -> OpRunner:
-        client = self.client
-        first = self.runner.run(client.request(method, path))
-        assert first.status_code == 200, first.status_code
-        if expect is not None:
-            assert first.content == expect, first.content
+        clients = self.clients
+        for client in clients:
+            first = self.runner.run(client.request(method, path))
+            assert first.status_code == 200, first.status_code
+            if expect is not None:
+                assert first.content == expect, first.content
 
-        async def requests(n: int) -> int:
-            start = time.perf_counter_ns()
+        async def requests(client: Any, n: int) -> None:
             for _ in range(n):
                 response = await client.request(method, path)
                 if response.status_code != 200:
                     raise AssertionError(f"{path} answered {response.status_code}")
+
+        async def one_at_a_time(n: int) -> int:
+            start = time.perf_counter_ns()
+            await requests(clients[0], n)
             return time.perf_counter_ns() - start
 
-        return lambda n: int(self.runner.run(requests(n)))
+        async def together(n: int) -> int:
+            # Each client's share, rounded up; the time is scaled back to n requests.
+            share = -(-n // len(clients))
+            start = time.perf_counter_ns()
+            await asyncio.gather(*(requests(client, share) for client in clients))
+            return (time.perf_counter_ns() - start) * n // (share * len(clients))
+
+        series = one_at_a_time if len(clients) == 1 else together
+        return lambda n: int(self.runner.run(series(n)))
 
     def close(self) -> None:
-        self.runner.run(self.client.aclose())
+        for client in self.clients:
+            self.runner.run(client.aclose())

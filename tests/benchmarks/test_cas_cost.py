@@ -92,8 +92,20 @@ def test_a_tiny_run_prints_every_side_of_every_request(
     assert all(shape.search(line) for line in lines), lines
 
 
+def test_requests_in_flight_are_labelled(
+    redis_env: StoreEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--requests", "starlette-write", "--in-flight", "2", "--rounds", "3", "--ops", "4"]
+    assert main(argv) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line.split()[:3] == ["redis", "starlette-write", "x2"]
+    assert "plain SET" in line
+
+
 @pytest.mark.parametrize(
-    "argv", [["--stores", "postgresql"], ["--requests", "starlette-read"]], ids=["store", "request"]
+    "argv",
+    [["--stores", "postgresql"], ["--requests", "starlette-read"], ["--in-flight", "0"]],
+    ids=["store", "request", "in-flight"],
 )
 def test_what_it_cannot_measure_is_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
