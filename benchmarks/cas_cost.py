@@ -16,8 +16,8 @@ to ``script, no compare`` is what running any script costs, and the step up to o
 what the compare adds. The two stand-ins are measurements, never stores: they skip the
 compare, and they store the write's time as the creation time.
 
-``waits`` is the voluntary context switches of this process per request: how often the
-client ran out of work and slept until a reply came. A request whose replies come back
+``waits`` is the voluntary context switches of the benchmark's thread per request: how often
+the client ran out of work and slept until a reply came. A request whose replies come back
 before the client asks for them never sleeps.
 
     .venv/bin/python -m benchmarks.cas_cost
@@ -49,7 +49,14 @@ from ormsession.repositories.redis.common import RAW
 from ormsession.repositories.redis.repository import RedisRepository
 from ormsession.repositories.redis.scripts import Script
 
-__all__ = ["REDIS_STORES", "AsyncPlainSet", "AsyncScriptNoCompare", "PlainSet", "main"]
+__all__ = [
+    "REDIS_STORES",
+    "AsyncPlainSet",
+    "AsyncScriptNoCompare",
+    "PlainSet",
+    "ScriptNoCompare",
+    "main",
+]
 
 REDIS_STORES = ("redis", "sentinel", "cluster")
 REQUESTS = ("flask-write", "starlette-write")
