@@ -191,8 +191,8 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
         ours = counter.count(lambda: scenario.ours(n), n)
         floor = counter.count(lambda: scenario.floor(n), n)
     limit = None if store == CPU_ONLY else scenario.limit
-    row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only)
-    row.waits = (ours_waits.per_operation, floor_waits.per_operation)
+    waits = (ours_waits.per_operation, floor_waits.per_operation)
+    row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only, waits)
     name = f"{store} {scenario.operation}".lower()
     if plan.profile and plan.profile.lower() in name:
         profile(store, scenario, ops * settings.rounds)
