@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import io
 import re
 import subprocess
@@ -31,12 +30,11 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from benchmarks.options import add_round_options, chosen
-from benchmarks.requests import AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.stores import ALL_STORES, CPU_ONLY, open_store
-from benchmarks.timing import OpRunner, compare, run_rounds
+from benchmarks.requests import request_series
+from benchmarks.stores import ALL_STORES, CPU_ONLY, managers_for, open_store
+from benchmarks.timing import compare, run_rounds
 
 __all__ = ["BASE_PACKAGE", "base_package", "main"]
 
@@ -76,49 +74,26 @@ def base_package(revision: str) -> Iterator[str]:
                 del sys.modules[name]
 
 
-def _series(
-    kind: str, package: str | None, managers: dict[str, Any], floors: Any, runner: Any
-) -> tuple[OpRunner, AsgiRunner | None]:
-    """One request series: ``kind`` through ``package``'s integration (None: the floor)."""
-    framework, operation = kind.split("-")
-    method, path = ("GET", "/read") if operation == "read" else ("POST", "/write")
-    sync_floor, async_floor = floors
-    if framework == "flask":
-        manager = managers[package][0] if package else None
-        app = flask_app(manager=manager, floor=None if package else sync_floor, **_pkg(package))
-        return flask_runner(app, method, path), None
-    manager = managers[package][1] if package else None
-    app = starlette_app(manager=manager, floor=None if package else async_floor, **_pkg(package))
-    asgi = AsgiRunner(app, runner)
-    return asgi.series(method, path), asgi
-
-
-def _pkg(package: str | None) -> dict[str, str]:
-    return {"package": package} if package else {}
-
-
 def compare_store(store: str, kinds: Sequence[str], rounds: int, ops: int) -> list[str]:
     """The A/B lines for one store."""
     lines: list[str] = []
     with contextlib.ExitStack() as stack:
         env = stack.enter_context(open_store(store))
         runner = stack.enter_context(asyncio.Runner())
-        managers: dict[str, tuple[Any, Any]] = {}
-        for package in ("ormsession", BASE_PACKAGE):
-            module = importlib.import_module(package)
-            flask_session = importlib.import_module(f"{package}.integrations.flask").FlaskSession
-            manager = module.configure(url=env.url, session_class=flask_session, **env.options)
-            stack.callback(manager.close)
-            async_manager = runner.run(module.configure_async(url=env.async_url, **env.options))
-            stack.callback(lambda m=async_manager: runner.run(m.close()))
-            managers[package] = (manager, async_manager)
-        floors = (env.floor(managers["ormsession"][0]), env.async_floor(managers["ormsession"][1]))
+        managers = {
+            package: managers_for(env, runner, stack, package)
+            for package in ("ormsession", BASE_PACKAGE)
+        }
+        ours = managers["ormsession"]
+        floors = (env.floor(ours[0]), env.async_floor(ours[1]))
         for kind in kinds:
-            group: dict[str, OpRunner] = {}
-            for label, package in (("new", "ormsession"), ("base", BASE_PACKAGE), ("floor", None)):
-                group[label], asgi = _series(kind, package, managers, floors, runner)
-                if asgi is not None:
-                    stack.callback(asgi.close)
+            group = {
+                label: request_series(
+                    kind, runner, stack, managers=managers[package], package=package
+                )
+                for label, package in (("new", "ormsession"), ("base", BASE_PACKAGE))
+            }
+            group["floor"] = request_series(kind, runner, stack, floors=floors)
             per_op = run_rounds(group, rounds=rounds, ops=ops, warmup_ops=20)
             new, base = compare(per_op, "new", "floor", ops), compare(per_op, "base", "floor", ops)
             paired = compare(per_op, "new", "base", ops)

@@ -39,9 +39,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.options import add_round_options, chosen
-from benchmarks.requests import AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.timing import OpRunner, Waits, compare, run_rounds
-from ormsession import AsyncSessionManager, SessionManager, configure, configure_async
+from benchmarks.requests import request_series
+from benchmarks.stores import managers_for, open_store
+from benchmarks.timing import Waits, compare, run_rounds
+from ormsession import AsyncSessionManager, SessionManager
 from ormsession.integrations.flask import FlaskSession
 from ormsession.repositories.redis.async_repository import AsyncRedisRepository
 from ormsession.repositories.redis.base import Eval
@@ -138,23 +139,20 @@ _STAND_INS: dict[str, tuple[type[RedisRepository], type[AsyncRedisRepository]]] 
 
 def _managers(
     env: Any, runner: asyncio.Runner, stack: contextlib.ExitStack
-) -> dict[str, tuple[SessionManager, AsyncSessionManager]]:
+) -> dict[str, tuple[Any, Any]]:
     """Each side's sync and async manager, all on ormsession's own clients and key prefix."""
-    manager = configure(url=env.url, session_class=FlaskSession, **env.options)
-    stack.callback(manager.close)
-    async_manager = runner.run(configure_async(url=env.async_url, **env.options))
-    stack.callback(lambda: runner.run(async_manager.close()))
-    managers = {"ormsession": (manager, async_manager)}
-    shipped, async_shipped = manager.repository, async_manager.repository
-    assert isinstance(shipped, RedisRepository)
-    assert isinstance(async_shipped, AsyncRedisRepository)
+    shipped, async_shipped = managers_for(env, runner, stack)
+    managers = {"ormsession": (shipped, async_shipped)}
+    repository, async_repository = shipped.repository, async_shipped.repository
+    assert isinstance(repository, RedisRepository)
+    assert isinstance(async_repository, AsyncRedisRepository)
     prefix = env.options["key_prefix"]
     for side, (sync_kind, async_kind) in _STAND_INS.items():
-        sync_repository = sync_kind(shipped.client, key_prefix=prefix)
-        async_repository = async_kind(async_shipped.client, key_prefix=prefix)
         managers[side] = (
-            SessionManager(sync_repository, session_class=FlaskSession),
-            AsyncSessionManager(async_repository),
+            SessionManager(
+                sync_kind(repository.client, key_prefix=prefix), session_class=FlaskSession
+            ),
+            AsyncSessionManager(async_kind(async_repository.client, key_prefix=prefix)),
         )
     return managers
 
@@ -165,8 +163,6 @@ def compare_store(
     """The lines for one store: each side's ratio to the floor (IQR) and its waits.
     ``in_flight``: Starlette requests sent at once (Flask's test client sends one at a time).
     """
-    from benchmarks.stores import open_store
-
     lines: list[str] = []
     with contextlib.ExitStack() as stack:
         env = stack.enter_context(open_store(store))
@@ -176,32 +172,24 @@ def compare_store(
         floors = (env.floor(ours_sync), env.async_floor(ours_async))
         for kind in kinds:
             waits = {side: Waits() for side in (*SIDES, "floor")}
-            group: dict[str, OpRunner] = {}
-            for side in (*SIDES, "floor"):
-                sync_manager, async_manager = managers.get(side, (None, None))
-                if kind == "flask-write":
-                    app = flask_app(manager=sync_manager, floor=None if sync_manager else floors[0])
-                    series = flask_runner(app, "POST", "/write")
-                else:
-                    asgi = AsgiRunner(
-                        starlette_app(
-                            manager=async_manager, floor=None if async_manager else floors[1]
-                        ),
-                        runner,
-                        in_flight=in_flight,
-                    )
-                    stack.callback(asgi.close)
-                    series = asgi.series("POST", "/write")
-                group[side] = waits[side].counting(series)
-            per_op = run_rounds(group, rounds=rounds, ops=ops, warmup_ops=20)
-            cells = []
-            for side in SIDES:
-                ratio = compare(per_op, side, "floor", ops)
-                cells.append(
-                    f"{side} {ratio.ratio:.3f} ({ratio.low:.3f}-{ratio.high:.3f}) "
-                    f"{waits[side].per_operation:.2f} waits"
+            series = {
+                side: request_series(
+                    kind, runner, stack, managers=managers[side], in_flight=in_flight
                 )
-            floor_us = compare(per_op, "floor", "floor", ops).a_us
+                for side in SIDES
+            }
+            series["floor"] = request_series(
+                kind, runner, stack, floors=floors, in_flight=in_flight
+            )
+            group = {side: waits[side].counting(run) for side, run in series.items()}
+            per_op = run_rounds(group, rounds=rounds, ops=ops, warmup_ops=20)
+            ratios = {side: compare(per_op, side, "floor", ops) for side in SIDES}
+            cells = [
+                f"{side} {ratio.ratio:.3f} ({ratio.low:.3f}-{ratio.high:.3f}) "
+                f"{waits[side].per_operation:.2f} waits"
+                for side, ratio in ratios.items()
+            ]
+            floor_us = ratios["ormsession"].b_us
             cells.append(f"floor {floor_us:.0f} µs {waits['floor'].per_operation:.2f} waits")
             label = kind if kind == "flask-write" or in_flight == 1 else f"{kind} x{in_flight}"
             lines.append(f"{store:9} {label:16} " + " | ".join(cells))

@@ -42,7 +42,14 @@ from benchmarks.report import (
     machine_info,
 )
 from benchmarks.requests import SEED, AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.stores import ALL_STORES, CPU_ONLY, StoreEnv, StoreUnavailableError, open_store
+from benchmarks.stores import (
+    ALL_STORES,
+    CPU_ONLY,
+    StoreEnv,
+    StoreUnavailableError,
+    managers_for,
+    open_store,
+)
 from benchmarks.timing import OpRunner, Settings, Waits, calibrate, compare, run_rounds, timed
 
 __all__ = ["Scenario", "main"]
@@ -224,17 +231,9 @@ def has_scale_work(name: str, plan: Plan) -> bool:
 
 
 def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
-    from ormsession import configure, configure_async
-    from ormsession.integrations.flask import FlaskSession
-
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(asyncio.Runner())
-        # One manager per side, built as an app would; FlaskSession so the Flask extension
-        # takes the manager's sessions as they are.
-        manager = configure(url=env.url, session_class=FlaskSession, **env.options)
-        stack.callback(manager.close)
-        async_manager = runner.run(configure_async(url=env.async_url, **env.options))
-        stack.callback(lambda: runner.run(async_manager.close()))
+        manager, async_manager = managers_for(env, runner, stack)
         floor, async_floor = env.floor(manager), env.async_floor(async_manager)
         counter = None if env.name == CPU_ONLY else env.counter(manager, async_manager, runner)
         scenarios = manager_scenarios(manager, floor)

@@ -16,6 +16,7 @@ cookie for a new session, add ``Vary: Cookie`` when the session was used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -36,6 +37,7 @@ __all__ = [
     "FloorSessionInterface",
     "flask_app",
     "flask_runner",
+    "request_series",
     "starlette_app",
 ]
 
@@ -293,3 +295,36 @@ class AsgiRunner:
     def close(self) -> None:
         for client in self.clients:
             self.runner.run(client.aclose())
+
+
+def request_series(
+    kind: str,
+    runner: Any,
+    stack: contextlib.ExitStack,
+    *,
+    managers: tuple[Any, Any] | None = None,
+    floors: tuple[Floor, AsyncFloor] | None = None,
+    package: str = "ormsession",
+    in_flight: int = 1,
+) -> OpRunner:
+    """A series of ``kind`` requests (``flask-read``, ``flask-write``, ``starlette-read``,
+    ``starlette-write``): through ``package``'s integration on ``managers`` (sync, async), or
+    the floor's session layer on ``floors``. ``in_flight``: Starlette requests sent at once
+    (Flask's test client sends one at a time). An ASGI client is closed with ``stack``."""
+    framework, operation = kind.split("-")
+    method, path = ("GET", "/read") if operation == "read" else ("POST", "/write")
+    if framework == "flask":
+        if managers is not None:
+            app = flask_app(manager=managers[0], package=package)
+        else:
+            assert floors is not None, "a series needs managers or floors"
+            app = flask_app(floor=floors[0])
+        return flask_runner(app, method, path)
+    if managers is not None:
+        asgi_app = starlette_app(manager=managers[1], package=package)
+    else:
+        assert floors is not None, "a series needs managers or floors"
+        asgi_app = starlette_app(floor=floors[1])
+    asgi = AsgiRunner(asgi_app, runner, in_flight=in_flight)
+    stack.callback(asgi.close)
+    return asgi.series(method, path)
