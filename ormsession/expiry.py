@@ -113,8 +113,9 @@ class ExpiryPolicy:
         covers the stored expiry; this also applies a deadline shortened since it was stored)."""
         if expires_us <= now_us:
             return True
-        deadline = self.deadline(created_us)
-        return deadline is not None and deadline <= now_us
+        # deadline(), inline: every read asks this.
+        absolute = self._absolute_us
+        return absolute is not None and created_us + absolute <= now_us
 
     def touch_due(self, created_us: int, expires_us: int, now_us: int) -> bool:
         """Whether pushing the expiry back now gains at least ``refresh_ratio`` of the idle

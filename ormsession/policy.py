@@ -116,15 +116,15 @@ class SessionPolicy:
         #: The same clock in µs, which every rule reads (see :mod:`ormsession.expiry`).
         self.now_us = us_clock(clock)
         self.session_class = session_class
+        #: The storage key to read for the id a client sent, or None if it is malformed
+        #: (the first step of opening, below): the ids' own check-and-hash, bound once.
+        self.key_to_read: Callable[[object], str | None] = ids.storage_key_of
 
     # -- open -----------------------------------------------------------------------
     # Opening is on every request's path, so it is not a generator flow: the managers call
     # these three steps around their one read (driving a generator costs a microsecond).
     # The rules: a malformed id never reaches the store; an unknown, expired or corrupt one
     # is never adopted, the client gets a new id (session fixation protection).
-    def key_to_read(self, session_id: str | None) -> str | None:
-        """The storage key to read for the id a client sent, or None if it is malformed."""
-        return self.ids.storage_key_of(session_id)
 
     def opened(
         self, session_id: str, key: str, record: StoredSession | None, now: int

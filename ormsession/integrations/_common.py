@@ -163,10 +163,11 @@ class SessionRequest:
         given_scheme = environ.get("wsgi.url_scheme")
         scheme = given_scheme if isinstance(given_scheme, str) else "http"
         if options.cookie_only:
-            # The default set-up, on every request: skip the generic header plumbing.
+            # The default set-up, on every request: skip the generic header plumbing (and
+            # is_https, which with no proxy to trust is the scheme test below).
             cookie = environ.get("HTTP_COOKIE")
             found = cookie_value(cookie, cookie_name) if isinstance(cookie, str) else None
-            return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
+            return cls._made(options, found, scheme.lower() in _SECURE_SCHEMES)
 
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -186,10 +187,11 @@ class SessionRequest:
         cls, scope: Mapping[str, Any], options: RequestOptions, cookie_name: str
     ) -> SessionRequest:
         if options.cookie_only:
-            # The default set-up, on every request: find the cookie and nothing else.
+            # The default set-up, on every request: find the cookie and nothing else (and
+            # is_https, with no proxy to trust, is the scheme test below).
             found = asgi_cookie_value(scope.get("headers") or (), cookie_name)
             scheme = str(scope.get("scheme") or "http")
-            return cls._made(options, found, is_https(scheme, None, trust_forwarded=False))
+            return cls._made(options, found, scheme.lower() in _SECURE_SCHEMES)
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
         headers: dict[str, str] = {}
@@ -323,7 +325,8 @@ def settings_for(
 def late_change(session: RequestSession, id_sent: str) -> bool:
     """Whether the app changed the session after its response headers went out (while
     streaming the body), so it must be saved again without a chance to send a cookie."""
-    return session.modified or session.id != id_sent
+    # The slots themselves, not the properties: this is asked after every response.
+    return session._dirty or session._id != id_sent
 
 
 def warn_cookie_lost(session: RequestSession, id_sent: str, set_cookie: str | None) -> None:

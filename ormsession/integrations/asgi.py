@@ -158,7 +158,7 @@ class SessionMiddleware:
             nonlocal id_sent
             if id_sent is None and message["type"] == "http.response.start":
                 cookie = await manager.save(session, https=request.https)
-                id_sent = session.id
+                id_sent = session._id
                 if request.only_vary(cookie):
                     # Most requests: at most Vary: Cookie, without building header lists.
                     if request.varies(session, cookie):

@@ -17,6 +17,7 @@ from ormsession.integrations._common import (
     as_session_class,
     asgi_cookie_value,
     is_https,
+    late_change,
     merge_vary,
     settings_for,
     warn_cookie_lost,
@@ -225,6 +226,22 @@ def test_settings_for_rejects_manager_options_next_to_a_manager() -> None:
     assert settings_for(None, {"id_header": "X-Id"}, manager_given=True).id_header == "X-Id"
     with pytest.raises(ConfigurationError, match="unknown option"):
         settings_for(None, {"no_such_option": 1}, manager_given=False)
+
+
+def test_late_change_is_a_write_or_a_new_id_after_the_headers() -> None:
+    manager = ormsession.configure("memory://")
+    session = manager.open(None)
+    session["user"] = "ada"
+    manager.save(session)
+    sent = session.id
+    assert not late_change(session, sent)
+    session.get("user")  # a read after the headers needs no second save
+    assert not late_change(session, sent)
+    manager.regenerate(session)  # a new id (stored at once) the client never got
+    assert late_change(session, sent)
+    session = manager.open(session.id)
+    session["user"] = "grace"
+    assert late_change(session, session.id)
 
 
 def test_lost_cookie_is_logged(caplog: pytest.LogCaptureFixture) -> None:
