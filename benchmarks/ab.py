@@ -32,14 +32,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from benchmarks.options import add_round_options, chosen
-from benchmarks.requests import request_series
+from benchmarks.requests import REQUEST_KINDS, request_series
 from benchmarks.stores import ALL_STORES, CPU_ONLY, managers_for, open_store
 from benchmarks.timing import compare, run_rounds
 
 __all__ = ["BASE_PACKAGE", "base_package", "main"]
 
 BASE_PACKAGE = "ormsession_base"
-REQUESTS = ("flask-read", "flask-write", "starlette-read", "starlette-write")
+REQUESTS = REQUEST_KINDS
 _ROOT = Path(__file__).resolve().parent.parent
 # The package's absolute imports, and the registry's lazy module paths in strings.
 _IMPORT = re.compile(r"\b(from|import) ormsession\b")

@@ -1,19 +1,24 @@
-"""Command-line options the in-process comparisons share (``benchmarks.ab``,
-``benchmarks.cas_cost``): which requests, how many rounds of how many requests."""
+"""Command-line options the comparisons share (``benchmarks.ab``, ``benchmarks.cas_cost``,
+``benchmarks.instructions``): which requests, how many rounds of how many requests."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-__all__ = ["add_round_options", "chosen"]
+__all__ = ["add_request_option", "add_round_options", "chosen"]
+
+
+def add_request_option(parser: argparse.ArgumentParser, requests: Sequence[str]) -> None:
+    """``--requests`` (default: all of ``requests``)."""
+    parser.add_argument(
+        "--requests", default=",".join(requests), help=f"comma-separated: {','.join(requests)}"
+    )
 
 
 def add_round_options(parser: argparse.ArgumentParser, requests: Sequence[str]) -> None:
     """``--requests`` (default: all of ``requests``), ``--rounds`` and ``--ops``."""
-    parser.add_argument(
-        "--requests", default=",".join(requests), help=f"comma-separated: {','.join(requests)}"
-    )
+    add_request_option(parser, requests)
     parser.add_argument("--rounds", type=int, default=61, help="interleaved rounds")
     parser.add_argument("--ops", type=int, default=150, help="requests per series per round")
 

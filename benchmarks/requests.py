@@ -30,6 +30,7 @@ from benchmarks.floors import AsyncFloor, Floor
 from benchmarks.timing import OpRunner
 
 __all__ = [
+    "REQUEST_KINDS",
     "SEED",
     "AsgiRunner",
     "FloorASGIMiddleware",
@@ -40,6 +41,9 @@ __all__ = [
     "request_series",
     "starlette_app",
 ]
+
+#: The request kinds :func:`request_series` makes.
+REQUEST_KINDS = ("flask-read", "flask-write", "starlette-read", "starlette-write")
 
 #: What the benchmark's sessions hold: a logged-in user with a small cart.
 SEED: dict[str, Any] = {"user_id": 42, "name": "ada", "cart": ["apple", "pear"], "visits": 0}
