@@ -130,6 +130,36 @@ def hint(record: StoredSession, cas: int, bucket: Bucket) -> Hint:
     return Hint(cas, record.version, record.created_us, record.expires_us, bucket)
 
 
+# -- read: the record, and a hint for the save that usually follows ------------------------
+def test_a_read_returns_the_record_and_remembers_its_document() -> None:
+    now, ctx = mid_bucket_now(), context()
+    current = stored(now, version=4, data=b'{"n": 1}')
+    bucket = bucket_of(current, now)
+    assert flows.record_read(ctx, OLD, doc(current, 10, bucket), now) == current
+    # What the next update's guarded replace needs: the CAS, the header and the bucket.
+    assert ctx.cache.get(OLD) == hint(current, 10, bucket)
+
+
+def test_a_read_of_format_1_is_remembered_as_uncounted() -> None:
+    now, ctx = mid_bucket_now(), context()
+    current = stored(now, version=3)
+    v1 = struct.pack(">4sQqq", b"orS1", 3, current.created_us, current.expires_us) + b"d"
+    assert flows.record_read(ctx, OLD, Doc(v1, 7), now) == current
+    assert ctx.cache.get(OLD) == hint(current, 7, UNCOUNTED)
+
+
+@pytest.mark.parametrize("why", ["missing", "expired", "foreign"])
+def test_a_read_with_nothing_live_is_none_and_remembers_nothing(why: str) -> None:
+    now, ctx = mid_bucket_now(), context()
+    found = {
+        "missing": None,
+        "expired": doc(StoredSession(b"d", 1, now - HOUR, now), 10),  # expires at now
+        "foreign": Doc(b'{"not": "ours"}', 10),
+    }[why]
+    assert flows.record_read(ctx, OLD, found, now) is None
+    assert ctx.cache.get(OLD) is None
+
+
 # -- update: one round trip on a warm hint, the old loop otherwise --------------------------
 def test_update_with_a_current_hint_is_one_replace() -> None:
     now, ctx = mid_bucket_now(), context()

@@ -57,6 +57,8 @@ from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket, expiry
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = [
+    "HEADER",
+    "MAGIC",
     "READ_OPTIONS",
     "Count",
     "Doc",
@@ -87,7 +89,8 @@ T = TypeVar("T")
 
 MAGIC = b"orS2"
 MAGIC_V1 = b"orS1"
-_HEADER = struct.Struct(">4sQqqBq")
+#: The current format's header: magic, version, created µs, expires µs, count level, end.
+HEADER = struct.Struct(">4sQqqBq")
 _HEADER_V1 = struct.Struct(">4sQqq")
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 # Couchbase document ids are at most 250 bytes: 100 for the prefix leaves room for the
@@ -129,7 +132,7 @@ class KeyLayout:
 
 # -- records -------------------------------------------------------------------------------
 def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
-    header = _HEADER.pack(
+    header = HEADER.pack(
         MAGIC, record.version, record.created_us, record.expires_us, bucket.level, bucket.end
     )
     return header + record.data
@@ -140,9 +143,9 @@ def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
     not one of ours (another format, or one written by something else under our prefix)."""
     if raw is None or len(raw) < _HEADER_V1.size:
         return None
-    if raw.startswith(MAGIC) and len(raw) >= _HEADER.size:
-        _magic, version, created, expires, level, end = _HEADER.unpack_from(raw)
-        bucket, data = Bucket(level, end), raw[_HEADER.size :]
+    if raw.startswith(MAGIC) and len(raw) >= HEADER.size:
+        _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
+        bucket, data = Bucket(level, end), raw[HEADER.size :]
     elif raw.startswith(MAGIC_V1):
         _magic, version, created, expires = _HEADER_V1.unpack_from(raw)
         bucket, data = UNCOUNTED, raw[_HEADER_V1.size :]

@@ -59,17 +59,21 @@ class HintCache:
     def put(self, key: str, hint: Hint) -> None:
         if not self.size:
             return
+        entries = self._entries
         with self._lock:
-            known = self._entries.get(key)
+            known = entries.get(key)
+            if known is None:  # a new key goes in last, the most recent, already
+                entries[key] = hint
+                if len(entries) > self.size:
+                    entries.popitem(last=False)
+                return
             # Of two racing answers keep the later state: CAS values grow (they are hybrid
             # logical clock stamps), also across a delete and a re-create. (A hint refused
             # by the server is dropped before the document is read again, so even a CAS
             # rolled back by a failover cannot pin a useless hint here.)
-            if known is None or known.cas <= hint.cas:
-                self._entries[key] = hint
-            self._entries.move_to_end(key)
-            if len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            if known.cas <= hint.cas:
+                entries[key] = hint
+            entries.move_to_end(key)
 
     def pop(self, key: str) -> Hint | None:
         with self._lock:

@@ -33,6 +33,8 @@ from ormsession.errors import ConfigurationError, StoreError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.buckets import checked_resolution
 from ormsession.repositories.couchbase.base import (
+    HEADER,
+    MAGIC,
     Count,
     Doc,
     Flow,
@@ -135,11 +137,21 @@ def probe(ctx: Context) -> Flow[None]:
 def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredSession | None:
     """The live record in what a read's ``get`` of ``key`` returned (its CAS remembered),
     or None. (The repositories run that ``get`` themselves: it is every request's.)"""
-    found = _live(doc, now_us)
-    if found is None:
+    raw = None if doc is None else doc.value
+    if raw is None or len(raw) < HEADER.size or not raw.startswith(MAGIC):
+        found = _live(doc, now_us)  # missing, format 1 or not ours: the general path
+        if found is None:
+            return None
+        _remember(ctx, key, found.cas, found.record, found.bucket)
+        return found.record
+    # The current format, decoded here in one go (what decode_record, _live and _remember
+    # do, without their calls and intermediate tuples): every request's read.
+    _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
+    if expires <= now_us:
         return None
-    _remember(ctx, key, found.cas, found.record, found.bucket)
-    return found.record
+    assert doc is not None  # raw came from it
+    ctx.cache.put(key, Hint(doc.cas, version, created, expires, Bucket(level, end)))
+    return StoredSession(raw[HEADER.size :], version, created, expires)
 
 
 def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
