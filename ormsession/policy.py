@@ -122,10 +122,10 @@ class SessionPolicy:
 
     # -- open -----------------------------------------------------------------------
     # Opening is on every request's path, so it is not a generator flow: the managers call
-    # these three steps around their one read (driving a generator costs a microsecond).
+    # these steps around their one read (driving a generator costs a microsecond):
+    # key_to_read (bound in __init__), then opened or unreadable.
     # The rules: a malformed id never reaches the store; an unknown, expired or corrupt one
     # is never adopted, the client gets a new id (session fixation protection).
-
     def opened(
         self, session_id: str, key: str, record: StoredSession | None, now: int
     ) -> RequestSession:

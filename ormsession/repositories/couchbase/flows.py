@@ -137,9 +137,11 @@ def probe(ctx: Context) -> Flow[None]:
 def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredSession | None:
     """The live record in what a read's ``get`` of ``key`` returned (its CAS remembered),
     or None. (The repositories run that ``get`` themselves: it is every request's.)"""
-    raw = None if doc is None else doc.value
+    if doc is None:
+        return None
+    raw = doc.value
     if raw is None or len(raw) < HEADER.size or not raw.startswith(MAGIC):
-        found = _live(doc, now_us)  # missing, format 1 or not ours: the general path
+        found = _live(doc, now_us)  # format 1 or not ours: the general path
         if found is None:
             return None
         _remember(ctx, key, found.cas, found.record, found.bucket)
@@ -149,7 +151,6 @@ def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredS
     _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
     if expires <= now_us:
         return None
-    assert doc is not None  # raw came from it
     ctx.cache.put(key, Hint(doc.cas, version, created, expires, Bucket(level, end)))
     return StoredSession(raw[HEADER.size :], version, created, expires)
 
