@@ -39,7 +39,6 @@ from benchmarks.timing import compare, run_rounds
 __all__ = ["BASE_PACKAGE", "base_package", "main"]
 
 BASE_PACKAGE = "ormsession_base"
-REQUESTS = REQUEST_KINDS
 _ROOT = Path(__file__).resolve().parent.parent
 # The package's absolute imports, and the registry's lazy module paths in strings.
 _IMPORT = re.compile(r"\b(from|import) ormsession\b")
@@ -113,9 +112,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--stores", default=CPU_ONLY, help=f"comma-separated: {CPU_ONLY},{','.join(ALL_STORES)}"
     )
-    add_round_options(parser, REQUESTS)
+    add_round_options(parser, REQUEST_KINDS)
     args = parser.parse_args(argv)
-    args.requests = chosen(parser, args.requests, REQUESTS, "request")
+    args.requests = chosen(parser, args.requests, REQUEST_KINDS, "request")
     return args
 
 

@@ -39,7 +39,6 @@ from benchmarks.stores import ALL_STORES, CPU_ONLY, managers_for, open_store
 
 __all__ = ["Count", "count_per_request", "main", "total_instructions"]
 
-REQUESTS = REQUEST_KINDS
 SIDES = ("ours", "floor")
 WARMUP_REQUESTS = 50
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
@@ -137,7 +136,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     stores = (CPU_ONLY, *ALL_STORES)
     parser.add_argument("--stores", default=CPU_ONLY, help=f"comma-separated: {','.join(stores)}")
-    add_request_option(parser, REQUESTS)
+    add_request_option(parser, REQUEST_KINDS)
     parser.add_argument("--short", type=int, default=100, help="requests of the short run")
     parser.add_argument("--long", type=int, default=600, help="requests of the long run")
     parser.add_argument(
@@ -146,7 +145,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.child is None:
         args.stores = chosen(parser, args.stores, stores, "store")
-        args.requests = chosen(parser, args.requests, REQUESTS, "request")
+        args.requests = chosen(parser, args.requests, REQUEST_KINDS, "request")
         if not 0 < args.short < args.long:
             parser.error(f"need 0 < --short < --long, not {args.short} and {args.long}")
     return args
