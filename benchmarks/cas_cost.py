@@ -52,11 +52,13 @@ from ormsession.repositories.redis.scripts import Script
 
 __all__ = [
     "REDIS_STORES",
+    "WRITE_ONLY",
     "AsyncPlainSet",
     "AsyncScriptNoCompare",
     "PlainSet",
     "ScriptNoCompare",
     "main",
+    "write_only",
 ]
 
 REDIS_STORES = ("redis", "sentinel", "cluster")
@@ -65,7 +67,7 @@ SIDES = ("ormsession", "script, no compare", "plain SET")
 
 #: The update script's write without its read: the header (format 2, the new version, the
 #: write's time as the creation time, the clock's expiry and bucket) and the data, ``PX``.
-_WRITE_ONLY = Script.define(
+WRITE_ONLY = Script.define(
     "bench_write_only",
     """
 local a = ARGV[1]
@@ -77,12 +79,13 @@ return 1
 _U64 = struct.Struct(">Q")
 
 
-def _write_only(script: Eval) -> Eval:
-    return Eval(_WRITE_ONLY, script.keys, script.args)
+def write_only(script: Eval) -> Eval:
+    """``script`` (an update) as :data:`WRITE_ONLY`: the same keys and arguments."""
+    return Eval(WRITE_ONLY, script.keys, script.args)
 
 
 def _set_args(script: Eval) -> tuple[str, bytes, str, int]:
-    """``SET`` arguments writing what :data:`_WRITE_ONLY` writes, built in Python."""
+    """``SET`` arguments writing what :data:`WRITE_ONLY` writes, built in Python."""
     clock, data = script.args
     assert isinstance(clock, bytes)
     assert isinstance(data, bytes)
@@ -103,7 +106,7 @@ class ScriptNoCompare(RedisRepository):
         if self.plain:
             self.client.execute_command("SET", *_set_args(script), **RAW)
         else:
-            self._execute(_write_only(script))
+            self._execute(write_only(script))
         return expected_version + 1
 
 
@@ -123,7 +126,7 @@ class AsyncScriptNoCompare(AsyncRedisRepository):
         if self.plain:
             await self.client.execute_command("SET", *_set_args(script), **RAW)
         else:
-            await self._execute(_write_only(script))
+            await self._execute(write_only(script))
         return expected_version + 1
 
 
