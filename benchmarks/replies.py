@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import statistics
 import time
 from collections.abc import Sequence
 
 from benchmarks.cas_cost import WRITE_ONLY, write_only
 from benchmarks.requests import SEED
 from benchmarks.stores import REDIS_HOST, REDIS_PORT, StoreEnv, open_store
+from benchmarks.timing import spread_lines
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis.base import Eval
 from ormsession.repositories.redis.repository import RedisRepository
@@ -145,21 +145,9 @@ def measure_replies(env: StoreEnv, count: int, gap_us: int) -> dict[str, list[fl
     return {side: sorted(values) for side, values in times.items()}
 
 
-def _percentile(values: list[float], share: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * share))]
-
-
 def report(times: dict[str, list[float]]) -> list[str]:
     """One line a side: p10, median and p90 (µs), and the median over ``SET``'s."""
-    base = statistics.median(times["SET"])
-    lines = []
-    for side, values in times.items():
-        median = statistics.median(values)
-        lines.append(
-            f"{side:18} p10 {_percentile(values, 0.1):6.1f}  p50 {median:6.1f}  "
-            f"p90 {_percentile(values, 0.9):6.1f} µs  (p50 {median - base:+5.1f} µs on SET)"
-        )
-    return lines
+    return spread_lines(times, "SET", "SET")
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import statistics
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from benchmarks.floors import AsyncSqlFloor
 from benchmarks.options import chosen
 from benchmarks.requests import SEED
 from benchmarks.stores import StoreEnv, open_store
+from benchmarks.timing import spread_lines
 from ormsession.repositories.sql.model import session_table
 from ormsession.repositories.sql.statements import SqlStatements
 
@@ -117,16 +117,7 @@ def measure_reads(env: StoreEnv, count: int) -> dict[str, list[float]]:
 
 def report(times: dict[str, list[float]]) -> list[str]:
     """One line a shape: p10, median and p90 (µs), and the median over the floor's."""
-    base = statistics.median(times["floor"])
-    lines = []
-    for shape, values in times.items():
-        median = statistics.median(values)
-        p10, p90 = values[len(values) // 10], values[min(len(values) - 1, len(values) * 9 // 10)]
-        lines.append(
-            f"{shape:13} p10 {p10:6.1f}  p50 {median:6.1f}  p90 {p90:6.1f} µs  "
-            f"(p50 {median - base:+5.1f} µs on the floor)"
-        )
-    return lines
+    return spread_lines(times, "floor", "the floor")
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
