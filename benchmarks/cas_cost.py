@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.options import add_round_options, chosen
-from benchmarks.requests import request_series
+from benchmarks.requests import rounds_against_floor
 from benchmarks.stores import managers_for, open_store
-from benchmarks.timing import Waits, compare, run_rounds
+from benchmarks.timing import compare
 from ormsession import AsyncSessionManager, SessionManager
 from ormsession.integrations.flask import FlaskSession
 from ormsession.repositories.redis.async_repository import AsyncRedisRepository
@@ -174,18 +174,9 @@ def compare_store(
         ours_sync, ours_async = managers["ormsession"]
         floors = (env.floor(ours_sync), env.async_floor(ours_async))
         for kind in kinds:
-            waits = {side: Waits() for side in (*SIDES, "floor")}
-            series = {
-                side: request_series(
-                    kind, runner, stack, managers=managers[side], in_flight=in_flight
-                )
-                for side in SIDES
-            }
-            series["floor"] = request_series(
-                kind, runner, stack, floors=floors, in_flight=in_flight
+            per_op, waits = rounds_against_floor(
+                kind, runner, stack, managers, floors, rounds=rounds, ops=ops, in_flight=in_flight
             )
-            group = {side: waits[side].counting(run) for side, run in series.items()}
-            per_op = run_rounds(group, rounds=rounds, ops=ops, warmup_ops=20)
             ratios = {side: compare(per_op, side, "floor", ops) for side in SIDES}
             cells = [
                 f"{side} {ratio.ratio:.3f} ({ratio.low:.3f}-{ratio.high:.3f}) "

@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Sequence
 
 from benchmarks.options import add_round_options, chosen
-from benchmarks.requests import request_series
+from benchmarks.requests import rounds_against_floor
 from benchmarks.stores import (
     ALL_STORES,
     CPU_ONLY,
@@ -32,13 +32,12 @@ from benchmarks.stores import (
     managers_for,
     open_store,
 )
-from benchmarks.timing import Waits, compare, run_rounds
+from benchmarks.timing import compare
 
 __all__ = ["REQUESTS", "STORES", "compare_store", "main"]
 
 STORES = (CPU_ONLY, *ALL_STORES)
 REQUESTS = ("starlette-read", "starlette-write")
-SIDES = ("ormsession", "floor")
 
 
 def compare_store(
@@ -53,15 +52,10 @@ def compare_store(
         floors = (env.floor(managers[0]), env.async_floor(managers[1]))
         for kind in kinds:
             for count in in_flight:
-                series = {
-                    "ormsession": request_series(
-                        kind, runner, stack, managers=managers, in_flight=count
-                    ),
-                    "floor": request_series(kind, runner, stack, floors=floors, in_flight=count),
-                }
-                waits = {side: Waits() for side in SIDES}
-                group = {side: waits[side].counting(run) for side, run in series.items()}
-                per_op = run_rounds(group, rounds=rounds, ops=ops, warmup_ops=20)
+                sides = {"ormsession": managers}
+                per_op, waits = rounds_against_floor(
+                    kind, runner, stack, sides, floors, rounds=rounds, ops=ops, in_flight=count
+                )
                 ratio = compare(per_op, "ormsession", "floor", ops)
                 lines.append(
                     f"{store:10} {kind:16} x{count:<3} {ratio.ratio:.3f} "

@@ -34,7 +34,7 @@ from benchmarks.requests import SEED
 from benchmarks.stores import REDIS_HOST, REDIS_PORT, StoreEnv, open_store
 from benchmarks.timing import spread_lines
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.redis.base import Eval
+from ormsession.repositories.redis.base import HEADER_SIZE, Eval
 from ormsession.repositories.redis.repository import RedisRepository
 from ormsession.repositories.redis.scripts import UPDATE, Script
 
@@ -102,7 +102,7 @@ def side_commands(repository: RedisRepository, count: int, now_us: int) -> dict[
     ]
     stand_in = core.update_script(SIDE_KEYS["script of one SET"], data, expires, 1, now_us)
     empty = Eval(_EMPTY, stand_in.keys, stand_in.args)
-    value = b"\x02" + bytes(33) + data  # a stored value's size: header and data
+    value = bytes(HEADER_SIZE) + data  # a stored value's size: header and data
     plain = _pack("SET", core.layout.session(SIDE_KEYS["SET"]), value, "PX", _HOUR_US // 1000)
     return {
         "SET": [plain] * count,

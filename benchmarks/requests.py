@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from importlib import import_module
 from typing import Any
 
@@ -27,7 +27,7 @@ from flask import Flask, session
 from flask.sessions import SecureCookieSession, SessionInterface
 
 from benchmarks.floors import AsyncFloor, Floor
-from benchmarks.timing import OpRunner
+from benchmarks.timing import OpRunner, Waits, run_rounds
 
 __all__ = [
     "REQUEST_KINDS",
@@ -39,6 +39,7 @@ __all__ = [
     "flask_app",
     "flask_runner",
     "request_series",
+    "rounds_against_floor",
     "starlette_app",
 ]
 
@@ -332,3 +333,28 @@ def request_series(
     asgi = AsgiRunner(asgi_app, runner, in_flight=in_flight)
     stack.callback(asgi.close)
     return asgi.series(method, path)
+
+
+def rounds_against_floor(
+    kind: str,
+    runner: Any,
+    stack: contextlib.ExitStack,
+    sides: Mapping[str, tuple[Any, Any]],
+    floors: tuple[Floor, AsyncFloor],
+    *,
+    rounds: int,
+    ops: int,
+    in_flight: int = 1,
+) -> tuple[dict[str, list[float]], dict[str, Waits]]:
+    """``kind`` requests through each side's managers (sync, async) and through the floor's
+    layer on ``floors``, in the same interleaved rounds: the per-round times
+    (:func:`~benchmarks.timing.run_rounds`) and each series' waits, keyed by side and
+    ``"floor"``."""
+    series = {
+        side: request_series(kind, runner, stack, managers=managers, in_flight=in_flight)
+        for side, managers in sides.items()
+    }
+    series["floor"] = request_series(kind, runner, stack, floors=floors, in_flight=in_flight)
+    waits = {side: Waits() for side in series}
+    group = {side: waits[side].counting(run) for side, run in series.items()}
+    return run_rounds(group, rounds=rounds, ops=ops, warmup_ops=20), waits

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Select
 
 from benchmarks.floors import AsyncSqlFloor
@@ -36,6 +37,7 @@ from benchmarks.options import chosen
 from benchmarks.requests import SEED
 from benchmarks.stores import StoreEnv, open_store
 from benchmarks.timing import spread_lines
+from ormsession import configure
 from ormsession.repositories.sql.model import session_table
 from ormsession.repositories.sql.statements import SqlStatements
 
@@ -68,6 +70,8 @@ def read_statements(floor: AsyncSqlFloor) -> dict[str, str]:
 
 
 async def _fetch_row(driver: str, raw: Any, sql: str, params: tuple[Any, ...]) -> Any:
+    # The floor's own driver calls (AsyncSqlFloor._run), on a connection held by the caller:
+    # the floor's method takes one from the pool per call, and stays as the requests run it.
     if driver == "asyncpg":
         return await raw.fetchrow(sql, *params)
     async with raw.cursor() as cursor:  # asyncmy
@@ -99,12 +103,8 @@ async def _time_shapes(engine: Any, count: int) -> dict[str, list[float]]:
 def measure_reads(env: StoreEnv, count: int) -> dict[str, list[float]]:
     """Each shape's read times (µs), sorted, ``count`` of each, of one session stored in
     ``env``'s database by ormsession."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    import ormsession
-
     with contextlib.ExitStack() as stack:
-        manager = ormsession.configure(url=env.url, **env.options)
+        manager = configure(url=env.url, **env.options)
         stack.callback(manager.close)
         session = manager.open(None)
         session.update(SEED)
