@@ -23,6 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy.util import greenlet_spawn
+
 __all__ = [
     "TTL",
     "AsyncCouchbaseFloor",
@@ -205,8 +207,12 @@ class AsyncSqlFloor:
         self.bind_time = _time_binder(dialect)
 
     async def _run(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
-        async with self.engine.connect() as connection:
-            raw = (await connection.get_raw_connection()).driver_connection
+        # The pool's connection as the pool hands it out, given back in place: the least a
+        # hand-written request spends on the pool (ormsession's engine resets nothing on
+        # return). engine.connect() would add ~60 µs a statement (change 42).
+        connection = await self.engine.raw_connection()
+        try:
+            raw = connection.driver_connection
             if self.driver == "asyncpg":
                 if fetch:
                     return await raw.fetchrow(sql, *params)
@@ -221,6 +227,8 @@ class AsyncSqlFloor:
             async with raw.cursor() as cursor:  # asyncmy
                 await cursor.execute(sql, params)
                 return await cursor.fetchone() if fetch else None
+        finally:
+            await greenlet_spawn(connection.close)
 
     async def read(self, session_id: str) -> dict[str, Any] | None:
         now = datetime.now(UTC)

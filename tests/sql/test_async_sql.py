@@ -6,11 +6,14 @@ import asyncio
 import gc
 import socket
 import time
+import warnings
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+from sqlalchemy.util import greenlet_spawn
 
 import ormsession
 from ormsession.errors import ConfigurationError, StoreUnavailableError
@@ -164,3 +167,155 @@ def test_an_unreachable_database_fails_fast(backend: str) -> None:
         asyncio.run(attempt())
     assert time.monotonic() - started < 5
     assert "hunter2secret" not in str(caught.value)
+
+
+def test_a_connection_refused_at_first_use_is_unavailable_without_the_password(
+    backend: str,
+) -> None:
+    """With no start-up check, the first statement is the first connect: whatever refuses
+    it (no server, unknown role, unknown database) is StoreUnavailableError, as on the sync
+    side, and never shows the password."""
+    if backend == "sqlite":
+        targets = ["sqlite+aiosqlite:////nonexistent-dir/x.sqlite3"]
+    elif backend == "postgresql":
+        targets = [
+            "postgresql+asyncpg://app:hunter2secret@127.0.0.1:1/app",
+            "postgresql+asyncpg://nobody_here:hunter2secret@127.0.0.1:5432/test",
+            "postgresql+asyncpg://postgres:hunter2secret@127.0.0.1:5432/no_such_database_here",
+        ]
+    else:
+        targets = [
+            "mysql+asyncmy://app:hunter2secret@127.0.0.1:1/app",
+            "mysql+asyncmy://nobody_here:hunter2secret@127.0.0.1:3306/test",
+        ]
+
+    async def first_use(target: str) -> None:
+        manager = await ormsession.configure_async(
+            url=target, schema_check=False, auto_migrate=False, connect_timeout=2
+        )
+        try:
+            await manager.count()
+        finally:
+            await manager.close()
+            gc.collect()  # as in test_an_unreachable_database_fails_fast
+            await asyncio.sleep(0.05)
+
+    for target in targets:
+        with pytest.raises(StoreUnavailableError) as caught:
+            asyncio.run(first_use(target))
+        assert "hunter2secret" not in str(caught.value) + repr(caught.value), target
+        assert "during count" in str(caught.value)
+
+
+def test_statements_take_the_pools_connection_without_a_connection_object(url: str) -> None:
+    """Reads and writes check a connection out of the pool as it is: SQLAlchemy's
+    AsyncConnection around it costs ~60 µs an operation (docs/performance.md, change 42).
+    ``engine_connect`` fires for every such Connection made."""
+
+    async def scenario() -> list[object]:
+        async with await ormsession.configure_async(url=url, auto_migrate=False) as manager:
+            engine = manager.repository.engine.sync_engine
+            wrapped: list[object] = []
+            event.listen(engine, "engine_connect", wrapped.append)
+            session = await manager.open(None)
+            session["cart"] = [1]
+            sid = cookie_id(await manager.save(session))
+            session = await manager.open(sid)
+            session["cart"].append(2)
+            await manager.save(session)
+            assert (await manager.open(sid))["cart"] == [1, 2]
+            return wrapped
+
+    assert asyncio.run(scenario()) == []
+
+
+@pytest.mark.parametrize("engine_owner", ["ormsession", "app"])
+def test_every_connection_goes_back_to_the_pool(
+    url: str, engine_owner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether an operation finishes, fails or is cancelled at any point, its connection
+    returns to the pool (ormsession's own engine in place, an app's shielded), and none is
+    left for the garbage collector to reclaim (which SQLAlchemy would log, and warn of)."""
+
+    async def scenario() -> None:
+        engine = create_async_engine(url) if engine_owner == "app" else None
+        manager = await (
+            ormsession.configure_async(engine=engine, auto_migrate=False)
+            if engine is not None
+            else ormsession.configure_async(url=url, auto_migrate=False)
+        )
+        pool = manager.repository.engine.sync_engine.pool
+        session = await manager.open(None)
+        session["n"] = 0
+        sid = cookie_id(await manager.save(session))
+        interrupted = 0
+        for steps in range(12):
+            session = await manager.open(sid)
+            session["n"] = steps
+            for work in (manager.save(session), manager.open(sid), manager.count()):
+                task = asyncio.ensure_future(work)
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    interrupted += 1
+        for _ in range(20):  # an app engine's shielded returns may still be finishing
+            if pool.checkedout() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.checkedout() == 0
+        assert interrupted > 0, "the test must actually interrupt some operations"
+        assert (await manager.open(sid)).get("n") is not None, "the pool must keep working"
+        await manager.close()
+        if engine is not None:
+            await engine.dispose()
+
+    with warnings.catch_warnings(record=True) as warned, caplog.at_level("ERROR"):
+        warnings.simplefilter("always")
+        asyncio.run(scenario())
+        gc.collect()
+    reclaimed = [str(w.message) for w in warned] + caplog.messages
+    assert not [m for m in reclaimed if "garbage collector" in m], reclaimed
+
+
+def test_a_dropped_connection_is_replaced_transparently(url: str, backend: str) -> None:
+    """The server ends the pooled connection between requests: the next read invalidates
+    it, retries once on a fresh one, and leaves nothing checked out."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no server connections to drop")
+
+    async def scenario() -> None:
+        async with await ormsession.configure_async(url=url, auto_migrate=False) as manager:
+            session = await manager.open(None)
+            session["x"] = 1
+            sid = cookie_id(await manager.save(session))
+            engine = manager.repository.engine
+            invalidated: list[object] = []
+            event.listen(
+                engine.sync_engine.pool, "invalidate", lambda *args: invalidated.append(args)
+            )
+            pooled = await engine.raw_connection()  # the one connection the pool holds
+            try:
+                raw = pooled.driver_connection
+                if backend == "postgresql":
+                    pid = await raw.fetchval("SELECT pg_backend_pid()")
+                    kill = f"SELECT pg_terminate_backend({pid})"
+                else:
+                    async with raw.cursor() as cursor:
+                        await cursor.execute("SELECT CONNECTION_ID()")
+                        (pid,) = await cursor.fetchone()
+                    kill = f"KILL {pid}"
+            finally:
+                await greenlet_spawn(pooled.close)
+            admin = create_async_engine(url, poolclass=NullPool)
+            async with admin.connect() as connection:
+                await connection.exec_driver_sql(kill)
+            await admin.dispose()
+            await asyncio.sleep(0.2)
+            assert (await manager.open(sid))["x"] == 1, "one dead connection must not fail a read"
+            assert len(invalidated) == 1, "the read must have met the dead connection"
+            assert engine.sync_engine.pool.checkedout() == 0
+
+    asyncio.run(scenario())

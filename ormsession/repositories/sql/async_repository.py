@@ -10,8 +10,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import PoolProxiedConnection, Select
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.util import greenlet_spawn
 
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.repositories.base import StoredSession
@@ -63,6 +64,8 @@ class AsyncSqlRepository:
         self._read_compiled = self._statements[self._queries.read_statement]
         self._read_parameters = self._read_compiled.key_and_time_parameters()
         self._read_row = row_reader(engine.dialect.name)
+        # The driver's base error class, as SQLAlchemy's asyncio adapter raises it.
+        self._dbapi_error: Any = engine.dialect.loaded_dbapi.Error
 
     @classmethod
     def from_url(
@@ -214,19 +217,21 @@ class AsyncSqlRepository:
         retried once on a connection found dead; driver errors become ormsession's."""
         retried = False
         while True:
+            connection = await self._check_out(operation)
             try:
-                async with self.engine.connect() as connection:
-                    raw = (await connection.get_raw_connection()).driver_connection
-                    try:
-                        result = await work(raw)
-                        await driver.end_transaction(raw)
-                    except BaseException as exc:
-                        # A dead, or half-used (cancelled mid-statement), connection must
-                        # never go back to the pool.
-                        if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
-                            await asyncio.shield(connection.invalidate())
-                        raise
+                try:
+                    raw = connection.driver_connection
+                    result = await work(raw)
+                    await driver.end_transaction(raw)
                     return result
+                except BaseException as exc:
+                    # A dead, or half-used (cancelled mid-statement), connection must
+                    # never go back to the pool.
+                    if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
+                        await asyncio.shield(greenlet_spawn(connection.invalidate))
+                    raise
+                finally:
+                    await self._check_in(connection)
             except driver.integrity_errors as exc:
                 if operation == "create":
                     raise IntegrityError(None, None, exc) from exc
@@ -238,8 +243,31 @@ class AsyncSqlRepository:
                 if driver.is_disconnect(exc) or isinstance(exc, OSError | TimeoutError):
                     raise self._unreachable(exc, operation) from exc
                 raise self._failed(exc, operation) from exc
-            except SQLAlchemyError as exc:  # checkout: connect errors come wrapped
-                raise wrap_sql_error(exc, self.engine.sync_engine, operation) from exc
+
+    async def _check_out(self, operation: str) -> PoolProxiedConnection:
+        """A connection from the engine's pool, as the pool hands it out: without the
+        ``AsyncConnection`` around it, which costs ~60 µs an operation more (most of it
+        its close, run in a task of its own; docs/performance.md, change 42)."""
+        try:
+            return await self.engine.raw_connection()
+        except SQLAlchemyError as exc:  # the pool's own errors (its checkout timeout)
+            raise wrap_sql_error(exc, self.engine.sync_engine, operation) from exc
+        except (self._dbapi_error, OSError, TimeoutError) as exc:
+            # A connection that cannot be made (refused, timed out, credentials or
+            # database refused), left unwrapped by raw_connection(): the store is
+            # unavailable, as the sync repository reports it.
+            raise self._unreachable(exc, operation) from exc
+
+    async def _check_in(self, connection: PoolProxiedConnection) -> None:
+        if self._autocommit:
+            # ormsession's own engine resets nothing on return (engine_options): checking
+            # in does no I/O but close an overflow connection, whose slot the pool frees
+            # even when cancelled. So in place, with no task.
+            await greenlet_spawn(connection.close)
+        else:
+            # An app's engine may roll back on return: a cancellation must not cut that
+            # short, so it runs shielded, as SQLAlchemy's own AsyncConnection closes.
+            await asyncio.shield(greenlet_spawn(connection.close))
 
     def _failed(self, exc: BaseException, operation: str) -> StoreError:
         where = self.engine.url.render_as_string(hide_password=True)

@@ -116,6 +116,10 @@ def engine_options(parsed: URL, *, connect_timeout: float, pool_size: int | None
     """
     kwargs: dict[str, Any] = {
         "isolation_level": "AUTOCOMMIT",
+        # Autocommit leaves nothing to roll back when a connection goes back to the pool,
+        # so its return costs no round trip (and the asyncio repository relies on a
+        # return that does no I/O: see AsyncSqlRepository._check_in).
+        "pool_reset_on_return": None,
         "hide_parameters": True,
         "connect_args": driver_connect_args(parsed, connect_timeout),
     }
@@ -125,8 +129,6 @@ def engine_options(parsed: URL, *, connect_timeout: float, pool_size: int | None
         if parsed.database in (None, "", ":memory:"):
             kwargs["poolclass"] = StaticPool  # one shared in-memory database
     else:
-        # Autocommit leaves nothing to roll back when a connection goes back to the pool.
-        kwargs["pool_reset_on_return"] = None
         kwargs["pool_recycle"] = 3600  # MySQL's wait_timeout drops idle connections
         if pool_size is not None:
             kwargs["pool_size"] = pool_size

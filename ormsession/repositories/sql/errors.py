@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
 
 from ormsession.errors import SchemaError, StoreError, StoreUnavailableError
 from ormsession.urls import scrub
 
-__all__ = ["wrap_sql_error"]
+__all__ = ["as_sqlalchemy_error", "wrap_sql_error"]
 
 # SQLite, PostgreSQL and MySQL/MariaDB wordings of "that table is not there".
 _MISSING_TABLE = re.compile(
@@ -39,3 +46,12 @@ def wrap_sql_error(
             f"session store {where} unavailable during {operation}: {detail}"
         )
     return StoreError(f"session store {where} failed during {operation}: {detail}")
+
+
+def as_sqlalchemy_error(exc: Exception, dialect: Dialect) -> StatementError:
+    """``exc``, a driver error raised outside SQLAlchemy's execution layer (a DBAPI cursor,
+    or a connect inside ``raw_connection()``), wrapped as that layer would have wrapped it:
+    the SQLAlchemy class of its kind (``OperationalError``, ``IntegrityError``...),
+    parameters hidden (they hold session data)."""
+    dbapi_error: Any = dialect.loaded_dbapi.Error
+    return DBAPIError.instance(None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect)

@@ -16,7 +16,7 @@ from ormsession.repositories.sql.dbapi import (
     StatementCache,
     record_reader,
 )
-from ormsession.repositories.sql.errors import wrap_sql_error
+from ormsession.repositories.sql.errors import as_sqlalchemy_error, wrap_sql_error
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
 
@@ -205,10 +205,9 @@ class SqlRepository:
             except SQLAlchemyError as exc:
                 raise wrap_sql_error(exc, self.engine, operation) from exc
             except dbapi_error as exc:  # raw_connection() does not wrap connect errors
-                wrapped = DBAPIError.instance(
-                    None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect
-                )
-                raise wrap_sql_error(wrapped, self.engine, operation) from exc
+                raise wrap_sql_error(
+                    as_sqlalchemy_error(exc, dialect), self.engine, operation
+                ) from exc
             cursor = None
             try:
                 cursor = connection.cursor()
@@ -223,9 +222,7 @@ class SqlRepository:
                     if not retried:
                         retried = True
                         continue
-                wrapped = DBAPIError.instance(
-                    None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect
-                )
+                wrapped = as_sqlalchemy_error(exc, dialect)
                 if isinstance(wrapped, IntegrityError) and operation == "create":
                     raise wrapped from exc
                 raise wrap_sql_error(wrapped, self.engine, operation) from exc
