@@ -69,16 +69,6 @@ def read_statements(floor: AsyncSqlFloor) -> dict[str, str]:
     }
 
 
-async def _fetch_row(driver: str, raw: Any, sql: str, params: tuple[Any, ...]) -> Any:
-    # The floor's own driver calls (AsyncSqlFloor._run), on a connection held by the caller:
-    # the floor's method takes one from the pool per call, and stays as the requests run it.
-    if driver == "asyncpg":
-        return await raw.fetchrow(sql, *params)
-    async with raw.cursor() as cursor:  # asyncmy
-        await cursor.execute(sql, params)
-        return await cursor.fetchone()
-
-
 async def _time_shapes(engine: Any, count: int) -> dict[str, list[float]]:
     floor = AsyncSqlFloor(engine)
     statements = read_statements(floor)
@@ -87,13 +77,12 @@ async def _time_shapes(engine: Any, count: int) -> dict[str, list[float]]:
     # and left out so that its noise does not hide the shapes' difference.
     async with engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
-        driver = engine.dialect.driver
-        (key,) = await _fetch_row(driver, raw, "SELECT session_key FROM session", ())
+        (key,) = await floor.on_connection(raw, "SELECT session_key FROM session", (), True)
         for _ in range(count):
             params = (key, floor.bind_time(datetime.now(UTC)))
             for shape in SHAPES:
                 start = time.perf_counter_ns()
-                row = await _fetch_row(driver, raw, statements[shape], params)
+                row = await floor.on_connection(raw, statements[shape], params, True)
                 times[shape].append((time.perf_counter_ns() - start) / 1000)
                 if row is None:
                     raise RuntimeError(f"the {shape} read found no row for the stored session")

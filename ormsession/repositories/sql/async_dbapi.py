@@ -72,9 +72,10 @@ class AsyncDriver:
         """Run a statement that returns no rows; the number of rows it changed."""
         raise NotImplementedError
 
-    async def end_transaction(self, connection: Any) -> None:
-        """Commit when the driver opened an implicit transaction (an app's engine that is not
-        in autocommit); a no-op for autocommit connections."""
+    def in_transaction(self, connection: Any) -> bool:
+        """Whether the driver opened an implicit transaction (an app's engine that is not in
+        autocommit), which the caller then commits; asked without I/O."""
+        return False
 
 
 class _Asyncpg(AsyncDriver):
@@ -125,9 +126,8 @@ class _Asyncmy(AsyncDriver):
             await cursor.execute(sql, params)
             return int(cursor.rowcount)
 
-    async def end_transaction(self, connection: Any) -> None:
-        if not connection.get_autocommit():
-            await connection.commit()
+    def in_transaction(self, connection: Any) -> bool:
+        return not connection.get_autocommit()
 
 
 class _Aiosqlite(AsyncDriver):
@@ -149,9 +149,8 @@ class _Aiosqlite(AsyncDriver):
         finally:
             await cursor.close()
 
-    async def end_transaction(self, connection: Any) -> None:
-        if connection.isolation_level is not None and connection.in_transaction:
-            await connection.commit()
+    def in_transaction(self, connection: Any) -> bool:
+        return connection.isolation_level is not None and bool(connection.in_transaction)
 
 
 ASYNC_DRIVERS = {"asyncpg": _Asyncpg, "asyncmy": _Asyncmy, "aiosqlite": _Aiosqlite}

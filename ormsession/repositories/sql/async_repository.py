@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import PoolProxiedConnection, Select
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.repositories.base import StoredSession
@@ -217,21 +217,8 @@ class AsyncSqlRepository:
         retried once on a connection found dead; driver errors become ormsession's."""
         retried = False
         while True:
-            connection = await self._check_out(operation)
             try:
-                try:
-                    raw = connection.driver_connection
-                    result = await work(raw)
-                    await driver.end_transaction(raw)
-                    return result
-                except BaseException as exc:
-                    # A dead, or half-used (cancelled mid-statement), connection must
-                    # never go back to the pool.
-                    if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
-                        await asyncio.shield(greenlet_spawn(connection.invalidate))
-                    raise
-                finally:
-                    await self._check_in(connection)
+                return await greenlet_spawn(self._on_pooled_connection, operation, driver, work)
             except driver.integrity_errors as exc:
                 if operation == "create":
                     raise IntegrityError(None, None, exc) from exc
@@ -244,12 +231,42 @@ class AsyncSqlRepository:
                     raise self._unreachable(exc, operation) from exc
                 raise self._failed(exc, operation) from exc
 
-    async def _check_out(self, operation: str) -> PoolProxiedConnection:
-        """A connection from the engine's pool, as the pool hands it out: without the
-        ``AsyncConnection`` around it, which costs ~60 µs an operation more (most of it
-        its close, run in a task of its own; docs/performance.md, change 42)."""
+    def _on_pooled_connection(
+        self, operation: str, driver: AsyncDriver, work: Callable[[Any], Awaitable[T]]
+    ) -> T:
+        """:meth:`_on_raw_connection`'s one operation, in one greenlet (SQLAlchemy's bridge,
+        which its pool needs to connect): the pool's connection as the pool hands it out,
+        ``work`` awaited on the driver's, and the connection given back. Without an
+        ``AsyncConnection`` (whose close runs in a task of its own) and in one greenlet
+        rather than one for the checkout and one for the return, an operation costs
+        ~80 µs less (docs/performance.md, change 42)."""
+        connection = self._check_out(operation)
         try:
-            return await self.engine.raw_connection()
+            raw: Any = connection.driver_connection
+            result = await_only(work(raw))
+            if driver.in_transaction(raw):
+                await_only(raw.commit())
+            return result
+        except BaseException as exc:
+            # A dead, or half-used (cancelled mid-statement), connection must never go
+            # back to the pool.
+            if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
+                await_only(asyncio.shield(greenlet_spawn(connection.invalidate)))
+            raise
+        finally:
+            if self._autocommit:
+                # ormsession's own engine resets nothing on return (engine_options): the
+                # return does no I/O but close an overflow connection, whose slot the pool
+                # frees even when cancelled. So in place.
+                connection.close()
+            else:
+                # An app's engine may roll back on return: a cancellation must not cut
+                # that short, so it runs shielded, as SQLAlchemy's own close does.
+                await_only(asyncio.shield(greenlet_spawn(connection.close)))
+
+    def _check_out(self, operation: str) -> PoolProxiedConnection:
+        try:
+            return self.engine.sync_engine.raw_connection()
         except SQLAlchemyError as exc:  # the pool's own errors (its checkout timeout)
             raise wrap_sql_error(exc, self.engine.sync_engine, operation) from exc
         except (self._dbapi_error, OSError, TimeoutError) as exc:
@@ -257,17 +274,6 @@ class AsyncSqlRepository:
             # database refused), left unwrapped by raw_connection(): the store is
             # unavailable, as the sync repository reports it.
             raise self._unreachable(exc, operation) from exc
-
-    async def _check_in(self, connection: PoolProxiedConnection) -> None:
-        if self._autocommit:
-            # ormsession's own engine resets nothing on return (engine_options): checking
-            # in does no I/O but close an overflow connection, whose slot the pool frees
-            # even when cancelled. So in place, with no task.
-            await greenlet_spawn(connection.close)
-        else:
-            # An app's engine may roll back on return: a cancellation must not cut that
-            # short, so it runs shielded, as SQLAlchemy's own AsyncConnection closes.
-            await asyncio.shield(greenlet_spawn(connection.close))
 
     def _failed(self, exc: BaseException, operation: str) -> StoreError:
         where = self.engine.url.render_as_string(hide_password=True)
