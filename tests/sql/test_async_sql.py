@@ -108,16 +108,24 @@ def test_cancelling_a_save_leaves_the_old_or_the_new_session(url: str) -> None:
     assert "cancelled" in outcomes, "the test must actually interrupt some saves"
 
 
+async def _create_then_change_a_cart(manager: Any) -> str:
+    """A new session saved with ``cart: [1]``, then reopened and saved with ``[1, 2]``: a
+    create, two reads and a compare-and-set. Its id."""
+    session = await manager.open(None)
+    session["cart"] = [1]
+    sid = cookie_id(await manager.save(session))
+    session = await manager.open(sid)
+    session["cart"].append(2)
+    await manager.save(session)
+    return sid
+
+
 def test_no_blocking_call_runs_on_the_event_loop(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
         manager = await ormsession.configure_async(url=url, auto_migrate=False)
         async with manager:
-            session = await manager.open(None)
-            session["cart"] = [1]
-            sid = cookie_id(await manager.save(session))
+            sid = await _create_then_change_a_cart(manager)
             session = await manager.open(sid)
-            session["cart"].append(2)
-            await manager.save(session)
             await manager.regenerate(session)
             await manager.save(session)
             await manager.count()
@@ -217,12 +225,7 @@ def test_statements_take_the_pools_connection_without_a_connection_object(url: s
             engine = manager.repository.engine.sync_engine
             wrapped: list[object] = []
             event.listen(engine, "engine_connect", wrapped.append)
-            session = await manager.open(None)
-            session["cart"] = [1]
-            sid = cookie_id(await manager.save(session))
-            session = await manager.open(sid)
-            session["cart"].append(2)
-            await manager.save(session)
+            sid = await _create_then_change_a_cart(manager)
             assert (await manager.open(sid))["cart"] == [1, 2]
             return wrapped
 
