@@ -118,7 +118,7 @@ def engine_options(parsed: URL, *, connect_timeout: float, pool_size: int | None
         "isolation_level": "AUTOCOMMIT",
         # Autocommit leaves nothing to roll back when a connection goes back to the pool,
         # so its return costs no round trip (and the asyncio repository relies on a
-        # return that does no I/O: see AsyncSqlRepository._check_in).
+        # return that does no I/O: see AsyncSqlRepository._on_pooled_connection).
         "pool_reset_on_return": None,
         "hide_parameters": True,
         "connect_args": driver_connect_args(parsed, connect_timeout),
