@@ -274,6 +274,9 @@ def test_every_connection_goes_back_to_the_pool(
         await manager.close()
         if engine is not None:
             await engine.dispose()
+        # SQLAlchemy may terminate an invalidated aiosqlite connection with a stop() it does
+        # not await: let the worker thread report back while the loop still runs.
+        await asyncio.sleep(0.05)
 
     with warnings.catch_warnings(record=True) as warned, caplog.at_level("ERROR"):
         warnings.simplefilter("always")
