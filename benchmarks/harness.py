@@ -185,9 +185,11 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
     settings = plan.timing
     ops = calibrate(scenario.floor, settings)
     ours_waits, floor_waits = Waits(), Waits()
+    # The requests carry the targets: their verdicts get the rounds that make them precise.
+    rounds = settings.rounds if scenario.limit is None else settings.request_rounds
     per_op = run_rounds(
         {"ours": ours_waits.counting(scenario.ours), "floor": floor_waits.counting(scenario.floor)},
-        rounds=settings.rounds,
+        rounds=rounds,
         ops=ops,
         warmup_ops=settings.warmup_ops,
     )
@@ -202,7 +204,7 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
     row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only, waits)
     name = f"{store} {scenario.operation}".lower()
     if plan.profile and plan.profile.lower() in name:
-        profile(store, scenario, ops * settings.rounds)
+        profile(store, scenario, ops * rounds)
     if plan.bytecodes and plan.bytecodes.lower() in name:
         diff = bytecode_diff(scenario.ours, scenario.floor)
         print(f"\n--- bytecodes: {store} / {scenario.operation} ---", file=sys.stderr)
@@ -351,7 +353,15 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         "--scale-big", type=int, default=None, help="sessions in the big set (1,000,000)"
     )
     parser.add_argument("--gc-rows", type=int, default=None, help="expired rows for gc (1,000,000)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (31)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds (31; also the requests')"
+    )
+    parser.add_argument(
+        "--request-rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds of the full requests, the rows with targets (91)",
+    )
     parser.add_argument(
         "--round-ms", type=float, default=None, help="target length of a round (50 ms)"
     )
@@ -371,15 +381,20 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     if unknown:
         parser.error(f"unknown store(s): {', '.join(unknown)}")
     if args.quick:
-        timing = Settings(rounds=3, round_seconds=0.004, min_ops=2, max_ops=10, warmup_ops=2)
+        timing = Settings(
+            rounds=3, request_rounds=3, round_seconds=0.004, min_ops=2, max_ops=10, warmup_ops=2
+        )
         defaults = {"small": 100, "big": 1_000, "gc": 2_500, "count": 4, "memory": 200}
         defaults |= {"couchbase_small": 10, "couchbase_big": 60}
     else:
         timing = Settings()
         defaults = {"small": 1_000, "big": 1_000_000, "gc": 1_000_000, "count": 40, "memory": 2_000}
         defaults |= {"couchbase_small": 100, "couchbase_big": 10_000}
-    if args.rounds is not None:
-        timing = Settings(**{**asdict(timing), "rounds": args.rounds})
+    for option, rounds in (("--rounds", args.rounds), ("--request-rounds", args.request_rounds)):
+        if rounds is not None and rounds < 1:
+            parser.error(f"{option} must be at least 1, not {rounds}")
+    rounds = {"rounds": args.rounds, "request_rounds": args.request_rounds or args.rounds}
+    timing = Settings(**{**asdict(timing), **{k: v for k, v in rounds.items() if v is not None}})
     if args.round_ms is not None:
         timing = Settings(**{**asdict(timing), "round_seconds": args.round_ms / 1000})
     plan = Plan(
@@ -405,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     settings = {
         "rounds": plan.timing.rounds,
+        "request rounds": plan.timing.request_rounds,
         "round": f"{plan.timing.round_seconds * 1000:g} ms",
         "counted ops": plan.count_ops,
         "quick": bool(args.quick),

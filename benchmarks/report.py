@@ -50,14 +50,19 @@ class Row:
     def verdict(self) -> Verdict | None:
         if self.limit is None:
             return None
-        ratio = self.comparison.ratio
+        comparison = self.comparison
+        ratio = comparison.ratio
         ok = ratio <= self.limit
         text = f"{self.store:<10} {self.operation}: {ratio:.3f}x the floor"
-        text += f" (target <= {self.limit:.2f}x)"
+        text += f" (95% CI {comparison.ci_low:.3f}-{comparison.ci_high:.3f}; target <= "
+        text += f"{self.limit:.2f}x)"
         if self.read_only:
             writes = self.ours.writes if self.ours is not None else float("nan")
             ok = ok and writes == 0
             text += f", {writes:g} writes/request (target 0)"
+        if comparison.ci_low <= self.limit < comparison.ci_high:
+            # The verdict stands, but another run could turn it: say so beside it.
+            text += "; the limit is inside the interval"
         return Verdict(ok, text)
 
 

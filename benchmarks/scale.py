@@ -38,7 +38,7 @@ from typing import Any
 from benchmarks.floors import SqlFloor, loads, new_id
 from benchmarks.requests import SEED
 from benchmarks.stores import StoreEnv
-from benchmarks.timing import Comparison, Settings, compare, run_rounds
+from benchmarks.timing import Comparison, Settings, compare, median_interval, run_rounds
 from ormsession.repositories.redis.base import HEADER_SIZE, KeyLayout
 
 __all__ = [
@@ -510,6 +510,7 @@ def _against_baseline(values: list[float], baseline: list[float], ops: int) -> C
     sessions to the big one, so its phases cannot be interleaved round by round)."""
     base = statistics.median(baseline)
     quartiles = statistics.quantiles(values, n=4, method="inclusive")
+    ci_low, ci_high = median_interval(values)
     return Comparison(
         a_us=statistics.median(values) / 1000,
         b_us=base / 1000,
@@ -518,6 +519,8 @@ def _against_baseline(values: list[float], baseline: list[float], ops: int) -> C
         high=quartiles[2] / base,
         rounds=len(values),
         ops=ops,
+        ci_low=ci_low / base,
+        ci_high=ci_high / base,
     )
 
 

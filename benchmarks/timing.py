@@ -5,12 +5,14 @@ A *series* is a function that runs ``n`` operations and returns the nanoseconds 
 once with the same ``n``, in an order that changes from round to round (``round_order``);
 a comparison is the median over rounds of the per-round ratio (a paired statistic: a slow
 moment of the machine slows both sides of the same round), with its interquartile range
-as the spread.
+as the spread and a distribution-free 95 % confidence interval of that median
+(``median_interval``): how far the run's verdict could move on noise alone.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import resource
 import statistics
 import time
@@ -24,6 +26,7 @@ __all__ = [
     "Waits",
     "calibrate",
     "compare",
+    "median_interval",
     "round_order",
     "run_rounds",
     "spread_lines",
@@ -37,6 +40,11 @@ OpRunner = Callable[[int], int]
 @dataclass(frozen=True)
 class Settings:
     rounds: int = 31
+    #: Rounds for the full requests, the rows with a target. A request's per-round ratios
+    #: spread over ±5 % on a shared VM (interquartile range), so the median of 31 moved by
+    #: ±0.02-0.03 from run to run: more than the margin most verdicts have. The median's
+    #: error shrinks with the square root of the rounds; 91 cut its interval to ~0.6 of 31's.
+    request_rounds: int = 91
     #: Aim for rounds of about this long per series (``n`` is calibrated on the floor).
     round_seconds: float = 0.05
     min_ops: int = 5
@@ -55,6 +63,9 @@ class Comparison:
     high: float  # third quartile
     rounds: int
     ops: int
+    #: The 95 % confidence interval of ``ratio`` (see :func:`median_interval`).
+    ci_low: float
+    ci_high: float
 
 
 def timed(operation: Callable[[], object]) -> OpRunner:
@@ -126,12 +137,31 @@ def round_order(names: list[str], index: int) -> list[str]:
     return order[::-1] if index % 2 else order
 
 
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A confidence interval of the median of ``values`` that assumes no distribution: the
+    order statistics ``j`` and ``n + 1 - j`` with ``j`` the deepest rank such that fewer
+    than ``j`` of ``n`` fair coin flips come up heads with probability at most
+    ``(1 - confidence) / 2``. With too few values for that (under 6 at 95 %), the range."""
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = (1 - confidence) / 2
+    depth, below = 0, 0.0  # below: P(Binomial(n, 1/2) < depth + 1)
+    while depth < n // 2:
+        below += math.comb(n, depth) / 2**n
+        if below > tail:
+            break
+        depth += 1
+    depth = max(depth, 1)
+    return ordered[depth - 1], ordered[n - depth]
+
+
 def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comparison:
     ratios = [x / y for x, y in zip(per_op[a], per_op[b], strict=True)]
     if len(ratios) >= 2:
         low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
     else:
         low = high = ratios[0]
+    ci_low, ci_high = median_interval(ratios)
     return Comparison(
         a_us=statistics.median(per_op[a]) / 1000,
         b_us=statistics.median(per_op[b]) / 1000,
@@ -140,6 +170,8 @@ def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comp
         high=high,
         rounds=len(ratios),
         ops=ops,
+        ci_low=ci_low,
+        ci_high=ci_high,
     )
 
 

@@ -1,8 +1,11 @@
-"""The round order: every series in every position, behind both of its neighbours; and the
-count of the times a series slept; the spread lines of a set of timings."""
+"""The round order: every series in every position, behind both of its neighbours; the
+count of the times a series slept; the spread lines of a set of timings; the confidence
+interval of a median and the verdict that shows it."""
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -10,7 +13,17 @@ from itertools import pairwise
 
 import pytest
 
-from benchmarks.timing import Waits, round_order, run_rounds, spread_lines, timed
+from benchmarks.report import Row
+from benchmarks.timing import (
+    Comparison,
+    Waits,
+    compare,
+    median_interval,
+    round_order,
+    run_rounds,
+    spread_lines,
+    timed,
+)
 
 
 @pytest.mark.parametrize("count", [2, 3, 4])
@@ -70,3 +83,64 @@ def test_spread_lines_give_each_entrys_percentiles_and_its_median_over_the_base(
         "set     p10    2.0  p50    5.5  p90   10.0 µs  (p50  +0.0 µs on SET)",
         "script  p10    4.0  p50    7.5  p90   12.0 µs  (p50  +2.0 µs on SET)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("count", "ranks"),
+    # The textbook ranks of the 95 % interval of a median (binomial, p = 1/2); with 5
+    # values or fewer no pair of ranks covers 95 %, and the interval is the whole range.
+    [(5, (1, 5)), (6, (1, 6)), (10, (2, 9)), (31, (10, 22)), (91, (36, 56)), (121, (50, 72))],
+)
+def test_the_median_interval_is_the_pair_of_ranks_that_covers_95_percent(
+    count: int, ranks: tuple[int, int]
+) -> None:
+    values = [float(rank) for rank in range(count, 0, -1)]  # any order: it sorts them
+    assert median_interval(values) == (float(ranks[0]), float(ranks[1]))
+    if count >= 6:
+        low = ranks[0] - 1  # outside if at most this many values fall below the median
+        tail = sum(math.comb(count, i) for i in range(low + 1)) / 2**count
+        assert tail <= 0.025 < tail + math.comb(count, low + 1) / 2**count
+
+
+def test_the_interval_covers_the_true_median_about_95_percent_of_the_time() -> None:
+    generator = random.Random(8)
+    trials, covered = 2_000, 0
+    for _ in range(trials):
+        # Skewed like the per-round ratios (a slow round is slower by more than a fast one
+        # is faster); the median of this distribution is exactly 1.
+        values = [math.exp(generator.gauss(0, 0.05)) for _ in range(31)]
+        low, high = median_interval(values)
+        covered += low <= 1 <= high
+    assert 0.93 <= covered / trials <= 0.99
+
+
+def test_compare_gives_the_interval_of_the_per_round_ratios() -> None:
+    ours = [110.0, 100.0, 130.0, 105.0, 120.0, 101.0, 140.0, 102.0, 111.0, 125.0]
+    floor = [100.0] * 10
+    comparison = compare({"ours": ours, "floor": floor}, "ours", "floor", ops=1)
+    assert comparison.ratio == pytest.approx(1.105)
+    assert (comparison.ci_low, comparison.ci_high) == (1.01, 1.30)  # ranks 2 and 9 of 10
+
+
+def _request_row(ratio: float, ci_low: float, ci_high: float) -> Row:
+    comparison = Comparison(
+        a_us=ratio * 100, b_us=100, ratio=ratio, low=ratio, high=ratio, rounds=91, ops=10,
+        ci_low=ci_low, ci_high=ci_high,
+    )  # fmt: skip
+    return Row("redis", "Starlette request, write", comparison, limit=1.10)
+
+
+def test_a_verdict_shows_its_interval_and_whether_the_limit_is_inside_it() -> None:
+    clear = _request_row(1.04, 1.03, 1.06).verdict()
+    assert clear is not None and clear.passed
+    assert clear.text.endswith("1.040x the floor (95% CI 1.030-1.060; target <= 1.10x)")
+
+    close = _request_row(1.09, 1.07, 1.12).verdict()
+    assert close is not None and close.passed
+    assert close.text.endswith(
+        "(95% CI 1.070-1.120; target <= 1.10x); the limit is inside the interval"
+    )
+
+    failed = _request_row(1.12, 1.101, 1.14).verdict()
+    assert failed is not None and not failed.passed
+    assert "inside" not in failed.text
