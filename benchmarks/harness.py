@@ -390,11 +390,12 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         timing = Settings()
         defaults = {"small": 1_000, "big": 1_000_000, "gc": 1_000_000, "count": 40, "memory": 2_000}
         defaults |= {"couchbase_small": 100, "couchbase_big": 10_000}
-    for option, rounds in (("--rounds", args.rounds), ("--request-rounds", args.request_rounds)):
-        if rounds is not None and rounds < 1:
-            parser.error(f"{option} must be at least 1, not {rounds}")
-    rounds = {"rounds": args.rounds, "request_rounds": args.request_rounds or args.rounds}
-    timing = Settings(**{**asdict(timing), **{k: v for k, v in rounds.items() if v is not None}})
+    for option, count in (("--rounds", args.rounds), ("--request-rounds", args.request_rounds)):
+        if count is not None and count < 1:
+            parser.error(f"{option} must be at least 1, not {count}")
+    # --rounds alone sets every row's rounds; --request-rounds then overrides the requests'.
+    given = {"rounds": args.rounds, "request_rounds": args.request_rounds or args.rounds}
+    timing = Settings(**{**asdict(timing), **{k: v for k, v in given.items() if v is not None}})
     if args.round_ms is not None:
         timing = Settings(**{**asdict(timing), "round_seconds": args.round_ms / 1000})
     plan = Plan(
