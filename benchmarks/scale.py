@@ -614,7 +614,7 @@ def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
             remaining = int(
                 connection.execute(text(f"SELECT count(*) FROM {GC_TABLE}")).scalar_one()
             )
-        batch_size = manager.gc_batch_size
+        batch_size = manager.config.gc_batch_size
     finally:
         manager.close()
     durations = [b - a for a, b in itertools.pairwise(stamps)]

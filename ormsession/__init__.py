@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ormsession.configure import configure, configure_async, load_settings
+from ormsession.config import Config
+from ormsession.configure import configure, configure_async
 from ormsession.cookies import CookieOptions
 from ormsession.errors import (
     ConfigurationError,
@@ -29,15 +30,15 @@ from ormsession.errors import (
 )
 from ormsession.expiry import ExpiryPolicy
 from ormsession.manager import SessionManager
-from ormsession.options import ManagerOptions
 from ormsession.repositories.base import (
     AsyncSessionRepository,
     SessionRepository,
     StoredSession,
 )
+from ormsession.repositories.registry import register_store
 from ormsession.serializers import JSONSerializer, MsgpackSerializer, Serializer, Tag
 from ormsession.session import RequestSession
-from ormsession.settings import OrmsessionSettings
+from ormsession.settings import OrmsessionSettings, load_config
 
 if TYPE_CHECKING:
     from ormsession.async_manager import AsyncSessionManager
@@ -47,13 +48,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncSessionManager",
     "AsyncSessionRepository",
+    "Config",
     "ConfigurationError",
     "ConflictError",
     "CookieOptions",
     "CorruptSessionDataError",
     "ExpiryPolicy",
     "JSONSerializer",
-    "ManagerOptions",
     "MissingDriverError",
     "MsgpackSerializer",
     "OrmsessionError",
@@ -71,7 +72,8 @@ __all__ = [
     "Tag",
     "configure",
     "configure_async",
-    "load_settings",
+    "load_config",
+    "register_store",
 ]
 
 

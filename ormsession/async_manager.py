@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-from ormsession._manager_base import ManagerBase
-from ormsession.errors import StoreError
-from ormsession.policy import CompareAndSet, Flow
+from ormsession.config import Config
+from ormsession.expiry import utcnow
+from ormsession.flows import arun
+from ormsession.manager import ManagerBase
+from ormsession.policy import StoreCall
 from ormsession.repositories.base import AsyncSessionRepository
 from ormsession.session import RequestSession
 
 __all__ = ["AsyncSessionManager"]
-
-T = TypeVar("T")
 
 
 class AsyncSessionManager(ManagerBase):
@@ -27,27 +28,19 @@ class AsyncSessionManager(ManagerBase):
     def __init__(
         self,
         repository: AsyncSessionRepository,
+        config: Config | None = None,
         *,
+        clock: Callable[[], datetime] = utcnow,
+        session_class: type[RequestSession] = RequestSession,
         owns_repository: bool = True,
-        **options: Any,
     ) -> None:
-        super().__init__(**options)
+        super().__init__(config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
 
     async def open(self, session_id: str | None = None) -> RequestSession:
         """The session ``session_id`` names (the cookie's value), or a new one."""
-        policy = self.policy
-        now = policy.now_us()
-        key = policy.key_to_read(session_id)
-        if key is None:
-            return policy.fresh(session_id, now)
-        assert session_id is not None
-        try:
-            record = await self.repository.read(key, now)
-        except StoreError as exc:
-            return policy.unreadable(exc, session_id, now)
-        return policy.opened(session_id, key, record, now)
+        return await arun(self.policy.open(session_id), self._perform)
 
     async def open_from_cookie_header(self, header: str | None) -> RequestSession:
         """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
@@ -55,26 +48,19 @@ class AsyncSessionManager(ManagerBase):
 
     async def save(self, session: RequestSession, *, https: bool = False) -> str | None:
         """Persist the request's changes; return a ``Set-Cookie`` value or None."""
-        policy = self.policy
-        answer = policy.save(session, https=https)
-        if isinstance(answer, CompareAndSet):
-            # Most writes: one compare-and-set, made without driving a flow.
-            answer = policy.written(answer, await self.repository.update(*answer.args))
-        if answer is None or isinstance(answer, str):
-            return answer
-        return await self._run(answer)  # a conflict, a create, a touch: the store first
+        return await arun(self.policy.save(session, https=https), self._perform)
 
     async def regenerate(self, session: RequestSession) -> None:
         """New id, same data, old id gone (call on login)."""
-        await self._run(self.policy.regenerate(session))
+        await arun(self.policy.regenerate(session), self._perform)
 
     async def destroy(self, session: RequestSession) -> None:
         """Delete the session from the store now (call on logout)."""
-        await self._run(self.policy.destroy(session))
+        await arun(self.policy.destroy(session), self._perform)
 
     async def count(self) -> int:
         """How many live (unexpired) sessions the store holds."""
-        return await self._run(self.policy.count())
+        return await arun(self.policy.count(), self._perform)
 
     async def gc(
         self,
@@ -85,7 +71,19 @@ class AsyncSessionManager(ManagerBase):
     ) -> int:
         """Delete expired sessions in batches; return how many (0 on TTL stores).
         The arguments are :meth:`SessionManager.gc`'s."""
-        return await self._run(self._gc(batch_size, batch_seconds, progress))
+        flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
+        return await arun(flow, self._perform)
+
+    def with_session_class(self, session_class: type[RequestSession]) -> AsyncSessionManager:
+        """A manager on the same repository and configuration whose sessions are
+        ``session_class`` (it never closes the repository: this one does)."""
+        return AsyncSessionManager(
+            self.repository,
+            self.config,
+            clock=self.policy.clock,
+            session_class=session_class,
+            owns_repository=False,
+        )
 
     async def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""
@@ -103,17 +101,5 @@ class AsyncSessionManager(ManagerBase):
     ) -> None:
         await self.close()
 
-    async def _run(self, flow: Flow[T]) -> T:
-        """Answer a policy flow's store calls by awaiting this repository."""
-        repository = self.repository
-        try:
-            call = next(flow)
-            while True:
-                try:
-                    result = await getattr(repository, call.method)(*call.args)
-                except Exception as exc:
-                    call = flow.throw(exc)
-                else:
-                    call = flow.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    def _perform(self, call: StoreCall) -> Any:
+        return getattr(self.repository, call.method)(*call.args)

@@ -1,4 +1,4 @@
-"""Coming from beego: its ManagerConfig and provider strings, read as ormsession settings.
+"""Coming from beego: its ManagerConfig and provider strings, read as an ormsession configuration.
 
     import ormsession.beego
     manager = ormsession.beego.configure("mysql", {
@@ -21,13 +21,13 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from ormsession.config import Config
 from ormsession.errors import ConfigurationError
 from ormsession.manager import SessionManager
-from ormsession.settings import OrmsessionSettings
 
-__all__ = ["configure", "parse_mysql_dsn", "parse_postgresql_conninfo", "settings_from_beego"]
+__all__ = ["config_from_beego", "configure", "parse_mysql_dsn", "parse_postgresql_conninfo"]
 
-#: What a provider parser returns: the store URL and extra settings.
+#: What a provider parser returns: the store URL and extra options.
 ParsedProvider = tuple[str, dict[str, Any]]
 
 # Go's net/http SameSite values: 1 default, 2 Lax, 3 Strict, 4 None.
@@ -141,10 +141,8 @@ def _parser(provider: str) -> Callable[[str], ParsedProvider]:
     return entry
 
 
-def settings_from_beego(
-    provider: str, config: str | Mapping[str, Any], **overrides: Any
-) -> OrmsessionSettings:
-    """ormsession settings equivalent to beego's ``NewManager(provider, config)``.
+def config_from_beego(provider: str, config: str | Mapping[str, Any], **overrides: Any) -> Config:
+    """The ormsession configuration equivalent to beego's ``NewManager(provider, config)``.
 
     ``config`` is beego's ManagerConfig as JSON text or a mapping with its JSON keys.
     The caller's mapping is never modified (beego mutated it).
@@ -184,13 +182,13 @@ def settings_from_beego(
         if samesite is None:
             raise ConfigurationError("cookieSameSite must be 0-4 (Go's http.SameSite)")
         options["cookie_samesite"] = samesite
-    from ormsession.configure import load_settings
+    from ormsession.settings import load_config
 
-    return load_settings(**(options | overrides))
+    return load_config(**(options | overrides))
 
 
 def configure(provider: str, config: str | Mapping[str, Any], **overrides: Any) -> SessionManager:
     """A :class:`SessionManager` from a beego provider name and ManagerConfig."""
     from ormsession.configure import configure as configure_manager
 
-    return configure_manager(settings=settings_from_beego(provider, config, **overrides))
+    return configure_manager(config=config_from_beego(provider, config, **overrides))

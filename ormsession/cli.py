@@ -73,21 +73,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(arguments: argparse.Namespace) -> int:
-    from ormsession.configure import load_settings
+    from ormsession.settings import load_config
 
     overrides = {"url": arguments.url} if arguments.url else {}
-    settings = load_settings(**overrides)
+    config = load_config(**overrides)
     if arguments.command == "db":
-        return _db(arguments, settings.url, settings.table_name)
+        return _db(arguments, config.url, config.table_name)
     if arguments.command == "demo":
         from ormsession.demo import serve
 
-        return serve(settings, host=arguments.host, port=arguments.port)
+        return serve(config, host=arguments.host, port=arguments.port)
     from ormsession.configure import configure
 
     # Maintenance must not migrate behind the operator's back, nor refuse to count an
     # old schema: the schema is `db upgrade`'s business.
-    with configure(settings=settings, auto_migrate=False, schema_check=False) as manager:
+    with configure(config=config, auto_migrate=False, schema_check=False) as manager:
         if arguments.command == "count":
             print(manager.count())
             return 0

@@ -20,9 +20,10 @@ _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CookieOptions:
-    """How the session cookie is written.
+    """How the session cookie is written (built by :class:`~ormsession.Config` from its
+    ``cookie_*`` options, which give the defaults).
 
     ``secure=None`` means "Secure when the request came over https" (the integrations tell
     the manager; behind a TLS-terminating proxy they can trust ``X-Forwarded-Proto``).
@@ -31,14 +32,14 @@ class CookieOptions:
     which browsers accept only with Secure, ``Path=/`` and no Domain, so those are enforced.
     """
 
-    name: str = "session"
-    path: str = "/"
-    domain: str | None = None
-    secure: bool | None = None
-    httponly: bool = True
-    samesite: SameSite | None = "lax"
-    max_age: timedelta | None = None
-    host_prefix: bool = False
+    name: str
+    path: str
+    domain: str | None
+    secure: bool | None
+    httponly: bool
+    samesite: SameSite | None
+    max_age: timedelta | None
+    host_prefix: bool
     #: The name on the wire, with the ``__Host-`` prefix when enabled (worked out once:
     #: every request looks it up).
     cookie_name: str = field(init=False, repr=False, compare=False)

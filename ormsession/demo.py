@@ -3,7 +3,7 @@
 Sign in with just a name, sign out, bump a counter, fill a cart, and watch the session id
 (a short hash of it, never the id itself) rotate on sign-in while the data stays. It runs
 on the standard library's WSGI server through :mod:`ormsession.integrations.wsgi`, so it
-needs no web framework; the store is whatever the settings' URL names (SQLite by default).
+needs no web framework; the store is whatever the configuration's URL names (SQLite by default).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from ormsession.urls import redact_url
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+    from ormsession.config import Config
     from ormsession.session import RequestSession
-    from ormsession.settings import OrmsessionSettings
 
 __all__ = ["CATALOGUE", "demo_app", "fingerprint", "make_app", "serve"]
 
@@ -211,18 +211,18 @@ hash, and this page never shows the id itself)</span></p>
 </main></body></html>"""
 
 
-def make_app(settings: OrmsessionSettings) -> SessionMiddleware:
-    """The demo app wrapped in the session middleware, on the store ``settings`` name."""
-    return SessionMiddleware(demo_app, settings=settings)
+def make_app(config: Config) -> SessionMiddleware:
+    """The demo app wrapped in the session middleware, on the store ``config`` names."""
+    return SessionMiddleware(demo_app, config=config)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a browser's idle keep-alive must not hold up shutdown
 
 
-def serve(settings: OrmsessionSettings, *, host: str = "127.0.0.1", port: int = 8000) -> int:
+def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000) -> int:
     """Run the demo until Ctrl+C (or SIGTERM); return the process exit code."""
-    app = make_app(settings)
+    app = make_app(config)
     try:
         server = make_server(
             host, port, app, server_class=_ThreadingServer, handler_class=WSGIRequestHandler
@@ -233,7 +233,7 @@ def serve(settings: OrmsessionSettings, *, host: str = "127.0.0.1", port: int = 
         return 1
     print(
         f"ormsession demo: serving on http://{host}:{server.server_port}/ "
-        f"(store: {redact_url(settings.url)}; Ctrl+C to stop)",
+        f"(store: {redact_url(config.url)}; Ctrl+C to stop)",
         flush=True,
     )
     # Signal handlers can only be set from the main thread (the CLI's case).

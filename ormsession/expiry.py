@@ -58,9 +58,10 @@ def _us(span: timedelta) -> int:
     return span // _MICROSECOND
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExpiryPolicy:
-    """When sessions end, and how often their expiry is pushed back.
+    """When sessions end, and how often their expiry is pushed back (built by
+    :class:`~ormsession.Config` from the options of the same names, which give the defaults).
 
     - ``idle_timeout``: a session unused this long is gone (sliding; beego's maxLifetime).
     - ``absolute_timeout``: a session older than this is gone however active it is
@@ -72,9 +73,9 @@ class ExpiryPolicy:
     The methods take and return µs (see the module docstring).
     """
 
-    idle_timeout: timedelta = timedelta(days=1)
-    absolute_timeout: timedelta | None = timedelta(days=30)
-    refresh_ratio: float = 0.1
+    idle_timeout: timedelta
+    absolute_timeout: timedelta | None
+    refresh_ratio: float
     # The timeouts in µs and the touch thresholds, worked out once.
     _idle_us: int = field(init=False, repr=False, compare=False)
     _absolute_us: int | None = field(init=False, repr=False, compare=False)

@@ -1,49 +1,78 @@
-"""The synchronous session manager: policy from :mod:`ormsession.policy`, I/O on a repository."""
+"""The synchronous session manager: the policy's flows, answered by one repository."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-from ormsession._manager_base import ManagerBase
-from ormsession.errors import StoreError
-from ormsession.policy import CompareAndSet, Flow
+from ormsession.config import Config
+from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.expiry import ExpiryPolicy, utcnow
+from ormsession.flows import run
+from ormsession.policy import SessionPolicy, StoreCall
 from ormsession.repositories.base import SessionRepository
 from ormsession.session import RequestSession
 
-__all__ = ["SessionManager"]
+__all__ = ["ManagerBase", "SessionManager"]
 
-T = TypeVar("T")
+
+class ManagerBase:
+    """What the sync and async managers share: the configuration and the policy."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        session_class: type[RequestSession] = RequestSession,
+    ) -> None:
+        self.config = config if config is not None else Config()
+        self.policy = SessionPolicy(self.config, clock=clock, session_class=session_class)
+
+    @property
+    def cookie(self) -> CookieOptions:
+        return self.policy.cookie
+
+    @property
+    def expiry(self) -> ExpiryPolicy:
+        return self.policy.expiry
+
+    @property
+    def session_class(self) -> type[RequestSession]:
+        return self.policy.session_class
+
+    def session_id_from_cookie_header(self, header: str | None) -> str | None:
+        """The session id in a raw ``Cookie`` request header, if the cookie is there."""
+        return parse_cookie_header(header).get(self.cookie.cookie_name)
 
 
 class SessionManager(ManagerBase):
     """Loads and saves sessions on one synchronous repository.
 
     Usually built by :func:`ormsession.configure`; construct it directly to pass a
-    repository and typed options yourself. Thread-safe if its repository is.
+    repository and a :class:`~ormsession.Config` yourself. Thread-safe if its repository
+    is. ``clock`` (aware UTC datetimes) is for tests; ``session_class`` (a
+    :class:`RequestSession` subclass) is what :meth:`open` returns.
     """
 
     def __init__(
-        self, repository: SessionRepository, *, owns_repository: bool = True, **options: Any
+        self,
+        repository: SessionRepository,
+        config: Config | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        session_class: type[RequestSession] = RequestSession,
+        owns_repository: bool = True,
     ) -> None:
-        super().__init__(**options)
+        super().__init__(config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
 
     def open(self, session_id: str | None = None) -> RequestSession:
         """The session ``session_id`` names (the cookie's value), or a new one."""
-        policy = self.policy
-        now = policy.now_us()
-        key = policy.key_to_read(session_id)
-        if key is None:
-            return policy.fresh(session_id, now)
-        assert session_id is not None
-        try:
-            record = self.repository.read(key, now)
-        except StoreError as exc:
-            return policy.unreadable(exc, session_id, now)
-        return policy.opened(session_id, key, record, now)
+        return run(self.policy.open(session_id), self._perform)
 
     def open_from_cookie_header(self, header: str | None) -> RequestSession:
         """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
@@ -52,26 +81,19 @@ class SessionManager(ManagerBase):
     def save(self, session: RequestSession, *, https: bool = False) -> str | None:
         """Persist the request's changes; return a ``Set-Cookie`` value, or None if the
         response needs none. ``https``: whether the request came over TLS (for Secure)."""
-        policy = self.policy
-        answer = policy.save(session, https=https)
-        if isinstance(answer, CompareAndSet):
-            # Most writes: one compare-and-set, made without driving a flow.
-            answer = policy.written(answer, self.repository.update(*answer.args))
-        if answer is None or isinstance(answer, str):
-            return answer
-        return self._run(answer)  # a conflict, a create, a touch: the store first
+        return run(self.policy.save(session, https=https), self._perform)
 
     def regenerate(self, session: RequestSession) -> None:
         """New id, same data, old id gone (call on login, against session fixation)."""
-        self._run(self.policy.regenerate(session))
+        run(self.policy.regenerate(session), self._perform)
 
     def destroy(self, session: RequestSession) -> None:
         """Delete the session from the store now (call on logout)."""
-        self._run(self.policy.destroy(session))
+        run(self.policy.destroy(session), self._perform)
 
     def count(self) -> int:
         """How many live (unexpired) sessions the store holds."""
-        return self._run(self.policy.count())
+        return run(self.policy.count(), self._perform)
 
     def gc(
         self,
@@ -87,7 +109,19 @@ class SessionManager(ManagerBase):
         ``batch_seconds`` (default ``gc_batch_seconds``) makes the next ones smaller.
         ``progress`` is called with the running total after each batch.
         """
-        return self._run(self._gc(batch_size, batch_seconds, progress))
+        flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
+        return run(flow, self._perform)
+
+    def with_session_class(self, session_class: type[RequestSession]) -> SessionManager:
+        """A manager on the same repository and configuration whose sessions are
+        ``session_class`` (it never closes the repository: this one does)."""
+        return SessionManager(
+            self.repository,
+            self.config,
+            clock=self.policy.clock,
+            session_class=session_class,
+            owns_repository=False,
+        )
 
     def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""
@@ -105,17 +139,5 @@ class SessionManager(ManagerBase):
     ) -> None:
         self.close()
 
-    def _run(self, flow: Flow[T]) -> T:
-        """Answer a policy flow's store calls with this repository."""
-        repository = self.repository
-        try:
-            call = next(flow)
-            while True:
-                try:
-                    result = getattr(repository, call.method)(*call.args)
-                except Exception as exc:
-                    call = flow.throw(exc)
-                else:
-                    call = flow.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    def _perform(self, call: StoreCall) -> Any:
+        return getattr(self.repository, call.method)(*call.args)

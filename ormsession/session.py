@@ -1,24 +1,28 @@
-"""The request-facing session: a mutable mapping that remembers what a request did to it.
+"""The request-facing session: a ``dict`` that remembers what a request did to it.
 
 Named ``RequestSession`` so it is never confused with the SQL model ``Session`` (a row).
-It does no I/O: the manager loads it, and decides from its flags what ``save`` must write.
+It is a real ``dict`` subclass, so it is exactly what Flask's and Starlette's users already
+hold (JSON-serializable, ``|=``, ``copy()``, ``popitem()``), and it does no I/O: the manager
+loads it, and its policy decides from the session's state what ``save`` must write. That
+state changes only through the methods under "state", which the policy calls.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, NamedTuple
 
 from ormsession.expiry import from_us
 from ormsession.ids import storage_key
 
-__all__ = ["RequestSession"]
+__all__ = ["RequestSession", "Stored"]
 
-# Values of these types cannot be changed in place, so handing them out cannot modify the
-# session behind the mapping's back. Anything else (list, dict, set, objects) might be.
+# Values of these types cannot be changed in place, so a session holding only them cannot
+# have changed unless something was assigned. Anything else (list, dict, set, objects)
+# might have, which the policy finds out by comparing serialized bytes at save time.
 _IMMUTABLE = frozenset(
     {
         str,
@@ -38,107 +42,67 @@ _IMMUTABLE = frozenset(
 )
 
 
-class RequestSession(MutableMapping[str, Any]):
+class Stored(NamedTuple):
+    """What the store holds of a session, as this request last read or wrote it."""
+
+    #: The serialized data, byte for byte.
+    data: bytes
+    #: The compare-and-set version.
+    version: int
+    #: When the stored session expires unless used again (µs since the Unix epoch, UTC).
+    expires_us: int
+
+
+class RequestSession(dict[str, Any]):
     """One request's view of a session.
 
-    Use it like a dict. ``modified`` becomes true on any assignment or deletion; a value
-    changed in place (``session["cart"].append(x)``) is detected at save time by comparing
-    the serialized data with what was loaded, so ``mark_modified()`` is rarely needed.
+    Use it like a dict. ``modified`` becomes true on any change made through the dict's
+    methods; a value changed in place (``session["cart"].append(x)``) is found at save time
+    by comparing the serialized data with what was loaded, so ``mark_modified()`` is rarely
+    needed. ``accessed`` becomes true when the request reads or changes the session (the
+    integrations then add ``Vary: Cookie``).
     """
 
     __slots__ = (
         "_accessed",
         "_client_sent_id",
         "_created_us",
-        "_data",
         "_destroyed",
-        "_dirty",
-        "_expires_us",
-        "_exposed",
         "_id",
-        "_id_changed",
         "_key",
-        "_original",
-        "_snapshots",
+        "_modified",
+        "_needs_cookie",
+        "_stored",
         "_unavailable",
-        "_version",
     )
 
     def __init__(
         self,
         session_id: str,
-        data: dict[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
         *,
         created_us: int,
+        stored: Stored | None = None,
         client_sent_id: bool = False,
-        key: str | None = None,
+        unavailable: bool = False,
     ) -> None:
-        self._data: dict[str, Any] = data if data is not None else {}
-        self._client_sent_id = client_sent_id
-        self._destroyed = False
-        self._unavailable = False
-        self._start(session_id, created_us, key)
-
-    @classmethod
-    def _stored(
-        cls,
-        session_id: str,
-        key: str,
-        data: dict[str, Any],
-        original: bytes,
-        version: int,
-        created_us: int,
-        expires_us: int,
-    ) -> Self:
-        """A session as it was just read from the store, under the id the client sent.
-
-        The same state ``__init__`` + :meth:`_loaded` give, set in one go: this is on every
-        request's path. A subclass with its own ``__init__`` still gets it called.
-        """
-        if cls.__init__ is not RequestSession.__init__:
-            session = cls(session_id, data, created_us=created_us, client_sent_id=True, key=key)
-            session._loaded(original, version, expires_us)
-            session._id_changed = False
-            return session
-        session = cls.__new__(cls)
-        session._id = session_id
-        session._key = key
-        session._data = data
-        session._original = original
-        session._version = version
-        session._created_us = created_us
-        session._expires_us = expires_us
-        session._client_sent_id = True
-        session._destroyed = session._unavailable = session._dirty = False
-        session._exposed = session._accessed = session._id_changed = False
-        session._snapshots = None
-        return session
-
-    def _start(self, session_id: str, created_us: int, key: str | None = None) -> None:
-        """Become a brand-new, unsaved session under ``session_id`` (keeps the data).
-
-        ``key``: its storage key, when the caller has already hashed the id.
-        """
+        """A session under ``session_id`` holding ``data``: as the store holds it
+        (``stored``), or new. ``client_sent_id``: the request carried an id (so a destroyed
+        session deletes the client's cookie). ``unavailable``: the store could not be read;
+        such a session is never saved."""
+        super().__init__(data or {})
         self._id = session_id
-        self._key = key or storage_key(session_id)
-        self._original: bytes | None = None
-        self._version = 0
+        self._key = storage_key(session_id)
         self._created_us = created_us
-        self._expires_us: int | None = None
-        self._dirty = bool(self._data)
-        self._exposed = False
-        self._snapshots: dict[str, Any] | None = None
+        self._stored = stored
+        # A new session holding data must be written; a stored one is as loaded.
+        self._modified = stored is None and bool(data)
         self._accessed = False
-        self._id_changed = True
-
-    def _loaded(self, original: bytes, version: int, expires_us: int) -> None:
-        """Record that this session's data came from (or was just written to) the store."""
-        self._original = original
-        self._version = version
-        self._expires_us = expires_us
-        self._dirty = False
-        self._exposed = False
-        self._snapshots = None
+        self._destroyed = False
+        self._unavailable = unavailable
+        self._client_sent_id = client_sent_id
+        # The client holds no cookie for a new session's id yet.
+        self._needs_cookie = stored is None
 
     # -- what a request can ask -------------------------------------------------------
     @property
@@ -149,28 +113,33 @@ class RequestSession(MutableMapping[str, Any]):
     @property
     def is_new(self) -> bool:
         """True until the session has been stored."""
-        return self._original is None
+        return self._stored is None
 
     @property
     def modified(self) -> bool:
-        """True after an assignment, deletion or :meth:`mark_modified` in this request.
+        """True after a change in this request (or :meth:`mark_modified`).
 
         Settable, as in Flask: ``session.modified = True`` forces the next save to write.
         """
-        return self._dirty
+        return self._modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        self._dirty = bool(value)
+        self._modified = bool(value)
 
     @property
     def accessed(self) -> bool:
-        """True once any value was read or written in this request."""
+        """True once a value was read or changed in this request (settable, as in Flask)."""
         return self._accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        self._accessed = bool(value)
 
     @property
     def destroyed(self) -> bool:
-        """True after ``manager.destroy(session)`` in this request."""
+        """True after ``manager.destroy(session)`` in this request, or when another request
+        destroyed it while this one was running."""
         return self._destroyed
 
     @property
@@ -181,103 +150,169 @@ class RequestSession(MutableMapping[str, Any]):
     @property
     def expires_at(self) -> dt.datetime | None:
         """When the stored session ends if unused (aware UTC; None while it is new)."""
-        expires_us = self._expires_us
-        return None if expires_us is None else from_us(expires_us)
+        return None if self._stored is None else from_us(self._stored.expires_us)
 
     def mark_modified(self) -> None:
         """Force the next save to write, e.g. after changing an object in place."""
-        self._dirty = True
+        self._modified = True
 
-    # -- the mapping ------------------------------------------------------------------
+    # -- reads: mark the session accessed ---------------------------------------------
     def __getitem__(self, key: str) -> Any:
         self._accessed = True
-        value = self._data[key]
-        if type(value) not in _IMMUTABLE:
-            self._watch(key, value)
-        return value
+        return super().__getitem__(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        # Spelled out (not Mapping's get over __getitem__): it is on every request's path.
         self._accessed = True
-        try:
-            value = self._data[key]
-        except KeyError:
-            return default
-        if type(value) not in _IMMUTABLE:
-            self._watch(key, value)
-        return value
-
-    def _watch(self, key: str, value: Any) -> None:
-        """A mutable value leaves the mapping: keep what it takes to see an in-place change.
-
-        A flat list or dict (of immutable items, the usual cart or flags) gets a shallow
-        copy, compared at save for the price of an equality test. Anything deeper makes the
-        save compare the whole session's serialized form instead.
-        """
-        if self._exposed:
-            return
-        snapshots = self._snapshots
-        if snapshots is None:
-            snapshots = self._snapshots = {}
-        elif key in snapshots:
-            return
-        items = value.values() if type(value) is dict else value if type(value) is list else None
-        # issuperset(map(...)) walks the items in C: this runs on most requests.
-        if items is None or not _IMMUTABLE.issuperset(map(type, items)):
-            self._exposed = True
-            return
-        snapshots[key] = value.copy()
-
-    def _changed_in_place(self) -> bool:
-        """Whether a watched flat value differs from its snapshot (see :meth:`_watch`)."""
-        snapshots = self._snapshots
-        if not snapshots:
-            return False
-        # A watched value is still the very object that was copied (putting another under
-        # its key marks the session dirty, and then this is not asked), so equality with
-        # the copy is the whole question. (A loop, not any() over a generator, which costs a
-        # frame more: sessions watch one or two values.)
-        data = self._data
-        for key, copy in snapshots.items():  # noqa: SIM110
-            if data.get(key) != copy:
-                return True
-        return False
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._accessed = True
-        self._dirty = True
-        self._data[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        self._accessed = True
-        del self._data[key]
-        self._dirty = True
-
-    def __iter__(self) -> Iterator[str]:
-        self._accessed = True
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        self._accessed = True
-        return len(self._data)
+        return super().get(key, default)
 
     def __contains__(self, key: object) -> bool:
         self._accessed = True
-        return key in self._data
+        return super().__contains__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._accessed = True
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._accessed = True
+        return super().__len__()
+
+    def keys(self) -> Any:
+        self._accessed = True
+        return super().keys()
+
+    def values(self) -> Any:
+        self._accessed = True
+        return super().values()
+
+    def items(self) -> Any:
+        self._accessed = True
+        return super().items()
+
+    # -- changes: each of these bypasses __setitem__ in CPython, so each is here -------
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._accessed = True
+        if not super().__contains__(key):
+            self._changed()
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any) -> RequestSession:  # type: ignore[override,misc]
+        self._changed()
+        super().update(other)
+        return self
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._accessed = True
+        if super().__contains__(key):
+            self._changed()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        item = super().popitem()
+        self._changed()
+        return item
 
     def clear(self) -> None:
         self._accessed = True
-        if self._data:
-            self._data.clear()
-            self._dirty = True
+        if super().__len__():
+            self._changed()
+            super().clear()
 
-    def to_dict(self) -> dict[str, Any]:
-        """A shallow copy of the data."""
-        self._accessed = True
-        self._exposed = True
-        return dict(self._data)
+    def _changed(self) -> None:
+        self._accessed = self._modified = True
 
     def __repr__(self) -> str:
         # The id is a bearer credential: show only a short prefix of its hash.
         state = "new" if self.is_new else "stored"
-        return f"<RequestSession {self._key[:8]}… {state} keys={sorted(self._data)!r}>"
+        return f"<{type(self).__name__} {self._key[:8]}… {state} keys={sorted(self.contents())!r}>"
+
+    # -- state: read and changed by the manager's policy, not by apps -----------------
+    @property
+    def storage_key(self) -> str:
+        """The key the session is stored under: a SHA-256 of its id (see :mod:`~.ids`)."""
+        return self._key
+
+    @property
+    def stored(self) -> Stored | None:
+        """What the store holds, as last read or written (None: never stored)."""
+        return self._stored
+
+    @property
+    def created_us(self) -> int:
+        """:attr:`created_at` in µs since the Unix epoch."""
+        return self._created_us
+
+    @property
+    def client_sent_id(self) -> bool:
+        """Whether the request came with a session id (even one that proved invalid)."""
+        return self._client_sent_id
+
+    @property
+    def unavailable(self) -> bool:
+        """Whether the store failed the read: such a session is never saved."""
+        return self._unavailable
+
+    @property
+    def needs_cookie(self) -> bool:
+        """Whether the client has no cookie for this id yet (new, or regenerated)."""
+        return self._needs_cookie
+
+    def contents(self) -> dict[str, Any]:
+        """A plain shallow copy of the data, without marking the session accessed."""
+        return dict(dict.items(self))
+
+    def may_have_changed_in_place(self) -> bool:
+        """Whether a value could have been changed in place (it is of a mutable type)."""
+        return not _IMMUTABLE.issuperset(map(type, dict.values(self)))
+
+    def mark_stored(self, stored: Stored, data: Mapping[str, Any] | None = None) -> None:
+        """The store now holds ``stored`` (a read, a write, or equal data found unchanged);
+        ``data``: what was written when it is not what this request holds (a merge)."""
+        if data is not None:
+            super().clear()
+            super().update(data)
+        self._stored = stored
+        self._modified = False
+
+    def touched(self, expires_us: int) -> None:
+        """The store pushed the expiry back to ``expires_us`` (data unchanged)."""
+        assert self._stored is not None
+        self._stored = self._stored._replace(expires_us=expires_us)
+
+    def moved_to(self, session_id: str, expires_us: int) -> None:
+        """The store renamed the session to ``session_id``'s key (a regenerate)."""
+        assert self._stored is not None
+        self._id, self._key = session_id, storage_key(session_id)
+        self._stored = self._stored._replace(expires_us=expires_us)
+        self._needs_cookie = True
+
+    def restart(self, session_id: str, created_us: int) -> None:
+        """Become a new, unsaved session under ``session_id``, keeping the data."""
+        self._id, self._key = session_id, storage_key(session_id)
+        self._created_us = created_us
+        self._stored = None
+        self._modified = super().__len__() > 0
+        self._needs_cookie = True
+
+    def ended(self, session_id: str, created_us: int) -> None:
+        """The stored session is gone (destroyed here or by another request): continue as
+        a new, empty session under ``session_id``."""
+        super().clear()
+        self.restart(session_id, created_us)
+        self._destroyed = True
+
+    def cookie_sent(self) -> None:
+        """A ``Set-Cookie`` for the current id is on its way to the client."""
+        self._needs_cookie = False

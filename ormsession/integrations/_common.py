@@ -14,34 +14,31 @@ to these functions, so the rules live in one place:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
-from ormsession.cookies import cookie_value, parse_cookie_header
+from ormsession.config import Config
+from ormsession.cookies import cookie_value
 from ormsession.errors import ConfigurationError
 from ormsession.session import RequestSession
-from ormsession.settings import OrmsessionSettings
 
 __all__ = [
     "REQUEST_OPTION_NAMES",
     "IdSource",
     "RequestOptions",
     "SessionRequest",
-    "as_session_class",
-    "asgi_cookie_value",
+    "config_for",
     "is_https",
     "late_change",
     "merge_vary",
-    "settings_for",
     "warn_cookie_lost",
 ]
 
 logger = logging.getLogger("ormsession")
 
 IdSource = Literal["cookie", "header", "query"]
-S = TypeVar("S", bound=RequestSession)
 
 #: Settings the integrations use themselves (the manager never sees them).
 REQUEST_OPTION_NAMES = frozenset({"id_header", "id_query_param", "trust_forwarded_proto"})
@@ -62,10 +59,8 @@ class RequestOptions:
     id_header: str | None = None
     id_query_param: str | None = None
     trust_forwarded_proto: bool = False
-    #: The (lowercase) request headers a request's session depends on, worked out once.
+    #: The (lowercase) request headers a request's session depends on.
     wanted_headers: frozenset[bytes] = field(init=False, repr=False, compare=False)
-    #: True when only the cookie can carry the id and only the scheme tells https.
-    cookie_only: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.id_header is not None and (
@@ -80,15 +75,13 @@ class RequestOptions:
         if self.id_header:
             names.add(self.id_header.lower().encode("latin-1"))
         object.__setattr__(self, "wanted_headers", frozenset(names))
-        cookie_only = not (self.id_header or self.id_query_param or self.trust_forwarded_proto)
-        object.__setattr__(self, "cookie_only", cookie_only)
 
     @classmethod
-    def from_settings(cls, settings: OrmsessionSettings) -> RequestOptions:
+    def from_config(cls, config: Config) -> RequestOptions:
         return cls(
-            id_header=settings.id_header or None,
-            id_query_param=settings.id_query_param or None,
-            trust_forwarded_proto=settings.trust_forwarded_proto,
+            id_header=config.id_header or None,
+            id_query_param=config.id_query_param or None,
+            trust_forwarded_proto=config.trust_forwarded_proto,
         )
 
 
@@ -104,17 +97,6 @@ def is_https(scheme: str, forwarded_proto: str | None, *, trust_forwarded: bool)
     if trust_forwarded and forwarded_proto:
         return forwarded_proto.rsplit(",", 1)[-1].strip().lower() in _SECURE_SCHEMES
     return scheme.lower() in _SECURE_SCHEMES
-
-
-def asgi_cookie_value(headers: Iterable[Sequence[bytes]], cookie_name: str) -> str | None:
-    """The session cookie's value in ASGI request headers (None: absent). HTTP/2 may split
-    ``Cookie`` into several headers; then the first one carrying the cookie wins."""
-    for name, value in headers:
-        if name == b"cookie":
-            found = cookie_value(value.decode("latin-1"), cookie_name)
-            if found is not None:
-                return found
-    return None
 
 
 def merge_vary(existing: str | None, names: list[str]) -> str:
@@ -162,12 +144,6 @@ class SessionRequest:
     ) -> SessionRequest:
         given_scheme = environ.get("wsgi.url_scheme")
         scheme = given_scheme if isinstance(given_scheme, str) else "http"
-        if options.cookie_only:
-            # The default set-up, on every request: skip the generic header plumbing (and
-            # is_https, which with no proxy to trust is the scheme test below).
-            cookie = environ.get("HTTP_COOKIE")
-            found = cookie_value(cookie, cookie_name) if isinstance(cookie, str) else None
-            return cls._made(options, found, scheme.lower() in _SECURE_SCHEMES)
 
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -186,12 +162,6 @@ class SessionRequest:
     def from_asgi(
         cls, scope: Mapping[str, Any], options: RequestOptions, cookie_name: str
     ) -> SessionRequest:
-        if options.cookie_only:
-            # The default set-up, on every request: find the cookie and nothing else (and
-            # is_https, with no proxy to trust, is the scheme test below).
-            found = asgi_cookie_value(scope.get("headers") or (), cookie_name)
-            scheme = str(scope.get("scheme") or "http")
-            return cls._made(options, found, scheme.lower() in _SECURE_SCHEMES)
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
         headers: dict[str, str] = {}
@@ -212,21 +182,13 @@ class SessionRequest:
             scheme=str(scope.get("scheme") or "http"),
         )
 
-    @classmethod
-    def _made(cls, options: RequestOptions, session_id: str | None, https: bool) -> SessionRequest:
-        request = cls.__new__(cls)
-        request.options = options
-        request.session_id = session_id or None
-        request.source = "cookie" if session_id else None
-        request.https = https
-        return request
-
     def _find_id(
         self, cookie_name: str, header: Callable[[str], str | None], query_string: str
     ) -> tuple[str | None, IdSource | None]:
         # The first place that carries a value wins, even if that value then proves invalid:
         # falling through to a weaker source would let a header or URL override a cookie.
-        from_cookie = parse_cookie_header(header("cookie")).get(cookie_name)
+        cookies = header("cookie")
+        from_cookie = cookie_value(cookies, cookie_name) if cookies else None
         if from_cookie:
             return from_cookie, "cookie"
         if self.options.id_header:
@@ -246,9 +208,6 @@ class SessionRequest:
         written, or a cookie is being set), as Flask does, so shared caches never serve one
         user's page to another, while responses that ignore the session stay cacheable.
         """
-        if self.only_vary(set_cookie):
-            # Most requests, with the default options: at most a Vary header.
-            return [("Vary", "Cookie")] if self.varies(session, None) else []
         headers: list[tuple[str, str]] = []
         if set_cookie is not None:
             headers.append(("Set-Cookie", set_cookie))
@@ -260,15 +219,10 @@ class SessionRequest:
             headers.append(("Vary", ", ".join(vary)))
         return headers
 
-    def only_vary(self, set_cookie: str | None) -> bool:
-        """Whether :meth:`headers_for` can add nothing but ``Vary: Cookie`` (no cookie to
-        set, no id header): most requests, with the default options."""
-        return set_cookie is None and self.options.id_header is None
-
     def varies(self, session: RequestSession, set_cookie: str | None) -> bool:
         """Whether the response depends on the session: it was read or written, destroyed,
         or a cookie is being set."""
-        return session._accessed or session._destroyed or set_cookie is not None
+        return session.accessed or session.destroyed or set_cookie is not None
 
     def vary_names(self, session: RequestSession, set_cookie: str | None) -> list[str]:
         if not self.varies(session, set_cookie):
@@ -290,27 +244,13 @@ class SessionRequest:
         return None
 
 
-def as_session_class(session: RequestSession, cls: type[S]) -> S:
-    """``session`` as an instance of ``cls`` (a RequestSession subclass), same state.
-
-    For a manager the app built itself without ``session_class`` (the Flask extension needs
-    its ``FlaskSession``); a no-op for managers built with the right class.
-    """
-    if isinstance(session, cls):
-        return session
-    converted = cls.__new__(cls)
-    for slot in RequestSession.__slots__:
-        setattr(converted, slot, getattr(session, slot))
-    return converted
-
-
-def settings_for(
-    settings: OrmsessionSettings | None, options: Mapping[str, object], *, manager_given: bool
-) -> OrmsessionSettings:
-    """The settings an integration runs with (environment, then ``settings``, then
+def config_for(
+    config: Config | None, options: Mapping[str, object], *, manager_given: bool
+) -> Config:
+    """The configuration an integration runs with (``config``, else the environment; then
     ``options``). With a ready manager only the request options make sense here: cookie and
     store options belong to the manager, so passing them too is an error, not ignored."""
-    from ormsession.configure import load_settings
+    from ormsession.settings import load_config
 
     if manager_given:
         misplaced = sorted(set(options) - REQUEST_OPTION_NAMES)
@@ -319,14 +259,13 @@ def settings_for(
                 f"option(s) {', '.join(misplaced)} configure the manager: pass them to "
                 "ormsession.configure() (or configure_async()), not next to manager="
             )
-    return load_settings(settings, **options)
+    return load_config(config, **options)
 
 
 def late_change(session: RequestSession, id_sent: str) -> bool:
     """Whether the app changed the session after its response headers went out (while
     streaming the body), so it must be saved again without a chance to send a cookie."""
-    # The slots themselves, not the properties: this is asked after every response.
-    return session._dirty or session._id != id_sent
+    return session.modified or session.id != id_sent
 
 
 def warn_cookie_lost(session: RequestSession, id_sent: str, set_cookie: str | None) -> None:

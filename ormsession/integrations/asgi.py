@@ -26,9 +26,9 @@ from ormsession.errors import ConfigurationError
 from ormsession.integrations._common import (
     RequestOptions,
     SessionRequest,
+    config_for,
     late_change,
     merge_vary,
-    settings_for,
     warn_cookie_lost,
 )
 from ormsession.session import RequestSession
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import HTTPConnection
 
-    from ormsession.settings import OrmsessionSettings
+    from ormsession.config import Config
 
     #: ``session: SessionDep`` in a FastAPI endpoint is the request's session.
     SessionDep: TypeAlias = Annotated[RequestSession, "Depends(get_session)"]
@@ -74,7 +74,7 @@ class SessionMiddleware:
     ``manager``: a ready :class:`AsyncSessionManager` (the app owns and closes it), or an
     async factory returning one (called once, on lifespan startup or the first request;
     the middleware closes it on lifespan shutdown). Without either, the manager is built
-    with ``await ormsession.configure_async(settings=..., **options)`` the same way.
+    with ``await ormsession.configure_async(config=..., **options)`` the same way.
     ``id_header``, ``id_query_param`` and ``trust_forwarded_proto`` apply in every case.
     """
 
@@ -84,7 +84,7 @@ class SessionMiddleware:
         /,
         *,
         manager: AsyncSessionManager | ManagerFactory | None = None,
-        settings: OrmsessionSettings | None = None,
+        config: Config | None = None,
         **options: Any,
     ) -> None:
         if manager is not None and not (
@@ -95,10 +95,10 @@ class SessionMiddleware:
                 "ormsession.configure_async) or an async factory of one; a synchronous "
                 "SessionManager would block the event loop"
             )
-        resolved = settings_for(settings, options, manager_given=manager is not None)
+        resolved = config_for(config, options, manager_given=manager is not None)
         self.app = app
-        self.options = RequestOptions.from_settings(resolved)
-        self._settings = resolved
+        self.options = RequestOptions.from_config(resolved)
+        self._config = resolved
         self._factory: ManagerFactory | None = None
         self._manager: AsyncSessionManager | None = None
         if isinstance(manager, AsyncSessionManager):
@@ -124,7 +124,7 @@ class SessionMiddleware:
             return await self._factory()
         from ormsession.configure import configure_async
 
-        return await configure_async(settings=self._settings)
+        return await configure_async(config=self._config)
 
     async def aclose(self) -> None:
         """Close the manager if this middleware built it (done on lifespan shutdown)."""
@@ -151,20 +151,16 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         # Save when the response starts, and again after the body if the app changed the
-        # session while streaming it. (A closure, not an object: this is every request.)
+        # session while streaming it.
         id_sent: str | None = None
 
         async def send_with_session(message: Message) -> None:
             nonlocal id_sent
             if id_sent is None and message["type"] == "http.response.start":
                 cookie = await manager.save(session, https=request.https)
-                id_sent = session._id
-                if request.only_vary(cookie):
-                    # Most requests: at most Vary: Cookie, without building header lists.
-                    if request.varies(session, cookie):
-                        message = {**message, "headers": _with_vary_cookie(message.get("headers"))}
-                else:
-                    extra = request.headers_for(session, cookie)
+                id_sent = session.id
+                extra = request.headers_for(session, cookie)
+                if extra:
                     message = {**message, "headers": _add_headers(message.get("headers"), extra)}
             await send(message)
 
@@ -190,20 +186,6 @@ class SessionMiddleware:
         await self.app(scope, receive_startup, send_shutdown)
 
 
-_VARY_COOKIE = (b"vary", b"Cookie")
-
-
-def _with_vary_cookie(raw: Any) -> list[tuple[bytes, bytes]]:
-    """The app's response headers with ``Cookie`` added to its ``Vary`` (or a new one)."""
-    headers: list[tuple[bytes, bytes]] = list(raw or ())  # the app's pairs, appended to
-    index = _vary_index(headers)
-    if index is None:
-        headers.append(_VARY_COOKIE)
-    else:
-        _merge_into(headers, index, "Cookie")
-    return headers
-
-
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """The app's response headers with ``extra`` (from ``headers_for``) added; a ``Vary``
     merges into the app's own."""
@@ -224,11 +206,9 @@ def _merge_into(headers: list[tuple[bytes, bytes]], index: int, value: str) -> N
 
 
 def _vary_index(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """Where the app's ``Vary`` header is, whatever the case of its name (None: absent).
-    A plain loop: a response has a handful of headers, and most names' lengths rule them
-    out before any lowercasing."""
+    """Where the app's ``Vary`` header is, whatever the case of its name (None: absent)."""
     for index, (name, _) in enumerate(headers):
-        if len(name) == 4 and name.lower() == b"vary":
+        if name.lower() == b"vary":
             return index
     return None
 

@@ -21,16 +21,15 @@ from typing import TYPE_CHECKING, Any
 import flask
 from flask.sessions import SessionInterface, SessionMixin
 
+from ormsession.config import Config
 from ormsession.errors import ConfigurationError
 from ormsession.integrations._common import (
     REQUEST_OPTION_NAMES,
     RequestOptions,
     SessionRequest,
-    as_session_class,
-    settings_for,
+    config_for,
 )
-from ormsession.session import RequestSession
-from ormsession.settings import OrmsessionSettings
+from ormsession.session import RequestSession, Stored
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -71,19 +70,10 @@ class FlaskSession(RequestSession, SessionMixin):
         return self.is_new
 
     @property
-    def accessed(self) -> bool:
-        return self._accessed
-
-    @accessed.setter
-    def accessed(self, value: bool) -> None:
-        # Flask >= 3.1.3 marks the session accessed whenever `flask.session` is touched.
-        self._accessed = bool(value)
-
-    @property
     def permanent(self) -> bool:
         # Read without marking the session accessed: the interface checks it on every save,
         # and that must not add a Vary header to responses that never used the session.
-        return bool(self._data.get("_permanent", False))
+        return bool(dict.get(self, "_permanent", False))
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
@@ -102,7 +92,8 @@ class OrmSessionInterface(SessionInterface):
             request.environ, self.options, self.manager.cookie.cookie_name
         )
         request.environ[_REQUEST_KEY] = session_request
-        session = as_session_class(self.manager.open(session_request.session_id), FlaskSession)
+        session = self.manager.open(session_request.session_id)
+        assert isinstance(session, FlaskSession)  # init_app made sure of the class
         session.ormsession_request = session_request  # for save_session, without a lookup
         return session
 
@@ -115,10 +106,10 @@ class OrmSessionInterface(SessionInterface):
             session_request = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
                 environ, self.options, self.manager.cookie.cookie_name
             )
-        expires_before = session._expires_us  # µs: no datetime built on every request
+        stored_before = session.stored
         cookie = self.manager.save(session, https=session_request.https)
-        if "_permanent" in session._data:
-            cookie = self._permanent_cookie(app, session, cookie, expires_before, session_request)
+        if isinstance(session, FlaskSession) and session.permanent:
+            cookie = self._permanent_cookie(app, session, cookie, stored_before, session_request)
         for name, value in session_request.headers_for(session, cookie):
             if name == "Vary":
                 for vary in value.split(", "):
@@ -129,9 +120,9 @@ class OrmSessionInterface(SessionInterface):
     def _permanent_cookie(
         self,
         app: Flask,
-        session: RequestSession,
+        session: FlaskSession,
         cookie: str | None,
-        expires_before: int | None,
+        stored_before: Stored | None,
         session_request: SessionRequest,
     ) -> str | None:
         """A permanent session's cookie lives ``PERMANENT_SESSION_LIFETIME``.
@@ -140,15 +131,14 @@ class OrmSessionInterface(SessionInterface):
         resent when the store's expiry was pushed back too (a write, or the throttled
         touch), so read-only responses stay free of Set-Cookie and cacheable.
         """
-        permanent = isinstance(session, SessionMixin) and session.permanent
         lifetime: timedelta = app.permanent_session_lifetime
-        if not permanent or session.is_new or lifetime.total_seconds() <= 0:
-            return cookie  # not permanent, or a deleting cookie (nothing stored)
-        if not self.manager.policy.set_cookie:
+        stored = session.stored
+        if stored is None or lifetime.total_seconds() <= 0:
+            return cookie  # a deleting cookie (nothing stored)
+        if not self.manager.config.set_cookie:
             return None
-        refreshed = session._expires_us != expires_before and bool(
-            app.config.get("SESSION_REFRESH_EACH_REQUEST", True)
-        )
+        moved = stored_before is None or stored.expires_us != stored_before.expires_us
+        refreshed = moved and bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True))
         if cookie is None and not refreshed:
             return None
         options = replace(self.manager.cookie, max_age=lifetime)
@@ -161,7 +151,7 @@ class OrmSession:
     """The extension: ``OrmSession(app)`` or ``ext = OrmSession(); ext.init_app(app)``.
 
     ``manager``: a ready :class:`SessionManager` (cookie and store options are then its
-    own); otherwise one is built from the app's config, ``settings`` and ``options`` when
+    own); otherwise one is built from the app's config, ``config`` and ``options`` when
     :meth:`init_app` runs. The manager lives as long as the process; call :meth:`close`
     at shutdown if you need to release its connections earlier (tests, say).
     """
@@ -171,11 +161,11 @@ class OrmSession:
         app: Flask | None = None,
         *,
         manager: SessionManager | None = None,
-        settings: OrmsessionSettings | None = None,
+        config: Config | None = None,
         **options: Any,
     ) -> None:
         self._manager = manager
-        self._settings = settings
+        self._config = config
         self._options = options
         self._owned: list[SessionManager] = []
         self.manager: SessionManager | None = manager
@@ -186,10 +176,10 @@ class OrmSession:
         manager = self._manager
         if manager is None:
             options = config_options(app) | self._options
-            resolved = settings_for(self._settings, options, manager_given=False)
+            resolved = config_for(self._config, options, manager_given=False)
             from ormsession.configure import configure
 
-            manager = configure(settings=resolved, session_class=FlaskSession)
+            manager = configure(config=resolved, session_class=FlaskSession)
             self._owned.append(manager)
         else:
             # A ready manager brings its own cookie and store options; only the request
@@ -199,14 +189,12 @@ class OrmSession:
                 for key in sorted(REQUEST_OPTION_NAMES)
                 if f"ORMSESSION_{key.upper()}" in app.config
             }
-            resolved = settings_for(
-                self._settings, request_options | self._options, manager_given=True
-            )
-            if manager.policy.session_class is RequestSession:
-                # Let the manager build Flask sessions directly (a subclass, so other code
-                # sharing the manager sees no difference) instead of converting each one.
-                manager.policy.session_class = FlaskSession
-        interface = OrmSessionInterface(manager, RequestOptions.from_settings(resolved))
+            resolved = config_for(self._config, request_options | self._options, manager_given=True)
+            if not issubclass(manager.session_class, FlaskSession):
+                # Flask needs its session interface on every session: a manager on the same
+                # store and configuration that builds them (the app's own stays as it is).
+                manager = manager.with_session_class(FlaskSession)
+        interface = OrmSessionInterface(manager, RequestOptions.from_config(resolved))
         app.session_interface = interface
         app.extensions[EXTENSION_KEY] = interface
         self.manager = manager
@@ -233,7 +221,7 @@ def config_options(app: Flask) -> dict[str, Any]:
     root = config.get("APPLICATION_ROOT") or "/"
     if "cookie_path" not in options and root != "/":
         options["cookie_path"] = root
-    for field in OrmsessionSettings.model_fields:
+    for field in Config.model_fields:
         key = f"ORMSESSION_{field.upper()}"
         if key in config:
             options[field] = config[key]

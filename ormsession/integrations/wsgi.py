@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from ormsession.integrations._common import (
     RequestOptions,
     SessionRequest,
+    config_for,
     late_change,
     merge_vary,
-    settings_for,
     warn_cookie_lost,
 )
 from ormsession.manager import SessionManager
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from ormsession.settings import OrmsessionSettings
+    from ormsession.config import Config
 
 __all__ = [
     "MANAGER_KEY",
@@ -55,8 +55,8 @@ class SessionMiddleware:
     """Wraps a WSGI app so ``environ["ormsession.session"]`` is the request's session.
 
     ``manager``: a ready :class:`SessionManager` (the app owns and closes it); otherwise one
-    is built with :func:`ormsession.configure` from ``settings``/``options`` (any
-    :class:`~ormsession.settings.OrmsessionSettings` field, e.g. ``url=``, ``cookie_name=``)
+    is built with :func:`ormsession.configure` from ``config``/``options`` (any
+    :class:`~ormsession.Config` field, e.g. ``url=``, ``cookie_name=``)
     and closed by :meth:`close`. The request options ``id_header``, ``id_query_param`` and
     ``trust_forwarded_proto`` apply either way.
     """
@@ -67,17 +67,17 @@ class SessionMiddleware:
         /,
         *,
         manager: SessionManager | None = None,
-        settings: OrmsessionSettings | None = None,
+        config: Config | None = None,
         **options: Any,
     ) -> None:
-        resolved = settings_for(settings, options, manager_given=manager is not None)
+        resolved = config_for(config, options, manager_given=manager is not None)
         self.app = app
-        self.options = RequestOptions.from_settings(resolved)
+        self.options = RequestOptions.from_config(resolved)
         self._owns_manager = manager is None
         if manager is None:
             from ormsession.configure import configure
 
-            manager = configure(settings=resolved)
+            manager = configure(config=resolved)
         self.manager = manager
 
     def close(self) -> None:

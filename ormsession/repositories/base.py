@@ -6,9 +6,10 @@ bytes and computes every expiry. Times are integers of microseconds since the Un
 UTC (``*_us``; :func:`ormsession.expiry.from_us` and ``to_us`` convert), and the manager
 passes ``now_us`` into every call so expiry is judged by one clock and tests can move it.
 
-Every method below is a spec; the shared contract suite in ``tests/contract`` checks each
-sentence on every store, sync and async. A store that cannot support a behaviour skips that
-test with a stated reason.
+Every method below is a spec; the shared contract suite, shipped as :mod:`ormsession.testing`,
+checks each sentence on every store, sync and async (a third-party store subclasses the same
+test classes). The abstract methods are what a store must write; ``native_ttl``,
+``delete_expired``, ``close`` (and, for asyncio, ``start``) have defaults.
 
 ``read(key, now_us)``
     The live record under ``key``, or ``None`` when there is none or it expired
@@ -34,15 +35,20 @@ test with a stated reason.
     stores may still count one for a bucket width after it expired, see
     :mod:`ormsession.repositories.buckets`).
 ``delete_expired(now_us, limit)``
-    Delete up to ``limit`` expired records, return how many. Stores with native TTLs return 0.
+    Delete up to ``limit`` expired records, return how many. The default returns 0, right
+    only for a store whose records expire by themselves (``native_ttl = True``).
 ``close()``
     Release what the repository created (pools, clients). Never closes a client or engine the
-    application handed in.
+    application handed in. The default does nothing.
+``start()`` (asyncio only)
+    Start-up work that needs I/O (a schema check, say), awaited once by
+    :func:`ormsession.configure_async` before the first call. The default does nothing.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import ClassVar, NamedTuple
 
 __all__ = ["AsyncSessionRepository", "SessionRepository", "StoredSession"]
 
@@ -50,8 +56,7 @@ __all__ = ["AsyncSessionRepository", "SessionRepository", "StoredSession"]
 class StoredSession(NamedTuple):
     """One stored session record, as repositories hand it back and forth.
 
-    Immutable; change a field with ``record._replace(expires_us=...)``. (A NamedTuple, not
-    a frozen dataclass: every read builds one, and this builds several times faster.)
+    Immutable; change a field with ``record._replace(expires_us=...)``.
     """
 
     data: bytes
@@ -62,56 +67,75 @@ class StoredSession(NamedTuple):
     expires_us: int
 
 
-@runtime_checkable
-class SessionRepository(Protocol):
+class SessionRepository(ABC):
     """The synchronous repository contract (see the module docstring for the spec)."""
 
     #: True for stores that expire records themselves (Redis, Couchbase): gc is a no-op.
-    native_ttl: bool
+    native_ttl: ClassVar[bool] = False
 
+    @abstractmethod
     def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
+    @abstractmethod
     def create(self, key: str, record: StoredSession, now_us: int) -> bool: ...
 
+    @abstractmethod
     def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None: ...
 
+    @abstractmethod
     def touch(self, key: str, expires_us: int, now_us: int) -> bool: ...
 
+    @abstractmethod
     def delete(self, key: str) -> None: ...
 
+    @abstractmethod
     def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
 
+    @abstractmethod
     def count(self, now_us: int) -> int: ...
 
-    def delete_expired(self, now_us: int, limit: int) -> int: ...
+    def delete_expired(self, now_us: int, limit: int) -> int:
+        return 0
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        return None
 
 
-@runtime_checkable
-class AsyncSessionRepository(Protocol):
+class AsyncSessionRepository(ABC):
     """The asyncio twin of :class:`SessionRepository`: the same spec, awaited."""
 
-    native_ttl: bool
+    native_ttl: ClassVar[bool] = False
 
+    async def start(self) -> None:
+        return None
+
+    @abstractmethod
     async def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
+    @abstractmethod
     async def create(self, key: str, record: StoredSession, now_us: int) -> bool: ...
 
+    @abstractmethod
     async def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None: ...
 
+    @abstractmethod
     async def touch(self, key: str, expires_us: int, now_us: int) -> bool: ...
 
+    @abstractmethod
     async def delete(self, key: str) -> None: ...
 
+    @abstractmethod
     async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
 
+    @abstractmethod
     async def count(self, now_us: int) -> int: ...
 
-    async def delete_expired(self, now_us: int, limit: int) -> int: ...
+    async def delete_expired(self, now_us: int, limit: int) -> int:
+        return 0
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        return None

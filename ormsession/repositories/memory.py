@@ -6,16 +6,18 @@ Not a substitute for a real store: data lives in one process and dies with it.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import AsyncSessionRepository, SessionRepository, StoredSession
+
+if TYPE_CHECKING:
+    from ormsession.config import Config
 
 __all__ = ["AsyncMemoryRepository", "MemoryRepository"]
 
 
-class MemoryRepository:
+class MemoryRepository(SessionRepository):
     """A dict guarded by a lock; expired records are dropped on read and by gc."""
-
-    native_ttl = False
 
     def __init__(self) -> None:
         self._records: dict[str, StoredSession] = {}
@@ -81,14 +83,9 @@ class MemoryRepository:
                 del self._records[key]
             return len(expired)
 
-    def close(self) -> None:
-        """Nothing to release."""
 
-
-class AsyncMemoryRepository:
+class AsyncMemoryRepository(AsyncSessionRepository):
     """The asyncio twin: the same store, awaited (no real I/O, so no thread hops)."""
-
-    native_ttl = False
 
     def __init__(self, inner: MemoryRepository | None = None) -> None:
         self.inner = inner or MemoryRepository()
@@ -119,14 +116,7 @@ class AsyncMemoryRepository:
     async def delete_expired(self, now_us: int, limit: int) -> int:
         return self.inner.delete_expired(now_us, limit)
 
-    async def close(self) -> None:
-        self.inner.close()
 
-
-def open_repository(url: str, settings: object) -> MemoryRepository:
+def open_store(url: str, config: Config, *, want_async: bool) -> Any:
     """``memory://``: a fresh in-process store."""
-    return MemoryRepository()
-
-
-def open_async_repository(url: str, settings: object) -> AsyncMemoryRepository:
-    return AsyncMemoryRepository()
+    return AsyncMemoryRepository() if want_async else MemoryRepository()

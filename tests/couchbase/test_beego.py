@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import ormsession.beego
-from ormsession.beego import settings_from_beego
+from ormsession.beego import config_from_beego
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.couchbase.beego import parse_couchbase_provider
 from tests.support.couchbase_fixtures import (
@@ -81,7 +81,7 @@ def test_beego_configure_end_to_end(couchbase_server: CouchbaseTestServer) -> No
         "gclifetime": 3600,
         "providerConfig": f"{save_path} , default , sessions",
     }
-    settings = settings_from_beego("couchbase", config, key_prefix=unique_prefix())
+    settings = config_from_beego("couchbase", config, key_prefix=unique_prefix())
     assert settings.url.endswith(f"127.0.0.1:{couchbase_server.port}/sessions")
     with ormsession.beego.configure("couchbase", config, key_prefix=unique_prefix()) as manager:
         session = manager.open(None)

@@ -29,12 +29,13 @@ if not REAL_URL:
     )
 
 from ormsession.async_manager import AsyncSessionManager  # noqa: E402
-from ormsession.configure import load_settings  # noqa: E402
+from ormsession.config import Config  # noqa: E402
 from ormsession.manager import SessionManager  # noqa: E402
 from ormsession.repositories.registry import (  # noqa: E402
     open_async_repository,
     open_repository,
 )
+from ormsession.settings import load_config  # noqa: E402
 from tests.contract.test_repository_contract import *  # noqa: E402, F403
 from tests.manager.test_bad_input import *  # noqa: E402, F403
 from tests.manager.test_lifecycle import *  # noqa: E402, F403
@@ -44,7 +45,7 @@ from tests.support.stores import FakeClock, ManagerFacade, SyncFacade  # noqa: E
 
 @contextmanager
 def open_real_store(mode: str) -> Iterator[Any]:
-    settings = load_settings(key_prefix=unique_prefix())
+    settings = load_config(key_prefix=unique_prefix())
     if mode == "sync":
         repository = open_repository(REAL_URL, settings)
         try:
@@ -78,13 +79,18 @@ def make_manager(
 ) -> Callable[..., AbstractContextManager[Any]]:
     @contextmanager
     def make(**options: Any) -> Iterator[Any]:
-        options.setdefault("clock", clock)
+        extras = {"clock": options.pop("clock", clock)}
+        if "session_class" in options:
+            extras["session_class"] = options.pop("session_class")
+        config = Config(**options)
         with open_real_store(request.param) as repository:
             if request.param == "sync":
-                with SessionManager(repository, owns_repository=False, **options) as manager:
+                with SessionManager(repository, config, owns_repository=False, **extras) as manager:
                     yield manager
             else:
-                inner = AsyncSessionManager(repository.inner, owns_repository=False, **options)
+                inner = AsyncSessionManager(
+                    repository.inner, config, owns_repository=False, **extras
+                )
                 yield ManagerFacade(inner, repository._runner)
 
     return make

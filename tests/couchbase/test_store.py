@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 import ormsession
-from ormsession.configure import load_settings
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.manager import SessionManager
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase.factory import open_repository
 from ormsession.repositories.couchbase.repository import CouchbaseRepository
+from ormsession.settings import load_config
 from tests.manager.test_lifecycle import cookie_id
 from tests.support.couchbase_fixtures import COUCHBASE_BUCKET, couchbase_url, unique_prefix
 from tests.support.couchbase_server import CouchbaseTestServer, Opcode, StoredDocument
@@ -48,7 +48,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def repository(couchbase_server: CouchbaseTestServer, prefix: str) -> Iterator[CouchbaseRepository]:
-    repository = open_repository(couchbase_url(couchbase_server), load_settings(key_prefix=prefix))
+    repository = open_repository(couchbase_url(couchbase_server), load_config(key_prefix=prefix))
     yield repository
     repository.close()
 
@@ -306,7 +306,7 @@ def test_a_stale_hint_still_gives_the_contract_answer(
 ) -> None:
     """Two repositories (two app processes) on one prefix: each one's hints go stale
     whenever the other writes, and every answer must still be the contract's."""
-    settings = load_settings(key_prefix=prefix)
+    settings = load_config(key_prefix=prefix)
     mine = open_repository(couchbase_url(couchbase_server), settings)
     theirs = open_repository(couchbase_url(couchbase_server), settings)
     try:
@@ -571,7 +571,7 @@ def test_sync_and_async_twins_share_one_layout(
 
     async def from_async() -> tuple[StoredSession | None, int]:
         twin = open_async_repository(
-            couchbase_url(couchbase_server), load_settings(key_prefix=prefix)
+            couchbase_url(couchbase_server), load_config(key_prefix=prefix)
         )
         try:
             return await twin.read(key, now), await twin.count(now)

@@ -16,7 +16,7 @@ from tests.integrations.helpers import only_set_cookie
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Any:
-    app = make_app(ormsession.load_settings(url=f"sqlite:///{tmp_path / 'demo.sqlite3'}"))
+    app = make_app(ormsession.load_config(url=f"sqlite:///{tmp_path / 'demo.sqlite3'}"))
     yield app
     app.close()
 
@@ -85,6 +85,6 @@ def test_serve_reports_a_busy_port(tmp_path: Path, capsys: pytest.CaptureFixture
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        settings = ormsession.load_settings(url=f"sqlite:///{tmp_path / 'x.sqlite3'}")
+        settings = ormsession.load_config(url=f"sqlite:///{tmp_path / 'x.sqlite3'}")
         assert serve(settings, host="127.0.0.1", port=port) == 1
     assert "cannot listen" in capsys.readouterr().err

@@ -195,8 +195,8 @@ class TestPermanent:
         now = [datetime(2024, 1, 1, tzinfo=UTC)]
         manager = ormsession.SessionManager(
             MemoryRepository(),
+            ormsession.Config(idle_timeout=timedelta(hours=1), refresh_ratio=0.1),
             clock=lambda: now[0],
-            expiry=ormsession.ExpiryPolicy(idle_timeout=timedelta(hours=1), refresh_ratio=0.1),
         )
         app = make_app(install=False, **config)
         OrmSession(app, manager=manager)
@@ -284,7 +284,9 @@ def test_ready_manager_and_init_app() -> None:
     extension = OrmSession(manager=manager)
     app = make_app(install=False)
     extension.init_app(app)
-    assert extension.manager is manager
+    # The app's manager is left as it is; the extension's shares its store and config.
+    assert extension.manager is not None and extension.manager.repository is manager.repository
+    assert extension.manager.config is manager.config and manager.session_class is not FlaskSession
     assert cookie_of(app.test_client().get("/count")).name == "shared"
     extension.close()  # does not close a manager it was given
     assert app.test_client().get("/count").status_code == 200

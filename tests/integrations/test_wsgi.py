@@ -375,9 +375,10 @@ def test_read_only_request_refreshes_a_lifetime_cookie_only_when_due() -> None:
     now = [datetime(2024, 1, 1, tzinfo=UTC)]
     manager = ormsession.SessionManager(
         MemoryRepository(),
+        ormsession.Config(
+            cookie_lifetime=timedelta(hours=2), idle_timeout=timedelta(hours=1), refresh_ratio=0.1
+        ),
         clock=lambda: now[0],
-        cookie=ormsession.CookieOptions(max_age=timedelta(hours=2)),
-        expiry=ormsession.ExpiryPolicy(idle_timeout=timedelta(hours=1), refresh_ratio=0.1),
     )
     browser = Browser(SessionMiddleware(view, manager=manager))
     assert browser.get("/count").cookie.attributes["max-age"] == "7200"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from ormsession.async_manager import AsyncSessionManager
-from ormsession.configure import load_settings
 from ormsession.manager import SessionManager
-from ormsession.repositories.registry import open_async_repository
+from ormsession.repositories import registry
+from ormsession.settings import load_config
 from tests.manager.test_lifecycle import cookie_id
 from tests.support.stores import STORE_TARGETS, open_store
 
@@ -60,10 +60,10 @@ def test_eight_concurrent_tasks_setting_different_keys_all_persist(
     request: pytest.FixtureRequest, store: str
 ) -> None:
     target = STORE_TARGETS[store](request)
-    settings = load_settings(**target.options)
+    settings = load_config(**target.options)
 
     async def scenario() -> dict[str, Any]:
-        repository = open_async_repository(target.async_url, settings)
+        repository = registry.open_store(target.async_url, settings, want_async=True)
         manager = AsyncSessionManager(repository)
         try:
             session = await manager.open(None)

@@ -173,12 +173,8 @@ def test_an_idle_session_expires(manager: Any, clock: FakeClock) -> None:
 def test_the_absolute_timeout_ends_even_an_active_session(
     make_manager: Any, clock: FakeClock
 ) -> None:
-    from ormsession.expiry import ExpiryPolicy
-
-    expiry = ExpiryPolicy(
-        idle_timeout=dt.timedelta(hours=1), absolute_timeout=dt.timedelta(hours=3)
-    )
-    with make_manager(expiry=expiry) as manager:
+    timeouts = {"idle_timeout": dt.timedelta(hours=1), "absolute_timeout": dt.timedelta(hours=3)}
+    with make_manager(**timeouts) as manager:
         sid = stored_session(manager, n=0)
         for n in range(1, 5):  # 4 x 40 min: active, and within 3 h of its creation
             clock.advance(minutes=40)

@@ -152,7 +152,7 @@ def test_cluster_json() -> None:
 
 # -- through ormsession.beego -----------------------------------------------------------------
 def test_beego_manager_config_reaches_the_redis_store() -> None:
-    settings = ormsession.beego.settings_from_beego(
+    settings = ormsession.beego.config_from_beego(
         "redis_sentinel",
         {
             "cookieName": "gosessionid",

@@ -42,9 +42,7 @@ def cluster(cluster_topology: ClusterTopology) -> Iterator[RedisCluster]:
 
 @pytest.fixture
 def repository(cluster_url: str, cluster_key_prefix: str) -> Iterator[RedisRepository]:
-    repository = open_repository(
-        cluster_url, ormsession.load_settings(key_prefix=cluster_key_prefix)
-    )
+    repository = open_repository(cluster_url, ormsession.load_config(key_prefix=cluster_key_prefix))
     yield repository
     repository.close()
 

@@ -33,7 +33,7 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def repository(redis_url: str, redis_key_prefix: str) -> Iterator[RedisRepository]:
-    repository = open_repository(redis_url, ormsession.load_settings(key_prefix=redis_key_prefix))
+    repository = open_repository(redis_url, ormsession.load_config(key_prefix=redis_key_prefix))
     try:
         yield repository
     finally:
@@ -96,7 +96,7 @@ def test_a_finer_count_resolution_files_closer_to_the_expiry(
     redis_url: str, redis_key_prefix: str, raw: redis.Redis
 ) -> None:
     url = f"{redis_url}?count_resolution=1024"
-    repository = open_repository(url, ormsession.load_settings(key_prefix=redis_key_prefix))
+    repository = open_repository(url, ormsession.load_config(key_prefix=redis_key_prefix))
     try:
         now, key = now_us(), new_key()
         assert repository.create(key, StoredSession(b"{}", 1, now, now + DAY), now)
@@ -107,7 +107,7 @@ def test_a_finer_count_resolution_files_closer_to_the_expiry(
         repository.close()
     for bad in ("0", "1025", "x"):
         with pytest.raises(ConfigurationError, match="count_resolution"):
-            open_repository(f"{redis_url}?count_resolution={bad}", ormsession.load_settings())
+            open_repository(f"{redis_url}?count_resolution={bad}", ormsession.load_config())
 
 
 def test_values_written_before_the_buckets_keep_working(

@@ -113,7 +113,7 @@ def test_a_wrong_password_is_a_typed_error_without_the_password(
 def test_a_non_session_value_under_a_session_key_is_a_store_error(
     redis_url: str, redis_key_prefix: str
 ) -> None:
-    repository = open_repository(redis_url, ormsession.load_settings(key_prefix=redis_key_prefix))
+    repository = open_repository(redis_url, ormsession.load_config(key_prefix=redis_key_prefix))
     key, now = new_key(), now_us()
     try:
         with redis.Redis.from_url(redis_url) as raw:
@@ -245,7 +245,7 @@ def test_each_operation_is_one_round_trip_and_survives_a_script_flush(
 
 
 def test_creates_and_gc_trim_the_count_index(redis_url: str, redis_key_prefix: str) -> None:
-    settings = ormsession.load_settings(key_prefix=redis_key_prefix)
+    settings = ormsession.load_config(key_prefix=redis_key_prefix)
     layout = KeyLayout(redis_key_prefix)
     repository = open_repository(redis_url, settings)
     now, later = now_us(), now_us() + 2 * HOUR
@@ -277,7 +277,7 @@ def test_every_script_stores_exact_microsecond_times(redis_url: str, redis_key_p
     numbers: the stored expiries and the index scores (the end of the session's count
     bucket) must come out exact to the microsecond (a time turned into text by Lua itself
     would read 1.764e+15 and lose the last digits)."""
-    settings = ormsession.load_settings(key_prefix=redis_key_prefix)
+    settings = ormsession.load_config(key_prefix=redis_key_prefix)
     layout = KeyLayout(redis_key_prefix)
     repository = open_repository(redis_url, settings)
     now = now_us() // US_PER_SECOND * US_PER_SECOND + 123_457

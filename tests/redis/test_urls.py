@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ormsession.configure import load_settings
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.redis.clients import _node_kwargs, _sentinel_kwargs
 from ormsession.repositories.redis.factory import open_async_repository, open_repository
 from ormsession.repositories.redis.urls import OPTIONS, parse_redis_url
+from ormsession.settings import load_config
 
 
 def test_plain_url_with_credentials_port_and_db() -> None:
@@ -161,17 +161,17 @@ def test_reprs_never_show_passwords() -> None:
     url = "redis+sentinel://:topsecret@s1/m?sentinel_password=alsosecret"
     parsed = parse_redis_url(url)
     assert "topsecret" not in repr(parsed) and "alsosecret" not in repr(parsed)
-    repository = open_repository(url, load_settings())
+    repository = open_repository(url, load_config())
     try:
         assert "topsecret" not in repr(repository) and "alsosecret" not in repr(repository)
     finally:
         repository.close()
-    async_repository = open_async_repository(url, load_settings())
+    async_repository = open_async_repository(url, load_config())
     assert "topsecret" not in repr(async_repository)
 
 
 def test_store_options_are_validated_before_any_io() -> None:
-    settings = load_settings()
+    settings = load_config()
     with pytest.raises(ConfigurationError, match="key_prefix must not contain"):
         open_repository("redis://127.0.0.1:9/0?key_prefix=app*", settings)
     with pytest.raises(ConfigurationError, match="wait_timeout_ms must be shorter"):
@@ -179,7 +179,7 @@ def test_store_options_are_validated_before_any_io() -> None:
 
 
 def test_timeouts_default_to_the_connect_timeout_setting() -> None:
-    settings = load_settings(connect_timeout=2.5, pool_size=9)
+    settings = load_config(connect_timeout=2.5, pool_size=9)
     kwargs = _node_kwargs(parse_redis_url("redis://h/0"), settings)
     assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.5, 2.5)
     assert kwargs["max_connections"] == 9
@@ -191,7 +191,7 @@ def test_timeouts_default_to_the_connect_timeout_setting() -> None:
 
 def test_sentinel_and_data_credentials_go_to_their_own_connections() -> None:
     url = parse_redis_url("redis+sentinel://du:dpw@s1/m?sentinel_username=su&sentinel_password=spw")
-    node = _node_kwargs(url, load_settings())
+    node = _node_kwargs(url, load_config())
     sentinel = _sentinel_kwargs(url, node)
     assert (node["username"], node["password"]) == ("du", "dpw")
     assert (sentinel["username"], sentinel["password"]) == ("su", "spw")

@@ -18,10 +18,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from ormsession.configure import load_settings
+from ormsession.config import Config
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository
-from ormsession.repositories.registry import open_async_repository, open_repository
+from ormsession.repositories.registry import open_store as open_registered_store
 from ormsession.schema import upgrade
+from ormsession.settings import load_config
 from tests.support.couchbase_fixtures import couchbase_target
 from tests.support.redis_fixtures import cluster_target, redis_target, sentinel_target
 from tests.support.sql_fixtures import async_url, sql_url
@@ -112,19 +113,17 @@ def open_store(
 ) -> Iterator[SessionRepository]:
     """A repository for store ``name`` in ``mode`` (async ones behind a :class:`SyncFacade`)."""
     target = STORE_TARGETS[name](request)
-    settings = load_settings(**(target.options | options))
+    config = load_config(**(target.options | options))
     if mode == "sync":
-        repository = open_repository(target.url, settings)
+        repository = open_registered_store(target.url, config, want_async=False)
         try:
             yield repository
         finally:
             repository.close()
         return
     with asyncio.Runner() as runner:
-        async_repository = open_async_repository(target.async_url, settings)
-        start = getattr(async_repository, "start", None)
-        if start is not None:
-            runner.run(start())
+        async_repository = open_registered_store(target.async_url, config, want_async=True)
+        runner.run(async_repository.start())
         facade = SyncFacade(async_repository, runner)
         try:
             yield facade  # type: ignore[misc]
@@ -178,20 +177,21 @@ def open_manager(
 ) -> Iterator[Any]:
     """A manager (sync, or async behind a :class:`ManagerFacade`) on store ``name``.
 
-    ``options`` are manager keyword arguments (``clock=``, ``expiry=``...), except
-    ``settings`` (a dict of settings overrides for the store).
+    ``options`` are :class:`~ormsession.Config` fields (for the manager and the store
+    alike), plus the managers' own ``clock=`` and ``session_class=``.
     """
     from ormsession.async_manager import AsyncSessionManager
     from ormsession.manager import SessionManager
 
-    store_options = options.pop("settings", {})
-    with open_store(request, name, mode, **store_options) as repository:
+    extras = {key: options.pop(key) for key in ("clock", "session_class") if key in options}
+    with open_store(request, name, mode, **options) as repository:
+        config = Config(**options)
         if mode == "sync":
-            with SessionManager(repository, owns_repository=False, **options) as manager:
+            with SessionManager(repository, config, owns_repository=False, **extras) as manager:
                 yield manager
         else:
             facade: SyncFacade = repository  # type: ignore[assignment]
-            manager = AsyncSessionManager(facade.inner, owns_repository=False, **options)
+            manager = AsyncSessionManager(facade.inner, config, owns_repository=False, **extras)
             yield ManagerFacade(manager, facade._runner)
 
 

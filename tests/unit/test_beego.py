@@ -73,7 +73,7 @@ def test_manager_config_maps_to_settings() -> None:
         "cookieSameSite": 3,
     }
     original = dict(config)
-    settings = beego.settings_from_beego("mysql", json.dumps(config))
+    settings = beego.config_from_beego("mysql", json.dumps(config))
     assert config == original, "beego mutated the caller's config; ormsession must not"
     assert settings.url == "mysql+pymysql://root@127.0.0.1:3306/test"
     assert settings.cookie_name == "gosessionid" and settings.set_cookie is False
@@ -88,9 +88,9 @@ def test_manager_config_maps_to_settings() -> None:
 
 def test_unknown_providers_and_values_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="supported"):
-        beego.settings_from_beego("ledis", {})
+        beego.config_from_beego("ledis", {})
     with pytest.raises(ConfigurationError, match="cookieSameSite"):
-        beego.settings_from_beego("memory", {"cookieSameSite": 9})
+        beego.config_from_beego("memory", {"cookieSameSite": 9})
 
 
 def test_configure_from_beego_runs_on_the_store(request: pytest.FixtureRequest) -> None:

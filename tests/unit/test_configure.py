@@ -1,24 +1,56 @@
-"""configure(), settings and the store registry: configuration from outside, clear errors."""
+"""configure(), the configuration and the store registry: from outside, with clear errors."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import get_type_hints
 
 import pytest
 
 import ormsession
+from ormsession.config import Config, parse_duration
 from ormsession.errors import ConfigurationError, MissingDriverError
-from ormsession.options import ManagerOptions
 from ormsession.repositories import registry
 from ormsession.repositories.memory import MemoryRepository
-from ormsession.settings import OrmsessionSettings, parse_duration
+from ormsession.settings import OrmsessionSettings
 from ormsession.urls import redact_url
 
 
-def test_manager_options_mirror_the_settings() -> None:
-    assert set(get_type_hints(ManagerOptions)) == set(OrmsessionSettings.model_fields) - {"url"}
+def test_a_config_built_directly_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORMSESSION_COOKIE_NAME", "from_env")
+    assert Config().cookie_name == "session"
+    assert OrmsessionSettings().cookie_name == "from_env"
+
+
+def test_a_config_is_frozen_and_replace_validates() -> None:
+    config = Config(max_attempts=3)
+    with pytest.raises(ConfigurationError):
+        config.max_attempts = 4  # type: ignore[misc]
+    assert config.replace(max_attempts=5).max_attempts == 5
+    assert config.max_attempts == 3
+    with pytest.raises(ConfigurationError, match="max_attempts"):
+        config.replace(max_attempts=0)
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        config.replace(max_attempt=5)
+
+
+def test_the_cookie_and_expiry_rules_are_checked_when_the_config_is_built() -> None:
+    with pytest.raises(ConfigurationError, match="__Host-"):
+        Config(cookie_host_prefix=True, cookie_secure=False)
+    config = Config(idle_timeout="2h", cookie_lifetime=60)
+    assert config.expiry.idle_timeout == dt.timedelta(hours=2)
+    assert config.cookie.max_age == dt.timedelta(seconds=60)
+
+
+def test_managers_take_the_config_they_are_given() -> None:
+    config = Config(url="memory://", max_data_bytes=100, cookie_name="sid")
+    with ormsession.configure(config=config) as manager:
+        assert manager.config is config
+        assert manager.cookie.cookie_name == "sid"
+        session = manager.open(None)
+        session["big"] = "x" * 200
+        with pytest.raises(ormsession.SessionTooLargeError):
+            manager.save(session)
 
 
 def test_configure_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,6 +152,8 @@ def test_engine_and_async_factories_refuse_the_other_kind() -> None:
 def test_reprs_and_errors_hide_passwords() -> None:
     settings = OrmsessionSettings(url="postgresql://app:topsecret@db/app")
     assert "topsecret" not in repr(settings) and "topsecret" not in str(settings)
+    config = Config(url="postgresql://app:topsecret@db/app")
+    assert "topsecret" not in repr(config) and "topsecret" not in str(config)
     assert redact_url("redis://:pw1@h:6379/0") == "redis://:***@h:6379/0"
     assert redact_url("couchbase://u:s3cr@t@h/b") == "couchbase://u:***@h/b"
     assert (

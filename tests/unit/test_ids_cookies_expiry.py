@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from ormsession.config import Config
 from ormsession.cookies import CookieOptions, cookie_value, parse_cookie_header
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import (
@@ -22,6 +23,17 @@ from ormsession.ids import SessionIds, storage_key
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 NOW_US = to_us(NOW)
+
+
+def cookie_options(**options: object) -> CookieOptions:
+    """The cookie rules a Config builds from its ``cookie_*`` options (``max_age``:
+    ``cookie_lifetime``)."""
+    names = {"max_age": "cookie_lifetime"}
+    return Config(**{names.get(k, f"cookie_{k}"): v for k, v in options.items()}).cookie
+
+
+def expiry_policy(**options: object) -> ExpiryPolicy:
+    return Config(**options).expiry
 
 
 def us(**span: float) -> int:
@@ -66,15 +78,15 @@ def test_storage_key_is_sha256_hex() -> None:
 
 
 def test_set_cookie_defaults() -> None:
-    header = CookieOptions().set_cookie("abc", https=False, now_us=NOW_US)
+    header = cookie_options().set_cookie("abc", https=False, now_us=NOW_US)
     assert header == "session=abc; Path=/; HttpOnly; SameSite=Lax"
-    assert "Secure" in CookieOptions().set_cookie("abc", https=True, now_us=NOW_US)
-    assert "Secure" not in CookieOptions(secure=False).set_cookie("abc", https=True, now_us=NOW_US)
-    assert "Secure" in CookieOptions(secure=True).set_cookie("abc", https=False, now_us=NOW_US)
+    assert "Secure" in cookie_options().set_cookie("abc", https=True, now_us=NOW_US)
+    assert "Secure" not in cookie_options(secure=False).set_cookie("abc", https=True, now_us=NOW_US)
+    assert "Secure" in cookie_options(secure=True).set_cookie("abc", https=False, now_us=NOW_US)
 
 
 def test_a_lifetime_cookie_has_max_age_and_expires() -> None:
-    options = CookieOptions(
+    options = cookie_options(
         max_age=dt.timedelta(hours=2),
         domain="example.com",
         path="/app",
@@ -89,7 +101,7 @@ def test_a_lifetime_cookie_has_max_age_and_expires() -> None:
 
 
 def test_the_delete_cookie_carries_the_same_attributes() -> None:
-    options = CookieOptions(domain="example.com", path="/app", secure=True, samesite="none")
+    options = cookie_options(domain="example.com", path="/app", secure=True, samesite="none")
     header = options.delete_cookie(https=False)
     assert header == (
         "session=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; "
@@ -98,13 +110,13 @@ def test_the_delete_cookie_carries_the_same_attributes() -> None:
 
 
 def test_host_prefix_forces_secure_and_root_path() -> None:
-    options = CookieOptions(host_prefix=True)
+    options = cookie_options(host_prefix=True)
     assert options.cookie_name == "__Host-session"
     header = options.set_cookie("abc", https=False, now_us=NOW_US)
     assert header.startswith("__Host-session=abc;") and "Secure" in header
     for bad in ({"secure": False}, {"domain": "example.com"}, {"path": "/x"}):
         with pytest.raises(ConfigurationError):
-            CookieOptions(host_prefix=True, **bad)  # type: ignore[arg-type]
+            cookie_options(host_prefix=True, **bad)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +134,7 @@ def test_host_prefix_forces_secure_and_root_path() -> None:
 )
 def test_invalid_cookie_options_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
-        CookieOptions(**bad)  # type: ignore[arg-type]
+        cookie_options(**bad)
 
 
 def test_parse_cookie_header() -> None:
@@ -161,7 +173,7 @@ def test_cookie_value_agrees_with_parse_cookie_header(header: str) -> None:
 
 
 def test_expiry_is_idle_capped_by_absolute() -> None:
-    policy = ExpiryPolicy(
+    policy = expiry_policy(
         idle_timeout=dt.timedelta(hours=1), absolute_timeout=dt.timedelta(hours=3)
     )
     assert policy.expires_at(NOW_US, NOW_US) == NOW_US + us(hours=1)
@@ -170,12 +182,12 @@ def test_expiry_is_idle_capped_by_absolute() -> None:
     assert not policy.is_over(NOW_US, NOW_US + us(hours=1), NOW_US + us(minutes=59))
     assert policy.is_over(NOW_US, NOW_US + us(hours=1), NOW_US + us(hours=1))
     assert policy.is_over(NOW_US, NOW_US + us(hours=9), NOW_US + us(hours=3))
-    assert ExpiryPolicy(absolute_timeout=None).deadline(NOW_US) is None
-    assert not ExpiryPolicy(absolute_timeout=None).is_over(0, NOW_US + 1, NOW_US)
+    assert expiry_policy(absolute_timeout=None).deadline(NOW_US) is None
+    assert not expiry_policy(absolute_timeout=None).is_over(0, NOW_US + 1, NOW_US)
 
 
 def test_touch_is_due_after_the_refresh_share_and_never_past_the_deadline() -> None:
-    policy = ExpiryPolicy(
+    policy = expiry_policy(
         idle_timeout=dt.timedelta(hours=10),
         absolute_timeout=dt.timedelta(hours=12),
         refresh_ratio=0.1,
@@ -187,7 +199,7 @@ def test_touch_is_due_after_the_refresh_share_and_never_past_the_deadline() -> N
     assert not policy.touch_due(NOW_US, capped, NOW_US + us(hours=5)), (
         "a touch that cannot move a capped expiry is useless"
     )
-    assert ExpiryPolicy(refresh_ratio=0).touch_due(
+    assert expiry_policy(refresh_ratio=0).touch_due(
         NOW_US, NOW_US + us(days=1), NOW_US + us(seconds=1)
     )
 
@@ -225,4 +237,4 @@ def test_the_default_clock_reads_microseconds_without_a_datetime() -> None:
 )
 def test_invalid_expiry_options_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
-        ExpiryPolicy(**bad)  # type: ignore[arg-type]
+        expiry_policy(**bad)

@@ -9,7 +9,7 @@ from acouchbase.cluster import Cluster as AsyncCluster
 from couchbase.exceptions import CouchbaseException, DocumentNotFoundException
 
 from ormsession.errors import StoreError
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import AsyncSessionRepository, StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
     READ_OPTIONS,
@@ -36,7 +36,7 @@ __all__ = ["AsyncCouchbaseRepository"]
 T = TypeVar("T")
 
 
-class AsyncCouchbaseRepository:
+class AsyncCouchbaseRepository(AsyncSessionRepository):
     """The asyncio twin of :class:`~.repository.CouchbaseRepository`.
 
     An ``acouchbase`` cluster belongs to the event loop it was created on, so one built

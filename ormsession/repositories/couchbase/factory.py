@@ -1,4 +1,4 @@
-"""Building Couchbase repositories from URLs, settings and ready clients (for the registry)."""
+"""Building Couchbase repositories from URLs, configuration and ready clients (for the registry)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from ormsession.repositories.couchbase.urls import (
 from ormsession.urls import scheme_of
 
 if TYPE_CHECKING:
+    from ormsession.config import Config
     from ormsession.repositories.couchbase.async_repository import AsyncCouchbaseRepository
-    from ormsession.settings import OrmsessionSettings
 
 __all__ = [
     "open_async_repository",
@@ -29,34 +29,34 @@ __all__ = [
 ]
 
 
-def _target(url: str, settings: OrmsessionSettings) -> CouchbaseTarget:
+def _target(url: str, config: Config) -> CouchbaseTarget:
     return parse_couchbase_url(
-        url, key_prefix=settings.key_prefix, connect_timeout=settings.connect_timeout
+        url, key_prefix=config.key_prefix, connect_timeout=config.connect_timeout
     )
 
 
-def open_repository(url: str, settings: OrmsessionSettings) -> CouchbaseRepository:
+def open_repository(url: str, config: Config) -> CouchbaseRepository:
     """Connect now (a wrong host, password, bucket or collection fails here)."""
-    return CouchbaseRepository.connect(_target(url, settings))
+    return CouchbaseRepository.connect(_target(url, config))
 
 
-def open_async_repository(url: str, settings: OrmsessionSettings) -> AsyncCouchbaseRepository:
+def open_async_repository(url: str, config: Config) -> AsyncCouchbaseRepository:
     """Connects on ``start()`` (awaited by ``configure_async``) or on first use."""
     from ormsession.repositories.couchbase.async_repository import AsyncCouchbaseRepository
 
-    return AsyncCouchbaseRepository.from_target(_target(url, settings))
+    return AsyncCouchbaseRepository.from_target(_target(url, config))
 
 
 # -- ready clients -------------------------------------------------------------------------
-def _location(settings: OrmsessionSettings) -> CouchbaseTarget | None:
-    """Bucket, scope, collection, key prefix and count options from ``settings.url`` when
+def _location(config: Config) -> CouchbaseTarget | None:
+    """Bucket, scope, collection, key prefix and count options from ``config.url`` when
     it is a couchbase URL (its hosts and credentials are not used with a ready client)."""
-    if scheme_of(settings.url) not in SCHEMES:
+    if scheme_of(config.url) not in SCHEMES:
         return None
     return parse_couchbase_url(
-        settings.url,
-        key_prefix=settings.key_prefix,
-        connect_timeout=settings.connect_timeout,
+        config.url,
+        key_prefix=config.key_prefix,
+        connect_timeout=config.connect_timeout,
         require_credentials=False,
     )
 
@@ -102,7 +102,7 @@ def _kind(client: Any, classes: dict[str, type]) -> str:
     )
 
 
-def repository_for_client(client: Any, settings: OrmsessionSettings) -> CouchbaseRepository:
+def repository_for_client(client: Any, config: Config) -> CouchbaseRepository:
     """Sessions in the app's own ``couchbase`` client; ``manager.close()`` never closes it."""
     if type(client).__module__.startswith("acouchbase"):
         raise ConfigurationError(
@@ -117,7 +117,7 @@ def repository_for_client(client: Any, settings: OrmsessionSettings) -> Couchbas
     from ormsession.repositories.couchbase.errors import wrap_couchbase_error
 
     classes = {"cluster": Cluster, "bucket": Bucket, "scope": Scope, "collection": Collection}
-    target = _location(settings)
+    target = _location(config)
     kind = _kind(client, classes)
     try:
         collection, description = _resolve(client, target, kind)
@@ -126,16 +126,14 @@ def repository_for_client(client: Any, settings: OrmsessionSettings) -> Couchbas
         raise wrap_couchbase_error(exc, where=where, operation="connect") from exc
     return CouchbaseRepository(
         collection,
-        key_prefix=target.key_prefix if target else settings.key_prefix,
+        key_prefix=target.key_prefix if target else config.key_prefix,
         count_resolution=target.count_resolution if target else DEFAULT_RESOLUTION,
         cas_cache_size=target.cas_cache_size if target else DEFAULT_CACHE_SIZE,
         description=description,
     )
 
 
-def repository_for_async_client(
-    client: Any, settings: OrmsessionSettings
-) -> AsyncCouchbaseRepository:
+def repository_for_async_client(client: Any, config: Config) -> AsyncCouchbaseRepository:
     """Sessions in the app's own ``acouchbase`` client; never closed by ormsession."""
     if not type(client).__module__.startswith("acouchbase"):
         raise ConfigurationError(
@@ -155,12 +153,26 @@ def repository_for_async_client(
         "scope": AsyncScope,
         "collection": AsyncCollection,
     }
-    target = _location(settings)
+    target = _location(config)
     collection, description = _resolve(client, target, _kind(client, classes))
     return AsyncCouchbaseRepository(
         collection,
-        key_prefix=target.key_prefix if target else settings.key_prefix,
+        key_prefix=target.key_prefix if target else config.key_prefix,
         count_resolution=target.count_resolution if target else DEFAULT_RESOLUTION,
         cas_cache_size=target.cas_cache_size if target else DEFAULT_CACHE_SIZE,
         description=description,
     )
+
+
+def open_store(url: str, config: Config, *, want_async: bool) -> Any:
+    """The registry's factory for ``couchbase://`` and ``couchbases://`` URLs."""
+    if want_async:
+        return open_async_repository(url, config)
+    return open_repository(url, config)
+
+
+def store_for_client(client: Any, config: Config, *, want_async: bool) -> Any:
+    """The registry's factory for a ready Couchbase ``Cluster`` or ``Collection``."""
+    if want_async:
+        return repository_for_async_client(client, config)
+    return repository_for_client(client, config)

@@ -9,7 +9,7 @@ from couchbase.cluster import Cluster
 from couchbase.exceptions import CouchbaseException, DocumentNotFoundException
 
 from ormsession.errors import StoreError
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import SessionRepository, StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
     READ_OPTIONS,
@@ -36,7 +36,7 @@ __all__ = ["CouchbaseRepository"]
 T = TypeVar("T")
 
 
-class CouchbaseRepository:
+class CouchbaseRepository(SessionRepository):
     """Sessions as documents of one Couchbase collection, expired by native TTLs.
 
     Give it a ready ``Collection`` (the app's cluster is then never closed), or build one

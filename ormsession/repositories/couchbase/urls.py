@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from ormsession.config import parse_duration
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE, MAX_CACHE_SIZE
 from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION, MAX_RESOLUTION
-from ormsession.settings import parse_duration
 from ormsession.urls import redact_url
 
 __all__ = ["DEFAULT_KV_TIMEOUT", "CouchbaseTarget", "display_url", "parse_couchbase_url"]

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import AsyncSessionRepository, StoredSession
 from ormsession.repositories.redis.base import (
     Command,
     CountLive,
@@ -28,7 +28,7 @@ __all__ = ["AsyncRedisRepository"]
 T = TypeVar("T")
 
 
-class AsyncRedisRepository(RedisRepositoryBase):
+class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
     """The asyncio twin of :class:`~ormsession.repositories.redis.repository.RedisRepository`:
     the same options, the same flows; ``owned`` resources are closed with ``aclose()``."""
 

@@ -1,8 +1,8 @@
-"""redis-py clients built from a parsed URL and the settings (sync and asyncio).
+"""redis-py clients built from a parsed URL and the configuration (sync and asyncio).
 
 Defaults chosen here, and why:
 
-- socket and connect timeouts default to ``settings.connect_timeout`` (redis-py's default
+- socket and connect timeouts default to ``config.connect_timeout`` (redis-py's default
   is to wait forever on a silent server);
 - at most ``retries`` (default 1) immediate retries, and only on connection errors: a
   stale pooled connection after a restart is retried at once, while a timeout is not
@@ -24,7 +24,7 @@ from redis.retry import Retry
 from ormsession.repositories.redis.urls import RedisUrl
 
 if TYPE_CHECKING:
-    from ormsession.settings import OrmsessionSettings
+    from ormsession.config import Config
 
 
 def _any(constructor: Any) -> Any:
@@ -51,9 +51,9 @@ class OwnedClient:
     extras: list[Any] = field(default_factory=list)
 
 
-def _node_kwargs(url: RedisUrl, settings: OrmsessionSettings) -> dict[str, Any]:
+def _node_kwargs(url: RedisUrl, config: Config) -> dict[str, Any]:
     """Connection options shared by every mode (data nodes only)."""
-    timeout = settings.connect_timeout
+    timeout = config.connect_timeout
     kwargs: dict[str, Any] = {
         "username": url.username,
         "password": url.password,
@@ -62,7 +62,7 @@ def _node_kwargs(url: RedisUrl, settings: OrmsessionSettings) -> dict[str, Any]:
         "health_check_interval": url.health_check_interval,
         "client_name": url.client_name,
     }
-    max_connections = url.max_connections or settings.pool_size
+    max_connections = url.max_connections or config.pool_size
     if max_connections:
         kwargs["max_connections"] = max_connections
     if url.tls:
@@ -85,9 +85,9 @@ def _sentinel_kwargs(url: RedisUrl, node: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def client_from_url(url: RedisUrl, settings: OrmsessionSettings) -> OwnedClient:
+def client_from_url(url: RedisUrl, config: Config) -> OwnedClient:
     """A synchronous client for ``url`` (constructing a Cluster client contacts it)."""
-    node = _node_kwargs(url, settings)
+    node = _node_kwargs(url, config)
     node["retry"] = Retry(NoBackoff(), url.retries, supported_errors=(redis.ConnectionError,))
     if url.mode == "cluster":
         cluster_retry = node.pop("retry")
@@ -105,7 +105,7 @@ def client_from_url(url: RedisUrl, settings: OrmsessionSettings) -> OwnedClient:
     return OwnedClient(redis.Redis(host=host, port=port, db=url.db, **node))
 
 
-def async_client_from_url(url: RedisUrl, settings: OrmsessionSettings) -> OwnedClient:
+def async_client_from_url(url: RedisUrl, config: Config) -> OwnedClient:
     """An asyncio client for ``url``; it connects on first use."""
     from redis.asyncio import Redis as AsyncRedis
     from redis.asyncio import sentinel as async_sentinel
@@ -113,7 +113,7 @@ def async_client_from_url(url: RedisUrl, settings: OrmsessionSettings) -> OwnedC
     from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
     from redis.asyncio.retry import Retry as AsyncRetry
 
-    node = _node_kwargs(url, settings)
+    node = _node_kwargs(url, config)
     node["retry"] = AsyncRetry(NoBackoff(), url.retries, supported_errors=(redis.ConnectionError,))
     if url.mode == "cluster":
         cluster_retry = node.pop("retry")

@@ -19,7 +19,7 @@ from ormsession.repositories.redis.repository import RedisRepository
 from ormsession.repositories.redis.urls import RedisUrl, parse_redis_url
 
 if TYPE_CHECKING:
-    from ormsession.settings import OrmsessionSettings
+    from ormsession.config import Config
 
 __all__ = [
     "open_async_repository",
@@ -29,12 +29,12 @@ __all__ = [
 ]
 
 
-def _store_options(url: RedisUrl, settings: OrmsessionSettings) -> dict[str, Any]:
-    """Repository options from the URL (which wins) and the settings, validated up front
+def _store_options(url: RedisUrl, config: Config) -> dict[str, Any]:
+    """Repository options from the URL (which wins) and the configuration, validated up front
     so a bad prefix or WAIT setting fails at configuration time, before any I/O."""
-    prefix = validate_key_prefix(url.key_prefix or settings.key_prefix)
+    prefix = validate_key_prefix(url.key_prefix or config.key_prefix)
     wait_timeout_ms = url.wait_timeout_ms or DEFAULT_WAIT_TIMEOUT_MS
-    socket_timeout = url.socket_timeout or settings.connect_timeout
+    socket_timeout = url.socket_timeout or config.connect_timeout
     if url.wait_replicas and wait_timeout_ms >= socket_timeout * 1000:
         # WAIT would still be blocking when the socket gives up on it.
         raise ConfigurationError(
@@ -51,11 +51,11 @@ def _store_options(url: RedisUrl, settings: OrmsessionSettings) -> dict[str, Any
     }
 
 
-def open_repository(url: str, settings: OrmsessionSettings) -> RedisRepository:
+def open_repository(url: str, config: Config) -> RedisRepository:
     parsed = parse_redis_url(url)
-    options = _store_options(parsed, settings)
+    options = _store_options(parsed, config)
     try:
-        owned = client_from_url(parsed, settings)
+        owned = client_from_url(parsed, config)
     except REDIS_ERRORS as exc:  # a Cluster client contacts its nodes on construction
         raise wrap_redis_error(
             exc, operation="start-up", where=parsed.redacted, secrets=parsed.secrets
@@ -63,10 +63,10 @@ def open_repository(url: str, settings: OrmsessionSettings) -> RedisRepository:
     return RedisRepository(owned.client, owned=_closables(owned), **options)
 
 
-def open_async_repository(url: str, settings: OrmsessionSettings) -> AsyncRedisRepository:
+def open_async_repository(url: str, config: Config) -> AsyncRedisRepository:
     parsed = parse_redis_url(url)
-    options = _store_options(parsed, settings)
-    owned = async_client_from_url(parsed, settings)
+    options = _store_options(parsed, config)
+    owned = async_client_from_url(parsed, config)
     return AsyncRedisRepository(owned.client, owned=_closables(owned), **options)
 
 
@@ -74,17 +74,17 @@ def _closables(owned: OwnedClient) -> list[Any]:
     return [owned.client, *owned.extras]
 
 
-def repository_for_client(client: Any, settings: OrmsessionSettings) -> RedisRepository:
+def repository_for_client(client: Any, config: Config) -> RedisRepository:
     """Around a ready ``redis.Redis`` / ``redis.cluster.RedisCluster`` / Sentinel
     ``master_for`` client. The app keeps owning it: :meth:`close` leaves it open."""
     _check_client(client, want_async=False)
-    return RedisRepository(client, key_prefix=validate_key_prefix(settings.key_prefix))
+    return RedisRepository(client, key_prefix=validate_key_prefix(config.key_prefix))
 
 
-def repository_for_async_client(client: Any, settings: OrmsessionSettings) -> AsyncRedisRepository:
+def repository_for_async_client(client: Any, config: Config) -> AsyncRedisRepository:
     """The asyncio twin of :func:`repository_for_client` (``redis.asyncio`` clients)."""
     _check_client(client, want_async=True)
-    return AsyncRedisRepository(client, key_prefix=validate_key_prefix(settings.key_prefix))
+    return AsyncRedisRepository(client, key_prefix=validate_key_prefix(config.key_prefix))
 
 
 def _check_client(client: Any, *, want_async: bool) -> None:
@@ -108,3 +108,17 @@ def _check_client(client: Any, *, want_async: bool) -> None:
             else "configure_async() needs a redis.asyncio client; for a redis.Redis client "
             "use ormsession.configure()"
         )
+
+
+def open_store(url: str, config: Config, *, want_async: bool) -> Any:
+    """The registry's factory for ``redis://``-family URLs."""
+    if want_async:
+        return open_async_repository(url, config)
+    return open_repository(url, config)
+
+
+def store_for_client(client: Any, config: Config, *, want_async: bool) -> Any:
+    """The registry's factory for a ready redis-py client."""
+    if want_async:
+        return repository_for_async_client(client, config)
+    return repository_for_client(client, config)

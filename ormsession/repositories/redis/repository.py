@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import SessionRepository, StoredSession
 from ormsession.repositories.redis.base import (
     Command,
     CountLive,
@@ -31,7 +31,7 @@ __all__ = ["RedisRepository"]
 T = TypeVar("T")
 
 
-class RedisRepository(RedisRepositoryBase):
+class RedisRepository(RedisRepositoryBase, SessionRepository):
     """Sessions in Redis with native TTLs (see ``docs/stores/redis.md``).
 
     ``client`` is a ``redis.Redis`` (plain, or a Sentinel ``master_for`` client) or a

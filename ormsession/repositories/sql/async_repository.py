@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ormsession.errors import StoreError, StoreUnavailableError
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import AsyncSessionRepository, StoredSession
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
 from ormsession.repositories.sql.dbapi import StatementCache
 from ormsession.repositories.sql.errors import wrap_sql_error
@@ -31,14 +31,12 @@ __all__ = ["AsyncSqlRepository"]
 T = TypeVar("T")
 
 
-class AsyncSqlRepository:
+class AsyncSqlRepository(AsyncSessionRepository):
     """Sessions in one SQL table over an ``AsyncEngine``, one statement per operation.
 
     Start-up work (the schema check, migrations when asked) needs I/O, so it runs in
     :meth:`start`, which :func:`ormsession.configure_async` awaits.
     """
-
-    native_ttl = False
 
     def __init__(
         self,

@@ -1,42 +1,70 @@
-"""Building SQL repositories from URLs and settings (used by the registry)."""
+"""The registry's entry points for SQL URLs (``sqlite``, ``postgresql``, ``mysql``,
+``mariadb``) and for an app's own SQLAlchemy engine."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ormsession.errors import ConfigurationError
 from ormsession.repositories.sql.engine import parse_sql_url
-from ormsession.repositories.sql.repository import SqlRepository
 
 if TYPE_CHECKING:
-    from ormsession.repositories.sql.async_repository import AsyncSqlRepository
-    from ormsession.settings import OrmsessionSettings
+    from ormsession.config import Config
 
-__all__ = ["open_async_repository", "open_repository"]
+__all__ = ["open_store", "store_for_engine"]
 
 
-def wants_auto_migrate(url: str, settings: OrmsessionSettings) -> bool:
+def wants_auto_migrate(url: str, config: Config) -> bool:
     """Migrate at start-up when asked; by default only for SQLite, the embedded store whose
     file the app owns outright (server databases are migrated by a deploy step)."""
-    if settings.auto_migrate is not None:
-        return settings.auto_migrate
+    if config.auto_migrate is not None:
+        return config.auto_migrate
     return parse_sql_url(url, want_async=None).get_backend_name() == "sqlite"
 
 
-def _options(url: str, settings: OrmsessionSettings) -> dict[str, Any]:
-    return {
-        "table_name": settings.table_name,
-        "connect_timeout": settings.connect_timeout,
-        "pool_size": settings.pool_size,
-        "schema_check": settings.schema_check,
-        "auto_migrate": wants_auto_migrate(url, settings),
+def open_store(url: str, config: Config, *, want_async: bool) -> Any:
+    options: dict[str, Any] = {
+        "table_name": config.table_name,
+        "connect_timeout": config.connect_timeout,
+        "pool_size": config.pool_size,
+        "schema_check": config.schema_check,
+        "auto_migrate": wants_auto_migrate(url, config),
     }
+    if want_async:
+        from ormsession.repositories.sql.async_repository import AsyncSqlRepository
+
+        return AsyncSqlRepository.from_url(url, **options)
+    from ormsession.repositories.sql.repository import SqlRepository
+
+    return SqlRepository.from_url(url, **options)
 
 
-def open_repository(url: str, settings: OrmsessionSettings) -> SqlRepository:
-    return SqlRepository.from_url(url, **_options(url, settings))
+def store_for_engine(engine: Any, config: Config, *, want_async: bool) -> Any:
+    """A repository in the app's own ``Engine`` (``AsyncEngine`` with ``want_async``): its
+    pool is shared, and ormsession never disposes it nor joins the app's transactions."""
+    is_async = type(engine).__name__ == "AsyncEngine"
+    if is_async and not want_async:
+        raise ConfigurationError("that is an AsyncEngine: use ormsession.configure_async()")
+    if want_async and not is_async:
+        raise ConfigurationError(
+            "configure_async(engine=...) needs an AsyncEngine; for a sync Engine use "
+            "ormsession.configure()"
+        )
+    if want_async:
+        from ormsession.repositories.sql.async_repository import AsyncSqlRepository
 
+        return AsyncSqlRepository(
+            engine,
+            table_name=config.table_name,
+            schema_check=config.schema_check,
+            auto_migrate=bool(config.auto_migrate),
+        )
+    if not hasattr(engine, "connect"):
+        raise ConfigurationError(f"engine must be a SQLAlchemy Engine, not {type(engine)!r}")
+    from ormsession.repositories.sql.repository import SqlRepository
 
-def open_async_repository(url: str, settings: OrmsessionSettings) -> AsyncSqlRepository:
-    from ormsession.repositories.sql.async_repository import AsyncSqlRepository
+    if config.auto_migrate:
+        from ormsession.schema import upgrade
 
-    return AsyncSqlRepository.from_url(url, **_options(url, settings))
+        upgrade(engine, table_name=config.table_name)
+    return SqlRepository(engine, table_name=config.table_name, schema_check=config.schema_check)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import SessionRepository, StoredSession
 from ormsession.repositories.sql.dbapi import (
     DBAPI_DRIVERS,
     RawResult,
@@ -25,7 +25,7 @@ __all__ = ["SqlRepository"]
 T = TypeVar("T")
 
 
-class SqlRepository:
+class SqlRepository(SessionRepository):
     """Sessions in one SQL table, one statement (one round trip) per operation.
 
     Give it the app's ``Engine`` to share its pool: the repository then runs each statement
@@ -33,8 +33,6 @@ class SqlRepository:
     sessions or transactions, and never disposes the engine. :meth:`from_url` builds an
     engine it owns (autocommit, timeouts) and disposes it on :meth:`close`.
     """
-
-    native_ttl = False
 
     def __init__(
         self,

@@ -1,0 +1,180 @@
+"""``Config``: every option of ormsession, declared once, in one frozen, typed object.
+
+The managers, the stores' factories and the integrations all take a :class:`Config`.
+Build one directly (``Config(idle_timeout=timedelta(hours=2))``, which reads no
+environment), or let :func:`ormsession.configure` build it from ``ORMSESSION_*``
+environment variables and ``.env`` (:class:`~ormsession.settings.OrmsessionSettings`, the
+same fields read from outside). Invalid values raise :class:`ConfigurationError` naming the
+option, never echoing the value (it may be a password).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from ormsession.cookies import CookieOptions, SameSite
+from ormsession.errors import ConfigurationError
+from ormsession.expiry import ExpiryPolicy
+from ormsession.serializers import Serializer, serializer_by_name
+from ormsession.urls import redact_url
+
+__all__ = ["DEFAULT_URL", "Config", "parse_duration"]
+
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_URL = "sqlite:///ormsession.sqlite3"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta | str:
+    """``"3600"``, ``"90s"``, ``"30m"``, ``"12h"``, ``"14d"`` or ``"2w"`` as a timedelta
+    (anything else is left for pydantic's own ISO 8601 / HH:MM:SS parsing)."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        return timedelta(seconds=float(number) * (unit or 1))
+    except ValueError:
+        return text
+
+
+class Config(BaseModel):
+    """Every option of ormsession (each also ``ORMSESSION_<NAME>`` in the environment)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    # -- the store -------------------------------------------------------------------
+    url: str = Field(DEFAULT_URL, description="Store URL; the scheme picks the store.")
+    table_name: str = Field("session", description="SQL table name.")
+    key_prefix: str = Field("ormsession:", description="Key prefix on Redis and Couchbase.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the store.")
+    pool_size: int | None = Field(None, ge=1, description="Connection pool size.")
+    schema_check: bool = Field(True, description="Check the SQL schema revision at start-up.")
+    auto_migrate: bool | None = Field(
+        None, description="Run SQL migrations at start-up (default: only for SQLite)."
+    )
+    # -- cookies ---------------------------------------------------------------------
+    cookie_name: str = "session"
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    cookie_secure: bool | None = Field(None, description="None: Secure on https requests.")
+    cookie_httponly: bool = True
+    cookie_samesite: SameSite | None = "lax"
+    cookie_lifetime: timedelta | None = Field(
+        None, description="Cookie Max-Age; None for a browser-session cookie."
+    )
+    cookie_host_prefix: bool = False
+    set_cookie: bool = Field(True, description="Emit Set-Cookie (beego's enableSetCookie).")
+    # -- where the id may come from (read by the integrations) ------------------------
+    id_header: str | None = Field(None, description="Also accept the id in this header.")
+    id_query_param: str | None = Field(
+        None, description="Also accept the id in this query parameter (leaks into logs; avoid)."
+    )
+    trust_forwarded_proto: bool = Field(
+        False, description="Treat X-Forwarded-Proto: https as https (behind a TLS proxy)."
+    )
+    # -- lifetime and data ------------------------------------------------------------
+    idle_timeout: timedelta = timedelta(days=1)
+    absolute_timeout: timedelta | None = timedelta(days=30)
+    refresh_ratio: float = Field(0.1, ge=0, lt=1)
+    max_data_bytes: int = Field(256 * 1024, gt=0)
+    serializer: Literal["json", "msgpack"] | Serializer = Field(
+        "json", description="'json', 'msgpack', or a Serializer object (not from settings)."
+    )
+    id_prefix: str = ""
+    id_bytes: int = Field(32, ge=32, le=128)
+    on_store_error: Literal["raise", "fresh"] = "raise"
+    max_attempts: int = Field(10, ge=1, le=100)
+    gc_batch_size: int = Field(1000, ge=1, le=100_000)
+    gc_batch_seconds: float | None = Field(
+        0.25,
+        gt=0,
+        le=3600,
+        description="A gc statement slower than this makes the next ones smaller (None: never).",
+    )
+
+    # The cookie and expiry rules, checked and built once from the fields above.
+    _cookie: CookieOptions = PrivateAttr()
+    _expiry: ExpiryPolicy = PrivateAttr()
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as exc:
+            raise ConfigurationError(describe(exc)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).model_fields:
+            raise ConfigurationError(f"a Config is frozen: use config.replace({name}=...)")
+        super().__setattr__(name, value)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._cookie = CookieOptions(
+            name=self.cookie_name,
+            path=self.cookie_path,
+            domain=self.cookie_domain,
+            secure=self.cookie_secure,
+            httponly=self.cookie_httponly,
+            samesite=self.cookie_samesite,
+            max_age=self.cookie_lifetime,
+            host_prefix=self.cookie_host_prefix,
+        )
+        self._expiry = ExpiryPolicy(
+            idle_timeout=self.idle_timeout,
+            absolute_timeout=self.absolute_timeout,
+            refresh_ratio=self.refresh_ratio,
+        )
+
+    @field_validator("absolute_timeout", "cookie_lifetime", "gc_batch_seconds", mode="before")
+    @classmethod
+    def _zero_means_none(cls, value: Any) -> Any:
+        # beego (and many env files) use 0 for "not set".
+        return None if value in (0, "0", "", "none", "None") else value
+
+    @field_validator("idle_timeout", "absolute_timeout", "cookie_lifetime", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "url" and isinstance(value, str) else value)
+
+    @property
+    def cookie(self) -> CookieOptions:
+        """How the session cookie is written (from the ``cookie_*`` options)."""
+        return self._cookie
+
+    @property
+    def expiry(self) -> ExpiryPolicy:
+        """When sessions end (from ``idle_timeout``, ``absolute_timeout``, ``refresh_ratio``)."""
+        return self._expiry
+
+    def make_serializer(self) -> Serializer:
+        """The serializer the ``serializer`` option names (or the object it holds)."""
+        if isinstance(self.serializer, str):
+            return serializer_by_name(self.serializer)
+        return self.serializer
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied and validated (a frozen object is never changed)."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise ConfigurationError(unknown_options(unknown))
+        return Config(**(dict(self) | changes))
+
+
+def unknown_options(names: list[str]) -> str:
+    return f"unknown option(s) {', '.join(names)}; valid options: " + ", ".join(Config.model_fields)
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error as one line naming each option and its problem, not its value."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    )
+    return f"invalid ormsession settings: {problems}"

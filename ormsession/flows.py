@@ -1,0 +1,57 @@
+"""Running sans-I/O flows: the one mechanism behind every rule written once for sync and async.
+
+A *flow* is a generator that yields the I/O operations it needs and receives their results
+(the pattern of httpx's auth flows). It does no I/O itself, so the same flow serves a
+synchronous caller, through :func:`run`, and an asyncio one, through :func:`arun`; only the
+``perform`` function differs. The session policy's operations are flows over repository
+calls (:mod:`ormsession.policy`); inside a store, flows are used only where a protocol
+takes several round trips (Couchbase's compare-and-set loops, the Redis Cluster rename).
+
+An exception raised by ``perform`` is thrown into the flow at its ``yield``, so a flow can
+catch it (to roll back, or to answer differently) or let it propagate to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+__all__ = ["Flow", "arun", "run"]
+
+Op = TypeVar("Op")
+T = TypeVar("T")
+
+#: A flow that yields operations of type ``Op`` and returns a ``T``.
+Flow = Generator[Op, Any, T]
+
+
+def run(flow: Generator[Op, Any, T], perform: Callable[[Op], Any]) -> T:
+    """Drive ``flow`` to its end, answering each operation with ``perform(operation)``."""
+    try:
+        operation = next(flow)
+        while True:
+            try:
+                result = perform(operation)
+            except Exception as exc:
+                operation = flow.throw(exc)
+            else:
+                operation = flow.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value
+
+
+async def arun(flow: Generator[Op, Any, T], perform: Callable[[Op], Awaitable[Any]]) -> T:
+    """:func:`run` for asyncio: each operation is answered with ``await perform(operation)``."""
+    try:
+        operation = next(flow)
+        while True:
+            try:
+                result = await perform(operation)
+            except Exception as exc:
+                operation = flow.throw(exc)
+            else:
+                operation = flow.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value
