@@ -102,7 +102,7 @@ def _connection(target: Target) -> Iterator[Connection]:
 
 def _engine_for(url: str) -> Engine:
     from ormsession.errors import MissingDriverError
-    from ormsession.repositories.sql.engine import SQL_EXTRAS, parse_sql_url
+    from ormsession.repositories.sql.urls import SQL_EXTRAS, parse_sql_url
 
     parsed = parse_sql_url(url, want_async=None)
     if parsed.get_driver_name() in ("asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"):

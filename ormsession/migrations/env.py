@@ -79,7 +79,7 @@ def run_online() -> None:
     if connection is not None:
         _run_on(connection)
         return
-    from ormsession.repositories.sql.engine import parse_sql_url
+    from ormsession.repositories.sql.urls import parse_sql_url
 
     engine = create_engine(parse_sql_url(_url()), poolclass=NullPool)
     try:

@@ -76,7 +76,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
         schema_check: bool = True,
         auto_migrate: bool = False,
     ) -> AsyncSqlRepository:
-        from ormsession.repositories.sql.engine import create_async_session_engine
+        from ormsession.repositories.sql.clients import create_async_session_engine
 
         engine = create_async_session_engine(
             url, connect_timeout=connect_timeout, pool_size=pool_size

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ormsession.errors import ConfigurationError
-from ormsession.repositories.sql.engine import parse_sql_url
+from ormsession.repositories.sql.urls import parse_sql_url
 
 if TYPE_CHECKING:
     from ormsession.config import Config

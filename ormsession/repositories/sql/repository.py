@@ -73,7 +73,7 @@ class SqlRepository(SessionRepository):
         schema_check: bool = True,
         auto_migrate: bool = False,
     ) -> SqlRepository:
-        from ormsession.repositories.sql.engine import create_session_engine
+        from ormsession.repositories.sql.clients import create_session_engine
 
         engine = create_session_engine(url, connect_timeout=connect_timeout, pool_size=pool_size)
         try:
