@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bytecodes import bytecode_diff
 from benchmarks.counters import ServerCounter
 from benchmarks.floors import AsyncFloor, Floor, new_id
 from benchmarks.report import (
@@ -81,7 +80,6 @@ class Plan:
     couchbase_big: int
     profile: str | None
     operations: bool = True
-    bytecodes: str | None = None
 
 
 # -- scenarios --------------------------------------------------------------------------
@@ -205,10 +203,6 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
     name = f"{store} {scenario.operation}".lower()
     if plan.profile and plan.profile.lower() in name:
         profile(store, scenario, ops * rounds)
-    if plan.bytecodes and plan.bytecodes.lower() in name:
-        diff = bytecode_diff(scenario.ours, scenario.floor)
-        print(f"\n--- bytecodes: {store} / {scenario.operation} ---", file=sys.stderr)
-        print("\n".join(diff.lines()), file=sys.stderr)
     return row
 
 
@@ -370,11 +364,6 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument(
         "--profile", help="cProfile ormsession's side of matching operations (stderr)"
     )
-    parser.add_argument(
-        "--bytecodes",
-        metavar="PATTERN",
-        help="bytecodes per operation of both sides of matching operations, by function (stderr)",
-    )
     args = parser.parse_args(argv)
     stores = tuple(name.strip() for name in args.stores.split(",") if name.strip())
     unknown = sorted(set(stores) - {CPU_ONLY, *ALL_STORES})
@@ -411,7 +400,6 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         couchbase_big=defaults["couchbase_big"],
         profile=args.profile,
         operations=args.operations,
-        bytecodes=args.bytecodes,
     )
     return plan, args
 

@@ -21,7 +21,6 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -370,19 +369,16 @@ def open_store(name: str) -> contextlib.AbstractContextManager[StoreEnv]:
 
 
 def managers_for(
-    env: StoreEnv,
-    runner: asyncio.Runner,
-    stack: contextlib.ExitStack,
-    package: str = "ormsession",
+    env: StoreEnv, runner: asyncio.Runner, stack: contextlib.ExitStack
 ) -> tuple[Any, Any]:
-    """A sync and an async manager on ``env``'s store, built as an app would (``package``'s
-    ``configure`` and ``configure_async``; ``benchmarks.ab`` passes an older copy's), both
-    closed with ``stack``. Sessions are the Flask integration's ``FlaskSession``, so the
-    Flask extension takes the manager's sessions as they are."""
-    module = import_module(package)
-    flask_session = import_module(f"{package}.integrations.flask").FlaskSession
-    manager = module.configure(url=env.url, session_class=flask_session, **env.options)
+    """A sync and an async manager on ``env``'s store, built as an app would, both closed
+    with ``stack``. Sessions are the Flask integration's ``FlaskSession``, so the Flask
+    extension takes the manager's sessions as they are."""
+    from ormsession import configure, configure_async
+    from ormsession.integrations.flask import FlaskSession
+
+    manager = configure(url=env.url, session_class=FlaskSession, **env.options)
     stack.callback(manager.close)
-    async_manager = runner.run(module.configure_async(url=env.async_url, **env.options))
+    async_manager = runner.run(configure_async(url=env.async_url, **env.options))
     stack.callback(lambda: runner.run(async_manager.close()))
     return manager, async_manager

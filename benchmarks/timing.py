@@ -29,7 +29,6 @@ __all__ = [
     "median_interval",
     "round_order",
     "run_rounds",
-    "spread_lines",
     "timed",
 ]
 
@@ -203,20 +202,3 @@ class Waits:
     @property
     def per_operation(self) -> float:
         return self.switches / max(self.operations, 1)
-
-
-def spread_lines(times: Mapping[str, list[float]], base: str, base_name: str) -> list[str]:
-    """One line per entry of ``times`` (µs, each list sorted): p10, median and p90, and its
-    median over ``base``'s, which the lines call ``base_name``."""
-    width = max(len(label) for label in times)
-    base_median = statistics.median(times[base])
-    lines = []
-    for label, values in times.items():
-        median = statistics.median(values)
-        p10 = values[len(values) // 10]
-        p90 = values[min(len(values) - 1, len(values) * 9 // 10)]
-        lines.append(
-            f"{label:{width}}  p10 {p10:6.1f}  p50 {median:6.1f}  p90 {p90:6.1f} µs  "
-            f"(p50 {median - base_median:+5.1f} µs on {base_name})"
-        )
-    return lines

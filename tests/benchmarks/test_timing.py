@@ -1,5 +1,5 @@
 """The round order: every series in every position, behind both of its neighbours; the
-count of the times a series slept; the spread lines of a set of timings; the confidence
+count of the times a series slept; the confidence
 interval of a median and the verdict that shows it."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from benchmarks.timing import (
     median_interval,
     round_order,
     run_rounds,
-    spread_lines,
     timed,
 )
 
@@ -75,14 +74,6 @@ def test_waits_count_the_sleeps_of_a_series_and_not_its_work() -> None:
     assert sleeping.operations == working.operations == 5
     assert sleeping.per_operation >= 1
     assert working.per_operation < 0.5
-
-
-def test_spread_lines_give_each_entrys_percentiles_and_its_median_over_the_base() -> None:
-    times = {"set": [float(v) for v in range(1, 11)], "script": [float(v) for v in range(3, 13)]}
-    assert spread_lines(times, "set", "SET") == [
-        "set     p10    2.0  p50    5.5  p90   10.0 µs  (p50  +0.0 µs on SET)",
-        "script  p10    4.0  p50    7.5  p90   12.0 µs  (p50  +2.0 µs on SET)",
-    ]
 
 
 @pytest.mark.parametrize(
