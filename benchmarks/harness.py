@@ -34,6 +34,7 @@ from benchmarks.counters import ServerCounter
 from benchmarks.floors import AsyncFloor, Floor, new_id
 from benchmarks.report import (
     READ_REQUEST_LIMIT,
+    SCRIPTED_CAS_WRITE_REQUEST_LIMIT,
     WRITE_REQUEST_LIMIT,
     Report,
     Row,
@@ -139,10 +140,23 @@ def manager_scenarios(manager: Any, floor: Floor) -> list[Scenario]:
     ]
 
 
+def write_limit(env: StoreEnv) -> float:
+    """A write request's limit: higher where the store must compare-and-set in a script."""
+    if env.native_conditional_write:
+        return WRITE_REQUEST_LIMIT
+    return SCRIPTED_CAS_WRITE_REQUEST_LIMIT
+
+
 def request_scenarios(
-    manager: Any, async_manager: Any, floor: Floor, async_floor: AsyncFloor, runner: asyncio.Runner
+    manager: Any,
+    async_manager: Any,
+    floor: Floor,
+    async_floor: AsyncFloor,
+    runner: asyncio.Runner,
+    write: float = WRITE_REQUEST_LIMIT,
 ) -> tuple[list[Scenario], list[AsgiRunner]]:
-    """Full requests: Flask (WSGI) and Starlette (ASGI), read-only and writing."""
+    """Full requests: Flask (WSGI) and Starlette (ASGI), read-only and writing; ``write`` is
+    the write requests' limit."""
     ours_flask, floor_flask = flask_app(manager=manager), flask_app(floor=floor)
     ours_asgi = AsgiRunner(starlette_app(manager=async_manager), runner)
     floor_asgi = AsgiRunner(starlette_app(floor=async_floor), runner)
@@ -159,7 +173,7 @@ def request_scenarios(
             "Flask request, write",
             flask_runner(ours_flask, "POST", "/write"),
             flask_runner(floor_flask, "POST", "/write"),
-            WRITE_REQUEST_LIMIT,
+            write,
         ),
         Scenario(
             "Starlette request, read-only",
@@ -172,7 +186,7 @@ def request_scenarios(
             "Starlette request, write",
             ours_asgi.series("POST", "/write"),
             floor_asgi.series("POST", "/write"),
-            WRITE_REQUEST_LIMIT,
+            write,
         ),
     ]
     return scenarios, [ours_asgi, floor_asgi]
@@ -233,7 +247,9 @@ def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
         floor, async_floor = env.floor(manager), env.async_floor(async_manager)
         counter = None if env.name == CPU_ONLY else env.counter(manager, async_manager, runner)
         scenarios = manager_scenarios(manager, floor)
-        requests, clients = request_scenarios(manager, async_manager, floor, async_floor, runner)
+        requests, clients = request_scenarios(
+            manager, async_manager, floor, async_floor, runner, write_limit(env)
+        )
         for client in clients:
             stack.callback(client.close)
         for scenario in scenarios + requests:

@@ -91,6 +91,9 @@ class StoreEnv:
     )
     #: Store-specific handles the scale benchmarks need (connection parameters, clients).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whether the store writes conditionally in one native command or statement. The Redis
+    #: family (Redis 7) compare-and-sets in a Lua script: its write requests get a higher limit.
+    native_conditional_write: bool = True
 
 
 def _missing() -> Any:
@@ -236,7 +239,8 @@ def mariadb_env() -> Iterator[StoreEnv]:
 
 
 # -- Redis --------------------------------------------------------------------------------
-def _redis_floors(env: StoreEnv, prefix: str, *, cluster: bool = False) -> None:
+def _redis_family(env: StoreEnv, prefix: str, *, cluster: bool = False) -> None:
+    env.native_conditional_write = False
     env.floor = lambda manager: RedisFloor(manager.repository.client, prefix, cluster=cluster)
     env.async_floor = lambda manager: AsyncRedisFloor(manager.repository.client, prefix)
 
@@ -257,7 +261,7 @@ def redis_env() -> Iterator[StoreEnv]:
     prefix = _prefix()
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
     env = StoreEnv("redis", url, url, version, options={"key_prefix": prefix})
-    _redis_floors(env, prefix)
+    _redis_family(env, prefix)
     env.counter = lambda manager, async_manager, runner: RedisCommandCounter([admin], shared=True)
     env.extra = {"admin": admin, "prefix": prefix}
     try:
@@ -288,7 +292,7 @@ def sentinel_env() -> Iterator[StoreEnv]:
         version = str(master.info("server")["redis_version"])
         prefix = _prefix()
         env = StoreEnv("sentinel", url, url, version, options={"key_prefix": prefix})
-        _redis_floors(env, prefix)
+        _redis_family(env, prefix)
         env.counter = lambda manager, async_manager, runner: RedisCommandCounter([master])
         try:
             yield env
@@ -308,7 +312,7 @@ def cluster_env() -> Iterator[StoreEnv]:
         version = str(nodes[0].info("server")["redis_version"])
         prefix = _prefix()
         env = StoreEnv("cluster", url, url, version, options={"key_prefix": prefix})
-        _redis_floors(env, prefix, cluster=True)
+        _redis_family(env, prefix, cluster=True)
         env.counter = lambda manager, async_manager, runner: RedisCommandCounter(nodes)
         try:
             yield env

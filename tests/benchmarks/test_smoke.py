@@ -74,6 +74,17 @@ def test_the_whole_pipeline_runs_on_every_store(tmp_path: Path) -> None:
             if operation.startswith(("Flask", "Starlette")):
                 assert row["target"], f"{store} / {operation}: no PASS/FAIL"
 
+    # The Redis family compare-and-sets in a Lua script: its write requests' limit is 1.15.
+    limits = {
+        (row["store"], row["operation"]): row["limit"]
+        for row in results["rows"]
+        if row["operation"].endswith("request, write")
+    }
+    assert len(limits) == 2 * (1 + len(ALL_STORES))
+    scripted = {"redis", "sentinel", "cluster"}
+    for (store, _), limit in limits.items():
+        assert limit == (None if store == CPU_ONLY else 1.15 if store in scripted else 1.10)
+
     waits = text.split("### Waits per operation", 1)[1].split("###", 1)[0]
     for store in ALL_STORES:
         for operation in OPERATIONS:
