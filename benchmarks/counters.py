@@ -1,23 +1,16 @@
 """Statements and commands per operation, counted by the store's server, not by the client.
 
-Every counter takes a *before* snapshot, runs the work, takes an *after* snapshot and
-divides the difference by the number of operations:
+Each counter takes a snapshot before and after the work and divides the difference by the
+number of operations:
 
-- PostgreSQL: ``pg_stat_database`` of the benchmark's own database (nobody else uses it):
-  ``xact_commit`` (the engines run in autocommit, so one statement is one transaction) and
-  ``tup_inserted + tup_updated + tup_deleted`` (rows written). PostgreSQL 15 flushes a
-  backend's statistics lazily (at most once a second, otherwise up to 10 s later), so each
-  snapshot first runs ``SELECT pg_stat_force_next_flush()`` on every idle connection of the
-  pools involved; those statements are subtracted again.
-- MariaDB: ``SHOW SESSION STATUS`` (``Com_select``, ``Com_insert``, ``Com_update``,
-  ``Com_delete``, ...) on every idle connection of the pools involved: the same counters as
-  ``SHOW GLOBAL STATUS``, but only ours; the server is shared with other test runs.
-- SQLite: ``sqlite3`` trace callbacks on every connection of the pools (the library *is* the
-  server): one call per statement the engine runs, BEGIN and COMMIT included.
-- Redis (plain, Sentinel master, every Cluster master): ``INFO commandstats``; commands run
-  by a Lua script count too (that is the server's work). On the shared Redis the quietest
-  of three trials is kept, since other clients' commands can only add.
-- Couchbase: the protocol-level test server's ``op_counts``.
+- PostgreSQL: ``pg_stat_database`` of the benchmark's own database (``xact_commit``: the
+  engines run in autocommit, one statement a transaction; ``tup_*``: rows written). Each
+  snapshot first forces every pool connection's lazy statistics flush, then subtracts it.
+- MariaDB: ``SHOW SESSION STATUS`` (``Com_*``) on every pool connection: only ours.
+- SQLite: ``sqlite3`` trace callbacks on every pool connection (the library *is* the server).
+- Redis (plain, Sentinel master, every Cluster master): ``INFO commandstats``, commands run
+  by a Lua script included; on the shared Redis the quietest of three trials.
+- Couchbase: the test server's ``op_counts``.
 """
 
 from __future__ import annotations
@@ -31,16 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "CouchbaseOpCounter",
-    "Counts",
-    "MariaDbStatusCounter",
-    "PgStatCounter",
-    "Pool",
-    "RedisCommandCounter",
-    "ServerCounter",
-    "SqliteTraceCounter",
-]
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
 
 
 @dataclass(frozen=True)
@@ -70,13 +56,16 @@ class ServerCounter(ABC):
     unit = "stmt"
     #: Trials per measurement; the one with the fewest commands wins (shared servers).
     trials = 1
+    #: The counters that are writes (for the default :meth:`classify`).
+    writes: frozenset[str] = frozenset()
 
     @abstractmethod
     def snapshot(self) -> Snapshot: ...
 
-    @abstractmethod
     def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
         """(total, writes, detail) of a raw counter difference."""
+        writes = sum(value for name, value in delta.items() if name in self.writes)
+        return sum(delta.values()), writes, dict(delta)
 
     def count(self, work: Callable[[], object], ops: int) -> Counts:
         best: tuple[int, int, dict[str, int]] | None = None
@@ -106,12 +95,8 @@ class ServerCounter(ABC):
 
 # -- connection pools ---------------------------------------------------------------------
 class Pool:
-    """Runs one SQL statement on every idle connection of an engine's pool (sync or async).
-
-    Checking out as many connections as the pool holds idle returns exactly those, so the
-    statement reaches every connection the benchmark used (and creates none when the
-    pool is warm).
-    """
+    """Runs one SQL statement on every idle connection of an engine's pool (sync or async):
+    checking out as many as the pool holds idle returns exactly those."""
 
     def __init__(self, engine: Any, runner: asyncio.Runner | None = None) -> None:
         self.engine = engine
@@ -146,9 +131,8 @@ class Pool:
                 await stack.enter_async_context(self.engine.connect()) for _ in range(self.idle())
             ]
             for connection in connections:
-                # On the driver's connection, as ormsession's async SQL store runs its
-                # statements: SQLAlchemy's execute() would begin a transaction whose
-                # rollback on close the server would count too.
+                # On the driver's connection: SQLAlchemy's execute() would begin a
+                # transaction whose rollback the server would count too.
                 raw = (await connection.get_raw_connection()).driver_connection
                 if hasattr(raw, "fetch"):  # asyncpg
                     rows = await raw.fetch(sql)
@@ -166,8 +150,7 @@ class PgStatCounter(ServerCounter):
     own statements count in the ``postgres`` database, not ours)."""
 
     _COLUMNS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted")
-    # The flush only happens when the backend has relation statistics pending, so the
-    # statement reads a (tiny) catalog table; its own transaction is then part of the flush.
+    # A backend flushes only with relation statistics pending: read a tiny catalog table.
     _FLUSH = "SELECT pg_stat_force_next_flush() FROM pg_catalog.pg_am LIMIT 1"
 
     def __init__(self, admin: Any, database: str, pools: Iterable[Pool]) -> None:
@@ -200,22 +183,12 @@ class PgStatCounter(ServerCounter):
 
 # -- MariaDB ------------------------------------------------------------------------------
 class MariaDbStatusCounter(ServerCounter):
-    _NAMES = (
-        "Com_select",
-        "Com_insert",
-        "Com_update",
-        "Com_delete",
-        "Com_replace",
-        "Com_insert_select",
-        "Com_begin",
-        "Com_commit",
-        "Com_rollback",
-    )
-    _WRITES = ("insert", "update", "delete", "replace", "insert_select")
+    _NAMES = _words("select insert update delete replace insert_select begin commit rollback")
+    writes = _words("insert update delete replace insert_select")
 
     def __init__(self, pools: Iterable[Pool]) -> None:
         self.pools = list(pools)
-        names = ", ".join(f"'{name}'" for name in self._NAMES)
+        names = ", ".join(f"'Com_{name}'" for name in self._NAMES)
         self._sql = f"SHOW SESSION STATUS WHERE Variable_name IN ({names})"
 
     def snapshot(self) -> Snapshot:
@@ -226,17 +199,13 @@ class MariaDbStatusCounter(ServerCounter):
                     totals[str(name).lower().removeprefix("com_")] += int(value)
         return Snapshot(dict(totals))
 
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(delta.get(name, 0) for name in self._WRITES)
-        return sum(delta.values()), writes, dict(delta)
-
 
 # -- SQLite -------------------------------------------------------------------------------
 class SqliteTraceCounter(ServerCounter):
     """Installs a trace callback on the pools' connections (existing and future ones)."""
 
     _FIRST_WORD = re.compile(r"\s*(\w+)")
-    _WRITES = ("insert", "update", "delete", "replace")
+    writes = _words("insert update delete replace")
 
     def __init__(self) -> None:
         self.seen: Counter[str] = Counter()
@@ -275,10 +244,6 @@ class SqliteTraceCounter(ServerCounter):
     def snapshot(self) -> Snapshot:
         return Snapshot(dict(self.seen))
 
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(delta.get(name, 0) for name in self._WRITES)
-        return sum(delta.values()), writes, dict(delta)
-
 
 # -- Redis --------------------------------------------------------------------------------
 class RedisCommandCounter(ServerCounter):
@@ -286,32 +251,9 @@ class RedisCommandCounter(ServerCounter):
 
     unit = "cmd"
     #: Server chatter that is not session work: replication, sentinels, cluster bus, us.
-    IGNORED = frozenset(
-        {
-            "info",
-            "ping",
-            "replconf",
-            "psync",
-            "sync",
-            "publish",
-            "subscribe",
-            "config",
-            "client",
-            "cluster",
-            "command",
-            "hello",
-            "auth",
-            "select",
-            "role",
-            "readonly",
-            "readwrite",
-            "echo",
-            "sentinel",
-            "slowlog",
-            "latency",
-            "memory",
-            "debug",
-        }
+    IGNORED = _words(
+        "info ping replconf psync sync publish subscribe config client cluster command hello "
+        "auth select role readonly readwrite echo sentinel slowlog latency memory debug"
     )
 
     def __init__(self, nodes: Iterable[Any], *, shared: bool = False) -> None:
@@ -343,14 +285,8 @@ class RedisCommandCounter(ServerCounter):
 
 def _flags_of(reply: Any) -> set[str]:
     """The flags in a ``COMMAND INFO`` reply, whichever shape redis-py parsed it into."""
-    if isinstance(reply, dict):
-        entries = list(reply.values())
-    elif isinstance(reply, list):
-        entries = reply
-    else:
-        return set()
     flags: set[str] = set()
-    for entry in entries:
+    for entry in reply.values() if isinstance(reply, dict) else reply or ():
         if isinstance(entry, dict):
             values = entry.get("flags", [])
         elif isinstance(entry, list | tuple) and len(entry) > 2:
@@ -366,28 +302,14 @@ class CouchbaseOpCounter(ServerCounter):
     """The test server's per-opcode counts (``read`` returns ``{opcode name: count}``)."""
 
     unit = "op"
-    IGNORED = frozenset(
-        {
-            "NOOP",
-            "HELLO",
-            "SASL_LIST_MECHS",
-            "SASL_AUTH",
-            "SASL_STEP",
-            "SELECT_BUCKET",
-            "GET_CLUSTER_CONFIG",
-            "GET_COLLECTION_ID",
-        }
+    IGNORED = _words(
+        "NOOP HELLO SASL_LIST_MECHS SASL_AUTH SASL_STEP SELECT_BUCKET GET_CLUSTER_CONFIG "
+        "GET_COLLECTION_ID"
     )
-    WRITES = frozenset(
-        {"SET", "ADD", "REPLACE", "DELETE", "TOUCH", "GAT", "INCREMENT", "DECREMENT"}
-    )
+    writes = _words("set add replace delete touch gat increment decrement")
 
     def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
         self.read = read
 
     def snapshot(self) -> Snapshot:
-        return Snapshot({k: v for k, v in self.read().items() if k not in self.IGNORED})
-
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(v for k, v in delta.items() if k in self.WRITES)
-        return sum(delta.values()), writes, {k.lower(): v for k, v in delta.items()}
+        return Snapshot({k.lower(): v for k, v in self.read().items() if k not in self.IGNORED})
