@@ -1,17 +1,12 @@
 """``python -m benchmarks``: every store, ormsession against its floor, in one run.
 
-For each store that can be set up: build a sync manager (``configure``) and an async one
-(``configure_async``) the way an app would, the floors on the very same clients and pools,
-and measure in interleaved rounds
-
-- the manager's own operations: open an existing session, save a modified one, open + save
-  an unmodified one, regenerate;
-- full requests through the Flask extension (WSGI) and the ASGI middleware on Starlette,
-  read-only and writing, against the same apps on hand-written session layers;
-
-then count, on the server, the statements or commands each operation cost. With
-``--scale`` (on by default): reads at 1,000 vs 1,000,000 sessions, gc of 1,000,000 expired
-rows, memory per held session. Targets are printed as PASS/FAIL lines at the end.
+For each store that can be set up: a sync and an async manager built as an app would
+(``configure``, ``configure_async``), the floors on the very same clients and pools, and in
+interleaved rounds the manager's own operations (open, save, open + save, regenerate) and
+full Flask (WSGI) and Starlette (ASGI) requests, read-only and writing; then the statements
+or commands each cost, counted by the server. Then the scale part: reads at 1,000 vs
+1,000,000 sessions, gc of 1,000,000 expired rows, memory per held session. Targets are
+printed as PASS/FAIL lines at the end.
 """
 
 from __future__ import annotations
@@ -20,16 +15,19 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import itertools
 import pstats
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks import scale
 from benchmarks.counters import ServerCounter
 from benchmarks.floors import AsyncFloor, Floor, new_id
 from benchmarks.report import (
@@ -52,8 +50,6 @@ from benchmarks.stores import (
 )
 from benchmarks.timing import OpRunner, Settings, Waits, calibrate, compare, run_rounds, timed
 
-__all__ = ["Scenario", "main"]
-
 SCALE_READ_STORES = ("postgresql", "mariadb", "redis")
 SCALE_GC_STORES = ("postgresql", "mariadb")
 
@@ -71,16 +67,12 @@ class Scenario:
 class Plan:
     stores: tuple[str, ...]
     timing: Settings
-    count_ops: int
-    scale: bool
-    scale_small: int
-    scale_big: int
-    gc_rows: int
-    memory_sessions: int
-    couchbase_small: int
-    couchbase_big: int
-    profile: str | None
+    #: The scale part's sets (``small``, ``big``, ``gc``, ``memory``, ``couchbase_small``,
+    #: ``couchbase_big``) and the operations counted on the server (``count``).
+    sizes: dict[str, int]
+    scale: bool = True
     operations: bool = True
+    profile: str | None = None
 
 
 # -- scenarios --------------------------------------------------------------------------
@@ -160,35 +152,24 @@ def request_scenarios(
     ours_flask, floor_flask = flask_app(manager=manager), flask_app(floor=floor)
     ours_asgi = AsgiRunner(starlette_app(manager=async_manager), runner)
     floor_asgi = AsgiRunner(starlette_app(floor=async_floor), runner)
-    expect = b"42 2"
-    scenarios = [
-        Scenario(
-            "Flask request, read-only",
-            flask_runner(ours_flask, "GET", "/read", expect),
-            flask_runner(floor_flask, "GET", "/read", expect),
-            READ_REQUEST_LIMIT,
-            read_only=True,
-        ),
-        Scenario(
-            "Flask request, write",
-            flask_runner(ours_flask, "POST", "/write"),
-            flask_runner(floor_flask, "POST", "/write"),
-            write,
-        ),
-        Scenario(
-            "Starlette request, read-only",
-            ours_asgi.series("GET", "/read", expect),
-            floor_asgi.series("GET", "/read", expect),
-            READ_REQUEST_LIMIT,
-            read_only=True,
-        ),
-        Scenario(
-            "Starlette request, write",
-            ours_asgi.series("POST", "/write"),
-            floor_asgi.series("POST", "/write"),
-            write,
-        ),
-    ]
+    sides: dict[str, tuple[Callable[..., OpRunner], Callable[..., OpRunner]]] = {
+        "Flask": (partial(flask_runner, ours_flask), partial(flask_runner, floor_flask)),
+        "Starlette": (ours_asgi.series, floor_asgi.series),
+    }
+    kinds = (("read-only", "GET", "/read", b"42 2"), ("write", "POST", "/write", None))
+    scenarios = []
+    for framework, (ours, theirs) in sides.items():
+        for kind, method, path, expect in kinds:
+            read_only = kind == "read-only"
+            scenarios.append(
+                Scenario(
+                    f"{framework} request, {kind}",
+                    ours(method, path, expect),
+                    theirs(method, path, expect),
+                    READ_REQUEST_LIMIT if read_only else write,
+                    read_only,
+                )
+            )
     return scenarios, [ours_asgi, floor_asgi]
 
 
@@ -197,7 +178,6 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
     settings = plan.timing
     ops = calibrate(scenario.floor, settings)
     ours_waits, floor_waits = Waits(), Waits()
-    # The requests carry the targets: their verdicts get the rounds that make them precise.
     rounds = settings.rounds if scenario.limit is None else settings.request_rounds
     per_op = run_rounds(
         {"ours": ours_waits.counting(scenario.ours), "floor": floor_waits.counting(scenario.floor)},
@@ -205,17 +185,16 @@ def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan:
         ops=ops,
         warmup_ops=settings.warmup_ops,
     )
-    comparison = compare(per_op, "ours", "floor", ops)
-    n = plan.count_ops
     ours = floor = None
     if counter is not None:
+        n = plan.sizes["count"]
         ours = counter.count(lambda: scenario.ours(n), n)
         floor = counter.count(lambda: scenario.floor(n), n)
     limit = None if store == CPU_ONLY else scenario.limit
     waits = (ours_waits.per_operation, floor_waits.per_operation)
+    comparison = compare(per_op, "ours", "floor", ops)
     row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only, waits)
-    name = f"{store} {scenario.operation}".lower()
-    if plan.profile and plan.profile.lower() in name:
+    if plan.profile and plan.profile.lower() in f"{store} {scenario.operation}".lower():
         profile(store, scenario, ops * rounds)
     return row
 
@@ -233,11 +212,8 @@ def profile(store: str, scenario: Scenario, ops: int) -> None:
 
 
 def has_scale_work(name: str, plan: Plan) -> bool:
-    """Whether ``bench_scale`` does anything for this store."""
-    if not plan.scale:
-        return False
     scaled = {*SCALE_READ_STORES, *SCALE_GC_STORES, "couchbase"}
-    return name in scaled or (name == "sqlite" and plan.memory_sessions > 0)
+    return plan.scale and (name in scaled or (name == "sqlite" and plan.sizes["memory"] > 0))
 
 
 def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
@@ -256,49 +232,41 @@ def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
             started = time.perf_counter()
             row = measure(env.name, scenario, counter, plan)
             report.rows.append(row)
+            c = row.comparison
             _progress(
-                f"  {scenario.operation:<30} {row.comparison.ratio:6.3f}x  "
-                f"({row.comparison.a_us:8.1f} vs {row.comparison.b_us:8.1f} µs, "
+                f"  {scenario.operation:<30} {c.ratio:6.3f}x  ({c.a_us:8.1f} vs {c.b_us:8.1f} µs, "
                 f"{time.perf_counter() - started:4.1f} s)"
             )
 
 
 def bench_scale(env: StoreEnv, plan: Plan, report: Report) -> None:
-    if plan.scale and env.name in SCALE_READ_STORES:
-        from benchmarks import scale
-
+    sizes = plan.sizes
+    if env.name in SCALE_READ_STORES:
         read = scale.read_scale_redis if env.name == "redis" else scale.read_scale_sql
-        result = read(env, plan.timing, small=plan.scale_small, big=plan.scale_big)
+        result = read(env, plan.timing, small=sizes["small"], big=sizes["big"])
         report.scale.append(result)
         _progress(
             f"  reads {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
             f"(floor {result.floor.ratio:.3f}x, load {result.load_seconds:.1f} s)"
         )
-    if plan.scale and env.name == "couchbase":
-        from benchmarks import scale
-
-        result = scale.write_scale_couchbase(
-            env, plan.timing, small=plan.couchbase_small, big=plan.couchbase_big
-        )
+    if env.name == "couchbase":
+        small, big = sizes["couchbase_small"], sizes["couchbase_big"]
+        result = scale.write_scale_couchbase(env, plan.timing, small=small, big=big)
         report.scale.append(result)
         _progress(
-            f"  save with {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
+            f"  save with {small:,} -> {big:,} sessions: {result.ours.ratio:.3f}x "
             f"(floor {result.floor.ratio:.3f}x, creating them {result.load_seconds:.1f} s)"
         )
-    if plan.scale and env.name in SCALE_GC_STORES:
-        from benchmarks import scale
-
-        gc = scale.gc_sql(env, rows=plan.gc_rows)
+    if env.name in SCALE_GC_STORES:
+        gc = scale.gc_sql(env, rows=sizes["gc"])
         report.gc.append(gc)
         _progress(
             f"  gc of {gc.rows:,} rows: {gc.total_seconds:.1f} s, longest batch "
             f"{gc.max_batch_seconds * 1000:.1f} ms"
         )
-    if plan.scale and env.name == "sqlite" and plan.memory_sessions:
-        from benchmarks import scale
-
+    if env.name == "sqlite" and sizes["memory"]:
         report.memory = scale.memory_per_session(
-            env.url, sessions=plan.memory_sessions, options=env.options
+            env.url, sessions=sizes["memory"], options=env.options
         )
 
 
@@ -306,17 +274,18 @@ def _on_store(name: str, report: Report, work: Callable[[StoreEnv], None], phase
     """Set the store up, run ``work`` on it, tear it down; failures go into the report."""
     label = f"{name} ({phase})" if phase else name
     _progress(f"{label}:")
-    store_started = time.perf_counter()
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         try:
             env = stack.enter_context(open_store(name))
-        except StoreUnavailableError as exc:
-            report.skipped[name] = str(exc)
-            _progress(f"  skipped: {exc}")
-            return
-        except Exception as exc:  # a server that would not start: report, go on
-            report.skipped[name] = f"{type(exc).__name__}: {exc}"
-            _progress(f"  skipped: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # unavailable, or a server that would not start: go on
+            why = (
+                str(exc)
+                if isinstance(exc, StoreUnavailableError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            report.skipped[name] = why
+            _progress(f"  skipped: {why}")
             return
         report.versions[name] = env.version
         try:
@@ -324,7 +293,7 @@ def _on_store(name: str, report: Report, work: Callable[[StoreEnv], None], phase
         except Exception as exc:
             report.errors[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
-    _progress(f"  ({label}: {time.perf_counter() - store_started:.1f} s with set-up and tear-down)")
+    _progress(f"  ({label}: {time.perf_counter() - started:.1f} s with set-up and tear-down)")
 
 
 def _progress(message: str) -> None:
@@ -332,91 +301,66 @@ def _progress(message: str) -> None:
 
 
 # -- the command ------------------------------------------------------------------------
+QUICK = Settings(
+    rounds=3, request_rounds=3, round_seconds=0.004, min_ops=2, max_ops=10, warmup_ops=2
+)
+#: (full run, --quick): sizes of the scale part and the operations counted on the server.
+SIZES = {
+    "small": (1_000, 100),
+    "big": (1_000_000, 1_000),
+    "gc": (1_000_000, 2_500),
+    "count": (40, 4),
+    "memory": (2_000, 200),
+    "couchbase_small": (100, 10),
+    "couchbase_big": (10_000, 60),
+}
+
+
 def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--stores",
-        default=",".join((CPU_ONLY, *ALL_STORES)),
-        help=f"comma-separated, from {','.join((CPU_ONLY, *ALL_STORES))} (default: all)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny counts: a smoke run, not a measurement"
-    )
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument(
+    every = ",".join((CPU_ONLY, *ALL_STORES))
+    add = parser.add_argument
+    add("--stores", default=every, help=f"comma-separated, from {every} (default: all)")
+    add("--quick", action="store_true", help="tiny counts: a smoke run, not a measurement")
+    add(
         "--scale",
-        dest="scale",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=True,
-        help="run the scale part (default)",
+        help="run the scale part (default) or not",
     )
-    scale.add_argument("--no-scale", dest="scale", action="store_false", help="skip the scale part")
-    parser.add_argument(
-        "--no-ops", dest="operations", action="store_false", help="skip operations and requests"
-    )
-    parser.add_argument(
-        "--scale-small", type=int, default=None, help="sessions in the small set (1,000)"
-    )
-    parser.add_argument(
-        "--scale-big", type=int, default=None, help="sessions in the big set (1,000,000)"
-    )
-    parser.add_argument("--gc-rows", type=int, default=None, help="expired rows for gc (1,000,000)")
-    parser.add_argument(
-        "--rounds", type=int, default=None, help="interleaved rounds (31; also the requests')"
-    )
-    parser.add_argument(
-        "--request-rounds",
-        type=int,
-        default=None,
-        help="interleaved rounds of the full requests, the rows with targets (91)",
-    )
-    parser.add_argument(
-        "--round-ms", type=float, default=None, help="target length of a round (50 ms)"
-    )
-    parser.add_argument("--markdown", type=Path, help="also write the report to this file")
-    parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
-    parser.add_argument(
-        "--profile", help="cProfile ormsession's side of matching operations (stderr)"
-    )
+    add("--no-ops", dest="operations", action="store_false", help="skip operations and requests")
+    add("--scale-small", type=int, help="sessions in the small set (1,000)")
+    add("--scale-big", type=int, help="sessions in the big set (1,000,000)")
+    add("--gc-rows", type=int, help="expired rows for gc (1,000,000)")
+    add("--rounds", type=int, help="interleaved rounds (31; also the requests')")
+    add("--request-rounds", type=int, help="rounds of the full requests, the targets' (91)")
+    add("--round-ms", type=float, help="target length of a round (50 ms)")
+    add("--markdown", type=Path, help="also write the report to this file")
+    add("--json", type=Path, help="also write the raw results as JSON")
+    add("--profile", help="cProfile ormsession's side of matching operations (stderr)")
     args = parser.parse_args(argv)
     stores = tuple(name.strip() for name in args.stores.split(",") if name.strip())
     unknown = sorted(set(stores) - {CPU_ONLY, *ALL_STORES})
     if unknown:
         parser.error(f"unknown store(s): {', '.join(unknown)}")
-    if args.quick:
-        timing = Settings(
-            rounds=3, request_rounds=3, round_seconds=0.004, min_ops=2, max_ops=10, warmup_ops=2
-        )
-        defaults = {"small": 100, "big": 1_000, "gc": 2_500, "count": 4, "memory": 200}
-        defaults |= {"couchbase_small": 10, "couchbase_big": 60}
-    else:
-        timing = Settings()
-        defaults = {"small": 1_000, "big": 1_000_000, "gc": 1_000_000, "count": 40, "memory": 2_000}
-        defaults |= {"couchbase_small": 100, "couchbase_big": 10_000}
     for option, count in (("--rounds", args.rounds), ("--request-rounds", args.request_rounds)):
         if count is not None and count < 1:
             parser.error(f"{option} must be at least 1, not {count}")
+    sizes = {name: both[1 if args.quick else 0] for name, both in SIZES.items()}
+    for name, size in (("small", args.scale_small), ("big", args.scale_big), ("gc", args.gc_rows)):
+        sizes[name] = size or sizes[name]
     # --rounds alone sets every row's rounds; --request-rounds then overrides the requests'.
-    given = {"rounds": args.rounds, "request_rounds": args.request_rounds or args.rounds}
-    timing = Settings(**{**asdict(timing), **{k: v for k, v in given.items() if v is not None}})
-    if args.round_ms is not None:
-        timing = Settings(**{**asdict(timing), "round_seconds": args.round_ms / 1000})
-    plan = Plan(
-        stores=stores,
-        timing=timing,
-        count_ops=defaults["count"],
-        scale=args.scale,
-        scale_small=args.scale_small or defaults["small"],
-        scale_big=args.scale_big or defaults["big"],
-        gc_rows=args.gc_rows or defaults["gc"],
-        memory_sessions=defaults["memory"],
-        couchbase_small=defaults["couchbase_small"],
-        couchbase_big=defaults["couchbase_big"],
-        profile=args.profile,
-        operations=args.operations,
+    given = {
+        "rounds": args.rounds,
+        "request_rounds": args.request_rounds or args.rounds,
+        "round_seconds": None if args.round_ms is None else args.round_ms / 1000,
+    }
+    timing = dataclasses.replace(
+        QUICK if args.quick else Settings(), **{k: v for k, v in given.items() if v is not None}
     )
+    plan = Plan(stores, timing, sizes, args.scale, args.operations, args.profile)
     return plan, args
 
 
@@ -427,13 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": plan.timing.rounds,
         "request rounds": plan.timing.request_rounds,
         "round": f"{plan.timing.round_seconds * 1000:g} ms",
-        "counted ops": plan.count_ops,
+        "counted ops": plan.sizes["count"],
         "quick": bool(args.quick),
     }
     report = Report(machine=machine_info(), settings=settings)
-    # Every store's operations first, then the scale work: bulk loads, gc of a million
-    # rows and the servers' clean-up after them (InnoDB purge, PostgreSQL autovacuum) go on
-    # in the background for a while, and must not overlap another store's timings.
+    # Every store's operations first, then the scale work: the servers' clean-up after bulk
+    # loads and gc (InnoDB purge, autovacuum) must not overlap another store's timings.
     if plan.operations:
         for name in plan.stores:
             _on_store(name, report, lambda env: bench_operations(env, plan, report))
