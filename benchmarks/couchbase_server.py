@@ -45,8 +45,9 @@ def couchbase_process() -> Iterator[tuple[str, Callable[[], dict[str, int]]]]:
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    assert proc.stdin is not None and proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None
+    assert stdout is not None
 
     def reply() -> str:
         line = stdout.readline()
