@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,63 +96,49 @@ def _payload(index: int) -> bytes:
     return f'{{"user_id":{index},"name":"ada","cart":["apple","pear"],"visits":0}}'.encode()
 
 
-def _rows(seed: bytes, start: int, stop: int) -> list[tuple[str, int]]:
-    """(key, index) in key order: B-tree and clustered-index inserts then append."""
-    return sorted((key_of(scale_id(seed, i)), i) for i in range(start, stop))
+Record = tuple[str, bytes, datetime, datetime]  # key, data, expiry, creation
 
 
-def _chunks(rows: Sequence[tuple[str, int]], size: int) -> Iterator[Sequence[tuple[str, int]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def _records(seed: bytes, count: int, *, live: bool) -> Iterator[Record]:
+    """Sessions ``0..count`` in key order (B-tree and clustered-index inserts then append),
+    expiring over the next hour (live) or in the past day (expired)."""
+    now = datetime.now(UTC)
+    for key, i in sorted((key_of(scale_id(seed, i)), i) for i in range(count)):
+        if live:
+            expiry, created = now + timedelta(hours=1, seconds=i % 3600), now - timedelta(hours=1)
+        else:
+            expiry = now - timedelta(minutes=1, seconds=i % 86400)
+            created = expiry - timedelta(days=1)
+        yield key, _payload(i), expiry, created
 
 
-@dataclass(frozen=True)
-class Lifetimes:
-    """Expiry and creation times: spread over an hour (live) or the past day (expired)."""
-
-    live: bool
-    now: datetime
-
-    def expiry(self, index: int) -> datetime:
-        if self.live:
-            return self.now + timedelta(hours=1, seconds=index % 3600)
-        return self.now - timedelta(minutes=1, seconds=index % 86400)
-
-    def created(self, index: int) -> datetime:
-        return (
-            self.now - timedelta(hours=1) if self.live else self.expiry(index) - timedelta(days=1)
-        )
+def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while batch := list(itertools.islice(records, size)):
+        yield batch
 
 
 # -- bulk loading -------------------------------------------------------------------------
-def load_sql(env: StoreEnv, table: str, seed: bytes, start: int, stop: int, *, live: bool) -> float:
-    """Load sessions ``start..stop`` into ``table``; return the seconds it took."""
+def load_sql(env: StoreEnv, table: str, seed: bytes, count: int, *, live: bool) -> float:
+    """Load sessions ``0..count`` into ``table``; return the seconds it took."""
     began = time.perf_counter()
-    rows = _rows(seed, start, stop)
-    times = Lifetimes(live, datetime.now(UTC))
     connection = env.extra["connect"]()
     try:
         load = _copy_postgresql if env.name == "postgresql" else _insert_mariadb
-        load(connection, table, rows, times)
+        load(connection, table, _records(seed, count, live=live))
     finally:
         connection.close()
     return time.perf_counter() - began
 
 
-def _copy_postgresql(
-    connection: Any, table: str, rows: Sequence[tuple[str, int]], times: Lifetimes
-) -> None:
+def _copy_postgresql(connection: Any, table: str, records: Iterator[Record]) -> None:
     connection.autocommit = False
     with connection.cursor() as cursor:
-        for chunk in _chunks(rows, 100_000):
-            buffer = io.StringIO()
-            for key, index in chunk:
-                buffer.write(
-                    f"{key}\t\\\\x{_payload(index).hex()}\t{times.expiry(index).isoformat()}\t"
-                    f"{times.created(index).isoformat()}\t1\n"
-                )
-            buffer.seek(0)
-            cursor.copy_expert(f"COPY {table} ({_COLUMNS}) FROM STDIN", buffer)
+        for batch in _batches(records, 100_000):
+            lines = (
+                f"{key}\t\\\\x{data.hex()}\t{expiry.isoformat()}\t{created.isoformat()}\t1\n"
+                for key, data, expiry, created in batch
+            )
+            cursor.copy_expert(f"COPY {table} ({_COLUMNS}) FROM STDIN", io.StringIO("".join(lines)))
         connection.commit()
     connection.autocommit = True
     with connection.cursor() as cursor:
@@ -160,11 +146,9 @@ def _copy_postgresql(
         cursor.execute("CHECKPOINT")  # not during the timed reads: it stalled some rounds
 
 
-def _insert_mariadb(
-    connection: Any, table: str, rows: Sequence[tuple[str, int]], times: Lifetimes
-) -> None:
-    """Multi-row INSERTs in key order in one transaction, the secondary indexes dropped and
-    rebuilt after (row by row, random expiries thrash a small buffer pool: 10x slower)."""
+def _insert_mariadb(connection: Any, table: str, records: Iterator[Record]) -> None:
+    """Multi-row INSERTs in one transaction, the secondary indexes dropped and rebuilt after
+    (row by row, random expiries thrash a small buffer pool: 10x slower)."""
     sql = f"INSERT INTO {table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, 1)"
 
     def naive(moment: datetime) -> datetime:  # MySQL DATETIME: naive UTC
@@ -183,12 +167,8 @@ def _insert_mariadb(
         for name in indexes:
             cursor.execute(f"ALTER TABLE {table} DROP INDEX {name}")
         connection.autocommit(False)
-        for chunk in _chunks(rows, 5_000):
-            values = [
-                (key, _payload(i), naive(times.expiry(i)), naive(times.created(i)))
-                for key, i in chunk
-            ]
-            cursor.executemany(sql, values)
+        for batch in _batches(records, 5_000):
+            cursor.executemany(sql, [(k, d, naive(e), naive(c)) for k, d, e, c in batch])
         connection.commit()
         connection.autocommit(True)
         for name, (unique, columns) in indexes.items():
@@ -247,8 +227,8 @@ def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -
 
     for table in (SMALL_TABLE, BIG_TABLE):
         upgrade(env.url, table_name=table)
-    loaded = load_sql(env, SMALL_TABLE, SCALE_SEED, 0, small, live=True)
-    loaded += load_sql(env, BIG_TABLE, SCALE_SEED, 0, big, live=True)
+    loaded = load_sql(env, SMALL_TABLE, SCALE_SEED, small, live=True)
+    loaded += load_sql(env, BIG_TABLE, SCALE_SEED, big, live=True)
     megabytes = _table_megabytes(env, BIG_TABLE)
     cache: contextlib.AbstractContextManager[str | None] = (
         _innodb_pool_holding(env, megabytes) if env.name == "mariadb" else contextlib.nullcontext()
@@ -360,9 +340,16 @@ def _table_megabytes(env: StoreEnv, table: str) -> float:
 
 
 # -- reads at scale: Redis ----------------------------------------------------------------
-def _redis_keys(layout: KeyLayout, population: int) -> Iterator[tuple[str, int]]:
+def _each_key(
+    client: Any, layout: KeyLayout, population: int, command: Callable[[Any, str, int], object]
+) -> None:
+    """``command(pipeline, key, index)`` for every session of the set, pipelined."""
+    pipe = client.pipeline(transaction=False)
     for index in range(population):
-        yield layout.session(key_of(scale_id(SCALE_SEED, index))), index
+        command(pipe, layout.session(key_of(scale_id(SCALE_SEED, index))), index)
+        if (index + 1) % 10_000 == 0:
+            pipe.execute()
+    pipe.execute()
 
 
 def load_redis(client: Any, layout: KeyLayout, population: int) -> float:
@@ -376,23 +363,13 @@ def load_redis(client: Any, layout: KeyLayout, population: int) -> float:
     ttl_ms = 3_600_000  # an aborted run's keys vanish within the hour
     created, expires = now - 5 * 60 * US_PER_SECOND, now + ttl_ms * 1000
     bucket = place(expires, now, DEFAULT_RESOLUTION)
-    pipe = client.pipeline(transaction=False)
-    for count, (key, index) in enumerate(_redis_keys(layout, population), 1):
-        value = encode_record(StoredSession(_payload(index), 1, created, expires), bucket)
-        pipe.set(key, value, px=ttl_ms)
-        if count % 10_000 == 0:
-            pipe.execute()
-    pipe.execute()
+
+    def store(pipe: Any, key: str, index: int) -> None:
+        record = StoredSession(_payload(index), 1, created, expires)
+        pipe.set(key, encode_record(record, bucket), px=ttl_ms)
+
+    _each_key(client, layout, population, store)
     return time.perf_counter() - began
-
-
-def unload_redis(client: Any, layout: KeyLayout, population: int) -> None:
-    pipe = client.pipeline(transaction=False)
-    for count, (key, _) in enumerate(_redis_keys(layout, population), 1):
-        pipe.unlink(key)
-        if count % 10_000 == 0:
-            pipe.execute()
-    pipe.execute()
 
 
 def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int) -> ReadScaleResult:
@@ -431,9 +408,13 @@ def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int)
         per_op = _rounds(settings, series, ops)
     finally:
         for size, manager in managers.items():
-            unload_redis(manager.repository.client, layout, populations[size])
+            _each_key(manager.repository.client, layout, populations[size], _unlink)
             manager.close()
     return _big_against_small(env, small, big, per_op, ops, load_seconds=loaded)
+
+
+def _unlink(pipe: Any, key: str, _: int) -> None:
+    pipe.unlink(key)
 
 
 # -- writes at scale: Couchbase ----------------------------------------------------------
@@ -511,7 +492,7 @@ def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
     from ormsession.schema import upgrade
 
     upgrade(env.url, table_name=GC_TABLE)
-    loaded = load_sql(env, GC_TABLE, b"ormsession-bench-gc", 0, rows, live=False)
+    loaded = load_sql(env, GC_TABLE, b"ormsession-bench-gc", rows, live=False)
     manager = configure(url=env.url, table_name=GC_TABLE)
     try:
         stamps, totals = [time.perf_counter()], [0]
