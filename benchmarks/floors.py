@@ -1,17 +1,11 @@
 """The floor: the same session work written by hand, on the same driver and the same pool.
 
-A floor does what any hand-rolled server-side session store must do, and nothing else:
-hash the id (SHA-256 hex, as ormsession stores it), read one record by key (with its
-expiry), ``json`` the data, write one upsert with the expiry. It has no id format check, no
-absolute timeout, no compare-and-set, no count index, no change detection: the ratio
-ormsession / floor is the price of those.
-
-- SQL: a DBAPI cursor from the SQLAlchemy engine's own pool (``engine.raw_connection()``,
-  or the asyncio driver's connection from ``AsyncEngine.connect()``), on ormsession's table.
-- Redis: the same redis-py client: ``GET`` / ``SET ... PX``; regenerate is ``RENAME``
-  (``GET`` + ``SET`` + ``DEL`` on Cluster, where the two keys are in different slots).
-- Couchbase: the same collection: ``get`` / ``upsert`` with an expiry; regenerate is
-  ``upsert`` of the new key and ``remove`` of the old one.
+A floor hashes the id (SHA-256 hex, as ormsession stores it), reads one record by key with
+its expiry, ``json``-decodes it, and writes one upsert with the expiry: no id check, no
+absolute timeout, no compare-and-set, no count index, no change detection. The ratio
+ormsession / floor is the price of those. SQL runs on a DBAPI cursor from the engine's own
+pool; Redis on the same redis-py client (regenerate: ``RENAME``; on Cluster ``GET`` + ``SET``
++ ``DEL``); Couchbase on the same collection (regenerate: ``upsert`` + ``remove``).
 """
 
 from __future__ import annotations
@@ -24,24 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.util import await_only, greenlet_spawn
-
-__all__ = [
-    "TTL",
-    "AsyncCouchbaseFloor",
-    "AsyncDictFloor",
-    "AsyncFloor",
-    "AsyncRedisFloor",
-    "AsyncSqlFloor",
-    "CouchbaseFloor",
-    "DictFloor",
-    "Floor",
-    "RedisFloor",
-    "SqlFloor",
-    "dumps",
-    "key_of",
-    "loads",
-    "new_id",
-]
 
 #: How long a session lives (ormsession's default idle timeout).
 TTL = timedelta(days=1)
@@ -207,11 +183,8 @@ class AsyncSqlFloor:
         self.bind_time = _time_binder(dialect)
 
     async def _run(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
-        # As ormsession's store runs a statement (AsyncSqlRepository._on_pooled_connection),
-        # the least a hand-written request spends on the pool: one greenlet that checks the
-        # connection out as the pool hands it out, awaits the driver, and gives it back in
-        # place (ormsession's engine resets nothing on return). engine.connect() would add
-        # ~80 µs a statement (change 42).
+        # As ormsession's store runs one: a greenlet checks the pool's connection out, awaits
+        # the driver and gives it back (engine.connect() would add ~80 µs a statement).
         return await greenlet_spawn(self._on_pooled_connection, sql, params, fetch)
 
     def _on_pooled_connection(self, sql: str, params: tuple[Any, ...], fetch: bool) -> Any:

@@ -67,8 +67,8 @@ class Scenario:
 class Plan:
     stores: tuple[str, ...]
     timing: Settings
-    #: The scale part's sets (``small``, ``big``, ``gc``, ``memory``, ``couchbase_small``,
-    #: ``couchbase_big``) and the operations counted on the server (``count``).
+    #: The scale part's sets (``small``, ``big``, ``gc``, ``memory``) and the operations
+    #: counted on the server (``count``).
     sizes: dict[str, int]
     scale: bool = True
     operations: bool = True
@@ -212,7 +212,7 @@ def profile(store: str, scenario: Scenario, ops: int) -> None:
 
 
 def has_scale_work(name: str, plan: Plan) -> bool:
-    scaled = {*SCALE_READ_STORES, *SCALE_GC_STORES, "couchbase"}
+    scaled = {*SCALE_READ_STORES, *SCALE_GC_STORES}
     return plan.scale and (name in scaled or (name == "sqlite" and plan.sizes["memory"] > 0))
 
 
@@ -248,14 +248,6 @@ def bench_scale(env: StoreEnv, plan: Plan, report: Report) -> None:
         _progress(
             f"  reads {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
             f"(floor {result.floor.ratio:.3f}x, load {result.load_seconds:.1f} s)"
-        )
-    if env.name == "couchbase":
-        small, big = sizes["couchbase_small"], sizes["couchbase_big"]
-        result = scale.write_scale_couchbase(env, plan.timing, small=small, big=big)
-        report.scale.append(result)
-        _progress(
-            f"  save with {small:,} -> {big:,} sessions: {result.ours.ratio:.3f}x "
-            f"(floor {result.floor.ratio:.3f}x, creating them {result.load_seconds:.1f} s)"
         )
     if env.name in SCALE_GC_STORES:
         gc = scale.gc_sql(env, rows=sizes["gc"])
@@ -311,8 +303,6 @@ SIZES = {
     "gc": (1_000_000, 2_500),
     "count": (40, 4),
     "memory": (2_000, 200),
-    "couchbase_small": (100, 10),
-    "couchbase_big": (10_000, 60),
 }
 
 

@@ -79,9 +79,7 @@ class Row:
         return Verdict(passed, f"{self.store:<10} {self.operation}: {text}{note}")
 
 
-def _scale_verdict(r: ReadScaleResult) -> Verdict | None:
-    if r.operation != "read":
-        return None  # no target: shown for information
+def _scale_verdict(r: ReadScaleResult) -> Verdict:
     passed, note = ratio_verdict(r.ours, SCALE_LIMIT)
     text = _ratio_text(r.ours, SCALE_LIMIT).format(f"the read with {r.small:,}")
     return Verdict(passed, f"{r.store:<10} read with {r.big:,} sessions: {text}{note}")
@@ -110,8 +108,8 @@ class Report:
     finished: dict[str, Any] = field(default_factory=dict)
 
     def verdicts(self) -> list[Verdict]:
-        found = [row.verdict() for row in self.rows] + [_scale_verdict(r) for r in self.scale]
-        return [v for v in found if v is not None] + [_gc_verdict(g) for g in self.gc]
+        found = [v for v in (row.verdict() for row in self.rows) if v is not None]
+        return found + [_scale_verdict(r) for r in self.scale] + [_gc_verdict(g) for g in self.gc]
 
     def markdown(self) -> str:
         machine = {**self.machine, **self.finished}
@@ -180,13 +178,12 @@ class Report:
             "|---|---|---|---:|---|---:|---|---|",
         ]
         for r in self.scale:
-            verdict = _scale_verdict(r)
             lines.append(
                 f"| {r.store} | {r.operation} | {r.small:,} → {r.big:,} "
                 f"| {r.ours.b_us:.1f} → {r.ours.a_us:.1f} | "
                 f"{r.ours.ratio:.3f} ({r.ours.low:.2f}-{r.ours.high:.2f}) | "
                 f"{r.floor.b_us:.1f} → {r.floor.a_us:.1f} | {r.floor.ratio:.3f} | "
-                f"{'(no target)' if verdict is None else verdict.mark} |"
+                f"{_scale_verdict(r).mark} |"
             )
         sizes = [
             f"{r.store} {r.big_megabytes:.0f} MB" for r in self.scale if r.big_megabytes is not None

@@ -1,16 +1,12 @@
 """Full requests: Flask (WSGI) and Starlette (ASGI), ormsession's integration vs the floor's.
 
-Both sides of a comparison run the same app (same routes, same endpoint code) behind their
-session layer and are driven by the same cookie-keeping client:
-
-- WSGI: Flask's test client (Werkzeug), in-process, no sockets.
-- ASGI: ``httpx.AsyncClient`` over ``httpx.ASGITransport``, in the benchmark's event loop:
-  no thread hop per request, unlike Starlette's ``TestClient`` (which runs the app in a
-  portal thread), so the client costs least.
-
-The floor's session layers are what a hand-written integration needs: read the cookie, load
-the record, hand the app a dict that notices assignments, save it if assigned, set the
-cookie for a new session, add ``Vary: Cookie`` when the session was used.
+Both sides run the same app behind their session layer, driven by the same cookie-keeping
+client: Flask's test client (in-process), and ``httpx.AsyncClient`` over
+``httpx.ASGITransport`` in the benchmark's event loop (Starlette's ``TestClient`` adds a
+thread hop per request that would hide most of the difference). The floor's session layers
+do what a hand-written integration must: read the cookie, load the record, hand the app a
+dict that notices assignments, save it if assigned, set the cookie for a new session, add
+``Vary: Cookie`` when the session was used.
 """
 
 from __future__ import annotations
@@ -25,17 +21,6 @@ from flask.sessions import SecureCookieSession, SessionInterface
 
 from benchmarks.floors import AsyncFloor, Floor
 from benchmarks.timing import OpRunner
-
-__all__ = [
-    "SEED",
-    "AsgiRunner",
-    "FloorASGIMiddleware",
-    "FloorFlaskSession",
-    "FloorSessionInterface",
-    "flask_app",
-    "flask_runner",
-    "starlette_app",
-]
 
 #: What the benchmark's sessions hold: a logged-in user with a small cart.
 SEED: dict[str, Any] = {"user_id": 42, "name": "ada", "cart": ["apple", "pear"], "visits": 0}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from benchmarks.floors import CouchbaseFloor, SqlFloor, key_of, loads, new_id
+from benchmarks.floors import SqlFloor, key_of, loads, new_id
 from benchmarks.requests import SEED
 from benchmarks.stores import StoreEnv
 from benchmarks.timing import (
@@ -34,9 +34,7 @@ from benchmarks.timing import (
     OpRunner,
     Settings,
     compare,
-    median_interval,
     run_rounds,
-    timed,
 )
 from ormsession.repositories.redis.base import HEADER_SIZE, KeyLayout
 
@@ -415,73 +413,6 @@ def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int)
 
 def _unlink(pipe: Any, key: str, _: int) -> None:
     pipe.unlink(key)
-
-
-# -- writes at scale: Couchbase ----------------------------------------------------------
-def _against_baseline(values: list[float], baseline: list[float], ops: int) -> Comparison:
-    """Per-operation times (one per round) against the median of a baseline phase measured
-    apart (a bucket that grows cannot be interleaved round by round)."""
-    base = statistics.median(baseline)
-    quartiles = statistics.quantiles(values, n=4, method="inclusive")
-    ci_low, ci_high = median_interval(values)
-    return Comparison(
-        a_us=statistics.median(values) / 1000,
-        b_us=base / 1000,
-        ratio=statistics.median(values) / base,
-        low=quartiles[0] / base,
-        high=quartiles[2] / base,
-        rounds=len(values),
-        ops=ops,
-        ci_low=ci_low / base,
-        ci_high=ci_high / base,
-    )
-
-
-def write_scale_couchbase(
-    env: StoreEnv, settings: Settings, *, small: int, big: int
-) -> ReadScaleResult:
-    """Saving a modified session with ``small`` and then ``big`` sessions stored, created
-    through ormsession (its count counters must know them). No target: shown for
-    information (the count counters' documents must not grow with the sessions)."""
-    from ormsession import configure
-
-    prefix = str(env.options["key_prefix"]) + "scale:"
-    manager = configure(url=env.url, key_prefix=prefix)
-    try:
-        floor = CouchbaseFloor(manager.repository.collection, prefix)
-        target = manager.open(None)
-        target.update(SEED)
-        manager.save(target)
-        target = manager.open(target.id)
-        floor_id, floor_data = new_id(), dict(SEED)
-        floor.write(floor_id, floor_data)
-        counter = itertools.count()
-
-        def save() -> None:
-            target["visits"] = next(counter)
-            manager.save(target)
-
-        def floor_write() -> None:
-            floor_data["visits"] = next(counter)
-            floor.write(floor_id, floor_data)
-
-        series = {"ours": timed(save), "floor": timed(floor_write)}
-        ops = _ops(settings, 700e-6)
-        stored, loaded = 1, 0.0
-        phases = []
-        for population in (small, big):
-            began = time.perf_counter()
-            while stored < population:
-                session = manager.open(None)
-                session.update(SEED)
-                manager.save(session)
-                stored += 1
-            loaded += time.perf_counter() - began
-            phases.append(_rounds(settings, series, ops))
-    finally:
-        manager.close()
-    ours, theirs = (_against_baseline(phases[1][n], phases[0][n], ops) for n in ("ours", "floor"))
-    return ReadScaleResult(env.name, small, big, ours, theirs, loaded, "save (modified)")
 
 
 # -- gc -----------------------------------------------------------------------------------
