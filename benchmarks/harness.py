@@ -48,7 +48,7 @@ from benchmarks.stores import (
     managers_for,
     open_store,
 )
-from benchmarks.timing import OpRunner, Settings, Waits, calibrate, compare, run_rounds, timed
+from benchmarks.timing import OpRunner, Settings, calibrate, compare, run_rounds, timed
 
 SCALE_READ_STORES = ("postgresql", "mariadb", "redis")
 SCALE_GC_STORES = ("postgresql", "mariadb")
@@ -177,23 +177,17 @@ def request_scenarios(
 def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan: Plan) -> Row:
     settings = plan.timing
     ops = calibrate(scenario.floor, settings)
-    ours_waits, floor_waits = Waits(), Waits()
     rounds = settings.rounds if scenario.limit is None else settings.request_rounds
-    per_op = run_rounds(
-        {"ours": ours_waits.counting(scenario.ours), "floor": floor_waits.counting(scenario.floor)},
-        rounds=rounds,
-        ops=ops,
-        warmup_ops=settings.warmup_ops,
-    )
+    series = {"ours": scenario.ours, "floor": scenario.floor}
+    per_op = run_rounds(series, rounds=rounds, ops=ops, warmup_ops=settings.warmup_ops)
     ours = floor = None
     if counter is not None:
         n = plan.sizes["count"]
         ours = counter.count(lambda: scenario.ours(n), n)
         floor = counter.count(lambda: scenario.floor(n), n)
     limit = None if store == CPU_ONLY else scenario.limit
-    waits = (ours_waits.per_operation, floor_waits.per_operation)
     comparison = compare(per_op, "ours", "floor", ops)
-    row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only, waits)
+    row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only)
     if plan.profile and plan.profile.lower() in f"{store} {scenario.operation}".lower():
         profile(store, scenario, ops * rounds)
     return row

@@ -64,8 +64,6 @@ class Row:
     limit: float | None = None
     #: A read-only request: it must also write nothing (server-counted).
     read_only: bool = False
-    #: Times the benchmark's thread slept per operation, ormsession's and the floor's.
-    waits: tuple[float, float] | None = None
 
     def verdict(self) -> Verdict | None:
         if self.limit is None:
@@ -136,19 +134,6 @@ class Report:
             for r in self.rows
             if r.ours is not None and r.floor is not None
         ]
-        waits = [
-            f"- {r.store} / {r.operation}: ormsession {r.waits[0]:.2f}, floor {r.waits[1]:.2f}"
-            for r in self.rows
-            if r.waits is not None and r.ours is not None
-        ]
-        if waits:
-            out += ["", "### Waits per operation", ""]
-            out += [
-                "Voluntary context switches of the benchmark's thread per operation: how often "
-                "it slept until a reply came, ormsession against the floor.",
-                "",
-                *waits,
-            ]
         if self.skipped or self.errors:
             out += ["", "### Not measured", ""]
             out += [f"- {name}: skipped ({why})" for name, why in self.skipped.items()]

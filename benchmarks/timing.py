@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import math
-import resource
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -144,32 +143,3 @@ def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comp
         ci_low=ci_low,
         ci_high=ci_high,
     )
-
-
-# Linux counts per thread; elsewhere the whole process is the closest there is.
-_WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
-
-
-class Waits:
-    """How often a series' thread slept per operation (voluntary context switches): each a
-    time it waited for a reply. A client whose replies are back before it asks never sleeps."""
-
-    def __init__(self) -> None:
-        self.switches = 0
-        self.operations = 0
-
-    def counting(self, series: OpRunner) -> OpRunner:
-        """``series``, counting as it runs."""
-
-        def run(n: int) -> int:
-            before = resource.getrusage(_WHO).ru_nvcsw
-            elapsed = series(n)
-            self.switches += resource.getrusage(_WHO).ru_nvcsw - before
-            self.operations += n
-            return elapsed
-
-        return run
-
-    @property
-    def per_operation(self) -> float:
-        return self.switches / max(self.operations, 1)

@@ -1,11 +1,10 @@
 """The round order: every series in every position, behind both of its neighbours; the
-count of the times a series slept; the confidence interval of a median."""
+confidence interval of a median."""
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from itertools import pairwise
@@ -13,12 +12,10 @@ from itertools import pairwise
 import pytest
 
 from benchmarks.timing import (
-    Waits,
     compare,
     median_interval,
     round_order,
     run_rounds,
-    timed,
 )
 
 
@@ -60,17 +57,6 @@ def test_run_rounds_times_in_that_order() -> None:
     timed = [calls[i * 4 + 2 : i * 4 + 4] for i in range(4)]
     assert timed == [round_order(["a", "b"], i) for i in range(4)]
     assert timed == [["a", "b"], ["b", "a"], ["b", "a"], ["a", "b"]]
-
-
-def test_waits_count_the_sleeps_of_a_series_and_not_its_work() -> None:
-    sleeping, working = Waits(), Waits()
-    assert sleeping.counting(timed(lambda: time.sleep(0.001)))(5) > 0
-    working.counting(timed(lambda: sum(range(2_000))))(5)
-
-    # Every sleep gives the CPU away once; a loop of arithmetic has no reason to.
-    assert sleeping.operations == working.operations == 5
-    assert sleeping.per_operation >= 1
-    assert working.per_operation < 0.5
 
 
 @pytest.mark.parametrize(
