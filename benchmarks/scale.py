@@ -119,12 +119,9 @@ def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 def load_sql(env: StoreEnv, table: str, seed: bytes, count: int, *, live: bool) -> float:
     """Load sessions ``0..count`` into ``table``; return the seconds it took."""
     began = time.perf_counter()
-    connection = env.extra["connect"]()
-    try:
-        load = _copy_postgresql if env.name == "postgresql" else _insert_mariadb
+    load = _copy_postgresql if env.name == "postgresql" else _insert_mariadb
+    with contextlib.closing(env.extra["connect"]()) as connection:
         load(connection, table, _records(seed, count, live=live))
-    finally:
-        connection.close()
     return time.perf_counter() - began
 
 
@@ -195,73 +192,52 @@ def _reads(read: Callable[[str], Any], ids: Iterator[str]) -> OpRunner:
     return run
 
 
-def _ops(settings: Settings, seconds_per_op: float) -> int:
-    return max(
-        settings.min_ops, min(settings.max_ops, int(settings.round_seconds / seconds_per_op))
-    )
+ReadSets = dict[str, tuple[Any, int, Callable[[str], Any]]]  # size: manager, population, floor
 
 
-def _rounds(settings: Settings, series: dict[str, OpRunner], ops: int) -> dict[str, list[float]]:
-    return run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
-
-
-def _draws(settings: Settings, ops: int) -> int:
-    return settings.rounds * ops + 4 * settings.warmup_ops + 100
-
-
-def _big_against_small(
-    env: StoreEnv, small: int, big: int, per_op: dict[str, list[float]], ops: int, **more: Any
+def _read_scale(
+    env: StoreEnv, settings: Settings, sets: ReadSets, seconds_per_op: float, **more: Any
 ) -> ReadScaleResult:
-    """Ours and the floor, each on the big set against itself on the small one."""
-    ours = compare(per_op, "ours_big", "ours_small", ops)
-    return ReadScaleResult(
-        env.name, small, big, ours, compare(per_op, "floor_big", "floor_small", ops), **more
+    """Interleaved rounds of random reads, ours and the floor's, on the ``small`` and the
+    ``big`` set; each side on the big set against itself on the small one."""
+    ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / seconds_per_op)))
+    draws = settings.rounds * ops + 4 * settings.warmup_ops + 100
+    series = {}
+    for size, (manager, population, floor_read) in sets.items():
+        probe = manager.open(scale_id(SCALE_SEED, population - 1))
+        assert not probe.is_new, f"the {size} set lost session {population - 1}"
+        series[f"ours_{size}"] = _reads(manager.open, _ids(SCALE_SEED, population, draws, "ours"))
+        floor_ids = _ids(SCALE_SEED, population, draws, "floor")
+        series[f"floor_{size}"] = _reads(floor_read, floor_ids)
+    per_op = run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
+    ours, floor = (
+        compare(per_op, f"{side}_big", f"{side}_small", ops) for side in ("ours", "floor")
     )
+    small, big = sets["small"][1], sets["big"][1]
+    return ReadScaleResult(env.name, small, big, ours, floor, **more)
 
 
 # -- reads at scale: SQL ------------------------------------------------------------------
 def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -> ReadScaleResult:
+    from ormsession import configure
     from ormsession.schema import upgrade
 
-    for table in (SMALL_TABLE, BIG_TABLE):
+    tables = {"small": (SMALL_TABLE, small), "big": (BIG_TABLE, big)}
+    for table, _ in tables.values():
         upgrade(env.url, table_name=table)
-    loaded = load_sql(env, SMALL_TABLE, SCALE_SEED, small, live=True)
-    loaded += load_sql(env, BIG_TABLE, SCALE_SEED, big, live=True)
+    loaded = sum(load_sql(env, t, SCALE_SEED, n, live=True) for t, n in tables.values())
     megabytes = _table_megabytes(env, BIG_TABLE)
     cache: contextlib.AbstractContextManager[str | None] = (
         _innodb_pool_holding(env, megabytes) if env.name == "mariadb" else contextlib.nullcontext()
     )
-    with cache as cache_note:
-        per_op, ops = _sql_read_rounds(env, settings, small, big)
-    more = {"big_megabytes": megabytes, "cache_note": cache_note}
-    return _big_against_small(env, small, big, per_op, ops, load_seconds=loaded, **more)
-
-
-def _sql_read_rounds(
-    env: StoreEnv, settings: Settings, small: int, big: int
-) -> tuple[dict[str, list[float]], int]:
-    """Interleaved rounds of random reads: ours and the floor, on both tables."""
-    from ormsession import configure
-
-    sizes = (("small", small, SMALL_TABLE), ("big", big, BIG_TABLE))
-    managers = {size: configure(url=env.url, table_name=table) for size, _, table in sizes}
-    try:
-        ops = _ops(settings, 100e-6)
-        draws = _draws(settings, ops)
-        series = {}
-        for size, population, table in sizes:
-            manager = managers[size]
-            probe = manager.open(scale_id(SCALE_SEED, population - 1))
-            assert not probe.is_new, f"the {size} table lost session {population - 1}"
-            floor = SqlFloor(manager.repository.engine, table)
-            ours_ids = _ids(SCALE_SEED, population, draws, "ours")
-            series[f"ours_{size}"] = _reads(manager.open, ours_ids)
-            floor_ids = _ids(SCALE_SEED, population, draws, "floor")
-            series[f"floor_{size}"] = _reads(floor.read, floor_ids)
-        return _rounds(settings, series, ops), ops
-    finally:
-        for manager in managers.values():
-            manager.close()
+    with cache as cache_note, contextlib.ExitStack() as stack:
+        sets: ReadSets = {}
+        for size, (table, population) in tables.items():
+            manager = configure(url=env.url, table_name=table)
+            stack.callback(manager.close)
+            sets[size] = manager, population, SqlFloor(manager.repository.engine, table).read
+        more = {"load_seconds": loaded, "big_megabytes": megabytes, "cache_note": cache_note}
+        return _read_scale(env, settings, sets, 100e-6, **more)
 
 
 @contextlib.contextmanager
@@ -273,31 +249,26 @@ def _innodb_pool_holding(env: StoreEnv, megabytes: float) -> Iterator[str | None
     (~260 MB), and the comparison would measure the disk; a server that holds a million
     sessions is sized for them (docs/stores/sql.md).
     """
-    connection = env.extra["connect"]()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT @@GLOBAL.innodb_buffer_pool_size")
-            row = cursor.fetchone()
-            original = int(row[0]) if row else 0
-            needed = int(megabytes * 1.5 * 1024 * 1024)  # the tables, with room to spare
-            if original >= needed:  # it fits already (always, for --quick): change nothing
-                yield None
-                return
-            unit = 128 * 1024 * 1024
-            wanted = -(-(needed + 2 * unit) // unit) * unit  # + 256 MB, rounded up to 128 MB
-            _resize_pool(cursor, wanted)
-            try:
-                for table in (SMALL_TABLE, BIG_TABLE):  # a full scan pulls every page in
-                    cursor.execute(f"SELECT COUNT(*) FROM {table} FORCE INDEX (PRIMARY)")
-                    cursor.fetchall()
-                yield (
-                    f"innodb_buffer_pool_size {original / 2**20:.0f} MB → "
-                    f"{wanted / 2**20:.0f} MB for the reads (restored after)"
-                )
-            finally:
-                _resize_pool(cursor, original)
-    finally:
-        connection.close()
+    with contextlib.closing(env.extra["connect"]()) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT @@GLOBAL.innodb_buffer_pool_size")
+        original = int(cursor.fetchone()[0])
+        needed = int(megabytes * 1.5 * 1024 * 1024)  # the tables, with room to spare
+        if original >= needed:  # it fits already (always, for --quick): change nothing
+            yield None
+            return
+        unit = 128 * 1024 * 1024
+        wanted = -(-(needed + 2 * unit) // unit) * unit  # + 256 MB, rounded up to 128 MB
+        _resize_pool(cursor, wanted)
+        try:
+            for table in (SMALL_TABLE, BIG_TABLE):  # a full scan pulls every page in
+                cursor.execute(f"SELECT COUNT(*) FROM {table} FORCE INDEX (PRIMARY)")
+                cursor.fetchall()
+            yield (
+                f"innodb_buffer_pool_size {original / 2**20:.0f} MB → "
+                f"{wanted / 2**20:.0f} MB for the reads (restored after)"
+            )
+        finally:
+            _resize_pool(cursor, original)
 
 
 def _resize_pool(cursor: Any, size: int) -> None:
@@ -306,13 +277,13 @@ def _resize_pool(cursor: Any, size: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         cursor.execute("SHOW STATUS LIKE 'Innodb_buffer_pool_resize_status'")
-        row = cursor.fetchone()
+        row = cursor.fetchone()  # no such status on servers that resize at once
         status = str(row[1]) if row else ""
         cursor.execute("SELECT @@GLOBAL.innodb_buffer_pool_size")
-        current = cursor.fetchone()
         # The server may round the size to its chunk size.
-        resized = current is not None and abs(int(current[0]) - size) < 128 * 1024 * 1024
-        if resized and (not status or "ompleted" in status):
+        if abs(int(cursor.fetchone()[0]) - size) < 128 * 1024 * 1024 and (
+            not status or "ompleted" in status
+        ):
             return
         time.sleep(0.1)
     raise RuntimeError(f"MariaDB did not resize its buffer pool to {size} bytes within 60 s")
@@ -320,20 +291,16 @@ def _resize_pool(cursor: Any, size: int) -> None:
 
 def _table_megabytes(env: StoreEnv, table: str) -> float:
     """Table plus indexes, as the database reports it (what its cache has to hold)."""
-    connection = env.extra["connect"]()
-    try:
-        with connection.cursor() as cursor:
-            if env.name == "postgresql":
-                cursor.execute("SELECT pg_total_relation_size(%s)", (table,))
-            else:
-                cursor.execute(
-                    "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-                    (table,),
-                )
-            row = cursor.fetchone()
-    finally:
-        connection.close()
+    with contextlib.closing(env.extra["connect"]()) as connection, connection.cursor() as cursor:
+        if env.name == "postgresql":
+            cursor.execute("SELECT pg_total_relation_size(%s)", (table,))
+        else:
+            cursor.execute(
+                "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (table,),
+            )
+        row = cursor.fetchone()
     return float(row[0]) / 1024 / 1024 if row else float("nan")
 
 
@@ -376,39 +343,23 @@ def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int)
     from ormsession import configure
 
     prefix = str(env.extra["prefix"]) + "scale:"
-    big_url = f"{env.url.rpartition('/')[0]}/{BIG_REDIS_DB}"
-    managers = {
-        "small": configure(url=env.url, key_prefix=prefix),
-        "big": configure(url=big_url, key_prefix=prefix),
-    }
-    populations = {"small": small, "big": big}
     layout = KeyLayout(prefix)
-    ops = _ops(settings, 60e-6)
-    draws = _draws(settings, ops)
-    loaded = 0.0
-    try:
-        series = {}
-        for size, population in populations.items():
-            manager = managers[size]
+    urls = {"small": env.url, "big": f"{env.url.rpartition('/')[0]}/{BIG_REDIS_DB}"}
+    with contextlib.ExitStack() as stack:
+        sets: ReadSets = {}
+        for size, population in (("small", small), ("big", big)):
+            manager = configure(url=urls[size], key_prefix=prefix)
             client = manager.repository.client
-            loaded += load_redis(client, layout, population)
-            probe = manager.open(scale_id(SCALE_SEED, population - 1))
-            assert not probe.is_new, f"Redis lost {size} scale session {population - 1}"
+            stack.callback(manager.close)
+            stack.callback(_each_key, client, layout, population, _unlink)
 
             def floor_read(session_id: str, client: Any = client) -> Any:
                 raw = client.get(layout.session(key_of(session_id)))
                 return None if raw is None else loads(raw[HEADER_SIZE:])  # past our header
 
-            ours_ids = _ids(SCALE_SEED, population, draws, "ours")
-            series[f"ours_{size}"] = _reads(manager.open, ours_ids)
-            floor_ids = _ids(SCALE_SEED, population, draws, "floor")
-            series[f"floor_{size}"] = _reads(floor_read, floor_ids)
-        per_op = _rounds(settings, series, ops)
-    finally:
-        for size, manager in managers.items():
-            _each_key(manager.repository.client, layout, populations[size], _unlink)
-            manager.close()
-    return _big_against_small(env, small, big, per_op, ops, load_seconds=loaded)
+            sets[size] = manager, population, floor_read
+        loaded = sum(load_redis(m.repository.client, layout, n) for m, n, _ in sets.values())
+        return _read_scale(env, settings, sets, 60e-6, load_seconds=loaded)
 
 
 def _unlink(pipe: Any, key: str, _: int) -> None:
