@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+Classified = tuple[int, int, dict[str, int]]  # total, writes, detail
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -43,13 +45,6 @@ class Counts:
         return f"{self.total:g} {self.unit} ({parts})" if parts else f"{self.total:g} {self.unit}"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    values: Mapping[str, int]
-    #: Statements the snapshot itself ran that land in the *next* reading (PG flushes).
-    overhead: Mapping[str, int] = field(default_factory=dict)
-
-
 class ServerCounter(ABC):
     """Counts what the server did while ``work`` ran."""
 
@@ -60,31 +55,24 @@ class ServerCounter(ABC):
     writes: frozenset[str] = frozenset()
 
     @abstractmethod
-    def snapshot(self) -> Snapshot: ...
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        """The counters, and what the snapshot itself added to them (PostgreSQL's flushes)."""
 
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        """(total, writes, detail) of a raw counter difference."""
+    def classify(self, delta: Mapping[str, int]) -> Classified:
         writes = sum(value for name, value in delta.items() if name in self.writes)
         return sum(delta.values()), writes, dict(delta)
 
+    def _trial(self, work: Callable[[], object]) -> Classified:
+        before, _ = self.snapshot()
+        work()
+        after, overhead = self.snapshot()
+        delta = Counter(after)
+        delta.subtract(before)
+        delta.subtract(overhead)
+        return self.classify({key: value for key, value in delta.items() if value})
+
     def count(self, work: Callable[[], object], ops: int) -> Counts:
-        best: tuple[int, int, dict[str, int]] | None = None
-        for _ in range(self.trials):
-            before = self.snapshot()
-            work()
-            after = self.snapshot()
-            keys = set(before.values) | set(after.values)
-            delta = {
-                key: after.values.get(key, 0)
-                - before.values.get(key, 0)
-                - after.overhead.get(key, 0)
-                for key in keys
-            }
-            result = self.classify({k: v for k, v in delta.items() if v})
-            if best is None or result[0] < best[0]:
-                best = result
-        assert best is not None
-        total, writes, detail = best
+        total, writes, detail = min((self._trial(work) for _ in range(self.trials)), key=_total)
         return Counts(
             total=round(total / ops, 2),
             writes=round(writes / ops, 2),
@@ -93,7 +81,11 @@ class ServerCounter(ABC):
         )
 
 
-# -- connection pools ---------------------------------------------------------------------
+def _total(result: Classified) -> int:
+    return result[0]
+
+
+# -- SQL ----------------------------------------------------------------------------------
 class Pool:
     """Runs one SQL statement on every idle connection of an engine's pool (sync or async):
     checking out as many as the pool holds idle returns exactly those."""
@@ -127,9 +119,8 @@ class Pool:
     async def _on_each_async(self, sql: str) -> list[list[tuple[Any, ...]]]:
         results = []
         async with contextlib.AsyncExitStack() as stack:
-            connections = [
-                await stack.enter_async_context(self.engine.connect()) for _ in range(self.idle())
-            ]
+            connect = self.engine.connect
+            connections = [await stack.enter_async_context(connect()) for _ in range(self.idle())]
             for connection in connections:
                 # On the driver's connection: SQLAlchemy's execute() would begin a
                 # transaction whose rollback the server would count too.
@@ -144,44 +135,34 @@ class Pool:
         return results
 
 
-# -- PostgreSQL ---------------------------------------------------------------------------
 class PgStatCounter(ServerCounter):
-    """``pg_stat_database`` of ``database``, read over a separate admin connection (whose
-    own statements count in the ``postgres`` database, not ours)."""
+    """``pg_stat_database`` of ``database``, read over ``admin``, a connection in autocommit
+    to another database (where its own statements count)."""
 
     _COLUMNS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted")
     # A backend flushes only with relation statistics pending: read a tiny catalog table.
     _FLUSH = "SELECT pg_stat_force_next_flush() FROM pg_catalog.pg_am LIMIT 1"
 
     def __init__(self, admin: Any, database: str, pools: Iterable[Pool]) -> None:
-        self.admin = admin  # a psycopg2 connection in autocommit to another database
-        self.database = database
-        self.pools = list(pools)
+        self.admin, self.database, self.pools = admin, database, list(pools)
 
-    def snapshot(self) -> Snapshot:
-        flushes = 0
-        for pool in self.pools:
-            flushes += len(pool.on_each(self._FLUSH))
-        cursor = self.admin.cursor()
-        cursor.execute(
-            f"SELECT {', '.join(self._COLUMNS)} FROM pg_stat_database WHERE datname = %s",
-            (self.database,),
-        )
-        row = cursor.fetchone()
-        cursor.close()
-        return Snapshot(dict(zip(self._COLUMNS, row, strict=True)), {"xact_commit": flushes})
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        flushes = sum(len(pool.on_each(self._FLUSH)) for pool in self.pools)
+        with self.admin.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(self._COLUMNS)} FROM pg_stat_database WHERE datname = %s",
+                (self.database,),
+            )
+            row = cursor.fetchone()
+        return dict(zip(self._COLUMNS, row, strict=True)), {"xact_commit": flushes}
 
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+    def classify(self, delta: Mapping[str, int]) -> Classified:
         statements = delta.get("xact_commit", 0) + delta.get("xact_rollback", 0)
-        rows = {
-            "ins": delta.get("tup_inserted", 0),
-            "upd": delta.get("tup_updated", 0),
-            "del": delta.get("tup_deleted", 0),
-        }
-        return statements, sum(rows.values()), {k: v for k, v in rows.items() if v}
+        rows = {name: delta.get(f"tup_{name}", 0) for name in ("inserted", "updated", "deleted")}
+        detail = {name[:3]: value for name, value in rows.items() if value}
+        return statements, sum(rows.values()), detail
 
 
-# -- MariaDB ------------------------------------------------------------------------------
 class MariaDbStatusCounter(ServerCounter):
     _NAMES = _words("select insert update delete replace insert_select begin commit rollback")
     writes = _words("insert update delete replace insert_select")
@@ -191,16 +172,15 @@ class MariaDbStatusCounter(ServerCounter):
         names = ", ".join(f"'Com_{name}'" for name in self._NAMES)
         self._sql = f"SHOW SESSION STATUS WHERE Variable_name IN ({names})"
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
         totals: Counter[str] = Counter()
         for pool in self.pools:
             for rows in pool.on_each(self._sql):
                 for name, value in rows:
                     totals[str(name).lower().removeprefix("com_")] += int(value)
-        return Snapshot(dict(totals))
+        return totals, {}
 
 
-# -- SQLite -------------------------------------------------------------------------------
 class SqliteTraceCounter(ServerCounter):
     """Installs a trace callback on the pools' connections (existing and future ones)."""
 
@@ -222,15 +202,10 @@ class SqliteTraceCounter(ServerCounter):
             event.listen(engine.sync_engine, "connect", self._on_async_connect)
             runner.run(self._install_async(engine))
             return
-        event.listen(engine, "connect", self._on_connect)
-        pool = Pool(engine)
-        connections = [engine.raw_connection() for _ in range(pool.idle())]
-        for connection in connections:
+        event.listen(engine, "connect", lambda dbapi, _: dbapi.set_trace_callback(self.trace))
+        for connection in [engine.raw_connection() for _ in range(Pool(engine).idle())]:
             connection.driver_connection.set_trace_callback(self.trace)
             connection.close()
-
-    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.set_trace_callback(self.trace)
 
     def _on_async_connect(self, adapted: Any, _record: Any) -> None:
         # SQLAlchemy's aiosqlite adapter -> aiosqlite.Connection -> sqlite3.Connection.
@@ -241,11 +216,11 @@ class SqliteTraceCounter(ServerCounter):
             raw = await connection.get_raw_connection()
             await raw.driver_connection.set_trace_callback(self.trace)
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot(dict(self.seen))
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        return dict(self.seen), {}
 
 
-# -- Redis --------------------------------------------------------------------------------
+# -- Redis and Couchbase ------------------------------------------------------------------
 class RedisCommandCounter(ServerCounter):
     """``INFO commandstats`` summed over ``nodes`` (admin clients of the data masters)."""
 
@@ -261,25 +236,20 @@ class RedisCommandCounter(ServerCounter):
         self.trials = 3 if shared else 1
         self._writes: dict[str, bool] = {}
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
         totals: Counter[str] = Counter()
         for node in self.nodes:
-            stats = node.info("commandstats")
-            for name, value in stats.items():
+            for name, value in node.info("commandstats").items():
                 command = name.removeprefix("cmdstat_").lower()
                 if command not in self.IGNORED:
                     totals[command] += int(value["calls"])
-        return Snapshot(dict(totals))
+        return totals, {}
 
-    def _is_write(self, command: str) -> bool:
-        if command not in self._writes:
+    def classify(self, delta: Mapping[str, int]) -> Classified:
+        for command in delta.keys() - self._writes.keys():  # the flags Redis gives it
             reply = self.nodes[0].execute_command("COMMAND", "INFO", command.split("|")[0])
-            flags = _flags_of(reply)
-            self._writes[command] = "write" in flags
-        return self._writes[command]
-
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(value for name, value in delta.items() if self._is_write(name))
+            self._writes[command] = "write" in _flags_of(reply)
+        writes = sum(value for name, value in delta.items() if self._writes[name])
         return sum(delta.values()), writes, dict(delta)
 
 
@@ -297,7 +267,6 @@ def _flags_of(reply: Any) -> set[str]:
     return flags
 
 
-# -- Couchbase ----------------------------------------------------------------------------
 class CouchbaseOpCounter(ServerCounter):
     """The test server's per-opcode counts (``read`` returns ``{opcode name: count}``)."""
 
@@ -311,5 +280,5 @@ class CouchbaseOpCounter(ServerCounter):
     def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
         self.read = read
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot({k.lower(): v for k, v in self.read().items() if k not in self.IGNORED})
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        return {k.lower(): v for k, v in self.read().items() if k not in self.IGNORED}, {}
