@@ -40,14 +40,8 @@ from benchmarks.report import (
     machine_info,
 )
 from benchmarks.requests import SEED, AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.stores import (
-    ALL_STORES,
-    CPU_ONLY,
-    StoreEnv,
-    StoreUnavailableError,
-    managers_for,
-    open_store,
-)
+from benchmarks.stores import ALL_STORES, CPU_ONLY, StoreEnv, managers_for, open_store
+from benchmarks.stores import StoreUnavailableError as Unavailable
 from benchmarks.timing import OpRunner, Settings, calibrate, compare, run_rounds, timed
 
 SCALE_READ_STORES = ("postgresql", "mariadb", "redis")
@@ -206,8 +200,7 @@ def profile(store: str, scenario: Scenario, ops: int) -> None:
 
 
 def has_scale_work(name: str, plan: Plan) -> bool:
-    scaled = {*SCALE_READ_STORES, *SCALE_GC_STORES}
-    return plan.scale and (name in scaled or (name == "sqlite" and plan.sizes["memory"] > 0))
+    return plan.scale and name in {*SCALE_READ_STORES, *SCALE_GC_STORES, "sqlite"}
 
 
 def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
@@ -237,23 +230,15 @@ def bench_scale(env: StoreEnv, plan: Plan, report: Report) -> None:
     sizes = plan.sizes
     if env.name in SCALE_READ_STORES:
         read = scale.read_scale_redis if env.name == "redis" else scale.read_scale_sql
-        result = read(env, plan.timing, small=sizes["small"], big=sizes["big"])
-        report.scale.append(result)
-        _progress(
-            f"  reads {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
-            f"(floor {result.floor.ratio:.3f}x, load {result.load_seconds:.1f} s)"
-        )
+        r = read(env, plan.timing, small=sizes["small"], big=sizes["big"])
+        report.scale.append(r)
+        _progress(f"  reads {r.small:,} -> {r.big:,} sessions: {r.ours.ratio:.3f}x")
     if env.name in SCALE_GC_STORES:
         gc = scale.gc_sql(env, rows=sizes["gc"])
         report.gc.append(gc)
-        _progress(
-            f"  gc of {gc.rows:,} rows: {gc.total_seconds:.1f} s, longest batch "
-            f"{gc.max_batch_seconds * 1000:.1f} ms"
-        )
-    if env.name == "sqlite" and sizes["memory"]:
-        report.memory = scale.memory_per_session(
-            env.url, sessions=sizes["memory"], options=env.options
-        )
+        _progress(f"  gc of {gc.rows:,} rows: longest batch {gc.max_batch_seconds * 1000:.1f} ms")
+    if env.name == "sqlite":
+        report.memory = scale.memory_per_session(env, sessions=sizes["memory"])
 
 
 def _on_store(name: str, report: Report, work: Callable[[StoreEnv], None], phase: str = "") -> None:
@@ -265,12 +250,8 @@ def _on_store(name: str, report: Report, work: Callable[[StoreEnv], None], phase
         try:
             env = stack.enter_context(open_store(name))
         except Exception as exc:  # unavailable, or a server that would not start: go on
-            why = (
-                str(exc)
-                if isinstance(exc, StoreUnavailableError)
-                else f"{type(exc).__name__}: {exc}"
-            )
-            report.skipped[name] = why
+            kind = "" if isinstance(exc, Unavailable) else f"{type(exc).__name__}: "
+            report.skipped[name] = why = f"{kind}{exc}"
             _progress(f"  skipped: {why}")
             return
         report.versions[name] = env.version

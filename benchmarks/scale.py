@@ -29,13 +29,7 @@ from typing import Any
 from benchmarks.floors import SqlFloor, key_of, loads, new_id
 from benchmarks.requests import SEED
 from benchmarks.stores import StoreEnv
-from benchmarks.timing import (
-    Comparison,
-    OpRunner,
-    Settings,
-    compare,
-    run_rounds,
-)
+from benchmarks.timing import Comparison, OpRunner, Settings, compare, run_rounds
 from ormsession.repositories.redis.base import HEADER_SIZE, KeyLayout
 
 SMALL_TABLE, BIG_TABLE, GC_TABLE = "bench_small", "bench_big", "bench_gc"
@@ -412,12 +406,12 @@ def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
 
 
 # -- memory -------------------------------------------------------------------------------
-def memory_per_session(url: str, *, sessions: int, options: dict[str, Any]) -> MemoryResult:
+def memory_per_session(env: StoreEnv, *, sessions: int) -> MemoryResult:
     """Bytes of Python heap one opened session holds (tracemalloc), ours vs the floor's
     (the dict ``json.loads`` returns), with ``sessions`` of them held at once."""
     from ormsession import configure
 
-    manager = configure(url=url, **options)
+    manager = configure(url=env.url, **env.options)
     try:
         floor = SqlFloor(manager.repository.engine)
         ours_ids, floor_ids = [], []

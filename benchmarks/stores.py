@@ -20,27 +20,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from benchmarks.counters import (
-    CouchbaseOpCounter,
-    MariaDbStatusCounter,
-    PgStatCounter,
-    Pool,
-    RedisCommandCounter,
-    ServerCounter,
-    SqliteTraceCounter,
-)
-from benchmarks.floors import (
-    AsyncCouchbaseFloor,
-    AsyncDictFloor,
-    AsyncFloor,
-    AsyncRedisFloor,
-    AsyncSqlFloor,
-    CouchbaseFloor,
-    DictFloor,
-    Floor,
-    RedisFloor,
-    SqlFloor,
-)
+from benchmarks import counters, floors
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 MARIADB_HOST, MARIADB_PORT, MARIADB_USER = "127.0.0.1", 3306, "root"
@@ -70,9 +50,9 @@ class StoreEnv:
     async_url: str
     version: str
     options: dict[str, Any] = field(default_factory=dict)
-    floor: Callable[[Any], Floor] = _missing
-    async_floor: Callable[[Any], AsyncFloor] = _missing
-    counter: Callable[[Any, Any, asyncio.Runner], ServerCounter] = _missing
+    floor: Callable[[Any], floors.Floor] = _missing
+    async_floor: Callable[[Any], floors.AsyncFloor] = _missing
+    counter: Callable[[Any, Any, asyncio.Runner], counters.ServerCounter] = _missing
     #: Store-specific handles the scale benchmarks need (connection parameters, clients).
     extra: dict[str, Any] = field(default_factory=dict)
     #: Whether the store writes conditionally in one native command or statement. The Redis
@@ -94,13 +74,14 @@ def _sql_env(name: str, drivers: str, where: str, version: str) -> StoreEnv:
     """``drivers``: the sync and the async URL scheme, comma-separated."""
     sync, asyncio_ = drivers.split(",")
     env = StoreEnv(name, f"{sync}://{where}", f"{asyncio_}://{where}", version)
-    env.floor = lambda manager: SqlFloor(manager.repository.engine)
-    env.async_floor = lambda manager: AsyncSqlFloor(manager.repository.engine)
+    env.floor = lambda m: floors.SqlFloor(m.repository.engine)
+    env.async_floor = lambda m: floors.AsyncSqlFloor(m.repository.engine)
     return env
 
 
-def _pools(manager: Any, async_manager: Any, runner: asyncio.Runner) -> list[Pool]:
-    return [Pool(manager.repository.engine), Pool(async_manager.repository.engine, runner)]
+def _pools(m: Any, a: Any, runner: asyncio.Runner) -> list[counters.Pool]:
+    """The pools of a sync and an async manager ``m`` and ``a``."""
+    return [counters.Pool(m.repository.engine), counters.Pool(a.repository.engine, runner)]
 
 
 @contextlib.contextmanager
@@ -112,10 +93,10 @@ def sqlite_env() -> Iterator[StoreEnv]:
         path = f"/{Path(directory) / 'sessions.sqlite3'}"
         env = _sql_env("sqlite", "sqlite,sqlite+aiosqlite", path, sqlite3.sqlite_version)
 
-        def counter(manager: Any, async_manager: Any, runner: asyncio.Runner) -> ServerCounter:
-            traced = SqliteTraceCounter()
-            traced.install(manager.repository.engine)
-            traced.install(async_manager.repository.engine, runner)
+        def counter(m: Any, a: Any, runner: asyncio.Runner) -> counters.ServerCounter:
+            traced = counters.SqliteTraceCounter()
+            traced.install(m.repository.engine)
+            traced.install(a.repository.engine, runner)
             return traced
 
         env.counter = counter
@@ -162,7 +143,7 @@ def postgresql_env() -> Iterator[StoreEnv]:
         name, version = db
         where = f"{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
         env = _sql_env("postgresql", "postgresql+psycopg2,postgresql+asyncpg", where, version)
-        env.counter = lambda m, a, runner: PgStatCounter(admin, name, _pools(m, a, runner))
+        env.counter = lambda m, a, runner: counters.PgStatCounter(admin, name, _pools(m, a, runner))
         env.extra = {"connect": lambda: connect(name)}
         yield _migrated(env)
 
@@ -191,7 +172,7 @@ def mariadb_env() -> Iterator[StoreEnv]:
         name, version = db
         where = f"{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{name}"
         env = _sql_env("mariadb", "mysql+pymysql,mysql+asyncmy", where, version)
-        env.counter = lambda m, a, runner: MariaDbStatusCounter(_pools(m, a, runner))
+        env.counter = lambda m, a, runner: counters.MariaDbStatusCounter(_pools(m, a, runner))
         env.extra = {"connect": lambda: connect(name)}
         yield _migrated(env)
 
@@ -204,9 +185,9 @@ def _redis_env(name: str, url: str, version: str, nodes: list[Any]) -> StoreEnv:
     cluster, shared = name == "cluster", name == "redis"
     env = StoreEnv(name, url, url, version, options={"key_prefix": prefix})
     env.native_conditional_write = False
-    env.floor = lambda manager: RedisFloor(manager.repository.client, prefix, cluster=cluster)
-    env.async_floor = lambda manager: AsyncRedisFloor(manager.repository.client, prefix)
-    env.counter = lambda m, a, r: RedisCommandCounter(nodes, shared=shared)
+    env.floor = lambda m: floors.RedisFloor(m.repository.client, prefix, cluster=cluster)
+    env.async_floor = lambda m: floors.AsyncRedisFloor(m.repository.client, prefix)
+    env.counter = lambda m, a, r: counters.RedisCommandCounter(nodes, shared=shared)
     return env
 
 
@@ -283,18 +264,18 @@ def couchbase_env() -> Iterator[StoreEnv]:
         prefix = _prefix().replace("-", "_")
         env = StoreEnv("couchbase", url, url, f"test server (SDK {sdk_version})")
         env.options = {"key_prefix": prefix}
-        env.floor = lambda manager: CouchbaseFloor(manager.repository.collection, prefix)
+        env.floor = lambda manager: floors.CouchbaseFloor(manager.repository.collection, prefix)
         # The async repository connects on start(); its collection is then ready.
-        env.async_floor = lambda m: AsyncCouchbaseFloor(m.repository._collection, prefix)
-        env.counter = lambda m, a, r: CouchbaseOpCounter(counts)
+        env.async_floor = lambda m: floors.AsyncCouchbaseFloor(m.repository._collection, prefix)
+        env.counter = lambda m, a, r: counters.CouchbaseOpCounter(counts)
         yield env
 
 
 @contextlib.contextmanager
 def memory_env() -> Iterator[StoreEnv]:
     env = StoreEnv(CPU_ONLY, "memory://", "memory://", "in-process")
-    env.floor = lambda manager: DictFloor()
-    env.async_floor = lambda manager: AsyncDictFloor()
+    env.floor = lambda manager: floors.DictFloor()
+    env.async_floor = lambda manager: floors.AsyncDictFloor()
     yield env
 
 
