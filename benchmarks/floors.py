@@ -226,13 +226,20 @@ class AsyncSqlFloor:
         )
 
 
-# -- Redis --------------------------------------------------------------------------------
-class RedisFloor:
+# -- Redis and Couchbase -----------------------------------------------------------------
+class _Prefixed:
+    """A floor on ``client`` (the manager's own), its keys under ``prefix`` + ``floor:``."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix + "floor:"
+
+
+class RedisFloor(_Prefixed):
     """By hand on the redis-py client ormsession uses (``GET`` / ``SET PX``)."""
 
     def __init__(self, client: Any, prefix: str, *, cluster: bool = False) -> None:
-        self.client = client
-        self.prefix = prefix + "floor:"
+        super().__init__(client, prefix)
         self.cluster = cluster
 
     def read(self, session_id: str) -> dict[str, Any] | None:
@@ -254,11 +261,7 @@ class RedisFloor:
         return fresh
 
 
-class AsyncRedisFloor:
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix + "floor:"
-
+class AsyncRedisFloor(_Prefixed):
     async def read(self, session_id: str) -> dict[str, Any] | None:
         raw = await self.client.get(self.prefix + key_of(session_id))
         return None if raw is None else loads(raw)
@@ -267,59 +270,48 @@ class AsyncRedisFloor:
         await self.client.set(self.prefix + key_of(session_id), dumps(data), px=_TTL_MS)
 
 
-# -- Couchbase ----------------------------------------------------------------------------
-def _couchbase_options() -> tuple[Any, Any, type[Exception]]:
-    from couchbase.exceptions import DocumentNotFoundException
-    from couchbase.options import GetOptions, UpsertOptions
-    from couchbase.transcoder import RawJSONTranscoder
+class _CouchbaseKeys(_Prefixed):
+    """On the collection ormsession uses (``get`` / ``upsert`` with expiry), raw JSON."""
 
-    transcoder = RawJSONTranscoder()
-    return (
-        GetOptions(transcoder=transcoder),
-        UpsertOptions(expiry=TTL, transcoder=transcoder),
-        DocumentNotFoundException,
-    )
+    def __init__(self, client: Any, prefix: str) -> None:
+        from couchbase.exceptions import DocumentNotFoundException
+        from couchbase.options import GetOptions, UpsertOptions
+        from couchbase.transcoder import RawJSONTranscoder
+
+        super().__init__(client, prefix)
+        transcoder = RawJSONTranscoder()
+        self.get_options = GetOptions(transcoder=transcoder)
+        self.upsert_options = UpsertOptions(expiry=TTL, transcoder=transcoder)
+        self.missing = DocumentNotFoundException
 
 
-class CouchbaseFloor:
-    """By hand on the collection ormsession uses (``get`` / ``upsert`` with expiry)."""
-
-    def __init__(self, collection: Any, prefix: str) -> None:
-        self.collection = collection
-        self.prefix = prefix + "floor:"
-        self.get_options, self.upsert_options, self.missing = _couchbase_options()
-
+class CouchbaseFloor(_CouchbaseKeys):
     def read(self, session_id: str) -> dict[str, Any] | None:
         try:
-            result = self.collection.get(self.prefix + key_of(session_id), self.get_options)
+            result = self.client.get(self.prefix + key_of(session_id), self.get_options)
         except self.missing:
             return None
         return loads(result.value)
 
     def write(self, session_id: str, data: dict[str, Any]) -> None:
         key = self.prefix + key_of(session_id)
-        self.collection.upsert(key, dumps(data), self.upsert_options)
+        self.client.upsert(key, dumps(data), self.upsert_options)
 
     def regenerate(self, session_id: str, data: dict[str, Any]) -> str:
         fresh = new_id()
         self.write(fresh, data)
-        self.collection.remove(self.prefix + key_of(session_id))
+        self.client.remove(self.prefix + key_of(session_id))
         return fresh
 
 
-class AsyncCouchbaseFloor:
-    def __init__(self, collection: Any, prefix: str) -> None:
-        self.collection = collection
-        self.prefix = prefix + "floor:"
-        self.get_options, self.upsert_options, self.missing = _couchbase_options()
-
+class AsyncCouchbaseFloor(_CouchbaseKeys):
     async def read(self, session_id: str) -> dict[str, Any] | None:
         try:
-            result = await self.collection.get(self.prefix + key_of(session_id), self.get_options)
+            result = await self.client.get(self.prefix + key_of(session_id), self.get_options)
         except self.missing:
             return None
         return loads(result.value)
 
     async def write(self, session_id: str, data: dict[str, Any]) -> None:
         key = self.prefix + key_of(session_id)
-        await self.collection.upsert(key, dumps(data), self.upsert_options)
+        await self.client.upsert(key, dumps(data), self.upsert_options)
