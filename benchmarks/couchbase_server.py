@@ -1,10 +1,6 @@
-"""The project's Couchbase test server in its own process, for the benchmarks.
-
-In-process, its protocol handling would share the benchmark's interpreter and be timed as
-client overhead. ``python -m benchmarks.couchbase_server`` prints ``{"port": N}`` once
-listening, answers ``counts`` on stdin with its ``op_counts`` as JSON, and stops on
-``quit`` or end of input; :func:`couchbase_process` is the benchmark's side of that pipe.
-"""
+"""The project's Couchbase test server in a child process (in-process, its protocol handling
+would be timed as client overhead): it prints ``{"port": N}``, answers ``counts`` on stdin
+with its ``op_counts`` as JSON, and stops on ``quit`` or end of input."""
 
 from __future__ import annotations
 

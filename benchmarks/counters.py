@@ -1,11 +1,9 @@
-"""Statements and commands per operation, counted by the store's server, not by the client.
+"""Statements and commands per operation, counted by the store's server, not by the client:
+a snapshot before and after the work, the difference divided by the operations.
 
-Each counter takes a snapshot before and after the work and divides the difference by the
-number of operations:
-
-- PostgreSQL: ``pg_stat_database`` of the benchmark's own database (``xact_commit``: the
-  engines run in autocommit, one statement a transaction; ``tup_*``: rows written). Each
-  snapshot first forces every pool connection's lazy statistics flush, then subtracts it.
+- PostgreSQL: ``pg_stat_database`` of the benchmark's own database (``xact_commit``: one
+  statement a transaction in autocommit; ``tup_*``: rows written), after forcing every pool
+  connection's lazy statistics flush (subtracted again).
 - MariaDB: ``SHOW SESSION STATUS`` (``Com_*``) on every pool connection: only ours.
 - SQLite: ``sqlite3`` trace callbacks on every pool connection (the library *is* the server).
 - Redis (plain, Sentinel master, every Cluster master): ``INFO commandstats``, commands run

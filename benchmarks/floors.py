@@ -1,12 +1,8 @@
-"""The floor: the same session work written by hand, on the same driver and the same pool.
-
-A floor hashes the id (SHA-256 hex, as ormsession stores it), reads one record by key with
-its expiry, ``json``-decodes it, and writes one upsert with the expiry: no id check, no
-absolute timeout, no compare-and-set, no count index, no change detection. The ratio
-ormsession / floor is the price of those. SQL runs on a DBAPI cursor from the engine's own
-pool; Redis on the same redis-py client (regenerate: ``RENAME``; on Cluster ``GET`` + ``SET``
-+ ``DEL``); Couchbase on the same collection (regenerate: ``upsert`` + ``remove``).
-"""
+"""The floor: the same session work written by hand on the same driver, pool and client. It
+hashes the id (SHA-256 hex, as ormsession stores it), reads one record by key with its
+expiry, ``json``-decodes it, and writes one upsert with the expiry: no id check, absolute
+timeout, compare-and-set, count index or change detection. Regenerate: SQL ``UPDATE`` of the
+key; Redis ``RENAME`` (Cluster: ``GET`` + ``SET`` + ``DEL``); Couchbase upsert + remove."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""``python -m benchmarks``: every store, ormsession against its floor, in one run.
-
-For each store that can be set up: a sync and an async manager built as an app would
-(``configure``, ``configure_async``), the floors on the very same clients and pools, and in
-interleaved rounds the manager's own operations (open, save, open + save, regenerate) and
-full Flask (WSGI) and Starlette (ASGI) requests, read-only and writing; then the statements
-or commands each cost, counted by the server. Then the scale part: reads at 1,000 vs
-1,000,000 sessions, gc of 1,000,000 expired rows, memory per held session. Targets are
-printed as PASS/FAIL lines at the end.
-"""
+"""``python -m benchmarks``: for every store that can be set up, ormsession's operations and
+full Flask / Starlette requests against the floor in interleaved rounds, the statements each
+cost as counted by the server, then the scale part; targets as PASS/FAIL lines at the end."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
-"""Full requests: Flask (WSGI) and Starlette (ASGI), ormsession's integration vs the floor's.
-
-Both sides run the same app behind their session layer, driven by the same cookie-keeping
-client: Flask's test client (in-process), and ``httpx.AsyncClient`` over
-``httpx.ASGITransport`` in the benchmark's event loop (Starlette's ``TestClient`` adds a
-thread hop per request that would hide most of the difference). The floor's session layers
-do what a hand-written integration must: read the cookie, load the record, hand the app a
-dict that notices assignments, save it if assigned, set the cookie for a new session, add
-``Vary: Cookie`` when the session was used.
-"""
+"""Full requests: the same Flask and Starlette apps behind ormsession's integration or the
+floor's session layer, driven by the same cookie-keeping client (Flask's test client;
+``httpx.AsyncClient`` over ``ASGITransport`` in the event loop: Starlette's ``TestClient``
+adds a thread hop that would hide most of the difference). The floor's layers do what a
+hand-written one must: read the cookie, load the record, hand the app a dict that notices
+assignments, save it if assigned, set the cookie when new, add ``Vary: Cookie`` if used."""
 
 from __future__ import annotations
 

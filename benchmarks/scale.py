@@ -1,13 +1,8 @@
-"""Scale: reads with 1,000 vs 1,000,000 stored sessions, gc of 1,000,000 expired rows, and
-the memory a held session costs the process.
-
-Sessions are bulk-loaded (``COPY`` on PostgreSQL, multi-row ``INSERT`` in key order on
-MariaDB, pipelined ``SET ... PX`` on Redis) with ids derived from a seed: ``scale_id(seed,
-i)`` is session ``i``'s id. The small and the big set live side by side (two SQL tables;
-two Redis databases of one server) and are read in the same interleaved rounds with fresh
-random ids: phases minutes apart let the machine's drift decide. gc: ``manager.gc()`` on a
-table of expired rows; the time between two ``progress`` callbacks is one batch.
-"""
+"""Scale: reads at 1,000 vs 1,000,000 stored sessions, gc of 1,000,000 expired rows, and the
+memory a held session costs. Sessions are bulk-loaded (``COPY``; multi-row ``INSERT`` in key
+order; pipelined ``SET``) with ids derived from a seed (:func:`scale_id`). The small and the
+big set live side by side (two tables; two Redis databases) and are read in the same
+interleaved rounds: phases minutes apart let the machine's drift decide."""
 
 from __future__ import annotations
 
@@ -385,24 +380,15 @@ def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
         batch_size = manager.gc_batch_size
     finally:
         manager.close()
-    durations = [b - a for a, b in itertools.pairwise(stamps)]
-    ordered = sorted(durations)
+    durations = sorted(b - a for a, b in itertools.pairwise(stamps))
+    p99 = durations[min(len(durations) - 1, int(len(durations) * 0.99))]
     # The last reported batch may be the short one that ended the run.
     full_batches = [b - a for a, b in itertools.pairwise(totals)][:-1]
+    median = statistics.median(durations)
     return GcResult(
-        store=env.name,
-        rows=rows,
-        batch_size=batch_size,
-        smallest_batch=min(full_batches or [batch_size]),
-        deleted=deleted,
-        batches=len(durations),
-        total_seconds=stamps[-1] - stamps[0],
-        max_batch_seconds=max(durations),
-        median_batch_ms=statistics.median(durations) * 1000,
-        p99_batch_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        remaining=remaining,
-        load_seconds=loaded,
-    )
+        env.name, rows, batch_size, min(full_batches or [batch_size]), deleted, len(durations),
+        stamps[-1] - stamps[0], max(durations), median * 1000, p99 * 1000, remaining, loaded,
+    )  # fmt: skip
 
 
 # -- memory -------------------------------------------------------------------------------

@@ -1,12 +1,8 @@
-"""The stores the benchmark runs on: each one set up, reachable by URL, and torn down.
-
-``sqlite``: a file in a temp dir. ``postgresql``, ``mariadb``: a private database
-``ormsession_bench_<hex>`` on the local server, migrated, dropped after. ``redis``: the
-shared server on 127.0.0.1:6379, only keys under a private prefix (deleted after, nothing
-flushed). ``sentinel``, ``cluster``: their own servers (``tests/support/redis_servers``).
-``couchbase``: the project's protocol-level test server, in a child process. A store that
-cannot be set up raises :class:`StoreUnavailableError`: the benchmark reports it skipped.
-"""
+"""The stores, each set up, reachable by URL, and torn down: ``sqlite`` (a temp file);
+``postgresql``, ``mariadb`` (a private database on the local server, migrated, dropped
+after); ``redis`` (the shared server, keys under a private prefix, deleted after; nothing
+flushed); ``sentinel``, ``cluster`` (their own servers); ``couchbase`` (the project's test
+server, in a child process). One that cannot be set up raises StoreUnavailableError."""
 
 from __future__ import annotations
 

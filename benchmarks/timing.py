@@ -1,12 +1,8 @@
-"""Interleaved rounds: ormsession and its floor take turns, so drift and noise hit both.
-
-A *series* runs ``n`` operations and returns the nanoseconds they took (measured inside it,
-so an event loop's entry costs nothing). Each round runs every series once with the same
-``n``, in an order that changes from round to round (:func:`round_order`). A comparison is
-the median over rounds of the per-round ratio (paired: a slow moment of the machine slows
-both sides of the same round), with its interquartile range and a distribution-free 95%
-confidence interval of that median (:func:`median_interval`).
-"""
+"""Interleaved rounds: ormsession and its floor take turns, so drift and noise hit both. A
+*series* runs ``n`` operations and returns the nanoseconds they took; each round runs every
+series once with the same ``n``, in an order that changes from round to round. A comparison
+is the median of the per-round ratios (paired: a slow moment slows both sides of a round),
+with its interquartile range and a distribution-free 95% interval of that median."""
 
 from __future__ import annotations
 
@@ -127,19 +123,9 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
 
 def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comparison:
     ratios = [x / y for x, y in zip(per_op[a], per_op[b], strict=True)]
-    if len(ratios) >= 2:
-        low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
-    else:
-        low = high = ratios[0]
-    ci_low, ci_high = median_interval(ratios)
-    return Comparison(
-        a_us=statistics.median(per_op[a]) / 1000,
-        b_us=statistics.median(per_op[b]) / 1000,
-        ratio=statistics.median(ratios),
-        low=low,
-        high=high,
-        rounds=len(ratios),
-        ops=ops,
-        ci_low=ci_low,
-        ci_high=ci_high,
+    low, _, high = (
+        statistics.quantiles(ratios, n=4, method="inclusive") if ratios[1:] else ratios * 3
     )
+    a_us, b_us = statistics.median(per_op[a]) / 1000, statistics.median(per_op[b]) / 1000
+    ratio, rounds = statistics.median(ratios), len(ratios)
+    return Comparison(a_us, b_us, ratio, low, high, rounds, ops, *median_interval(ratios))
