@@ -231,13 +231,9 @@ def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -
 
 @contextlib.contextmanager
 def _innodb_pool_holding(env: StoreEnv, megabytes: float) -> Iterator[str | None]:
-    """Size InnoDB's buffer pool to hold the tables for the reads, and restore it after.
-
-    MariaDB reads with O_DIRECT: a page not in the pool is a disk read (PostgreSQL's misses
-    still hit the OS cache). The default 128 MB pool does not hold a million sessions
-    (~260 MB), and the comparison would measure the disk; a server that holds a million
-    sessions is sized for them (docs/stores/sql.md).
-    """
+    """Size InnoDB's buffer pool to hold the tables for the reads, and restore it after:
+    MariaDB reads with O_DIRECT, and the default 128 MB pool does not hold a million sessions
+    (~260 MB), so the reads would measure the disk (a real server is sized for its table)."""
     with contextlib.closing(env.extra["connect"]()) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT @@GLOBAL.innodb_buffer_pool_size")
         original = int(cursor.fetchone()[0])

@@ -295,9 +295,8 @@ def open_store(name: str) -> contextlib.AbstractContextManager[StoreEnv]:
 def managers_for(
     env: StoreEnv, runner: asyncio.Runner, stack: contextlib.ExitStack
 ) -> tuple[Any, Any]:
-    """A sync and an async manager on ``env``'s store, built as an app would, both closed
-    with ``stack``. Sessions are the Flask integration's ``FlaskSession``, so the Flask
-    extension takes the manager's sessions as they are."""
+    """A sync and an async manager on ``env``'s store, built as an app would (sessions are
+    ``FlaskSession``, as the Flask extension takes them), both closed with ``stack``."""
     from ormsession import configure, configure_async
     from ormsession.integrations.flask import FlaskSession
 
