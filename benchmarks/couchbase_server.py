@@ -1,27 +1,17 @@
-"""The project's Couchbase test server in its own process, for the benchmarks.
-
-Run in-process, the server's protocol handling would share the benchmark's interpreter (and
-its GIL) and be timed as client overhead; in its own process it is a server like the
-others. ``python -m benchmarks.couchbase_server`` prints ``{"port": N}`` once listening,
-then answers ``counts`` on stdin with its ``op_counts`` as JSON, and stops on ``quit`` or
-end of input. :class:`CouchbaseProcess` is the benchmark's side of that pipe.
-"""
+"""The project's Couchbase test server in a child process (in-process, its protocol handling
+would be timed as client overhead): it prints ``{"port": N}``, answers ``counts`` on stdin
+with its ``op_counts`` as JSON, and stops on ``quit`` or end of input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-__all__ = ["BUCKET", "PASSWORD", "USER", "CouchbaseProcess"]
-
-USER = "bench"
-PASSWORD = "bench-pw"
-BUCKET = "sessions"
-ROOT = Path(__file__).resolve().parent.parent
+USER, PASSWORD, BUCKET = "bench", "bench-pw", "sessions"
 
 
 def serve() -> None:
@@ -32,78 +22,52 @@ def serve() -> None:
     try:
         print(json.dumps({"port": server.port}), flush=True)
         for line in sys.stdin:
-            command = line.strip()
-            if command == "counts":
+            if line.strip() == "counts":
                 counts = {getattr(op, "name", str(op)): n for op, n in server.op_counts.items()}
                 print(json.dumps(counts), flush=True)
-            elif command == "quit":
+            elif line.strip() == "quit":
                 break
     finally:
         server.stop()
 
 
-class CouchbaseProcess:
-    """Starts :func:`serve` in a child process; ``counts()`` reads its op counts."""
+@contextlib.contextmanager
+def couchbase_process() -> Iterator[tuple[str, Callable[[], dict[str, int]]]]:
+    """:func:`serve` in a child process: its URL, and a function that reads its op counts."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.couchbase_server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None
+    assert stdout is not None
 
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    def start(self) -> Self:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.couchbase_server"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        self.port = int(json.loads(self._readline())["port"])
-        return self
-
-    def _readline(self) -> str:
-        assert self._proc is not None
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
+    def reply() -> str:
+        line = stdout.readline()
         if not line:
             raise RuntimeError("the Couchbase test server process exited")
         return line
 
-    @property
-    def url(self) -> str:
-        return f"couchbase://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{BUCKET}"
+    def counts() -> dict[str, int]:
+        stdin.write("counts\n")
+        stdin.flush()
+        return {str(k): int(v) for k, v in json.loads(reply()).items()}
 
-    def counts(self) -> dict[str, int]:
-        assert self._proc is not None
-        assert self._proc.stdin is not None
-        self._proc.stdin.write("counts\n")
-        self._proc.stdin.flush()
-        return {str(k): int(v) for k, v in json.loads(self._readline()).items()}
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
+    try:
+        port = int(json.loads(reply())["port"])
+        yield f"couchbase://{USER}:{PASSWORD}@127.0.0.1:{port}/{BUCKET}", counts
+    finally:
         try:
-            assert proc.stdin is not None
-            proc.stdin.write("quit\n")
-            proc.stdin.close()
+            stdin.write("quit\n")
+            stdin.close()
             proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
             proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        stdout.close()
 
 
 if __name__ == "__main__":

@@ -1,23 +1,14 @@
-"""Statements and commands per operation, counted by the store's server, not by the client.
+"""Statements and commands per operation, counted by the store's server, not by the client:
+a snapshot before and after the work, the difference divided by the operations.
 
-Every counter takes a *before* snapshot, runs the work, takes an *after* snapshot and
-divides the difference by the number of operations:
-
-- PostgreSQL: ``pg_stat_database`` of the benchmark's own database (nobody else uses it):
-  ``xact_commit`` (the engines run in autocommit, so one statement is one transaction) and
-  ``tup_inserted + tup_updated + tup_deleted`` (rows written). PostgreSQL 15 flushes a
-  backend's statistics lazily (at most once a second, otherwise up to 10 s later), so each
-  snapshot first runs ``SELECT pg_stat_force_next_flush()`` on every idle connection of the
-  pools involved; those statements are subtracted again.
-- MariaDB: ``SHOW SESSION STATUS`` (``Com_select``, ``Com_insert``, ``Com_update``,
-  ``Com_delete``, ...) on every idle connection of the pools involved: the same counters as
-  ``SHOW GLOBAL STATUS``, but only ours; the server is shared with other test runs.
-- SQLite: ``sqlite3`` trace callbacks on every connection of the pools (the library *is* the
-  server): one call per statement the engine runs, BEGIN and COMMIT included.
-- Redis (plain, Sentinel master, every Cluster master): ``INFO commandstats``; commands run
-  by a Lua script count too (that is the server's work). On the shared Redis the quietest
-  of three trials is kept, since other clients' commands can only add.
-- Couchbase: the protocol-level test server's ``op_counts``.
+- PostgreSQL: ``pg_stat_database`` of the benchmark's own database (``xact_commit``: one
+  statement a transaction in autocommit; ``tup_*``: rows written), after forcing every pool
+  connection's lazy statistics flush (subtracted again).
+- MariaDB: ``SHOW SESSION STATUS`` (``Com_*``) on every pool connection: only ours.
+- SQLite: ``sqlite3`` trace callbacks on every pool connection (the library *is* the server).
+- Redis (plain, Sentinel master, every Cluster master): ``INFO commandstats``, commands run
+  by a Lua script included; on the shared Redis the quietest of three trials.
+- Couchbase: the test server's ``op_counts``.
 """
 
 from __future__ import annotations
@@ -31,16 +22,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "CouchbaseOpCounter",
-    "Counts",
-    "MariaDbStatusCounter",
-    "PgStatCounter",
-    "Pool",
-    "RedisCommandCounter",
-    "ServerCounter",
-    "SqliteTraceCounter",
-]
+Classified = tuple[int, int, dict[str, int]]  # total, writes, detail
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
 
 
 @dataclass(frozen=True)
@@ -57,45 +43,34 @@ class Counts:
         return f"{self.total:g} {self.unit} ({parts})" if parts else f"{self.total:g} {self.unit}"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    values: Mapping[str, int]
-    #: Statements the snapshot itself ran that land in the *next* reading (PG flushes).
-    overhead: Mapping[str, int] = field(default_factory=dict)
-
-
 class ServerCounter(ABC):
     """Counts what the server did while ``work`` ran."""
 
     unit = "stmt"
     #: Trials per measurement; the one with the fewest commands wins (shared servers).
     trials = 1
+    #: The counters that are writes (for the default :meth:`classify`).
+    writes: frozenset[str] = frozenset()
 
     @abstractmethod
-    def snapshot(self) -> Snapshot: ...
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        """The counters, and what the snapshot itself added to them (PostgreSQL's flushes)."""
 
-    @abstractmethod
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        """(total, writes, detail) of a raw counter difference."""
+    def classify(self, delta: Mapping[str, int]) -> Classified:
+        writes = sum(value for name, value in delta.items() if name in self.writes)
+        return sum(delta.values()), writes, dict(delta)
+
+    def _trial(self, work: Callable[[], object]) -> Classified:
+        before, _ = self.snapshot()
+        work()
+        after, overhead = self.snapshot()
+        delta = Counter(after)
+        delta.subtract(before)
+        delta.subtract(overhead)
+        return self.classify({key: value for key, value in delta.items() if value})
 
     def count(self, work: Callable[[], object], ops: int) -> Counts:
-        best: tuple[int, int, dict[str, int]] | None = None
-        for _ in range(self.trials):
-            before = self.snapshot()
-            work()
-            after = self.snapshot()
-            keys = set(before.values) | set(after.values)
-            delta = {
-                key: after.values.get(key, 0)
-                - before.values.get(key, 0)
-                - after.overhead.get(key, 0)
-                for key in keys
-            }
-            result = self.classify({k: v for k, v in delta.items() if v})
-            if best is None or result[0] < best[0]:
-                best = result
-        assert best is not None
-        total, writes, detail = best
+        total, writes, detail = min((self._trial(work) for _ in range(self.trials)), key=_total)
         return Counts(
             total=round(total / ops, 2),
             writes=round(writes / ops, 2),
@@ -104,14 +79,14 @@ class ServerCounter(ABC):
         )
 
 
-# -- connection pools ---------------------------------------------------------------------
-class Pool:
-    """Runs one SQL statement on every idle connection of an engine's pool (sync or async).
+def _total(result: Classified) -> int:
+    return result[0]
 
-    Checking out as many connections as the pool holds idle returns exactly those, so the
-    statement reaches every connection the benchmark used (and creates none when the
-    pool is warm).
-    """
+
+# -- SQL ----------------------------------------------------------------------------------
+class Pool:
+    """Runs one SQL statement on every idle connection of an engine's pool (sync or async):
+    checking out as many as the pool holds idle returns exactly those."""
 
     def __init__(self, engine: Any, runner: asyncio.Runner | None = None) -> None:
         self.engine = engine
@@ -142,13 +117,11 @@ class Pool:
     async def _on_each_async(self, sql: str) -> list[list[tuple[Any, ...]]]:
         results = []
         async with contextlib.AsyncExitStack() as stack:
-            connections = [
-                await stack.enter_async_context(self.engine.connect()) for _ in range(self.idle())
-            ]
+            connect = self.engine.connect
+            connections = [await stack.enter_async_context(connect()) for _ in range(self.idle())]
             for connection in connections:
-                # On the driver's connection, as ormsession's async SQL store runs its
-                # statements: SQLAlchemy's execute() would begin a transaction whose
-                # rollback on close the server would count too.
+                # On the driver's connection: SQLAlchemy's execute() would begin a
+                # transaction whose rollback the server would count too.
                 raw = (await connection.get_raw_connection()).driver_connection
                 if hasattr(raw, "fetch"):  # asyncpg
                     rows = await raw.fetch(sql)
@@ -160,83 +133,57 @@ class Pool:
         return results
 
 
-# -- PostgreSQL ---------------------------------------------------------------------------
 class PgStatCounter(ServerCounter):
-    """``pg_stat_database`` of ``database``, read over a separate admin connection (whose
-    own statements count in the ``postgres`` database, not ours)."""
+    """``pg_stat_database`` of ``database``, read over ``admin``, a connection in autocommit
+    to another database (where its own statements count)."""
 
     _COLUMNS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted")
-    # The flush only happens when the backend has relation statistics pending, so the
-    # statement reads a (tiny) catalog table; its own transaction is then part of the flush.
+    # A backend flushes only with relation statistics pending: read a tiny catalog table.
     _FLUSH = "SELECT pg_stat_force_next_flush() FROM pg_catalog.pg_am LIMIT 1"
 
     def __init__(self, admin: Any, database: str, pools: Iterable[Pool]) -> None:
-        self.admin = admin  # a psycopg2 connection in autocommit to another database
-        self.database = database
-        self.pools = list(pools)
+        self.admin, self.database, self.pools = admin, database, list(pools)
 
-    def snapshot(self) -> Snapshot:
-        flushes = 0
-        for pool in self.pools:
-            flushes += len(pool.on_each(self._FLUSH))
-        cursor = self.admin.cursor()
-        cursor.execute(
-            f"SELECT {', '.join(self._COLUMNS)} FROM pg_stat_database WHERE datname = %s",
-            (self.database,),
-        )
-        row = cursor.fetchone()
-        cursor.close()
-        return Snapshot(dict(zip(self._COLUMNS, row, strict=True)), {"xact_commit": flushes})
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        flushes = sum(len(pool.on_each(self._FLUSH)) for pool in self.pools)
+        with self.admin.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(self._COLUMNS)} FROM pg_stat_database WHERE datname = %s",
+                (self.database,),
+            )
+            row = cursor.fetchone()
+        return dict(zip(self._COLUMNS, row, strict=True)), {"xact_commit": flushes}
 
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+    def classify(self, delta: Mapping[str, int]) -> Classified:
         statements = delta.get("xact_commit", 0) + delta.get("xact_rollback", 0)
-        rows = {
-            "ins": delta.get("tup_inserted", 0),
-            "upd": delta.get("tup_updated", 0),
-            "del": delta.get("tup_deleted", 0),
-        }
-        return statements, sum(rows.values()), {k: v for k, v in rows.items() if v}
+        rows = {name: delta.get(f"tup_{name}", 0) for name in ("inserted", "updated", "deleted")}
+        detail = {name[:3]: value for name, value in rows.items() if value}
+        return statements, sum(rows.values()), detail
 
 
-# -- MariaDB ------------------------------------------------------------------------------
 class MariaDbStatusCounter(ServerCounter):
-    _NAMES = (
-        "Com_select",
-        "Com_insert",
-        "Com_update",
-        "Com_delete",
-        "Com_replace",
-        "Com_insert_select",
-        "Com_begin",
-        "Com_commit",
-        "Com_rollback",
-    )
-    _WRITES = ("insert", "update", "delete", "replace", "insert_select")
+    _NAMES = _words("select insert update delete replace insert_select begin commit rollback")
+    writes = _words("insert update delete replace insert_select")
 
     def __init__(self, pools: Iterable[Pool]) -> None:
         self.pools = list(pools)
-        names = ", ".join(f"'{name}'" for name in self._NAMES)
+        names = ", ".join(f"'Com_{name}'" for name in self._NAMES)
         self._sql = f"SHOW SESSION STATUS WHERE Variable_name IN ({names})"
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
         totals: Counter[str] = Counter()
         for pool in self.pools:
             for rows in pool.on_each(self._sql):
                 for name, value in rows:
                     totals[str(name).lower().removeprefix("com_")] += int(value)
-        return Snapshot(dict(totals))
-
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(delta.get(name, 0) for name in self._WRITES)
-        return sum(delta.values()), writes, dict(delta)
+        return totals, {}
 
 
-# -- SQLite -------------------------------------------------------------------------------
 class SqliteTraceCounter(ServerCounter):
     """Installs a trace callback on the pools' connections (existing and future ones)."""
 
     _FIRST_WORD = re.compile(r"\s*(\w+)")
-    _WRITES = ("insert", "update", "delete", "replace")
+    writes = _words("insert update delete replace")
 
     def __init__(self) -> None:
         self.seen: Counter[str] = Counter()
@@ -253,15 +200,10 @@ class SqliteTraceCounter(ServerCounter):
             event.listen(engine.sync_engine, "connect", self._on_async_connect)
             runner.run(self._install_async(engine))
             return
-        event.listen(engine, "connect", self._on_connect)
-        pool = Pool(engine)
-        connections = [engine.raw_connection() for _ in range(pool.idle())]
-        for connection in connections:
+        event.listen(engine, "connect", lambda dbapi, _: dbapi.set_trace_callback(self.trace))
+        for connection in [engine.raw_connection() for _ in range(Pool(engine).idle())]:
             connection.driver_connection.set_trace_callback(self.trace)
             connection.close()
-
-    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.set_trace_callback(self.trace)
 
     def _on_async_connect(self, adapted: Any, _record: Any) -> None:
         # SQLAlchemy's aiosqlite adapter -> aiosqlite.Connection -> sqlite3.Connection.
@@ -272,46 +214,19 @@ class SqliteTraceCounter(ServerCounter):
             raw = await connection.get_raw_connection()
             await raw.driver_connection.set_trace_callback(self.trace)
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot(dict(self.seen))
-
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(delta.get(name, 0) for name in self._WRITES)
-        return sum(delta.values()), writes, dict(delta)
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        return dict(self.seen), {}
 
 
-# -- Redis --------------------------------------------------------------------------------
+# -- Redis and Couchbase ------------------------------------------------------------------
 class RedisCommandCounter(ServerCounter):
     """``INFO commandstats`` summed over ``nodes`` (admin clients of the data masters)."""
 
     unit = "cmd"
     #: Server chatter that is not session work: replication, sentinels, cluster bus, us.
-    IGNORED = frozenset(
-        {
-            "info",
-            "ping",
-            "replconf",
-            "psync",
-            "sync",
-            "publish",
-            "subscribe",
-            "config",
-            "client",
-            "cluster",
-            "command",
-            "hello",
-            "auth",
-            "select",
-            "role",
-            "readonly",
-            "readwrite",
-            "echo",
-            "sentinel",
-            "slowlog",
-            "latency",
-            "memory",
-            "debug",
-        }
+    IGNORED = _words(
+        "info ping replconf psync sync publish subscribe config client cluster command hello "
+        "auth select role readonly readwrite echo sentinel slowlog latency memory debug"
     )
 
     def __init__(self, nodes: Iterable[Any], *, shared: bool = False) -> None:
@@ -319,38 +234,27 @@ class RedisCommandCounter(ServerCounter):
         self.trials = 3 if shared else 1
         self._writes: dict[str, bool] = {}
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
         totals: Counter[str] = Counter()
         for node in self.nodes:
-            stats = node.info("commandstats")
-            for name, value in stats.items():
+            for name, value in node.info("commandstats").items():
                 command = name.removeprefix("cmdstat_").lower()
                 if command not in self.IGNORED:
                     totals[command] += int(value["calls"])
-        return Snapshot(dict(totals))
+        return totals, {}
 
-    def _is_write(self, command: str) -> bool:
-        if command not in self._writes:
+    def classify(self, delta: Mapping[str, int]) -> Classified:
+        for command in delta.keys() - self._writes.keys():  # the flags Redis gives it
             reply = self.nodes[0].execute_command("COMMAND", "INFO", command.split("|")[0])
-            flags = _flags_of(reply)
-            self._writes[command] = "write" in flags
-        return self._writes[command]
-
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(value for name, value in delta.items() if self._is_write(name))
+            self._writes[command] = "write" in _flags_of(reply)
+        writes = sum(value for name, value in delta.items() if self._writes[name])
         return sum(delta.values()), writes, dict(delta)
 
 
 def _flags_of(reply: Any) -> set[str]:
     """The flags in a ``COMMAND INFO`` reply, whichever shape redis-py parsed it into."""
-    if isinstance(reply, dict):
-        entries = list(reply.values())
-    elif isinstance(reply, list):
-        entries = reply
-    else:
-        return set()
     flags: set[str] = set()
-    for entry in entries:
+    for entry in reply.values() if isinstance(reply, dict) else reply or ():
         if isinstance(entry, dict):
             values = entry.get("flags", [])
         elif isinstance(entry, list | tuple) and len(entry) > 2:
@@ -361,33 +265,18 @@ def _flags_of(reply: Any) -> set[str]:
     return flags
 
 
-# -- Couchbase ----------------------------------------------------------------------------
 class CouchbaseOpCounter(ServerCounter):
     """The test server's per-opcode counts (``read`` returns ``{opcode name: count}``)."""
 
     unit = "op"
-    IGNORED = frozenset(
-        {
-            "NOOP",
-            "HELLO",
-            "SASL_LIST_MECHS",
-            "SASL_AUTH",
-            "SASL_STEP",
-            "SELECT_BUCKET",
-            "GET_CLUSTER_CONFIG",
-            "GET_COLLECTION_ID",
-        }
+    IGNORED = _words(
+        "NOOP HELLO SASL_LIST_MECHS SASL_AUTH SASL_STEP SELECT_BUCKET GET_CLUSTER_CONFIG "
+        "GET_COLLECTION_ID"
     )
-    WRITES = frozenset(
-        {"SET", "ADD", "REPLACE", "DELETE", "TOUCH", "GAT", "INCREMENT", "DECREMENT"}
-    )
+    writes = _words("set add replace delete touch gat increment decrement")
 
     def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
         self.read = read
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot({k: v for k, v in self.read().items() if k not in self.IGNORED})
-
-    def classify(self, delta: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
-        writes = sum(v for k, v in delta.items() if k in self.WRITES)
-        return sum(delta.values()), writes, {k.lower(): v for k, v in delta.items()}
+    def snapshot(self) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        return {k.lower(): v for k, v in self.read().items() if k not in self.IGNORED}, {}

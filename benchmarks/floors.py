@@ -1,18 +1,8 @@
-"""The floor: the same session work written by hand, on the same driver and the same pool.
-
-A floor does what any hand-rolled server-side session store must do, and nothing else:
-hash the id (SHA-256 hex, as ormsession stores it), read one record by key (with its
-expiry), ``json`` the data, write one upsert with the expiry. It has no id format check, no
-absolute timeout, no compare-and-set, no count index, no change detection: the ratio
-ormsession / floor is the price of those.
-
-- SQL: a DBAPI cursor from the SQLAlchemy engine's own pool (``engine.raw_connection()``,
-  or the asyncio driver's connection from ``AsyncEngine.connect()``), on ormsession's table.
-- Redis: the same redis-py client: ``GET`` / ``SET ... PX``; regenerate is ``RENAME``
-  (``GET`` + ``SET`` + ``DEL`` on Cluster, where the two keys are in different slots).
-- Couchbase: the same collection: ``get`` / ``upsert`` with an expiry; regenerate is
-  ``upsert`` of the new key and ``remove`` of the old one.
-"""
+"""The floor: the same session work written by hand on the same driver, pool and client. It
+hashes the id (SHA-256 hex, as ormsession stores it), reads one record by key with its
+expiry, ``json``-decodes it, and writes one upsert with the expiry: no id check, absolute
+timeout, compare-and-set, count index or change detection. Regenerate: SQL ``UPDATE`` of the
+key; Redis ``RENAME`` (Cluster: ``GET`` + ``SET`` + ``DEL``); Couchbase upsert + remove."""
 
 from __future__ import annotations
 
@@ -24,24 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.util import await_only, greenlet_spawn
-
-__all__ = [
-    "TTL",
-    "AsyncCouchbaseFloor",
-    "AsyncDictFloor",
-    "AsyncFloor",
-    "AsyncRedisFloor",
-    "AsyncSqlFloor",
-    "CouchbaseFloor",
-    "DictFloor",
-    "Floor",
-    "RedisFloor",
-    "SqlFloor",
-    "dumps",
-    "key_of",
-    "loads",
-    "new_id",
-]
 
 #: How long a session lives (ormsession's default idle timeout).
 TTL = timedelta(days=1)
@@ -207,11 +179,8 @@ class AsyncSqlFloor:
         self.bind_time = _time_binder(dialect)
 
     async def _run(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
-        # As ormsession's store runs a statement (AsyncSqlRepository._on_pooled_connection),
-        # the least a hand-written request spends on the pool: one greenlet that checks the
-        # connection out as the pool hands it out, awaits the driver, and gives it back in
-        # place (ormsession's engine resets nothing on return). engine.connect() would add
-        # ~80 µs a statement (change 42).
+        # As ormsession's store runs one: a greenlet checks the pool's connection out, awaits
+        # the driver and gives it back (engine.connect() would add ~80 µs a statement).
         return await greenlet_spawn(self._on_pooled_connection, sql, params, fetch)
 
     def _on_pooled_connection(self, sql: str, params: tuple[Any, ...], fetch: bool) -> Any:
@@ -253,13 +222,20 @@ class AsyncSqlFloor:
         )
 
 
-# -- Redis --------------------------------------------------------------------------------
-class RedisFloor:
+# -- Redis and Couchbase -----------------------------------------------------------------
+class _Prefixed:
+    """A floor on ``client`` (the manager's own), its keys under ``prefix`` + ``floor:``."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix + "floor:"
+
+
+class RedisFloor(_Prefixed):
     """By hand on the redis-py client ormsession uses (``GET`` / ``SET PX``)."""
 
     def __init__(self, client: Any, prefix: str, *, cluster: bool = False) -> None:
-        self.client = client
-        self.prefix = prefix + "floor:"
+        super().__init__(client, prefix)
         self.cluster = cluster
 
     def read(self, session_id: str) -> dict[str, Any] | None:
@@ -281,11 +257,7 @@ class RedisFloor:
         return fresh
 
 
-class AsyncRedisFloor:
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix + "floor:"
-
+class AsyncRedisFloor(_Prefixed):
     async def read(self, session_id: str) -> dict[str, Any] | None:
         raw = await self.client.get(self.prefix + key_of(session_id))
         return None if raw is None else loads(raw)
@@ -294,59 +266,48 @@ class AsyncRedisFloor:
         await self.client.set(self.prefix + key_of(session_id), dumps(data), px=_TTL_MS)
 
 
-# -- Couchbase ----------------------------------------------------------------------------
-def _couchbase_options() -> tuple[Any, Any, type[Exception]]:
-    from couchbase.exceptions import DocumentNotFoundException
-    from couchbase.options import GetOptions, UpsertOptions
-    from couchbase.transcoder import RawJSONTranscoder
+class _CouchbaseKeys(_Prefixed):
+    """On the collection ormsession uses (``get`` / ``upsert`` with expiry), raw JSON."""
 
-    transcoder = RawJSONTranscoder()
-    return (
-        GetOptions(transcoder=transcoder),
-        UpsertOptions(expiry=TTL, transcoder=transcoder),
-        DocumentNotFoundException,
-    )
+    def __init__(self, client: Any, prefix: str) -> None:
+        from couchbase.exceptions import DocumentNotFoundException
+        from couchbase.options import GetOptions, UpsertOptions
+        from couchbase.transcoder import RawJSONTranscoder
+
+        super().__init__(client, prefix)
+        transcoder = RawJSONTranscoder()
+        self.get_options = GetOptions(transcoder=transcoder)
+        self.upsert_options = UpsertOptions(expiry=TTL, transcoder=transcoder)
+        self.missing = DocumentNotFoundException
 
 
-class CouchbaseFloor:
-    """By hand on the collection ormsession uses (``get`` / ``upsert`` with expiry)."""
-
-    def __init__(self, collection: Any, prefix: str) -> None:
-        self.collection = collection
-        self.prefix = prefix + "floor:"
-        self.get_options, self.upsert_options, self.missing = _couchbase_options()
-
+class CouchbaseFloor(_CouchbaseKeys):
     def read(self, session_id: str) -> dict[str, Any] | None:
         try:
-            result = self.collection.get(self.prefix + key_of(session_id), self.get_options)
+            result = self.client.get(self.prefix + key_of(session_id), self.get_options)
         except self.missing:
             return None
         return loads(result.value)
 
     def write(self, session_id: str, data: dict[str, Any]) -> None:
         key = self.prefix + key_of(session_id)
-        self.collection.upsert(key, dumps(data), self.upsert_options)
+        self.client.upsert(key, dumps(data), self.upsert_options)
 
     def regenerate(self, session_id: str, data: dict[str, Any]) -> str:
         fresh = new_id()
         self.write(fresh, data)
-        self.collection.remove(self.prefix + key_of(session_id))
+        self.client.remove(self.prefix + key_of(session_id))
         return fresh
 
 
-class AsyncCouchbaseFloor:
-    def __init__(self, collection: Any, prefix: str) -> None:
-        self.collection = collection
-        self.prefix = prefix + "floor:"
-        self.get_options, self.upsert_options, self.missing = _couchbase_options()
-
+class AsyncCouchbaseFloor(_CouchbaseKeys):
     async def read(self, session_id: str) -> dict[str, Any] | None:
         try:
-            result = await self.collection.get(self.prefix + key_of(session_id), self.get_options)
+            result = await self.client.get(self.prefix + key_of(session_id), self.get_options)
         except self.missing:
             return None
         return loads(result.value)
 
     async def write(self, session_id: str, data: dict[str, Any]) -> None:
         key = self.prefix + key_of(session_id)
-        await self.collection.upsert(key, dumps(data), self.upsert_options)
+        await self.client.upsert(key, dumps(data), self.upsert_options)

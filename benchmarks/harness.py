@@ -1,18 +1,6 @@
-"""``python -m benchmarks``: every store, ormsession against its floor, in one run.
-
-For each store that can be set up: build a sync manager (``configure``) and an async one
-(``configure_async``) the way an app would, the floors on the very same clients and pools,
-and measure in interleaved rounds
-
-- the manager's own operations: open an existing session, save a modified one, open + save
-  an unmodified one, regenerate;
-- full requests through the Flask extension (WSGI) and the ASGI middleware on Starlette,
-  read-only and writing, against the same apps on hand-written session layers;
-
-then count, on the server, the statements or commands each operation cost. With
-``--scale`` (on by default): reads at 1,000 vs 1,000,000 sessions, gc of 1,000,000 expired
-rows, memory per held session. Targets are printed as PASS/FAIL lines at the end.
-"""
+"""``python -m benchmarks``: for every store that can be set up, ormsession's operations and
+full Flask / Starlette requests against the floor in interleaved rounds, the statements each
+cost as counted by the server, then the scale part; targets as PASS/FAIL lines at the end."""
 
 from __future__ import annotations
 
@@ -20,21 +8,24 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import itertools
 import pstats
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bytecodes import bytecode_diff
+from benchmarks import scale
 from benchmarks.counters import ServerCounter
 from benchmarks.floors import AsyncFloor, Floor, new_id
 from benchmarks.report import (
     READ_REQUEST_LIMIT,
+    SCRIPTED_CAS_WRITE_REQUEST_LIMIT,
     WRITE_REQUEST_LIMIT,
     Report,
     Row,
@@ -42,17 +33,9 @@ from benchmarks.report import (
     machine_info,
 )
 from benchmarks.requests import SEED, AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.stores import (
-    ALL_STORES,
-    CPU_ONLY,
-    StoreEnv,
-    StoreUnavailableError,
-    managers_for,
-    open_store,
-)
-from benchmarks.timing import OpRunner, Settings, Waits, calibrate, compare, run_rounds, timed
-
-__all__ = ["Scenario", "main"]
+from benchmarks.stores import ALL_STORES, CPU_ONLY, StoreEnv, managers_for, open_store
+from benchmarks.stores import StoreUnavailableError as Unavailable
+from benchmarks.timing import OpRunner, Settings, calibrate, compare, run_rounds, timed
 
 SCALE_READ_STORES = ("postgresql", "mariadb", "redis")
 SCALE_GC_STORES = ("postgresql", "mariadb")
@@ -71,17 +54,12 @@ class Scenario:
 class Plan:
     stores: tuple[str, ...]
     timing: Settings
-    count_ops: int
-    scale: bool
-    scale_small: int
-    scale_big: int
-    gc_rows: int
-    memory_sessions: int
-    couchbase_small: int
-    couchbase_big: int
-    profile: str | None
+    #: The scale part's sets (``small``, ``big``, ``gc``, ``memory``) and the operations
+    #: counted on the server (``count``).
+    sizes: dict[str, int]
+    scale: bool = True
     operations: bool = True
-    bytecodes: str | None = None
+    profile: str | None = None
 
 
 # -- scenarios --------------------------------------------------------------------------
@@ -141,42 +119,44 @@ def manager_scenarios(manager: Any, floor: Floor) -> list[Scenario]:
     ]
 
 
+def write_limit(env: StoreEnv) -> float:
+    """A write request's limit: higher where the store must compare-and-set in a script."""
+    if env.native_conditional_write:
+        return WRITE_REQUEST_LIMIT
+    return SCRIPTED_CAS_WRITE_REQUEST_LIMIT
+
+
 def request_scenarios(
-    manager: Any, async_manager: Any, floor: Floor, async_floor: AsyncFloor, runner: asyncio.Runner
+    manager: Any,
+    async_manager: Any,
+    floor: Floor,
+    async_floor: AsyncFloor,
+    runner: asyncio.Runner,
+    write: float = WRITE_REQUEST_LIMIT,
 ) -> tuple[list[Scenario], list[AsgiRunner]]:
-    """Full requests: Flask (WSGI) and Starlette (ASGI), read-only and writing."""
+    """Full requests: Flask (WSGI) and Starlette (ASGI), read-only and writing; ``write`` is
+    the write requests' limit."""
     ours_flask, floor_flask = flask_app(manager=manager), flask_app(floor=floor)
     ours_asgi = AsgiRunner(starlette_app(manager=async_manager), runner)
     floor_asgi = AsgiRunner(starlette_app(floor=async_floor), runner)
-    expect = b"42 2"
-    scenarios = [
-        Scenario(
-            "Flask request, read-only",
-            flask_runner(ours_flask, "GET", "/read", expect),
-            flask_runner(floor_flask, "GET", "/read", expect),
-            READ_REQUEST_LIMIT,
-            read_only=True,
-        ),
-        Scenario(
-            "Flask request, write",
-            flask_runner(ours_flask, "POST", "/write"),
-            flask_runner(floor_flask, "POST", "/write"),
-            WRITE_REQUEST_LIMIT,
-        ),
-        Scenario(
-            "Starlette request, read-only",
-            ours_asgi.series("GET", "/read", expect),
-            floor_asgi.series("GET", "/read", expect),
-            READ_REQUEST_LIMIT,
-            read_only=True,
-        ),
-        Scenario(
-            "Starlette request, write",
-            ours_asgi.series("POST", "/write"),
-            floor_asgi.series("POST", "/write"),
-            WRITE_REQUEST_LIMIT,
-        ),
-    ]
+    sides: dict[str, tuple[Callable[..., OpRunner], Callable[..., OpRunner]]] = {
+        "Flask": (partial(flask_runner, ours_flask), partial(flask_runner, floor_flask)),
+        "Starlette": (ours_asgi.series, floor_asgi.series),
+    }
+    kinds = (("read-only", "GET", "/read", b"42 2"), ("write", "POST", "/write", None))
+    scenarios = []
+    for framework, (ours, theirs) in sides.items():
+        for kind, method, path, expect in kinds:
+            read_only = kind == "read-only"
+            scenarios.append(
+                Scenario(
+                    f"{framework} request, {kind}",
+                    ours(method, path, expect),
+                    theirs(method, path, expect),
+                    READ_REQUEST_LIMIT if read_only else write,
+                    read_only,
+                )
+            )
     return scenarios, [ours_asgi, floor_asgi]
 
 
@@ -184,31 +164,19 @@ def request_scenarios(
 def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan: Plan) -> Row:
     settings = plan.timing
     ops = calibrate(scenario.floor, settings)
-    ours_waits, floor_waits = Waits(), Waits()
-    # The requests carry the targets: their verdicts get the rounds that make them precise.
     rounds = settings.rounds if scenario.limit is None else settings.request_rounds
-    per_op = run_rounds(
-        {"ours": ours_waits.counting(scenario.ours), "floor": floor_waits.counting(scenario.floor)},
-        rounds=rounds,
-        ops=ops,
-        warmup_ops=settings.warmup_ops,
-    )
-    comparison = compare(per_op, "ours", "floor", ops)
-    n = plan.count_ops
+    series = {"ours": scenario.ours, "floor": scenario.floor}
+    per_op = run_rounds(series, rounds=rounds, ops=ops, warmup_ops=settings.warmup_ops)
     ours = floor = None
     if counter is not None:
+        n = plan.sizes["count"]
         ours = counter.count(lambda: scenario.ours(n), n)
         floor = counter.count(lambda: scenario.floor(n), n)
     limit = None if store == CPU_ONLY else scenario.limit
-    waits = (ours_waits.per_operation, floor_waits.per_operation)
-    row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only, waits)
-    name = f"{store} {scenario.operation}".lower()
-    if plan.profile and plan.profile.lower() in name:
+    comparison = compare(per_op, "ours", "floor", ops)
+    row = Row(store, scenario.operation, comparison, ours, floor, limit, scenario.read_only)
+    if plan.profile and plan.profile.lower() in f"{store} {scenario.operation}".lower():
         profile(store, scenario, ops * rounds)
-    if plan.bytecodes and plan.bytecodes.lower() in name:
-        diff = bytecode_diff(scenario.ours, scenario.floor)
-        print(f"\n--- bytecodes: {store} / {scenario.operation} ---", file=sys.stderr)
-        print("\n".join(diff.lines()), file=sys.stderr)
     return row
 
 
@@ -225,11 +193,7 @@ def profile(store: str, scenario: Scenario, ops: int) -> None:
 
 
 def has_scale_work(name: str, plan: Plan) -> bool:
-    """Whether ``bench_scale`` does anything for this store."""
-    if not plan.scale:
-        return False
-    scaled = {*SCALE_READ_STORES, *SCALE_GC_STORES, "couchbase"}
-    return name in scaled or (name == "sqlite" and plan.memory_sessions > 0)
+    return plan.scale and name in {*SCALE_READ_STORES, *SCALE_GC_STORES, "sqlite"}
 
 
 def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
@@ -239,74 +203,49 @@ def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
         floor, async_floor = env.floor(manager), env.async_floor(async_manager)
         counter = None if env.name == CPU_ONLY else env.counter(manager, async_manager, runner)
         scenarios = manager_scenarios(manager, floor)
-        requests, clients = request_scenarios(manager, async_manager, floor, async_floor, runner)
+        requests, clients = request_scenarios(
+            manager, async_manager, floor, async_floor, runner, write_limit(env)
+        )
         for client in clients:
             stack.callback(client.close)
         for scenario in scenarios + requests:
             started = time.perf_counter()
             row = measure(env.name, scenario, counter, plan)
             report.rows.append(row)
+            c = row.comparison
             _progress(
-                f"  {scenario.operation:<30} {row.comparison.ratio:6.3f}x  "
-                f"({row.comparison.a_us:8.1f} vs {row.comparison.b_us:8.1f} µs, "
+                f"  {scenario.operation:<30} {c.ratio:6.3f}x  ({c.a_us:8.1f} vs {c.b_us:8.1f} µs, "
                 f"{time.perf_counter() - started:4.1f} s)"
             )
 
 
 def bench_scale(env: StoreEnv, plan: Plan, report: Report) -> None:
-    if plan.scale and env.name in SCALE_READ_STORES:
-        from benchmarks import scale
-
+    sizes = plan.sizes
+    if env.name in SCALE_READ_STORES:
         read = scale.read_scale_redis if env.name == "redis" else scale.read_scale_sql
-        result = read(env, plan.timing, small=plan.scale_small, big=plan.scale_big)
-        report.scale.append(result)
-        _progress(
-            f"  reads {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
-            f"(floor {result.floor.ratio:.3f}x, load {result.load_seconds:.1f} s)"
-        )
-    if plan.scale and env.name == "couchbase":
-        from benchmarks import scale
-
-        result = scale.write_scale_couchbase(
-            env, plan.timing, small=plan.couchbase_small, big=plan.couchbase_big
-        )
-        report.scale.append(result)
-        _progress(
-            f"  save with {result.small:,} -> {result.big:,} sessions: {result.ours.ratio:.3f}x "
-            f"(floor {result.floor.ratio:.3f}x, creating them {result.load_seconds:.1f} s)"
-        )
-    if plan.scale and env.name in SCALE_GC_STORES:
-        from benchmarks import scale
-
-        gc = scale.gc_sql(env, rows=plan.gc_rows)
+        r = read(env, plan.timing, small=sizes["small"], big=sizes["big"])
+        report.scale.append(r)
+        _progress(f"  reads {r.small:,} -> {r.big:,} sessions: {r.ours.ratio:.3f}x")
+    if env.name in SCALE_GC_STORES:
+        gc = scale.gc_sql(env, rows=sizes["gc"])
         report.gc.append(gc)
-        _progress(
-            f"  gc of {gc.rows:,} rows: {gc.total_seconds:.1f} s, longest batch "
-            f"{gc.max_batch_seconds * 1000:.1f} ms"
-        )
-    if plan.scale and env.name == "sqlite" and plan.memory_sessions:
-        from benchmarks import scale
-
-        report.memory = scale.memory_per_session(
-            env.url, sessions=plan.memory_sessions, options=env.options
-        )
+        _progress(f"  gc of {gc.rows:,} rows: longest batch {gc.max_batch_seconds * 1000:.1f} ms")
+    if env.name == "sqlite":
+        report.memory = scale.memory_per_session(env, sessions=sizes["memory"])
 
 
 def _on_store(name: str, report: Report, work: Callable[[StoreEnv], None], phase: str = "") -> None:
     """Set the store up, run ``work`` on it, tear it down; failures go into the report."""
     label = f"{name} ({phase})" if phase else name
     _progress(f"{label}:")
-    store_started = time.perf_counter()
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         try:
             env = stack.enter_context(open_store(name))
-        except StoreUnavailableError as exc:
-            report.skipped[name] = str(exc)
-            _progress(f"  skipped: {exc}")
-            return
-        except Exception as exc:  # a server that would not start: report, go on
-            report.skipped[name] = f"{type(exc).__name__}: {exc}"
-            _progress(f"  skipped: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # unavailable, or a server that would not start: go on
+            kind = "" if isinstance(exc, Unavailable) else f"{type(exc).__name__}: "
+            report.skipped[name] = why = f"{kind}{exc}"
+            _progress(f"  skipped: {why}")
             return
         report.versions[name] = env.version
         try:
@@ -314,7 +253,7 @@ def _on_store(name: str, report: Report, work: Callable[[StoreEnv], None], phase
         except Exception as exc:
             report.errors[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
-    _progress(f"  ({label}: {time.perf_counter() - store_started:.1f} s with set-up and tear-down)")
+    _progress(f"  ({label}: {time.perf_counter() - started:.1f} s with set-up and tear-down)")
 
 
 def _progress(message: str) -> None:
@@ -322,97 +261,64 @@ def _progress(message: str) -> None:
 
 
 # -- the command ------------------------------------------------------------------------
+QUICK = Settings(
+    rounds=3, request_rounds=3, round_seconds=0.004, min_ops=2, max_ops=10, warmup_ops=2
+)
+#: (full run, --quick): sizes of the scale part and the operations counted on the server.
+SIZES = {
+    "small": (1_000, 100),
+    "big": (1_000_000, 1_000),
+    "gc": (1_000_000, 2_500),
+    "count": (40, 4),
+    "memory": (2_000, 200),
+}
+
+
 def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--stores",
-        default=",".join((CPU_ONLY, *ALL_STORES)),
-        help=f"comma-separated, from {','.join((CPU_ONLY, *ALL_STORES))} (default: all)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny counts: a smoke run, not a measurement"
-    )
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument(
+    every = ",".join((CPU_ONLY, *ALL_STORES))
+    add = parser.add_argument
+    add("--stores", default=every, help=f"comma-separated, from {every} (default: all)")
+    add("--quick", action="store_true", help="tiny counts: a smoke run, not a measurement")
+    add(
         "--scale",
-        dest="scale",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=True,
-        help="run the scale part (default)",
+        help="run the scale part (default) or not",
     )
-    scale.add_argument("--no-scale", dest="scale", action="store_false", help="skip the scale part")
-    parser.add_argument(
-        "--no-ops", dest="operations", action="store_false", help="skip operations and requests"
-    )
-    parser.add_argument(
-        "--scale-small", type=int, default=None, help="sessions in the small set (1,000)"
-    )
-    parser.add_argument(
-        "--scale-big", type=int, default=None, help="sessions in the big set (1,000,000)"
-    )
-    parser.add_argument("--gc-rows", type=int, default=None, help="expired rows for gc (1,000,000)")
-    parser.add_argument(
-        "--rounds", type=int, default=None, help="interleaved rounds (31; also the requests')"
-    )
-    parser.add_argument(
-        "--request-rounds",
-        type=int,
-        default=None,
-        help="interleaved rounds of the full requests, the rows with targets (91)",
-    )
-    parser.add_argument(
-        "--round-ms", type=float, default=None, help="target length of a round (50 ms)"
-    )
-    parser.add_argument("--markdown", type=Path, help="also write the report to this file")
-    parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
-    parser.add_argument(
-        "--profile", help="cProfile ormsession's side of matching operations (stderr)"
-    )
-    parser.add_argument(
-        "--bytecodes",
-        metavar="PATTERN",
-        help="bytecodes per operation of both sides of matching operations, by function (stderr)",
-    )
+    add("--no-ops", dest="operations", action="store_false", help="skip operations and requests")
+    add("--scale-small", type=int, help="sessions in the small set (1,000)")
+    add("--scale-big", type=int, help="sessions in the big set (1,000,000)")
+    add("--gc-rows", type=int, help="expired rows for gc (1,000,000)")
+    add("--rounds", type=int, help="interleaved rounds (31; also the requests')")
+    add("--request-rounds", type=int, help="rounds of the full requests, the targets' (91)")
+    add("--round-ms", type=float, help="target length of a round (50 ms)")
+    add("--markdown", type=Path, help="also write the report to this file")
+    add("--json", type=Path, help="also write the raw results as JSON")
+    add("--profile", help="cProfile ormsession's side of matching operations (stderr)")
     args = parser.parse_args(argv)
     stores = tuple(name.strip() for name in args.stores.split(",") if name.strip())
     unknown = sorted(set(stores) - {CPU_ONLY, *ALL_STORES})
     if unknown:
         parser.error(f"unknown store(s): {', '.join(unknown)}")
-    if args.quick:
-        timing = Settings(
-            rounds=3, request_rounds=3, round_seconds=0.004, min_ops=2, max_ops=10, warmup_ops=2
-        )
-        defaults = {"small": 100, "big": 1_000, "gc": 2_500, "count": 4, "memory": 200}
-        defaults |= {"couchbase_small": 10, "couchbase_big": 60}
-    else:
-        timing = Settings()
-        defaults = {"small": 1_000, "big": 1_000_000, "gc": 1_000_000, "count": 40, "memory": 2_000}
-        defaults |= {"couchbase_small": 100, "couchbase_big": 10_000}
     for option, count in (("--rounds", args.rounds), ("--request-rounds", args.request_rounds)):
         if count is not None and count < 1:
             parser.error(f"{option} must be at least 1, not {count}")
+    sizes = {name: both[1 if args.quick else 0] for name, both in SIZES.items()}
+    for name, size in (("small", args.scale_small), ("big", args.scale_big), ("gc", args.gc_rows)):
+        sizes[name] = size or sizes[name]
     # --rounds alone sets every row's rounds; --request-rounds then overrides the requests'.
-    given = {"rounds": args.rounds, "request_rounds": args.request_rounds or args.rounds}
-    timing = Settings(**{**asdict(timing), **{k: v for k, v in given.items() if v is not None}})
-    if args.round_ms is not None:
-        timing = Settings(**{**asdict(timing), "round_seconds": args.round_ms / 1000})
-    plan = Plan(
-        stores=stores,
-        timing=timing,
-        count_ops=defaults["count"],
-        scale=args.scale,
-        scale_small=args.scale_small or defaults["small"],
-        scale_big=args.scale_big or defaults["big"],
-        gc_rows=args.gc_rows or defaults["gc"],
-        memory_sessions=defaults["memory"],
-        couchbase_small=defaults["couchbase_small"],
-        couchbase_big=defaults["couchbase_big"],
-        profile=args.profile,
-        operations=args.operations,
-        bytecodes=args.bytecodes,
+    given = {
+        "rounds": args.rounds,
+        "request_rounds": args.request_rounds or args.rounds,
+        "round_seconds": None if args.round_ms is None else args.round_ms / 1000,
+    }
+    timing = dataclasses.replace(
+        QUICK if args.quick else Settings(), **{k: v for k, v in given.items() if v is not None}
     )
+    plan = Plan(stores, timing, sizes, args.scale, args.operations, args.profile)
     return plan, args
 
 
@@ -423,13 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": plan.timing.rounds,
         "request rounds": plan.timing.request_rounds,
         "round": f"{plan.timing.round_seconds * 1000:g} ms",
-        "counted ops": plan.count_ops,
+        "counted ops": plan.sizes["count"],
         "quick": bool(args.quick),
     }
     report = Report(machine=machine_info(), settings=settings)
-    # Every store's operations first, then the scale work: bulk loads, gc of a million
-    # rows and the servers' clean-up after them (InnoDB purge, PostgreSQL autovacuum) go on
-    # in the background for a while, and must not overlap another store's timings.
+    # Every store's operations first, then the scale work: the servers' clean-up after bulk
+    # loads and gc (InnoDB purge, autovacuum) must not overlap another store's timings.
     if plan.operations:
         for name in plan.stores:
             _on_store(name, report, lambda env: bench_operations(env, plan, report))

@@ -1,22 +1,8 @@
-"""Scale: reads with 1,000 vs 1,000,000 stored sessions, gc of 1,000,000 expired rows,
-and the memory a held session costs the process.
-
-Sessions are bulk-loaded the fast way for each store (``COPY`` on PostgreSQL, multi-row
-``INSERT`` in key order on MariaDB, pipelined ``SET ... PX`` on Redis) with ids derived from
-a seed, so no id list has to be kept: ``scale_id(seed, i)`` is session ``i``'s id, and its
-key is the SHA-256 of that, as ormsession stores it.
-
-- SQL: two tables side by side (``bench_small``, ``bench_big``), read in interleaved rounds
-  with fresh random ids (the big table's reads are spread over all of it, as a real site's
-  are; the small one fits any cache).
-- Redis: the two sets in two databases of the same server (a keyspace each), read in
-  interleaved rounds like the SQL tables. (Phases minutes apart, small - big - small again
-  in one keyspace, let the machine's drift decide: on one VM the floor's own "scale" ratio
-  came out 0.84, 1.16 and 1.36 in three runs.)
-- gc: ``manager.gc()`` with the configured batch size on a table of expired rows; the time
-  between two ``progress`` callbacks is one batch (one DELETE statement: an upper bound on
-  how long it held its locks).
-"""
+"""Scale: reads at 1,000 vs 1,000,000 stored sessions, gc of 1,000,000 expired rows, and the
+memory a held session costs. Sessions are bulk-loaded (``COPY``; multi-row ``INSERT`` in key
+order; pipelined ``SET``) with ids derived from a seed (:func:`scale_id`). The small and the
+big set live side by side (two tables; two Redis databases) and are read in the same
+interleaved rounds: phases minutes apart let the machine's drift decide."""
 
 from __future__ import annotations
 
@@ -30,33 +16,21 @@ import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from benchmarks.floors import SqlFloor, loads, new_id
+from benchmarks.floors import SqlFloor, key_of, loads, new_id
 from benchmarks.requests import SEED
 from benchmarks.stores import StoreEnv
-from benchmarks.timing import Comparison, Settings, compare, median_interval, run_rounds
+from benchmarks.timing import Comparison, OpRunner, Settings, compare, run_rounds
 from ormsession.repositories.redis.base import HEADER_SIZE, KeyLayout
 
-__all__ = [
-    "GcResult",
-    "MemoryResult",
-    "ReadScaleResult",
-    "gc_sql",
-    "memory_per_session",
-    "read_scale_redis",
-    "read_scale_sql",
-    "scale_id",
-    "write_scale_couchbase",
-]
-
 SMALL_TABLE, BIG_TABLE, GC_TABLE = "bench_small", "bench_big", "bench_gc"
-#: The Redis database that holds the big set, beside the store's own (0) holding the small
-#: one; only keys under the run's private prefix, deleted afterwards.
+#: The Redis database of the big set (the small one is in the store's own, 0).
 BIG_REDIS_DB = 1
+SCALE_SEED = b"ormsession-bench-scale"
 _COLUMNS = "session_key, session_data, session_expiry, session_created, session_version"
 
 
@@ -80,8 +54,7 @@ class GcResult:
     store: str
     rows: int
     batch_size: int
-    #: The smallest full batch gc made (below ``batch_size``: it shrank after slow ones).
-    smallest_batch: int
+    smallest_batch: int  # the smallest full batch (gc shrinks batches after slow ones)
     deleted: int
     batches: int
     total_seconds: float
@@ -99,24 +72,10 @@ class MemoryResult:
     floor_bytes: float
 
 
-def _repository(manager: Any) -> Any:
-    """The store behind a manager (typed loosely: the SQL and Redis ones differ)."""
-    return manager.repository
-
-
-def _naive(moment: datetime) -> datetime:
-    """A naive UTC datetime, as MySQL's DATETIME columns take them."""
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 def scale_id(seed: bytes, index: int) -> str:
     """Session ``index``'s id: 43 URL-safe characters, the format ormsession issues."""
     digest = hashlib.sha256(seed + index.to_bytes(8, "big")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _key(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
 
 def _payload(index: int) -> bytes:
@@ -124,81 +83,61 @@ def _payload(index: int) -> bytes:
     return f'{{"user_id":{index},"name":"ada","cart":["apple","pear"],"visits":0}}'.encode()
 
 
-def _rows(seed: bytes, start: int, stop: int) -> list[tuple[str, int]]:
-    """(key, index) in key order: B-tree and clustered-index inserts then append."""
-    return sorted((_key(scale_id(seed, i)), i) for i in range(start, stop))
+Record = tuple[str, bytes, datetime, datetime]  # key, data, expiry, creation
 
 
-def _chunks(rows: Sequence[tuple[str, int]], size: int) -> Iterator[Sequence[tuple[str, int]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def _records(seed: bytes, count: int, *, live: bool) -> Iterator[Record]:
+    """Sessions ``0..count`` in key order (B-tree and clustered-index inserts then append),
+    expiring over the next hour (live) or in the past day (expired)."""
+    now = datetime.now(UTC)
+    for key, i in sorted((key_of(scale_id(seed, i)), i) for i in range(count)):
+        if live:
+            expiry, created = now + timedelta(hours=1, seconds=i % 3600), now - timedelta(hours=1)
+        else:
+            expiry = now - timedelta(minutes=1, seconds=i % 86400)
+            created = expiry - timedelta(days=1)
+        yield key, _payload(i), expiry, created
 
 
-@dataclass(frozen=True)
-class Lifetimes:
-    """Expiry and creation times: spread over an hour (live) or the past day (expired)."""
-
-    live: bool
-    now: datetime
-
-    def expiry(self, index: int) -> datetime:
-        if self.live:
-            return self.now + timedelta(hours=1, seconds=index % 3600)
-        return self.now - timedelta(minutes=1, seconds=index % 86400)
-
-    def created(self, index: int) -> datetime:
-        return (
-            self.now - timedelta(hours=1) if self.live else self.expiry(index) - timedelta(days=1)
-        )
+def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while batch := list(itertools.islice(records, size)):
+        yield batch
 
 
 # -- bulk loading -------------------------------------------------------------------------
-def load_sql(env: StoreEnv, table: str, seed: bytes, start: int, stop: int, *, live: bool) -> float:
-    """Load sessions ``start..stop`` into ``table``; return the seconds it took."""
+def load_sql(env: StoreEnv, table: str, seed: bytes, count: int, *, live: bool) -> float:
+    """Load sessions ``0..count`` into ``table``; return the seconds it took."""
     began = time.perf_counter()
-    rows = _rows(seed, start, stop)
-    times = Lifetimes(live, datetime.now(UTC))
-    connection = env.extra["connect"]()
-    try:
-        if env.name == "postgresql":
-            _copy_postgresql(connection, table, rows, times)
-        else:
-            _insert_mariadb(connection, table, rows, times)
-    finally:
-        connection.close()
+    load = _copy_postgresql if env.name == "postgresql" else _insert_mariadb
+    with contextlib.closing(env.extra["connect"]()) as connection:
+        load(connection, table, _records(seed, count, live=live))
     return time.perf_counter() - began
 
 
-def _copy_postgresql(
-    connection: Any, table: str, rows: Sequence[tuple[str, int]], times: Lifetimes
-) -> None:
+def _copy_postgresql(connection: Any, table: str, records: Iterator[Record]) -> None:
     connection.autocommit = False
     with connection.cursor() as cursor:
-        for chunk in _chunks(rows, 100_000):
-            buffer = io.StringIO()
-            for key, index in chunk:
-                buffer.write(
-                    f"{key}\t\\\\x{_payload(index).hex()}\t{times.expiry(index).isoformat()}\t"
-                    f"{times.created(index).isoformat()}\t1\n"
-                )
-            buffer.seek(0)
-            cursor.copy_expert(f"COPY {table} ({_COLUMNS}) FROM STDIN", buffer)
+        for batch in _batches(records, 100_000):
+            lines = (
+                f"{key}\t\\\\x{data.hex()}\t{expiry.isoformat()}\t{created.isoformat()}\t1\n"
+                for key, data, expiry, created in batch
+            )
+            cursor.copy_expert(f"COPY {table} ({_COLUMNS}) FROM STDIN", io.StringIO("".join(lines)))
         connection.commit()
     connection.autocommit = True
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM ANALYZE {table}")
-        # Write the load's dirty pages out now: a checkpoint doing it during the timed reads
-        # stalled some rounds (one run's per-round ratios spread from 0.95 to 1.55).
-        cursor.execute("CHECKPOINT")
+        cursor.execute("CHECKPOINT")  # not during the timed reads: it stalled some rounds
 
 
-def _insert_mariadb(
-    connection: Any, table: str, rows: Sequence[tuple[str, int]], times: Lifetimes
-) -> None:
-    """Multi-row INSERTs in key order, in one transaction, with the secondary index dropped
-    and rebuilt afterwards: with random expiries, maintaining it row by row thrashes a
-    small buffer pool (200 s per million rows instead of about 20)."""
+def _insert_mariadb(connection: Any, table: str, records: Iterator[Record]) -> None:
+    """Multi-row INSERTs in one transaction, the secondary indexes dropped and rebuilt after
+    (row by row, random expiries thrash a small buffer pool: 10x slower)."""
     sql = f"INSERT INTO {table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, 1)"
+
+    def naive(moment: datetime) -> datetime:  # MySQL DATETIME: naive UTC
+        return moment.astimezone(UTC).replace(tzinfo=None)
+
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
@@ -212,14 +151,8 @@ def _insert_mariadb(
         for name in indexes:
             cursor.execute(f"ALTER TABLE {table} DROP INDEX {name}")
         connection.autocommit(False)
-        for chunk in _chunks(rows, 5_000):
-            cursor.executemany(
-                sql,
-                [
-                    (key, _payload(i), _naive(times.expiry(i)), _naive(times.created(i)))
-                    for key, i in chunk
-                ],
-            )
+        for batch in _batches(records, 5_000):
+            cursor.executemany(sql, [(k, d, naive(e), naive(c)) for k, d, e, c in batch])
         connection.commit()
         connection.autocommit(True)
         for name, (unique, columns) in indexes.items():
@@ -230,26 +163,15 @@ def _insert_mariadb(
 
 
 def _ids(seed: bytes, population: int, count: int, stream: str) -> Iterator[str]:
-    """Endless random ids of the ``population`` loaded; ``count`` draws, cycled. Each
-    ``stream`` draws its own ids: two series reading the same rows in the same order would
-    have the first one warm the cache for the second."""
+    """Endless random ids of the ``population`` loaded (``count`` draws, cycled); each
+    ``stream`` its own, or one series would warm the cache for the other."""
     draw = random.Random(seed + stream.encode())  # sampling for a benchmark, not security
     ids = [scale_id(seed, draw.randrange(population)) for _ in range(count)]
     while True:
         yield from ids
 
 
-def _open_series(manager: Any, ids: Iterator[str]) -> Callable[[int], int]:
-    def run(n: int) -> int:
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            manager.open(next(ids))
-        return time.perf_counter_ns() - start
-
-    return run
-
-
-def _floor_series(read: Callable[[str], Any], ids: Iterator[str]) -> Callable[[int], int]:
+def _reads(read: Callable[[str], Any], ids: Iterator[str]) -> OpRunner:
     def run(n: int) -> int:
         start = time.perf_counter_ns()
         for _ in range(n):
@@ -259,125 +181,79 @@ def _floor_series(read: Callable[[str], Any], ids: Iterator[str]) -> Callable[[i
     return run
 
 
-def _draws(settings: Settings, ops: int) -> int:
-    return settings.rounds * ops + 4 * settings.warmup_ops + 100
+ReadSets = dict[str, tuple[Any, int, Callable[[str], Any]]]  # size: manager, population, floor
+
+
+def _read_scale(
+    env: StoreEnv, settings: Settings, sets: ReadSets, seconds_per_op: float, **more: Any
+) -> ReadScaleResult:
+    """Interleaved rounds of random reads, ours and the floor's, on the ``small`` and the
+    ``big`` set; each side on the big set against itself on the small one."""
+    ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / seconds_per_op)))
+    draws = settings.rounds * ops + 4 * settings.warmup_ops + 100
+    series = {}
+    for size, (manager, population, floor_read) in sets.items():
+        probe = manager.open(scale_id(SCALE_SEED, population - 1))
+        assert not probe.is_new, f"the {size} set lost session {population - 1}"
+        series[f"ours_{size}"] = _reads(manager.open, _ids(SCALE_SEED, population, draws, "ours"))
+        floor_ids = _ids(SCALE_SEED, population, draws, "floor")
+        series[f"floor_{size}"] = _reads(floor_read, floor_ids)
+    per_op = run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
+    ours, floor = (
+        compare(per_op, f"{side}_big", f"{side}_small", ops) for side in ("ours", "floor")
+    )
+    small, big = sets["small"][1], sets["big"][1]
+    return ReadScaleResult(env.name, small, big, ours, floor, **more)
 
 
 # -- reads at scale: SQL ------------------------------------------------------------------
 def read_scale_sql(env: StoreEnv, settings: Settings, *, small: int, big: int) -> ReadScaleResult:
+    from ormsession import configure
     from ormsession.schema import upgrade
 
-    seed = b"ormsession-bench-scale"
-    for table in (SMALL_TABLE, BIG_TABLE):
+    tables = {"small": (SMALL_TABLE, small), "big": (BIG_TABLE, big)}
+    for table, _ in tables.values():
         upgrade(env.url, table_name=table)
-    loaded = load_sql(env, SMALL_TABLE, seed, 0, small, live=True)
-    loaded += load_sql(env, BIG_TABLE, seed, 0, big, live=True)
+    loaded = sum(load_sql(env, t, SCALE_SEED, n, live=True) for t, n in tables.values())
     megabytes = _table_megabytes(env, BIG_TABLE)
     cache: contextlib.AbstractContextManager[str | None] = (
         _innodb_pool_holding(env, megabytes) if env.name == "mariadb" else contextlib.nullcontext()
     )
-    with cache as cache_note:
-        per_op, ops = _read_rounds(env, settings, seed, small, big)
-    return _big_against_small(
-        env, small, big, per_op, ops, loaded, big_megabytes=megabytes, cache_note=cache_note
-    )
-
-
-def _big_against_small(
-    env: StoreEnv,
-    small: int,
-    big: int,
-    per_op: dict[str, list[float]],
-    ops: int,
-    loaded: float,
-    **details: Any,
-) -> ReadScaleResult:
-    """Ours and the floor, each reading the big set against itself on the small one, paired
-    round by round (the series ``ours_big``, ``ours_small``, ``floor_big``, ``floor_small``)."""
-    return ReadScaleResult(
-        env.name,
-        small,
-        big,
-        compare(per_op, "ours_big", "ours_small", ops),
-        compare(per_op, "floor_big", "floor_small", ops),
-        loaded,
-        **details,
-    )
-
-
-def _read_rounds(
-    env: StoreEnv, settings: Settings, seed: bytes, small: int, big: int
-) -> tuple[dict[str, list[float]], int]:
-    """Interleaved rounds of random reads: ours and the floor, on both tables."""
-    from ormsession import configure
-
-    managers = {
-        size: configure(url=env.url, table_name=table)
-        for size, table in (("small", SMALL_TABLE), ("big", BIG_TABLE))
-    }
-    try:
-        for size, population in (("small", small), ("big", big)):
-            probe = managers[size].open(scale_id(seed, population - 1))
-            assert not probe.is_new, f"the {size} table lost session {population - 1}"
-        ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / 100e-6)))
-        draws = _draws(settings, ops)
-        series = {}
-        for size, population, table in (("small", small, SMALL_TABLE), ("big", big, BIG_TABLE)):
-            manager = managers[size]
-            floor = SqlFloor(_repository(manager).engine, table)
-            ours_ids = _ids(seed, population, draws, "ours")
-            series[f"ours_{size}"] = _open_series(manager, ours_ids)
-            floor_ids = _ids(seed, population, draws, "floor")
-            series[f"floor_{size}"] = _floor_series(floor.read, floor_ids)
-        per_op = run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
-    finally:
-        for manager in managers.values():
-            manager.close()
-    return per_op, ops
+    with cache as cache_note, contextlib.ExitStack() as stack:
+        sets: ReadSets = {}
+        for size, (table, population) in tables.items():
+            manager = configure(url=env.url, table_name=table)
+            stack.callback(manager.close)
+            sets[size] = manager, population, SqlFloor(manager.repository.engine, table).read
+        more = {"load_seconds": loaded, "big_megabytes": megabytes, "cache_note": cache_note}
+        return _read_scale(env, settings, sets, 100e-6, **more)
 
 
 @contextlib.contextmanager
 def _innodb_pool_holding(env: StoreEnv, megabytes: float) -> Iterator[str | None]:
-    """Size InnoDB's buffer pool to hold the tables for the reads, and restore it after.
-
-    MariaDB reads its data files with O_DIRECT, so a page that is not in the buffer pool is
-    a disk read (PostgreSQL's misses still hit the OS page cache). The default pool is
-    128 MB and a million sessions take about 260 MB: left as it is, the comparison measures
-    the disk, for the floor as much as for ormsession. A server that holds a million
-    sessions is sized for them; docs/stores/sql.md says so. The pool is resized online
-    (``SET GLOBAL``, MariaDB 10.2+), both tables are scanned into it, and the old size is
-    put back whatever happens.
-    """
-    connection = env.extra["connect"]()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT @@GLOBAL.innodb_buffer_pool_size")
-            row = cursor.fetchone()
-            original = int(row[0]) if row else 0
-            needed = int(megabytes * 1.5 * 1024 * 1024)  # the tables, with room to spare
-            if original >= needed:  # it fits already (always, for --quick): change nothing
-                yield None
-                return
-            wanted = _round_up(needed + 256 * 1024 * 1024, 128)
-            _resize_pool(cursor, wanted)
-            try:
-                for table in (SMALL_TABLE, BIG_TABLE):
-                    # A full scan of the clustered index pulls every row's page into the pool.
-                    cursor.execute(f"SELECT COUNT(*) FROM {table} FORCE INDEX (PRIMARY)")
-                    cursor.fetchall()
-                yield (
-                    f"innodb_buffer_pool_size {original / 2**20:.0f} MB → "
-                    f"{wanted / 2**20:.0f} MB for the reads (restored after)"
-                )
-            finally:
-                _resize_pool(cursor, original)
-    finally:
-        connection.close()
-
-
-def _round_up(size: int, megabytes: int) -> int:
-    unit = megabytes * 1024 * 1024
-    return -(-size // unit) * unit
+    """Size InnoDB's buffer pool to hold the tables for the reads, and restore it after:
+    MariaDB reads with O_DIRECT, and the default 128 MB pool does not hold a million sessions
+    (~260 MB), so the reads would measure the disk (a real server is sized for its table)."""
+    with contextlib.closing(env.extra["connect"]()) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT @@GLOBAL.innodb_buffer_pool_size")
+        original = int(cursor.fetchone()[0])
+        needed = int(megabytes * 1.5 * 1024 * 1024)  # the tables, with room to spare
+        if original >= needed:  # it fits already (always, for --quick): change nothing
+            yield None
+            return
+        unit = 128 * 1024 * 1024
+        wanted = -(-(needed + 2 * unit) // unit) * unit  # + 256 MB, rounded up to 128 MB
+        _resize_pool(cursor, wanted)
+        try:
+            for table in (SMALL_TABLE, BIG_TABLE):  # a full scan pulls every page in
+                cursor.execute(f"SELECT COUNT(*) FROM {table} FORCE INDEX (PRIMARY)")
+                cursor.fetchall()
+            yield (
+                f"innodb_buffer_pool_size {original / 2**20:.0f} MB → "
+                f"{wanted / 2**20:.0f} MB for the reads (restored after)"
+            )
+        finally:
+            _resize_pool(cursor, original)
 
 
 def _resize_pool(cursor: Any, size: int) -> None:
@@ -386,13 +262,13 @@ def _resize_pool(cursor: Any, size: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         cursor.execute("SHOW STATUS LIKE 'Innodb_buffer_pool_resize_status'")
-        row = cursor.fetchone()
+        row = cursor.fetchone()  # no such status on servers that resize at once
         status = str(row[1]) if row else ""
         cursor.execute("SELECT @@GLOBAL.innodb_buffer_pool_size")
-        current = cursor.fetchone()
         # The server may round the size to its chunk size.
-        resized = current is not None and abs(int(current[0]) - size) < 128 * 1024 * 1024
-        if resized and (not status or "ompleted" in status):
+        if abs(int(cursor.fetchone()[0]) - size) < 128 * 1024 * 1024 and (
+            not status or "ompleted" in status
+        ):
             return
         time.sleep(0.1)
     raise RuntimeError(f"MariaDB did not resize its buffer pool to {size} bytes within 60 s")
@@ -400,30 +276,33 @@ def _resize_pool(cursor: Any, size: int) -> None:
 
 def _table_megabytes(env: StoreEnv, table: str) -> float:
     """Table plus indexes, as the database reports it (what its cache has to hold)."""
-    connection = env.extra["connect"]()
-    try:
-        with connection.cursor() as cursor:
-            if env.name == "postgresql":
-                cursor.execute("SELECT pg_total_relation_size(%s)", (table,))
-            else:
-                cursor.execute(
-                    "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-                    (table,),
-                )
-            row = cursor.fetchone()
-    finally:
-        connection.close()
+    with contextlib.closing(env.extra["connect"]()) as connection, connection.cursor() as cursor:
+        if env.name == "postgresql":
+            cursor.execute("SELECT pg_total_relation_size(%s)", (table,))
+        else:
+            cursor.execute(
+                "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (table,),
+            )
+        row = cursor.fetchone()
     return float(row[0]) / 1024 / 1024 if row else float("nan")
 
 
 # -- reads at scale: Redis ----------------------------------------------------------------
-def _redis_keys(layout: Any, seed: bytes, start: int, stop: int) -> Iterator[tuple[str, int]]:
-    for index in range(start, stop):
-        yield layout.session(_key(scale_id(seed, index))), index
+def _each_key(
+    client: Any, layout: KeyLayout, population: int, command: Callable[[Any, str, int], object]
+) -> None:
+    """``command(pipeline, key, index)`` for every session of the set, pipelined."""
+    pipe = client.pipeline(transaction=False)
+    for index in range(population):
+        command(pipe, layout.session(key_of(scale_id(SCALE_SEED, index))), index)
+        if (index + 1) % 10_000 == 0:
+            pipe.execute()
+    pipe.execute()
 
 
-def load_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -> float:
+def load_redis(client: Any, layout: KeyLayout, population: int) -> float:
     from ormsession.expiry import US_PER_SECOND, now_us
     from ormsession.repositories.base import StoredSession
     from ormsession.repositories.buckets import DEFAULT_RESOLUTION, place
@@ -434,23 +313,13 @@ def load_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -> 
     ttl_ms = 3_600_000  # an aborted run's keys vanish within the hour
     created, expires = now - 5 * 60 * US_PER_SECOND, now + ttl_ms * 1000
     bucket = place(expires, now, DEFAULT_RESOLUTION)
-    pipe = client.pipeline(transaction=False)
-    for count, (key, index) in enumerate(_redis_keys(layout, seed, start, stop), 1):
-        value = encode_record(StoredSession(_payload(index), 1, created, expires), bucket)
-        pipe.set(key, value, px=ttl_ms)
-        if count % 10_000 == 0:
-            pipe.execute()
-    pipe.execute()
+
+    def store(pipe: Any, key: str, index: int) -> None:
+        record = StoredSession(_payload(index), 1, created, expires)
+        pipe.set(key, encode_record(record, bucket), px=ttl_ms)
+
+    _each_key(client, layout, population, store)
     return time.perf_counter() - began
-
-
-def unload_redis(client: Any, layout: Any, seed: bytes, start: int, stop: int) -> None:
-    pipe = client.pipeline(transaction=False)
-    for count, (key, _) in enumerate(_redis_keys(layout, seed, start, stop), 1):
-        pipe.unlink(key)
-        if count % 10_000 == 0:
-            pipe.execute()
-    pipe.execute()
 
 
 def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int) -> ReadScaleResult:
@@ -458,146 +327,39 @@ def read_scale_redis(env: StoreEnv, settings: Settings, *, small: int, big: int)
     same server, read in the same interleaved rounds as the SQL tables are."""
     from ormsession import configure
 
-    seed = b"ormsession-bench-scale"
     prefix = str(env.extra["prefix"]) + "scale:"
-    managers = {
-        "small": configure(url=env.url, key_prefix=prefix),
-        "big": configure(url=_redis_db_url(env.url, BIG_REDIS_DB), key_prefix=prefix),
-    }
-    populations = {"small": small, "big": big}
     layout = KeyLayout(prefix)
-    ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / 60e-6)))
-    draws = _draws(settings, ops)
-    loaded = 0.0
-    try:
-        series = {}
-        for size, population in populations.items():
-            manager = managers[size]
-            client = _repository(manager).client
-            loaded += load_redis(client, layout, seed, 0, population)
-            probe = manager.open(scale_id(seed, population - 1))
-            assert not probe.is_new, f"Redis lost {size} scale session {population - 1}"
-            series[f"ours_{size}"] = _open_series(manager, _ids(seed, population, draws, "ours"))
-            floor_read = _redis_floor_read(client, layout)
-            series[f"floor_{size}"] = _floor_series(
-                floor_read, _ids(seed, population, draws, "floor")
-            )
-        per_op = run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
-    finally:
-        for size, manager in managers.items():
-            unload_redis(_repository(manager).client, layout, seed, 0, populations[size])
-            manager.close()
-    return _big_against_small(env, small, big, per_op, ops, loaded)
+    urls = {"small": env.url, "big": f"{env.url.rpartition('/')[0]}/{BIG_REDIS_DB}"}
+    with contextlib.ExitStack() as stack:
+        sets: ReadSets = {}
+        for size, population in (("small", small), ("big", big)):
+            manager = configure(url=urls[size], key_prefix=prefix)
+            client = manager.repository.client
+            stack.callback(manager.close)
+            stack.callback(_each_key, client, layout, population, _unlink)
+
+            def floor_read(session_id: str, client: Any = client) -> Any:
+                raw = client.get(layout.session(key_of(session_id)))
+                return None if raw is None else loads(raw[HEADER_SIZE:])  # past our header
+
+            sets[size] = manager, population, floor_read
+        loaded = sum(load_redis(m.repository.client, layout, n) for m, n, _ in sets.values())
+        return _read_scale(env, settings, sets, 60e-6, load_seconds=loaded)
 
 
-def _redis_db_url(url: str, db: int) -> str:
-    """``url`` (``redis://host:port/N``) pointing at database ``db`` instead."""
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{db}"
-
-
-def _redis_floor_read(client: Any, layout: KeyLayout) -> Callable[[str], Any]:
-    def floor_read(session_id: str) -> Any:
-        raw = client.get(layout.session(_key(session_id)))
-        return None if raw is None else loads(raw[HEADER_SIZE:])  # skip ormsession's header
-
-    return floor_read
-
-
-def _against_baseline(values: list[float], baseline: list[float], ops: int) -> Comparison:
-    """Per-operation times (ns, one per round) against the median of a baseline phase
-    measured apart (the Couchbase write scale: one bucket grows from the small count of
-    sessions to the big one, so its phases cannot be interleaved round by round)."""
-    base = statistics.median(baseline)
-    quartiles = statistics.quantiles(values, n=4, method="inclusive")
-    ci_low, ci_high = median_interval(values)
-    return Comparison(
-        a_us=statistics.median(values) / 1000,
-        b_us=base / 1000,
-        ratio=statistics.median(values) / base,
-        low=quartiles[0] / base,
-        high=quartiles[2] / base,
-        rounds=len(values),
-        ops=ops,
-        ci_low=ci_low / base,
-        ci_high=ci_high / base,
-    )
-
-
-# -- writes at scale: Couchbase ----------------------------------------------------------
-def write_scale_couchbase(
-    env: StoreEnv, settings: Settings, *, small: int, big: int
-) -> ReadScaleResult:
-    """Saving a modified session with ``small`` and then ``big`` sessions stored.
-
-    Not a target of issue 8: it checks that a write's cost does not grow with the sessions
-    stored (the store keeps expiry-bucket counters for ``count``, whose documents stay
-    small). Sessions are created through ormsession (the counters must know them).
-    """
-    from benchmarks.floors import CouchbaseFloor
-    from ormsession import configure
-
-    prefix = str(env.options["key_prefix"]) + "scale:"
-    manager = configure(url=env.url, key_prefix=prefix)
-    try:
-        repository = _repository(manager)
-        floor = CouchbaseFloor(repository.collection, prefix)
-        target = manager.open(None)
-        target.update(SEED)
-        manager.save(target)
-        target = manager.open(target.id)
-        floor_id = new_id()
-        floor_data = dict(SEED)
-        floor.write(floor_id, floor_data)
-        counter = itertools.count()
-
-        def save(n: int) -> int:
-            start = time.perf_counter_ns()
-            for _ in range(n):
-                target["visits"] = next(counter)
-                manager.save(target)
-            return time.perf_counter_ns() - start
-
-        def floor_write(n: int) -> int:
-            start = time.perf_counter_ns()
-            for _ in range(n):
-                floor_data["visits"] = next(counter)
-                floor.write(floor_id, floor_data)
-            return time.perf_counter_ns() - start
-
-        ops = max(settings.min_ops, min(settings.max_ops, int(settings.round_seconds / 700e-6)))
-        stored, loaded = 1, 0.0
-        phases = []
-        for population in (small, big):
-            began = time.perf_counter()
-            while stored < population:
-                session = manager.open(None)
-                session.update(SEED)
-                manager.save(session)
-                stored += 1
-            loaded += time.perf_counter() - began
-            series = {"ours": save, "floor": floor_write}
-            phases.append(
-                run_rounds(series, rounds=settings.rounds, ops=ops, warmup_ops=settings.warmup_ops)
-            )
-    finally:
-        manager.close()
-
-    def versus(name: str) -> Comparison:
-        return _against_baseline(phases[1][name], phases[0][name], ops)
-
-    return ReadScaleResult(
-        env.name, small, big, versus("ours"), versus("floor"), loaded, operation="save (modified)"
-    )
+def _unlink(pipe: Any, key: str, _: int) -> None:
+    pipe.unlink(key)
 
 
 # -- gc -----------------------------------------------------------------------------------
 def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
+    from sqlalchemy import text
+
     from ormsession import configure
     from ormsession.schema import upgrade
 
     upgrade(env.url, table_name=GC_TABLE)
-    loaded = load_sql(env, GC_TABLE, b"ormsession-bench-gc", 0, rows, live=False)
+    loaded = load_sql(env, GC_TABLE, b"ormsession-bench-gc", rows, live=False)
     manager = configure(url=env.url, table_name=GC_TABLE)
     try:
         stamps, totals = [time.perf_counter()], [0]
@@ -608,44 +370,32 @@ def gc_sql(env: StoreEnv, *, rows: int) -> GcResult:
 
         deleted = manager.gc(progress=progress)
         stamps.append(time.perf_counter())  # the last, short batch reports no progress
-        with _repository(manager).engine.connect() as connection:
-            from sqlalchemy import text
-
-            remaining = int(
-                connection.execute(text(f"SELECT count(*) FROM {GC_TABLE}")).scalar_one()
-            )
+        with manager.repository.engine.connect() as connection:
+            count = connection.execute(text(f"SELECT count(*) FROM {GC_TABLE}"))
+            remaining = int(count.scalar_one())
         batch_size = manager.config.gc_batch_size
     finally:
         manager.close()
-    durations = [b - a for a, b in itertools.pairwise(stamps)]
-    ordered = sorted(durations)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    durations = sorted(b - a for a, b in itertools.pairwise(stamps))
+    p99 = durations[min(len(durations) - 1, int(len(durations) * 0.99))]
+    # The last reported batch may be the short one that ended the run.
+    full_batches = [b - a for a, b in itertools.pairwise(totals)][:-1]
+    median = statistics.median(durations)
     return GcResult(
-        store=env.name,
-        rows=rows,
-        batch_size=batch_size,
-        # The last reported batch may be the short one that ended the run.
-        smallest_batch=min([b - a for a, b in itertools.pairwise(totals)][:-1] or [batch_size]),
-        deleted=deleted,
-        batches=len(durations),
-        total_seconds=stamps[-1] - stamps[0],
-        max_batch_seconds=max(durations),
-        median_batch_ms=statistics.median(durations) * 1000,
-        p99_batch_ms=p99 * 1000,
-        remaining=remaining,
-        load_seconds=loaded,
-    )
+        env.name, rows, batch_size, min(full_batches or [batch_size]), deleted, len(durations),
+        stamps[-1] - stamps[0], max(durations), median * 1000, p99 * 1000, remaining, loaded,
+    )  # fmt: skip
 
 
 # -- memory -------------------------------------------------------------------------------
-def memory_per_session(url: str, *, sessions: int, options: dict[str, Any]) -> MemoryResult:
+def memory_per_session(env: StoreEnv, *, sessions: int) -> MemoryResult:
     """Bytes of Python heap one opened session holds (tracemalloc), ours vs the floor's
     (the dict ``json.loads`` returns), with ``sessions`` of them held at once."""
     from ormsession import configure
 
-    manager = configure(url=url, **options)
+    manager = configure(url=env.url, **env.options)
     try:
-        floor = SqlFloor(_repository(manager).engine)
+        floor = SqlFloor(manager.repository.engine)
         ours_ids, floor_ids = [], []
         for _ in range(sessions):
             session = manager.open(None)

@@ -1,17 +1,8 @@
-"""The stores the benchmark runs on: each one set up, reachable by URL, and torn down.
-
-- ``sqlite``: a file in a temp dir (the embedded default).
-- ``postgresql``, ``mariadb``: a private database ``ormsession_bench_<hex>`` on the local
-  server, created, migrated and dropped again.
-- ``redis``: the shared Redis on 127.0.0.1:6379, only keys under a private prefix (deleted
-  afterwards; nothing is flushed).
-- ``sentinel``: its own master + replica + 3 sentinels (``SentinelTopology``).
-- ``cluster``: its own 3-master Redis Cluster (``ClusterTopology``).
-- ``couchbase``: the project's protocol-level Couchbase test server, in a child process.
-
-A store that cannot be set up (server down, binary or driver missing) raises
-:class:`StoreUnavailableError`; the benchmark reports it as skipped and goes on.
-"""
+"""The stores, each set up, reachable by URL, and torn down: ``sqlite`` (a temp file);
+``postgresql``, ``mariadb`` (a private database on the local server, migrated, dropped
+after); ``redis`` (the shared server, keys under a private prefix, deleted after; nothing
+flushed); ``sentinel``, ``cluster`` (their own servers); ``couchbase`` (the project's test
+server, in a child process). One that cannot be set up raises StoreUnavailableError."""
 
 from __future__ import annotations
 
@@ -21,63 +12,33 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from benchmarks.counters import (
-    CouchbaseOpCounter,
-    MariaDbStatusCounter,
-    PgStatCounter,
-    Pool,
-    RedisCommandCounter,
-    ServerCounter,
-    SqliteTraceCounter,
-)
-from benchmarks.floors import (
-    AsyncCouchbaseFloor,
-    AsyncDictFloor,
-    AsyncFloor,
-    AsyncRedisFloor,
-    AsyncSqlFloor,
-    CouchbaseFloor,
-    DictFloor,
-    Floor,
-    RedisFloor,
-    SqlFloor,
-)
-
-__all__ = [
-    "ALL_STORES",
-    "CPU_ONLY",
-    "SQL_STORES",
-    "StoreEnv",
-    "StoreUnavailableError",
-    "open_store",
-]
+from benchmarks import counters, floors
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 MARIADB_HOST, MARIADB_PORT, MARIADB_USER = "127.0.0.1", 3306, "root"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 ALL_STORES = ("sqlite", "postgresql", "mariadb", "redis", "sentinel", "cluster", "couchbase")
-#: Not a store: ``memory://`` against a dict, so the rows show ormsession's own CPU cost per
-#: operation with no I/O (and no noise from it). No targets, no server to count.
+#: Not a store: ``memory://`` against a dict, ormsession's own CPU cost per operation with no
+#: I/O. No targets, no server to count.
 CPU_ONLY = "memory"
-SQL_STORES = ("sqlite", "postgresql", "mariadb")
 
 
 class StoreUnavailableError(RuntimeError):
     """The store cannot be benchmarked here (the message says why)."""
 
 
-ManagerPair = tuple[Any, Any]  # (SessionManager, AsyncSessionManager)
+def _missing(*_: Any) -> Any:
+    raise NotImplementedError
 
 
 @dataclass
 class StoreEnv:
-    """One store, ready: URLs for ``configure``/``configure_async`` and how to build its
+    """One store, ready: URLs for ``configure``/``configure_async``, and how to build its
     floors and its server-side counter around the managers built from them."""
 
     name: str
@@ -85,17 +46,14 @@ class StoreEnv:
     async_url: str
     version: str
     options: dict[str, Any] = field(default_factory=dict)
-    floor: Callable[[Any], Floor] = field(default=lambda manager: _missing())
-    async_floor: Callable[[Any], AsyncFloor] = field(default=lambda manager: _missing())
-    counter: Callable[[Any, Any, asyncio.Runner], ServerCounter] = field(
-        default=lambda m, a, r: _missing()
-    )
+    floor: Callable[[Any], floors.Floor] = _missing
+    async_floor: Callable[[Any], floors.AsyncFloor] = _missing
+    counter: Callable[[Any, Any, asyncio.Runner], counters.ServerCounter] = _missing
     #: Store-specific handles the scale benchmarks need (connection parameters, clients).
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _missing() -> Any:
-    raise NotImplementedError
+    #: Whether the store writes conditionally in one native command or statement. The Redis
+    #: family (Redis 7) compare-and-sets in a Lua script: its write requests get a higher limit.
+    native_conditional_write: bool = True
 
 
 def _need(module: str, extra: str) -> None:
@@ -108,9 +66,18 @@ def _prefix() -> str:
 
 
 # -- SQL ----------------------------------------------------------------------------------
-def _sql_floors(env: StoreEnv) -> None:
-    env.floor = lambda manager: SqlFloor(manager.repository.engine)
-    env.async_floor = lambda manager: AsyncSqlFloor(manager.repository.engine)
+def _sql_env(name: str, drivers: str, where: str, version: str) -> StoreEnv:
+    """``drivers``: the sync and the async URL scheme, comma-separated."""
+    sync, asyncio_ = drivers.split(",")
+    env = StoreEnv(name, f"{sync}://{where}", f"{asyncio_}://{where}", version)
+    env.floor = lambda m: floors.SqlFloor(m.repository.engine)
+    env.async_floor = lambda m: floors.AsyncSqlFloor(m.repository.engine)
+    return env
+
+
+def _pools(m: Any, a: Any, runner: asyncio.Runner) -> list[counters.Pool]:
+    """The pools of a sync and an async manager ``m`` and ``a``."""
+    return [counters.Pool(m.repository.engine), counters.Pool(a.repository.engine, runner)]
 
 
 @contextlib.contextmanager
@@ -119,26 +86,38 @@ def sqlite_env() -> Iterator[StoreEnv]:
     import sqlite3
 
     with tempfile.TemporaryDirectory(prefix="ormsession-bench-") as directory:
-        path = Path(directory) / "sessions.sqlite3"
-        env = StoreEnv(
-            "sqlite", f"sqlite:///{path}", f"sqlite+aiosqlite:///{path}", sqlite3.sqlite_version
-        )
-        _sql_floors(env)
+        path = f"/{Path(directory) / 'sessions.sqlite3'}"
+        env = _sql_env("sqlite", "sqlite,sqlite+aiosqlite", path, sqlite3.sqlite_version)
 
-        def counter(manager: Any, async_manager: Any, runner: asyncio.Runner) -> ServerCounter:
-            traced = SqliteTraceCounter()
-            traced.install(manager.repository.engine)
-            traced.install(async_manager.repository.engine, runner)
+        def counter(m: Any, a: Any, runner: asyncio.Runner) -> counters.ServerCounter:
+            traced = counters.SqliteTraceCounter()
+            traced.install(m.repository.engine)
+            traced.install(a.repository.engine, runner)
             return traced
 
         env.counter = counter
         yield env
 
 
-def _migrate(url: str, table_name: str = "session") -> None:
+@contextlib.contextmanager
+def _private_database(admin: Any, version_sql: str, drop: str) -> Iterator[tuple[str, str]]:
+    """A new database on ``admin``'s server, dropped after: its name, the server's version."""
+    name = f"ormsession_bench_{uuid.uuid4().hex[:12]}"
+    with contextlib.closing(admin), admin.cursor() as cursor:
+        cursor.execute(version_sql)
+        row = cursor.fetchone()
+        cursor.execute(f"CREATE DATABASE {name}")
+        try:
+            yield name, str(row[0]) if row else "?"
+        finally:
+            cursor.execute(drop.format(name))
+
+
+def _migrated(env: StoreEnv) -> StoreEnv:
     from ormsession.schema import upgrade
 
-    upgrade(url, table_name=table_name)
+    upgrade(env.url, table_name="session")
+    return env
 
 
 @contextlib.contextmanager
@@ -147,46 +126,22 @@ def postgresql_env() -> Iterator[StoreEnv]:
     _need("asyncpg", "async-postgres")
     import psycopg2
 
-    name = f"ormsession_bench_{uuid.uuid4().hex[:12]}"
+    def connect(database: str = "postgres", **more: Any) -> Any:
+        return psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database, **more)
+
     try:
-        admin = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
-        )
+        admin = connect(connect_timeout=3)
     except psycopg2.Error as exc:
         raise StoreUnavailableError(f"PostgreSQL at {PG_HOST}:{PG_PORT}: {exc}".strip()) from exc
     admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT current_setting('server_version')")
-            row = cursor.fetchone()
-            version = str(row[0]) if row else "?"
-            cursor.execute(f"CREATE DATABASE {name}")
-        try:
-            where = f"{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-            env = StoreEnv(
-                "postgresql",
-                f"postgresql+psycopg2://{where}",
-                f"postgresql+asyncpg://{where}",
-                version,
-            )
-            _migrate(env.url)
-            _sql_floors(env)
-            env.counter = lambda manager, async_manager, runner: PgStatCounter(
-                admin,
-                name,
-                [Pool(manager.repository.engine), Pool(async_manager.repository.engine, runner)],
-            )
-            env.extra = {
-                "connect": lambda: psycopg2.connect(
-                    host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=name
-                )
-            }
-            yield env
-        finally:
-            with admin.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        admin.close()
+    drop = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
+    with _private_database(admin, "SELECT current_setting('server_version')", drop) as db:
+        name, version = db
+        where = f"{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        env = _sql_env("postgresql", "postgresql+psycopg2,postgresql+asyncpg", where, version)
+        env.counter = lambda m, a, runner: counters.PgStatCounter(admin, name, _pools(m, a, runner))
+        env.extra = {"connect": lambda: connect(name)}
+        yield _migrated(env)
 
 
 @contextlib.contextmanager
@@ -194,8 +149,6 @@ def mariadb_env() -> Iterator[StoreEnv]:
     _need("pymysql", "mysql")
     _need("asyncmy", "async-mysql")
     import pymysql
-
-    name = f"ormsession_bench_{uuid.uuid4().hex[:12]}"
 
     def connect(database: str | None = None) -> Any:
         return pymysql.connect(
@@ -211,35 +164,27 @@ def mariadb_env() -> Iterator[StoreEnv]:
         admin = connect()
     except pymysql.MySQLError as exc:
         raise StoreUnavailableError(f"MariaDB at {MARIADB_HOST}:{MARIADB_PORT}: {exc}") from exc
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT VERSION()")
-            row = cursor.fetchone()
-            version = str(row[0]) if row else "?"
-            cursor.execute(f"CREATE DATABASE {name}")
-        try:
-            where = f"{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{name}"
-            env = StoreEnv(
-                "mariadb", f"mysql+pymysql://{where}", f"mysql+asyncmy://{where}", version
-            )
-            _migrate(env.url)
-            _sql_floors(env)
-            env.counter = lambda manager, async_manager, runner: MariaDbStatusCounter(
-                [Pool(manager.repository.engine), Pool(async_manager.repository.engine, runner)]
-            )
-            env.extra = {"connect": lambda: connect(name)}
-            yield env
-        finally:
-            with admin.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS {name}")
-    finally:
-        admin.close()
+    with _private_database(admin, "SELECT VERSION()", "DROP DATABASE IF EXISTS {}") as db:
+        name, version = db
+        where = f"{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{name}"
+        env = _sql_env("mariadb", "mysql+pymysql,mysql+asyncmy", where, version)
+        env.counter = lambda m, a, runner: counters.MariaDbStatusCounter(_pools(m, a, runner))
+        env.extra = {"connect": lambda: connect(name)}
+        yield _migrated(env)
 
 
 # -- Redis --------------------------------------------------------------------------------
-def _redis_floors(env: StoreEnv, prefix: str, *, cluster: bool = False) -> None:
-    env.floor = lambda manager: RedisFloor(manager.repository.client, prefix, cluster=cluster)
-    env.async_floor = lambda manager: AsyncRedisFloor(manager.repository.client, prefix)
+def _redis_env(name: str, url: str, version: str, nodes: list[Any]) -> StoreEnv:
+    """The Redis family: floors on the manager's client, commands counted on ``nodes``; no
+    native conditional write (Redis 7: the compare-and-set is a Lua script)."""
+    prefix = _prefix()
+    cluster, shared = name == "cluster", name == "redis"
+    env = StoreEnv(name, url, url, version, options={"key_prefix": prefix})
+    env.native_conditional_write = False
+    env.floor = lambda m: floors.RedisFloor(m.repository.client, prefix, cluster=cluster)
+    env.async_floor = lambda m: floors.AsyncRedisFloor(m.repository.client, prefix)
+    env.counter = lambda m, a, r: counters.RedisCommandCounter(nodes, shared=shared)
+    return env
 
 
 @contextlib.contextmanager
@@ -255,16 +200,12 @@ def redis_env() -> Iterator[StoreEnv]:
     except redis.RedisError as exc:
         admin.close()
         raise StoreUnavailableError(f"Redis at {REDIS_HOST}:{REDIS_PORT}: {exc}") from exc
-    prefix = _prefix()
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
-    env = StoreEnv("redis", url, url, version, options={"key_prefix": prefix})
-    _redis_floors(env, prefix)
-    env.counter = lambda manager, async_manager, runner: RedisCommandCounter([admin], shared=True)
-    env.extra = {"admin": admin, "prefix": prefix}
+    env = _redis_env("redis", f"redis://{REDIS_HOST}:{REDIS_PORT}/0", version, [admin])
+    env.extra = {"admin": admin, "prefix": env.options["key_prefix"]}
     try:
         yield env
     finally:
-        delete_keys_with_prefix(admin, prefix)
+        delete_keys_with_prefix(admin, env.options["key_prefix"])
         admin.close()
 
 
@@ -286,13 +227,8 @@ def sentinel_env() -> Iterator[StoreEnv]:
         master = topology.master.client()
         hosts = ",".join(f"{host}:{port}" for host, port in topology.sentinel_addresses)
         url = f"redis+sentinel://{hosts}/{topology.service_name}"
-        version = str(master.info("server")["redis_version"])
-        prefix = _prefix()
-        env = StoreEnv("sentinel", url, url, version, options={"key_prefix": prefix})
-        _redis_floors(env, prefix)
-        env.counter = lambda manager, async_manager, runner: RedisCommandCounter([master])
         try:
-            yield env
+            yield _redis_env("sentinel", url, str(master.info("server")["redis_version"]), [master])
         finally:
             master.close()
 
@@ -304,51 +240,38 @@ def cluster_env() -> Iterator[StoreEnv]:
 
     with ClusterTopology(masters=3) as topology:
         nodes = [node.client() for node in topology.nodes]
-        hosts = ",".join(f"{host}:{port}" for host, port in topology.addresses)
-        url = f"redis+cluster://{hosts}"
-        version = str(nodes[0].info("server")["redis_version"])
-        prefix = _prefix()
-        env = StoreEnv("cluster", url, url, version, options={"key_prefix": prefix})
-        _redis_floors(env, prefix, cluster=True)
-        env.counter = lambda manager, async_manager, runner: RedisCommandCounter(nodes)
+        url = "redis+cluster://" + ",".join(f"{h}:{p}" for h, p in topology.addresses)
         try:
-            yield env
+            yield _redis_env("cluster", url, str(nodes[0].info("server")["redis_version"]), nodes)
         finally:
             for node in nodes:
                 node.close()
 
 
-# -- Couchbase ----------------------------------------------------------------------------
+# -- Couchbase and no store ---------------------------------------------------------------
 @contextlib.contextmanager
 def couchbase_env() -> Iterator[StoreEnv]:
     _need("couchbase", "couchbase")
-    from benchmarks.couchbase_server import CouchbaseProcess
+    from couchbase import __version__ as sdk_version
 
-    with CouchbaseProcess() as server:
+    from benchmarks.couchbase_server import couchbase_process
+
+    with couchbase_process() as (url, counts):
         prefix = _prefix().replace("-", "_")
-        from couchbase import __version__ as sdk_version
-
-        env = StoreEnv(
-            "couchbase",
-            server.url,
-            server.url,
-            f"test server (SDK {sdk_version})",
-            options={"key_prefix": prefix},
-        )
-        env.floor = lambda manager: CouchbaseFloor(manager.repository.collection, prefix)
+        env = StoreEnv("couchbase", url, url, f"test server (SDK {sdk_version})")
+        env.options = {"key_prefix": prefix}
+        env.floor = lambda manager: floors.CouchbaseFloor(manager.repository.collection, prefix)
         # The async repository connects on start(); its collection is then ready.
-        env.async_floor = lambda manager: AsyncCouchbaseFloor(
-            manager.repository._collection, prefix
-        )
-        env.counter = lambda manager, async_manager, runner: CouchbaseOpCounter(server.counts)
+        env.async_floor = lambda m: floors.AsyncCouchbaseFloor(m.repository._collection, prefix)
+        env.counter = lambda m, a, r: counters.CouchbaseOpCounter(counts)
         yield env
 
 
 @contextlib.contextmanager
 def memory_env() -> Iterator[StoreEnv]:
     env = StoreEnv(CPU_ONLY, "memory://", "memory://", "in-process")
-    env.floor = lambda manager: DictFloor()
-    env.async_floor = lambda manager: AsyncDictFloor()
+    env.floor = lambda manager: floors.DictFloor()
+    env.async_floor = lambda manager: floors.AsyncDictFloor()
     yield env
 
 
@@ -365,24 +288,20 @@ _FACTORIES: dict[str, Callable[[], contextlib.AbstractContextManager[StoreEnv]]]
 
 
 def open_store(name: str) -> contextlib.AbstractContextManager[StoreEnv]:
-    """The store ``name`` (one of :data:`ALL_STORES`), set up for the ``with`` block."""
+    """The store ``name`` (one of :data:`ALL_STORES` or :data:`CPU_ONLY`), set up."""
     return _FACTORIES[name]()
 
 
 def managers_for(
-    env: StoreEnv,
-    runner: asyncio.Runner,
-    stack: contextlib.ExitStack,
-    package: str = "ormsession",
+    env: StoreEnv, runner: asyncio.Runner, stack: contextlib.ExitStack
 ) -> tuple[Any, Any]:
-    """A sync and an async manager on ``env``'s store, built as an app would (``package``'s
-    ``configure`` and ``configure_async``; ``benchmarks.ab`` passes an older copy's), both
-    closed with ``stack``. Sessions are the Flask integration's ``FlaskSession``, so the
-    Flask extension takes the manager's sessions as they are."""
-    module = import_module(package)
-    flask_session = import_module(f"{package}.integrations.flask").FlaskSession
-    manager = module.configure(url=env.url, session_class=flask_session, **env.options)
+    """A sync and an async manager on ``env``'s store, built as an app would (sessions are
+    ``FlaskSession``, as the Flask extension takes them), both closed with ``stack``."""
+    from ormsession import configure, configure_async
+    from ormsession.integrations.flask import FlaskSession
+
+    manager = configure(url=env.url, session_class=FlaskSession, **env.options)
     stack.callback(manager.close)
-    async_manager = runner.run(module.configure_async(url=env.async_url, **env.options))
+    async_manager = runner.run(configure_async(url=env.async_url, **env.options))
     stack.callback(lambda: runner.run(async_manager.close()))
     return manager, async_manager

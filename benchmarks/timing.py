@@ -1,37 +1,17 @@
-"""Interleaved rounds: ormsession and its floor take turns, so drift and noise hit both.
-
-A *series* is a function that runs ``n`` operations and returns the nanoseconds they took
-(measured inside it, so an event loop's entry costs nothing). Each round runs every series
-once with the same ``n``, in an order that changes from round to round (``round_order``);
-a comparison is the median over rounds of the per-round ratio (a paired statistic: a slow
-moment of the machine slows both sides of the same round), with its interquartile range
-as the spread and a distribution-free 95 % confidence interval of that median
-(``median_interval``): how far the run's verdict could move on noise alone.
-"""
+"""Interleaved rounds: ormsession and its floor take turns, so drift and noise hit both. A
+*series* runs ``n`` operations and returns the nanoseconds they took; each round runs every
+series once with the same ``n``, in an order that changes from round to round. A comparison
+is the median of the per-round ratios (paired: a slow moment slows both sides of a round),
+with its interquartile range and a distribution-free 95% interval of that median."""
 
 from __future__ import annotations
 
 import gc
 import math
-import resource
 import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-__all__ = [
-    "Comparison",
-    "OpRunner",
-    "Settings",
-    "Waits",
-    "calibrate",
-    "compare",
-    "median_interval",
-    "round_order",
-    "run_rounds",
-    "spread_lines",
-    "timed",
-]
 
 #: Runs ``n`` operations, returns the elapsed nanoseconds.
 OpRunner = Callable[[int], int]
@@ -40,10 +20,8 @@ OpRunner = Callable[[int], int]
 @dataclass(frozen=True)
 class Settings:
     rounds: int = 31
-    #: Rounds for the full requests, the rows with a target. A request's per-round ratios
-    #: spread over ±5 % on a shared VM (interquartile range), so the median of 31 moved by
-    #: ±0.02-0.03 from run to run: more than the margin most verdicts have. The median's
-    #: error shrinks with the square root of the rounds; 91 cut its interval to ~0.6 of 31's.
+    #: The full requests carry the targets: the median of 91 rounds has an interval ~0.6 as
+    #: wide as 31's (a request's per-round ratios spread over ±5% on a shared VM).
     request_rounds: int = 91
     #: Aim for rounds of about this long per series (``n`` is calibrated on the floor).
     round_seconds: float = 0.05
@@ -63,8 +41,7 @@ class Comparison:
     high: float  # third quartile
     rounds: int
     ops: int
-    #: The 95 % confidence interval of ``ratio`` (see :func:`median_interval`).
-    ci_low: float
+    ci_low: float  # the 95% confidence interval of ``ratio``
     ci_high: float
 
 
@@ -99,22 +76,15 @@ def run_rounds(
             series[name](warmup_ops)
     results: dict[str, list[float]] = {name: [] for name in names}
     settle_ops = max(2, ops // 10)
-    # The set-up's objects (drivers, frameworks, every store's clients) are frozen out of
-    # the collector: the gc.collect() of each round then walks only what the rounds made.
-    # A full collection between rounds cost the side that allocates more up to ~25 % for
-    # the next ~100 ms, so in a round of four series ormsession's time followed its
-    # position after the collection (PostgreSQL scale reads: 108/97/82/87 µs by position,
-    # the floor's flat).
+    # The set-up's objects are frozen out of the collector, so each round's gc.collect()
+    # walks only what the rounds made (a full collection slowed the next ~100 ms).
     gc.collect()
     gc.freeze()
     try:
         for index in range(rounds):
             gc.collect()
             order = round_order(names, index)
-            # The series timed first after gc.collect() ran ~6 % slower than the one after
-            # it (the collector walks the heap; caches and pages must come back), so the
-            # per-round ratios alternated with the order and their median landed anywhere
-            # between the two clusters. An untimed settle of every series absorbs that.
+            # An untimed settle: the series timed first after a collection ran ~6% slower.
             for name in order:
                 series[name](settle_ops)
             for name in order:
@@ -125,13 +95,9 @@ def run_rounds(
 
 
 def round_order(names: list[str], index: int) -> list[str]:
-    """The order of round ``index``: rotations of ``names``, each run forwards and then
-    backwards. Rotating alone keeps every series behind the same predecessor (A B C D, then
-    B C D A...: C always follows B), and what ran just before a series sets how warm the
-    caches it needs are: in the scale reads (ours and the floor on a small and a big table)
-    ours on the big table always followed the floor on the small one, and the floor on the
-    big one always followed ours on the big one. Reversing every other round gives each
-    series both neighbours as predecessors, and every position equally often."""
+    """Round ``index``'s order: rotations of ``names``, each run forwards and then backwards,
+    so every series takes every position equally often and follows each of its neighbours
+    (what ran just before a series sets how warm the caches it needs are)."""
     shift = (index // 2) % len(names)
     order = names[shift:] + names[:shift]
     return order[::-1] if index % 2 else order
@@ -141,7 +107,7 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     """A confidence interval of the median of ``values`` that assumes no distribution: the
     order statistics ``j`` and ``n + 1 - j`` with ``j`` the deepest rank such that fewer
     than ``j`` of ``n`` fair coin flips come up heads with probability at most
-    ``(1 - confidence) / 2``. With too few values for that (under 6 at 95 %), the range."""
+    ``(1 - confidence) / 2``. With too few values for that (under 6 at 95%), the range."""
     ordered = sorted(values)
     n = len(ordered)
     tail = (1 - confidence) / 2
@@ -157,66 +123,9 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
 
 def compare(per_op: Mapping[str, list[float]], a: str, b: str, ops: int) -> Comparison:
     ratios = [x / y for x, y in zip(per_op[a], per_op[b], strict=True)]
-    if len(ratios) >= 2:
-        low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
-    else:
-        low = high = ratios[0]
-    ci_low, ci_high = median_interval(ratios)
-    return Comparison(
-        a_us=statistics.median(per_op[a]) / 1000,
-        b_us=statistics.median(per_op[b]) / 1000,
-        ratio=statistics.median(ratios),
-        low=low,
-        high=high,
-        rounds=len(ratios),
-        ops=ops,
-        ci_low=ci_low,
-        ci_high=ci_high,
+    low, _, high = (
+        statistics.quantiles(ratios, n=4, method="inclusive") if ratios[1:] else ratios * 3
     )
-
-
-# Linux counts per thread; elsewhere the whole process is the closest there is.
-_WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
-
-
-class Waits:
-    """How often a series' thread slept, per operation: its voluntary context switches, each
-    a time it had nothing left to run and waited for a reply (a socket, a lock, another
-    thread). A client whose replies are back before it asks for them never sleeps."""
-
-    def __init__(self) -> None:
-        self.switches = 0
-        self.operations = 0
-
-    def counting(self, series: OpRunner) -> OpRunner:
-        """``series``, counting as it runs."""
-
-        def run(n: int) -> int:
-            before = resource.getrusage(_WHO).ru_nvcsw
-            elapsed = series(n)
-            self.switches += resource.getrusage(_WHO).ru_nvcsw - before
-            self.operations += n
-            return elapsed
-
-        return run
-
-    @property
-    def per_operation(self) -> float:
-        return self.switches / max(self.operations, 1)
-
-
-def spread_lines(times: Mapping[str, list[float]], base: str, base_name: str) -> list[str]:
-    """One line per entry of ``times`` (µs, each list sorted): p10, median and p90, and its
-    median over ``base``'s, which the lines call ``base_name``."""
-    width = max(len(label) for label in times)
-    base_median = statistics.median(times[base])
-    lines = []
-    for label, values in times.items():
-        median = statistics.median(values)
-        p10 = values[len(values) // 10]
-        p90 = values[min(len(values) - 1, len(values) * 9 // 10)]
-        lines.append(
-            f"{label:{width}}  p10 {p10:6.1f}  p50 {median:6.1f}  p90 {p90:6.1f} µs  "
-            f"(p50 {median - base_median:+5.1f} µs on {base_name})"
-        )
-    return lines
+    a_us, b_us = statistics.median(per_op[a]) / 1000, statistics.median(per_op[b]) / 1000
+    ratio, rounds = statistics.median(ratios), len(ratios)
+    return Comparison(a_us, b_us, ratio, low, high, rounds, ops, *median_interval(ratios))

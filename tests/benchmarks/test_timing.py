@@ -1,28 +1,21 @@
 """The round order: every series in every position, behind both of its neighbours; the
-count of the times a series slept; the spread lines of a set of timings; the confidence
-interval of a median and the verdict that shows it."""
+confidence interval of a median."""
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from itertools import pairwise
 
 import pytest
 
-from benchmarks.report import Row
 from benchmarks.timing import (
-    Comparison,
-    Waits,
     compare,
     median_interval,
     round_order,
     run_rounds,
-    spread_lines,
-    timed,
 )
 
 
@@ -66,25 +59,6 @@ def test_run_rounds_times_in_that_order() -> None:
     assert timed == [["a", "b"], ["b", "a"], ["b", "a"], ["a", "b"]]
 
 
-def test_waits_count_the_sleeps_of_a_series_and_not_its_work() -> None:
-    sleeping, working = Waits(), Waits()
-    assert sleeping.counting(timed(lambda: time.sleep(0.001)))(5) > 0
-    working.counting(timed(lambda: sum(range(2_000))))(5)
-
-    # Every sleep gives the CPU away once; a loop of arithmetic has no reason to.
-    assert sleeping.operations == working.operations == 5
-    assert sleeping.per_operation >= 1
-    assert working.per_operation < 0.5
-
-
-def test_spread_lines_give_each_entrys_percentiles_and_its_median_over_the_base() -> None:
-    times = {"set": [float(v) for v in range(1, 11)], "script": [float(v) for v in range(3, 13)]}
-    assert spread_lines(times, "set", "SET") == [
-        "set     p10    2.0  p50    5.5  p90   10.0 µs  (p50  +0.0 µs on SET)",
-        "script  p10    4.0  p50    7.5  p90   12.0 µs  (p50  +2.0 µs on SET)",
-    ]
-
-
 @pytest.mark.parametrize(
     ("count", "ranks"),
     # The textbook ranks of the 95 % interval of a median (binomial, p = 1/2); with 5
@@ -120,27 +94,3 @@ def test_compare_gives_the_interval_of_the_per_round_ratios() -> None:
     comparison = compare({"ours": ours, "floor": floor}, "ours", "floor", ops=1)
     assert comparison.ratio == pytest.approx(1.105)
     assert (comparison.ci_low, comparison.ci_high) == (1.01, 1.30)  # ranks 2 and 9 of 10
-
-
-def _request_row(ratio: float, ci_low: float, ci_high: float) -> Row:
-    comparison = Comparison(
-        a_us=ratio * 100, b_us=100, ratio=ratio, low=ratio, high=ratio, rounds=91, ops=10,
-        ci_low=ci_low, ci_high=ci_high,
-    )  # fmt: skip
-    return Row("redis", "Starlette request, write", comparison, limit=1.10)
-
-
-def test_a_verdict_shows_its_interval_and_whether_the_limit_is_inside_it() -> None:
-    clear = _request_row(1.04, 1.03, 1.06).verdict()
-    assert clear is not None and clear.passed
-    assert clear.text.endswith("1.040x the floor (95% CI 1.030-1.060; target <= 1.10x)")
-
-    close = _request_row(1.09, 1.07, 1.12).verdict()
-    assert close is not None and close.passed
-    assert close.text.endswith(
-        "(95% CI 1.070-1.120; target <= 1.10x); the limit is inside the interval"
-    )
-
-    failed = _request_row(1.12, 1.101, 1.14).verdict()
-    assert failed is not None and not failed.passed
-    assert "inside" not in failed.text
