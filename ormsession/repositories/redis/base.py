@@ -70,13 +70,12 @@ SHARDS = 256
 #: How long a parked record (a Cluster rename in flight) may outlive a crash of its mover.
 PARK_TTL_MS = 60_000
 
-# Format marker, version, created µs, expires µs, count bucket level and end (s); format 1
-# had no bucket (see scripts.py).
+# Format marker, version, created µs, expires µs, count bucket level and end (s); see
+# scripts.py.
 _HEADER = struct.Struct(">BQQQBQ")
-_HEADER_V1 = struct.Struct(">BQQQ")
-#: The bytes before the data in a value this version writes.
+#: The bytes before the data in a stored value.
 HEADER_SIZE = _HEADER.size
-_FORMAT, _FORMAT_V1 = 2, 1
+_FORMAT = 2
 # The scripts' clock argument (now µs, TTL ms, expires µs, bucket level, bucket end s);
 # UPDATE's adds the expected and the new version.
 _CLOCK = struct.Struct(">QQQBQ")
@@ -110,14 +109,11 @@ def decode_record(raw: bytes) -> StoredSession | None:
     if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
         _, version, created, expires, _level, _end = _HEADER.unpack_from(raw)
         return StoredSession(raw[_HEADER.size :], version, created, expires)
-    if len(raw) >= _HEADER_V1.size and raw[0] == _FORMAT_V1:
-        _, version, created, expires = _HEADER_V1.unpack_from(raw)
-        return StoredSession(raw[_HEADER_V1.size :], version, created, expires)
     return None
 
 
 def stored_bucket(raw: bytes) -> Bucket:
-    """The count bucket a stored value's header names (format 1 names none)."""
+    """The count bucket a stored value's header names (none for a value not ours)."""
     if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
         return Bucket(*_HEADER.unpack_from(raw)[4:])
     return UNCOUNTED
@@ -353,14 +349,12 @@ class RedisStoreCore:
             record = decode_record(value)
             if record is None:
                 return
-            # Filed again where its header says it is counted (format 1: a bucket anew).
-            bucket = stored_bucket(value)
-            if not bucket.holds(record.expires_us):
-                bucket = self.bucket_for(record.expires_us, now_us)
+            # Filed again where its header says it is counted.
+            clock = clock_arg(record.expires_us, now_us, stored_bucket(value))
             yield Eval(
                 scripts.UNPARK,
                 (layout.parking(old_key), *layout.session_and_index(old_key)),
-                (clock_arg(record.expires_us, now_us, bucket),),
+                (clock,),
             )
         except StoreError as error:
             logger.error(

@@ -10,8 +10,7 @@ A stored value is a 34-byte header and the data (see :mod:`.base`)::
     bytes 27-34  the count bucket's end    (seconds since the Unix epoch, unsigned)
     bytes 35-    the data
 
-Format 1 (written before the count buckets) has the first 25 bytes of that header and the
-data right after; it is read as it is, and any write turns it into format 2.
+A value of another format or length is not a session: scripts treat it as absent.
 
 Scripts read only the header (GETRANGE 0 33), so a compare-and-set or a touch never copies
 the data through Lua, and judge liveness by the ``now`` the caller passes, as the repository
@@ -73,17 +72,14 @@ class Script:
 
 # Helpers a script body may call; each script defines only those it uses, since the
 # definitions run on every call (defining all three cost ~1 µs of server time per write).
-# live: the header of a live record under key, judged by now (µs), or false; 25 bytes for
-#   format 1, 34 for format 2.
+# live: the header of a live record under key, judged by now (µs), or false.
 # index: file a session key's member under a bucket's end (seconds; the score is in µs)
 #   in its shard's count index, and make the index outlive that bucket.
 _HELPERS = {
     "live": """
 local function live(key, now)
   local h = redis.call('GETRANGE', key, 0, 33)
-  local format = string.byte(h, 1)
-  if format == 1 and #h >= 25 then h = string.sub(h, 1, 25)
-  elseif format ~= 2 or #h ~= 34 then return false end
+  if #h ~= 34 or string.byte(h, 1) ~= 2 then return false end
   if struct.unpack('>I8', h, 18) > now then return h end
   return false
 end
@@ -138,21 +134,17 @@ return 1
 """,
 )
 
-#: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry field, and its bucket
-#: when the new expiry leaves it (SETRANGE keeps the data and the TTL, which PEXPIRE then
-#: moves). A format 1 record names no bucket: it is filed anew.
+#: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry and bucket fields
+#: (SETRANGE keeps the data and the TTL, which PEXPIRE then moves); re-files the session
+#: only when the new expiry leaves the bucket the header named.
 TOUCH = Script.define(
     "touch",
     _CLOCK
     + """
 local h = live(KEYS[1], now)
 if not h then return 0 end
-if string.sub(h, 26, 34) == string.sub(ARGV[1], 25, 33) then
-  redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 24))
-else
-  redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, #h == 34 and 33 or 24))
-  index(KEYS[2], KEYS[1], last, now)
-end
+redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 33))
+if string.sub(h, 26, 34) ~= string.sub(ARGV[1], 25, 33) then index(KEYS[2], KEYS[1], last, now) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 """,
@@ -169,16 +161,15 @@ return 1
 )
 
 #: KEYS: old, old index, new, new index (one slot in Cluster mode). ARGV: clock. RENAME
-#: keeps data, version and creation time; the new expiry (and, format 2, the clock's bucket)
-#: goes into the header and the TTL; the new key is filed under the clock's bucket.
+#: keeps data, version and creation time; the new expiry and the clock's bucket go into the
+#: header, the expiry into the TTL; the new key is filed under the clock's bucket.
 RENAME = Script.define(
     "rename",
     _CLOCK
     + """
-local h = live(KEYS[1], now)
-if not h then return 0 end
+if not live(KEYS[1], now) then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[3])
-redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, #h == 34 and 33 or 24))
+redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, 33))
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 index(KEYS[4], KEYS[3], last, now)
