@@ -53,7 +53,7 @@ def mid_bucket(lifetime: int) -> int:
 def test_a_write_within_the_bucket_leaves_the_index_alone(
     repository: RedisRepository, raw: redis.Redis
 ) -> None:
-    layout = repository.core.layout
+    layout = repository.layout
     now, key = mid_bucket(DAY), new_key()
     index, member = layout.index_of(key), key
     assert repository.create(key, StoredSession(b"{}", 1, now, now + DAY), now)
@@ -99,7 +99,7 @@ def test_a_finer_count_resolution_files_closer_to_the_expiry(
     try:
         now, key = now_us(), new_key()
         assert repository.create(key, StoredSession(b"{}", 1, now, now + DAY), now)
-        score = raw.zscore(repository.core.layout.index_of(key), key)
+        score = raw.zscore(repository.layout.index_of(key), key)
         assert score is not None
         assert now + DAY <= score <= now + DAY + DAY // 1024, "within 1/1024 of a day"
     finally:
