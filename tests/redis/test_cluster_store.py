@@ -23,7 +23,7 @@ from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis import scripts
 from ormsession.repositories.redis.base import PARK_TTL_MS, Eval, KeyLayout
 from ormsession.repositories.redis.errors import wrap_redis_error
-from ormsession.repositories.redis.factory import open_repository
+from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.repository import RedisRepository
 from tests.manager.test_lifecycle import stored_session
 from tests.redis.helpers import node_clients, stored_keys
@@ -43,7 +43,9 @@ def cluster(cluster_topology: ClusterTopology) -> Iterator[RedisCluster]:
 
 @pytest.fixture
 def repository(cluster_url: str, cluster_key_prefix: str) -> Iterator[RedisRepository]:
-    repository = open_repository(cluster_url, ormsession.load_config(key_prefix=cluster_key_prefix))
+    repository = open_store(
+        cluster_url, ormsession.load_config(key_prefix=cluster_key_prefix), want_async=False
+    )
     yield repository
     repository.close()
 

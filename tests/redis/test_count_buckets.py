@@ -16,7 +16,7 @@ from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.buckets import DEFAULT_RESOLUTION, place
 from ormsession.repositories.redis.base import stored_bucket
-from ormsession.repositories.redis.factory import open_repository
+from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.repository import RedisRepository
 
 SECOND = US_PER_SECOND
@@ -32,7 +32,9 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def repository(redis_url: str, redis_key_prefix: str) -> Iterator[RedisRepository]:
-    repository = open_repository(redis_url, ormsession.load_config(key_prefix=redis_key_prefix))
+    repository = open_store(
+        redis_url, ormsession.load_config(key_prefix=redis_key_prefix), want_async=False
+    )
     try:
         yield repository
     finally:
@@ -95,7 +97,9 @@ def test_a_finer_count_resolution_files_closer_to_the_expiry(
     redis_url: str, redis_key_prefix: str, raw: redis.Redis
 ) -> None:
     url = f"{redis_url}?count_resolution=1024"
-    repository = open_repository(url, ormsession.load_config(key_prefix=redis_key_prefix))
+    repository = open_store(
+        url, ormsession.load_config(key_prefix=redis_key_prefix), want_async=False
+    )
     try:
         now, key = now_us(), new_key()
         assert repository.create(key, StoredSession(b"{}", 1, now, now + DAY), now)
@@ -106,7 +110,9 @@ def test_a_finer_count_resolution_files_closer_to_the_expiry(
         repository.close()
     for bad in ("0", "1025", "x"):
         with pytest.raises(ConfigurationError, match="count_resolution"):
-            open_repository(f"{redis_url}?count_resolution={bad}", ormsession.load_config())
+            open_store(
+                f"{redis_url}?count_resolution={bad}", ormsession.load_config(), want_async=False
+            )
 
 
 def test_a_repository_refuses_a_resolution_out_of_range(raw: redis.Redis) -> None:
