@@ -169,7 +169,7 @@ class KeyLayout:
         return self._tag(key) + key
 
     def session_and_index(self, key: str) -> tuple[str, str]:
-        """:meth:`session` and :meth:`index_of` with one check of ``key``."""
+        """The two keys most scripts take: :meth:`session` and :meth:`index_of`."""
         tag = self._tag(key)
         return tag + key, tag + "index"
 

@@ -83,11 +83,10 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
                 case Eval():
                     return self._eval(command)
                 case CountLive(keys, above):
-                    return sum(
-                        self._pipelined(
-                            keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf")
-                        )
+                    counts = self._pipelined(
+                        keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf")
                     )
+                    return sum(counts)
                 case TrimIndexes(keys, upto):
                     return self._pipelined(
                         keys, lambda pipe, key: pipe.zremrangebyscore(key, "-inf", upto)
