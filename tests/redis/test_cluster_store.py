@@ -22,7 +22,8 @@ from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis import scripts
 from ormsession.repositories.redis.base import PARK_TTL_MS, Eval, KeyLayout
-from ormsession.repositories.redis.factory import open_repository
+from ormsession.repositories.redis.errors import wrap_redis_error
+from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.repository import RedisRepository
 from tests.manager.test_lifecycle import stored_session
 from tests.redis.helpers import node_clients, stored_keys
@@ -42,7 +43,9 @@ def cluster(cluster_topology: ClusterTopology) -> Iterator[RedisCluster]:
 
 @pytest.fixture
 def repository(cluster_url: str, cluster_key_prefix: str) -> Iterator[RedisRepository]:
-    repository = open_repository(cluster_url, ormsession.load_config(key_prefix=cluster_key_prefix))
+    repository = open_store(
+        cluster_url, ormsession.load_config(key_prefix=cluster_key_prefix), want_async=False
+    )
     yield repository
     repository.close()
 
@@ -90,7 +93,7 @@ def test_sessions_land_on_all_three_masters_and_count_spans_them(
 def test_rename_moves_a_session_between_masters(
     cluster: RedisCluster, repository: RedisRepository
 ) -> None:
-    layout = repository.core.layout
+    layout = repository.layout
     old, new = keys_on_two_masters(cluster, layout)
     now = now_us()
     assert repository.create(old, record(), now)
@@ -144,10 +147,10 @@ def _recording(repository: RedisRepository, monkeypatch: pytest.MonkeyPatch) -> 
     run: list[Eval] = []
     real = repository._execute
 
-    def execute(command: Any) -> Any:
+    def execute(command: Any, operation: str) -> Any:
         if isinstance(command, Eval):
             run.append(command)
-        return real(command)
+        return real(command, operation)
 
     monkeypatch.setattr(repository, "_execute", execute)
     return run
@@ -160,16 +163,17 @@ def _failing(
     *,
     after_running: bool = False,
 ) -> None:
-    """Make the scripts ``fails`` picks raise a connection error: before they run, or after
-    (the reply lost on the way back)."""
+    """Make the scripts ``fails`` picks fail as a connection error does: before they run, or
+    after (the reply lost on the way back)."""
     real = repository._execute
 
-    def execute(command: Any) -> Any:
+    def execute(command: Any, operation: str) -> Any:
         if isinstance(command, Eval) and fails(command):
             if after_running:
-                real(command)
-            raise redis.ConnectionError("injected failure")
-        return real(command)
+                real(command, operation)
+            lost = redis.ConnectionError("injected failure")
+            raise wrap_redis_error(lost, operation=operation, where="cluster") from lost
+        return real(command, operation)
 
     monkeypatch.setattr(repository, "_execute", execute)
 
@@ -181,7 +185,7 @@ def test_a_failed_copy_rolls_the_rename_back(
     monkeypatch: pytest.MonkeyPatch,
     after_running: bool,
 ) -> None:
-    layout = repository.core.layout
+    layout = repository.layout
     old, new = keys_on_two_masters(cluster, layout)
     now = now_us()
     stored = record()
@@ -207,7 +211,7 @@ def test_a_lost_park_reply_is_retried_safely(
     cluster: RedisCluster, repository: RedisRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # PARK ran but its reply was lost: the roll-back puts the record back where it was.
-    layout = repository.core.layout
+    layout = repository.layout
     old, new = keys_on_two_masters(cluster, layout)
     now = now_us()
     assert repository.create(old, record(), now)
@@ -218,8 +222,8 @@ def test_a_lost_park_reply_is_retried_safely(
     assert repository.read(old, now) is not None
     assert not cluster.exists(layout.parking(old))
     # And PARK itself is repeatable: run twice, it returns the parked record both times.
-    park = repository.core.park_script(old, now)
-    first, again = repository._execute(park), repository._execute(park)
+    park = repository.park_script(old, now)
+    first, again = repository._execute(park, "rename"), repository._execute(park, "rename")
     assert first is not None and first == again
     assert not cluster.exists(layout.session(old)) and cluster.exists(layout.parking(old))
 
@@ -230,7 +234,7 @@ def test_a_failed_discard_still_completes_the_rename(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    layout = repository.core.layout
+    layout = repository.layout
     old, new = keys_on_two_masters(cluster, layout)
     now = now_us()
     assert repository.create(old, record(), now)
@@ -249,7 +253,7 @@ def test_a_failed_roll_back_loses_the_session_but_never_duplicates_it(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    layout = repository.core.layout
+    layout = repository.layout
     old, new = keys_on_two_masters(cluster, layout)
     now = now_us()
     assert repository.create(old, record(), now)

@@ -1,11 +1,10 @@
 """The Redis count index files sessions by expiry bucket: most writes leave it alone, count
-never misses a live session and forgets an expired one within its bucket, and values
-written before the buckets (format 1) keep working. On the real shared Redis."""
+never misses a live session and forgets an expired one within its bucket. On the real
+shared Redis."""
 
 from __future__ import annotations
 
 import secrets
-import struct
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +15,8 @@ from ormsession.errors import ConfigurationError
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.buckets import DEFAULT_RESOLUTION, place
-from ormsession.repositories.redis.base import decode_record, stored_bucket
-from ormsession.repositories.redis.factory import open_repository
+from ormsession.repositories.redis.base import stored_bucket
+from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.repository import RedisRepository
 
 SECOND = US_PER_SECOND
@@ -33,7 +32,9 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def repository(redis_url: str, redis_key_prefix: str) -> Iterator[RedisRepository]:
-    repository = open_repository(redis_url, ormsession.load_config(key_prefix=redis_key_prefix))
+    repository = open_store(
+        redis_url, ormsession.load_config(key_prefix=redis_key_prefix), want_async=False
+    )
     try:
         yield repository
     finally:
@@ -54,7 +55,7 @@ def mid_bucket(lifetime: int) -> int:
 def test_a_write_within_the_bucket_leaves_the_index_alone(
     repository: RedisRepository, raw: redis.Redis
 ) -> None:
-    layout = repository.core.layout
+    layout = repository.layout
     now, key = mid_bucket(DAY), new_key()
     index, member = layout.index_of(key), key
     assert repository.create(key, StoredSession(b"{}", 1, now, now + DAY), now)
@@ -96,54 +97,22 @@ def test_a_finer_count_resolution_files_closer_to_the_expiry(
     redis_url: str, redis_key_prefix: str, raw: redis.Redis
 ) -> None:
     url = f"{redis_url}?count_resolution=1024"
-    repository = open_repository(url, ormsession.load_config(key_prefix=redis_key_prefix))
+    repository = open_store(
+        url, ormsession.load_config(key_prefix=redis_key_prefix), want_async=False
+    )
     try:
         now, key = now_us(), new_key()
         assert repository.create(key, StoredSession(b"{}", 1, now, now + DAY), now)
-        score = raw.zscore(repository.core.layout.index_of(key), key)
+        score = raw.zscore(repository.layout.index_of(key), key)
         assert score is not None
         assert now + DAY <= score <= now + DAY + DAY // 1024, "within 1/1024 of a day"
     finally:
         repository.close()
     for bad in ("0", "1025", "x"):
         with pytest.raises(ConfigurationError, match="count_resolution"):
-            open_repository(f"{redis_url}?count_resolution={bad}", ormsession.load_config())
-
-
-def test_values_written_before_the_buckets_keep_working(
-    repository: RedisRepository, raw: redis.Redis
-) -> None:
-    """Format 1 (a 25-byte header, no bucket, scored by exact expiry) is read as it is; a
-    touch or a rename keeps the format and files it by bucket; an update rewrites it."""
-    layout = repository.core.layout
-    now, key, other = now_us(), new_key(), new_key()
-
-    def store_format_1(key: str, version: int, data: bytes) -> None:
-        header = struct.pack(">BQQQ", 1, version, now - HOUR, now + HOUR)
-        raw.set(layout.session(key), header + data, px=HOUR // 1000)
-        raw.zadd(layout.index_of(key), {key: now + HOUR})
-
-    store_format_1(key, 4, b'{"old":true}')
-    assert repository.read(key, now) == StoredSession(b'{"old":true}', 4, now - HOUR, now + HOUR)
-    assert repository.touch(key, now + 2 * HOUR, now)
-    value = raw.get(layout.session(key)) or b""
-    assert value[0] == 1 and decode_record(value) == StoredSession(
-        b'{"old":true}', 4, now - HOUR, now + 2 * HOUR
-    )
-    assert raw.zscore(layout.index_of(key), key) >= now + 2 * HOUR  # type: ignore[operator]
-    assert repository.update(key, b'{"new":1}', now + 3 * HOUR, 4, now) == 5
-    value = raw.get(layout.session(key)) or b""
-    assert value[0] == 2 and stored_bucket(value).holds(now + 3 * HOUR)
-    assert decode_record(value) == StoredSession(b'{"new":1}', 5, now - HOUR, now + 3 * HOUR)
-
-    store_format_1(other, 2, b"{}")
-    renamed = new_key()
-    assert repository.rename(other, renamed, now + 5 * HOUR, now)
-    value = raw.get(layout.session(renamed)) or b""
-    assert decode_record(value) == StoredSession(b"{}", 2, now - HOUR, now + 5 * HOUR)
-    assert raw.zscore(layout.index_of(renamed), renamed) >= now + 5 * HOUR  # type: ignore[operator]
-    assert raw.zscore(layout.index_of(other), other) is None
-    assert repository.count(now) >= 2
+            open_store(
+                f"{redis_url}?count_resolution={bad}", ormsession.load_config(), want_async=False
+            )
 
 
 def test_a_repository_refuses_a_resolution_out_of_range(raw: redis.Redis) -> None:

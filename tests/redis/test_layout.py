@@ -98,19 +98,15 @@ def test_records_round_trip_exactly() -> None:
         encode_record(record._replace(created_us=-1), bucket)
 
 
-def test_format_1_values_still_read() -> None:
-    # Written before the count buckets: a 25-byte header, no bucket.
-    record = StoredSession(b'{"a":1}', 7, 1_700_000_000_000_000, 1_700_086_400_000_001)
-    raw = struct.pack(">BQQQ", 1, 7, record.created_us, record.expires_us) + record.data
-    assert decode_record(raw) == record
-    assert stored_bucket(raw) == UNCOUNTED
-
-
 def test_values_in_another_format_are_not_records() -> None:
     assert decode_record(b"") is None
     assert decode_record(b"\x01short") is None
     assert decode_record(b"\x02" + bytes(24)) is None
     assert decode_record(b'{"gob": "beego wrote this"}') is None
+    # A 25-byte header without a count bucket, marked 1: no such value is ours.
+    other = struct.pack(">BQQQ", 1, 7, 1_700_000_000_000_000, 1_700_086_400_000_001) + b"{}"
+    assert decode_record(other) is None
+    assert stored_bucket(other) == UNCOUNTED
 
 
 def test_ttl_is_rounded_up_and_never_zero() -> None:

@@ -20,7 +20,7 @@ from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.buckets import DEFAULT_RESOLUTION, place
 from ormsession.repositories.redis.base import KeyLayout, decode_record, stored_bucket
-from ormsession.repositories.redis.factory import open_repository
+from ormsession.repositories.redis.factory import open_store
 from tests.manager.test_lifecycle import stored_session
 from tests.support.redis_servers import RedisProcess, free_port
 
@@ -113,7 +113,9 @@ def test_a_wrong_password_is_a_typed_error_without_the_password(
 def test_a_non_session_value_under_a_session_key_is_a_store_error(
     redis_url: str, redis_key_prefix: str
 ) -> None:
-    repository = open_repository(redis_url, ormsession.load_config(key_prefix=redis_key_prefix))
+    repository = open_store(
+        redis_url, ormsession.load_config(key_prefix=redis_key_prefix), want_async=False
+    )
     key, now = new_key(), now_us()
     try:
         with redis.Redis.from_url(redis_url) as raw:
@@ -247,7 +249,7 @@ def test_each_operation_is_one_round_trip_and_survives_a_script_flush(
 def test_creates_and_gc_trim_the_count_index(redis_url: str, redis_key_prefix: str) -> None:
     settings = ormsession.load_config(key_prefix=redis_key_prefix)
     layout = KeyLayout(redis_key_prefix)
-    repository = open_repository(redis_url, settings)
+    repository = open_store(redis_url, settings, want_async=False)
     now, later = now_us(), now_us() + 2 * HOUR
     shard_a = ["ab" + secrets.token_hex(31) for _ in range(5)]
     shard_b = ["cd" + secrets.token_hex(31) for _ in range(5)]
@@ -279,7 +281,7 @@ def test_every_script_stores_exact_microsecond_times(redis_url: str, redis_key_p
     would read 1.764e+15 and lose the last digits)."""
     settings = ormsession.load_config(key_prefix=redis_key_prefix)
     layout = KeyLayout(redis_key_prefix)
-    repository = open_repository(redis_url, settings)
+    repository = open_store(redis_url, settings, want_async=False)
     now = now_us() // US_PER_SECOND * US_PER_SECOND + 123_457
     key, renamed = new_key(), new_key()
     odd = 654_321

@@ -8,7 +8,7 @@ import pytest
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.redis.clients import _node_kwargs, _sentinel_kwargs
-from ormsession.repositories.redis.factory import open_async_repository, open_repository
+from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.urls import OPTIONS, parse_redis_url
 from ormsession.settings import load_config
 
@@ -161,21 +161,23 @@ def test_reprs_never_show_passwords() -> None:
     url = "redis+sentinel://:topsecret@s1/m?sentinel_password=alsosecret"
     parsed = parse_redis_url(url)
     assert "topsecret" not in repr(parsed) and "alsosecret" not in repr(parsed)
-    repository = open_repository(url, load_config())
+    repository = open_store(url, load_config(), want_async=False)
     try:
         assert "topsecret" not in repr(repository) and "alsosecret" not in repr(repository)
     finally:
         repository.close()
-    async_repository = open_async_repository(url, load_config())
+    async_repository = open_store(url, load_config(), want_async=True)
     assert "topsecret" not in repr(async_repository)
 
 
 def test_store_options_are_validated_before_any_io() -> None:
     settings = load_config()
     with pytest.raises(ConfigurationError, match="key_prefix must not contain"):
-        open_repository("redis://127.0.0.1:9/0?key_prefix=app*", settings)
+        open_store("redis://127.0.0.1:9/0?key_prefix=app*", settings, want_async=False)
     with pytest.raises(ConfigurationError, match="wait_timeout_ms must be shorter"):
-        open_repository("redis://127.0.0.1:9/0?wait_replicas=1&wait_timeout_ms=5000", settings)
+        open_store(
+            "redis://127.0.0.1:9/0?wait_replicas=1&wait_timeout_ms=5000", settings, want_async=False
+        )
 
 
 def test_timeouts_default_to_the_connect_timeout_setting() -> None:

@@ -1,11 +1,13 @@
 """What the sync and async Redis repositories share, with no I/O: key layout, record
-encoding and every contract operation as a flow of store commands.
+encoding, the command each operation sends and the reading of its reply.
 
-Each operation is a generator that *yields* the commands it needs (:class:`Get`,
-:class:`Eval`, :class:`CountLive`, :class:`TrimIndexes`) and receives their results; the
-sync repository answers them by calling redis-py, the async one by awaiting it (the pattern
-of :mod:`ormsession.policy`). A failed command is thrown into the flow as a
-:class:`~ormsession.errors.StoreError`, so roll-backs are written here once too.
+A contract method builds its one command here (:class:`Get`, :class:`Eval`,
+:class:`CountLive` or :class:`TrimIndexes`), runs it through its twin's one I/O method,
+``_execute``, and reads the reply here. Every write is one Lua script (:mod:`.scripts`).
+The one operation that takes several round trips, a rename between Cluster slots, is a flow
+(:meth:`RedisRepositoryBase.rename_flow`) that the twins drive with
+:func:`ormsession.flows.run` and :func:`~ormsession.flows.arun`: a failed command is thrown
+into it as a :class:`~ormsession.errors.StoreError`, so its roll-back is written once.
 
 Key layout (``P`` is the key prefix, ``h`` the 64-hex key the manager hands in)::
 
@@ -24,14 +26,23 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import Generator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from ormsession.errors import ConfigurationError, StoreError
+from ormsession.flows import Flow
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.buckets import DEFAULT_RESOLUTION, UNCOUNTED, Bucket, place
+from ormsession.repositories.buckets import (
+    DEFAULT_RESOLUTION,
+    UNCOUNTED,
+    Bucket,
+    checked_resolution,
+    place,
+)
 from ormsession.repositories.redis import scripts
+from ormsession.repositories.redis.clients import describe_client, is_cluster_client
+from ormsession.repositories.redis.errors import wrap_redis_error
 from ormsession.repositories.redis.scripts import Script
 
 __all__ = [
@@ -39,27 +50,25 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT_MS",
     "HEADER_SIZE",
     "MAX_PREFIX_LENGTH",
+    "PARK_TTL_MS",
     "SHARDS",
     "Command",
     "CountLive",
     "Eval",
-    "Flow",
     "Get",
     "KeyLayout",
-    "RedisStoreCore",
+    "RedisRepositoryBase",
     "TrimIndexes",
     "check_acknowledged",
+    "clock_arg",
     "decode_record",
     "encode_record",
     "stored_bucket",
-    "throw_into",
     "ttl_millis",
     "validate_key_prefix",
 ]
 
 logger = logging.getLogger("ormsession.redis")
-
-T = TypeVar("T")
 
 DEFAULT_KEY_PREFIX = "ormsession:"
 DEFAULT_WAIT_TIMEOUT_MS = 1000
@@ -70,17 +79,16 @@ SHARDS = 256
 #: How long a parked record (a Cluster rename in flight) may outlive a crash of its mover.
 PARK_TTL_MS = 60_000
 
-# Format marker, version, created µs, expires µs, count bucket level and end (s); format 1
-# had no bucket (see scripts.py).
+# Format marker, version, created µs, expires µs, count bucket level and end (s); see
+# scripts.py.
 _HEADER = struct.Struct(">BQQQBQ")
-_HEADER_V1 = struct.Struct(">BQQQ")
-#: The bytes before the data in a value this version writes.
+#: The bytes before the data in a stored value.
 HEADER_SIZE = _HEADER.size
-_FORMAT, _FORMAT_V1 = 2, 1
+_FORMAT = 2
 # The scripts' clock argument (now µs, TTL ms, expires µs, bucket level, bucket end s);
-# UPDATE's adds the expected and the new version.
+# UPDATE's is followed by the expected and the new version.
 _CLOCK = struct.Struct(">QQQBQ")
-_CLOCK_AND_VERSIONS = struct.Struct(">QQQBQQQ")
+_VERSIONS = struct.Struct(">QQ")
 _SESSION_KEY = re.compile(r"[0-9a-f]{64}")
 # Glob characters would make SCAN patterns (ours and operators') match other apps' keys;
 # braces would change the Cluster hash tag; backslash escapes globs.
@@ -110,14 +118,11 @@ def decode_record(raw: bytes) -> StoredSession | None:
     if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
         _, version, created, expires, _level, _end = _HEADER.unpack_from(raw)
         return StoredSession(raw[_HEADER.size :], version, created, expires)
-    if len(raw) >= _HEADER_V1.size and raw[0] == _FORMAT_V1:
-        _, version, created, expires = _HEADER_V1.unpack_from(raw)
-        return StoredSession(raw[_HEADER_V1.size :], version, created, expires)
     return None
 
 
 def stored_bucket(raw: bytes) -> Bucket:
-    """The count bucket a stored value's header names (format 1 names none)."""
+    """The count bucket a stored value's header names (none for a value not ours)."""
     if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
         return Bucket(*_HEADER.unpack_from(raw)[4:])
     return UNCOUNTED
@@ -164,7 +169,7 @@ class KeyLayout:
         return self._tag(key) + key
 
     def session_and_index(self, key: str) -> tuple[str, str]:
-        """:meth:`session` and :meth:`index_of` with one check of ``key``."""
+        """The two keys most scripts take: :meth:`session` and :meth:`index_of`."""
         tag = self._tag(key)
         return tag + key, tag + "index"
 
@@ -181,7 +186,7 @@ class KeyLayout:
         return tuple(f"{self.prefix}{{{shard:02x}}}:index" for shard in range(SHARDS))
 
 
-# -- commands the flows yield ----------------------------------------------------------------
+# -- commands (each one round trip) -----------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Get:
     """GET one key; answered with its bytes or None."""
@@ -196,7 +201,7 @@ class Eval:
 
     script: Script
     keys: tuple[str, ...]
-    args: tuple[bytes | int | str, ...]
+    args: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,34 +221,59 @@ class TrimIndexes:
 
 
 Command = Get | Eval | CountLive | TrimIndexes
-Flow = Generator[Command, Any, T]
 
 
-# -- the operations ----------------------------------------------------------------------
-class RedisStoreCore:
-    """The repository contract as flows over one key layout. ``cluster``: keys of
-    different shards live in different slots, so a rename between them cannot be one
-    script (see :meth:`rename`)."""
+# -- the class the twins share ---------------------------------------------------------------
+class RedisRepositoryBase:
+    """A client, the key layout and the options, and every operation's command; the twins
+    add ``_execute``, the one method that talks to Redis.
+
+    ``client`` is a redis-py client (plain, a Sentinel ``master_for`` client, or Cluster).
+    ``owned``: what the repository created and closes in ``close()`` (never a client the
+    app handed in). ``wait_replicas``: after each write, WAIT for that many replicas (not on
+    Cluster), up to ``wait_timeout_ms``. ``where`` names the store in error messages, which
+    never show ``secrets``.
+    """
+
+    native_ttl = True
 
     def __init__(
-        self, layout: KeyLayout, *, cluster: bool, resolution: int = DEFAULT_RESOLUTION
+        self,
+        client: Any,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
+        count_resolution: int = DEFAULT_RESOLUTION,
+        owned: Sequence[Any] = (),
+        where: str | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
-        self.layout = layout
-        self.cluster = cluster
-        self.resolution = resolution
+        # Typed Any: redis-py's annotations overload every command on sync/async clients.
+        self.client = client
+        #: Keys of different shards live in different slots (see :meth:`rename_flow`).
+        self.cluster = is_cluster_client(client)
+        self.layout = KeyLayout(key_prefix)
+        self.resolution = checked_resolution(count_resolution)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._owned = list(owned)
+        self._where = where or describe_client(client)
+        self._secrets = secrets
 
-    def bucket_for(self, expires_us: int, now_us: int) -> Bucket:
-        """The count bucket a record written at ``now_us`` and expiring at ``expires_us``
-        falls in. (The scripts re-file a session only when this differs from the bucket
-        its header names.)"""
-        return place(expires_us, now_us, self.resolution)
+    @property
+    def key_prefix(self) -> str:
+        return self.layout.prefix
 
-    def read(self, key: str, now_us: int) -> Flow[StoredSession | None]:
-        raw = yield Get(self.layout.session(key))
-        return self.record_from(raw, key, now_us)
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
 
+    def _wrap(self, exc: Exception, operation: str) -> StoreError:
+        return wrap_redis_error(exc, operation=operation, where=self._where, secrets=self._secrets)
+
+    # -- commands and replies --------------------------------------------------------------
     def record_from(self, raw: Any, key: str, now_us: int) -> StoredSession | None:
-        """The live record in a GET reply (also used by the twins' direct read path)."""
+        """The live record in the reply to ``Get(layout.session(key))``."""
         if raw is None:
             return None
         record = decode_record(bytes(raw))
@@ -252,36 +282,38 @@ class RedisStoreCore:
             return None
         return record if record.expires_us > now_us else None
 
-    def create(self, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
-        stored = yield self._create(key, record, now_us)
-        return bool(stored)
+    def _clock(self, expires_us: int, now_us: int) -> bytes:
+        """The clock argument of a write setting ``expires_us``, with the count bucket that
+        expiry falls in (the scripts re-file a session only when it differs from the bucket
+        the stored header names)."""
+        return clock_arg(expires_us, now_us, place(expires_us, now_us, self.resolution))
 
-    def _create(self, key: str, record: StoredSession, now_us: int) -> Eval:
-        bucket = self.bucket_for(record.expires_us, now_us)
-        clock, value = clock_arg(record.expires_us, now_us, bucket), encode_record(record, bucket)
+    def create_script(self, key: str, record: StoredSession, now_us: int) -> Eval:
+        """Reply: true when stored."""
+        bucket = place(record.expires_us, now_us, self.resolution)
+        clock = clock_arg(record.expires_us, now_us, bucket)
+        value = encode_record(record, bucket)
         return Eval(scripts.CREATE, self.layout.session_and_index(key), (clock, value))
 
     def update_script(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> Eval:
-        """The one script an update is (a write on every changed request: the twins run it
-        directly, without a flow). Its reply is true when the version matched."""
-        ttl = ttl_millis(expires_us, now_us)
-        level, end = self.bucket_for(expires_us, now_us)
-        versions = (expected_version, expected_version + 1)
-        arg = _CLOCK_AND_VERSIONS.pack(now_us, ttl, expires_us, level, end, *versions)
+        """Reply: true when the version matched (and the record was replaced)."""
+        versions = _VERSIONS.pack(expected_version, expected_version + 1)
+        arg = self._clock(expires_us, now_us) + versions
         return Eval(scripts.UPDATE, self.layout.session_and_index(key), (arg, data))
 
-    def touch(self, key: str, expires_us: int, now_us: int) -> Flow[bool]:
-        clock = clock_arg(expires_us, now_us, self.bucket_for(expires_us, now_us))
-        keys, args = self.layout.session_and_index(key), (clock,)
-        stored = yield Eval(scripts.TOUCH, keys, args)
-        return bool(stored)
+    def touch_script(self, key: str, expires_us: int, now_us: int) -> Eval:
+        """Reply: true when a live record was there."""
+        clock = self._clock(expires_us, now_us)
+        return Eval(scripts.TOUCH, self.layout.session_and_index(key), (clock,))
 
-    def delete(self, key: str) -> Flow[None]:
-        yield Eval(scripts.DELETE, self.layout.session_and_index(key), ())
+    def delete_script(self, key: str) -> Eval:
+        return Eval(scripts.DELETE, self.layout.session_and_index(key), ())
 
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Flow[bool]:
+    def rename_flow(
+        self, old_key: str, new_key: str, expires_us: int, now_us: int
+    ) -> Flow[Command, bool]:
         """One atomic script on plain Redis and Sentinel, and in Cluster mode when both
         keys share a shard (1 in 256). Otherwise the keys live in different slots, maybe on
         different masters, and no Redis command spans them: see :meth:`_move_across_slots`.
@@ -289,13 +321,12 @@ class RedisStoreCore:
         if self.cluster and not self.layout.same_slot(old_key, new_key):
             return (yield from self._move_across_slots(old_key, new_key, expires_us, now_us))
         keys = (*self.layout.session_and_index(old_key), *self.layout.session_and_index(new_key))
-        clock = clock_arg(expires_us, now_us, self.bucket_for(expires_us, now_us))
-        moved = yield Eval(scripts.RENAME, keys, (clock,))
+        moved = yield Eval(scripts.RENAME, keys, (self._clock(expires_us, now_us),))
         return bool(moved)
 
     def _move_across_slots(
         self, old_key: str, new_key: str, expires_us: int, now_us: int
-    ) -> Flow[bool]:
+    ) -> Flow[Command, bool]:
         """Park, copy, discard: a rename between slots that never shows two live copies.
 
         1. PARK moves the old record to a parking key in its own slot (reads of the old id
@@ -308,13 +339,13 @@ class RedisStoreCore:
         parked, invisible, until its TTL (at most :data:`PARK_TTL_MS`): the session is lost,
         never duplicated. If step 3 fails, the rename did happen; the parked copy expires.
         """
-        parked_key = self.layout.parking(old_key)
         try:
             raw = yield self.park_script(old_key, now_us)
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return False
-            stored = yield self._create(new_key, record._replace(expires_us=expires_us), now_us)
+            moved = record._replace(expires_us=expires_us)
+            stored = yield self.create_script(new_key, moved, now_us)
         except StoreError as error:
             yield from self._unpark(old_key, new_key, now_us, error, delete_new=True)
             raise
@@ -324,7 +355,7 @@ class RedisStoreCore:
             yield from self._unpark(old_key, new_key, now_us, taken, delete_new=False)
             raise taken
         try:
-            yield Eval(scripts.DISCARD, (parked_key,), ())
+            yield Eval(scripts.DISCARD, (self.layout.parking(old_key),), ())
         except StoreError as error:
             logger.warning(
                 "session %s… moved, but its parked copy stays until it expires: %s",
@@ -341,27 +372,22 @@ class RedisStoreCore:
 
     def _unpark(
         self, old_key: str, new_key: str, now_us: int, cause: StoreError, *, delete_new: bool
-    ) -> Flow[None]:
+    ) -> Flow[Command, None]:
         """Undo a half-done move: drop what step 2 may have written (its reply may have
         been lost), then put the parked record back under the old key."""
         layout = self.layout
         try:
             if delete_new:
-                yield Eval(scripts.DELETE, layout.session_and_index(new_key), ())
+                yield self.delete_script(new_key)
             raw = yield Get(layout.parking(old_key))
             value = bytes(raw) if raw is not None else b""
             record = decode_record(value)
             if record is None:
                 return
-            # Filed again where its header says it is counted (format 1: a bucket anew).
-            bucket = stored_bucket(value)
-            if not bucket.holds(record.expires_us):
-                bucket = self.bucket_for(record.expires_us, now_us)
-            yield Eval(
-                scripts.UNPARK,
-                (layout.parking(old_key), *layout.session_and_index(old_key)),
-                (clock_arg(record.expires_us, now_us, bucket),),
-            )
+            # Filed again where its header says it is counted.
+            clock = clock_arg(record.expires_us, now_us, stored_bucket(value))
+            keys = (layout.parking(old_key), *layout.session_and_index(old_key))
+            yield Eval(scripts.UNPARK, keys, (clock,))
         except StoreError as error:
             logger.error(
                 "rename of session %s… failed (%s) and could not be rolled back (%s): the "
@@ -370,24 +396,6 @@ class RedisStoreCore:
                 cause,
                 error,
             )
-
-    def count(self, now_us: int) -> Flow[int]:
-        total = yield CountLive(self.layout.all_indexes(), now_us)
-        return int(total)
-
-    def delete_expired(self, now_us: int, limit: int) -> Flow[int]:
-        """Redis expires the records itself (native TTL): nothing to delete. The count
-        index is trimmed here as well as on every create."""
-        yield TrimIndexes(self.layout.all_indexes(), now_us)
-        return 0
-
-
-# -- shared by the two runners -----------------------------------------------------------
-def throw_into(flow: Flow[Any], error: StoreError, cause: Exception) -> Command:
-    """Throw ``error`` (caused by the driver's ``cause``) into ``flow``; return the next
-    command it yields (a roll-back), or let the error propagate out of it."""
-    error.__cause__ = cause
-    return flow.throw(error)
 
 
 def check_acknowledged(acknowledged: int, wanted: int, timeout_ms: int) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis import cluster, sentinel
 from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
 from redis.retry import Retry
 
 from ormsession.repositories.redis.urls import RedisUrl
@@ -33,6 +34,7 @@ def _any(constructor: Any) -> Any:
 
 
 __all__ = [
+    "RAW",
     "OwnedClient",
     "async_client_from_url",
     "client_from_url",
@@ -40,6 +42,11 @@ __all__ = [
     "is_async_client",
     "is_cluster_client",
 ]
+
+
+#: Options for every command the repositories send: session values are bytes, so replies are
+#: never decoded, whatever a ready client's ``decode_responses``.
+RAW = {NEVER_DECODE: True}
 
 
 @dataclass

@@ -9,7 +9,6 @@ from ormsession.errors import ConfigurationError
 from ormsession.repositories.redis.async_repository import AsyncRedisRepository
 from ormsession.repositories.redis.base import DEFAULT_WAIT_TIMEOUT_MS, validate_key_prefix
 from ormsession.repositories.redis.clients import (
-    OwnedClient,
     async_client_from_url,
     client_from_url,
     is_async_client,
@@ -21,12 +20,7 @@ from ormsession.repositories.redis.urls import RedisUrl, parse_redis_url
 if TYPE_CHECKING:
     from ormsession.config import Config
 
-__all__ = [
-    "open_async_repository",
-    "open_repository",
-    "repository_for_async_client",
-    "repository_for_client",
-]
+__all__ = ["open_store", "store_for_client"]
 
 
 def _store_options(url: RedisUrl, config: Config) -> dict[str, Any]:
@@ -51,40 +45,34 @@ def _store_options(url: RedisUrl, config: Config) -> dict[str, Any]:
     }
 
 
-def open_repository(url: str, config: Config) -> RedisRepository:
+def open_store(
+    url: str, config: Config, *, want_async: bool
+) -> RedisRepository | AsyncRedisRepository:
+    """The registry's factory for ``redis://``-family URLs: a repository owning the clients
+    it builds (``close()`` closes them)."""
     parsed = parse_redis_url(url)
     options = _store_options(parsed, config)
+    if want_async:
+        owned = async_client_from_url(parsed, config)  # connects on first use
+        return AsyncRedisRepository(owned.client, owned=[owned.client, *owned.extras], **options)
     try:
         owned = client_from_url(parsed, config)
     except REDIS_ERRORS as exc:  # a Cluster client contacts its nodes on construction
         raise wrap_redis_error(
             exc, operation="start-up", where=parsed.redacted, secrets=parsed.secrets
         ) from exc
-    return RedisRepository(owned.client, owned=_closables(owned), **options)
+    return RedisRepository(owned.client, owned=[owned.client, *owned.extras], **options)
 
 
-def open_async_repository(url: str, config: Config) -> AsyncRedisRepository:
-    parsed = parse_redis_url(url)
-    options = _store_options(parsed, config)
-    owned = async_client_from_url(parsed, config)
-    return AsyncRedisRepository(owned.client, owned=_closables(owned), **options)
-
-
-def _closables(owned: OwnedClient) -> list[Any]:
-    return [owned.client, *owned.extras]
-
-
-def repository_for_client(client: Any, config: Config) -> RedisRepository:
-    """Around a ready ``redis.Redis`` / ``redis.cluster.RedisCluster`` / Sentinel
-    ``master_for`` client. The app keeps owning it: :meth:`close` leaves it open."""
-    _check_client(client, want_async=False)
-    return RedisRepository(client, key_prefix=validate_key_prefix(config.key_prefix))
-
-
-def repository_for_async_client(client: Any, config: Config) -> AsyncRedisRepository:
-    """The asyncio twin of :func:`repository_for_client` (``redis.asyncio`` clients)."""
-    _check_client(client, want_async=True)
-    return AsyncRedisRepository(client, key_prefix=validate_key_prefix(config.key_prefix))
+def store_for_client(
+    client: Any, config: Config, *, want_async: bool
+) -> RedisRepository | AsyncRedisRepository:
+    """The registry's factory for a ready ``redis.Redis`` / ``redis.cluster.RedisCluster`` /
+    Sentinel ``master_for`` client, or (``want_async``) their ``redis.asyncio`` twins. The
+    app keeps owning it: ``close()`` leaves it open."""
+    _check_client(client, want_async=want_async)
+    twin = AsyncRedisRepository if want_async else RedisRepository
+    return twin(client, key_prefix=config.key_prefix)
 
 
 def _check_client(client: Any, *, want_async: bool) -> None:
@@ -108,17 +96,3 @@ def _check_client(client: Any, *, want_async: bool) -> None:
             else "configure_async() needs a redis.asyncio client; for a redis.Redis client "
             "use ormsession.configure()"
         )
-
-
-def open_store(url: str, config: Config, *, want_async: bool) -> Any:
-    """The registry's factory for ``redis://``-family URLs."""
-    if want_async:
-        return open_async_repository(url, config)
-    return open_repository(url, config)
-
-
-def store_for_client(client: Any, config: Config, *, want_async: bool) -> Any:
-    """The registry's factory for a ready redis-py client."""
-    if want_async:
-        return repository_for_async_client(client, config)
-    return repository_for_client(client, config)

@@ -10,8 +10,7 @@ A stored value is a 34-byte header and the data (see :mod:`.base`)::
     bytes 27-34  the count bucket's end    (seconds since the Unix epoch, unsigned)
     bytes 35-    the data
 
-Format 1 (written before the count buckets) has the first 25 bytes of that header and the
-data right after; it is read as it is, and any write turns it into format 2.
+A value of another format or length is not a session: scripts treat it as absent.
 
 Scripts read only the header (GETRANGE 0 33), so a compare-and-set or a touch never copies
 the data through Lua, and judge liveness by the ``now`` the caller passes, as the repository
@@ -65,42 +64,36 @@ class Script:
     sha: str
 
     @classmethod
-    def define(cls, name: str, body: str) -> Script:
-        source = _prelude_for(body) + body
+    def define(cls, name: str, *parts: str) -> Script:
+        source = "".join(parts)
         sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
         return cls(name, source, sha)
 
 
-# Helpers a script body may call; each script defines only those it uses, since the
-# definitions run on every call (defining all three cost ~1 µs of server time per write).
-# live: the header of a live record under key, judged by now (µs), or false; 25 bytes for
-#   format 1, 34 for format 2.
-# index: file a session key's member under a bucket's end (seconds; the score is in µs)
-#   in its shard's count index, and make the index outlive that bucket.
-_HELPERS = {
-    "live": """
+# Functions a script may call, defined in each script that calls them (each definition
+# runs on every call of its script).
+
+#: ``live(key, now)``: the header of a live record under ``key``, judged by ``now`` (µs), or
+#: false.
+_LIVE = """
 local function live(key, now)
   local h = redis.call('GETRANGE', key, 0, 33)
-  local format = string.byte(h, 1)
-  if format == 1 and #h >= 25 then h = string.sub(h, 1, 25)
-  elseif format ~= 2 or #h ~= 34 then return false end
+  if #h ~= 34 or string.byte(h, 1) ~= 2 then return false end
   if struct.unpack('>I8', h, 18) > now then return h end
   return false
 end
-""",
-    "index": """
+"""
+
+#: ``index(idx, key, last, now)``: file a session key's member under a bucket's end
+#: (``last``, in seconds; the score is in µs) in its shard's count index ``idx``, and make
+#: the index outlive that bucket.
+_INDEX = """
 local function index(idx, key, last, now)
   redis.call('ZADD', idx, last * 1000000, string.sub(key, -64))
   local ttl = last * 1000 - math.floor(now / 1000) + 1
   if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, ttl) end
 end
-""",
-}
-
-
-def _prelude_for(body: str) -> str:
-    return "".join(code for name, code in _HELPERS.items() if f"{name}(" in body)
-
+"""
 
 #: Unpacks the clock argument (see the module docstring) into Lua numbers.
 _CLOCK = "local now, ttl, expires, level, last = struct.unpack('>I8I8I8BI8', ARGV[1])\n"
@@ -110,8 +103,10 @@ _CLOCK = "local now, ttl, expires, level, last = struct.unpack('>I8I8I8BI8', ARG
 #: of members whose bucket ended by now (opportunistic clean-up, so it never grows unbounded).
 CREATE = Script.define(
     "create",
-    _CLOCK
-    + """
+    _LIVE,
+    _INDEX,
+    _CLOCK,
+    """
 if live(KEYS[1], now) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -127,8 +122,10 @@ return 1
 #: the index follows.
 UPDATE = Script.define(
     "update",
-    _CLOCK
-    + """
+    _LIVE,
+    _INDEX,
+    _CLOCK,
+    """
 local h = live(KEYS[1], now)
 if not h or string.sub(h, 2, 9) ~= string.sub(ARGV[1], 34, 41) then return 0 end
 if string.sub(h, 26, 34) ~= string.sub(ARGV[1], 25, 33) then index(KEYS[2], KEYS[1], last, now) end
@@ -138,21 +135,19 @@ return 1
 """,
 )
 
-#: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry field, and its bucket
-#: when the new expiry leaves it (SETRANGE keeps the data and the TTL, which PEXPIRE then
-#: moves). A format 1 record names no bucket: it is filed anew.
+#: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry and bucket fields
+#: (SETRANGE keeps the data and the TTL, which PEXPIRE then moves); re-files the session
+#: only when the new expiry leaves the bucket the header named.
 TOUCH = Script.define(
     "touch",
-    _CLOCK
-    + """
+    _LIVE,
+    _INDEX,
+    _CLOCK,
+    """
 local h = live(KEYS[1], now)
 if not h then return 0 end
-if string.sub(h, 26, 34) == string.sub(ARGV[1], 25, 33) then
-  redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 24))
-else
-  redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, #h == 34 and 33 or 24))
-  index(KEYS[2], KEYS[1], last, now)
-end
+redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 33))
+if string.sub(h, 26, 34) ~= string.sub(ARGV[1], 25, 33) then index(KEYS[2], KEYS[1], last, now) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 """,
@@ -169,16 +164,17 @@ return 1
 )
 
 #: KEYS: old, old index, new, new index (one slot in Cluster mode). ARGV: clock. RENAME
-#: keeps data, version and creation time; the new expiry (and, format 2, the clock's bucket)
-#: goes into the header and the TTL; the new key is filed under the clock's bucket.
+#: keeps data, version and creation time; the new expiry and the clock's bucket go into the
+#: header, the expiry into the TTL; the new key is filed under the clock's bucket.
 RENAME = Script.define(
     "rename",
-    _CLOCK
-    + """
-local h = live(KEYS[1], now)
-if not h then return 0 end
+    _LIVE,
+    _INDEX,
+    _CLOCK,
+    """
+if not live(KEYS[1], now) then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[3])
-redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, #h == 34 and 33 or 24))
+redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, 33))
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 index(KEYS[4], KEYS[3], last, now)
@@ -192,8 +188,9 @@ return 1
 #: returns the parked record again instead of losing it.
 PARK = Script.define(
     "park",
-    _CLOCK
-    + """
+    _LIVE,
+    _CLOCK,
+    """
 if live(KEYS[1], now) then
   redis.call('RENAME', KEYS[1], KEYS[3])
   if redis.call('PTTL', KEYS[3]) > ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
@@ -208,8 +205,9 @@ return false
 #: expiry and the bucket its header names). Only when the old key is still free.
 UNPARK = Script.define(
     "unpark",
-    _CLOCK
-    + """
+    _INDEX,
+    _CLOCK,
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ttl)
