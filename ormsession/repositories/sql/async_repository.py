@@ -237,7 +237,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
         ``work`` awaited on the driver's, and the connection given back. Without an
         ``AsyncConnection`` (whose close runs in a task of its own) and in one greenlet
         rather than one for the checkout and one for the return, an operation costs
-        ~80 µs less (docs/performance.md, change 42)."""
+        ~80 µs less on a local server."""
         connection = self._check_out(operation)
         try:
             raw: Any = connection.driver_connection

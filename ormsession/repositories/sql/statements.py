@@ -90,8 +90,8 @@ class SqlStatements:
             read = select(packed.label("session_packed")).where(live)
         elif dialect_name == "postgresql":
             # asyncpg and psycopg build an aware datetime for each timestamptz: the four
-            # columns cost the client 10-13 µs more CPU a read than one (measured on asyncpg,
-            # docs/performance.md). The server's own binary send functions pack version
+            # columns cost the client 10-13 µs more CPU a read than one (measured on asyncpg).
+            # The server's own binary send functions pack version
             # and both times (int8 µs since 2000-01-01) ahead of the data in one bytea
             # instead, read back with one struct unpack (see pg_packed_record).
             packed = _concat_bytes(
