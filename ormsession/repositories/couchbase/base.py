@@ -12,9 +12,6 @@ Record layout (one binary document per session, stored with ``RawBinaryTranscode
     29      8     count bucket end, signed big-endian Unix seconds (0: not counted)
     37      ...   data: the serialized session, byte for byte
 
-Format 1 (magic b"orS1", no count fields, data at offset 28) is still read: such a session
-counts as "not counted" until its next write counts it.
-
 Why binary and not JSON: session data is already bytes (JSON or msgpack from the
 serializer); base64 inside a JSON document would cost a third more space and an encode and
 decode per operation, and a fixed header decodes without parsing the data. The binary
@@ -53,7 +50,7 @@ from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket, expiry_for
+from ormsession.repositories.couchbase.counters import Bucket, expiry_for
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = [
@@ -88,10 +85,8 @@ __all__ = [
 T = TypeVar("T")
 
 MAGIC = b"orS2"
-MAGIC_V1 = b"orS1"
 #: The current format's header: magic, version, created µs, expires µs, count level, end.
 HEADER = struct.Struct(">4sQqqBq")
-_HEADER_V1 = struct.Struct(">4sQqq")
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 # Couchbase document ids are at most 250 bytes: 100 for the prefix leaves room for the
 # 64-character key and for the counters' names.
@@ -141,17 +136,10 @@ def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
 def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
     """The record in ``raw`` and the bucket it is counted in; None for a document that is
     not one of ours (another format, or one written by something else under our prefix)."""
-    if raw is None or len(raw) < _HEADER_V1.size:
+    if raw is None or len(raw) < HEADER.size or not raw.startswith(MAGIC):
         return None
-    if raw.startswith(MAGIC) and len(raw) >= HEADER.size:
-        _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
-        bucket, data = Bucket(level, end), raw[HEADER.size :]
-    elif raw.startswith(MAGIC_V1):
-        _magic, version, created, expires = _HEADER_V1.unpack_from(raw)
-        bucket, data = UNCOUNTED, raw[_HEADER_V1.size :]
-    else:
-        return None
-    return StoredSession(data, version, created, expires), bucket
+    _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
+    return StoredSession(raw[HEADER.size :], version, created, expires), Bucket(level, end)
 
 
 # -- the KV operations flows yield ---------------------------------------------------------

@@ -141,7 +141,7 @@ def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredS
         return None
     raw = doc.value
     if raw is None or len(raw) < HEADER.size or not raw.startswith(MAGIC):
-        found = _live(doc, now_us)  # format 1 or not ours: the general path
+        found = _live(doc, now_us)  # not ours: the general path
         if found is None:
             return None
         _remember(ctx, key, found.cas, found.record, found.bucket)
