@@ -13,6 +13,7 @@ import pytest
 
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.expiry import US_PER_SECOND, now_us
+from ormsession.flows import run
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
@@ -28,7 +29,6 @@ from ormsession.repositories.couchbase.base import (
     Replace,
     decode_record,
     encode_record,
-    expiry_for,
 )
 from ormsession.repositories.couchbase.cache import Hint, HintCache
 from ormsession.repositories.couchbase.counters import (
@@ -38,6 +38,7 @@ from ormsession.repositories.couchbase.counters import (
     counter_value,
     decode_levels,
     encode_levels,
+    expiry_for,
     live_buckets,
     place,
     raise_horizon,
@@ -64,21 +65,21 @@ def context(*, registered: bool = True) -> flows.Context:
 
 def drive(flow: Flow[Any], script: list[Step]) -> tuple[Any, list[KvOp]]:
     """Run ``flow``, checking each op it yields against the script and answering it (an
-    exception in the script is thrown in, as the repositories do with SDK failures)."""
+    exception in the script is raised, as the repositories raise SDK failures)."""
     seen: list[KvOp] = []
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            op = flow.throw(error) if error else flow.send(reply)
-        except StopIteration as stop:
-            assert not script, f"flow ended before {len(script)} more steps"
-            return stop.value, seen
+
+    def perform(op: KvOp) -> Any:
         seen.append(op)
         assert script, f"unexpected op {op}"
         matches, answer = script.pop(0)
         assert matches(op), op
-        reply, error = (None, answer) if isinstance(answer, BaseException) else (answer, None)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    result = run(flow, perform)
+    assert not script, f"flow ended before {len(script)} more steps"
+    return result, seen
 
 
 def is_(kind: type, key: str | None = None, **fields: Any) -> Callable[[KvOp], bool]:

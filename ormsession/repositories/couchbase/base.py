@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from couchbase.auth import PasswordAuthenticator
@@ -40,7 +41,6 @@ from couchbase.options import (
     ClusterTimeoutOptions,
     DecrementOptions,
     DeltaValue,
-    GetMultiOptions,
     GetOptions,
     IncrementOptions,
     RemoveOptions,
@@ -50,13 +50,12 @@ from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.couchbase.counters import Bucket, expiry_for
+from ormsession.repositories.couchbase.counters import Bucket
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = [
     "HEADER",
     "MAGIC",
-    "READ_OPTIONS",
     "Count",
     "Doc",
     "Flow",
@@ -72,14 +71,12 @@ __all__ = [
     "cluster_options",
     "decode_record",
     "document",
+    "documents",
     "encode_record",
-    "expiry_for",
-    "get_many_options",
-    "get_many_result",
     "sdk_call",
     "sdk_miss",
     "sdk_result",
-    "sdk_target",
+    "transcoder",
 ]
 
 T = TypeVar("T")
@@ -223,46 +220,47 @@ SdkOp = Get | Insert | Replace | Remove | Count
 Flow = Generator[KvOp, Any, T]
 
 
-def _transcoder(json: bool) -> Any:
+def transcoder(json: bool) -> Any:
+    """How a document's bytes are flagged: binary for sessions, JSON for count documents."""
     return _JSON if json else _BINARY
 
 
-# Built once: the SDK copies an options object before using it (a per-call GetOptions would
-# cost microseconds on every read). Writes pass their per-call options as keyword arguments,
-# which the SDK accepts in their place, for the same reason.
+# Built once: the SDK copies an options object before using it, and every request reads.
 _GET_OPTIONS = {False: GetOptions(transcoder=_BINARY), True: GetOptions(transcoder=_JSON)}
-_NO_KWARGS: dict[str, Any] = {}
 
 
-def sdk_call(op: SdkOp) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """The collection method, positional and keyword arguments for ``op`` (counters: see
-    :func:`sdk_target`)."""
+def sdk_call(collection: Any, op: SdkOp) -> Callable[[], Any]:
+    """``op`` as a call of ``collection``'s SDK method, not made yet: the sync repository
+    calls it for the result, the async one awaits what calling it returns."""
     if isinstance(op, Get):
-        return "get", (op.key, _GET_OPTIONS[op.json]), _NO_KWARGS
+        return partial(collection.get, op.key, _GET_OPTIONS[op.json])
     if isinstance(op, Replace):
         # Replace drops a document's expiry unless given one: always pass it.
-        options = {"cas": op.cas, "expiry": op.expiry, "transcoder": _transcoder(op.json)}
-        return "replace", (op.key, op.value), options
+        return partial(
+            collection.replace,
+            op.key,
+            op.value,
+            cas=op.cas,
+            expiry=op.expiry,
+            transcoder=transcoder(op.json),
+        )
     if isinstance(op, Insert):
-        options = {"expiry": op.expiry, "transcoder": _transcoder(op.json)}
-        return "insert", (op.key, op.value), options
+        return partial(
+            collection.insert, op.key, op.value, expiry=op.expiry, transcoder=transcoder(op.json)
+        )
     if isinstance(op, Count):
         if op.delta > 0:
             # Created at 1 (the initial value, the delta is not added) with its TTL.
             increment = IncrementOptions(
                 delta=DeltaValue(op.delta), initial=SignedInt64(1), expiry=op.expiry
             )
-            return "increment", (op.key, increment), _NO_KWARGS
+            return partial(collection.binary().increment, op.key, increment)
         # A negative initial value: never create the counter.
         decrement = DecrementOptions(delta=DeltaValue(-op.delta), initial=SignedInt64(-1))
-        return "decrement", (op.key, decrement), _NO_KWARGS
-    args = (op.key, RemoveOptions(cas=op.cas)) if op.cas else (op.key,)
-    return "remove", args, _NO_KWARGS
-
-
-def sdk_target(collection: Any, op: SdkOp) -> Any:
-    """What ``op``'s SDK method is called on: counters live on ``collection.binary()``."""
-    return collection.binary() if isinstance(op, Count) else collection
+        return partial(collection.binary().decrement, op.key, decrement)
+    if op.cas:
+        return partial(collection.remove, op.key, RemoveOptions(cas=op.cas))
+    return partial(collection.remove, op.key)
 
 
 def sdk_result(op: SdkOp, result: Any) -> Any:
@@ -283,48 +281,35 @@ def document(result: Any) -> Doc:
     return Doc(value, result.cas)
 
 
-#: The options of a session document's ``get`` (the repositories' direct read).
-READ_OPTIONS = _GET_OPTIONS[False]
-
-#: The SDK exceptions that are an ordinary answer of each operation, not a failure.
-_MISSES: dict[type, tuple[type[Exception], ...]] = {
-    Get: (DocumentNotFoundException,),
-    Insert: (DocumentExistsException,),
-    Replace: (CasMismatchException, DocumentNotFoundException, DocumentExistsException),
-    Remove: (CasMismatchException, DocumentNotFoundException, DocumentExistsException),
-    Count: (DocumentNotFoundException,),
-}
-_MISS_RESULT: dict[type, Any] = {
-    Get: None,
-    Insert: None,
-    Replace: None,
-    Remove: False,
-    Count: False,
+#: The SDK exceptions that are an ordinary answer to an operation, not a failure, and
+#: that answer.
+_MISSES: dict[type, tuple[tuple[type[Exception], ...], Any]] = {
+    Get: ((DocumentNotFoundException,), None),
+    Insert: ((DocumentExistsException,), None),
+    Replace: ((CasMismatchException, DocumentNotFoundException, DocumentExistsException), None),
+    Remove: ((CasMismatchException, DocumentNotFoundException, DocumentExistsException), False),
+    Count: ((DocumentNotFoundException,), False),
 }
 
 
-def sdk_miss(op: SdkOp, exc: Exception) -> tuple[bool, Any]:
-    """``(True, result)`` when ``exc`` is an expected answer to ``op`` (a missing document,
+def sdk_miss(op: KvOp, exc: Exception) -> tuple[bool, Any]:
+    """``(True, answer)`` when ``exc`` is an expected answer to ``op`` (a missing document,
     a taken key, a changed CAS); ``(False, None)`` for a real failure."""
-    if isinstance(exc, _MISSES[type(op)]):
-        return True, _MISS_RESULT[type(op)]
-    return False, None
+    misses, answer = _MISSES.get(type(op), ((), None))
+    return (True, answer) if isinstance(exc, misses) else (False, None)
 
 
-def get_many_options(op: GetMany) -> Any:
-    return GetMultiOptions(transcoder=_transcoder(op.json))
-
-
-def get_many_result(
-    op: GetMany, results: Mapping[str, Any], failures: Mapping[str, Exception]
-) -> dict[str, Doc]:
-    """``{key: Doc}`` of a batched read; a missing document is simply absent, any other
-    failure is raised (the first one)."""
-    for key, exc in failures.items():
-        missing, _ = sdk_miss(Get(key, op.json), exc)
-        if not missing:
-            raise exc
-    return {key: sdk_result(Get(key, op.json), result) for key, result in results.items()}
+def documents(outcomes: Iterable[tuple[str, Any]]) -> dict[str, Doc]:
+    """``{key: Doc}`` of a batched read, from each key's SDK result or exception: a missing
+    document is simply absent, any other failure is raised (the first one)."""
+    found: dict[str, Doc] = {}
+    for key, outcome in outcomes:
+        if isinstance(outcome, DocumentNotFoundException):
+            continue
+        if isinstance(outcome, BaseException):
+            raise outcome
+        found[key] = document(outcome)
+    return found
 
 
 def cluster_options(target: CouchbaseTarget) -> Any:
