@@ -6,7 +6,6 @@ import asyncio
 from functools import partial
 from typing import Any
 
-from acouchbase.cluster import Cluster as AsyncCluster
 from couchbase.exceptions import CouchbaseException
 
 from ormsession.errors import StoreError
@@ -18,14 +17,12 @@ from ormsession.repositories.couchbase.base import (
     GetMany,
     KvOp,
     Pause,
-    cluster_options,
     documents,
     sdk_call,
     sdk_miss,
     sdk_result,
 )
-from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE
-from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION
+from ormsession.repositories.couchbase.clients import connect_async
 from ormsession.repositories.couchbase.errors import wrap_couchbase_error
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
@@ -35,29 +32,25 @@ __all__ = ["AsyncCouchbaseRepository"]
 class AsyncCouchbaseRepository(AsyncSessionRepository):
     """The asyncio twin of :class:`~.repository.CouchbaseRepository`.
 
-    An ``acouchbase`` cluster belongs to the event loop it was created on, so one built
-    from a URL is opened on first use (or by :meth:`start`, which ``configure_async``
-    awaits), inside the app's loop, never at construction time.
+    Without a ready ``collection`` it connects to ``target`` on :meth:`start` (which
+    ``configure_async`` awaits) or on first use, inside the app's event loop, to which an
+    ``acouchbase`` cluster belongs; that cluster is its own, closed by :meth:`close`.
     """
 
     native_ttl = True
 
     def __init__(
         self,
-        collection: Any = None,
+        collection: Any,
+        context: flows.Context,
         *,
-        key_prefix: str = "ormsession:",
-        count_resolution: int = DEFAULT_RESOLUTION,
-        cas_cache_size: int = DEFAULT_CACHE_SIZE,
-        description: str = "couchbase (application's collection)",
+        description: str,
         target: CouchbaseTarget | None = None,
     ) -> None:
         if collection is None and target is None:
             raise TypeError("give a ready acouchbase collection or a target to connect to")
         self._collection = collection
-        self.context = flows.Context(
-            key_prefix, count_resolution=count_resolution, cache_size=cas_cache_size
-        )
+        self.context = context
         self._description = description
         self._target = target
         self._secret = target.password if target is not None else None
@@ -65,23 +58,14 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
         self._connecting = asyncio.Lock()
         self._closed = False
 
-    @classmethod
-    def from_target(cls, target: CouchbaseTarget) -> AsyncCouchbaseRepository:
-        return cls(
-            key_prefix=target.key_prefix,
-            count_resolution=target.count_resolution,
-            cas_cache_size=target.cas_cache_size,
-            description=target.display,
-            target=target,
-        )
-
     def __repr__(self) -> str:
         return (
             f"<AsyncCouchbaseRepository {self._description} prefix={self.context.layout.prefix!r}>"
         )
 
     async def start(self) -> None:
-        """Connect now and check bucket, scope and collection with one read."""
+        """Connect now and check bucket, scope and collection with one read of a key never
+        written, so a wrong name fails at start-up rather than on the first request."""
         await self._perform("connect", Get(self.context.layout.probe_key))
 
     # -- the contract ---------------------------------------------------------------
@@ -120,37 +104,24 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
             self._collection = None
             await cluster.close()
 
-    # -- plumbing -------------------------------------------------------------------
+    # -- I/O --------------------------------------------------------------------------
     async def _ready_collection(self) -> Any:
         if self._closed:
             raise StoreError(f"session store {self._description} is closed")
         if self._collection is None:
             async with self._connecting:  # one connect, however many requests wait for it
                 if self._collection is None:
-                    self._collection = await self._connect()
+                    assert self._target is not None  # __init__ requires one or the other
+                    self._cluster, self._collection = await connect_async(self._target)
         return self._collection
-
-    async def _connect(self) -> Any:
-        target = self._target
-        assert target is not None  # __init__ requires a collection or a target
-        options = cluster_options(target)
-        cluster = await AsyncCluster.connect(target.connection_string, options)
-        try:
-            bucket = cluster.bucket(target.bucket)
-            await bucket.on_connect()
-        except BaseException:
-            await cluster.close()
-            raise
-        self._cluster = cluster
-        return bucket.scope(target.scope).collection(target.collection)
 
     async def _perform(self, operation: str, op: KvOp) -> Any:
         """Answer one KV operation (see the sync twin)."""
         if isinstance(op, Pause):
             await asyncio.sleep(op.seconds)
             return None
+        collection = await self._ready_collection()
         try:
-            collection = await self._ready_collection()
             if isinstance(op, GetMany):
                 # acouchbase has no get_multi: the reads run concurrently on the loop instead.
                 calls = (sdk_call(collection, Get(key, op.json))() for key in op.keys)

@@ -4,7 +4,7 @@ record encoding, the KV operations their flows yield, and how each becomes an SD
 Record layout (one binary document per session, stored with ``RawBinaryTranscoder``)::
 
     offset  size  field
-    0       4     magic b"orS2" (format 2 of ormsession's session record)
+    0       4     magic b"orS2" (an ormsession session record)
     4       8     version, unsigned big-endian (the compare-and-set counter)
     12      8     created_at, signed big-endian microseconds since the Unix epoch (UTC)
     20      8     expires_at, same encoding
@@ -29,7 +29,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
-from couchbase.auth import PasswordAuthenticator
 from couchbase.exceptions import (
     CasMismatchException,
     DocumentExistsException,
@@ -37,8 +36,6 @@ from couchbase.exceptions import (
     ValueFormatException,
 )
 from couchbase.options import (
-    ClusterOptions,
-    ClusterTimeoutOptions,
     DecrementOptions,
     DeltaValue,
     GetOptions,
@@ -51,7 +48,6 @@ from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase.counters import Bucket
-from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = [
     "HEADER",
@@ -68,7 +64,6 @@ __all__ = [
     "Remove",
     "Replace",
     "SdkOp",
-    "cluster_options",
     "decode_record",
     "document",
     "documents",
@@ -310,22 +305,3 @@ def documents(outcomes: Iterable[tuple[str, Any]]) -> dict[str, Doc]:
             raise outcome
         found[key] = document(outcome)
     return found
-
-
-def cluster_options(target: CouchbaseTarget) -> Any:
-    """``ClusterOptions`` for a cluster ormsession opens itself.
-
-    ``bootstrap_timeout`` bounds connecting *and* authenticating, so a wrong host, port or
-    password fails within ``connect_timeout`` rather than the SDK's default 10 seconds.
-    """
-    if target.username is None or target.password is None:
-        raise ConfigurationError(f"Couchbase needs a username and password ({target.display})")
-    timeouts = ClusterTimeoutOptions(
-        kv_timeout=target.kv_timeout,
-        connect_timeout=target.connect_timeout,
-        bootstrap_timeout=target.connect_timeout,
-    )
-    authenticator = PasswordAuthenticator(
-        target.username, target.password, cert_path=target.trust_store_path
-    )
-    return ClusterOptions(authenticator, timeout_options=timeouts)

@@ -6,7 +6,6 @@ import time
 from functools import partial
 from typing import Any
 
-from couchbase.cluster import Cluster
 from couchbase.exceptions import CouchbaseException
 
 from ormsession.errors import StoreError
@@ -18,17 +17,13 @@ from ormsession.repositories.couchbase.base import (
     GetMany,
     KvOp,
     Pause,
-    cluster_options,
     documents,
     sdk_call,
     sdk_miss,
     sdk_result,
     transcoder,
 )
-from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE
-from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION
 from ormsession.repositories.couchbase.errors import wrap_couchbase_error
-from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
 __all__ = ["CouchbaseRepository"]
 
@@ -36,10 +31,10 @@ __all__ = ["CouchbaseRepository"]
 class CouchbaseRepository(SessionRepository):
     """Sessions as documents of one Couchbase collection, expired by native TTLs.
 
-    Give it a ready ``Collection`` (the app's cluster is then never closed), or build one
-    with :meth:`connect`, which opens a ``Cluster`` it owns and closes on :meth:`close`.
-    Thread-safe: the SDK's collection is, and so is the repository's only state, its cache
-    of CAS hints (:mod:`~.cache`) and its memo of registered count buckets.
+    ``cluster`` is given only when this repository opened it (and closes it in
+    :meth:`close`); an app's own client is never closed. Thread-safe: the SDK's collection
+    is, and so is the repository's only state, its cache of CAS hints (:mod:`~.cache`) and
+    its memo of registered count buckets.
     """
 
     native_ttl = True
@@ -47,55 +42,23 @@ class CouchbaseRepository(SessionRepository):
     def __init__(
         self,
         collection: Any,
+        context: flows.Context,
         *,
-        key_prefix: str = "ormsession:",
-        count_resolution: int = DEFAULT_RESOLUTION,
-        cas_cache_size: int = DEFAULT_CACHE_SIZE,
-        description: str = "couchbase (application's collection)",
+        description: str,
         cluster: Any = None,
         secret: str | None = None,
     ) -> None:
         self.collection = collection
-        self.context = flows.Context(
-            key_prefix, count_resolution=count_resolution, cache_size=cas_cache_size
-        )
+        self.context = context
         self._description = description
-        self._cluster = cluster  # set only when this repository opened (and owns) it
+        self._cluster = cluster
         self._secret = secret
         self._closed = False
 
-    @classmethod
-    def connect(cls, target: CouchbaseTarget) -> CouchbaseRepository:
-        """Open the cluster ``target`` names, and check bucket, scope and collection with
-        one read, so a wrong name fails here and not on the first request."""
-        options = cluster_options(target)
-        try:
-            cluster = Cluster(target.connection_string, options)
-        except CouchbaseException as exc:
-            raise wrap_couchbase_error(
-                exc, where=target.display, operation="connect", secret=target.password
-            ) from exc
-        try:
-            try:
-                bucket = cluster.bucket(target.bucket)  # opens the bucket: may raise
-            except CouchbaseException as exc:
-                raise wrap_couchbase_error(
-                    exc, where=target.display, operation="connect", secret=target.password
-                ) from exc
-            repository = cls(
-                bucket.scope(target.scope).collection(target.collection),
-                key_prefix=target.key_prefix,
-                count_resolution=target.count_resolution,
-                cas_cache_size=target.cas_cache_size,
-                description=target.display,
-                cluster=cluster,
-                secret=target.password,
-            )
-            repository._perform("connect", Get(repository.context.layout.probe_key))
-        except BaseException:
-            cluster.close()
-            raise
-        return repository
+    def start(self) -> None:
+        """Check bucket, scope and collection with one read of a key never written, so a
+        wrong name fails at start-up rather than on the first request."""
+        self._perform("connect", Get(self.context.layout.probe_key))
 
     def __repr__(self) -> str:
         return f"<CouchbaseRepository {self._description} prefix={self.context.layout.prefix!r}>"
