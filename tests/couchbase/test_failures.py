@@ -152,7 +152,7 @@ def test_a_closed_repository_is_a_store_error(couchbase_server: CouchbaseTestSer
     repository.close()
     with pytest.raises(StoreError, match="closed"):
         repository.count(now_us())
-    with pytest.raises(StoreError, match="closed"):  # the direct read path checks too
+    with pytest.raises(StoreError, match="closed"):
         repository.read(storage_key(SessionIds().generate()), now_us())
 
 

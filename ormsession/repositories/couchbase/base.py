@@ -65,7 +65,6 @@ __all__ = [
     "Replace",
     "SdkOp",
     "decode_record",
-    "document",
     "documents",
     "encode_record",
     "sdk_call",
@@ -261,13 +260,13 @@ def sdk_call(collection: Any, op: SdkOp) -> Callable[[], Any]:
 def sdk_result(op: SdkOp, result: Any) -> Any:
     """What a flow receives for a successful SDK call."""
     if isinstance(op, Get):
-        return document(result)
+        return _document(result)
     if isinstance(op, Insert | Replace):
         return result.cas
     return True
 
 
-def document(result: Any) -> Doc:
+def _document(result: Any) -> Doc:
     """The :class:`Doc` in a successful ``get``'s result."""
     try:
         value = result.value  # decoded lazily, by the flags the document was stored with
@@ -303,5 +302,5 @@ def documents(outcomes: Iterable[tuple[str, Any]]) -> dict[str, Doc]:
             continue
         if isinstance(outcome, BaseException):
             raise outcome
-        found[key] = document(outcome)
+        found[key] = _document(outcome)
     return found
