@@ -17,7 +17,7 @@ from couchbase.exceptions import CouchbaseException
 from couchbase.options import ClusterOptions, ClusterTimeoutOptions
 from couchbase.scope import Scope
 
-from ormsession.errors import ConfigurationError
+from ormsession.errors import ConfigurationError, StoreError
 from ormsession.repositories.couchbase.errors import wrap_couchbase_error
 from ormsession.repositories.couchbase.urls import (
     DEFAULT_COLLECTION,
@@ -80,7 +80,7 @@ async def connect_async(target: CouchbaseTarget) -> tuple[Any, Any]:
     return cluster, bucket.scope(target.scope).collection(target.collection)
 
 
-def _wrap(exc: CouchbaseException, target: CouchbaseTarget) -> Exception:
+def _wrap(exc: CouchbaseException, target: CouchbaseTarget) -> StoreError:
     return wrap_couchbase_error(
         exc, where=target.display, operation="connect", secret=target.password
     )
