@@ -14,7 +14,7 @@ import ormsession
 from ormsession.errors import ConfigurationError, StoreError, StoreUnavailableError
 from ormsession.expiry import now_us
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.couchbase.factory import open_async_repository, open_repository
+from ormsession.repositories.couchbase.factory import open_store
 from ormsession.settings import load_config
 from tests.support.couchbase_fixtures import (
     COUCHBASE_PASSWORD,
@@ -120,7 +120,7 @@ def test_a_server_gone_after_connecting() -> None:
         users={COUCHBASE_USER: COUCHBASE_PASSWORD}, buckets={"sessions": []}
     ).start()
     url = couchbase_url(server, kv_timeout=1)
-    repository = open_repository(url, load_config(key_prefix=unique_prefix()))
+    repository = open_store(url, load_config(key_prefix=unique_prefix()), want_async=False)
     try:
         server.stop()
         started = time.monotonic()
@@ -135,8 +135,8 @@ def test_a_server_gone_after_connecting() -> None:
 
 
 def test_the_repository_repr_hides_the_password(couchbase_server: CouchbaseTestServer) -> None:
-    repository = open_repository(
-        couchbase_url(couchbase_server), load_config(key_prefix=unique_prefix())
+    repository = open_store(
+        couchbase_url(couchbase_server), load_config(key_prefix=unique_prefix()), want_async=False
     )
     try:
         assert COUCHBASE_PASSWORD not in repr(repository)
@@ -146,13 +146,13 @@ def test_the_repository_repr_hides_the_password(couchbase_server: CouchbaseTestS
 
 
 def test_a_closed_repository_is_a_store_error(couchbase_server: CouchbaseTestServer) -> None:
-    repository = open_repository(
-        couchbase_url(couchbase_server), load_config(key_prefix=unique_prefix())
+    repository = open_store(
+        couchbase_url(couchbase_server), load_config(key_prefix=unique_prefix()), want_async=False
     )
     repository.close()
     with pytest.raises(StoreError, match="closed"):
         repository.count(now_us())
-    with pytest.raises(StoreError, match="closed"):  # the direct read path checks too
+    with pytest.raises(StoreError, match="closed"):
         repository.read(storage_key(SessionIds().generate()), now_us())
 
 
@@ -160,9 +160,8 @@ def test_a_closed_async_repository_is_a_store_error(
     couchbase_server: CouchbaseTestServer,
 ) -> None:
     async def scenario() -> None:
-        repository = open_async_repository(
-            couchbase_url(couchbase_server), load_config(key_prefix=unique_prefix())
-        )
+        settings = load_config(key_prefix=unique_prefix())
+        repository = open_store(couchbase_url(couchbase_server), settings, want_async=True)
         key = storage_key(SessionIds().generate())
         assert await repository.read(key, now_us()) is None  # connected, then closed
         await repository.close()

@@ -5,7 +5,6 @@ counter operations around each write, and the pure parts (counters, record forma
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.expiry import US_PER_SECOND, now_us
+from ormsession.flows import run
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
@@ -29,7 +29,6 @@ from ormsession.repositories.couchbase.base import (
     Replace,
     decode_record,
     encode_record,
-    expiry_for,
 )
 from ormsession.repositories.couchbase.cache import Hint, HintCache
 from ormsession.repositories.couchbase.counters import (
@@ -39,6 +38,7 @@ from ormsession.repositories.couchbase.counters import (
     counter_value,
     decode_levels,
     encode_levels,
+    expiry_for,
     live_buckets,
     place,
     raise_horizon,
@@ -65,21 +65,21 @@ def context(*, registered: bool = True) -> flows.Context:
 
 def drive(flow: Flow[Any], script: list[Step]) -> tuple[Any, list[KvOp]]:
     """Run ``flow``, checking each op it yields against the script and answering it (an
-    exception in the script is thrown in, as the repositories do with SDK failures)."""
+    exception in the script is raised, as the repositories raise SDK failures)."""
     seen: list[KvOp] = []
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            op = flow.throw(error) if error else flow.send(reply)
-        except StopIteration as stop:
-            assert not script, f"flow ended before {len(script)} more steps"
-            return stop.value, seen
+
+    def perform(op: KvOp) -> Any:
         seen.append(op)
         assert script, f"unexpected op {op}"
         matches, answer = script.pop(0)
         assert matches(op), op
-        reply, error = (None, answer) if isinstance(answer, BaseException) else (answer, None)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    result = run(flow, perform)
+    assert not script, f"flow ended before {len(script)} more steps"
+    return result, seen
 
 
 def is_(kind: type, key: str | None = None, **fields: Any) -> Callable[[KvOp], bool]:
@@ -138,14 +138,6 @@ def test_a_read_returns_the_record_and_remembers_its_document() -> None:
     assert flows.record_read(ctx, OLD, doc(current, 10, bucket), now) == current
     # What the next update's guarded replace needs: the CAS, the header and the bucket.
     assert ctx.cache.get(OLD) == hint(current, 10, bucket)
-
-
-def test_a_read_of_format_1_is_remembered_as_uncounted() -> None:
-    now, ctx = mid_bucket_now(), context()
-    current = stored(now, version=3)
-    v1 = struct.pack(">4sQqq", b"orS1", 3, current.created_us, current.expires_us) + b"d"
-    assert flows.record_read(ctx, OLD, Doc(v1, 7), now) == current
-    assert ctx.cache.get(OLD) == hint(current, 7, UNCOUNTED)
 
 
 @pytest.mark.parametrize("why", ["missing", "expired", "foreign"])
@@ -355,7 +347,7 @@ def test_an_uncounted_session_is_counted_at_its_next_write() -> None:
     result, _ = drive(
         flows.touch(ctx, OLD, current.expires_us + SECOND, now),
         [
-            (is_(Get), doc(current, 10, UNCOUNTED)),  # e.g. format 1, or a failed count
+            (is_(Get), doc(current, 10, UNCOUNTED)),  # e.g. after a failed count
             (incr(bucket), True),
             (is_(Replace, cas=10), 11),  # nothing to decrement
         ],
@@ -665,17 +657,12 @@ def test_counters_outlive_their_bucket_by_the_grace() -> None:
 
 
 # -- record format, TTLs and the cache -----------------------------------------------------
-def test_records_round_trip_with_their_bucket_and_format_1_still_reads() -> None:
+def test_records_round_trip_with_their_bucket() -> None:
     now = now_us()
     record, bucket = stored(now, data=b"\x00payload"), Bucket(11, 1_767_225_600)
     raw = encode_record(record, bucket)
     assert raw[:4] == b"orS2" and raw[37:] == b"\x00payload"
     assert decode_record(raw) == (record, bucket)
-    v1 = struct.pack(">4sQqq", b"orS1", 3, record.created_us, record.expires_us) + b"old"
-    assert decode_record(v1) == (
-        StoredSession(b"old", 3, record.created_us, record.expires_us),
-        UNCOUNTED,
-    )
     assert decode_record(b"orS9" + bytes(40)) is None
     assert decode_record(b"orS2short") is None
 

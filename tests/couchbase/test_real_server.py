@@ -31,10 +31,7 @@ if not REAL_URL:
 from ormsession.async_manager import AsyncSessionManager  # noqa: E402
 from ormsession.config import Config  # noqa: E402
 from ormsession.manager import SessionManager  # noqa: E402
-from ormsession.repositories.registry import (  # noqa: E402
-    open_async_repository,
-    open_repository,
-)
+from ormsession.repositories.registry import open_store  # noqa: E402
 from ormsession.settings import load_config  # noqa: E402
 from tests.contract.test_repository_contract import *  # noqa: E402, F403
 from tests.manager.test_bad_input import *  # noqa: E402, F403
@@ -47,15 +44,15 @@ from tests.support.stores import FakeClock, ManagerFacade, SyncFacade  # noqa: E
 def open_real_store(mode: str) -> Iterator[Any]:
     settings = load_config(key_prefix=unique_prefix())
     if mode == "sync":
-        repository = open_repository(REAL_URL, settings)
+        repository = open_store(REAL_URL, settings, want_async=False)
         try:
             yield repository
         finally:
             repository.close()
         return
     with asyncio.Runner() as runner:
-        twin = open_async_repository(REAL_URL, settings)
-        runner.run(twin.start())  # type: ignore[attr-defined]
+        twin = open_store(REAL_URL, settings, want_async=True)
+        runner.run(twin.start())
         try:
             yield SyncFacade(twin, runner)
         finally:

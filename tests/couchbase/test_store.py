@@ -24,7 +24,7 @@ from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.manager import SessionManager
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.couchbase.factory import open_repository
+from ormsession.repositories.couchbase.factory import open_store
 from ormsession.repositories.couchbase.repository import CouchbaseRepository
 from ormsession.settings import load_config
 from tests.manager.test_lifecycle import cookie_id
@@ -48,7 +48,8 @@ def prefix() -> str:
 
 @pytest.fixture
 def repository(couchbase_server: CouchbaseTestServer, prefix: str) -> Iterator[CouchbaseRepository]:
-    repository = open_repository(couchbase_url(couchbase_server), load_config(key_prefix=prefix))
+    settings = load_config(key_prefix=prefix)
+    repository = open_store(couchbase_url(couchbase_server), settings, want_async=False)
     yield repository
     repository.close()
 
@@ -307,8 +308,8 @@ def test_a_stale_hint_still_gives_the_contract_answer(
     """Two repositories (two app processes) on one prefix: each one's hints go stale
     whenever the other writes, and every answer must still be the contract's."""
     settings = load_config(key_prefix=prefix)
-    mine = open_repository(couchbase_url(couchbase_server), settings)
-    theirs = open_repository(couchbase_url(couchbase_server), settings)
+    mine = open_store(couchbase_url(couchbase_server), settings, want_async=False)
+    theirs = open_store(couchbase_url(couchbase_server), settings, want_async=False)
     try:
         now, key = now_us(), new_key()
         hour = now + HOUR
@@ -564,15 +565,12 @@ def test_sync_and_async_twins_share_one_layout(
 ) -> None:
     import asyncio
 
-    from ormsession.repositories.couchbase.factory import open_async_repository
-
     now, key = now_us(), new_key()
     assert repository.create(key, record(now, HOUR, b"from sync"), now)
 
     async def from_async() -> tuple[StoredSession | None, int]:
-        twin = open_async_repository(
-            couchbase_url(couchbase_server), load_config(key_prefix=prefix)
-        )
+        settings = load_config(key_prefix=prefix)
+        twin = open_store(couchbase_url(couchbase_server), settings, want_async=True)
         try:
             return await twin.read(key, now), await twin.count(now)
         finally:

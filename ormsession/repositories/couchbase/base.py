@@ -4,16 +4,13 @@ record encoding, the KV operations their flows yield, and how each becomes an SD
 Record layout (one binary document per session, stored with ``RawBinaryTranscoder``)::
 
     offset  size  field
-    0       4     magic b"orS2" (format 2 of ormsession's session record)
+    0       4     magic b"orS2" (an ormsession session record)
     4       8     version, unsigned big-endian (the compare-and-set counter)
     12      8     created_at, signed big-endian microseconds since the Unix epoch (UTC)
     20      8     expires_at, same encoding
     28      1     count level: the session is counted in a bucket 2**level seconds wide
     29      8     count bucket end, signed big-endian Unix seconds (0: not counted)
     37      ...   data: the serialized session, byte for byte
-
-Format 1 (magic b"orS1", no count fields, data at offset 28) is still read: such a session
-counts as "not counted" until its next write counts it.
 
 Why binary and not JSON: session data is already bytes (JSON or msgpack from the
 serializer); base64 inside a JSON document would cost a third more space and an encode and
@@ -26,12 +23,12 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
-from couchbase.auth import PasswordAuthenticator
 from couchbase.exceptions import (
     CasMismatchException,
     DocumentExistsException,
@@ -39,11 +36,8 @@ from couchbase.exceptions import (
     ValueFormatException,
 )
 from couchbase.options import (
-    ClusterOptions,
-    ClusterTimeoutOptions,
     DecrementOptions,
     DeltaValue,
-    GetMultiOptions,
     GetOptions,
     IncrementOptions,
     RemoveOptions,
@@ -53,13 +47,11 @@ from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.couchbase.counters import UNCOUNTED, Bucket, expiry_for
-from ormsession.repositories.couchbase.urls import CouchbaseTarget
+from ormsession.repositories.couchbase.counters import Bucket
 
 __all__ = [
     "HEADER",
     "MAGIC",
-    "READ_OPTIONS",
     "Count",
     "Doc",
     "Flow",
@@ -72,26 +64,20 @@ __all__ = [
     "Remove",
     "Replace",
     "SdkOp",
-    "cluster_options",
     "decode_record",
-    "document",
+    "documents",
     "encode_record",
-    "expiry_for",
-    "get_many_options",
-    "get_many_result",
     "sdk_call",
     "sdk_miss",
     "sdk_result",
-    "sdk_target",
+    "transcoder",
 ]
 
 T = TypeVar("T")
 
 MAGIC = b"orS2"
-MAGIC_V1 = b"orS1"
 #: The current format's header: magic, version, created µs, expires µs, count level, end.
 HEADER = struct.Struct(">4sQqqBq")
-_HEADER_V1 = struct.Struct(">4sQqq")
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 # Couchbase document ids are at most 250 bytes: 100 for the prefix leaves room for the
 # 64-character key and for the counters' names.
@@ -141,17 +127,10 @@ def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
 def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
     """The record in ``raw`` and the bucket it is counted in; None for a document that is
     not one of ours (another format, or one written by something else under our prefix)."""
-    if raw is None or len(raw) < _HEADER_V1.size:
+    if raw is None or len(raw) < HEADER.size or not raw.startswith(MAGIC):
         return None
-    if raw.startswith(MAGIC) and len(raw) >= HEADER.size:
-        _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
-        bucket, data = Bucket(level, end), raw[HEADER.size :]
-    elif raw.startswith(MAGIC_V1):
-        _magic, version, created, expires = _HEADER_V1.unpack_from(raw)
-        bucket, data = UNCOUNTED, raw[_HEADER_V1.size :]
-    else:
-        return None
-    return StoredSession(data, version, created, expires), bucket
+    _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
+    return StoredSession(raw[HEADER.size :], version, created, expires), Bucket(level, end)
 
 
 # -- the KV operations flows yield ---------------------------------------------------------
@@ -235,58 +214,59 @@ SdkOp = Get | Insert | Replace | Remove | Count
 Flow = Generator[KvOp, Any, T]
 
 
-def _transcoder(json: bool) -> Any:
+def transcoder(json: bool) -> Any:
+    """How a document's bytes are flagged: binary for sessions, JSON for count documents."""
     return _JSON if json else _BINARY
 
 
-# Built once: the SDK copies an options object before using it (a per-call GetOptions would
-# cost microseconds on every read). Writes pass their per-call options as keyword arguments,
-# which the SDK accepts in their place, for the same reason.
+# Built once: the SDK copies an options object before using it, and every request reads.
 _GET_OPTIONS = {False: GetOptions(transcoder=_BINARY), True: GetOptions(transcoder=_JSON)}
-_NO_KWARGS: dict[str, Any] = {}
 
 
-def sdk_call(op: SdkOp) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """The collection method, positional and keyword arguments for ``op`` (counters: see
-    :func:`sdk_target`)."""
+def sdk_call(collection: Any, op: SdkOp) -> Callable[[], Any]:
+    """``op`` as a call of ``collection``'s SDK method, not made yet: the sync repository
+    calls it for the result, the async one awaits what calling it returns."""
     if isinstance(op, Get):
-        return "get", (op.key, _GET_OPTIONS[op.json]), _NO_KWARGS
+        return partial(collection.get, op.key, _GET_OPTIONS[op.json])
     if isinstance(op, Replace):
         # Replace drops a document's expiry unless given one: always pass it.
-        options = {"cas": op.cas, "expiry": op.expiry, "transcoder": _transcoder(op.json)}
-        return "replace", (op.key, op.value), options
+        return partial(
+            collection.replace,
+            op.key,
+            op.value,
+            cas=op.cas,
+            expiry=op.expiry,
+            transcoder=transcoder(op.json),
+        )
     if isinstance(op, Insert):
-        options = {"expiry": op.expiry, "transcoder": _transcoder(op.json)}
-        return "insert", (op.key, op.value), options
+        return partial(
+            collection.insert, op.key, op.value, expiry=op.expiry, transcoder=transcoder(op.json)
+        )
     if isinstance(op, Count):
         if op.delta > 0:
             # Created at 1 (the initial value, the delta is not added) with its TTL.
             increment = IncrementOptions(
                 delta=DeltaValue(op.delta), initial=SignedInt64(1), expiry=op.expiry
             )
-            return "increment", (op.key, increment), _NO_KWARGS
+            return partial(collection.binary().increment, op.key, increment)
         # A negative initial value: never create the counter.
         decrement = DecrementOptions(delta=DeltaValue(-op.delta), initial=SignedInt64(-1))
-        return "decrement", (op.key, decrement), _NO_KWARGS
-    args = (op.key, RemoveOptions(cas=op.cas)) if op.cas else (op.key,)
-    return "remove", args, _NO_KWARGS
-
-
-def sdk_target(collection: Any, op: SdkOp) -> Any:
-    """What ``op``'s SDK method is called on: counters live on ``collection.binary()``."""
-    return collection.binary() if isinstance(op, Count) else collection
+        return partial(collection.binary().decrement, op.key, decrement)
+    if op.cas:
+        return partial(collection.remove, op.key, RemoveOptions(cas=op.cas))
+    return partial(collection.remove, op.key)
 
 
 def sdk_result(op: SdkOp, result: Any) -> Any:
     """What a flow receives for a successful SDK call."""
     if isinstance(op, Get):
-        return document(result)
+        return _document(result)
     if isinstance(op, Insert | Replace):
         return result.cas
     return True
 
 
-def document(result: Any) -> Doc:
+def _document(result: Any) -> Doc:
     """The :class:`Doc` in a successful ``get``'s result."""
     try:
         value = result.value  # decoded lazily, by the flags the document was stored with
@@ -295,64 +275,32 @@ def document(result: Any) -> Doc:
     return Doc(value, result.cas)
 
 
-#: The options of a session document's ``get`` (the repositories' direct read).
-READ_OPTIONS = _GET_OPTIONS[False]
-
-#: The SDK exceptions that are an ordinary answer of each operation, not a failure.
-_MISSES: dict[type, tuple[type[Exception], ...]] = {
-    Get: (DocumentNotFoundException,),
-    Insert: (DocumentExistsException,),
-    Replace: (CasMismatchException, DocumentNotFoundException, DocumentExistsException),
-    Remove: (CasMismatchException, DocumentNotFoundException, DocumentExistsException),
-    Count: (DocumentNotFoundException,),
-}
-_MISS_RESULT: dict[type, Any] = {
-    Get: None,
-    Insert: None,
-    Replace: None,
-    Remove: False,
-    Count: False,
+#: The SDK exceptions that are an ordinary answer to an operation, not a failure, and
+#: that answer.
+_MISSES: dict[type, tuple[tuple[type[Exception], ...], Any]] = {
+    Get: ((DocumentNotFoundException,), None),
+    Insert: ((DocumentExistsException,), None),
+    Replace: ((CasMismatchException, DocumentNotFoundException, DocumentExistsException), None),
+    Remove: ((CasMismatchException, DocumentNotFoundException, DocumentExistsException), False),
+    Count: ((DocumentNotFoundException,), False),
 }
 
 
-def sdk_miss(op: SdkOp, exc: Exception) -> tuple[bool, Any]:
-    """``(True, result)`` when ``exc`` is an expected answer to ``op`` (a missing document,
+def sdk_miss(op: KvOp, exc: Exception) -> tuple[bool, Any]:
+    """``(True, answer)`` when ``exc`` is an expected answer to ``op`` (a missing document,
     a taken key, a changed CAS); ``(False, None)`` for a real failure."""
-    if isinstance(exc, _MISSES[type(op)]):
-        return True, _MISS_RESULT[type(op)]
-    return False, None
+    misses, answer = _MISSES.get(type(op), ((), None))
+    return (True, answer) if isinstance(exc, misses) else (False, None)
 
 
-def get_many_options(op: GetMany) -> Any:
-    return GetMultiOptions(transcoder=_transcoder(op.json))
-
-
-def get_many_result(
-    op: GetMany, results: Mapping[str, Any], failures: Mapping[str, Exception]
-) -> dict[str, Doc]:
-    """``{key: Doc}`` of a batched read; a missing document is simply absent, any other
-    failure is raised (the first one)."""
-    for key, exc in failures.items():
-        missing, _ = sdk_miss(Get(key, op.json), exc)
-        if not missing:
-            raise exc
-    return {key: sdk_result(Get(key, op.json), result) for key, result in results.items()}
-
-
-def cluster_options(target: CouchbaseTarget) -> Any:
-    """``ClusterOptions`` for a cluster ormsession opens itself.
-
-    ``bootstrap_timeout`` bounds connecting *and* authenticating, so a wrong host, port or
-    password fails within ``connect_timeout`` rather than the SDK's default 10 seconds.
-    """
-    if target.username is None or target.password is None:
-        raise ConfigurationError(f"Couchbase needs a username and password ({target.display})")
-    timeouts = ClusterTimeoutOptions(
-        kv_timeout=target.kv_timeout,
-        connect_timeout=target.connect_timeout,
-        bootstrap_timeout=target.connect_timeout,
-    )
-    authenticator = PasswordAuthenticator(
-        target.username, target.password, cert_path=target.trust_store_path
-    )
-    return ClusterOptions(authenticator, timeout_options=timeouts)
+def documents(outcomes: Iterable[tuple[str, Any]]) -> dict[str, Doc]:
+    """``{key: Doc}`` of a batched read, from each key's SDK result or exception: a missing
+    document is simply absent, any other failure is raised (the first one)."""
+    found: dict[str, Doc] = {}
+    for key, outcome in outcomes:
+        if isinstance(outcome, DocumentNotFoundException):
+            continue
+        if isinstance(outcome, BaseException):
+            raise outcome
+        found[key] = _document(outcome)
+    return found

@@ -1,10 +1,12 @@
-"""Every repository method as a sans-I/O flow: a generator that yields KV operations
-(:mod:`~ormsession.repositories.couchbase.base`) and receives their results.
+"""The Couchbase operations that take several round trips, as sans-I/O flows: generators
+that yield KV operations (:mod:`~ormsession.repositories.couchbase.base`) and receive their
+results.
 
-The sync repository answers them with the ``couchbase`` SDK, the async one with
-``acouchbase``; each CAS loop, each failure case and the counting are written once, here.
-An SDK failure arrives as a :class:`~ormsession.errors.StoreError` thrown in at the
-``yield``; only the counting catches it (see :func:`_increment`).
+Both repositories drive them with :func:`ormsession.flows.run` (answering each operation
+with the ``couchbase`` SDK) or :func:`~ormsession.flows.arun` (with ``acouchbase``); each
+CAS loop, each failure case and the counting are written once, here. An SDK failure
+arrives as a :class:`~ormsession.errors.StoreError` thrown in at the ``yield``; only the
+counting catches it (see :func:`_increment`).
 
 Compare-and-set: every read hands back the document's CAS, and every change is a
 ``replace`` guarded by it, so a write in between makes ours fail instead of overwriting it.
@@ -33,8 +35,6 @@ from ormsession.errors import ConfigurationError, StoreError
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.buckets import checked_resolution
 from ormsession.repositories.couchbase.base import (
-    HEADER,
-    MAGIC,
     Count,
     Doc,
     Flow,
@@ -47,7 +47,6 @@ from ormsession.repositories.couchbase.base import (
     Replace,
     decode_record,
     encode_record,
-    expiry_for,
 )
 from ormsession.repositories.couchbase.cache import (
     DEFAULT_CACHE_SIZE,
@@ -63,6 +62,7 @@ from ormsession.repositories.couchbase.counters import (
     counter_value,
     decode_levels,
     encode_levels,
+    expiry_for,
     levels_expiry,
     live_buckets,
     place,
@@ -75,7 +75,6 @@ __all__ = [
     "count",
     "create",
     "delete",
-    "probe",
     "record_read",
     "rename",
     "touch",
@@ -129,30 +128,15 @@ class _Found(NamedTuple):
     cas: int
 
 
-def probe(ctx: Context) -> Flow[None]:
-    """Read a key that never exists: fails fast on a wrong bucket, scope or collection."""
-    yield Get(ctx.layout.probe_key)
-
-
 def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredSession | None:
-    """The live record in what a read's ``get`` of ``key`` returned (its CAS remembered),
-    or None. (The repositories run that ``get`` themselves: it is every request's.)"""
-    if doc is None:
+    """The live record in what a read's ``get`` of ``key`` returned, or None; its CAS is
+    remembered for the update that usually follows. (A read is one ``get``, which the
+    repositories make themselves.)"""
+    found = _live(doc, now_us)
+    if found is None:
         return None
-    raw = doc.value
-    if raw is None or len(raw) < HEADER.size or not raw.startswith(MAGIC):
-        found = _live(doc, now_us)  # format 1 or not ours: the general path
-        if found is None:
-            return None
-        _remember(ctx, key, found.cas, found.record, found.bucket)
-        return found.record
-    # The current format, decoded here in one go (what decode_record, _live and _remember
-    # do, without their calls and intermediate tuples): every request's read.
-    _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
-    if expires <= now_us:
-        return None
-    ctx.cache.put(key, Hint(doc.cas, version, created, expires, Bucket(level, end)))
-    return StoredSession(raw[HEADER.size :], version, created, expires)
+    _remember(ctx, key, found.cas, found.record, found.bucket)
+    return found.record
 
 
 def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
