@@ -9,6 +9,9 @@ gc test skipped with the reason.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 RACY = """
@@ -149,3 +152,13 @@ def test_a_native_ttl_store_skips_only_the_gc_test_with_the_reason(
     assert outcomes["skipped"] == 2
     assert "failed" not in outcomes
     result.stdout.fnmatch_lines(["SKIPPED [[]2[]] *the store expires records itself*"])
+
+
+def test_import_ormsession_imports_neither_the_suite_nor_pytest() -> None:
+    # The suite is an optional extra ('ormsession[testing]'): applications never load it.
+    code = (
+        "import sys, ormsession; "
+        "print('ormsession.testing' in sys.modules, 'pytest' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
