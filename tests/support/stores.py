@@ -91,8 +91,10 @@ def store_params(names: list[str] | None = None, modes: tuple[str, ...] = MODES)
 
 
 class SyncFacade:
-    """Drives an async repository from sync test code on one event loop, so each behaviour
-    of the contract is written once and run against both twins."""
+    """Drives an async repository from sync test code on one event loop, so a suite's tests
+    are written once and run against both twins (the contract suite's own view is
+    :class:`ormsession.testing.BlockingRepository`; this one also passes through a store's
+    extra methods, which the store suites call)."""
 
     def __init__(self, repository: AsyncSessionRepository, runner: asyncio.Runner) -> None:
         self.inner = repository
