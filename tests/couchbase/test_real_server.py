@@ -2,7 +2,7 @@
 
 Set ``ORMSESSION_COUCHBASE_URL`` (e.g. ``couchbase://user:password@cb.example/scratch``;
 any option of the store's URL works, such as ``?scope=...&collection=...``) to run every
-test of ``tests/contract/test_repository_contract.py``, ``tests/manager/test_lifecycle.py``
+test of the shipped contract suite (:mod:`ormsession.testing`), ``tests/manager/test_lifecycle.py``
 and ``tests/manager/test_bad_input.py`` against it, sync and async, each test under its
 own key prefix. Without it this module is skipped: no Couchbase Server can run on the
 project's CI machines, so the skip is expected there (it is not a backend that
@@ -31,9 +31,10 @@ if not REAL_URL:
 from ormsession.async_manager import AsyncSessionManager  # noqa: E402
 from ormsession.config import Config  # noqa: E402
 from ormsession.manager import SessionManager  # noqa: E402
+from ormsession.repositories.base import AsyncSessionRepository, SessionRepository  # noqa: E402
 from ormsession.repositories.registry import open_store  # noqa: E402
 from ormsession.settings import load_config  # noqa: E402
-from tests.contract.test_repository_contract import *  # noqa: E402, F403
+from ormsession.testing import AsyncRepositoryContract, RepositoryContract  # noqa: E402
 from tests.manager.test_bad_input import *  # noqa: E402, F403
 from tests.manager.test_lifecycle import *  # noqa: E402, F403
 from tests.support.couchbase_fixtures import unique_prefix  # noqa: E402
@@ -59,10 +60,23 @@ def open_real_store(mode: str) -> Iterator[Any]:
             runner.run(twin.close())
 
 
-@pytest.fixture(params=["sync", "async"])
-def repository(request: pytest.FixtureRequest) -> Iterator[Any]:
-    with open_real_store(request.param) as repository:
-        yield repository
+class TestRealServer(RepositoryContract):
+    @pytest.fixture
+    def repository(self) -> Iterator[SessionRepository]:
+        repository = open_store(REAL_URL, load_config(key_prefix=unique_prefix()), want_async=False)
+        try:
+            yield repository
+        finally:
+            repository.close()
+
+
+class TestRealServerAsync(AsyncRepositoryContract):
+    @pytest.fixture
+    def async_repository(self) -> AsyncSessionRepository:
+        store: AsyncSessionRepository = open_store(
+            REAL_URL, load_config(key_prefix=unique_prefix()), want_async=True
+        )
+        return store
 
 
 @pytest.fixture

@@ -12,26 +12,36 @@ from collections.abc import Iterator
 
 import pytest
 
-from ormsession.repositories.base import SessionRepository
+from ormsession.repositories.base import AsyncSessionRepository, SessionRepository
 from ormsession.repositories.sql import async_repository as async_sql
 from ormsession.repositories.sql import repository as sync_sql
-from tests.contract.test_repository_contract import *  # noqa: F403 -- the same behaviours
+from ormsession.testing import AsyncRepositoryContract, RepositoryContract
 from tests.support.sql_fixtures import SQL_BACKENDS
-from tests.support.stores import MODES, open_store
+from tests.support.stores import open_async_repository, open_store
 
 
-@pytest.fixture(
-    params=[(backend, mode) for backend in SQL_BACKENDS for mode in MODES],
-    ids=lambda param: f"{param[0]}-{param[1]}-sqlalchemy",
-)
-def repository(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SessionRepository]:
+def force_the_sqlalchemy_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sync_sql, "DBAPI_DRIVERS", frozenset())
     monkeypatch.setattr(async_sql, "driver_for", lambda _name: None)
-    name, mode = request.param
-    with open_store(request, name, mode) as store:
-        inner = getattr(store, "inner", store)
-        assert getattr(inner, "_raw", False) is False
-        assert getattr(inner, "_driver", None) is None
-        yield store
+
+
+class TestSyncSQLAlchemyPath(RepositoryContract):
+    @pytest.fixture(params=SQL_BACKENDS, ids=lambda backend: f"{backend}-sync-sqlalchemy")
+    def repository(
+        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[SessionRepository]:
+        force_the_sqlalchemy_path(monkeypatch)
+        with open_store(request, request.param, "sync") as store:
+            assert getattr(store, "_raw", False) is False
+            yield store
+
+
+class TestAsyncSQLAlchemyPath(AsyncRepositoryContract):
+    @pytest.fixture(params=SQL_BACKENDS, ids=lambda backend: f"{backend}-async-sqlalchemy")
+    def async_repository(
+        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ) -> AsyncSessionRepository:
+        force_the_sqlalchemy_path(monkeypatch)
+        store = open_async_repository(request, request.param)
+        assert getattr(store, "_driver", None) is None
+        return store

@@ -80,18 +80,21 @@ STORE_TARGETS: dict[str, Callable[[pytest.FixtureRequest], StoreTarget]] = {
 MODES = ("sync", "async")
 
 
-def store_params(names: list[str] | None = None) -> list[Any]:
-    """pytest params ``<store>-<mode>`` for every store (or the ones named)."""
+def store_params(names: list[str] | None = None, modes: tuple[str, ...] = MODES) -> list[Any]:
+    """pytest params ``<store>-<mode>`` for every store (or the ones named), in every mode
+    (or the ones named)."""
     return [
         pytest.param((name, mode), id=f"{name}-{mode}")
         for name in (names or list(STORE_TARGETS))
-        for mode in MODES
+        for mode in modes
     ]
 
 
 class SyncFacade:
-    """Drives an async repository from sync test code on one event loop, so each behaviour
-    of the contract is written once and run against both twins."""
+    """Drives an async repository from sync test code on one event loop, so a suite's tests
+    are written once and run against both twins (the contract suite's own view is
+    :class:`ormsession.testing.BlockingRepository`; this one also passes through a store's
+    extra methods, which the store suites call)."""
 
     def __init__(self, repository: AsyncSessionRepository, runner: asyncio.Runner) -> None:
         self.inner = repository
@@ -107,14 +110,27 @@ class SyncFacade:
         return call
 
 
+def open_async_repository(
+    request: pytest.FixtureRequest, name: str, **options: Any
+) -> AsyncSessionRepository:
+    """The async repository of store ``name``, *not started*: whoever runs it awaits
+    ``start()`` and ``close()`` on its own loop (``AsyncRepositoryContract`` does)."""
+    target = STORE_TARGETS[name](request)
+    config = load_config(**(target.options | options))
+    repository: AsyncSessionRepository = open_registered_store(
+        target.async_url, config, want_async=True
+    )
+    return repository
+
+
 @contextmanager
 def open_store(
     request: pytest.FixtureRequest, name: str, mode: str, **options: Any
 ) -> Iterator[SessionRepository]:
     """A repository for store ``name`` in ``mode`` (async ones behind a :class:`SyncFacade`)."""
-    target = STORE_TARGETS[name](request)
-    config = load_config(**(target.options | options))
     if mode == "sync":
+        target = STORE_TARGETS[name](request)
+        config = load_config(**(target.options | options))
         repository = open_registered_store(target.url, config, want_async=False)
         try:
             yield repository
@@ -122,7 +138,7 @@ def open_store(
             repository.close()
         return
     with asyncio.Runner() as runner:
-        async_repository = open_registered_store(target.async_url, config, want_async=True)
+        async_repository = open_async_repository(request, name, **options)
         runner.run(async_repository.start())
         facade = SyncFacade(async_repository, runner)
         try:
