@@ -74,17 +74,6 @@ class AsyncSessionManager(ManagerBase):
         flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
         return await arun(flow, self._perform)
 
-    def with_session_class(self, session_class: type[RequestSession]) -> AsyncSessionManager:
-        """A manager on the same repository and configuration whose sessions are
-        ``session_class`` (it never closes the repository: this one does)."""
-        return AsyncSessionManager(
-            self.repository,
-            self.config,
-            clock=self.policy.clock,
-            session_class=session_class,
-            owns_repository=False,
-        )
-
     async def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""
         if self._owns_repository:

@@ -31,14 +31,24 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def parse_duration(text: str) -> timedelta | str:
     """``"3600"``, ``"90s"``, ``"30m"``, ``"12h"``, ``"14d"`` or ``"2w"`` as a timedelta
-    (anything else is left for pydantic's own ISO 8601 / HH:MM:SS parsing)."""
-    text = text.strip().lower()
-    unit = _UNITS.get(text[-1:]) if text else None
-    number = text[:-1] if unit else text
+    (anything else is left, as written, for pydantic's own ISO 8601 / HH:MM:SS parsing)."""
+    text = text.strip()
+    lowered = text.lower()
+    unit = _UNITS.get(lowered[-1:]) if lowered else None
+    number = lowered[:-1] if unit else lowered
     try:
         return timedelta(seconds=float(number) * (unit or 1))
-    except ValueError:
+    except (ValueError, OverflowError):
         return text
+
+
+def _is_zero(value: Any) -> bool:
+    """beego (and many env files) write 0 for "not set"."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("0", "", "none")
+    return (type(value) in (int, float) and value == 0) or (
+        isinstance(value, timedelta) and not value
+    )
 
 
 class Config(BaseModel):
@@ -84,7 +94,7 @@ class Config(BaseModel):
     serializer: Literal["json", "msgpack"] | Serializer = Field(
         "json", description="'json', 'msgpack', or a Serializer object (not from settings)."
     )
-    id_prefix: str = ""
+    id_prefix: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,32}$")
     id_bytes: int = Field(32, ge=32, le=128)
     on_store_error: Literal["raise", "fresh"] = "raise"
     max_attempts: int = Field(10, ge=1, le=100)
@@ -127,17 +137,24 @@ class Config(BaseModel):
             absolute_timeout=self.absolute_timeout,
             refresh_ratio=self.refresh_ratio,
         )
+        self.make_serializer()  # a missing driver (msgpack) fails here, before any I/O
 
-    @field_validator("absolute_timeout", "cookie_lifetime", "gc_batch_seconds", mode="before")
+    @field_validator("absolute_timeout", "cookie_lifetime", mode="before")
     @classmethod
-    def _zero_means_none(cls, value: Any) -> Any:
-        # beego (and many env files) use 0 for "not set".
-        return None if value in (0, "0", "", "none", "None") else value
+    def _optional_duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _is_zero(value):
+            value = parse_duration(value)
+        return None if _is_zero(value) else value
 
-    @field_validator("idle_timeout", "absolute_timeout", "cookie_lifetime", mode="before")
+    @field_validator("idle_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("gc_batch_seconds", mode="before")
+    @classmethod
+    def _zero_means_none(cls, value: Any) -> Any:
+        return None if _is_zero(value) else value
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

@@ -55,7 +55,11 @@ def configure(
     """
     resolved = load_config(config, **_with_url(url, options))
     repository = _repository(resolved, engine, client, want_async=False)
-    return SessionManager(repository, resolved, clock=clock, session_class=session_class)
+    try:
+        return SessionManager(repository, resolved, clock=clock, session_class=session_class)
+    except BaseException:
+        repository.close()
+        raise
 
 
 async def configure_async(
@@ -80,10 +84,10 @@ async def configure_async(
     repository = _repository(resolved, engine, client, want_async=True)
     try:
         await repository.start()
+        return AsyncSessionManager(repository, resolved, clock=clock, session_class=session_class)
     except BaseException:
         await repository.close()
         raise
-    return AsyncSessionManager(repository, resolved, clock=clock, session_class=session_class)
 
 
 def _with_url(url: str | None, options: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
@@ -30,6 +31,7 @@ class ManagerBase:
     ) -> None:
         self.config = config if config is not None else Config()
         self.policy = SessionPolicy(self.config, clock=clock, session_class=session_class)
+        self._owns_repository = True
 
     @property
     def cookie(self) -> CookieOptions:
@@ -46,6 +48,16 @@ class ManagerBase:
     def session_id_from_cookie_header(self, header: str | None) -> str | None:
         """The session id in a raw ``Cookie`` request header, if the cookie is there."""
         return parse_cookie_header(header).get(self.cookie.cookie_name)
+
+    def with_session_class(self, session_class: type[RequestSession]) -> Self:
+        """This manager (a copy: its class, repository and configuration) opening
+        ``session_class`` sessions. The copy never closes the repository: this one does."""
+        derived = copy.copy(self)
+        derived.policy = SessionPolicy(
+            self.config, clock=self.policy.clock, session_class=session_class
+        )
+        derived._owns_repository = False
+        return derived
 
 
 class SessionManager(ManagerBase):
@@ -111,17 +123,6 @@ class SessionManager(ManagerBase):
         """
         flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
         return run(flow, self._perform)
-
-    def with_session_class(self, session_class: type[RequestSession]) -> SessionManager:
-        """A manager on the same repository and configuration whose sessions are
-        ``session_class`` (it never closes the repository: this one does)."""
-        return SessionManager(
-            self.repository,
-            self.config,
-            clock=self.policy.clock,
-            session_class=session_class,
-            owns_repository=False,
-        )
 
     def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed)."""

@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ormsession.config import Config
 from ormsession.errors import (
@@ -46,8 +45,7 @@ StoreMethod = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StoreCall:
+class StoreCall(NamedTuple):
     """One repository call a flow needs: ``getattr(repository, method)(*args)``."""
 
     method: StoreMethod

@@ -61,6 +61,9 @@ class RequestOptions:
     trust_forwarded_proto: bool = False
     #: The (lowercase) request headers a request's session depends on.
     wanted_headers: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    #: The ``Vary`` value of a response that depends on the session: with an id header, the
+    #: same URL answers differently per header value too.
+    vary: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.id_header is not None and (
@@ -75,6 +78,9 @@ class RequestOptions:
         if self.id_header:
             names.add(self.id_header.lower().encode("latin-1"))
         object.__setattr__(self, "wanted_headers", frozenset(names))
+        object.__setattr__(
+            self, "vary", f"Cookie, {self.id_header}" if self.id_header else "Cookie"
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> RequestOptions:
@@ -115,8 +121,10 @@ def merge_vary(existing: str | None, names: list[str]) -> str:
 class SessionRequest:
     """What one request says about its session: the id, where it came from, and https.
 
-    Built from framework-neutral pieces (a header lookup, the query string, the scheme);
-    ``headers_for`` then turns the manager's answer into the response headers to add.
+    Built from framework-neutral pieces (the ``Cookie`` header, a lookup of the other
+    headers, the query string, the scheme); ``headers_for`` then turns the manager's answer
+    into the response headers to add. Headers other than ``Cookie`` and the query string are
+    looked at only when an option asks for them.
     """
 
     __slots__ = ("https", "options", "session_id", "source")
@@ -126,36 +134,38 @@ class SessionRequest:
         options: RequestOptions,
         *,
         cookie_name: str,
+        cookie_header: str | None,
         header: Callable[[str], str | None],
-        query_string: str,
+        query_string: Callable[[], str],
         scheme: str,
     ) -> None:
         self.options = options
-        self.session_id, self.source = self._find_id(cookie_name, header, query_string)
-        self.https = is_https(
-            scheme,
-            header("x-forwarded-proto"),
-            trust_forwarded=options.trust_forwarded_proto,
+        self.session_id, self.source = self._find_id(
+            cookie_name, cookie_header, header, query_string
         )
+        forwarded = header("x-forwarded-proto") if options.trust_forwarded_proto else None
+        self.https = is_https(scheme, forwarded, trust_forwarded=options.trust_forwarded_proto)
 
     @classmethod
     def from_wsgi(
         cls, environ: Mapping[str, object], options: RequestOptions, cookie_name: str
     ) -> SessionRequest:
-        given_scheme = environ.get("wsgi.url_scheme")
-        scheme = given_scheme if isinstance(given_scheme, str) else "http"
-
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
             return value if isinstance(value, str) else None
 
-        query = environ.get("QUERY_STRING")
+        def query_string() -> str:
+            query = environ.get("QUERY_STRING")
+            return query if isinstance(query, str) else ""
+
+        scheme = environ.get("wsgi.url_scheme")
         return cls(
             options,
             cookie_name=cookie_name,
+            cookie_header=header("cookie"),
             header=header,
-            query_string=query if isinstance(query, str) else "",
-            scheme=scheme,
+            query_string=query_string,
+            scheme=scheme if isinstance(scheme, str) else "http",
         )
 
     @classmethod
@@ -173,30 +183,34 @@ class SessionRequest:
                 # HTTP/2 may split Cookie into several headers; others fold with commas.
                 value = headers[name] + ("; " if name == "cookie" else ", ") + value
             headers[name] = value
-        query = scope.get("query_string") or b""
         return cls(
             options,
             cookie_name=cookie_name,
+            cookie_header=headers.get("cookie"),
             header=lambda name: headers.get(name.lower()),
-            query_string=query.decode("latin-1"),
+            query_string=lambda: (scope.get("query_string") or b"").decode("latin-1"),
             scheme=str(scope.get("scheme") or "http"),
         )
 
     def _find_id(
-        self, cookie_name: str, header: Callable[[str], str | None], query_string: str
+        self,
+        cookie_name: str,
+        cookie_header: str | None,
+        header: Callable[[str], str | None],
+        query_string: Callable[[], str],
     ) -> tuple[str | None, IdSource | None]:
         # The first place that carries a value wins, even if that value then proves invalid:
         # falling through to a weaker source would let a header or URL override a cookie.
-        cookies = header("cookie")
-        from_cookie = cookie_value(cookies, cookie_name) if cookies else None
+        from_cookie = cookie_value(cookie_header, cookie_name) if cookie_header else None
         if from_cookie:
             return from_cookie, "cookie"
         if self.options.id_header:
             from_header = header(self.options.id_header)
             if from_header and from_header.strip():
                 return from_header.strip(), "header"
-        if self.options.id_query_param and query_string:
-            values = parse_qs(query_string).get(self.options.id_query_param)
+        if self.options.id_query_param:
+            query = query_string()
+            values = parse_qs(query).get(self.options.id_query_param) if query else None
             if values and values[0]:
                 return values[0], "query"
         return None, None
@@ -211,24 +225,18 @@ class SessionRequest:
         headers: list[tuple[str, str]] = []
         if set_cookie is not None:
             headers.append(("Set-Cookie", set_cookie))
-        id_header = self._id_header_value(session)
-        if id_header is not None:
-            headers.append(id_header)
-        vary = self.vary_names(session, set_cookie)
-        if vary:
-            headers.append(("Vary", ", ".join(vary)))
+        if self.options.id_header is not None:
+            id_header = self._id_header_value(session)
+            if id_header is not None:
+                headers.append(id_header)
+        if self.varies(session, set_cookie):
+            headers.append(("Vary", self.options.vary))
         return headers
 
     def varies(self, session: RequestSession, set_cookie: str | None) -> bool:
         """Whether the response depends on the session: it was read or written, destroyed,
         or a cookie is being set."""
         return session.accessed or session.destroyed or set_cookie is not None
-
-    def vary_names(self, session: RequestSession, set_cookie: str | None) -> list[str]:
-        if not self.varies(session, set_cookie):
-            return []
-        # With an id header enabled, the same URL answers differently per header value too.
-        return ["Cookie", self.options.id_header] if self.options.id_header else ["Cookie"]
 
     def _id_header_value(self, session: RequestSession) -> tuple[str, str] | None:
         """A header-only client cannot see Set-Cookie, so tell it its new id (after a

@@ -84,6 +84,10 @@ class OrmSessionInterface(SessionInterface):
     """Flask's hook: open the session from the request, save it into the response."""
 
     def __init__(self, manager: SessionManager, options: RequestOptions) -> None:
+        if not issubclass(manager.session_class, FlaskSession):
+            # Flask needs its session interface on every session: the same manager (a
+            # copy, so the app's own stays as it is) opening FlaskSessions.
+            manager = manager.with_session_class(FlaskSession)
         self.manager = manager
         self.options = options
 
@@ -93,7 +97,8 @@ class OrmSessionInterface(SessionInterface):
         )
         request.environ[_REQUEST_KEY] = session_request
         session = self.manager.open(session_request.session_id)
-        assert isinstance(session, FlaskSession)  # init_app made sure of the class
+        if not isinstance(session, FlaskSession):  # pragma: no cover - __init__ sees to it
+            raise TypeError(f"{type(self.manager).__name__} opened a {type(session).__name__}")
         session.ormsession_request = session_request  # for save_session, without a lookup
         return session
 
@@ -190,14 +195,10 @@ class OrmSession:
                 if f"ORMSESSION_{key.upper()}" in app.config
             }
             resolved = config_for(self._config, request_options | self._options, manager_given=True)
-            if not issubclass(manager.session_class, FlaskSession):
-                # Flask needs its session interface on every session: a manager on the same
-                # store and configuration that builds them (the app's own stays as it is).
-                manager = manager.with_session_class(FlaskSession)
         interface = OrmSessionInterface(manager, RequestOptions.from_config(resolved))
         app.session_interface = interface
         app.extensions[EXTENSION_KEY] = interface
-        self.manager = manager
+        self.manager = interface.manager
 
     def close(self) -> None:
         """Close the managers this extension built (never one that was passed in)."""

@@ -35,8 +35,9 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
     stores may still count one for a bucket width after it expired, see
     :mod:`ormsession.repositories.buckets`).
 ``delete_expired(now_us, limit)``
-    Delete up to ``limit`` expired records, return how many. The default returns 0, right
-    only for a store whose records expire by themselves (``native_ttl = True``).
+    Delete up to ``limit`` expired records, return how many. The default returns 0 for a
+    store whose records expire by themselves (``native_ttl = True``); any other store must
+    write it.
 ``close()``
     Release what the repository created (pools, clients). Never closes a client or engine the
     application handed in. The default does nothing.
@@ -97,7 +98,7 @@ class SessionRepository(ABC):
     def count(self, now_us: int) -> int: ...
 
     def delete_expired(self, now_us: int, limit: int) -> int:
-        return 0
+        return _nothing_expires(self)
 
     def close(self) -> None:
         return None
@@ -135,7 +136,16 @@ class AsyncSessionRepository(ABC):
     async def count(self, now_us: int) -> int: ...
 
     async def delete_expired(self, now_us: int, limit: int) -> int:
-        return 0
+        return _nothing_expires(self)
 
     async def close(self) -> None:
         return None
+
+
+def _nothing_expires(repository: SessionRepository | AsyncSessionRepository) -> int:
+    if not repository.native_ttl:
+        raise NotImplementedError(
+            f"{type(repository).__qualname__} keeps expired records (native_ttl is False): "
+            "it must implement delete_expired"
+        )
+    return 0

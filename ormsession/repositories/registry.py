@@ -126,7 +126,7 @@ def open_store(url: str, config: Config, *, want_async: bool) -> Any:
     """The repository for ``url``: a :class:`SessionRepository`, or with ``want_async``
     an :class:`AsyncSessionRepository`."""
     scheme = scheme_of(url)
-    store = _lookup(scheme) or _lookup(scheme.split("+", 1)[0])
+    store = _lookup(scheme)
     if store is None:
         raise ConfigurationError(
             f"no session store for the URL {redact_url(url)!r}: its scheme must be one of "
@@ -154,7 +154,15 @@ def store_for_client(client: Any, config: Config, *, want_async: bool) -> Any:
 
 
 def _lookup(scheme: str) -> _Store | None:
-    return _registered.get(scheme) or _BUILTIN.get(scheme) or _entry_point_stores().get(scheme)
+    """Registered stores, then built-in ones (each by the exact scheme, then by the part
+    before ``+``: ``postgresql+psycopg2`` is ``postgresql``), then installed packages'."""
+    base = scheme.split("+", 1)[0]
+    for table in (_registered, _BUILTIN):
+        store = table.get(scheme) or table.get(base)
+        if store is not None:
+            return store
+    installed = _entry_point_stores()
+    return installed.get(scheme) or installed.get(base)
 
 
 _entry_points: dict[str, _Store] | None = None
@@ -166,7 +174,9 @@ def _entry_point_stores() -> dict[str, _Store]:
     if _entry_points is None:
         found = entry_points(group=ENTRY_POINT_GROUP)
         _entry_points = {
-            point.name.lower(): _Store(point.value, point.dist.name if point.dist else None)
+            point.name.lower(): _Store(
+                f"{point.module}:{point.attr}", point.dist.name if point.dist else None
+            )
             for point in found
         }
     return _entry_points

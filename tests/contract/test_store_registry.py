@@ -100,14 +100,26 @@ def test_the_base_classes_default_what_a_store_may_skip() -> None:
         async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
             return False
 
+    class SyncExpiring(SyncComplete):
+        native_ttl = True
+
+    class AsyncExpiring(AsyncComplete):
+        native_ttl = True
+
     sync, asynchronous = SyncComplete(), AsyncComplete()
-    assert (sync.native_ttl, sync.delete_expired(now_us(), 10), sync.close()) == (False, 0, None)
+    assert (sync.native_ttl, sync.close()) == (False, None)
+    # A store that keeps expired records must write its own gc; one with native TTLs need not.
+    with pytest.raises(NotImplementedError, match="delete_expired"):
+        sync.delete_expired(now_us(), 10)
+    assert SyncExpiring().delete_expired(now_us(), 10) == 0
 
     async def defaults() -> tuple[Any, ...]:
+        with pytest.raises(NotImplementedError, match="delete_expired"):
+            await asynchronous.delete_expired(now_us(), 10)
         return (
             asynchronous.native_ttl,
             await asynchronous.start(),
-            await asynchronous.delete_expired(now_us(), 10),
+            await AsyncExpiring().delete_expired(now_us(), 10),
             await asynchronous.close(),
         )
 
@@ -251,3 +263,17 @@ def test_an_installed_store_works_from_the_cli(capsys: pytest.CaptureFixture[str
 def test_an_installed_store_with_a_missing_module_names_its_distribution() -> None:
     with pytest.raises(MissingDriverError, match=r"pip install 'ormsession-seeded'"):
         ormsession.configure(url="seeded-broken://")
+
+
+def test_built_in_stores_come_before_installed_ones_whatever_the_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_distribution(
+        tmp_path / "site-packages",
+        "ormsession-shadow",
+        {"sqlite+pysqlite": "ormsession_shadow_absent:open_store"},
+        monkeypatch,
+    )
+    url = f"sqlite+pysqlite:///{tmp_path / 'x.sqlite3'}"
+    with ormsession.configure(url=url) as manager:  # the built-in SQL store, not the shadow
+        assert type(manager.repository).__name__ == "SqlRepository"

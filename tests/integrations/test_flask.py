@@ -305,3 +305,21 @@ def test_helpers_need_the_extension() -> None:
     app.testing = True
     with pytest.raises(RuntimeError, match="OrmSession"):
         app.test_client().get("/")
+
+
+def test_a_ready_managers_copy_keeps_its_class_and_leaves_it_as_it_was() -> None:
+    class Instrumented(ormsession.SessionManager):
+        opened = 0
+
+        def open(self, session_id: str | None = None) -> ormsession.RequestSession:
+            Instrumented.opened += 1
+            return super().open(session_id)
+
+    manager = Instrumented(MemoryRepository())
+    app = make_app(install=False)
+    extension = OrmSession(app, manager=manager)
+    assert type(extension.manager) is Instrumented
+    assert extension.manager.repository is manager.repository
+    assert manager.session_class is ormsession.RequestSession
+    app.test_client().get("/count")
+    assert Instrumented.opened == 1

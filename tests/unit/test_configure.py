@@ -189,3 +189,57 @@ def test_import_ormsession_does_not_import_asyncio_sqlalchemy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False", "False"]
+
+
+@pytest.mark.parametrize("zero", ["0", " 0 ", "", "none", "None", "0s", 0, dt.timedelta(0)])
+def test_zero_turns_the_optional_durations_off(zero: object) -> None:
+    config = Config(absolute_timeout=zero, cookie_lifetime=zero)
+    assert config.absolute_timeout is None and config.cookie_lifetime is None
+
+
+def test_zero_in_the_environment_turns_them_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORMSESSION_ABSOLUTE_TIMEOUT", "0")
+    monkeypatch.setenv("ORMSESSION_COOKIE_LIFETIME", "0")
+    settings = OrmsessionSettings()
+    assert settings.absolute_timeout is None and settings.cookie_lifetime is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("PT1H", 3600), ("pt30m", None), ("01:30:00", 5400)]
+)
+def test_iso_8601_and_clock_durations(text: str, expected: int | None) -> None:
+    if expected is None:
+        with pytest.raises(ConfigurationError, match="idle_timeout"):
+            Config(idle_timeout=text)
+    else:
+        assert Config(idle_timeout=text).idle_timeout == dt.timedelta(seconds=expected)
+
+
+@pytest.mark.parametrize("huge", ["inf", "1e400", "99999999999d", "nan"])
+def test_durations_out_of_range_are_configuration_errors(huge: str) -> None:
+    with pytest.raises(ConfigurationError, match="idle_timeout"):
+        Config(idle_timeout=huge)
+
+
+def test_a_bad_id_prefix_is_refused_when_the_config_is_built() -> None:
+    with pytest.raises(ConfigurationError, match="id_prefix"):
+        Config(id_prefix="has space")
+
+
+def test_a_missing_serializer_driver_fails_before_any_store_is_opened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    opened: list[object] = []
+    real_open = registry.open_store
+
+    def recording_open(*args: object, **kwargs: object) -> object:
+        opened.append(args)
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sys.modules["ormsession.configure"], "open_store", recording_open)
+    monkeypatch.setitem(sys.modules, "msgpack", None)  # import msgpack -> ImportError
+    with pytest.raises(MissingDriverError, match="msgpack"):
+        ormsession.configure(url="memory://", serializer="msgpack")
+    assert opened == []

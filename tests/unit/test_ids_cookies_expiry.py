@@ -129,7 +129,7 @@ def test_host_prefix_forces_secure_and_root_path() -> None:
         {"domain": "a b"},
         {"samesite": "lenient"},
         {"samesite": "none", "secure": False},
-        {"max_age": dt.timedelta(0)},
+        {"max_age": dt.timedelta(seconds=-1)},
     ],
 )
 def test_invalid_cookie_options_are_refused(bad: dict[str, object]) -> None:

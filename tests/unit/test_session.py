@@ -102,8 +102,26 @@ def test_calls_that_change_nothing_do_not_mark_it_modified(
         lambda s: s.values(),
         lambda s: s.items(),
         lambda s: dict(s),
+        lambda s: s == {},
+        lambda s: s != {},
+        lambda s: list(reversed(s)),
+        lambda s: s.copy(),
     ],
-    ids=["getitem", "get", "in", "iter", "len", "keys", "values", "items", "dict()"],
+    ids=[
+        "getitem",
+        "get",
+        "in",
+        "iter",
+        "len",
+        "keys",
+        "values",
+        "items",
+        "dict()",
+        "==",
+        "!=",
+        "reversed",
+        "copy",
+    ],
 )
 def test_reads_mark_it_accessed(
     manager: SessionManager, read: Callable[[RequestSession], Any]
@@ -141,9 +159,16 @@ def test_reading_mutable_values_writes_nothing(manager: SessionManager) -> None:
     assert session.stored is version, "an unchanged session is not rewritten"
 
 
-def test_copies_and_pickles_keep_data_and_state(manager: SessionManager) -> None:
-    session = stored(manager, user=42)
-    session["x"] = 1
-    for clone in (copy.copy(session), pickle.loads(pickle.dumps(session))):
+@pytest.mark.parametrize("change", [False, True], ids=["unchanged", "changed"])
+def test_copies_and_pickles_keep_data_and_state(manager: SessionManager, change: bool) -> None:
+    session = stored(manager, user=42, cart=["a"])
+    if change:
+        session["x"] = 1
+    session.accessed = False
+    clones = [copy.copy(session), copy.deepcopy(session), pickle.loads(pickle.dumps(session))]
+    for clone in clones:
         assert type(clone) is RequestSession
-        assert clone == session and clone.id == session.id and clone.modified
+        assert (clone.modified, clone.accessed) == (change, False), "the copy kept the state"
+        assert clone.contents() == session.contents() and clone.id == session.id
+        assert clone.stored == session.stored
+    assert clones[1]["cart"] is not session["cart"], "a deep copy copies the values"
