@@ -15,8 +15,9 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
     The live record under ``key``, or ``None`` when there is none or it expired
     (``expires_us <= now_us``). Never an error for a missing key.
 ``create(key, record, now_us)``
-    Store ``record`` under ``key`` unless a *live* record holds the key; return whether it
-    was stored. An expired record under the key does not block (it is replaced).
+    Store ``record`` under ``key`` unless a *live* record or an unexpired moved marker (see
+    ``rename``) holds the key; return whether it was stored. An expired record under the
+    key does not block (it is replaced).
 ``update(key, data, expires_us, expected_version, now_us)``
     Compare-and-set: if a live record under ``key`` has version ``expected_version``, replace
     its data and expiry, increment its version and return the new version. Otherwise (a
@@ -25,19 +26,25 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
     Set the expiry of a live record without touching data or version; return whether a live
     record was there.
 ``delete(key)``
-    Remove the record if present. Idempotent.
+    Remove the record under ``key``, if any. When ``key`` holds a moved marker, remove it and
+    delete what it names too, following the chain: a destroy wins over every rename that
+    raced it, so no data of a destroyed session is readable again under any key. Idempotent.
 ``rename(old_key, new_key, expires_us, now_us)``
     Atomically move a live record to ``new_key`` with a new expiry (data, version and creation
-    time kept); ``old_key`` is gone afterwards. Return ``False`` (and change nothing) if no
-    live record is under ``old_key``. The caller guarantees ``new_key`` is fresh.
+    time kept), leaving under ``old_key`` a *moved marker* that names ``new_key`` and expires
+    at ``expires_us``. A marker holds no data: ``read``, ``update``, ``touch`` and ``rename``
+    see no record under its key (the old key is worthless at once), ``count`` does not count
+    it, ``delete`` follows it. Return ``False`` (and change nothing) if no live record is
+    under ``old_key``, so of two racing renames of one key exactly one succeeds. The caller
+    guarantees ``new_key`` is fresh.
 ``count(now_us)``
-    How many live records there are (expired ones not counted; the Redis and Couchbase
-    stores may still count one for a bucket width after it expired, see
+    How many live records there are (expired ones and moved markers not counted; the Redis
+    and Couchbase stores may still count one for a bucket width after it expired, see
     :mod:`ormsession.repositories.buckets`).
 ``delete_expired(now_us, limit)``
-    Delete up to ``limit`` expired records, return how many. The default returns 0 for a
-    store whose records expire by themselves (``native_ttl = True``); any other store must
-    write it.
+    Delete up to ``limit`` expired records or moved markers, return how many. The default
+    returns 0 for a store whose records expire by themselves (``native_ttl = True``); any
+    other store must write it.
 ``close()``
     Release what the repository created (pools, clients). Never closes a client or engine the
     application handed in. The default does nothing.

@@ -6,7 +6,7 @@ Not a substitute for a real store: data lives in one process and dies with it.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository, StoredSession
 
@@ -16,18 +16,25 @@ if TYPE_CHECKING:
 __all__ = ["AsyncMemoryRepository", "MemoryRepository"]
 
 
+class _Moved(NamedTuple):
+    """A moved marker: the key's record was renamed to ``to`` (see the contract)."""
+
+    to: str
+    expires_us: int
+
+
 class MemoryRepository(SessionRepository):
     """A dict guarded by a lock; expired records are dropped on read and by gc."""
 
     def __init__(self) -> None:
-        self._records: dict[str, StoredSession] = {}
+        self._records: dict[str, StoredSession | _Moved] = {}
         self._lock = threading.Lock()
 
     def _live(self, key: str, now_us: int) -> StoredSession | None:
         record = self._records.get(key)
-        if record is not None and record.expires_us <= now_us:
-            return None
-        return record
+        if isinstance(record, StoredSession) and record.expires_us > now_us:
+            return record
+        return None
 
     def read(self, key: str, now_us: int) -> StoredSession | None:
         with self._lock:
@@ -35,7 +42,8 @@ class MemoryRepository(SessionRepository):
 
     def create(self, key: str, record: StoredSession, now_us: int) -> bool:
         with self._lock:
-            if self._live(key, now_us) is not None:
+            existing = self._records.get(key)
+            if existing is not None and existing.expires_us > now_us:
                 return False
             self._records[key] = record
             return True
@@ -61,20 +69,26 @@ class MemoryRepository(SessionRepository):
 
     def delete(self, key: str) -> None:
         with self._lock:
-            self._records.pop(key, None)
+            removed = self._records.pop(key, None)
+            while isinstance(removed, _Moved):
+                removed = self._records.pop(removed.to, None)
 
     def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         with self._lock:
             record = self._live(old_key, now_us)
             if record is None:
                 return False
-            del self._records[old_key]
+            self._records[old_key] = _Moved(new_key, expires_us)
             self._records[new_key] = record._replace(expires_us=expires_us)
             return True
 
     def count(self, now_us: int) -> int:
         with self._lock:
-            return sum(1 for record in self._records.values() if record.expires_us > now_us)
+            return sum(
+                1
+                for record in self._records.values()
+                if isinstance(record, StoredSession) and record.expires_us > now_us
+            )
 
     def delete_expired(self, now_us: int, limit: int) -> int:
         with self._lock:

@@ -56,12 +56,12 @@ class BlockingRepository(SessionRepository):
         # this view must not close the store under the suite's feet.
         return None
 
-    def gather(self, method: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Call ``inner.<method>(*args)`` for each ``args`` in ``calls`` as concurrent tasks
-        (``asyncio.gather``) and return their results in order."""
+    def gather(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Call ``inner.<method>(*args)`` for each ``(method, args)`` in ``calls`` as
+        concurrent tasks (``asyncio.gather``) and return their results in order."""
 
         async def all_at_once() -> list[Any]:
-            function = getattr(self.inner, method)
-            return list(await asyncio.gather(*(function(*args) for args in calls)))
+            calling = (getattr(self.inner, method)(*args) for method, args in calls)
+            return list(await asyncio.gather(*calling))
 
         return self.runner.run(all_at_once())

@@ -84,10 +84,10 @@ class RepositoryTests:
         raise NotImplementedError
 
     def concurrently(
-        self, repository: SessionRepository, method: str, calls: Sequence[tuple[Any, ...]]
+        self, repository: SessionRepository, calls: Sequence[tuple[str, tuple[Any, ...]]]
     ) -> list[Any]:
-        """``method(*args)`` for each ``args`` in ``calls``, all at the same time; the
-        results in order."""
+        """``repository.<method>(*args)`` for each ``(method, args)`` in ``calls``, all at
+        the same time; the results in order."""
         raise NotImplementedError
 
     # -- the base class -----------------------------------------------------------------
@@ -185,7 +185,7 @@ class RepositoryTests:
         now, key = now_us(), new_key()
         assert repository.create(key, record(now, b"v1"), now)
         calls = [(key, f"writer {n}".encode(), now + HOUR, 1, now) for n in range(4)]
-        results: list[int | None] = self.concurrently(repository, "update", calls)
+        results: list[int | None] = self.concurrently(repository, [("update", c) for c in calls])
         assert sorted(results, key=lambda r: r or 0) == [None, None, None, 2]
         final = repository.read(key, now)
         assert final is not None
@@ -241,6 +241,69 @@ class RepositoryTests:
         assert_record(repository.read(new, now), moved)
         # the version survives, so compare-and-set continues under the new key
         assert repository.update(new, b"payload3", now + HOUR, 2, now) == 3
+
+    def test_a_renamed_key_is_worthless_at_once(self, repository: SessionRepository) -> None:
+        now, old, new = now_us(), new_key(), new_key()
+        assert repository.create(old, record(now, b"v1"), now)
+        assert repository.rename(old, new, now + HOUR, now) is True
+        assert repository.read(old, now) is None
+        assert repository.update(old, b"late write", now + HOUR, 1, now) is None
+        assert repository.touch(old, now + 2 * HOUR, now) is False
+        assert repository.rename(old, new_key(), now + HOUR, now) is False, (
+            "a second rename of the old key would make a second live copy"
+        )
+        assert repository.create(old, record(now, b"planted"), now) is False, (
+            "the moved marker holds its key until it expires"
+        )
+        assert_record(repository.read(new, now), record(now, b"v1")._replace(expires_us=now + HOUR))
+
+    def test_delete_of_a_renamed_key_deletes_where_it_moved(
+        self, repository: SessionRepository
+    ) -> None:
+        now, first, second, third, other = (now_us(), new_key(), new_key(), new_key(), new_key())
+        start = repository.count(now)
+        assert repository.create(first, record(now, b"session"), now)
+        assert repository.create(other, record(now, b"someone else"), now)
+        assert repository.rename(first, second, now + HOUR, now)
+        assert repository.rename(second, third, now + HOUR, now)
+        repository.delete(first)  # a logout that opened the session before both renames
+        for key in (first, second, third):
+            assert repository.read(key, now) is None
+        assert repository.read(other, now) is not None, "delete followed too far"
+        assert repository.count(now) - start == 1
+        repository.delete(first)  # still idempotent
+
+    def test_a_moved_marker_expires_with_the_rename(self, repository: SessionRepository) -> None:
+        now, old, new = now_us(), new_key(), new_key()
+        assert repository.create(old, record(now), now)
+        assert repository.rename(old, new, now + 30 * SECOND, now)
+        later = now + 31 * SECOND
+        assert repository.create(old, record(later, b"reused"), later) is True
+        assert_record(repository.read(old, later), record(later, b"reused"))
+        repository.delete(old)
+        assert repository.read(new, now) is not None, "an expired marker must not be followed"
+
+    def test_of_racing_renames_of_one_key_exactly_one_wins(
+        self, repository: SessionRepository
+    ) -> None:
+        now, old = now_us(), new_key()
+        assert repository.create(old, record(now, b"session"), now)
+        targets = [new_key() for _ in range(4)]
+        calls = [("rename", (old, target, now + HOUR, now)) for target in targets]
+        results = self.concurrently(repository, calls)
+        assert sorted(results) == [False, False, False, True]
+        live = [target for target in targets if repository.read(target, now) is not None]
+        assert live == [targets[results.index(True)]], "one session, one live key"
+
+    def test_a_delete_racing_a_rename_leaves_no_copy(self, repository: SessionRepository) -> None:
+        now = now_us()
+        for _ in range(10):
+            old, new = new_key(), new_key()
+            assert repository.create(old, record(now, b"session"), now)
+            calls = [("rename", (old, new, now + HOUR, now)), ("delete", (old,))]
+            self.concurrently(repository, calls)
+            assert repository.read(old, now) is None
+            assert repository.read(new, now) is None, "the destroy lost to a rename"
 
     def test_rename_of_missing_or_expired_records_is_false(
         self, repository: SessionRepository
@@ -298,6 +361,19 @@ class RepositoryTests:
         assert repository.create(expired[0], record(later, b"again"), later)
         assert repository.count(later) == 3
 
+    def test_delete_expired_removes_expired_moved_markers(
+        self, repository: SessionRepository
+    ) -> None:
+        if repository.native_ttl:
+            pytest.skip("the store expires records itself (native TTL): gc deletes nothing")
+        now, old, new = now_us(), new_key(), new_key()
+        assert repository.create(old, record(now, ttl=2 * HOUR), now)
+        assert repository.rename(old, new, now + 30 * SECOND, now)
+        later = now + HOUR
+        assert repository.delete_expired(later, 10) == 2, "the moved record and its marker"
+        assert repository.delete_expired(later, 10) == 0
+        assert repository.create(old, record(later, b"reused"), later)
+
 
 class RepositoryContract(RepositoryTests):
     """The contract suite for a synchronous store.
@@ -323,14 +399,14 @@ class RepositoryContract(RepositoryTests):
         return repository
 
     def concurrently(
-        self, repository: SessionRepository, method: str, calls: Sequence[tuple[Any, ...]]
+        self, repository: SessionRepository, calls: Sequence[tuple[str, tuple[Any, ...]]]
     ) -> list[Any]:
-        function = getattr(repository, method)
         barrier = threading.Barrier(len(calls), timeout=30)
 
-        def call(args: tuple[Any, ...]) -> Any:
+        def call(method_and_args: tuple[str, tuple[Any, ...]]) -> Any:
+            method, args = method_and_args
             barrier.wait()
-            return function(*args)
+            return getattr(repository, method)(*args)
 
         with ThreadPoolExecutor(max_workers=len(calls)) as pool:
             return list(pool.map(call, calls))
@@ -384,7 +460,7 @@ class AsyncRepositoryContract(RepositoryTests):
         return repository.inner
 
     def concurrently(
-        self, repository: SessionRepository, method: str, calls: Sequence[tuple[Any, ...]]
+        self, repository: SessionRepository, calls: Sequence[tuple[str, tuple[Any, ...]]]
     ) -> list[Any]:
         assert isinstance(repository, BlockingRepository)
-        return repository.gather(method, calls)
+        return repository.gather(calls)
