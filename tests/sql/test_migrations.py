@@ -11,11 +11,15 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, insert, inspect, text
 
 from ormsession import schema
 from ormsession.errors import SchemaError
+from ormsession.expiry import from_us, now_us
+from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql.model import session_table
+from ormsession.repositories.sql.repository import SqlRepository
+from ormsession.testing.contract import HOUR
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ["sqlite", "postgresql", "mysql"]
@@ -43,7 +47,9 @@ def test_upgrade_creates_the_table_and_the_expiry_index(fresh_database_url: str)
             "session_expiry",
             "session_created",
             "session_version",
+            "session_moved_to",
         }
+        assert columns["session_moved_to"]["nullable"], "NULL: the row is a session"
         assert inspector.get_pk_constraint("session")["constrained_columns"] == ["session_key"]
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("session")}
         assert indexes == {"ix_session_session_expiry": ["session_expiry"]}
@@ -61,7 +67,10 @@ def test_session_data_holds_more_than_64_kib_on_every_dialect(fresh_database_url
     payload = os.urandom(5 * 1024 * 1024)
     with engine.begin() as connection:
         connection.execute(
-            text("INSERT INTO session VALUES (:k, :d, :e, :c, 1)"),
+            text(
+                "INSERT INTO session (session_key, session_data, session_expiry,"
+                " session_created, session_version) VALUES (:k, :d, :e, :c, 1)"
+            ),
             {"k": "k" * 64, "d": payload, "e": "2030-01-01 00:00:00", "c": "2030-01-01 00:00:00"},
         )
         stored = connection.execute(text("SELECT session_data FROM session")).scalar_one()
@@ -165,3 +174,58 @@ def test_head_revision_constant_matches_the_scripts(fresh_database_url: str) -> 
     assert scripts.get_current_head() == schema.HEAD_REVISION
     shipped = [rev.revision for rev in scripts.walk_revisions()][::-1]
     assert shipped == schema.KNOWN_REVISIONS
+
+
+def test_a_database_at_the_previous_revision_is_refused_until_upgraded(
+    fresh_database_url: str,
+) -> None:
+    schema.upgrade(fresh_database_url, "0001_create_session")
+    engine = create_engine(fresh_database_url)
+    now = now_us()
+    with engine.begin() as connection:
+        # The model's types bind the times as each dialect stores them; the statement
+        # names only the columns revision 0001 has.
+        values = {
+            "session_key": "a" * 64,
+            "session_data": b"kept",
+            "session_expiry": from_us(now + HOUR),
+            "session_created": from_us(now),
+            "session_version": 3,
+        }
+        connection.execute(insert(session_table()).values(values))
+    with pytest.raises(
+        SchemaError,
+        match=r"at revision 0001_create_session, this ormsession needs 0002_session_moved_to; "
+        r"run: ormsession db upgrade",
+    ):
+        SqlRepository(engine)
+    schema.upgrade(fresh_database_url)
+    repository = SqlRepository(engine)  # the check passes now
+    stored = repository.read("a" * 64, now)
+    assert stored is not None and (stored.data, stored.version) == (b"kept", 3)
+    engine.dispose()
+
+
+def test_downgrade_to_0001_drops_the_markers_and_keeps_the_sessions(
+    fresh_database_url: str,
+) -> None:
+    table = "app_sessions"  # the revision follows the configured table name
+    schema.upgrade(fresh_database_url, table_name=table)
+    engine = create_engine(fresh_database_url)
+    repository = SqlRepository(engine, table_name=table)
+    now, kept, moved, target = now_us(), "b" * 64, "c" * 64, "d" * 64
+    for key in (kept, moved):
+        assert repository.create(key, StoredSession(b"data", 1, now, now + HOUR), now)
+    assert repository.rename(moved, target, now + HOUR, now)
+    schema.downgrade(fresh_database_url, "0001_create_session", table_name=table)
+    with engine.connect() as connection:
+        inspector = inspect(connection)
+        assert "session_moved_to" not in {c["name"] for c in inspector.get_columns(table)}
+        indexes = {i["name"] for i in inspector.get_indexes(table)}
+        assert indexes == {f"ix_{table}_session_expiry"}
+        keys = connection.execute(text(f"SELECT session_key FROM {table}")).scalars()
+        assert set(keys) == {kept, target}, "a marker would read as an empty live session"
+    schema.upgrade(fresh_database_url, table_name=table)
+    assert SqlRepository(engine, table_name=table).read(target, now) is not None
+    schema.downgrade(fresh_database_url, "base", table_name=table)
+    engine.dispose()

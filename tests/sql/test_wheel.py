@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ormsession.schema import HEAD_REVISION
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,6 +28,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "ormsession/migrations/env.py" in names
     assert "ormsession/migrations/versions/0001_create_session.py" in names
+    assert "ormsession/migrations/versions/0002_session_moved_to.py" in names
     assert "ormsession/py.typed" in names
     site = out / "site"
     subprocess.run(
@@ -62,7 +65,7 @@ def test_the_installed_package_migrates_a_database(installed: Path, tmp_path: Pa
         cwd=tmp_path,
         env=environment,
     )
-    assert done.stdout.strip() == "0001_create_session"
+    assert done.stdout.strip() == HEAD_REVISION
     # and the command-line entry point from the same installed copy
     done = subprocess.run(
         [sys.executable, "-m", "ormsession", "db", "current", "--url", url],
@@ -72,4 +75,4 @@ def test_the_installed_package_migrates_a_database(installed: Path, tmp_path: Pa
         cwd=tmp_path,
         env=environment,
     )
-    assert done.stdout.strip() == "0001_create_session"
+    assert done.stdout.strip() == HEAD_REVISION

@@ -2,7 +2,8 @@
 
 The design card names it ``Session``, table ``session``, with beego's three columns
 (``session_key``, ``session_data``, ``session_expiry``) plus what the repository contract
-needs: a version for compare-and-set and a creation time for the absolute timeout.
+needs: a version for compare-and-set, a creation time for the absolute timeout, and the
+key a regenerated session moved to (a *moved marker*, see the repository contract).
 ``session_key`` holds the SHA-256 of the session id, never the id itself.
 """
 
@@ -47,6 +48,10 @@ class Session(Base):
     session_created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     #: Incremented by every write: the compare-and-set token against lost updates.
     session_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: NULL for a session. Set, the row is a moved marker left by a rename (regenerate):
+    #: the key the session moved to; no data, version 0, the rename's expiry. It holds
+    #: the old key until it expires and lets a delete of the old key follow the session.
+    session_moved_to: Mapped[str | None] = mapped_column(CHAR(64), nullable=True)
 
 
 def validate_table_name(name: str) -> str:

@@ -306,6 +306,7 @@ class SqlQueries:
             "session_version": record.version,
             "session_created": from_us(record.created_us),
             "session_expiry": from_us(record.expires_us),
+            "session_moved_to": None,  # a session, not a marker
         }
         return Query("create", self._sql.insert, values, _nothing)
 
