@@ -15,7 +15,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ormsession.errors import StoreError, StoreUnavailableError
+from ormsession.flows import arun
 from ormsession.repositories.base import AsyncSessionRepository, StoredSession
+from ormsession.repositories.sql import moves
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
 from ormsession.repositories.sql.dbapi import StatementCache
 from ormsession.repositories.sql.errors import wrap_sql_error
@@ -32,7 +34,8 @@ T = TypeVar("T")
 
 
 class AsyncSqlRepository(AsyncSessionRepository):
-    """Sessions in one SQL table over an ``AsyncEngine``, one statement per operation.
+    """Sessions in one SQL table over an ``AsyncEngine``, one statement per operation but
+    rename and delete (a few, see :mod:`.moves`).
 
     Start-up work (the schema check, migrations when asked) needs I/O, so it runs in
     :meth:`start`, which :func:`ormsession.configure_async` awaits.
@@ -158,10 +161,11 @@ class AsyncSqlRepository(AsyncSessionRepository):
         return await self._execute(self._queries.touch(key, expires_us, now_us))
 
     async def delete(self, key: str) -> None:
-        await self._execute(self._queries.delete(key))
+        await arun(moves.delete(self._queries, key), self._execute)
 
     async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        return await self._execute(self._queries.rename(old_key, new_key, expires_us, now_us))
+        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us)
+        return await arun(flow, self._execute)
 
     async def count(self, now_us: int) -> int:
         return await self._execute(self._queries.count(now_us))

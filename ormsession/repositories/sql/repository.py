@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from ormsession.flows import run
 from ormsession.repositories.base import SessionRepository, StoredSession
+from ormsession.repositories.sql import moves
 from ormsession.repositories.sql.dbapi import (
     DBAPI_DRIVERS,
     RawResult,
@@ -26,7 +28,8 @@ T = TypeVar("T")
 
 
 class SqlRepository(SessionRepository):
-    """Sessions in one SQL table, one statement (one round trip) per operation.
+    """Sessions in one SQL table, one statement (one round trip) per operation but rename
+    and delete (a few, see :mod:`.moves`).
 
     Give it the app's ``Engine`` to share its pool: the repository then runs each statement
     in its own short transaction on a pooled connection, never touches the app's ORM
@@ -130,10 +133,11 @@ class SqlRepository(SessionRepository):
         return self._execute(self._queries.touch(key, expires_us, now_us))
 
     def delete(self, key: str) -> None:
-        self._execute(self._queries.delete(key))
+        run(moves.delete(self._queries, key), self._execute)
 
     def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        return self._execute(self._queries.rename(old_key, new_key, expires_us, now_us))
+        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us)
+        return run(flow, self._execute)
 
     def count(self, now_us: int) -> int:
         return self._execute(self._queries.count(now_us))

@@ -1,10 +1,15 @@
 """The SQL of every repository operation, built once per table and dialect.
 
-Shared by the sync and async SQL repositories. Every operation is a single statement, so it
-is atomic on its own and costs one round trip: compare-and-set is an ``UPDATE ... WHERE
-version = :expected``; rename is an ``UPDATE`` of the primary key; gc deletes one bounded,
-index-backed batch per statement. Expiry is compared with a ``now`` bound from Python, never
-the database clock, so app and database time zones cannot disagree.
+Shared by the sync and async SQL repositories. Every statement is atomic on its own and
+runs in autocommit (on the app's engine, in a transaction of its own): compare-and-set is an
+``UPDATE ... WHERE version = :expected``; gc deletes one bounded, index-backed batch per
+statement. Read, create, update, touch and count are one statement (one round trip) each;
+rename and delete, rare and multi-step, are flows over several (:mod:`.moves`). Expiry is
+compared with a ``now`` bound from Python, never the database clock, so app and database
+time zones cannot disagree.
+
+A row whose ``session_moved_to`` is set is a moved marker (see the repository contract):
+every statement that looks for a session (``live``) skips it.
 """
 
 from __future__ import annotations
@@ -58,8 +63,12 @@ class SqlStatements:
     reclaim_expired_key: Delete
     update: Update
     touch: Update
-    delete: Delete
-    rename: Update
+    delete_record: Delete
+    moved_to: Select[Any]
+    delete_marker: Delete
+    mark_moved: Update
+    copy_moved: Insert
+    clear_marker: Update
     count: Select[Any]
     count_expired: Select[Any]
     table: Table
@@ -74,7 +83,7 @@ class SqlStatements:
         c = table.c
         key: BindParameter[str] = bindparam("key")
         now: BindParameter[Any] = bindparam("now")
-        live = (c.session_key == key) & (c.session_expiry > now)
+        live = (c.session_key == key) & (c.session_expiry > now) & c.session_moved_to.is_(None)
         if dialect_name in ("mysql", "mariadb"):
             # PyMySQL decodes every result column's metadata, and every DATETIME, in Python:
             # one column, "version created expiry data" as bytes, reads ~12 µs faster than
@@ -113,11 +122,10 @@ class SqlStatements:
             ),
             update=update_cas(table, live),
             touch=table.update().where(live).values(session_expiry=bindparam("expires_at")),
-            delete=delete(table).where(c.session_key == key),
-            rename=table.update()
-            .where(live)
-            .values(session_key=bindparam("new_key"), session_expiry=bindparam("expires_at")),
-            count=select(func.count()).select_from(table).where(c.session_expiry > now),
+            **_move_statements(table, live),
+            count=select(func.count())
+            .select_from(table)
+            .where((c.session_expiry > now) & c.session_moved_to.is_(None)),
             count_expired=select(func.count()).select_from(table).where(c.session_expiry <= now),
             table=table,
             dialect_name=dialect_name,
@@ -130,6 +138,39 @@ def _concat_bytes(*parts: Any) -> Any:
     for part in parts[1:]:
         joined = joined.op("||", return_type=SessionBytes)(part)
     return joined
+
+
+def _move_statements(table: Table, live: Any) -> dict[str, Any]:
+    """The steps of rename and delete (see :mod:`.moves` for how they combine)."""
+    c = table.c
+    key: BindParameter[str] = bindparam("key")
+    new_key: BindParameter[str] = bindparam("new_key", type_=c.session_key.type)
+    moved_here = (c.session_key == key) & (c.session_moved_to == new_key)
+    return {
+        # A session under key (live or expired), never a marker.
+        "delete_record": delete(table).where((c.session_key == key) & c.session_moved_to.is_(None)),
+        "moved_to": select(c.session_moved_to).where(c.session_key == key),
+        "delete_marker": delete(table).where(moved_here),
+        # Rename, step 1: the live session becomes a marker naming new_key, in one atomic
+        # UPDATE that only one of several racing renames can make (the others find no live
+        # row). It keeps its data and version until the copy is made.
+        "mark_moved": table.update()
+        .where(live)
+        .values(session_moved_to=new_key, session_expiry=bindparam("expires_at")),
+        # Step 2: the session copied from its marker to new_key (the marker's expiry is
+        # the rename's). Nothing is copied if a delete removed the marker first.
+        "copy_moved": insert(table).from_select(
+            ["session_key", "session_data", "session_expiry", "session_created", "session_version"],
+            select(
+                new_key, c.session_data, c.session_expiry, c.session_created, c.session_version
+            ).where(moved_here),
+        ),
+        # Step 3: the marker drops the data; no row means a delete removed the marker
+        # meanwhile, and may not have seen the copy yet.
+        "clear_marker": table.update()
+        .where(moved_here)
+        .values(session_data=b"", session_version=0),
+    }
 
 
 def update_cas(table: Table, live: Any) -> Update:
@@ -276,6 +317,11 @@ def _nothing(result: ResultLike) -> None:
     return None
 
 
+def _first_row(result: ResultLike) -> Any:
+    row = result.first()
+    return None if row is None else tuple(row)
+
+
 class SqlQueries:
     """The contract's operations as :class:`Query` objects for one table and dialect.
 
@@ -330,18 +376,34 @@ class SqlQueries:
         params = {"key": key, "now": from_us(now_us), "expires_at": from_us(expires_us)}
         return Query("touch", self._sql.touch, params, _one_row)
 
-    def delete(self, key: str) -> Query[None]:
-        return Query("delete", self._sql.delete, {"key": key}, _nothing)
+    def delete_record(self, key: str) -> Query[bool]:
+        return Query("delete", self._sql.delete_record, {"key": key}, _one_row)
 
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Query[bool]:
-        # One UPDATE of the primary key: atomic, no moment where both or neither key exists.
+    def moved_to(self, key: str) -> Query[tuple[str | None] | None]:
+        """What is under ``key``: no row (None), a session (``(None,)``) or a marker
+        (``(new_key,)``)."""
+        return Query("delete", self._sql.moved_to, {"key": key}, _first_row)
+
+    def delete_marker(self, key: str, moved_to: str) -> Query[bool]:
+        params = {"key": key, "new_key": moved_to}
+        return Query("delete", self._sql.delete_marker, params, _one_row)
+
+    def mark_moved(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Query[bool]:
         params = {
             "key": old_key,
             "new_key": new_key,
             "now": from_us(now_us),
             "expires_at": from_us(expires_us),
         }
-        return Query("rename", self._sql.rename, params, _one_row)
+        return Query("rename", self._sql.mark_moved, params, _one_row)
+
+    def copy_moved(self, old_key: str, new_key: str) -> Query[bool]:
+        params = {"key": old_key, "new_key": new_key}
+        return Query("rename", self._sql.copy_moved, params, _one_row)
+
+    def clear_marker(self, old_key: str, new_key: str) -> Query[bool]:
+        params = {"key": old_key, "new_key": new_key}
+        return Query("rename", self._sql.clear_marker, params, _one_row)
 
     def count(self, now_us: int) -> Query[int]:
         return Query("count", self._sql.count, {"now": from_us(now_us)}, _scalar_int)
