@@ -6,6 +6,8 @@ Layout (the same module names as every store package, plus the SQL-specific ones
 - :mod:`.clients`: the engines ormsession creates when the app hands in none;
 - :mod:`.model`, :mod:`.types`: the ``session`` table and its column types;
 - :mod:`.statements`: every operation as one statement, built once per table and dialect;
+- :mod:`.moves`: rename and delete, the two operations of several statements (moved
+  markers), as flows over those statements;
 - :mod:`.dbapi`, :mod:`.async_dbapi`: those statements run on the known drivers' own
   connections (one round trip, without SQLAlchemy's per-call execution layer);
 - :mod:`.repository` / :mod:`.async_repository`: the twins;
