@@ -51,7 +51,8 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         return bool(self._execute(self.touch_script(key, expires_us, now_us), "touch"))
 
     def delete(self, key: str) -> None:
-        self._execute(self.delete_script(key), "delete")
+        flow = self.delete_flow(key)
+        run(flow, lambda command: self._execute(command, "delete"))
 
     def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         flow = self.rename_flow(old_key, new_key, expires_us, now_us)
