@@ -121,6 +121,7 @@ def test_a_moved_marker_names_the_new_key_and_its_expiry_and_is_no_record() -> N
     assert decode_record(raw) is None and stored_bucket(raw) == UNCOUNTED
     assert decode_marker(raw + b"x") is None, "a marker has exactly one length"
     assert decode_marker(b"\x02" + raw[1:]) is None
+    assert decode_marker(b"\x03" + bytes(8) + b"g" * 64) is None, "names no session key"
     record = StoredSession(bytes(39), 1, expires, expires)
     assert decode_marker(encode_record(record, UNCOUNTED)) is None, "73 bytes, format 2"
 

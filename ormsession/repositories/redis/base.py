@@ -132,10 +132,13 @@ def encode_marker(new_key: str, expires_us: int) -> bytes:
 
 
 def decode_marker(raw: bytes) -> tuple[str, int] | None:
-    """``(new key, expires µs)`` of a moved marker, or None for a value that is not one."""
+    """``(new key, expires µs)`` of a moved marker, or None for a value that is not one
+    (a marker naming anything but a session key is not one of ours)."""
     if len(raw) == MARKER_SIZE and raw[0] == MARKER_FORMAT:
         _, expires, new_key = _MARKER.unpack(raw)
-        return new_key.decode("ascii", "replace"), expires
+        key = new_key.decode("ascii", "replace")
+        if _SESSION_KEY.fullmatch(key):
+            return key, expires
     return None
 
 
