@@ -802,6 +802,14 @@ def test_moved_markers_round_trip_and_are_no_records() -> None:
     assert decode_marker(encode_record(stored(now), UNCOUNTED)) is None
 
 
+def test_only_an_unexpired_marker_answers_moved() -> None:
+    now = now_us()
+    assert flows.marker_read(Doc(encode_marker(NEW, now + 1), 5), now) is True
+    assert flows.marker_read(Doc(encode_marker(NEW, now), 5), now) is False
+    assert flows.marker_read(doc(stored(now), 5), now) is False
+    assert flows.marker_read(None, now) is False
+
+
 def test_the_document_ttl_is_a_timedelta_rounded_up() -> None:
     now = now_us()
     assert expiry_for(now + 10 * SECOND + 1, now) == timedelta(seconds=11)

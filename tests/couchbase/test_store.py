@@ -136,6 +136,9 @@ def test_a_rename_leaves_a_moved_marker_with_the_renames_expiry(
     assert doc.value == b"orM1" + struct.pack(">q", now + 2 * HOUR) + new.encode()
     assert abs(doc.expiry - (couchbase_server.now() + 7200)) <= 2, "the rename's TTL"
     assert repository.count(now) == 1, "the marker is counted nowhere"
+    assert repository.moved(old, now) is True
+    assert repository.moved(old, now + 2 * HOUR) is False, "judged by the caller's now"
+    assert repository.moved(new, now) is False and repository.moved(new_key(), now) is False
     couchbase_server.advance_clock(7201)
     assert stored(couchbase_server, prefix + old) is None, "the marker expires with its TTL"
 

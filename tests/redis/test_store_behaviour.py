@@ -127,6 +127,11 @@ def test_a_rename_leaves_an_uncounted_moved_marker_with_the_renames_ttl(
         assert 2 * hour // 1000 - 2000 < raw.pttl(layout.session(old)) <= 2 * hour // 1000
         assert raw.zscore(layout.index_of(old), old) is None, "a marker is never counted"
         assert repository.count(now) == 1
+        # moved(): the question the policy asks after a miss (was this id regenerated?)
+        assert repository.moved(old, now) is True
+        assert repository.moved(old, expires) is False, "judged by the caller's now"
+        assert repository.moved(new, now) is False, "a record is not a marker"
+        assert repository.moved("ee" + secrets.token_hex(31), now) is False
         # (The check above can fail: a value that is neither a record nor a marker warns.)
         raw.set(layout.session(old), encode_marker(new, expires) + b"?", px=60_000)
         with caplog.at_level(logging.WARNING, logger="ormsession"):

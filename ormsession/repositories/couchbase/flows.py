@@ -85,6 +85,7 @@ __all__ = [
     "count",
     "create",
     "delete",
+    "marker_read",
     "record_read",
     "rename",
     "touch",
@@ -147,6 +148,13 @@ def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredS
         return None
     _remember(ctx, key, found.cas, found.record, found.bucket)
     return found.record
+
+
+def marker_read(doc: Doc | None, now_us: int) -> bool:
+    """Whether what a ``get`` returned is an unexpired moved marker (a ``moved`` is one
+    ``get``, which the repositories make themselves)."""
+    marker = decode_marker(doc.value) if doc is not None else None
+    return marker is not None and marker[1] > now_us
 
 
 def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[bool]:

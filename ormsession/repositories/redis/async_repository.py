@@ -54,6 +54,10 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
         flow = self.rename_flow(old_key, new_key, expires_us, now_us)
         return await arun(flow, lambda command: self._execute(command, "rename"))
 
+    async def moved(self, key: str, now_us: int) -> bool:
+        raw = await self._execute(Get(self.layout.session(key)), "moved")
+        return self.marker_from(raw, now_us)
+
     async def count(self, now_us: int) -> int:
         return int(await self._execute(CountLive(self.layout.all_indexes(), now_us), "count"))
 

@@ -308,6 +308,11 @@ class RedisRepositoryBase:
             return None
         return record if record.expires_us > now_us else None
 
+    def marker_from(self, raw: Any, now_us: int) -> bool:
+        """Whether the reply to ``Get(layout.session(key))`` is an unexpired moved marker."""
+        marker = decode_marker(bytes(raw)) if raw is not None else None
+        return marker is not None and marker[1] > now_us
+
     def _clock(self, expires_us: int, now_us: int) -> bytes:
         """The clock argument of a write setting ``expires_us``, with the count bucket that
         expiry falls in (the scripts re-file a session only when it differs from the bucket

@@ -58,6 +58,10 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         flow = self.rename_flow(old_key, new_key, expires_us, now_us)
         return run(flow, lambda command: self._execute(command, "rename"))
 
+    def moved(self, key: str, now_us: int) -> bool:
+        raw = self._execute(Get(self.layout.session(key)), "moved")
+        return self.marker_from(raw, now_us)
+
     def count(self, now_us: int) -> int:
         return int(self._execute(CountLive(self.layout.all_indexes(), now_us), "count"))
 
