@@ -96,7 +96,15 @@ class Config(BaseModel):
     )
     id_prefix: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,32}$")
     id_bytes: int = Field(32, ge=32, le=128)
-    on_store_error: Literal["raise", "fresh"] = "raise"
+    on_store_error: Literal["raise", "fresh"] = Field(
+        "raise",
+        description="A store outage: raise StoreError, or ('fresh') serve unsaved sessions.",
+    )
+    on_lost_changes: Literal["drop", "raise"] = Field(
+        "drop",
+        description="Changes of a session another request destroyed or regenerated "
+        "meanwhile: drop them with a warning, or raise SessionLostError from save().",
+    )
     max_attempts: int = Field(10, ge=1, le=100)
     gc_batch_size: int = Field(1000, ge=1, le=100_000)
     gc_batch_seconds: float | None = Field(

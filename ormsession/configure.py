@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ormsession.config import Config
-from ormsession.expiry import utcnow
+from ormsession.expiry import now_us, utcnow
 from ormsession.manager import SessionManager
 from ormsession.repositories.registry import open_store, store_for_client
 from ormsession.session import RequestSession
@@ -56,6 +57,8 @@ def configure(
     resolved = load_config(config, **_with_url(url, options))
     repository = _repository(resolved, engine, client, want_async=False)
     try:
+        if resolved.on_store_error == "raise":
+            repository.read(*_probe())
         return SessionManager(repository, resolved, clock=clock, session_class=session_class)
     except BaseException:
         repository.close()
@@ -84,10 +87,19 @@ async def configure_async(
     repository = _repository(resolved, engine, client, want_async=True)
     try:
         await repository.start()
+        if resolved.on_store_error == "raise":
+            await repository.read(*_probe())
         return AsyncSessionManager(repository, resolved, clock=clock, session_class=session_class)
     except BaseException:
         await repository.close()
         raise
+
+
+def _probe() -> tuple[str, int]:
+    """A read of a key nothing is stored under: it reaches the store, so an unreachable one
+    fails the app's start-up (unless ``on_store_error="fresh"`` says it may start without
+    it) rather than its first visitor's request."""
+    return secrets.token_hex(32), now_us()
 
 
 def _with_url(url: str | None, options: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ __all__ = [
     "OrmsessionError",
     "SchemaError",
     "SerializationError",
+    "SessionLostError",
     "SessionTooLargeError",
     "StoreError",
     "StoreUnavailableError",
@@ -79,4 +80,13 @@ class ConflictError(OrmsessionError):
 
     Each conflict is resolved by re-reading and re-applying this request's changed keys;
     this error means that kept failing ``max_attempts`` times in a row.
+    """
+
+
+class SessionLostError(ConflictError):
+    """Raised by ``save``, only with ``on_lost_changes="raise"``, when this request's changes
+    were dropped because another request destroyed or regenerated the session meanwhile
+    (a logout, a login in another tab). By default they are dropped with a logged warning,
+    and the response carries no ``Set-Cookie``: the browser keeps what the other request
+    gave it.
     """

@@ -27,6 +27,7 @@ from ormsession.errors import (
     ConfigurationError,
     ConflictError,
     CorruptSessionDataError,
+    SessionLostError,
     SessionTooLargeError,
     StoreError,
 )
@@ -41,7 +42,7 @@ __all__ = ["SessionPolicy", "StoreCall", "next_gc_batch"]
 logger = logging.getLogger("ormsession")
 
 StoreMethod = Literal[
-    "read", "create", "update", "touch", "delete", "rename", "count", "delete_expired"
+    "read", "create", "update", "touch", "delete", "rename", "moved", "count", "delete_expired"
 ]
 
 
@@ -95,6 +96,12 @@ class SessionPolicy:
                 raise
             logger.exception("session store unavailable; serving a fresh, unsaved session")
             return self._fresh(now, client_sent_id=True, unavailable=True)
+        if record is None and (yield _store("moved", key, now)):
+            # The id a regenerate just replaced, from a request already on its way (another
+            # tab, an XHR): a session that is never saved, so this response sets no cookie
+            # and the browser keeps the new one.
+            logger.info("a request came with the id of a regenerated session %s…", key[:8])
+            return self._fresh(now, client_sent_id=True, lost_key=key)
         if record is None or self.expiry.is_over(record.created_us, record.expires_us, now):
             return self._fresh(now, client_sent_id=True)
         try:
@@ -110,14 +117,22 @@ class SessionPolicy:
         )
 
     def _fresh(
-        self, now: int, *, client_sent_id: bool, unavailable: bool = False
+        self,
+        now: int,
+        *,
+        client_sent_id: bool,
+        unavailable: bool = False,
+        lost_key: str | None = None,
     ) -> RequestSession:
-        return self.session_class(
+        session = self.session_class(
             self.ids.generate(),
             created_us=now,
             client_sent_id=client_sent_id,
             unavailable=unavailable,
         )
+        if lost_key is not None:
+            session.mark_lost(session.id, now, key=lost_key)
+        return session
 
     # -- save -----------------------------------------------------------------------
     def save(self, session: RequestSession, *, https: bool) -> Flow[StoreCall, str | None]:
@@ -125,12 +140,25 @@ class SessionPolicy:
 
         Writes nothing for a request that changed nothing, unless the expiry is due for a
         refresh (then a touch, not a rewrite). Never brings back a session another request
-        destroyed.
+        destroyed or regenerated (see :meth:`_lose`). With ``on_store_error="fresh"`` a
+        store that fails the write leaves the session unsaved, logged, instead of raising.
         """
-        now = self.now_us()
-        stored = session.stored
         if session.unavailable:
             return None
+        if session.lost:
+            self._still_lost(session)
+            return None
+        try:
+            return (yield from self._save(session, https))
+        except StoreError:
+            if self.config.on_store_error == "raise":
+                raise
+            logger.exception("session store unavailable; this request's session is not saved")
+            return None
+
+    def _save(self, session: RequestSession, https: bool) -> Flow[StoreCall, str | None]:
+        now = self.now_us()
+        stored = session.stored
         if stored is None:
             if not session.contents():
                 deleting = session.destroyed and session.client_sent_id
@@ -188,7 +216,8 @@ class SessionPolicy:
     def _touch(self, session: RequestSession, now: int, https: bool) -> Flow[StoreCall, str | None]:
         expires_us = self.expiry.expires_at(session.created_us, now)
         if not (yield _store("touch", session.storage_key, expires_us, now)):
-            return self._lost(session, now, https)
+            self._lose(session, now, dropped=False)
+            return None
         session.touched(expires_us)
         return self._cookie_after_write(session, now, https)
 
@@ -197,13 +226,15 @@ class SessionPolicy:
     ) -> Flow[StoreCall, str | None]:
         """Another request wrote since this one read: re-read, re-apply only this request's
         changes and compare-and-set again, up to ``max_attempts`` writes in all. A session
-        gone meanwhile (destroyed or expired elsewhere) stays gone."""
+        gone meanwhile (destroyed, regenerated or expired elsewhere) stays gone."""
         attempts = 1  # the compare-and-set that conflicted
         key = session.storage_key
         while True:
             current: StoredSession | None = yield _store("read", key, now)
             if current is None:
-                return self._lost(session, now, https)
+                self._lose(session, now, dropped=True)
+                self._still_lost(session)
+                return None
             if attempts >= self.config.max_attempts:
                 raise ConflictError(
                     f"gave up saving session {key[:8]}… after {attempts} compare-and-set conflicts"
@@ -251,13 +282,36 @@ class SessionPolicy:
             raise SessionTooLargeError(len(encoded), limit)
         return encoded
 
-    def _lost(self, session: RequestSession, now: int, https: bool) -> str | None:
-        """Another request destroyed this session (a logout, say): it stays destroyed."""
-        logger.info(
-            "session %s… was destroyed by another request; not saving", session.storage_key[:8]
+    def _lose(self, session: RequestSession, now: int, *, dropped: bool) -> None:
+        """Another request destroyed or regenerated this session while this one ran (a
+        logout, a login in another tab): the session is lost to this request. Nothing it
+        holds is written anywhere (no logout undone, no second live id, nothing readable
+        through the old id), and its response sets no cookie: the browser keeps what the
+        other request gave it, a deleting cookie or the new id. ``dropped``: this request
+        had changes, now dropped (logged as a warning; its save raises
+        :class:`SessionLostError` when the app opted in with ``on_lost_changes="raise"``)."""
+        key = session.storage_key
+        session.mark_lost(self.ids.generate(), now, key=key)
+        log = logger.warning if dropped else logger.info
+        log(
+            "session %s… was destroyed or regenerated by another request%s",
+            key[:8],
+            "; this request's changes are dropped" if dropped else "",
         )
-        session.ended(self.ids.generate(), now)
-        return self._delete_cookie(https)
+
+    def _still_lost(self, session: RequestSession) -> None:
+        """A save of a session lost earlier in this request (:meth:`_lose`): nothing is
+        written, and no cookie set."""
+        if self.config.on_lost_changes == "raise":
+            raise SessionLostError(
+                "this session was destroyed or regenerated by another request during this "
+                "one; nothing is saved"
+            )
+        if session.modified:
+            logger.warning(
+                "the session was destroyed or regenerated by another request during this "
+                "one; what this request wrote to it afterwards is not saved"
+            )
 
     def _cookie_after_write(self, session: RequestSession, now: int, https: bool) -> str | None:
         # The id changed (new or regenerated), or a lifetime cookie must follow the
@@ -282,14 +336,18 @@ class SessionPolicy:
         if (yield _store("rename", session.storage_key, storage_key(new_id), expires_us, now)):
             session.moved_to(new_id, expires_us)
             return
-        # Gone meanwhile: keep the data as a new session rather than lose the login.
-        session.restart(new_id, now)
+        # Destroyed, regenerated or expired meanwhile: its data must not live on under a new
+        # id (a logout undone, two live copies of one session).
+        self._lose(session, now, dropped=True)
 
     def destroy(self, session: RequestSession) -> Flow[StoreCall, None]:
         """Delete the session now; it continues as a new empty one, and unless the request
         stores something in it, the next save deletes the client's cookie."""
-        if session.stored is not None:
-            yield _store("delete", session.storage_key)
+        # A session lost to another request's regenerate is still logged out: the store
+        # follows the rename from the key this request knew.
+        key = session.storage_key if session.stored is not None else session.lost_key
+        if key is not None:
+            yield _store("delete", key)
         session.ended(self.ids.generate(), self.now_us())
 
     # -- maintenance -----------------------------------------------------------------

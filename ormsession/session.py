@@ -79,6 +79,8 @@ class RequestSession(dict[str, Any]):
         "_exposed",
         "_id",
         "_key",
+        "_lost",
+        "_lost_key",
         "_modified",
         "_needs_cookie",
         "_snapshots",
@@ -109,6 +111,8 @@ class RequestSession(dict[str, Any]):
         self._modified = stored is None and bool(data)
         self._accessed = False
         self._destroyed = False
+        self._lost = False
+        self._lost_key: str | None = None
         self._unavailable = unavailable
         self._client_sent_id = client_sent_id
         # The client holds no cookie for a new session's id yet.
@@ -151,9 +155,15 @@ class RequestSession(dict[str, Any]):
 
     @property
     def destroyed(self) -> bool:
-        """True after ``manager.destroy(session)`` in this request, or when another request
-        destroyed it while this one was running."""
+        """True after ``manager.destroy(session)`` in this request."""
         return self._destroyed
+
+    @property
+    def lost(self) -> bool:
+        """True once this request found that another one destroyed or regenerated the
+        session meanwhile (a logout, a login in another tab): its data is gone from this
+        object, and nothing this request writes to it is saved."""
+        return self._lost
 
     @property
     def created_at(self) -> dt.datetime:
@@ -311,6 +321,12 @@ class RequestSession(dict[str, Any]):
         return self._created_us
 
     @property
+    def lost_key(self) -> str | None:
+        """The storage key of the session this request lost (see :attr:`lost`): a logout in
+        the same request still deletes through it, whatever it was renamed to."""
+        return self._lost_key
+
+    @property
     def client_sent_id(self) -> bool:
         """Whether the request came with a session id (even one that proved invalid)."""
         return self._client_sent_id
@@ -371,11 +387,19 @@ class RequestSession(dict[str, Any]):
         self._needs_cookie = True
 
     def ended(self, session_id: str, created_us: int) -> None:
-        """The stored session is gone (destroyed here or by another request): continue as
-        a new, empty session under ``session_id``."""
+        """This request destroyed the session: continue as a new, empty session under
+        ``session_id``."""
         super().clear()
         self.restart(session_id, created_us)
         self._destroyed = True
+        self._lost, self._lost_key = False, None
+
+    def mark_lost(self, session_id: str, created_us: int, *, key: str) -> None:
+        """Another request destroyed or regenerated the session stored under ``key``:
+        continue as a new, empty session under ``session_id`` that is never saved."""
+        super().clear()
+        self.restart(session_id, created_us)
+        self._lost, self._lost_key = True, key
 
     def cookie_sent(self) -> None:
         """A ``Set-Cookie`` for the current id is on its way to the client."""

@@ -277,6 +277,8 @@ def late_change(session: RequestSession, id_sent: str) -> bool:
 
 
 def warn_cookie_lost(session: RequestSession, id_sent: str, set_cookie: str | None) -> None:
+    if session.lost:
+        return  # the policy has said why nothing was saved
     if set_cookie is not None or session.id != id_sent:
         logger.warning(
             "the session's id changed after the response headers were sent (a regenerate, "

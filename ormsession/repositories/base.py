@@ -37,6 +37,11 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
     it, ``delete`` follows it. Return ``False`` (and change nothing) if no live record is
     under ``old_key``, so of two racing renames of one key exactly one succeeds. The caller
     guarantees ``new_key`` is fresh.
+``moved(key, now_us)``
+    Whether ``key`` holds an unexpired moved marker: the client holds an id that a
+    regenerate replaced while its request was on the way. Asked only after ``read`` found
+    nothing under a well-formed id, so a rename raced by another tab's request never costs
+    that user the new session (such a request gets a session that is never saved).
 ``count(now_us)``
     How many live records there are (expired ones and moved markers not counted; the Redis
     and Couchbase stores may still count one for a bucket width after it expired, see
@@ -102,6 +107,9 @@ class SessionRepository(ABC):
     def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
 
     @abstractmethod
+    def moved(self, key: str, now_us: int) -> bool: ...
+
+    @abstractmethod
     def count(self, now_us: int) -> int: ...
 
     def delete_expired(self, now_us: int, limit: int) -> int:
@@ -138,6 +146,9 @@ class AsyncSessionRepository(ABC):
 
     @abstractmethod
     async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
+
+    @abstractmethod
+    async def moved(self, key: str, now_us: int) -> bool: ...
 
     @abstractmethod
     async def count(self, now_us: int) -> int: ...

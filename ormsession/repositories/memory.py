@@ -82,6 +82,11 @@ class MemoryRepository(SessionRepository):
             self._records[new_key] = record._replace(expires_us=expires_us)
             return True
 
+    def moved(self, key: str, now_us: int) -> bool:
+        with self._lock:
+            marker = self._records.get(key)
+            return isinstance(marker, _Moved) and marker.expires_us > now_us
+
     def count(self, now_us: int) -> int:
         with self._lock:
             return sum(
@@ -123,6 +128,9 @@ class AsyncMemoryRepository(AsyncSessionRepository):
 
     async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         return self.inner.rename(old_key, new_key, expires_us, now_us)
+
+    async def moved(self, key: str, now_us: int) -> bool:
+        return self.inner.moved(key, now_us)
 
     async def count(self, now_us: int) -> int:
         return self.inner.count(now_us)

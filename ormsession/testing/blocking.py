@@ -45,6 +45,9 @@ class BlockingRepository(SessionRepository):
     def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         return self.runner.run(self.inner.rename(old_key, new_key, expires_us, now_us))
 
+    def moved(self, key: str, now_us: int) -> bool:
+        return self.runner.run(self.inner.moved(key, now_us))
+
     def count(self, now_us: int) -> int:
         return self.runner.run(self.inner.count(now_us))
 

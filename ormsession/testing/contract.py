@@ -255,6 +255,9 @@ class RepositoryTests:
         assert repository.create(old, record(now, b"planted"), now) is False, (
             "the moved marker holds its key until it expires"
         )
+        assert repository.moved(old, now) is True
+        assert repository.moved(new, now) is False, "a live record is not a marker"
+        assert repository.moved(new_key(), now) is False, "nor is a missing key"
         assert_record(repository.read(new, now), record(now, b"v1")._replace(expires_us=now + HOUR))
 
     def test_delete_of_a_renamed_key_deletes_where_it_moved(
@@ -269,6 +272,7 @@ class RepositoryTests:
         repository.delete(first)  # a logout that opened the session before both renames
         for key in (first, second, third):
             assert repository.read(key, now) is None
+            assert repository.moved(key, now) is False, "a deleted marker is gone"
         assert repository.read(other, now) is not None, "delete followed too far"
         assert repository.count(now) - start == 1
         repository.delete(first)  # still idempotent
@@ -278,6 +282,7 @@ class RepositoryTests:
         assert repository.create(old, record(now), now)
         assert repository.rename(old, new, now + 30 * SECOND, now)
         later = now + 31 * SECOND
+        assert repository.moved(old, later) is False, "an expired marker is no marker"
         assert repository.create(old, record(later, b"reused"), later) is True
         assert_record(repository.read(old, later), record(later, b"reused"))
         repository.delete(old)

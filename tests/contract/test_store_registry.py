@@ -59,6 +59,9 @@ class _SyncWithoutRename(SessionRepository):
     def delete(self, key: str) -> None:
         return None
 
+    def moved(self, key: str, now_us: int) -> bool:
+        return False
+
     def count(self, now_us: int) -> int:
         return 0
 
@@ -80,6 +83,9 @@ class _AsyncWithoutRename(AsyncSessionRepository):
 
     async def delete(self, key: str) -> None:
         return None
+
+    async def moved(self, key: str, now_us: int) -> bool:
+        return False
 
     async def count(self, now_us: int) -> int:
         return 0

@@ -27,7 +27,9 @@ from ormsession.repositories.couchbase.base import (
     Pause,
     Remove,
     Replace,
+    decode_marker,
     decode_record,
+    encode_marker,
     encode_record,
 )
 from ormsession.repositories.couchbase.cache import Hint, HintCache
@@ -45,7 +47,7 @@ from ormsession.repositories.couchbase.counters import (
     target,
 )
 
-OLD, NEW = "a" * 64, "b" * 64
+OLD, NEW, NEWER = "a" * 64, "b" * 64, "c" * 64
 LEVELS = "p:count:levels"
 SECOND = US_PER_SECOND
 MINUTE = 60 * SECOND
@@ -140,16 +142,22 @@ def test_a_read_returns_the_record_and_remembers_its_document() -> None:
     assert ctx.cache.get(OLD) == hint(current, 10, bucket)
 
 
-@pytest.mark.parametrize("why", ["missing", "expired", "foreign"])
-def test_a_read_with_nothing_live_is_none_and_remembers_nothing(why: str) -> None:
+@pytest.mark.parametrize("why", ["missing", "expired", "foreign", "moved"])
+def test_a_read_with_nothing_live_is_none_and_remembers_nothing(
+    why: str, caplog: pytest.LogCaptureFixture
+) -> None:
     now, ctx = mid_bucket_now(), context()
     found = {
         "missing": None,
         "expired": doc(StoredSession(b"d", 1, now - HOUR, now), 10),  # expires at now
         "foreign": Doc(b'{"not": "ours"}', 10),
+        "moved": Doc(encode_marker(NEW, now + HOUR), 10),
     }[why]
-    assert flows.record_read(ctx, OLD, found, now) is None
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        assert flows.record_read(ctx, OLD, found, now) is None
     assert ctx.cache.get(OLD) is None
+    # Only a document that is not ours is worth a warning; a moved marker is a plain miss.
+    assert ("not an ormsession record" in caplog.text) is (why == "foreign")
 
 
 # -- update: one round trip on a warm hint, the old loop otherwise --------------------------
@@ -442,6 +450,39 @@ def test_create_refused_by_a_live_record_undoes_its_count() -> None:
     assert result is False
 
 
+def test_create_refused_by_an_unexpired_moved_marker_undoes_its_count() -> None:
+    now, ctx = now_us(), context()
+    record = stored(now)
+    bucket = bucket_of(record, now)
+    result, _ = drive(
+        flows.create(ctx, OLD, record, now),
+        [
+            (incr(bucket), True),
+            (is_(Insert), None),
+            (is_(Get), Doc(encode_marker(NEW, now + SECOND), 5)),
+            (decr(bucket), True),
+        ],
+    )
+    assert result is False and ctx.cache.get(OLD) is None
+
+
+def test_create_replaces_an_expired_moved_marker_by_its_cas() -> None:
+    now, ctx = now_us(), context()
+    record = stored(now)
+    bucket = bucket_of(record, now)
+    result, _ = drive(
+        flows.create(ctx, OLD, record, now),
+        [
+            (incr(bucket), True),
+            (is_(Insert), None),
+            (is_(Get), Doc(encode_marker(NEW, now), 5)),  # expires at now
+            (is_(Replace, "p:" + OLD, cas=5, value=encode_record(record, bucket)), 6),
+            # no decrement: a marker is counted nowhere
+        ],
+    )
+    assert result is True
+
+
 # -- delete -------------------------------------------------------------------------------
 def test_delete_with_a_hint_removes_by_its_cas_and_uncounts() -> None:
     now, ctx = now_us(), context()
@@ -478,6 +519,60 @@ def test_delete_of_a_missing_session_reads_once() -> None:
     assert len(ops) == 1
 
 
+def test_delete_follows_moved_markers_down_the_chain() -> None:
+    now, ctx = now_us(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    ctx.cache.put(OLD, hint(current, 10, bucket))  # read before two renames elsewhere
+    drive(
+        flows.delete(ctx, OLD),
+        [
+            (is_(Remove, "p:" + OLD, cas=10), False),  # the hint is stale: renamed
+            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+            (is_(Remove, "p:" + OLD, cas=11), True),  # no decrement: counted nowhere
+            (is_(Get, "p:" + NEW), Doc(encode_marker(NEWER, now + HOUR), 21)),
+            (is_(Remove, "p:" + NEW, cas=21), True),
+            (is_(Get, "p:" + NEWER), doc(current, 31, bucket)),
+            (is_(Remove, "p:" + NEWER, cas=31), True),
+            (decr(bucket), True),  # the session itself, where it is counted
+        ],
+    )
+
+
+def test_delete_follows_a_marker_that_replaced_the_record_it_read() -> None:
+    # A rename between the delete's read and its remove: the CAS moved, the delete reads
+    # again, finds the marker and follows it.
+    now, ctx = now_us(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    drive(
+        flows.delete(ctx, OLD),
+        [
+            (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
+            (is_(Remove, "p:" + OLD, cas=10), False),
+            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+            (is_(Remove, "p:" + OLD, cas=11), True),
+            (is_(Get, "p:" + NEW), doc(current, 20, bucket)),
+            (is_(Remove, "p:" + NEW, cas=20), True),
+            (decr(bucket), True),
+        ],
+    )
+
+
+def test_delete_stops_at_a_key_it_deleted_already() -> None:
+    now = now_us()
+    _, ops = drive(
+        flows.delete(context(), OLD),
+        [
+            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+            (is_(Remove, cas=11), True),
+            (is_(Get, "p:" + NEW), Doc(encode_marker(OLD, now + HOUR), 21)),  # never written
+            (is_(Remove, cas=21), True),
+        ],
+    )
+    assert len(ops) == 4
+
+
 # -- rename ------------------------------------------------------------------------------
 def test_rename_within_the_bucket_touches_no_counter() -> None:
     now, ctx = mid_bucket_now(), context()
@@ -496,7 +591,16 @@ def test_rename_within_the_bucket_touches_no_counter() -> None:
                 ),
                 20,
             ),
-            (is_(Remove, "p:" + OLD, cas=10), True),
+            (
+                is_(
+                    Replace,
+                    "p:" + OLD,
+                    cas=10,
+                    value=encode_marker(NEW, expires),
+                    expiry=expiry_for(expires, now),
+                ),
+                11,
+            ),
         ],
     )
     assert result is True
@@ -515,7 +619,7 @@ def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
             (is_(Get, "p:" + OLD), doc(stored(now), 10, old)),
             (incr(new), True),
             (is_(Insert, "p:" + NEW), 20),
-            (is_(Remove, "p:" + OLD, cas=10), False),  # updated between our read and remove
+            (is_(Replace, "p:" + OLD, cas=10), None),  # updated between our read and replace
             (is_(Remove, "p:" + NEW, cas=20), True),  # so the stale copy goes
             (decr(new), True),  # and its count
             (is_(Get, "p:" + OLD), doc(newer, 11, old)),
@@ -526,7 +630,7 @@ def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
                 ),
                 21,
             ),
-            (is_(Remove, "p:" + OLD, cas=11), True),
+            (is_(Replace, "p:" + OLD, cas=11, value=encode_marker(NEW, expires)), 12),
             (decr(old), True),
         ],
     )
@@ -541,12 +645,32 @@ def test_rename_loses_to_a_destroy_between_its_steps() -> None:
         [
             (is_(Get, "p:" + OLD), doc(stored(now), 10, bucket)),
             (is_(Insert, "p:" + NEW), 20),
-            (is_(Remove, "p:" + OLD), False),
+            (is_(Replace, "p:" + OLD), None),
             (is_(Remove, "p:" + NEW), True),
             (is_(Get, "p:" + OLD), None),  # destroyed: the rename reports no session
         ],
     )
     assert result is False
+
+
+def test_of_two_racing_renames_the_second_finds_the_first_ones_marker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now, ctx = now_us(), context()
+    bucket = bucket_of(stored(now), now)
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        result, _ = drive(
+            flows.rename(ctx, OLD, NEWER, stored(now).expires_us, now),
+            [
+                (is_(Get, "p:" + OLD), doc(stored(now), 10, bucket)),
+                (is_(Insert, "p:" + NEWER), 30),
+                (is_(Replace, "p:" + OLD, cas=10), None),  # the other rename got there
+                (is_(Remove, "p:" + NEWER, cas=30), True),  # so this copy goes
+                (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+            ],
+        )
+    assert result is False
+    assert not caplog.records
 
 
 def test_rename_refuses_a_taken_target_and_undoes_its_count() -> None:
@@ -665,6 +789,25 @@ def test_records_round_trip_with_their_bucket() -> None:
     assert decode_record(raw) == (record, bucket)
     assert decode_record(b"orS9" + bytes(40)) is None
     assert decode_record(b"orS2short") is None
+
+
+def test_moved_markers_round_trip_and_are_no_records() -> None:
+    now = now_us()
+    raw = encode_marker(NEW, now)
+    assert raw == b"orM1" + now.to_bytes(8, "big") + NEW.encode() and len(raw) == 76
+    assert decode_marker(raw) == (NEW, now)
+    assert decode_record(raw) is None
+    assert decode_marker(raw + b"x") is None and decode_marker(None) is None
+    assert decode_marker(b"orM1" + bytes(8) + b"g" * 64) is None, "names no storage key"
+    assert decode_marker(encode_record(stored(now), UNCOUNTED)) is None
+
+
+def test_only_an_unexpired_marker_answers_moved() -> None:
+    now = now_us()
+    assert flows.marker_read(Doc(encode_marker(NEW, now + 1), 5), now) is True
+    assert flows.marker_read(Doc(encode_marker(NEW, now), 5), now) is False
+    assert flows.marker_read(doc(stored(now), 5), now) is False
+    assert flows.marker_read(None, now) is False
 
 
 def test_the_document_ttl_is_a_timedelta_rounded_up() -> None:

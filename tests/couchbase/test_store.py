@@ -8,6 +8,7 @@ tests check what those cannot see: stored bytes, server TTLs, ops sent, timing o
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import partial
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -24,6 +26,7 @@ from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.manager import SessionManager
 from ormsession.repositories.base import StoredSession
+from ormsession.repositories.couchbase.base import decode_marker
 from ormsession.repositories.couchbase.factory import open_store
 from ormsession.repositories.couchbase.repository import CouchbaseRepository
 from ormsession.settings import load_config
@@ -110,7 +113,34 @@ def test_the_raw_session_id_is_stored_nowhere(
         )
     mine = {key for key in everything if key.startswith(prefix.encode())}
     session_docs = {key for key in mine if not key.startswith(f"{prefix}count:".encode())}
-    assert session_docs == {(prefix + storage_key(second)).encode()}  # the old id is gone
+    old, new = (prefix + storage_key(first)).encode(), (prefix + storage_key(second)).encode()
+    assert session_docs == {old, new}
+    assert decode_marker(everything[old]) == (storage_key(second), ANY), "the old id is a marker"
+
+
+def test_a_rename_leaves_a_moved_marker_with_the_renames_expiry(
+    couchbase_server: CouchbaseTestServer,
+    repository: CouchbaseRepository,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now, old, new = now_us(), new_key(), new_key()
+    assert repository.create(old, record(now, HOUR), now)
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        assert repository.rename(old, new, now + 2 * HOUR, now)
+        assert repository.read(old, now) is None
+    assert not caplog.records, "a moved marker is an ordinary miss"
+    doc = stored(couchbase_server, prefix + old)
+    assert doc is not None
+    assert (doc.flags >> 24, doc.datatype) == (BINARY_FORMAT, 0)
+    assert doc.value == b"orM1" + struct.pack(">q", now + 2 * HOUR) + new.encode()
+    assert abs(doc.expiry - (couchbase_server.now() + 7200)) <= 2, "the rename's TTL"
+    assert repository.count(now) == 1, "the marker is counted nowhere"
+    assert repository.moved(old, now) is True
+    assert repository.moved(old, now + 2 * HOUR) is False, "judged by the caller's now"
+    assert repository.moved(new, now) is False and repository.moved(new_key(), now) is False
+    couchbase_server.advance_clock(7201)
+    assert stored(couchbase_server, prefix + old) is None, "the marker expires with its TTL"
 
 
 def test_the_record_layout_on_the_server(

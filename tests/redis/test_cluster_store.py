@@ -18,10 +18,11 @@ from redis.cluster import RedisCluster
 import ormsession
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.expiry import US_PER_SECOND, now_us
+from ormsession.flows import run
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis import scripts
-from ormsession.repositories.redis.base import PARK_TTL_MS, Eval, KeyLayout
+from ormsession.repositories.redis.base import PARK_TTL_MS, Eval, KeyLayout, encode_marker
 from ormsession.repositories.redis.errors import wrap_redis_error
 from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.repository import RedisRepository
@@ -214,37 +215,136 @@ def test_a_lost_park_reply_is_retried_safely(
     layout = repository.layout
     old, new = keys_on_two_masters(cluster, layout)
     now = now_us()
+    expires = record().expires_us
     assert repository.create(old, record(), now)
     _failing(repository, monkeypatch, lambda e: e.script is scripts.PARK, after_running=True)
     with pytest.raises(StoreUnavailableError):
-        repository.rename(old, new, record().expires_us, now)
+        repository.rename(old, new, expires, now)
     monkeypatch.undo()
-    assert repository.read(old, now) is not None
+    assert repository.read(old, now) is not None, "the marker made way for the record"
     assert not cluster.exists(layout.parking(old))
-    # And PARK itself is repeatable: run twice, it returns the parked record both times.
-    park = repository.park_script(old, now)
+    assert repository.count(now) == 1
+    # And PARK itself is repeatable: run twice, it returns the parked record both times...
+    park = repository.park_script(old, new, expires, now)
     first, again = repository._execute(park, "rename"), repository._execute(park, "rename")
     assert first is not None and first == again
-    assert not cluster.exists(layout.session(old)) and cluster.exists(layout.parking(old))
+    assert cluster.get(layout.session(old)) == encode_marker(new, expires)
+    assert cluster.exists(layout.parking(old))
+    # ...but a PARK of the same key towards another one (a racing rename) gets nothing.
+    other = secrets.token_hex(32)
+    assert repository._execute(repository.park_script(old, other, expires, now), "rename") is None
 
 
-def test_a_failed_discard_still_completes_the_rename(
+@pytest.mark.parametrize("after_running", [False, True], ids=["not-run", "reply-lost"])
+def test_a_failed_discard_rolls_the_rename_back(
     cluster: RedisCluster,
     repository: RedisRepository,
     monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    after_running: bool,
 ) -> None:
+    # Whether a destroy came in between cannot be told: the move is undone, never kept.
     layout = repository.layout
     old, new = keys_on_two_masters(cluster, layout)
     now = now_us()
     assert repository.create(old, record(), now)
-    _failing(repository, monkeypatch, lambda e: e.script is scripts.DISCARD)
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        assert repository.rename(old, new, record().expires_us, now) is True
-    assert "parked copy stays until it expires" in caplog.text
-    assert repository.read(new, now) is not None and repository.read(old, now) is None
-    assert 0 < cluster.pttl(layout.parking(old)) <= PARK_TTL_MS, "invisible, and short-lived"
-    assert repository.count(now) == 1
+    _failing(
+        repository, monkeypatch, lambda e: e.script is scripts.DISCARD, after_running=after_running
+    )
+    with pytest.raises(StoreUnavailableError, match="during rename"):
+        repository.rename(old, new, record().expires_us, now)
+    assert repository.read(new, now) is None and not cluster.exists(layout.session(new))
+    assert not cluster.exists(layout.parking(old))
+    if after_running:
+        # The parked copy was dropped before the reply was lost: nothing to put back. The
+        # session is lost (the error says so), not duplicated.
+        assert repository.read(old, now) is None
+        assert repository.count(now) == 0
+    else:
+        assert repository.read(old, now) is not None
+        assert repository.count(now) == 1
+
+
+def test_a_retried_copy_whose_first_run_stored_it_completes_the_rename(
+    cluster: RedisCluster, repository: RedisRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py sends a command again after a connection error, which can come after the
+    # server ran it: the second CREATE then finds the key taken, by the rename's own copy.
+    layout = repository.layout
+    old, new = keys_on_two_masters(cluster, layout)
+    now = now_us()
+    assert repository.create(old, record(b"mine"), now)
+    real = repository._execute
+
+    def execute(command: Any, operation: str) -> Any:
+        if isinstance(command, Eval) and command.script is scripts.CREATE:
+            real(command, operation)
+        return real(command, operation)
+
+    monkeypatch.setattr(repository, "_execute", execute)
+    assert repository.rename(old, new, record().expires_us, now) is True
+    moved = repository.read(new, now)
+    assert moved is not None and moved.data == b"mine"
+    assert repository.read(old, now) is None and not cluster.exists(layout.parking(old))
+
+
+def test_a_roll_back_never_restores_a_session_destroyed_meanwhile(
+    cluster: RedisCluster, repository: RedisRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A logout between PARK and a CREATE that fails: the roll-back finds nothing to put
+    # back (the DELETE took the parked copy with the marker).
+    layout = repository.layout
+    old, new = keys_on_two_masters(cluster, layout)
+    now = now_us()
+    assert repository.create(old, record(), now)
+    real = repository._execute
+
+    def execute(command: Any, operation: str) -> Any:
+        if isinstance(command, Eval) and command.script is scripts.CREATE:
+            repository.delete(old)
+            lost = redis.ConnectionError("injected failure")
+            raise wrap_redis_error(lost, operation=operation, where="cluster") from lost
+        return real(command, operation)
+
+    monkeypatch.setattr(repository, "_execute", execute)
+    with pytest.raises(StoreUnavailableError):
+        repository.rename(old, new, record().expires_us, now)
+    monkeypatch.undo()
+    for key in (layout.session(old), layout.parking(old), layout.session(new)):
+        assert not cluster.exists(key), key
+    assert repository.count(now) == 0
+
+
+@pytest.mark.parametrize("destroyed_after", ["nothing", "park", "create", "discard"])
+def test_a_destroy_at_any_step_of_a_move_between_masters_wins(
+    cluster: RedisCluster, repository: RedisRepository, destroyed_after: str
+) -> None:
+    """A logout (delete of the old key) between any two steps of a rename between slots:
+    no copy of the session survives anywhere, and a rename that had not finished reports
+    that it found no session."""
+    layout = repository.layout
+    old, new = keys_on_two_masters(cluster, layout)
+    now = now_us()
+    assert repository.create(old, record(), now)
+    if destroyed_after == "nothing":
+        repository.delete(old)
+    steps: list[str] = []
+
+    def perform(command: Any) -> Any:
+        result = repository._execute(command, "rename")
+        if isinstance(command, Eval):
+            steps.append(command.script.name)
+            if command.script.name == destroyed_after:
+                repository.delete(old)
+        return result
+
+    moved = run(repository.rename_flow(old, new, record().expires_us, now), perform)
+    assert moved is (destroyed_after == "discard"), "only a finished rename reports success"
+    if destroyed_after != "nothing":
+        assert steps[:3] == ["park", "create", "discard"]
+    for key in (layout.session(old), layout.parking(old), layout.session(new)):
+        assert not cluster.exists(key), key
+    assert repository.read(new, now) is None and repository.read(old, now) is None
+    assert repository.count(now) == 0
 
 
 def test_a_failed_roll_back_loses_the_session_but_never_duplicates_it(

@@ -17,7 +17,9 @@ from ormsession.repositories.redis.base import (
     MAX_PREFIX_LENGTH,
     SHARDS,
     KeyLayout,
+    decode_marker,
     decode_record,
+    encode_marker,
     encode_record,
     stored_bucket,
     ttl_millis,
@@ -107,6 +109,21 @@ def test_values_in_another_format_are_not_records() -> None:
     other = struct.pack(">BQQQ", 1, 7, 1_700_000_000_000_000, 1_700_086_400_000_001) + b"{}"
     assert decode_record(other) is None
     assert stored_bucket(other) == UNCOUNTED
+
+
+def test_a_moved_marker_names_the_new_key_and_its_expiry_and_is_no_record() -> None:
+    new = storage_key(SessionIds().generate())
+    expires = to_us(datetime(2026, 11, 3, 4, 5, 6, 789012, tzinfo=UTC))
+    raw = encode_marker(new, expires)
+    assert raw == b"\x03" + struct.pack(">Q", expires) + new.encode()
+    assert len(raw) == 73
+    assert decode_marker(raw) == (new, expires)
+    assert decode_record(raw) is None and stored_bucket(raw) == UNCOUNTED
+    assert decode_marker(raw + b"x") is None, "a marker has exactly one length"
+    assert decode_marker(b"\x02" + raw[1:]) is None
+    assert decode_marker(b"\x03" + bytes(8) + b"g" * 64) is None, "names no session key"
+    record = StoredSession(bytes(39), 1, expires, expires)
+    assert decode_marker(encode_record(record, UNCOUNTED)) is None, "73 bytes, format 2"
 
 
 def test_ttl_is_rounded_up_and_never_zero() -> None:

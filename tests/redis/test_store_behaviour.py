@@ -4,6 +4,8 @@ TTLs on every key, namespaces that keep apps apart, no raw session id anywhere."
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ import ormsession
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import storage_key
 from ormsession.repositories.base import StoredSession
-from ormsession.repositories.redis.base import KeyLayout
+from ormsession.repositories.redis.base import KeyLayout, encode_marker
 from tests.manager.test_lifecycle import cookie_id, stored_session
 from tests.redis.helpers import KEY_LAYOUT, KINDS, node_clients, routing_client, stored_keys
 from tests.support.stores import FakeClock, open_manager, open_store, target_for
@@ -101,6 +103,40 @@ def test_the_native_ttl_follows_every_write(
         later = now + 2 * hour
         assert repository.touch(new, later + hour, later)
         assert_ttl(new, hour)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_rename_leaves_an_uncounted_moved_marker_with_the_renames_ttl(
+    request: pytest.FixtureRequest, kind: str, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the old key holds after a rename (on Cluster, between two slots: old and new
+    key in different shards), and that reading it is a plain miss, not a warning."""
+    layout = KeyLayout(target_for(request, kind).options["key_prefix"])
+    hour = 3600 * US_PER_SECOND
+    old, new = "0a" + secrets.token_hex(31), "f5" + secrets.token_hex(31)
+    with open_store(request, kind, mode) as repository, routing_client(request, kind) as raw:
+        now = now_us()
+        assert repository.create(old, StoredSession(b"x", 1, now, now + hour), now)
+        expires = now + 2 * hour
+        with caplog.at_level(logging.WARNING, logger="ormsession"):
+            assert repository.rename(old, new, expires, now)
+            assert repository.read(old, now) is None
+        assert not caplog.records, "a moved marker is an ordinary miss"
+        assert raw.get(layout.session(old)) == encode_marker(new, expires)
+        assert 2 * hour // 1000 - 2000 < raw.pttl(layout.session(old)) <= 2 * hour // 1000
+        assert raw.zscore(layout.index_of(old), old) is None, "a marker is never counted"
+        assert repository.count(now) == 1
+        # moved(): the question the policy asks after a miss (was this id regenerated?)
+        assert repository.moved(old, now) is True
+        assert repository.moved(old, expires) is False, "judged by the caller's now"
+        assert repository.moved(new, now) is False, "a record is not a marker"
+        assert repository.moved("ee" + secrets.token_hex(31), now) is False
+        # (The check above can fail: a value that is neither a record nor a marker warns.)
+        raw.set(layout.session(old), encode_marker(new, expires) + b"?", px=60_000)
+        with caplog.at_level(logging.WARNING, logger="ormsession"):
+            assert repository.read(old, now) is None
+        assert "unknown format" in caplog.text
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -94,6 +94,10 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
         flow = flows.rename(self.context, old_key, new_key, expires_us, now_us)
         return await arun(flow, partial(self._perform, "rename"))
 
+    async def moved(self, key: str, now_us: int) -> bool:
+        doc = await self._perform("moved", Get(self.context.layout.document_key(key)))
+        return flows.marker_read(doc, now_us)
+
     async def count(self, now_us: int) -> int:
         return await arun(flows.count(self.context, now_us), partial(self._perform, "count"))
 

@@ -12,6 +12,17 @@ Record layout (one binary document per session, stored with ``RawBinaryTranscode
     29      8     count bucket end, signed big-endian Unix seconds (0: not counted)
     37      ...   data: the serialized session, byte for byte
 
+A rename replaces the old document with a *moved marker* (same transcoder), 76 bytes::
+
+    offset  size  field
+    0       4     magic b"orM1" (an ormsession moved marker)
+    4       8     expires_at of the rename, signed big-endian microseconds (UTC)
+    12      64    the key the session moved to (64 lowercase hex characters)
+
+It holds no data and is counted nowhere; the flows read it as "no session" (without the
+warning a foreign document gets), refuse to create over it until it expires, and follow
+it when deleting (see :mod:`~.flows`).
+
 Why binary and not JSON: session data is already bytes (JSON or msgpack from the
 serializer); base64 inside a JSON document would cost a third more space and an encode and
 decode per operation, and a fixed header decodes without parsing the data. The binary
@@ -52,6 +63,8 @@ from ormsession.repositories.couchbase.counters import Bucket
 __all__ = [
     "HEADER",
     "MAGIC",
+    "MARKER",
+    "MARKER_MAGIC",
     "Count",
     "Doc",
     "Flow",
@@ -64,8 +77,10 @@ __all__ = [
     "Remove",
     "Replace",
     "SdkOp",
+    "decode_marker",
     "decode_record",
     "documents",
+    "encode_marker",
     "encode_record",
     "sdk_call",
     "sdk_miss",
@@ -78,6 +93,9 @@ T = TypeVar("T")
 MAGIC = b"orS2"
 #: The current format's header: magic, version, created µs, expires µs, count level, end.
 HEADER = struct.Struct(">4sQqqBq")
+MARKER_MAGIC = b"orM1"
+#: A moved marker: magic, expires µs, the 64-hex key moved to.
+MARKER = struct.Struct(">4sq64s")
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 # Couchbase document ids are at most 250 bytes: 100 for the prefix leaves room for the
 # 64-character key and for the counters' names.
@@ -131,6 +149,21 @@ def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
         return None
     _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
     return StoredSession(raw[HEADER.size :], version, created, expires), Bucket(level, end)
+
+
+def encode_marker(new_key: str, expires_us: int) -> bytes:
+    """The moved marker a rename to ``new_key``, expiring at ``expires_us``, leaves."""
+    return MARKER.pack(MARKER_MAGIC, expires_us, new_key.encode("ascii"))
+
+
+def decode_marker(raw: bytes | None) -> tuple[str, int] | None:
+    """``(new key, expires µs)`` of a moved marker; None for anything else (a marker
+    naming anything but a storage key is not one of ours)."""
+    if raw is None or len(raw) != MARKER.size or not raw.startswith(MARKER_MAGIC):
+        return None
+    _magic, expires, new_key = MARKER.unpack(raw)
+    key = new_key.decode("ascii", "replace")
+    return (key, expires) if _STORAGE_KEY.fullmatch(key) else None
 
 
 # -- the KV operations flows yield ---------------------------------------------------------

@@ -18,6 +18,14 @@ repository remembers the document at the expected version, the guarded write goe
 once, and only if the server refuses it (someone else wrote since) does the flow read and
 decide as it would have without the hint.
 
+Renames leave a moved marker (:func:`~.base.encode_marker`) in place of the old document:
+it holds no data, so reads, updates, touches and renames find no session there; ``create``
+refuses the key until the marker's expiry; ``delete`` removes it and goes on with the key
+it names. The marker is written by a ``replace`` guarded by the CAS of the record read, so
+a rename happens only if nothing touched the record since: of two racing renames exactly
+one gets there, and a destroy that removed the record first makes the rename fail, while a
+destroy that comes after finds the marker and follows it.
+
 Counting (:mod:`~.counters`): each session document names, in its header, the bucket it is
 counted in, and that bucket's counter was incremented for it. The increment goes out
 *before* the document names the bucket, and the old bucket's decrement *after* the document
@@ -45,7 +53,9 @@ from ormsession.repositories.couchbase.base import (
     Pause,
     Remove,
     Replace,
+    decode_marker,
     decode_record,
+    encode_marker,
     encode_record,
 )
 from ormsession.repositories.couchbase.cache import (
@@ -75,6 +85,7 @@ __all__ = [
     "count",
     "create",
     "delete",
+    "marker_read",
     "record_read",
     "rename",
     "touch",
@@ -139,6 +150,13 @@ def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredS
     return found.record
 
 
+def marker_read(doc: Doc | None, now_us: int) -> bool:
+    """Whether what a ``get`` returned is an unexpired moved marker (a ``moved`` is one
+    ``get``, which the repositories make themselves)."""
+    marker = decode_marker(doc.value) if doc is not None else None
+    return marker is not None and marker[1] > now_us
+
+
 def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
     doc_key = ctx.layout.document_key(key)
     bucket = target(UNCOUNTED, record.expires_us, now_us, ctx.resolution)
@@ -155,6 +173,12 @@ def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[b
             if found is not None:
                 _remember(ctx, key, found.cas, found.record, found.bucket)
                 yield from _decrement(ctx, bucket)  # not ours to count after all
+                return False
+            marker = decode_marker(existing.value)
+            if marker is not None and marker[1] > now_us:
+                # The key was renamed away: its old id stays useless until the rename's
+                # expiry (an id planted before a login cannot be taken over).
+                yield from _decrement(ctx, bucket)
                 return False
             # Expired by `now_us` but not yet removed by its TTL: replace exactly that
             # document (its CAS), so a concurrent create of the key cannot be overwritten.
@@ -227,40 +251,61 @@ def touch(ctx: Context, key: str, expires_us: int, now_us: int) -> Flow[bool]:
 
 
 def delete(ctx: Context, key: str) -> Flow[None]:
-    """Remove the document, guarded by its CAS so that the bucket read from its header is
-    the one it is counted in; then uncount it there."""
+    """Remove the document under ``key``; when it is a moved marker, go on with the key it
+    names, down the chain, so that a destroy also removes where a racing regenerate moved
+    the session. A rename that moves it on meanwhile leaves a marker to follow in turn; one
+    that comes after finds nothing to move."""
+    seen = {key}
+    named = yield from _delete_one(ctx, key)
+    while named is not None and named not in seen:
+        seen.add(named)
+        named = yield from _delete_one(ctx, named)
+
+
+def _delete_one(ctx: Context, key: str) -> Flow[str | None]:
+    """Remove one document, guarded by the CAS read so that what was read is what was
+    removed: a record's header names the bucket to uncount it from, a marker the key it
+    moved to (returned, for :func:`delete` to go on with)."""
     doc_key = ctx.layout.document_key(key)
     hint = ctx.cache.pop(key)
     if hint is not None and (yield Remove(doc_key, hint.cas)):
-        yield from _decrement(ctx, hint.bucket)
-        return
-    bucket = UNCOUNTED
+        yield from _decrement(ctx, hint.bucket)  # hints are of records, never of markers
+        return None
+    doc: Doc | None = None
     for _ in range(CAS_ATTEMPTS):
-        doc: Doc | None = yield Get(doc_key)
+        doc = yield Get(doc_key)
         if doc is None:
-            return
-        bucket = _bucket_of(doc)
+            return None
         if (yield Remove(doc_key, doc.cas)):
             break
     else:
-        # Rewritten between every read and remove: remove it whatever it holds now (its
-        # bucket is probably the one read last).
+        # Rewritten between every read and remove: remove it whatever it holds now (it is
+        # probably what was read last).
         if not (yield Remove(doc_key)):
-            return
-    yield from _decrement(ctx, bucket)
+            return None
+    assert doc is not None  # CAS_ATTEMPTS > 0: read at least once
+    marker = decode_marker(doc.value)
+    if marker is not None:
+        return marker[0]
+    yield from _decrement(ctx, _bucket_of(doc))
+    return None
 
 
 def rename(ctx: Context, old_key: str, new_key: str, expires_us: int, now_us: int) -> Flow[bool]:
-    """Insert the record under ``new_key``, then remove ``old_key`` guarded by the CAS read.
+    """Insert the record under ``new_key``, then replace the old document with a moved
+    marker naming ``new_key``, guarded by the CAS read.
 
     Couchbase has no multi-document atomic write outside transactions (which need more
     than a KV node), so the steps are ordered for the safe failure: a crash between them
-    leaves both keys holding the session (the old one until its TTL), never neither. If
-    the old record changed or vanished between the read and the remove, the new copy is
-    removed again and the rename starts over (or returns False: a destroy wins).
+    leaves both keys holding the session (the old one until its TTL), never neither. The
+    guarded replace is the moment the rename happens. If it fails, the old record changed
+    or went between the read and the replace: the new copy is removed again and the rename
+    starts over, and returns False once the old key holds no live record (a destroy, or a
+    racing rename's marker, won).
     """
     old_doc, new_doc = ctx.layout.document_key(old_key), ctx.layout.document_key(new_key)
     expiry = expiry_for(expires_us, now_us)
+    marker = encode_marker(new_key, expires_us)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(old_doc)
         found = _live(doc, now_us)
@@ -268,7 +313,7 @@ def rename(ctx: Context, old_key: str, new_key: str, expires_us: int, now_us: in
             return False
         record = found.record._replace(expires_us=expires_us)
         # The copy takes over the old document's count (and its bucket, if the new expiry
-        # is still within it): one session, counted once.
+        # is still within it): one session, counted once. The marker is counted nowhere.
         bucket = target(found.bucket, expires_us, now_us, ctx.resolution)
         moved = bucket != found.bucket
         if moved and not (yield from _increment(ctx, bucket, now_us)):
@@ -278,7 +323,7 @@ def rename(ctx: Context, old_key: str, new_key: str, expires_us: int, now_us: in
             if moved:
                 yield from _decrement(ctx, bucket)
             raise StoreError(f"rename target {new_key[:8]}… is taken (it must be a fresh key)")
-        if (yield Remove(old_doc, found.cas)):
+        if (yield Replace(old_doc, marker, found.cas, expiry)) is not None:
             ctx.cache.pop(old_key)
             _remember(ctx, new_key, new_cas, record, bucket)
             if moved:
@@ -310,7 +355,9 @@ def _live(doc: Doc | None, now_us: int) -> _Found | None:
         return None
     decoded = decode_record(doc.value)
     if decoded is None:
-        logger.warning("a document under the session key prefix is not an ormsession record")
+        # A moved marker is an ordinary miss: the session was renamed away.
+        if decode_marker(doc.value) is None:
+            logger.warning("a document under the session key prefix is not an ormsession record")
         return None
     record, bucket = decoded
     return _Found(record, bucket, doc.cas) if record.expires_us > now_us else None

@@ -89,6 +89,10 @@ class CouchbaseRepository(SessionRepository):
         flow = flows.rename(self.context, old_key, new_key, expires_us, now_us)
         return run(flow, partial(self._perform, "rename"))
 
+    def moved(self, key: str, now_us: int) -> bool:
+        doc = self._perform("moved", Get(self.context.layout.document_key(key)))
+        return flows.marker_read(doc, now_us)
+
     def count(self, now_us: int) -> int:
         return run(flows.count(self.context, now_us), partial(self._perform, "count"))
 

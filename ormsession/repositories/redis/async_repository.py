@@ -47,11 +47,16 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
         return bool(await self._execute(self.touch_script(key, expires_us, now_us), "touch"))
 
     async def delete(self, key: str) -> None:
-        await self._execute(self.delete_script(key), "delete")
+        flow = self.delete_flow(key)
+        await arun(flow, lambda command: self._execute(command, "delete"))
 
     async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         flow = self.rename_flow(old_key, new_key, expires_us, now_us)
         return await arun(flow, lambda command: self._execute(command, "rename"))
+
+    async def moved(self, key: str, now_us: int) -> bool:
+        raw = await self._execute(Get(self.layout.session(key)), "moved")
+        return self.marker_from(raw, now_us)
 
     async def count(self, now_us: int) -> int:
         return int(await self._execute(CountLive(self.layout.all_indexes(), now_us), "count"))

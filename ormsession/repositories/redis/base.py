@@ -4,14 +4,16 @@ encoding, the command each operation sends and the reading of its reply.
 A contract method builds its one command here (:class:`Get`, :class:`Eval`,
 :class:`CountLive` or :class:`TrimIndexes`), runs it through its twin's one I/O method,
 ``_execute``, and reads the reply here. Every write is one Lua script (:mod:`.scripts`).
-The one operation that takes several round trips, a rename between Cluster slots, is a flow
-(:meth:`RedisRepositoryBase.rename_flow`) that the twins drive with
-:func:`ormsession.flows.run` and :func:`~ormsession.flows.arun`: a failed command is thrown
-into it as a :class:`~ormsession.errors.StoreError`, so its roll-back is written once.
+The operations that may take several round trips are flows that the twins drive with
+:func:`ormsession.flows.run` and :func:`~ormsession.flows.arun`: a rename between Cluster
+slots (:meth:`RedisRepositoryBase.rename_flow`; a failed command is thrown into it as a
+:class:`~ormsession.errors.StoreError`, so its roll-back is written once) and a delete that
+follows moved markers (:meth:`RedisRepositoryBase.delete_flow`).
 
 Key layout (``P`` is the key prefix, ``h`` the 64-hex key the manager hands in)::
 
-    P{h[:2]}:h           one session: header + data, with a native TTL
+    P{h[:2]}:h           one session: header + data, with a native TTL; after a rename, a
+                         moved marker naming the new key, with the rename's TTL
     P{h[:2]}:index       count index of shard h[:2]: member h, score its count bucket's end (µs)
     P{h[:2]}:moving:h    a session parked while it moves between Cluster slots
 
@@ -43,7 +45,7 @@ from ormsession.repositories.buckets import (
 from ormsession.repositories.redis import scripts
 from ormsession.repositories.redis.clients import describe_client, is_cluster_client
 from ormsession.repositories.redis.errors import wrap_redis_error
-from ormsession.repositories.redis.scripts import Script
+from ormsession.repositories.redis.scripts import MARKER_FORMAT, MARKER_SIZE, PARK_TTL_MS, Script
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
@@ -61,7 +63,9 @@ __all__ = [
     "TrimIndexes",
     "check_acknowledged",
     "clock_arg",
+    "decode_marker",
     "decode_record",
+    "encode_marker",
     "encode_record",
     "stored_bucket",
     "ttl_millis",
@@ -76,9 +80,6 @@ MAX_PREFIX_LENGTH = 128
 #: Index shards = hash tags: two hex digits of the key. Part of the key layout: changing it
 #: would move every session to another key.
 SHARDS = 256
-#: How long a parked record (a Cluster rename in flight) may outlive a crash of its mover.
-PARK_TTL_MS = 60_000
-
 # Format marker, version, created µs, expires µs, count bucket level and end (s); see
 # scripts.py.
 _HEADER = struct.Struct(">BQQQBQ")
@@ -89,6 +90,9 @@ _FORMAT = 2
 # UPDATE's is followed by the expected and the new version.
 _CLOCK = struct.Struct(">QQQBQ")
 _VERSIONS = struct.Struct(">QQ")
+# A moved marker: format, expires µs, the 64-hex key moved to (see scripts.py).
+_MARKER = struct.Struct(">BQ64s")
+assert _MARKER.size == MARKER_SIZE
 _SESSION_KEY = re.compile(r"[0-9a-f]{64}")
 # Glob characters would make SCAN patterns (ours and operators') match other apps' keys;
 # braces would change the Cluster hash tag; backslash escapes globs.
@@ -118,6 +122,23 @@ def decode_record(raw: bytes) -> StoredSession | None:
     if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
         _, version, created, expires, _level, _end = _HEADER.unpack_from(raw)
         return StoredSession(raw[_HEADER.size :], version, created, expires)
+    return None
+
+
+def encode_marker(new_key: str, expires_us: int) -> bytes:
+    """The moved marker a rename to ``new_key`` expiring at ``expires_us`` leaves under the
+    old key (the scripts build the same bytes)."""
+    return _MARKER.pack(MARKER_FORMAT, expires_us, new_key.encode("ascii"))
+
+
+def decode_marker(raw: bytes) -> tuple[str, int] | None:
+    """``(new key, expires µs)`` of a moved marker, or None for a value that is not one
+    (a marker naming anything but a session key is not one of ours)."""
+    if len(raw) == MARKER_SIZE and raw[0] == MARKER_FORMAT:
+        _, expires, new_key = _MARKER.unpack(raw)
+        key = new_key.decode("ascii", "replace")
+        if _SESSION_KEY.fullmatch(key):
+            return key, expires
     return None
 
 
@@ -276,11 +297,21 @@ class RedisRepositoryBase:
         """The live record in the reply to ``Get(layout.session(key))``."""
         if raw is None:
             return None
-        record = decode_record(bytes(raw))
+        value = bytes(raw)
+        record = decode_record(value)
         if record is None:
-            logger.warning("ignoring a value in an unknown format under session key %s…", key[:8])
+            # A moved marker is an ordinary miss: the session was renamed away.
+            if decode_marker(value) is None:
+                logger.warning(
+                    "ignoring a value in an unknown format under session key %s…", key[:8]
+                )
             return None
         return record if record.expires_us > now_us else None
+
+    def marker_from(self, raw: Any, now_us: int) -> bool:
+        """Whether the reply to ``Get(layout.session(key))`` is an unexpired moved marker."""
+        marker = decode_marker(bytes(raw)) if raw is not None else None
+        return marker is not None and marker[1] > now_us
 
     def _clock(self, expires_us: int, now_us: int) -> bytes:
         """The clock argument of a write setting ``expires_us``, with the count bucket that
@@ -309,7 +340,27 @@ class RedisRepositoryBase:
         return Eval(scripts.TOUCH, self.layout.session_and_index(key), (clock,))
 
     def delete_script(self, key: str) -> Eval:
-        return Eval(scripts.DELETE, self.layout.session_and_index(key), ())
+        """Reply: the key the deleted moved marker named, or None."""
+        keys = (*self.layout.session_and_index(key), self.layout.parking(key))
+        return Eval(scripts.DELETE, keys, ())
+
+    def delete_flow(self, key: str) -> Flow[Command, None]:
+        """DELETE ``key``; if it held a moved marker, DELETE the key it names, and so on
+        down the chain, so that a destroy also removes where a racing regenerate moved the
+        session. One script per hop: in Cluster mode each hop may be in another slot.
+
+        A rename that moves the session on while this runs leaves a marker on the key
+        still to be deleted, which this follows in turn; one that has not yet moved it
+        finds nothing to move once its key is deleted."""
+        seen = {key}
+        while True:
+            named = yield self.delete_script(key)
+            if named is None:
+                return
+            key = bytes(named).decode("ascii", "replace")
+            if key in seen or not _SESSION_KEY.fullmatch(key):
+                return  # never written by ormsession: nothing more to follow
+            seen.add(key)
 
     def rename_flow(
         self, old_key: str, new_key: str, expires_us: int, now_us: int
@@ -327,67 +378,90 @@ class RedisRepositoryBase:
     def _move_across_slots(
         self, old_key: str, new_key: str, expires_us: int, now_us: int
     ) -> Flow[Command, bool]:
-        """Park, copy, discard: a rename between slots that never shows two live copies.
+        """Park, copy, discard: a rename between slots that never shows two live copies and
+        loses to a destroy at every step.
 
-        1. PARK moves the old record to a parking key in its own slot (reads of the old id
-           find nothing from here on) and returns it.
+        1. PARK moves the old record to a parking key in its own slot, leaves the moved
+           marker under the old key (from here on, the old id finds nothing and a second
+           rename of it fails) and returns the record.
         2. CREATE writes it, with the new expiry, under the new key.
-        3. DISCARD drops the parked copy.
+        3. DISCARD drops the parked copy, and tells whether the marker still stands. A
+           DELETE of the old key in between removed marker and parked copy together, and
+           deleted what the marker named (maybe before step 2 wrote it): the rename lost
+           to a destroy, so the new key is deleted and the rename returns False.
 
-        If step 1 or 2 fails, the new key is deleted and the record unparked (the rename
-        did not happen; the error is raised). If that roll-back fails too, the record stays
-        parked, invisible, until its TTL (at most :data:`PARK_TTL_MS`): the session is lost,
-        never duplicated. If step 3 fails, the rename did happen; the parked copy expires.
+        If a step fails, the new key is deleted and the record unparked in place of the
+        marker (the rename did not happen; the error is raised). If that roll-back fails
+        too, the record stays parked, invisible, until its TTL (at most
+        :data:`PARK_TTL_MS`): the session is lost, never duplicated.
         """
+        marker = encode_marker(new_key, expires_us)
         try:
-            raw = yield self.park_script(old_key, now_us)
+            raw = yield self.park_script(old_key, new_key, expires_us, now_us)
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return False
-            moved = record._replace(expires_us=expires_us)
-            stored = yield self.create_script(new_key, moved, now_us)
+            create = self.create_script(new_key, record._replace(expires_us=expires_us), now_us)
+            stored = yield create
+            if not stored:
+                # A retried CREATE whose first run stored it finds its own value there.
+                stored = (yield Get(self.layout.session(new_key))) == create.args[1]
         except StoreError as error:
-            yield from self._unpark(old_key, new_key, now_us, error, delete_new=True)
+            yield from self._unpark(old_key, new_key, marker, now_us, error, delete_new=True)
             raise
         if not stored:
             # The caller guarantees a fresh new key; if it is not, leave that session be.
             taken = StoreError("rename: the new key already holds a live session")
-            yield from self._unpark(old_key, new_key, now_us, taken, delete_new=False)
+            yield from self._unpark(old_key, new_key, marker, now_us, taken, delete_new=False)
             raise taken
+        layout = self.layout
         try:
-            yield Eval(scripts.DISCARD, (self.layout.parking(old_key),), ())
-        except StoreError as error:
-            logger.warning(
-                "session %s… moved, but its parked copy stays until it expires: %s",
-                new_key[:8],
-                error,
+            kept = yield Eval(
+                scripts.DISCARD, (layout.parking(old_key), layout.session(old_key)), (marker,)
             )
+        except StoreError as error:
+            # Whether a destroy came in between is unknown: undo rather than risk a copy
+            # of a destroyed session under the new key.
+            yield from self._unpark(old_key, new_key, marker, now_us, error, delete_new=True)
+            raise
+        if not kept:
+            yield from self.delete_flow(new_key)
+            return False
         return True
 
-    def park_script(self, old_key: str, now_us: int) -> Eval:
+    def park_script(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Eval:
         """Step 1 of :meth:`_move_across_slots` (repeatable: its reply may be lost)."""
         layout = self.layout
         keys = (*layout.session_and_index(old_key), layout.parking(old_key))
-        return Eval(scripts.PARK, keys, (_CLOCK.pack(now_us, PARK_TTL_MS, 0, 0, 0),))
+        clock = clock_arg(expires_us, now_us, UNCOUNTED)
+        return Eval(scripts.PARK, keys, (clock, new_key.encode("ascii")))
 
     def _unpark(
-        self, old_key: str, new_key: str, now_us: int, cause: StoreError, *, delete_new: bool
+        self,
+        old_key: str,
+        new_key: str,
+        marker: bytes,
+        now_us: int,
+        cause: StoreError,
+        *,
+        delete_new: bool,
     ) -> Flow[Command, None]:
         """Undo a half-done move: drop what step 2 may have written (its reply may have
-        been lost), then put the parked record back under the old key."""
+        been lost), then put the parked record back under the old key, in place of the
+        marker."""
         layout = self.layout
         try:
             if delete_new:
-                yield self.delete_script(new_key)
+                yield from self.delete_flow(new_key)
             raw = yield Get(layout.parking(old_key))
             value = bytes(raw) if raw is not None else b""
             record = decode_record(value)
             if record is None:
-                return
+                return  # nothing parked: not parked yet, or a destroy removed it
             # Filed again where its header says it is counted.
             clock = clock_arg(record.expires_us, now_us, stored_bucket(value))
             keys = (layout.parking(old_key), *layout.session_and_index(old_key))
-            yield Eval(scripts.UNPARK, keys, (clock,))
+            yield Eval(scripts.UNPARK, keys, (clock, marker))
         except StoreError as error:
             logger.error(
                 "rename of session %s… failed (%s) and could not be rolled back (%s): the "

@@ -51,11 +51,16 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         return bool(self._execute(self.touch_script(key, expires_us, now_us), "touch"))
 
     def delete(self, key: str) -> None:
-        self._execute(self.delete_script(key), "delete")
+        flow = self.delete_flow(key)
+        run(flow, lambda command: self._execute(command, "delete"))
 
     def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         flow = self.rename_flow(old_key, new_key, expires_us, now_us)
         return run(flow, lambda command: self._execute(command, "rename"))
+
+    def moved(self, key: str, now_us: int) -> bool:
+        raw = self._execute(Get(self.layout.session(key)), "moved")
+        return self.marker_from(raw, now_us)
 
     def count(self, now_us: int) -> int:
         return int(self._execute(CountLive(self.layout.all_indexes(), now_us), "count"))

@@ -10,11 +10,24 @@ A stored value is a 34-byte header and the data (see :mod:`.base`)::
     bytes 27-34  the count bucket's end    (seconds since the Unix epoch, unsigned)
     bytes 35-    the data
 
+A rename leaves a *moved marker* under the old key: a value of its own format, 73 bytes::
+
+    byte 1       format marker, 3
+    bytes 2-9    expires          (microseconds, unsigned, big-endian): the rename's expiry
+    bytes 10-73  the key the session moved to (the 64 lowercase hex characters)
+
+It carries the same TTL as the moved record. It holds no data: ``live`` sees no session in
+it, so read, update, touch and rename find nothing under the old key; CREATE refuses the
+key while the marker's expiry is ahead of ``now``; DELETE removes it and returns the key it
+names, which the repository deletes next (see ``RedisRepositoryBase.delete_flow``). Markers
+are never in the count index.
+
 A value of another format or length is not a session: scripts treat it as absent.
 
-Scripts read only the header (GETRANGE 0 33), so a compare-and-set or a touch never copies
-the data through Lua, and judge liveness by the ``now`` the caller passes, as the repository
-contract demands, not by Redis' own clock.
+Scripts read only the header (GETRANGE 0 33; CREATE and DELETE at most a marker's 73
+bytes), so a compare-and-set or a touch never copies the data through Lua, and judge
+liveness by the ``now`` the caller passes, as the repository contract demands, not by
+Redis' own clock.
 
 Arguments are few on purpose: redis-py encodes every argument of every call in Python, so
 each one costs the client about a microsecond on the write path. The times travel as one
@@ -44,7 +57,8 @@ a session for at most one bucket width after it expired and never misses a live 
 Every key a script creates gets its TTL inside the same script, so no key ever exists
 without one: session values via ``SET ... PX``, the count index via ``PEXPIRE`` right after
 ``ZADD`` (extended only, to the end of the member's bucket, so it outlives every member),
-a parked record keeps its own.
+a parked record keeps its own (capped at :data:`PARK_TTL_MS`), a moved marker gets the
+rename's TTL in the script that writes it.
 """
 
 from __future__ import annotations
@@ -52,7 +66,26 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["CREATE", "DELETE", "DISCARD", "PARK", "RENAME", "TOUCH", "UNPARK", "UPDATE", "Script"]
+__all__ = [
+    "CREATE",
+    "DELETE",
+    "DISCARD",
+    "MARKER_FORMAT",
+    "MARKER_SIZE",
+    "PARK",
+    "PARK_TTL_MS",
+    "RENAME",
+    "TOUCH",
+    "UNPARK",
+    "UPDATE",
+    "Script",
+]
+
+#: How long a parked record (a Cluster rename in flight) may outlive a crash of its mover.
+PARK_TTL_MS = 60_000
+#: The first byte of a moved marker, and its whole length (see the module docstring).
+MARKER_FORMAT = 3
+MARKER_SIZE = 73
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +132,20 @@ end
 _CLOCK = "local now, ttl, expires, level, last = struct.unpack('>I8I8I8BI8', ARGV[1])\n"
 
 #: KEYS: session, index. ARGV: clock, value (a format 2 header with the clock's bucket, and
-#: the data). Stores the value unless a live record holds the key; trims the shard's index
-#: of members whose bucket ended by now (opportunistic clean-up, so it never grows unbounded).
+#: the data). Stores the value unless a live record or an unexpired moved marker holds the
+#: key; trims the shard's index of members whose bucket ended by now (opportunistic
+#: clean-up, so it never grows unbounded).
 CREATE = Script.define(
     "create",
-    _LIVE,
     _INDEX,
     _CLOCK,
-    """
-if live(KEYS[1], now) then return 0 end
+    f"""
+local v = redis.call('GETRANGE', KEYS[1], 0, {MARKER_SIZE - 1})
+local f = string.byte(v, 1)
+if f == 2 and #v >= 34 and struct.unpack('>I8', v, 18) > now then return 0 end
+if f == {MARKER_FORMAT} and #v == {MARKER_SIZE} and struct.unpack('>I8', v, 2) > now then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 index(KEYS[2], KEYS[1], last, now)
@@ -153,29 +191,46 @@ return 1
 """,
 )
 
-#: KEYS: session, index.
+#: KEYS: session, index, its parking key. Deletes the key and its parking key (a record
+#: parked by a Cluster rename in flight: the rename then finds it gone and gives up) and
+#: the index member. Returns the key a deleted moved marker named (the caller deletes it
+#: next), else nil.
 DELETE = Script.define(
     "delete",
-    """
-redis.call('DEL', KEYS[1])
+    f"""
+local marker = redis.call('STRLEN', KEYS[1]) == {MARKER_SIZE}
+  and redis.call('GETRANGE', KEYS[1], 0, 0) == string.char({MARKER_FORMAT})
+local to = marker and redis.call('GETRANGE', KEYS[1], 9, {MARKER_SIZE - 1})
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
-return 1
+return to
 """,
 )
 
+#: ``moved(expires_field, key)``: the moved marker naming ``key`` (its last 64 characters),
+#: expiring at the 8-byte ``expires_field`` (the clock argument's bytes 17-24).
+_MOVED = f"""
+local function moved(expires_field, key)
+  return string.char({MARKER_FORMAT}) .. expires_field .. string.sub(key, -64)
+end
+"""
+
 #: KEYS: old, old index, new, new index (one slot in Cluster mode). ARGV: clock. RENAME
 #: keeps data, version and creation time; the new expiry and the clock's bucket go into the
-#: header, the expiry into the TTL; the new key is filed under the clock's bucket.
+#: header, the expiry into the TTL; the new key is filed under the clock's bucket. The old
+#: key gets a moved marker naming the new one, with the same expiry and TTL.
 RENAME = Script.define(
     "rename",
     _LIVE,
     _INDEX,
+    _MOVED,
     _CLOCK,
     """
 if not live(KEYS[1], now) then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[3])
 redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, 33))
 redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('SET', KEYS[1], moved(string.sub(ARGV[1], 17, 24), KEYS[3]), 'PX', ttl)
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 index(KEYS[4], KEYS[3], last, now)
 return 1
@@ -183,32 +238,46 @@ return 1
 )
 
 #: Step 1 of a rename across Cluster slots. KEYS: old, old index, parking key (same slot).
-#: ARGV: clock (its TTL field: the parking TTL cap). Moves a live record aside, where reads do
-#: not see it, and returns it. Repeating it (a retried command whose reply was lost)
-#: returns the parked record again instead of losing it.
+#: ARGV: the rename's clock, the new key (64 hex). Moves a live record aside, where reads do
+#: not see it (its TTL capped at PARK_TTL_MS), puts a moved marker naming the new key (with
+#: the rename's expiry and TTL) under the old key, and returns the record. Repeating it (a
+#: retried command whose reply was lost) finds its own marker and returns the parked record
+#: again instead of losing it; a rename to another key finds a marker that is not its own
+#: and gets nil, so of two racing renames one wins.
 PARK = Script.define(
     "park",
     _LIVE,
+    _MOVED,
     _CLOCK,
-    """
+    f"""
+local marker = moved(string.sub(ARGV[1], 17, 24), ARGV[2])
 if live(KEYS[1], now) then
   redis.call('RENAME', KEYS[1], KEYS[3])
-  if redis.call('PTTL', KEYS[3]) > ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
+  if redis.call('PTTL', KEYS[3]) > {PARK_TTL_MS} then
+    redis.call('PEXPIRE', KEYS[3], {PARK_TTL_MS})
+  end
   redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
+  redis.call('SET', KEYS[1], marker, 'PX', ttl)
 end
-if live(KEYS[3], now) then return redis.call('GET', KEYS[3]) end
+if redis.call('GET', KEYS[1]) == marker and live(KEYS[3], now) then
+  return redis.call('GET', KEYS[3])
+end
 return false
 """,
 )
 
 #: Roll back a PARK. KEYS: parking key, old, old index. ARGV: clock (of the parked record's
-#: expiry and the bucket its header names). Only when the old key is still free.
+#: expiry and the bucket its header names), the marker PARK left. Puts the record back in
+#: place of that marker (or of nothing, if the marker's TTL ran out); not when a DELETE
+#: removed marker and parked record (a destroy wins), nor over anything else.
 UNPARK = Script.define(
     "unpark",
     _INDEX,
     _CLOCK,
     """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local v = redis.call('GET', KEYS[2])
+if v and v ~= ARGV[2] then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ttl)
 index(KEYS[3], KEYS[2], last, now)
@@ -216,10 +285,16 @@ return 1
 """,
 )
 
-#: Step 3 of a rename across Cluster slots: drop the parked copy. KEYS: parking key.
+#: Step 3 of a rename across Cluster slots: drop the parked copy. KEYS: parking key, old.
+#: ARGV: the marker PARK left. Returns 1 while that marker still stands, 0 when it is gone:
+#: a DELETE of the old key removed it (and the parked copy) meanwhile, so the rename lost
+#: to a destroy. Repeatable (a DELETE removes marker and parked copy together).
 DISCARD = Script.define(
     "discard",
     """
-return redis.call('DEL', KEYS[1])
+local kept = redis.call('GET', KEYS[2]) == ARGV[1]
+redis.call('DEL', KEYS[1])
+if kept then return 1 end
+return 0
 """,
 )
