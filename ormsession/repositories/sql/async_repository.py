@@ -167,6 +167,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
         flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us)
         return await arun(flow, self._execute)
 
+    async def moved(self, key: str, now_us: int) -> bool:
+        return await self._execute(self._queries.moved(key, now_us))
+
     async def count(self, now_us: int) -> int:
         return await self._execute(self._queries.count(now_us))
 

@@ -139,6 +139,9 @@ class SqlRepository(SessionRepository):
         flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us)
         return run(flow, self._execute)
 
+    def moved(self, key: str, now_us: int) -> bool:
+        return self._execute(self._queries.moved(key, now_us))
+
     def count(self, now_us: int) -> int:
         return self._execute(self._queries.count(now_us))
 

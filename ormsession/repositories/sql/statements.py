@@ -69,6 +69,7 @@ class SqlStatements:
     mark_moved: Update
     copy_moved: Insert
     clear_marker: Update
+    moved: Select[Any]
     count: Select[Any]
     count_expired: Select[Any]
     table: Table
@@ -170,6 +171,12 @@ def _move_statements(table: Table, live: Any) -> dict[str, Any]:
         "clear_marker": table.update()
         .where(moved_here)
         .values(session_data=b"", session_version=0),
+        # An unexpired marker under key (the contract's moved()).
+        "moved": select(literal_column("1")).where(
+            (c.session_key == key)
+            & (c.session_expiry > bindparam("now"))
+            & c.session_moved_to.is_not(None)
+        ),
     }
 
 
@@ -317,6 +324,10 @@ def _nothing(result: ResultLike) -> None:
     return None
 
 
+def _has_row(result: ResultLike) -> bool:
+    return result.first() is not None
+
+
 def _first_row(result: ResultLike) -> Any:
     row = result.first()
     return None if row is None else tuple(row)
@@ -404,6 +415,10 @@ class SqlQueries:
     def clear_marker(self, old_key: str, new_key: str) -> Query[bool]:
         params = {"key": old_key, "new_key": new_key}
         return Query("rename", self._sql.clear_marker, params, _one_row)
+
+    def moved(self, key: str, now_us: int) -> Query[bool]:
+        params = {"key": key, "now": from_us(now_us)}
+        return Query("moved", self._sql.moved, params, _has_row)
 
     def count(self, now_us: int) -> Query[int]:
         return Query("count", self._sql.count, {"now": from_us(now_us)}, _scalar_int)
