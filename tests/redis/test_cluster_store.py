@@ -19,7 +19,7 @@ import ormsession
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.flows import run
-from ormsession.ids import SessionIds, storage_key
+from ormsession.ids import storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis import scripts
 from ormsession.repositories.redis.base import PARK_TTL_MS, Eval, KeyLayout, encode_marker
