@@ -108,7 +108,7 @@ def _engine_for(url: str) -> Engine:
     if parsed.get_driver_name() in ("asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"):
         # Migrations run synchronously; the same database through its sync driver.
         parsed = parsed.set(drivername=parsed.get_backend_name())
-        parsed = parse_sql_url(parsed)
+    parsed = parse_sql_url(parsed)
     try:
         return create_engine(parsed, poolclass=NullPool, hide_parameters=True)
     except ImportError as exc:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.buckets import DEFAULT_RESOLUTION, MAX_RESOLUTION
-from ormsession.urls import redact_url
+from ormsession.urls import host_problem, redact_url
 
 __all__ = [
     "DEFAULT_PORT",
@@ -265,10 +265,12 @@ def _address(target: RedisUrl, text: str, default_port: int) -> Address:
     match = _IPV6.fullmatch(text)
     if match is not None:
         host, port_text = match[1], match[2]
+        problem = host_problem(f"[{host}]")
     else:
         host, _, port_text = text.partition(":")
-        if not _HOSTNAME.fullmatch(host):
-            raise _error(target.redacted, "each host must be name[:port] or [ipv6][:port]")
+        problem = host_problem(host) if _HOSTNAME.fullmatch(host) else "not name[:port]"
+    if problem:
+        raise _error(target.redacted, f"each host must be name[:port] or [ipv6][:port] ({problem})")
     if not port_text:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
