@@ -11,7 +11,7 @@ from ormsession.errors import ConfigurationError
 from ormsession.repositories.sql.connect_args import check_connect_args
 from ormsession.urls import host_problem, redact_url
 
-__all__ = ["SQL_EXTRAS", "parse_sql_url"]
+__all__ = ["SQL_EXTRAS", "display_sql_url", "parse_sql_url"]
 
 #: Which extra installs the driver for a dialect+driver pair.
 SQL_EXTRAS = {
@@ -36,12 +36,21 @@ def _password_from_query(parsed: URL, display: str) -> URL:
     return parsed.difference_update_query(given).set(password=password)
 
 
+def display_sql_url(url: URL) -> str:
+    """``url`` for messages and reprs: SQLAlchemy hides its password; options such as
+    libpq's ``sslpassword`` are hidden here too."""
+    return redact_url(url.render_as_string(hide_password=True))
+
+
 def _as_tuple(value: str | tuple[str, ...]) -> tuple[str, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
 def _check_parts(parsed: URL, display: str) -> None:
     """What no driver can use, refused before any driver sees it."""
+    if parsed.username and any(c in parsed.username for c in "?#/@="):
+        # Not a user name: a query or a password the URL parser took for one.
+        raise ConfigurationError(f"the SQL URL {display} has no valid user name")
     values = [v for value in parsed.query.values() for v in _as_tuple(value)]
     texts = (parsed.username, parsed.host, parsed.database, *parsed.query, *values)
     if any(text is not None and "\x00" in text for text in texts):
@@ -66,14 +75,13 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
     A password given as ``?password=`` (or MySQL's ``?passwd=``) is moved to the URL's
     password, where SQLAlchemy hides it.
     """
-    display = redact_url(url if isinstance(url, str) else url.render_as_string())
+    display = redact_url(url) if isinstance(url, str) else display_sql_url(url)
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError):
         # Not chained: the parser's message can quote part of the password.
         raise ConfigurationError(f"not a valid SQL URL: {display}") from None
     parsed = _password_from_query(parsed, display)
-    display = parsed.render_as_string(hide_password=True)
     _check_parts(parsed, display)
     if parsed.get_backend_name() == "postgres":
         raise ConfigurationError("use 'postgresql://' (SQLAlchemy dropped 'postgres://')")
