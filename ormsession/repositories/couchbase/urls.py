@@ -256,6 +256,6 @@ def _integer(
     text = options.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ConfigurationError(f"couchbase URL option {name} must be {low}-{high} ({display})")
     return int(text)

@@ -249,7 +249,7 @@ def _cluster(target: RedisUrl, hostinfo: str, path: str) -> RedisUrl:
 def _db_from_path(target: RedisUrl, text: str) -> int:
     if not text:
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise _error(target.redacted, "the database must be a number >= 0")
     return int(text)
 
@@ -273,7 +273,7 @@ def _address(target: RedisUrl, text: str, default_port: int) -> Address:
         raise _error(target.redacted, f"each host must be name[:port] or [ipv6][:port] ({problem})")
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise _error(target.redacted, "a port must be a number from 1 to 65535")
     return host, int(port_text)
 
