@@ -139,7 +139,7 @@ def sync_rounds(manager: SessionManager, tally: Tally) -> None:
         ]
         barrier = threading.Barrier(len(jobs), timeout=30)
 
-        def run(job: tuple[str, str, int, str]) -> Outcome:
+        def run(job: tuple[str, str, int, str], barrier: threading.Barrier = barrier) -> Outcome:
             barrier.wait()
             return sync_request(manager, *job)
 
@@ -179,7 +179,9 @@ async def async_rounds(manager: AsyncSessionManager, tally: Tally) -> None:
             sids.append(seed.id)
         start = asyncio.Event()
 
-        async def run(role: str, sid: str, index: int, key: str) -> Outcome:
+        async def run(
+            role: str, sid: str, index: int, key: str, start: asyncio.Event = start
+        ) -> Outcome:
             await start.wait()
             return await async_request(manager, role, sid, index, key)
 
@@ -211,9 +213,11 @@ def test_64_requests_at_once_keep_every_invariant(
 ) -> None:
     started = time.monotonic()
     threads, tasks = Tally(), Tally()
-    with open_store(request, store, "sync") as repository:
-        with SessionManager(repository, config, owns_repository=False) as manager:
-            sync_rounds(manager, threads)
+    with (
+        open_store(request, store, "sync") as repository,
+        SessionManager(repository, config, owns_repository=False) as manager,
+    ):
+        sync_rounds(manager, threads)
 
     async def on_the_loop() -> None:
         repository = open_async_repository(request, store)

@@ -96,13 +96,9 @@ def test_wrong_credentials_or_service_are_typed_errors_fast(
         f"redis+sentinel://:{values['password']}@{hosts}/{values['service_name']}"
         f"?sentinel_password={values['sentinel_password']}"
     )
-    manager = ormsession.configure(url=url, connect_timeout=1.0)
     start = time.monotonic()
-    try:
-        with pytest.raises(StoreUnavailableError) as caught:
-            manager.open(stored_id())
-    finally:
-        manager.close()
+    with pytest.raises(StoreUnavailableError) as caught:
+        ormsession.configure(url=url, connect_timeout=1.0)  # its start-up read
     assert time.monotonic() - start < 2.0
     for value in (secret, sentinel_topology.password, sentinel_topology.sentinel_password):
         assert not value or value not in str(caught.value)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import (
 )
 
 from ormsession.errors import SchemaError, StoreError, StoreUnavailableError
+from ormsession.repositories.sql.urls import display_sql_url
 from ormsession.urls import scrub
 
 __all__ = ["as_sqlalchemy_error", "wrap_sql_error"]
@@ -33,7 +34,7 @@ def wrap_sql_error(
     """An ormsession error for ``exc``: unreachable stores, missing tables and everything
     else get distinct types, and the message names the store without its password."""
     url = engine if isinstance(engine, URL) else engine.url
-    where = url.render_as_string(hide_password=True)
+    where = display_sql_url(url)
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     detail = scrub(f"{type(original).__name__}: {original}".strip(), url.password)
     detail = detail.splitlines()[0] if detail else type(original).__name__
