@@ -180,9 +180,10 @@ def test_an_unreachable_database_fails_fast(backend: str) -> None:
 def test_a_connection_refused_at_first_use_is_unavailable_without_the_password(
     backend: str,
 ) -> None:
-    """With no start-up check, the first statement is the first connect: whatever refuses
-    it (no server, unknown role, unknown database) is StoreUnavailableError, as on the sync
-    side, and never shows the password."""
+    """With no schema check, the first statement is the first connect: configure's start-up
+    read, or (``on_store_error="fresh"``, which lets the app start without its store) the
+    first operation. Whatever refuses it (no server, unknown role, unknown database) is
+    StoreUnavailableError, as on the sync side, and never shows the password."""
     if backend == "sqlite":
         targets = ["sqlite+aiosqlite:////nonexistent-dir/x.sqlite3"]
     elif backend == "postgresql":
@@ -197,22 +198,25 @@ def test_a_connection_refused_at_first_use_is_unavailable_without_the_password(
             "mysql+asyncmy://nobody_here:hunter2secret@127.0.0.1:3306/test",
         ]
 
-    async def first_use(target: str) -> None:
-        manager = await ormsession.configure_async(
-            url=target, schema_check=False, auto_migrate=False, connect_timeout=2
-        )
+    async def first_use(target: str, **options: Any) -> None:
         try:
-            await manager.count()
+            manager = await ormsession.configure_async(
+                url=target, schema_check=False, auto_migrate=False, connect_timeout=2, **options
+            )
+            try:
+                await manager.count()
+            finally:
+                await manager.close()
         finally:
-            await manager.close()
             gc.collect()  # as in test_an_unreachable_database_fails_fast
             await asyncio.sleep(0.05)
 
     for target in targets:
-        with pytest.raises(StoreUnavailableError) as caught:
-            asyncio.run(first_use(target))
-        assert "hunter2secret" not in str(caught.value) + repr(caught.value), target
-        assert "during count" in str(caught.value)
+        for options, operation in (({}, "read"), ({"on_store_error": "fresh"}, "count")):
+            with pytest.raises(StoreUnavailableError) as caught:
+                asyncio.run(first_use(target, **options))
+            assert "hunter2secret" not in str(caught.value) + repr(caught.value), target
+            assert f"during {operation}" in str(caught.value)
 
 
 def test_statements_take_the_pools_connection_without_a_connection_object(url: str) -> None:
