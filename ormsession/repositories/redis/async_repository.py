@@ -61,7 +61,12 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
         return await arun(flow, lambda command: self._execute(command, "rename"))
 
     async def moved(self, key: str, now_us: int) -> bool:
-        raw = await self._execute(Get(self.layout.session(key)), "moved")
+        try:
+            raw = await self._execute(Get(self.layout.session(key)), "moved")
+        except StoreError as error:
+            if self.wrong_type(error, key, log=False):  # read has said so already
+                return False
+            raise
         return self.marker_from(raw, now_us)
 
     async def count(self, now_us: int) -> int:

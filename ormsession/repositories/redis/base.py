@@ -293,14 +293,15 @@ class RedisRepositoryBase:
         return wrap_redis_error(exc, operation=operation, where=self._where, secrets=self._secrets)
 
     # -- commands and replies --------------------------------------------------------------
-    def wrong_type(self, error: StoreError, key: str) -> bool:
+    def wrong_type(self, error: StoreError, key: str, *, log: bool = True) -> bool:
         """Whether ``error`` (from a read) says another Redis type (a list, a hash, written
         by something else under our prefix) holds the session key: that is no session, as
-        a string in an unknown format is none (logged here)."""
+        a string in an unknown format is none (logged here, unless ``log`` is false)."""
         cause = error.__cause__
         if cause is None or not str(cause).startswith("WRONGTYPE"):
             return False
-        logger.warning("ignoring a value of another Redis type under session key %s…", key[:8])
+        if log:
+            logger.warning("ignoring a value of another Redis type under session key %s…", key[:8])
         return True
 
     def record_from(self, raw: Any, key: str, now_us: int) -> StoredSession | None:

@@ -65,7 +65,12 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         return run(flow, lambda command: self._execute(command, "rename"))
 
     def moved(self, key: str, now_us: int) -> bool:
-        raw = self._execute(Get(self.layout.session(key)), "moved")
+        try:
+            raw = self._execute(Get(self.layout.session(key)), "moved")
+        except StoreError as error:
+            if self.wrong_type(error, key, log=False):  # read has said so already
+                return False
+            raise
         return self.marker_from(raw, now_us)
 
     def count(self, now_us: int) -> int:
