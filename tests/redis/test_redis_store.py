@@ -51,7 +51,7 @@ def protected_redis(redis_binaries: None) -> Iterator[RedisProcess]:
 
 def _open_fails_fast(url: str, *, limit: float) -> StoreError:
     """``manager.open`` of a stored-looking id raises a store error within ``limit``."""
-    manager = ormsession.configure(url=url, connect_timeout=TIMEOUT)
+    manager = ormsession.configure(url=url, store_timeout=TIMEOUT)
     sid = SessionIds().generate()
     start = time.monotonic()
     try:
@@ -64,7 +64,7 @@ def _open_fails_fast(url: str, *, limit: float) -> StoreError:
 
 
 async def _open_fails_fast_async(url: str, *, limit: float) -> StoreError:
-    manager = await ormsession.configure_async(url=url, connect_timeout=TIMEOUT)
+    manager = await ormsession.configure_async(url=url, store_timeout=TIMEOUT)
     start = time.monotonic()
     try:
         with pytest.raises(StoreError) as caught:

@@ -96,7 +96,7 @@ def test_wrong_credentials_or_service_are_typed_errors_fast(
         f"redis+sentinel://:{values['password']}@{hosts}/{values['service_name']}"
         f"?sentinel_password={values['sentinel_password']}"
     )
-    manager = ormsession.configure(url=url, connect_timeout=1.0)
+    manager = ormsession.configure(url=url, store_timeout=1.0)
     start = time.monotonic()
     try:
         with pytest.raises(StoreUnavailableError) as caught:
@@ -165,7 +165,7 @@ def test_sessions_survive_a_failover(
     ) as topo:
         prefix = unique_key_prefix()
         url = sentinel_url_for(topo, wait_replicas=1, wait_timeout_ms=500)
-        manager = ormsession.configure(url=url, key_prefix=prefix, connect_timeout=1.0)
+        manager = ormsession.configure(url=url, key_prefix=prefix, store_timeout=1.0)
         try:
             created = [stored_session(manager, n=n) for n in range(20)]
             session = manager.open(created[0])

@@ -26,7 +26,7 @@ def open_store(url: str, config: Config, *, want_async: bool) -> Any:
     bucket or collection fails here; the async one does that in ``start()`` (awaited by
     ``configure_async``), since an ``acouchbase`` cluster belongs to the app's event loop."""
     target = parse_couchbase_url(
-        url, key_prefix=config.key_prefix, connect_timeout=config.connect_timeout
+        url, key_prefix=config.key_prefix, connect_timeout=config.store_timeout
     )
     context = _context(target)
     if want_async:
@@ -54,7 +54,7 @@ def store_for_client(client: Any, config: Config, *, want_async: bool) -> Any:
         target = parse_couchbase_url(
             config.url,
             key_prefix=config.key_prefix,
-            connect_timeout=config.connect_timeout,
+            connect_timeout=config.store_timeout,
             require_credentials=False,
         )
     collection, description = collection_of(client, target, want_async=want_async)
