@@ -10,10 +10,14 @@ server look stalled, slow or restarted without touching the server itself::
         proxy.refuse()   # refuse new connections (a server that is down); accept() again
         proxy.delay = 0.2  # every chunk of data held this many seconds
 
-One thread runs a ``selectors`` loop over every socket. A stalled proxy stops *reading*, so
-the data piles up in the kernel's buffers and TCP flow control pushes back, exactly as a
-stopped server process does; nothing is dropped, and ``resume()`` delivers it in order.
-Connections accepted while stalled are connected upstream but forward nothing.
+The proxy runs in a process of its own (this file, run as a script), so that its work
+never competes with the code under test for the interpreter's lock: the times a test
+measures are the client's. There one thread runs a ``selectors`` loop over every socket. A
+stalled proxy stops *reading*, so the data piles up in the kernel's buffers and TCP flow
+control pushes back, exactly as a stopped server process does; nothing is dropped, and
+``resume()`` delivers it in order. Connections accepted while stalled are connected
+upstream but forward nothing. The test process drives it with one-line commands on the
+child's stdin; the child exits when that pipe closes (the test process ended).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import contextlib
 import selectors
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -65,8 +71,8 @@ class _Link:
                 sock.close()
 
 
-class TcpProxy:
-    """A proxy on ``127.0.0.1:<free port>`` in front of ``upstream`` (see the module)."""
+class _Proxy:
+    """The proxy itself, run by the proxy process (see :class:`TcpProxy`)."""
 
     def __init__(self, upstream: Address, *, host: str = "127.0.0.1") -> None:
         self.upstream = upstream
@@ -362,3 +368,151 @@ class TcpProxy:
                 self._links.remove(link)
         self._forget(link)
         link.close(reset=reset)
+
+
+class TcpProxy:
+    """A proxy on ``127.0.0.1:<free port>`` in front of ``upstream``, in a process of its
+    own (see the module). Every control call returns once the proxy carried it out."""
+
+    def __init__(self, upstream: Address) -> None:
+        self.upstream = upstream
+        self._process: subprocess.Popen[str] | None = None
+        self.port = 0
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> Address:
+        return ("127.0.0.1", self.port)
+
+    def start(self) -> Self:
+        host, port = self.upstream
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, host, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.port = int(self._answer())
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # the child exits when its stdin closes
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def stall(self) -> None:
+        """Stop forwarding in both directions; connections stay open, new ones are accepted
+        (and connected upstream) but forward nothing either."""
+        self._command("stall")
+
+    def resume(self) -> None:
+        """Forward again, starting with what was held back."""
+        self._command("resume")
+
+    def cut(self) -> None:
+        """Reset every open connection (both sides see a connection reset)."""
+        self._command("cut")
+
+    def refuse(self) -> None:
+        """Refuse new connections (connection refused), as a server that is down does;
+        :meth:`cut` the open ones too for a server that went down."""
+        self._command("refuse")
+
+    def accept(self) -> None:
+        """Accept connections again (after :meth:`refuse`)."""
+        self._command("accept")
+
+    @property
+    def delay(self) -> float:
+        return float(self._command("delay"))
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        """Hold every chunk of data this many seconds before forwarding it (0: none)."""
+        self._command(f"delay {seconds!r}")
+
+    @property
+    def bytes_up(self) -> int:
+        """Bytes forwarded from clients to the server so far."""
+        return int(self._command("bytes_up"))
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted so far."""
+        return int(self._command("accepted"))
+
+    @property
+    def open_connections(self) -> int:
+        return int(self._command("open"))
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _command(self, line: str) -> str:
+        with self._lock:  # one command and its answer at a time (timers call in too)
+            process = self._process
+            if process is None:
+                return "0"
+            assert process.stdin is not None
+            process.stdin.write(line + "\n")
+            process.stdin.flush()
+            return self._answer()
+
+    def _answer(self) -> str:
+        assert self._process is not None and self._process.stdout is not None
+        answer = self._process.stdout.readline().strip()
+        status, _, value = answer.partition(" ")
+        if status != "ok":
+            raise RuntimeError(f"the TCP proxy failed: {answer or 'it exited'}")
+        return value
+
+
+def _serve(upstream: Address) -> None:
+    """The proxy process: print the port, then carry out one command per stdin line."""
+    proxy = _Proxy(upstream).start()
+    print(f"ok {proxy.port}", flush=True)
+    try:
+        for line in sys.stdin:
+            command, _, argument = line.strip().partition(" ")
+            value: object = ""
+            if command in ("stall", "resume", "cut", "refuse", "accept"):
+                getattr(proxy, command)()
+            elif command == "delay":
+                if argument:
+                    proxy.delay = float(argument)
+                value = proxy.delay
+            elif command == "bytes_up":
+                value = proxy.bytes_up
+            elif command == "accepted":
+                value = proxy.accepted
+            elif command == "open":
+                value = proxy.open_connections
+            else:
+                print(f"error unknown command {command!r}", flush=True)
+                continue
+            print(f"ok {value}", flush=True)
+    finally:
+        proxy.stop()
+
+
+if __name__ == "__main__":
+    _serve((sys.argv[1], int(sys.argv[2])))

@@ -320,9 +320,15 @@ class AsyncSqlRepository(AsyncSessionRepository):
         except BaseException as exc:
             # A dead, or half-used (cancelled mid-statement), connection must never go
             # back to the pool.
-            if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
+            if isinstance(exc, asyncio.CancelledError):
                 driver.abort(raw)
                 await_only(asyncio.shield(greenlet_spawn(connection.invalidate)))
+            elif driver.is_disconnect(exc):
+                # The server went away: so did every connection the pool made before now
+                # (see the sync twin), which the pool replaces on their next checkout.
+                driver.abort(raw)
+                pool = self.engine.sync_engine.pool
+                await_only(asyncio.shield(greenlet_spawn(pool._invalidate, connection, exc)))
             raise
         finally:
             if self._autocommit:

@@ -20,6 +20,7 @@ engine it does not own): there, only the statement is bounded here.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -92,13 +93,39 @@ def _pymysql_connect(timeout: float) -> Callable[..., Any]:
         # the handshake's reads too.
         cparams["connect_timeout"] = min(cparams.get("connect_timeout") or left, left)
         cparams["read_timeout"] = cparams["write_timeout"] = left
-        connection = dialect.connect(*cargs, **cparams)
+        connection = _pymysql_connection_class()(*cargs, **cparams)
         # From now on each statement's bound is this operation's business (PyMySQLBound):
         # the connection's own is the whole timeout, not what this operation had left.
         connection._read_timeout = connection._write_timeout = timeout
         return connection
 
     return connect
+
+
+@functools.cache
+def _pymysql_connection_class() -> Any:
+    """PyMySQL's connection class, reusing one TLS context for its "preferred" mode.
+
+    Given no TLS option, PyMySQL 1.2 tries TLS and falls back to plain, and builds a new
+    ``SSLContext`` on every connect for it, loading the system's CA store (33 ms on the
+    test machine, with the interpreter lock held: 64 workers connecting at once queued
+    behind each other for over a second), though that context then verifies nothing. The
+    context is the same every time, so ormsession's engine builds it once.
+    """
+    from pymysql.connections import Connection
+
+    build = Connection._create_ssl_ctx  # type: ignore[attr-defined]
+    shared: dict[str, Any] = {}
+
+    class _Connection(Connection):
+        def _create_ssl_ctx(self, sslp: Any) -> Any:
+            if isinstance(sslp, dict) and not sslp:  # "preferred": nothing to verify
+                if "context" not in shared:
+                    shared["context"] = build(self, sslp)
+                return shared["context"]
+            return build(self, sslp)
+
+    return _Connection
 
 
 def _libpq_connect(timeout: float) -> Callable[..., Any]:

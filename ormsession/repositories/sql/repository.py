@@ -288,8 +288,14 @@ class SqlRepository(SessionRepository):
             cut = bound.finish(raw, state)
             state = _FINISHED
             late = cut or time.monotonic() >= deadline
-            dead = late or dialect.is_disconnect(exc, raw, cursor) or packet_too_large(exc)
-            if dead:
+            disconnected = dialect.is_disconnect(exc, raw, cursor)
+            dead = late or disconnected or packet_too_large(exc)
+            if disconnected:
+                # The server went away (a restart, a failover): every connection the pool
+                # made before now is as dead, so the retry gets a new one, not the next
+                # stale one (SQLAlchemy's own execution path does the same).
+                self.engine.pool._invalidate(connection, exc)
+            elif dead:
                 connection.invalidate(exc)
             wrapped = as_sqlalchemy_error(exc, dialect)
             if isinstance(wrapped, IntegrityError) and operation == "create":
