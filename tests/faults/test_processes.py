@@ -39,10 +39,6 @@ def redis_server(redis_binaries: None) -> Iterator[RedisProcess]:
     server.kill()
 
 
-def _redis_label(mode: str) -> str:
-    return "Redis (redis-py)" if mode == "sync" else "Redis (redis.asyncio)"
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_a_redis_server_killed_and_restarted(redis_server: RedisProcess, mode: str) -> None:
     port = redis_server.port
@@ -61,12 +57,12 @@ def test_a_redis_server_killed_and_restarted(redis_server: RedisProcess, mode: s
         finally:
             restarted.kill()
     record(
-        _redis_label(mode),
+        "Redis",
         mode,
         "server killed (SIGKILL), then restarted",
         type(error).__name__,
         elapsed,
-        f"next operation succeeds ({recovery:.2f} s)",
+        recovery,
     )
 
 
@@ -85,12 +81,12 @@ def test_a_redis_server_stopped_and_continued(redis_server: RedisProcess, mode: 
         acknowledged |= save_sessions(manager, 1, "after")
         assert_intact(manager, acknowledged)
     record(
-        _redis_label(mode),
+        "Redis",
         mode,
         "server process stopped (SIGSTOP), then continued",
         type(error).__name__,
         elapsed,
-        f"next operation succeeds ({recovery:.2f} s)",
+        recovery,
     )
 
 
@@ -102,10 +98,6 @@ def couchbase_node() -> Iterator[CouchbaseTestServer]:
     ).start()
     yield server
     server.stop()
-
-
-def _couchbase_label(mode: str) -> str:
-    return "Couchbase (couchbase SDK)" if mode == "sync" else "Couchbase (acouchbase)"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -122,12 +114,12 @@ def test_a_paused_couchbase_node(couchbase_node: CouchbaseTestServer, mode: str)
         acknowledged |= save_sessions(manager, 1, "after")
         assert_intact(manager, acknowledged)
     record(
-        _couchbase_label(mode),
+        "Couchbase",
         mode,
         "node stops answering: a count, a write, a start-up",
         type(error).__name__,
         max(elapsed, elapsed_write, elapsed_start),
-        f"next operation succeeds ({recovery:.2f} s)",
+        recovery,
     )
 
 
@@ -140,12 +132,11 @@ def test_a_stopped_couchbase_node(couchbase_node: CouchbaseTestServer, mode: str
         error, elapsed = fails_fast(manager.count)
         fails_fast(lambda: save_new(manager, during="stopped"))
     record(
-        _couchbase_label(mode),
+        "Couchbase",
         mode,
         "node stopped (connections closed)",
         type(error).__name__,
         elapsed,
-        "-",
     )
 
 
@@ -171,10 +162,10 @@ def test_a_held_sqlite_write_lock(tmp_path: Path, mode: str) -> None:
         _, recovery = succeeds(lambda: save_new(manager, after="lock"))
         assert_intact(manager, acknowledged)
     record(
-        "SQLite (sqlite3)" if mode == "sync" else "SQLite (aiosqlite)",
+        "SQLite",
         mode,
         "write lock held by another connection (reads go on)",
         type(error).__name__,
         elapsed,
-        f"next write succeeds ({recovery:.2f} s)",
+        recovery,
     )

@@ -35,37 +35,64 @@ LIFT_AFTER = TIMEOUT + SLACK + 2.0
 
 @dataclass(frozen=True)
 class Measurement:
-    """One row of the fault table."""
+    """One measured fault on one store in one mode."""
 
-    store: str
-    mode: str
+    store: str  # PostgreSQL, MariaDB, Redis, Couchbase, SQLite
+    mode: str  # sync, async
     fault: str
-    outcome: str  # the error type the app saw, or "ok"
-    seconds: float  # time to fail (or to succeed, for faults that must not fail)
-    recovery: str  # how the store came back
+    outcome: str  # what the app saw: the error type, or "nothing"
+    seconds: float  # time to fail (for faults the app does not see: the time taken)
+    recovery: float | None  # seconds the first operation after the fault took, if any
 
 
 #: Every measurement of this test session, for the table printed at the end.
 MEASUREMENTS: list[Measurement] = []
+#: The columns of the table, and the drivers behind each one's "sync / async".
+STORES = {
+    "PostgreSQL": "psycopg2 / asyncpg",
+    "MariaDB": "PyMySQL / asyncmy",
+    "Redis": "redis-py / redis.asyncio",
+    "Couchbase": "couchbase / acouchbase",
+    "SQLite": "sqlite3 / aiosqlite",
+}
 
 
-def record(store: str, mode: str, fault: str, outcome: str, seconds: float, recovery: str) -> None:
+def record(
+    store: str,
+    mode: str,
+    fault: str,
+    outcome: str,
+    seconds: float,
+    recovery: float | None = None,
+) -> None:
+    assert store in STORES, store
     MEASUREMENTS.append(Measurement(store, mode, fault, outcome, seconds, recovery))
 
 
 def fault_table() -> list[str]:
-    """The measurements as Markdown table lines, in the order they were made."""
-    lines = [
-        f"| store | mode | fault | the app sees | time to fail (timeout {TIMEOUT:g} s) "
-        "| recovery |",
-        "|---|---|---|---|---|---|",
-    ]
+    """The measurements as a Markdown table: one row per fault, one column per store with
+    its "sync / async" seconds, then the slowest first operation after the fault."""
+    faults: dict[str, list[Measurement]] = {}
     for row in MEASUREMENTS:
-        lines.append(
-            f"| {row.store} | {row.mode} | {row.fault} | {row.outcome} | "
-            f"{row.seconds:.2f} s | {row.recovery} |"
-        )
+        faults.setdefault(row.fault, []).append(row)
+    lines = [
+        "| fault | the app sees | " + " | ".join(STORES) + " | first operation after |",
+        "|---|---|" + "---|" * len(STORES) + "---|",
+    ]
+    for fault, rows in faults.items():
+        outcomes = " or ".join(dict.fromkeys(row.outcome for row in rows))
+        cells = [_cell([row for row in rows if row.store == store]) for store in STORES]
+        recoveries = [row.recovery for row in rows if row.recovery is not None]
+        after = f"succeeds, {max(recoveries):.2f} s at most" if recoveries else "-"
+        lines.append(f"| {fault} | {outcomes} | " + " | ".join(cells) + f" | {after} |")
     return lines
+
+
+def _cell(rows: list[Measurement]) -> str:
+    if not rows:
+        return "-"
+    by_mode = {row.mode: f"{row.seconds:.2f}" for row in rows}
+    return f"{by_mode.get('sync', '-')} / {by_mode.get('async', '-')}"
 
 
 # -- managers in either mode --------------------------------------------------------------------
