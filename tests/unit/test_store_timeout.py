@@ -3,6 +3,7 @@ watchdog, the fair pool queue, and the error classification."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -97,7 +98,7 @@ def test_a_returned_connection_goes_to_the_longest_waiter() -> None:
     queue.put("b", False)
     first.join(2)
     second.join(2)
-    assert got == [(1, "a"), (2, "b")]
+    assert sorted(got) == [(1, "a"), (2, "b")]  # who got what (they may wake in any order)
 
 
 def test_the_pool_wait_ends_at_the_operation_deadline() -> None:
@@ -137,3 +138,30 @@ def test_the_size_of_a_statement_and_the_packet_error() -> None:
     assert isinstance(error, SessionTooLargeError)
     assert (error.size, error.limit) == (20, 16)
     assert "max_allowed_packet" in str(error)
+
+
+def test_the_async_queue_hands_over_in_turn_and_times_out_cleanly() -> None:
+    from sqlalchemy.util import greenlet_spawn
+
+    from ormsession.repositories.sql.pools import _FairAsyncQueue
+
+    async def scenario() -> list[str]:
+        queue: _FairAsyncQueue[str] = _FairAsyncQueue(maxsize=1)
+        got: list[str] = []
+
+        async def wait(timeout: float | None) -> None:
+            try:
+                got.append(await greenlet_spawn(queue.get, True, timeout))
+            except Empty:
+                got.append("timed out")
+
+        impatient = asyncio.ensure_future(wait(0.05))
+        first = asyncio.ensure_future(wait(None))
+        await asyncio.sleep(0.2)  # the impatient one gave up
+        queue.put("a", False)  # goes to the one still waiting, not to the one who left
+        await asyncio.gather(impatient, first)
+        queue.put("b", False)
+        got.append(await greenlet_spawn(queue.get, False))
+        return got
+
+    assert asyncio.run(scenario()) == ["timed out", "a", "b"]

@@ -148,14 +148,23 @@ class _FairAsyncQueue(QueueCommon[T], Generic[T]):
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            # No timer of its own (asyncio.wait_for costs tens of µs a wait): the
-            # repository's asyncio.timeout around the whole operation ends the wait.
-            return await_only(waiter)
-        except BaseException:
+            return await_only(self._wait(waiter, timeout))
+        except BaseException as exc:
             if waiter.done() and not waiter.cancelled():
                 # Handed a connection just as the wait ended: pass it on, not lose it.
                 self.put(waiter.result())
+            if isinstance(exc, TimeoutError):
+                raise Empty from exc
             raise
+
+    @staticmethod
+    async def _wait(waiter: asyncio.Future[T], timeout: float | None) -> T:
+        if timeout is None:
+            return await waiter
+        # A timeout cancels the waiter itself, so put() passes it over; a connection
+        # handed over just before is given back by get().
+        async with asyncio.timeout(timeout):
+            return await waiter
 
 
 class SessionQueuePool(QueuePool):
@@ -165,7 +174,7 @@ class SessionQueuePool(QueuePool):
 
 
 class AsyncSessionQueuePool(AsyncAdaptedQueuePool):
-    """``AsyncAdaptedQueuePool`` with a fair queue, whose waits only the caller's
-    cancellation ends: every use of ormsession's engine runs under ``asyncio.timeout``."""
+    """``AsyncAdaptedQueuePool`` with a fair queue (the repository's ``asyncio.timeout``
+    around each operation ends its waits sooner than the pool's own timeout)."""
 
     _queue_class = _FairAsyncQueue  # type: ignore[assignment]

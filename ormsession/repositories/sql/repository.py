@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from ormsession.errors import OrmsessionError
+from ormsession.errors import OrmsessionError, StoreError
 from ormsession.repositories.base import SessionRepository, StoredSession
 from ormsession.repositories.sql.dbapi import (
     DBAPI_DRIVERS,
@@ -191,7 +191,7 @@ class SqlRepository(SessionRepository):
                     finally:
                         if self._bound.finish(raw, state):
                             connection.invalidate()
-            except (SQLAlchemyError, OrmsessionError) as exc:
+            except (SQLAlchemyError, StoreError) as exc:
                 if time.monotonic() >= deadline:
                     raise timed_out(exc, self.engine.url, operation, self.timeout) from exc
                 if isinstance(exc, SQLAlchemyError):

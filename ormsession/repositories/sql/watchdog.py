@@ -39,7 +39,7 @@ class Watchdog:
         self._soonest = math.inf  # the deadline the thread sleeps until
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        os.register_at_fork(after_in_child=self._forget)
 
     def arm(self, fd: int, deadline: float) -> int:
         """Watch socket ``fd`` until :meth:`disarm`; shut it down at ``deadline``
@@ -62,13 +62,20 @@ class Watchdog:
             return self._armed.pop(token, None) is None
 
     def _ensure_thread(self) -> None:
-        # After a fork the child has no thread, whatever the parent had started.
-        if self._thread is None or self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._thread is None:
             self._thread = threading.Thread(
                 target=self._watch, name="ormsession-sql-watchdog", daemon=True
             )
             self._thread.start()
+
+    def _forget(self) -> None:
+        """In a forked child: no thread runs there, and the parent's statements are not
+        the child's (a pre-fork server forks workers after importing the app)."""
+        self._lock = threading.Lock()
+        self._armed = {}
+        self._soonest = math.inf
+        self._wakeup = threading.Event()
+        self._thread = None
 
     def _watch(self) -> None:
         while True:
