@@ -24,6 +24,7 @@ from tests.support.faults import (
     fails_fast,
     lifted_after,
     opened,
+    opened_on_engine,
     record,
     save_new,
     save_sessions,
@@ -304,3 +305,42 @@ def test_the_proxy_really_stalls(proxied: Proxied) -> None:
                 assert time.monotonic() - started >= 0.9
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(("store", "mode"), SQL_STORES)
+def test_an_apps_own_engine_on_a_stalled_server(proxied: Proxied, store: str, mode: str) -> None:
+    """configure(engine=...) with an engine set up as docs/reliability.md says: ormsession
+    bounds the statement itself (the watchdog, PyMySQL's timeouts, asyncio.timeout); the
+    engine's pool_timeout and connect timeouts bound the rest."""
+    url, options, proxy = proxied(store, mode)
+    connect_args: dict[str, Any] = {"connect_timeout": 1}  # psycopg2: whole seconds
+    if store == "mysql" and mode == "sync":
+        connect_args = {"connect_timeout": TIMEOUT, "read_timeout": TIMEOUT}
+    elif mode == "async":
+        connect_args = {}  # asyncio.timeout bounds connecting too
+    if mode == "sync":
+        engine: Any = create_engine(url, pool_timeout=TIMEOUT, connect_args=connect_args)
+    else:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(url, pool_timeout=TIMEOUT)
+    try:
+        with opened_on_engine(engine, mode, **options) as manager:
+            acknowledged = save_sessions(manager, 2, "before")
+            with lifted_after(proxy.resume):
+                proxy.stall()
+                error, elapsed = fails_fast(manager.count)
+                fails_fast(lambda: save_new(manager, during="stall"))
+            _, recovery = succeeds(manager.count)
+            assert_intact(manager, acknowledged)
+    finally:
+        if mode == "sync":
+            engine.dispose()
+    record(
+        label(store),
+        mode,
+        "stalled server, an app's own engine set up as advised above",
+        type(error).__name__,
+        elapsed,
+        recovery,
+    )

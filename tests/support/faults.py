@@ -116,6 +116,23 @@ def opened(url: str, mode: str, **options: Any) -> Iterator[Any]:
             runner.run(inner.close())
 
 
+@contextlib.contextmanager
+def opened_on_engine(engine: Any, mode: str, **options: Any) -> Iterator[Any]:
+    """:func:`opened` on an app's own ``Engine`` (or ``AsyncEngine``), left open after."""
+    options.setdefault("store_timeout", TIMEOUT)
+    if mode == "sync":
+        with ormsession.configure(engine=engine, **options) as manager:
+            yield manager
+        return
+    with asyncio.Runner() as runner:
+        inner = runner.run(ormsession.configure_async(engine=engine, **options))
+        try:
+            yield ManagerFacade(inner, runner)
+        finally:
+            runner.run(inner.close())
+            runner.run(engine.dispose())  # the engine's connections belong to this loop
+
+
 def configure_in(mode: str, url: str, **options: Any) -> None:
     """Configure (and close) a manager: start-up talks to the store."""
     options.setdefault("store_timeout", TIMEOUT)
