@@ -39,6 +39,7 @@ from ormsession.repositories.registry import register_store
 from ormsession.serializers import JSONSerializer, MsgpackSerializer, Serializer, Tag
 from ormsession.session import RequestSession
 from ormsession.settings import OrmsessionSettings, load_config
+from ormsession.urls import SecretUrl
 
 if TYPE_CHECKING:
     from ormsession.async_manager import AsyncSessionManager
@@ -61,6 +62,7 @@ __all__ = [
     "OrmsessionSettings",
     "RequestSession",
     "SchemaError",
+    "SecretUrl",
     "SerializationError",
     "Serializer",
     "SessionManager",

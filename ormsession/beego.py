@@ -49,6 +49,25 @@ def _go_duration_seconds(value: str) -> float:
     return sum(float(number) * units[unit] for number, unit in parts)
 
 
+def _port(text: str) -> int | None:
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise ConfigurationError("a port in the beego provider config must be 1-65535")
+    return int(text)
+
+
+def _whole(values: Mapping[str, Any], name: str) -> int:
+    """An integer field of beego's ManagerConfig (absent, null or "" are 0)."""
+    value = values.get(name) or 0
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigurationError(f"beego {name} must be a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"beego {name} must be a whole number") from None
+
+
 def parse_mysql_dsn(dsn: str) -> ParsedProvider:
     """go-sql-driver/mysql DSN (``user:pw@tcp(host:3306)/db?charset=utf8``) as a URL."""
     match = _MYSQL_DSN.match(dsn.strip())
@@ -71,7 +90,7 @@ def parse_mysql_dsn(dsn: str) -> ParsedProvider:
         query["unix_socket"] = addr
     elif addr:
         host, _, port_text = addr.rpartition(":") if ":" in addr else (addr, "", "")
-        port = int(port_text) if port_text else None
+        port = _port(port_text)
     else:
         host = "127.0.0.1"
     url = URL.create(
@@ -110,7 +129,7 @@ def parse_postgresql_conninfo(conninfo: str) -> ParsedProvider:
         username=values.get("user"),
         password=values.get("password"),
         host=values.get("host", "127.0.0.1"),
-        port=int(values["port"]) if values.get("port") else None,
+        port=_port(values.get("port", "")),
         database=values.get("dbname"),
         query=query,
     )
@@ -149,13 +168,13 @@ def config_from_beego(provider: str, config: str | Mapping[str, Any], **override
     ``config`` is beego's ManagerConfig as JSON text or a mapping with its JSON keys.
     The caller's mapping is never modified (beego mutated it).
     """
-    values = dict(json.loads(config) if isinstance(config, str) else config)
+    values = _manager_config(config)
     options: dict[str, Any] = {}
     url, store_options = _parser(provider)(str(values.get("providerConfig", "")))
     options.update(store_options)
     options["url"] = url
-    gc_lifetime = int(values.get("gclifetime") or 0)
-    max_lifetime = int(values.get("maxLifetime") or 0) or gc_lifetime
+    gc_lifetime = _whole(values, "gclifetime")
+    max_lifetime = _whole(values, "maxLifetime") or gc_lifetime
     if max_lifetime > 0:
         options["idle_timeout"] = max_lifetime
     if "cookieName" in values:
@@ -166,13 +185,13 @@ def config_from_beego(provider: str, config: str | Mapping[str, Any], **override
         options["cookie_httponly"] = False
     # beego's Secure means "Secure when the request is TLS": ormsession's automatic mode.
     options["cookie_secure"] = None if values.get("secure") else False
-    if int(values.get("cookieLifeTime") or 0) > 0:
-        options["cookie_lifetime"] = int(values["cookieLifeTime"])
+    if _whole(values, "cookieLifeTime") > 0:
+        options["cookie_lifetime"] = _whole(values, "cookieLifeTime")
     if values.get("domain"):
         options["cookie_domain"] = values["domain"]
     if values.get("sessionIDLength"):
         # beego's default is 16 bytes; ormsession never goes below 256 bits.
-        options["id_bytes"] = max(32, int(values["sessionIDLength"]))
+        options["id_bytes"] = max(32, _whole(values, "sessionIDLength"))
     if values.get("EnableSidInHTTPHeader"):
         options["id_header"] = values.get("SessionNameInHTTPHeader") or "Sessionid"
     if values.get("EnableSidInURLQuery"):
@@ -180,13 +199,24 @@ def config_from_beego(provider: str, config: str | Mapping[str, Any], **override
     if values.get("sessionIDPrefix"):
         options["id_prefix"] = values["sessionIDPrefix"]
     if "cookieSameSite" in values:
-        samesite = _SAMESITE.get(int(values["cookieSameSite"] or 0))
+        samesite = _SAMESITE.get(_whole(values, "cookieSameSite"))
         if samesite is None:
             raise ConfigurationError("cookieSameSite must be 0-4 (Go's http.SameSite)")
         options["cookie_samesite"] = samesite
     from ormsession.settings import load_config
 
     return load_config(**(options | overrides))
+
+
+def _manager_config(config: str | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            raise ConfigurationError("beego's ManagerConfig is not valid JSON") from None
+    if not isinstance(config, Mapping):
+        raise ConfigurationError("beego's ManagerConfig must be a JSON object")
+    return dict(config)
 
 
 def configure(provider: str, config: str | Mapping[str, Any], **overrides: Any) -> SessionManager:

@@ -78,7 +78,9 @@ def _dispatch(arguments: argparse.Namespace) -> int:
     overrides = {"url": arguments.url} if arguments.url else {}
     config = load_config(**overrides)
     if arguments.command == "db":
-        return _db(arguments, config.url, config.table_name, config.store_timeout)
+        return _db(
+            arguments, config.url.get_secret_value(), config.table_name, config.store_timeout
+        )
     if arguments.command == "demo":
         from ormsession.demo import serve
 

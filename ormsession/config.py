@@ -13,13 +13,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from ormsession.cookies import CookieOptions, SameSite
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import ExpiryPolicy
 from ormsession.serializers import Serializer, serializer_by_name
-from ormsession.urls import redact_url
+from ormsession.urls import SecretUrl
 
 __all__ = ["DEFAULT_URL", "Config", "parse_duration"]
 
@@ -57,7 +65,11 @@ class Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     # -- the store -------------------------------------------------------------------
-    url: str = Field(DEFAULT_URL, description="Store URL; the scheme picks the store.")
+    url: SecretUrl = Field(
+        SecretUrl(DEFAULT_URL),
+        description="Store URL; the scheme picks the store. A plain str is accepted; it "
+        "shows as the URL with its passwords as *** (get_secret_value() is the URL).",
+    )
     table_name: str = Field("session", description="SQL table name.")
     key_prefix: str = Field("ormsession:", description="Key prefix on Redis and Couchbase.")
     store_timeout: float = Field(
@@ -164,9 +176,13 @@ class Config(BaseModel):
     def _zero_means_none(cls, value: Any) -> Any:
         return None if _is_zero(value) else value
 
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, (redact_url(value) if name == "url" and isinstance(value, str) else value)
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, value: Any) -> Any:
+        # Surrounding blanks (an .env line's trailing space) are never part of a URL.
+        if isinstance(value, SecretStr | SecretUrl):
+            value = value.get_secret_value()
+        return value.strip() if isinstance(value, str) else value
 
     @property
     def cookie(self) -> CookieOptions:

@@ -26,7 +26,7 @@ def _repository(config: Config, engine: Any, client: Any, *, want_async: bool) -
         return store_for_engine(engine, config, want_async=want_async)
     if client is not None:
         return store_for_client(client, config, want_async=want_async)
-    return open_store(config.url, config, want_async=want_async)
+    return open_store(config.url.get_secret_value(), config, want_async=want_async)
 
 
 def configure(

@@ -26,7 +26,6 @@ from ormsession.integrations.wsgi import (
     get_session,
     regenerate_session,
 )
-from ormsession.urls import redact_url
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -233,7 +232,7 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000) -> int:
         return 1
     print(
         f"ormsession demo: serving on http://{host}:{server.server_port}/ "
-        f"(store: {redact_url(config.url)}; Ctrl+C to stop)",
+        f"(store: {config.url}; Ctrl+C to stop)",
         flush=True,
     )
     # Signal handlers can only be set from the main thread (the CLI's case).

@@ -148,7 +148,7 @@ def _engine_for(url: str, timeout: float) -> Engine:
     if parsed.get_driver_name() in ("asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"):
         # Migrations run synchronously; the same database through its sync driver.
         parsed = parsed.set(drivername=parsed.get_backend_name())
-        parsed = parse_sql_url(parsed)
+    parsed = parse_sql_url(parsed)
     try:
         engine = create_engine(
             parsed,
@@ -248,8 +248,10 @@ def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE
     Accepts the revision in ormsession's own version table, or in the app's
     ``alembic_version`` when the app runs ormsession's migrations as a branch of its own.
     """
+    from ormsession.repositories.sql.urls import display_sql_url
+
     engine = target.engine if isinstance(target, Connection) else target
-    where = engine.url.render_as_string(hide_password=True)
+    where = display_sql_url(engine.url)
     fix = f"run: ormsession db upgrade --url '{where}'"
     try:
         with _borrowed(target) as connection:

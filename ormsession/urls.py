@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from urllib.parse import urlsplit
 
-__all__ = ["redact_url", "scheme_of", "scrub"]
+from pydantic import Secret
 
-_QUERY_SECRET = re.compile(r"(?i)([?&;][^=&;#]*(?:password|passwd|pwd|secret|token)=)[^&;#]*")
+__all__ = ["SecretUrl", "host_problem", "redact_url", "scheme_of", "scrub"]
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# A value runs to the next '&' or ';': an unencoded '#' in a password does not end it.
+_QUERY_SECRET = re.compile(r"(?i)([?&;][^=&;#]*(?:password|passwd|pwd|secret|token)=)[^&;]*")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
 def redact_url(url: str) -> str:
     """``url`` with any password (in the userinfo or the query) replaced by ``***``.
 
     The userinfo ends at the *last* ``@`` of the authority, as URL parsers read it, so a
-    password with an unencoded ``@`` is hidden whole.
+    password with an unencoded ``@`` is hidden whole. A password with an unencoded ``/``,
+    ``?`` or ``#`` ends the authority early for a URL parser, so when the authority has no
+    ``@`` but the URL has one further on, everything up to the last ``@`` is taken as the
+    userinfo (if it has a ``:``): a URL with an ``@`` in its query may be shown more
+    redacted than it needs, never less. A URL without ``scheme://`` (``user:pw@host/db``,
+    a mistake) is read the same way.
     """
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-        userinfo, at, host = rest[:end].rpartition("@")
-        if at and ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            url = f"{scheme}://{user}:***@{host}{rest[end:]}"
-    return _QUERY_SECRET.sub(r"\1***", url)
+    match = _SCHEME.match(url)
+    head, rest = (url[: match.end()], url[match.end() :]) if match else ("", url)
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    if at < 0:
+        at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        user = rest[:at].split(":", 1)[0]
+        rest = f"{user}:***{rest[at:]}"
+    return head + _QUERY_SECRET.sub(r"\1***", rest)
 
 
 def scheme_of(url: str) -> str:
-    """The lowercased scheme of ``url`` (``""`` when it has none)."""
-    return urlsplit(url).scheme.lower() if "://" in url else ""
+    """The lowercased scheme of ``url`` (``""`` when it has no ``scheme://``)."""
+    match = _SCHEME.match(url)
+    return match[1].lower() if match else ""
 
 
 def scrub(message: str, *secrets: str | None) -> str:
@@ -38,3 +51,35 @@ def scrub(message: str, *secrets: str | None) -> str:
         if secret:
             message = message.replace(secret, "***")
     return message
+
+
+def host_problem(host: str) -> str | None:
+    """What is wrong with ``host`` as a network host (None: nothing).
+
+    An IP address, or a DNS name of labels of letters, digits, ``-`` and ``_`` (Docker and
+    Kubernetes service names use ``_``), at most 63 characters each and 253 in all: a
+    longer name fails deep inside the resolver (Python's IDNA codec raises UnicodeError).
+    """
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if bracketed:
+        return "not an IPv6 address inside [...]"
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253:
+        return "a host name has 1 to 253 characters"
+    if not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return "a host name is dot-separated labels of 1-63 letters, digits, - or _"
+    return None
+
+
+class SecretUrl(Secret[str]):
+    """A store URL that shows itself with its passwords as ``***``: ``str()``, ``repr()``,
+    and ``model_dump_json()`` of a model holding it. ``get_secret_value()`` is the URL."""
+
+    def _display(self) -> str:
+        return redact_url(self.get_secret_value())

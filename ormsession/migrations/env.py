@@ -36,7 +36,7 @@ def _table_name() -> str:
 def _url() -> str:
     arguments = context.get_x_argument(as_dictionary=True)
     url = arguments.get("url") or config.get_main_option("sqlalchemy.url")
-    return str(url or _settings().url)
+    return str(url or _settings().url.get_secret_value())
 
 
 TABLE_NAME = _table_name()

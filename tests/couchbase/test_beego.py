@@ -82,7 +82,7 @@ def test_beego_configure_end_to_end(couchbase_server: CouchbaseTestServer) -> No
         "providerConfig": f"{save_path} , default , sessions",
     }
     settings = config_from_beego("couchbase", config, key_prefix=unique_prefix())
-    assert settings.url.endswith(f"127.0.0.1:{couchbase_server.port}/sessions")
+    assert settings.url.get_secret_value().endswith(f"127.0.0.1:{couchbase_server.port}/sessions")
     with ormsession.beego.configure("couchbase", config, key_prefix=unique_prefix()) as manager:
         session = manager.open(None)
         session["uid"] = 7

@@ -160,6 +160,9 @@ def test_beego_manager_config_reaches_the_redis_store() -> None:
             "providerConfig": "s1:26379;s2:26379,100,pw,0,mymaster",
         },
     )
-    assert settings.url == "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0?max_connections=100"
+    assert (
+        settings.url.get_secret_value()
+        == "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0?max_connections=100"
+    )
     assert settings.cookie_name == "gosessionid"
     assert "pw@" not in repr(settings)

@@ -75,7 +75,7 @@ def test_manager_config_maps_to_settings() -> None:
     original = dict(config)
     settings = beego.config_from_beego("mysql", json.dumps(config))
     assert config == original, "beego mutated the caller's config; ormsession must not"
-    assert settings.url == "mysql+pymysql://root@127.0.0.1:3306/test"
+    assert settings.url.get_secret_value() == "mysql+pymysql://root@127.0.0.1:3306/test"
     assert settings.cookie_name == "gosessionid" and settings.set_cookie is False
     assert settings.idle_timeout == dt.timedelta(hours=1), "maxLifetime defaults to gclifetime"
     assert settings.cookie_httponly is False and settings.cookie_secure is None

@@ -66,9 +66,10 @@ def store_for_client(client: Any, config: Config, *, want_async: bool) -> Any:
     never closes. A couchbase ``config.url`` names the bucket, scope and collection in it
     and the store's options (its hosts and credentials are not used)."""
     target = None
-    if scheme_of(config.url) in SCHEMES:
+    url = config.url.get_secret_value()
+    if scheme_of(url) in SCHEMES:
         target = parse_couchbase_url(
-            config.url,
+            url,
             key_prefix=config.key_prefix,
             connect_timeout=config.store_timeout,
             require_credentials=False,

@@ -13,13 +13,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ormsession.config import parse_duration
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE, MAX_CACHE_SIZE
 from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION, MAX_RESOLUTION
-from ormsession.urls import redact_url
+from ormsession.urls import host_problem, redact_url
 
 __all__ = ["DEFAULT_KV_TIMEOUT", "CouchbaseTarget", "display_url", "parse_couchbase_url"]
 
@@ -124,17 +124,10 @@ def parse_couchbase_url(
 
 
 def display_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and reprs.
-
-    The userinfo ends at the *last* '@' before the hosts (as the URL parser reads it), so a
-    password with an unencoded '@' is hidden whole, not just up to its first '@'.
-    """
-    parts = urlsplit(url)
-    userinfo, at, hostlist = parts.netloc.rpartition("@")
-    user, has_password, _ = userinfo.partition(":")
-    shown = f"{user}:***@" if has_password else (f"{user}@" if at else "")
-    rebuilt = urlunsplit((parts.scheme, shown + hostlist, parts.path, parts.query, ""))
-    return redact_url(rebuilt)  # and ?password=... in the query
+    """``url`` with its passwords replaced by ``***``, for messages and reprs (see
+    :func:`~ormsession.urls.redact_url`: a password with an unencoded '@', '/' or '#' is
+    hidden whole)."""
+    return redact_url(url)
 
 
 def _hosts(hostlist: str, display: str) -> list[str]:
@@ -143,7 +136,11 @@ def _hosts(hostlist: str, display: str) -> list[str]:
         raise ConfigurationError(f"name at least one host: couchbase://host/bucket ({display})")
     for host in hosts:
         match = _HOST.fullmatch(host)
-        if match is None or (match[2] is not None and not 0 < int(match[2]) < 65536):
+        if (
+            match is None
+            or host_problem(match[1]) is not None
+            or (match[2] is not None and not 0 < int(match[2]) < 65536)
+        ):
             raise ConfigurationError(f"not a host[:port] in the couchbase URL {display}")
     return hosts
 
@@ -259,6 +256,6 @@ def _integer(
     text = options.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ConfigurationError(f"couchbase URL option {name} must be {low}-{high} ({display})")
     return int(text)

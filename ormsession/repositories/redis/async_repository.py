@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from ormsession.errors import StoreError
 from ormsession.flows import arun
 from ormsession.repositories.base import AsyncSessionRepository, StoredSession
 from ormsession.repositories.redis.base import (
@@ -31,7 +32,12 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
     the same options; ``owned`` resources are closed with ``aclose()``."""
 
     async def read(self, key: str, now_us: int) -> StoredSession | None:
-        raw = await self._execute(Get(self.layout.session(key)), "read")
+        try:
+            raw = await self._execute(Get(self.layout.session(key)), "read")
+        except StoreError as error:
+            if self.wrong_type(error, key):
+                return None
+            raise
         return self.record_from(raw, key, now_us)
 
     async def create(self, key: str, record: StoredSession, now_us: int) -> bool:

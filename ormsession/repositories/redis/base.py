@@ -272,6 +272,16 @@ class RedisRepositoryBase:
         return wrap_redis_error(exc, operation=operation, where=self._where, secrets=self._secrets)
 
     # -- commands and replies --------------------------------------------------------------
+    def wrong_type(self, error: StoreError, key: str) -> bool:
+        """Whether ``error`` (from a read) says another Redis type (a list, a hash, written
+        by something else under our prefix) holds the session key: that is no session, as
+        a string in an unknown format is none (logged here)."""
+        cause = error.__cause__
+        if cause is None or not str(cause).startswith("WRONGTYPE"):
+            return False
+        logger.warning("ignoring a value of another Redis type under session key %s…", key[:8])
+        return True
+
     def record_from(self, raw: Any, key: str, now_us: int) -> StoredSession | None:
         """The live record in the reply to ``Get(layout.session(key))``."""
         if raw is None:

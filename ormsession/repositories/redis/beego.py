@@ -126,7 +126,7 @@ def _from_json(kind: str, text: str) -> _Provider:
 def _number(kind: str, name: str, text: str | None, default: int) -> int:
     if not text:
         return default
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ConfigurationError(f"beego {kind}: {name} must be a whole number >= 0")
     return int(text)
 
@@ -147,7 +147,7 @@ def _duration(kind: str, name: str, value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
     text = str(value).strip()
-    if text.replace(".", "", 1).isdigit():
+    if text.isascii() and text.replace(".", "", 1).isdigit():
         return float(text)
     parts = _GO_DURATION_PART.findall(text)
     if not parts or "".join(number + unit for number, unit in parts) != text:

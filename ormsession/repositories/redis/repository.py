@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from ormsession.errors import StoreError
 from ormsession.flows import run
 from ormsession.repositories.base import SessionRepository, StoredSession
 from ormsession.repositories.redis.base import (
@@ -35,7 +36,12 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
     :class:`~ormsession.repositories.redis.base.RedisRepositoryBase`'s."""
 
     def read(self, key: str, now_us: int) -> StoredSession | None:
-        raw = self._execute(Get(self.layout.session(key)), "read")
+        try:
+            raw = self._execute(Get(self.layout.session(key)), "read")
+        except StoreError as error:
+            if self.wrong_type(error, key):
+                return None
+            raise
         return self.record_from(raw, key, now_us)
 
     def create(self, key: str, record: StoredSession, now_us: int) -> bool:

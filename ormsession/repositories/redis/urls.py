@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.buckets import DEFAULT_RESOLUTION, MAX_RESOLUTION
-from ormsession.urls import redact_url
+from ormsession.urls import host_problem, redact_url
 
 __all__ = [
     "DEFAULT_PORT",
@@ -249,7 +249,7 @@ def _cluster(target: RedisUrl, hostinfo: str, path: str) -> RedisUrl:
 def _db_from_path(target: RedisUrl, text: str) -> int:
     if not text:
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise _error(target.redacted, "the database must be a number >= 0")
     return int(text)
 
@@ -265,13 +265,15 @@ def _address(target: RedisUrl, text: str, default_port: int) -> Address:
     match = _IPV6.fullmatch(text)
     if match is not None:
         host, port_text = match[1], match[2]
+        problem = host_problem(f"[{host}]")
     else:
         host, _, port_text = text.partition(":")
-        if not _HOSTNAME.fullmatch(host):
-            raise _error(target.redacted, "each host must be name[:port] or [ipv6][:port]")
+        problem = host_problem(host) if _HOSTNAME.fullmatch(host) else "not name[:port]"
+    if problem:
+        raise _error(target.redacted, f"each host must be name[:port] or [ipv6][:port] ({problem})")
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise _error(target.redacted, "a port must be a number from 1 to 65535")
     return host, int(port_text)
 

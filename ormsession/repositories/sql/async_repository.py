@@ -32,6 +32,7 @@ from ormsession.repositories.sql.errors import (
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries, row_reader
+from ormsession.repositories.sql.urls import display_sql_url
 from ormsession.urls import scrub
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
             raise self._classified(exc, "start-up") from exc
 
     def __repr__(self) -> str:
-        return f"<AsyncSqlRepository {self.engine.url.render_as_string(hide_password=True)}>"
+        return f"<AsyncSqlRepository {display_sql_url(self.engine.url)}>"
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now_us: int) -> StoredSession | None:
@@ -371,12 +372,12 @@ class AsyncSqlRepository(AsyncSessionRepository):
         return self._failed(exc, operation)
 
     def _failed(self, exc: BaseException, operation: str) -> StoreError:
-        where = self.engine.url.render_as_string(hide_password=True)
+        where = display_sql_url(self.engine.url)
         detail = scrub(f"{type(exc).__name__}: {exc}", self.engine.url.password)
         return StoreError(f"session store {where} failed during {operation}: {detail}")
 
     def _unreachable(self, exc: BaseException, operation: str) -> StoreUnavailableError:
-        where = self.engine.url.render_as_string(hide_password=True)
+        where = display_sql_url(self.engine.url)
         detail = scrub(f"{type(exc).__name__}: {exc}", self.engine.url.password)
         return StoreUnavailableError(
             f"session store {where} unavailable during {operation}: {detail}"

@@ -22,6 +22,7 @@ from ormsession.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from ormsession.repositories.sql.urls import display_sql_url
 from ormsession.urls import scrub
 
 __all__ = [
@@ -49,7 +50,7 @@ def wrap_sql_error(
     """An ormsession error for ``exc``: unreachable stores, missing tables and everything
     else get distinct types, and the message names the store without its password."""
     url = engine if isinstance(engine, URL) else engine.url
-    where = url.render_as_string(hide_password=True)
+    where = display_sql_url(url)
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     detail = scrub(f"{type(original).__name__}: {original}".strip(), url.password)
     detail = detail.splitlines()[0] if detail else type(original).__name__
@@ -83,7 +84,7 @@ def timed_out(
     exc: BaseException, url: URL, operation: str, timeout: float
 ) -> StoreUnavailableError:
     """The error of an operation that ran out of time (``exc``: what ended it)."""
-    where = url.render_as_string(hide_password=True)
+    where = display_sql_url(url)
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     detail = scrub(f"{type(original).__name__}: {original}".strip(), url.password)
     detail = detail.splitlines()[0] if detail else type(original).__name__

@@ -31,6 +31,7 @@ from ormsession.repositories.sql.errors import (
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
+from ormsession.repositories.sql.urls import display_sql_url
 
 __all__ = ["SqlRepository"]
 
@@ -115,7 +116,7 @@ class SqlRepository(SessionRepository):
             raise
 
     def __repr__(self) -> str:
-        return f"<SqlRepository {self.engine.url.render_as_string(hide_password=True)}>"
+        return f"<SqlRepository {display_sql_url(self.engine.url)}>"
 
     # -- the contract ---------------------------------------------------------------
     def read(self, key: str, now_us: int) -> StoredSession | None:

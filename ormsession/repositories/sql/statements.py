@@ -9,6 +9,7 @@ the database clock, so app and database time zones cannot disagree.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Update,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -49,6 +51,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("ormsession")
+
+#: What parsing a row written by hand (or by a bug) can raise; such a row reads as absent.
+_UNREADABLE = (ValueError, TypeError, OverflowError, IndexError, struct.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +109,15 @@ class SqlStatements:
             )
             read = select(packed.label("session_packed")).where(live)
         else:
+            # SQLite keeps whatever type a value was written with: a TEXT value in the data
+            # column would come back as str, or fail inside the driver (with the text in
+            # its message) when it is not UTF-8. As a BLOB it is the bytes it holds.
+            data = cast(c.session_data, SessionBytes) if dialect_name == "sqlite" else None
             read = select(
-                c.session_data, c.session_version, c.session_created, c.session_expiry
+                c.session_data if data is None else data.label("session_data"),
+                c.session_version,
+                c.session_created,
+                c.session_expiry,
             ).where(live)
         return cls(
             read=read,
@@ -193,9 +207,29 @@ def columns_record(row: Any) -> StoredSession | None:
     if row is None:
         return None
     data, version, created, expires = row
-    # psycopg2 and asyncpg hand bytea back as memoryview/bytes; normalise to bytes.
-    return StoredSession(
-        bytes(data), int(version), us_from_column(created), us_from_column(expires)
+    try:
+        # psycopg2 and asyncpg hand bytea back as memoryview/bytes; normalise to bytes.
+        return StoredSession(
+            _data_bytes(data), int(version), us_from_column(created), us_from_column(expires)
+        )
+    except _UNREADABLE as exc:
+        _unreadable(exc)
+        return None
+
+
+def _data_bytes(data: Any) -> bytes:
+    """The data column as bytes: a str (a TEXT value an app's own engine returned as such)
+    is its UTF-8, which the serializer then judges like any stored bytes."""
+    if type(data) is str:
+        return data.encode("utf-8", "surrogatepass")
+    return b"" if data is None else bytes(data)
+
+
+def _unreadable(exc: Exception) -> None:
+    """A row whose version or times cannot be parsed: nothing ormsession wrote. The session
+    reads as absent, so the client gets a fresh one (and the row expires or is replaced)."""
+    logger.warning(
+        "unreadable session row (%s), treating the session as absent", type(exc).__name__
     )
 
 
@@ -236,11 +270,23 @@ def packed_record(packed: bytes | None) -> StoredSession:
 
 
 def _mysql_packed_row(row: Any) -> StoredSession | None:
-    return None if row is None else packed_record(row[0])
+    if row is None:
+        return None
+    try:
+        return packed_record(row[0])
+    except _UNREADABLE as exc:
+        _unreadable(exc)
+        return None
 
 
 def _pg_packed_row(row: Any) -> StoredSession | None:
-    return None if row is None else pg_packed_record(row[0])
+    if row is None:
+        return None
+    try:
+        return pg_packed_record(row[0])
+    except _UNREADABLE as exc:
+        _unreadable(exc)
+        return None
 
 
 RowReader = Callable[[Any], StoredSession | None]

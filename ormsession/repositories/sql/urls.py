@@ -8,9 +8,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ormsession.errors import ConfigurationError
-from ormsession.urls import redact_url
+from ormsession.repositories.sql.connect_args import check_connect_args
+from ormsession.urls import host_problem, redact_url
 
-__all__ = ["SQL_EXTRAS", "parse_sql_url"]
+__all__ = ["SQL_EXTRAS", "display_sql_url", "parse_sql_url"]
 
 #: Which extra installs the driver for a dialect+driver pair.
 SQL_EXTRAS = {
@@ -20,23 +21,74 @@ SQL_EXTRAS = {
     "sqlite": "",
 }
 _ASYNC_DRIVERS = {"asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"}
+_PASSWORD_OPTIONS = ("password", "passwd")
+
+
+def _password_from_query(parsed: URL, display: str) -> URL:
+    """``?password=`` as the URL's password: drivers take it either way, but only the
+    URL's own password is hidden by SQLAlchemy's renderings (reprs, error messages)."""
+    given = [name for name in _PASSWORD_OPTIONS if name in parsed.query]
+    if not given:
+        return parsed
+    password = parsed.query[given[0]]
+    if len(given) > 1 or parsed.password is not None or not isinstance(password, str):
+        raise ConfigurationError(f"the SQL URL {display} gives its password more than once")
+    return parsed.difference_update_query(given).set(password=password)
+
+
+def display_sql_url(url: URL) -> str:
+    """``url`` for messages and reprs: SQLAlchemy hides its password; options such as
+    libpq's ``sslpassword`` are hidden here too."""
+    return redact_url(url.render_as_string(hide_password=True))
+
+
+def _as_tuple(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _check_parts(parsed: URL, display: str) -> None:
+    """What no driver can use, refused before any driver sees it."""
+    if parsed.username and any(c in parsed.username for c in "?#/@="):
+        # Not a user name: a query or a password the URL parser took for one.
+        raise ConfigurationError(f"the SQL URL {display} has no valid user name")
+    values = [v for value in parsed.query.values() for v in _as_tuple(value)]
+    texts = (parsed.username, parsed.host, parsed.database, *parsed.query, *values)
+    if any(text is not None and "\x00" in text for text in texts):
+        raise ConfigurationError(f"the SQL URL {display} contains a NUL character")
+    if parsed.host:
+        problem = host_problem(parsed.host)
+        if problem:
+            raise ConfigurationError(f"invalid host in the SQL URL {display}: {problem}")
+    backend = parsed.get_backend_name()
+    if (
+        backend in ("mysql", "mariadb")
+        and not parsed.database
+        and "read_default_file" not in parsed.query
+    ):
+        raise ConfigurationError(f"name the database in the SQL URL {display}: .../<db>")
 
 
 def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
     """Parse and check a SQL URL, with errors that name the fix and hide the password.
 
     ``want_async``: True/False require an asyncio/synchronous driver; None accepts either.
+    A password given as ``?password=`` (or MySQL's ``?passwd=``) is moved to the URL's
+    password, where SQLAlchemy hides it.
     """
+    display = redact_url(url) if isinstance(url, str) else display_sql_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"not a valid SQL URL: {redact_url(str(url))}") from exc
+    except (ArgumentError, ValueError, TypeError):
+        # Not chained: the parser's message can quote part of the password.
+        raise ConfigurationError(f"not a valid SQL URL: {display}") from None
+    parsed = _password_from_query(parsed, display)
+    _check_parts(parsed, display)
     if parsed.get_backend_name() == "postgres":
         raise ConfigurationError("use 'postgresql://' (SQLAlchemy dropped 'postgres://')")
     backend = parsed.drivername.split("+", 1)[0]
     if backend not in SQL_EXTRAS:
         raise ConfigurationError(
-            f"unsupported SQL database {backend!r} in {redact_url(str(url))}: ormsession "
+            f"unsupported SQL database {backend[:40]!r} in {display}: ormsession "
             "supports postgresql, mysql, mariadb and sqlite"
         )
     if "+" not in parsed.drivername:
@@ -44,7 +96,7 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
     driver = parsed.drivername.split("+", 1)[1]
     is_async = driver in _ASYNC_DRIVERS
     if want_async is None:
-        return parsed
+        return parsed  # the driver is not settled: its options are checked when it is
     if is_async and not want_async:
         raise ConfigurationError(
             f"{parsed.drivername!r} is an asyncio driver: use ormsession.configure_async()"
@@ -54,6 +106,7 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
             f"{parsed.drivername!r} is a synchronous driver: use ormsession.configure(), or an "
             "async driver (postgresql+asyncpg, mysql+asyncmy, sqlite+aiosqlite)"
         )
+    check_connect_args(parsed, display)
     return parsed
 
 
