@@ -131,6 +131,9 @@ class Config(BaseModel):
     _expiry: ExpiryPolicy = PrivateAttr()
 
     def __init__(self, **options: Any) -> None:
+        renamed = sorted(set(options) & set(RENAMED_OPTIONS))
+        if renamed:
+            raise ConfigurationError(unknown_options(renamed))
         try:
             super().__init__(**options)
         except ValidationError as exc:

@@ -35,6 +35,8 @@ def test_store_timeout_defaults_to_five_seconds_and_is_validated() -> None:
 def test_the_old_name_is_refused_with_the_new_one() -> None:
     with pytest.raises(ConfigurationError, match="connect_timeout is now store_timeout"):
         ormsession.configure(url="memory://", connect_timeout=2)
+    with pytest.raises(ConfigurationError, match="connect_timeout is now store_timeout"):
+        Config(connect_timeout=2)
 
 
 def test_the_old_environment_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
