@@ -81,7 +81,9 @@ def parse_mysql_dsn(dsn: str) -> ParsedProvider:
         if name == "charset":
             query["charset"] = value.split(",")[0]
         elif name == "timeout":
-            options["connect_timeout"] = _go_duration_seconds(value)
+            # go-sql-driver's dial timeout: the closest ormsession has is the deadline of
+            # each store operation, which bounds connecting too.
+            options["store_timeout"] = _go_duration_seconds(value)
     host: str | None = None
     port: int | None = None
     if net == "unix":

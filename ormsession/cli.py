@@ -78,7 +78,9 @@ def _dispatch(arguments: argparse.Namespace) -> int:
     overrides = {"url": arguments.url} if arguments.url else {}
     config = load_config(**overrides)
     if arguments.command == "db":
-        return _db(arguments, config.url.get_secret_value(), config.table_name)
+        return _db(
+            arguments, config.url.get_secret_value(), config.table_name, config.store_timeout
+        )
     if arguments.command == "demo":
         from ormsession.demo import serve
 
@@ -105,11 +107,11 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         return 0
 
 
-def _db(arguments: argparse.Namespace, url: str, table_name: str) -> int:
+def _db(arguments: argparse.Namespace, url: str, table_name: str, timeout: float) -> int:
     from ormsession import schema
 
     if arguments.db_command == "current":
-        revision = schema.current_revision(url, table_name=table_name)
+        revision = schema.current_revision(url, table_name=table_name, timeout=timeout)
         print(revision or "(none: run `ormsession db upgrade`)")
         return 0
     if arguments.db_command == "upgrade" and arguments.sql:
@@ -120,8 +122,8 @@ def _db(arguments: argparse.Namespace, url: str, table_name: str) -> int:
         )
         return 0
     action = schema.upgrade if arguments.db_command == "upgrade" else schema.downgrade
-    action(url, arguments.revision, table_name=table_name)
-    revision = schema.current_revision(url, table_name=table_name)
+    action(url, arguments.revision, table_name=table_name, timeout=timeout)
+    revision = schema.current_revision(url, table_name=table_name, timeout=timeout)
     print(f"{redact_url(url)}: now at {revision or 'base'}")
     return 0
 

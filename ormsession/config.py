@@ -72,7 +72,15 @@ class Config(BaseModel):
     )
     table_name: str = Field("session", description="SQL table name.")
     key_prefix: str = Field("ormsession:", description="Key prefix on Redis and Couchbase.")
-    connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the store.")
+    store_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds one store operation may take, all included (pool wait, connecting, "
+            "the statement, a retry); then StoreUnavailableError."
+        ),
+    )
     pool_size: int | None = Field(None, ge=1, description="Connection pool size.")
     schema_check: bool = Field(True, description="Check the SQL schema revision at start-up.")
     auto_migrate: bool | None = Field(
@@ -131,6 +139,9 @@ class Config(BaseModel):
     _expiry: ExpiryPolicy = PrivateAttr()
 
     def __init__(self, **options: Any) -> None:
+        renamed = sorted(set(options) & set(RENAMED_OPTIONS))
+        if renamed:
+            raise ConfigurationError(unknown_options(renamed))
         try:
             super().__init__(**options)
         except ValidationError as exc:
@@ -208,7 +219,16 @@ class Config(BaseModel):
         return Config(**(dict(self) | changes))
 
 
+#: Options that were renamed: old name -> new name (named in the error for the old one).
+RENAMED_OPTIONS = {"connect_timeout": "store_timeout"}
+
+
 def unknown_options(names: list[str]) -> str:
+    renamed = [
+        f"{name} is now {RENAMED_OPTIONS[name]}" for name in names if name in RENAMED_OPTIONS
+    ]
+    if renamed:
+        return "renamed option(s): " + "; ".join(renamed)
     return f"unknown option(s) {', '.join(names)}; valid options: " + ", ".join(Config.model_fields)
 
 

@@ -61,15 +61,22 @@ class CorruptSessionDataError(OrmsessionError):
 
 
 class SessionTooLargeError(OrmsessionError):
-    """Raised by ``save`` when the serialized session is over ``max_data_bytes``.
+    """Raised by ``save`` when the serialized session is over ``max_data_bytes``, or over
+    what the store itself accepts in one write (MySQL's ``max_allowed_packet``).
 
     Nothing is written, so the stored session keeps its previous data.
     """
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        limit: int,
+        *,
+        what: str = "session data",
+        advice: str = "raise max_data_bytes or keep less in the session",
+    ) -> None:
         super().__init__(
-            f"session data is {size} bytes serialized, over the limit of {limit} bytes "
-            "(raise max_data_bytes or keep less in the session)"
+            f"{what} is {size} bytes serialized, over the limit of {limit} bytes ({advice})"
         )
         self.size = size
         self.limit = limit

@@ -8,8 +8,10 @@ app's own Alembic history. These functions run them with no checkout and no alem
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, validate_table
 
 __all__ = [
     "HEAD_REVISION",
+    "MIGRATION_TIMEOUT",
     "VERSION_TABLE",
     "alembic_config",
     "check_schema",
@@ -52,6 +55,11 @@ TABLE_NAME_ATTRIBUTE = "ormsession.table_name"
 
 Target = str | Engine | Connection
 
+#: Seconds a whole migration run may take on a connection ormsession opens, so that a
+#: stalled server fails the deploy step instead of hanging it. Connecting, and each wait
+#: for a table lock, are bounded by the (much shorter) store timeout instead.
+MIGRATION_TIMEOUT = 300.0
+
 
 def migrations_path() -> Path:
     """Where the migration scripts are, inside the installed package."""
@@ -79,29 +87,61 @@ def alembic_config(
 
 
 @contextmanager
-def _connection(target: Target) -> Iterator[Connection]:
-    """A transactional connection for migrations (even on ormsession's autocommit engine)."""
+def _connection(target: Target, timeout: float) -> Iterator[Connection]:
+    """A transactional connection for migrations (even on ormsession's autocommit engine),
+    under the migration limits (see :data:`MIGRATION_TIMEOUT`); a Connection the caller
+    hands in is theirs, limits included."""
     if isinstance(target, Connection):
         yield target
         return
-    engine = _engine_for(target) if isinstance(target, str) else target
+    from ormsession.repositories.sql.deadlines import run_limit
+
+    engine = _engine_for(target, timeout) if isinstance(target, str) else target
     try:
-        with _wrapped_errors(engine), engine.connect() as connection:
+        with _wrapped_errors(engine, timeout), engine.connect() as connection:
             # DDL and the version stamp belong in one transaction where the database
             # allows it, so use the database's own isolation level, not autocommit.
             connection = connection.execution_options(
                 isolation_level=connection.default_isolation_level or "AUTOCOMMIT"
             )
-            yield connection
-            if connection.in_transaction():
-                connection.commit()
+            with run_limit(connection, MIGRATION_TIMEOUT), _lock_waits(connection, timeout):
+                yield connection
+                if connection.in_transaction():
+                    connection.commit()
     finally:
         if isinstance(target, str):
             engine.dispose()
 
 
-def _engine_for(url: str) -> Engine:
+@contextmanager
+def _lock_waits(connection: Connection, timeout: float) -> Iterator[None]:
+    """A migration that waits for a table lock holds up every session read and write
+    queued behind it (on PostgreSQL and MySQL), so its lock waits end with the store
+    timeout, the longest those requests wait anyway. (SQLite's busy timeout is the
+    connection's: ormsession's engines set it to the store timeout.)"""
+    name = connection.dialect.name
+    if name == "postgresql":
+        # SET LOCAL ends with the migration's transaction.
+        connection.execute(text(f"SET LOCAL lock_timeout = {max(int(timeout * 1000), 1)}"))
+        yield
+    elif name in ("mysql", "mariadb"):
+        seconds = max(math.ceil(timeout), 1)  # whole seconds
+        connection.execute(text(f"SET SESSION lock_wait_timeout = {seconds}"))
+        try:
+            yield
+        finally:
+            # A pooled connection goes back with the server's setting; one that broke
+            # during the migration is discarded by the pool anyway.
+            with suppress(SQLAlchemyError):
+                connection.execute(text("SET SESSION lock_wait_timeout = DEFAULT"))
+    else:
+        yield
+
+
+def _engine_for(url: str, timeout: float) -> Engine:
     from ormsession.errors import MissingDriverError
+    from ormsession.repositories.sql.clients import driver_connect_args
+    from ormsession.repositories.sql.deadlines import bound_connects
     from ormsession.repositories.sql.urls import SQL_EXTRAS, parse_sql_url
 
     parsed = parse_sql_url(url, want_async=None)
@@ -110,48 +150,74 @@ def _engine_for(url: str) -> Engine:
         parsed = parsed.set(drivername=parsed.get_backend_name())
     parsed = parse_sql_url(parsed)
     try:
-        return create_engine(parsed, poolclass=NullPool, hide_parameters=True)
+        engine = create_engine(
+            parsed,
+            poolclass=NullPool,
+            hide_parameters=True,
+            connect_args=driver_connect_args(parsed, timeout),
+        )
     except ImportError as exc:
         extra = SQL_EXTRAS.get(parsed.get_backend_name(), "")
         raise MissingDriverError(
             f"the driver for {parsed.drivername!r} is not installed: "
             f"pip install 'ormsession[{extra}]'"
         ) from exc
+    bound_connects(engine, timeout)
+    return engine
 
 
 @contextmanager
-def _wrapped_errors(engine: Engine) -> Iterator[None]:
+def _wrapped_errors(engine: Engine, timeout: float) -> Iterator[None]:
+    started = time.monotonic()
     try:
         yield
     except SQLAlchemyError as exc:
-        from ormsession.repositories.sql.errors import wrap_sql_error
+        from ormsession.repositories.sql.errors import timed_out, wrap_sql_error
 
+        if time.monotonic() - started >= MIGRATION_TIMEOUT:
+            raise timed_out(exc, engine.url, "migration", MIGRATION_TIMEOUT) from exc
         raise wrap_sql_error(exc, engine, "migration") from exc
 
 
 def upgrade(
-    target: Target, revision: str = "head", *, table_name: str = DEFAULT_TABLE_NAME
+    target: Target,
+    revision: str = "head",
+    *,
+    table_name: str = DEFAULT_TABLE_NAME,
+    timeout: float = 5.0,
 ) -> None:
-    """Bring ``target`` (a URL, an Engine or a Connection) up to ``revision``."""
+    """Bring ``target`` (a URL, an Engine or a Connection) up to ``revision``.
+
+    ``timeout`` (the ``store_timeout`` setting) bounds connecting and each wait for a table
+    lock; the whole run ends within :data:`MIGRATION_TIMEOUT` on a connection ormsession
+    opened (a Connection handed in runs under its owner's limits).
+    """
     from alembic import command
 
-    with _connection(target) as connection:
+    with _connection(target, timeout) as connection:
         command.upgrade(alembic_config(connection=connection, table_name=table_name), revision)
 
 
 def downgrade(
-    target: Target, revision: str = "base", *, table_name: str = DEFAULT_TABLE_NAME
+    target: Target,
+    revision: str = "base",
+    *,
+    table_name: str = DEFAULT_TABLE_NAME,
+    timeout: float = 5.0,
 ) -> None:
-    """Take ``target`` down to ``revision`` (``base`` drops ormsession's table)."""
+    """Take ``target`` down to ``revision`` (``base`` drops ormsession's table); the limits
+    are :func:`upgrade`'s."""
     from alembic import command
 
-    with _connection(target) as connection:
+    with _connection(target, timeout) as connection:
         command.downgrade(alembic_config(connection=connection, table_name=table_name), revision)
 
 
-def current_revision(target: Target, *, table_name: str = DEFAULT_TABLE_NAME) -> str | None:
+def current_revision(
+    target: Target, *, table_name: str = DEFAULT_TABLE_NAME, timeout: float = 5.0
+) -> str | None:
     """The ormsession revision ``target`` is at, or None if never migrated."""
-    with _connection(target) as connection:
+    with _connection(target, timeout) as connection:
         return _stamped_revision(connection, table_name)
 
 

@@ -7,11 +7,12 @@ where their values come from. Core classes take a ``Config`` and never read the 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ormsession.config import DEFAULT_URL, Config, unknown_options
+from ormsession.config import DEFAULT_URL, RENAMED_OPTIONS, Config, unknown_options
 from ormsession.errors import ConfigurationError
 
 __all__ = ["DEFAULT_URL", "OrmsessionSettings", "load_config"]
@@ -37,5 +38,16 @@ def load_config(config: Config | None = None, **options: Any) -> Config:
     if unknown:
         raise ConfigurationError(unknown_options(unknown))
     if config is None:
+        _refuse_renamed_variables()
         return OrmsessionSettings(**options)
     return config.replace(**options) if options else config
+
+
+def _refuse_renamed_variables() -> None:
+    """A variable under an option's old name would otherwise be silently ignored (the
+    settings read only current names), leaving the store on a default the operator did
+    not choose."""
+    for old, new in RENAMED_OPTIONS.items():
+        variable = f"ORMSESSION_{old.upper()}"
+        if variable in os.environ:
+            raise ConfigurationError(f"{variable} is now ORMSESSION_{new.upper()}: rename it")

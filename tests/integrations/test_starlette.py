@@ -262,7 +262,7 @@ class TestManagerLifecycle:
         assert built == [1]
 
     def test_startup_failure_is_reported_at_startup(self) -> None:
-        app = make_app(url="postgresql+asyncpg://nobody@127.0.0.1:1/none", connect_timeout=1)
+        app = make_app(url="postgresql+asyncpg://nobody@127.0.0.1:1/none", store_timeout=1)
         with pytest.raises(Exception, match=r"(?i)connect|refused|unavailable"), TestClient(app):
             pass
 

@@ -198,10 +198,8 @@ def test_a_refused_login_shows_no_password(url: str, mode: str) -> None:
     # The database does not exist, or root's password is not that one: the server says no.
     def connect() -> Any:
         if mode == "sync":
-            return ormsession.configure(url=url, auto_migrate=False, connect_timeout=3)
-        return asyncio.run(
-            ormsession.configure_async(url=url, auto_migrate=False, connect_timeout=3)
-        )
+            return ormsession.configure(url=url, auto_migrate=False, store_timeout=3)
+        return asyncio.run(ormsession.configure_async(url=url, auto_migrate=False, store_timeout=3))
 
     with pytest.raises(OrmsessionError) as caught:
         connect()

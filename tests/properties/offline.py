@@ -23,7 +23,7 @@ from ormsession.urls import scheme_of
 
 #: Schemes whose synchronous repository connects when built (their async twin is used).
 CONNECT_ON_BUILD = {"redis+cluster", "couchbase", "couchbases"}
-CONFIG = Config(schema_check=False, auto_migrate=False, connect_timeout=1)
+CONFIG = Config(schema_check=False, auto_migrate=False, store_timeout=1)
 
 
 class NetworkUsedError(AssertionError):

@@ -370,11 +370,11 @@ def test_an_unreachable_cluster_is_a_typed_error_at_once() -> None:
     start = time.monotonic()
     # redis-py's sync Cluster client maps the slots on construction: configure() fails.
     with pytest.raises(StoreUnavailableError, match="unavailable during start-up"):
-        ormsession.configure(url=url, connect_timeout=0.5)
+        ormsession.configure(url=url, store_timeout=0.5)
 
     async def first_use() -> None:  # the asyncio client connects on first use: start-up's read
         with pytest.raises(StoreUnavailableError, match="unavailable during read"):
-            await ormsession.configure_async(url=url, connect_timeout=0.5)
+            await ormsession.configure_async(url=url, store_timeout=0.5)
 
     asyncio.run(first_use())
     assert time.monotonic() - start < 1.0

@@ -54,9 +54,9 @@ def _open_fails_fast(url: str, *, limit: float) -> StoreError:
     does the first ``open`` of an app that may start while the store is down."""
     start = time.monotonic()
     with pytest.raises(StoreError) as caught:
-        ormsession.configure(url=url, connect_timeout=TIMEOUT)
+        ormsession.configure(url=url, store_timeout=TIMEOUT)
     assert time.monotonic() - start < limit, "must fail within the configured timeout"
-    manager = ormsession.configure(url=url, connect_timeout=TIMEOUT, on_store_error="fresh")
+    manager = ormsession.configure(url=url, store_timeout=TIMEOUT, on_store_error="fresh")
     start = time.monotonic()
     try:
         assert manager.open(SessionIds().generate()).unavailable
@@ -69,10 +69,10 @@ def _open_fails_fast(url: str, *, limit: float) -> StoreError:
 async def _open_fails_fast_async(url: str, *, limit: float) -> StoreError:
     start = time.monotonic()
     with pytest.raises(StoreError) as caught:
-        await ormsession.configure_async(url=url, connect_timeout=TIMEOUT)
+        await ormsession.configure_async(url=url, store_timeout=TIMEOUT)
     assert time.monotonic() - start < limit
     manager = await ormsession.configure_async(
-        url=url, connect_timeout=TIMEOUT, on_store_error="fresh"
+        url=url, store_timeout=TIMEOUT, on_store_error="fresh"
     )
     start = time.monotonic()
     try:

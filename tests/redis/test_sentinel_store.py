@@ -98,7 +98,7 @@ def test_wrong_credentials_or_service_are_typed_errors_fast(
     )
     start = time.monotonic()
     with pytest.raises(StoreUnavailableError) as caught:
-        ormsession.configure(url=url, connect_timeout=1.0)  # its start-up read
+        ormsession.configure(url=url, store_timeout=1.0)  # its start-up read
     assert time.monotonic() - start < 2.0
     for value in (secret, sentinel_topology.password, sentinel_topology.sentinel_password):
         assert not value or value not in str(caught.value)
@@ -161,7 +161,7 @@ def test_sessions_survive_a_failover(
     ) as topo:
         prefix = unique_key_prefix()
         url = sentinel_url_for(topo, wait_replicas=1, wait_timeout_ms=500)
-        manager = ormsession.configure(url=url, key_prefix=prefix, connect_timeout=1.0)
+        manager = ormsession.configure(url=url, key_prefix=prefix, store_timeout=1.0)
         try:
             created = [stored_session(manager, n=n) for n in range(20)]
             session = manager.open(created[0])

@@ -180,8 +180,8 @@ def test_store_options_are_validated_before_any_io() -> None:
         )
 
 
-def test_timeouts_default_to_the_connect_timeout_setting() -> None:
-    settings = load_config(connect_timeout=2.5, pool_size=9)
+def test_timeouts_default_to_the_store_timeout_setting() -> None:
+    settings = load_config(store_timeout=2.5, pool_size=9)
     kwargs = _node_kwargs(parse_redis_url("redis://h/0"), settings)
     assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.5, 2.5)
     assert kwargs["max_connections"] == 9

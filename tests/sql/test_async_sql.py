@@ -163,7 +163,7 @@ def test_an_unreachable_database_fails_fast(backend: str) -> None:
 
     async def attempt() -> None:
         try:
-            await ormsession.configure_async(url=target, connect_timeout=2)
+            await ormsession.configure_async(url=target, store_timeout=2)
         finally:
             # Let the failed driver connection be collected while the loop still runs
             # (aiosqlite's worker thread reports back to the loop when it is closed).
@@ -201,7 +201,7 @@ def test_a_connection_refused_at_first_use_is_unavailable_without_the_password(
     async def first_use(target: str, **options: Any) -> None:
         try:
             manager = await ormsession.configure_async(
-                url=target, schema_check=False, auto_migrate=False, connect_timeout=2, **options
+                url=target, schema_check=False, auto_migrate=False, store_timeout=2, **options
             )
             try:
                 await manager.count()

@@ -153,7 +153,7 @@ def test_an_unreachable_database_is_a_typed_error_within_the_timeout(backend: st
         url = "mysql+pymysql://app:hunter2secret@127.0.0.1:1/app"
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError) as caught:
-        ormsession.configure(url=url, connect_timeout=2)
+        ormsession.configure(url=url, store_timeout=2)
     assert time.monotonic() - started < 5
     assert "hunter2secret" not in str(caught.value)
     assert "hunter2secret" not in repr(caught.value)

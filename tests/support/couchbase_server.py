@@ -252,6 +252,7 @@ class CouchbaseTestServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._answering: asyncio.Event | None = None  # cleared while paused
         self._port = 0
         self._handlers: dict[int, Handler] = {
             Opcode.HELLO: self._hello,
@@ -321,7 +322,29 @@ class CouchbaseTestServer:
     ) -> None:
         self.stop()
 
+    def pause(self) -> None:
+        """Stop answering (a stalled node): requests are read, connections accepted and
+        kept open, but no reply is sent until :meth:`resume`, in order."""
+        self._set_answering(False)
+
+    def resume(self) -> None:
+        self._set_answering(True)
+
+    def _set_answering(self, answering: bool) -> None:
+        assert self._loop is not None, "server not started"
+
+        async def switch() -> None:
+            assert self._answering is not None
+            if answering:
+                self._answering.set()
+            else:
+                self._answering.clear()
+
+        asyncio.run_coroutine_threadsafe(switch(), self._loop).result(timeout=10)
+
     async def _listen(self) -> None:
+        self._answering = asyncio.Event()
+        self._answering.set()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self._port = self._server.sockets[0].getsockname()[1]
 
@@ -345,6 +368,8 @@ class CouchbaseTestServer:
         conn = _Connection()
         try:
             while (request := await _read_request(reader)) is not None:
+                assert self._answering is not None
+                await self._answering.wait()
                 writer.write(_encode_response(request, self._dispatch(conn, request)))
                 await writer.drain()
         except (FrameError, asyncio.IncompleteReadError, ConnectionError) as exc:

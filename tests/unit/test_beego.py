@@ -26,7 +26,7 @@ def test_mysql_dsn() -> None:
         parsed.database,
     ) == ("mysql+pymysql", "root", "p@ss:w", "127.0.0.1", 3307, "app")
     assert parsed.query == {"charset": "utf8mb4"}
-    assert options == {"connect_timeout": 90.0}
+    assert options == {"store_timeout": 90.0}
     unix = make_url(beego.parse_mysql_dsn("u@unix(/run/mysqld.sock)/db")[0])
     assert unix.query == {"unix_socket": "/run/mysqld.sock"} and unix.host is None
     assert make_url(beego.parse_mysql_dsn("/db")[0]).host == "127.0.0.1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -17,12 +18,14 @@ from ormsession.repositories.couchbase.base import (
     GetMany,
     KvOp,
     Pause,
+    SdkOp,
     documents,
     sdk_call,
     sdk_miss,
     sdk_result,
 )
 from ormsession.repositories.couchbase.clients import connect_async
+from ormsession.repositories.couchbase.deadline import Deadline, expired
 from ormsession.repositories.couchbase.errors import wrap_couchbase_error
 from ormsession.repositories.couchbase.urls import CouchbaseTarget
 
@@ -46,6 +49,8 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
         *,
         description: str,
         target: CouchbaseTarget | None = None,
+        timeout: float = 5.0,
+        kv_timeout: float | None = None,
     ) -> None:
         if collection is None and target is None:
             raise TypeError("give a ready acouchbase collection or a target to connect to")
@@ -57,6 +62,9 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
         self._cluster: Any = None  # set only when this repository opened (and owns) it
         self._connecting = asyncio.Lock()
         self._closed = False
+        #: Each operation's deadline (see the sync twin).
+        self.timeout = timeout
+        self._kv_timeout = kv_timeout
 
     def __repr__(self) -> str:
         return (
@@ -66,40 +74,40 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
     async def start(self) -> None:
         """Connect now and check bucket, scope and collection with one read of a key never
         written, so a wrong name fails at start-up rather than on the first request."""
-        await self._perform("connect", Get(self.context.layout.probe_key))
+        await self._within("connect")(Get(self.context.layout.probe_key))
 
     # -- the contract ---------------------------------------------------------------
     async def read(self, key: str, now_us: int) -> StoredSession | None:
-        doc = await self._perform("read", Get(self.context.layout.document_key(key)))
+        doc = await self._within("read")(Get(self.context.layout.document_key(key)))
         return flows.record_read(self.context, key, doc, now_us)
 
     async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
         flow = flows.create(self.context, key, record, now_us)
-        return await arun(flow, partial(self._perform, "create"))
+        return await arun(flow, self._within("create"))
 
     async def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
         flow = flows.update(self.context, key, data, expires_us, expected_version, now_us)
-        return await arun(flow, partial(self._perform, "update"))
+        return await arun(flow, self._within("update"))
 
     async def touch(self, key: str, expires_us: int, now_us: int) -> bool:
         flow = flows.touch(self.context, key, expires_us, now_us)
-        return await arun(flow, partial(self._perform, "touch"))
+        return await arun(flow, self._within("touch"))
 
     async def delete(self, key: str) -> None:
-        await arun(flows.delete(self.context, key), partial(self._perform, "delete"))
+        await arun(flows.delete(self.context, key), self._within("delete"))
 
     async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
         flow = flows.rename(self.context, old_key, new_key, expires_us, now_us)
-        return await arun(flow, partial(self._perform, "rename"))
+        return await arun(flow, self._within("rename"))
 
     async def moved(self, key: str, now_us: int) -> bool:
-        doc = await self._perform("moved", Get(self.context.layout.document_key(key)))
+        doc = await self._within("moved")(Get(self.context.layout.document_key(key)))
         return flows.marker_read(doc, now_us)
 
     async def count(self, now_us: int) -> int:
-        return await arun(flows.count(self.context, now_us), partial(self._perform, "count"))
+        return await arun(flows.count(self.context, now_us), self._within("count"))
 
     async def close(self) -> None:
         self._closed = True
@@ -119,19 +127,34 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
                     self._cluster, self._collection = await connect_async(self._target)
         return self._collection
 
-    async def _perform(self, operation: str, op: KvOp) -> Any:
+    def _within(self, operation: str) -> Callable[[KvOp], Awaitable[Any]]:
+        """:meth:`_perform` for the calls of one operation, all within its deadline."""
+        return partial(self._perform, operation, deadline=Deadline(self.timeout, self._kv_timeout))
+
+    async def _perform(self, operation: str, op: KvOp, deadline: Deadline | None = None) -> Any:
         """Answer one KV operation (see the sync twin)."""
         if isinstance(op, Pause):
-            await asyncio.sleep(op.seconds)
+            left = deadline.left() if deadline is not None else op.seconds
+            await asyncio.sleep(max(min(op.seconds, left), 0.0))
             return None
+        try:
+            if deadline is None:
+                return await self._call(operation, op, {})
+            # Connecting (on first use) and the call, both within what is left.
+            async with asyncio.timeout(max(deadline.left(), 0.0)):
+                return await self._call(operation, op, deadline.call_options())
+        except TimeoutError as exc:
+            raise expired(self._description, operation, self.timeout, exc) from exc
+
+    async def _call(self, operation: str, op: SdkOp | GetMany, extra: dict[str, Any]) -> Any:
         collection = await self._ready_collection()
         try:
             if isinstance(op, GetMany):
                 # acouchbase has no get_multi: the reads run concurrently on the loop instead.
-                calls = (sdk_call(collection, Get(key, op.json))() for key in op.keys)
+                calls = (sdk_call(collection, Get(key, op.json))(**extra) for key in op.keys)
                 outcomes = await asyncio.gather(*calls, return_exceptions=True)
                 return documents(zip(op.keys, outcomes, strict=True))
-            return sdk_result(op, await sdk_call(collection, op)())
+            return sdk_result(op, await sdk_call(collection, op)(**extra))
         except CouchbaseException as exc:
             expected, answer = sdk_miss(op, exc)
             if expected:

@@ -3,6 +3,8 @@ application's ready Couchbase clients."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ormsession.repositories.couchbase.clients import collection_of, connect
@@ -25,17 +27,31 @@ def open_store(url: str, config: Config, *, want_async: bool) -> Any:
     """The sync repository connects now and reads one key, so a wrong host, password,
     bucket or collection fails here; the async one does that in ``start()`` (awaited by
     ``configure_async``), since an ``acouchbase`` cluster belongs to the app's event loop."""
-    target = parse_couchbase_url(
-        url, key_prefix=config.key_prefix, connect_timeout=config.connect_timeout
+    target = _within_timeout(
+        parse_couchbase_url(
+            url, key_prefix=config.key_prefix, connect_timeout=config.store_timeout
+        ),
+        config.store_timeout,
     )
     context = _context(target)
+    bounds = {
+        "timeout": config.store_timeout,
+        "kv_timeout": target.kv_timeout.total_seconds(),
+    }
     if want_async:
         from ormsession.repositories.couchbase.async_repository import AsyncCouchbaseRepository
 
-        return AsyncCouchbaseRepository(None, context, description=target.display, target=target)
+        return AsyncCouchbaseRepository(
+            None, context, description=target.display, target=target, **bounds
+        )
     cluster, collection = connect(target)
     repository = CouchbaseRepository(
-        collection, context, description=target.display, cluster=cluster, secret=target.password
+        collection,
+        context,
+        description=target.display,
+        cluster=cluster,
+        secret=target.password,
+        **bounds,
     )
     try:
         repository.start()
@@ -55,16 +71,29 @@ def store_for_client(client: Any, config: Config, *, want_async: bool) -> Any:
         target = parse_couchbase_url(
             url,
             key_prefix=config.key_prefix,
-            connect_timeout=config.connect_timeout,
+            connect_timeout=config.store_timeout,
             require_credentials=False,
         )
     collection, description = collection_of(client, target, want_async=want_async)
     context = _context(target) if target else Context(config.key_prefix)
+    # The app's cluster keeps its own kv_timeout (unknown here): every call then gets the
+    # time its operation has left.
     if want_async:
         from ormsession.repositories.couchbase.async_repository import AsyncCouchbaseRepository
 
-        return AsyncCouchbaseRepository(collection, context, description=description)
-    return CouchbaseRepository(collection, context, description=description)
+        return AsyncCouchbaseRepository(
+            collection, context, description=description, timeout=config.store_timeout
+        )
+    return CouchbaseRepository(
+        collection, context, description=description, timeout=config.store_timeout
+    )
+
+
+def _within_timeout(target: CouchbaseTarget, timeout: float) -> CouchbaseTarget:
+    """``target`` with a key-value timeout no longer than one whole operation may take
+    (the URL's ``kv_timeout``, or the SDK's 2.5 s, may be longer than ``store_timeout``)."""
+    limit = timedelta(seconds=timeout)
+    return replace(target, kv_timeout=limit) if target.kv_timeout > limit else target
 
 
 def _context(target: CouchbaseTarget) -> Context:

@@ -2,7 +2,7 @@
 
 Defaults chosen here, and why:
 
-- socket and connect timeouts default to ``config.connect_timeout`` (redis-py's default
+- socket and connect timeouts default to ``config.store_timeout`` (redis-py's default
   is to wait forever on a silent server);
 - at most ``retries`` (default 1) immediate retries, and only on connection errors: a
   stale pooled connection after a restart is retried at once, while a timeout is not
@@ -60,7 +60,7 @@ class OwnedClient:
 
 def _node_kwargs(url: RedisUrl, config: Config) -> dict[str, Any]:
     """Connection options shared by every mode (data nodes only)."""
-    timeout = config.connect_timeout
+    timeout = config.store_timeout
     kwargs: dict[str, Any] = {
         "username": url.username,
         "password": url.password,

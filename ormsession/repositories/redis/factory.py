@@ -28,7 +28,7 @@ def _store_options(url: RedisUrl, config: Config) -> dict[str, Any]:
     so a bad prefix or WAIT setting fails at configuration time, before any I/O."""
     prefix = validate_key_prefix(url.key_prefix or config.key_prefix)
     wait_timeout_ms = url.wait_timeout_ms or DEFAULT_WAIT_TIMEOUT_MS
-    socket_timeout = url.socket_timeout or config.connect_timeout
+    socket_timeout = url.socket_timeout or config.store_timeout
     if url.wait_replicas and wait_timeout_ms >= socket_timeout * 1000:
         # WAIT would still be blocking when the socket gives up on it.
         raise ConfigurationError(

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from ormsession.repositories.sql.dbapi import CompiledStatement
+from ormsession.repositories.sql.errors import unavailable_sqlstate
 
 __all__ = ["ASYNC_DRIVERS", "AsyncDriver", "driver_for"]
 
@@ -56,6 +57,16 @@ class AsyncDriver:
     def is_disconnect(self, exc: BaseException) -> bool:
         return isinstance(exc, self.disconnect_errors)
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether a driver error that is not a dead connection still means the store
+        cannot serve us now (wrong credentials, no such database, too many clients)."""
+        return False
+
+    def abort(self, connection: Any) -> None:
+        """Close a connection that is being discarded at once, without a word to the
+        server: SQLAlchemy's invalidation first tries a polite close, which a stalled
+        server would make wait (asyncpg's for up to 2 s)."""
+
     async def run(
         self, connection: Any, statement: CompiledStatement, params: Any, returns_rows: bool
     ) -> _Result:
@@ -88,8 +99,23 @@ class _Asyncpg(AsyncDriver):
             asyncpg.exceptions.ConnectionDoesNotExistError,
             asyncpg.exceptions.AdminShutdownError,
             asyncpg.exceptions.InterfaceError,
+            # "cannot switch to state ...; another operation is in progress": a pooled
+            # connection whose backend was terminated (pg_terminate_backend) under it.
+            asyncpg.exceptions.InternalClientError,
         )
-        self.errors = (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError)
+        self.errors = (
+            asyncpg.exceptions.PostgresError,
+            asyncpg.exceptions.InterfaceError,
+            asyncpg.exceptions.InternalClientError,
+        )
+
+    def abort(self, connection: Any) -> None:
+        connection.terminate()
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        # A wrong password is InvalidPasswordError (SQLSTATE 28P01), a PostgresError like
+        # any failed statement: the SQLSTATE class tells them apart.
+        return unavailable_sqlstate(getattr(exc, "sqlstate", None))
 
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         row: Sequence[Any] | None = await connection.fetchrow(sql, *params)
@@ -111,9 +137,23 @@ class _Asyncmy(AsyncDriver):
         self.errors = (asyncmy.errors.Error,)
 
     def is_disconnect(self, exc: BaseException) -> bool:
-        # 2006 gone away, 2013 lost connection, 2055 lost (system error), 1927 killed.
+        # 2006 gone away, 2013 lost connection, 2055 lost (system error), 1927 killed,
+        # 1153 packet over max_allowed_packet (the server then drops the connection).
         code = exc.args[0] if exc.args else None
-        return isinstance(exc, ConnectionError) or code in (2006, 2013, 2055, 1927)
+        if isinstance(code, str):
+            # The protocol lost its place (asyncmy reads the error packet of a packet over
+            # max_allowed_packet so): nothing more can be read on this connection.
+            return code.startswith("Packet sequence number wrong")
+        return isinstance(exc, ConnectionError) or code in (2006, 2013, 2055, 1927, 1153)
+
+    def abort(self, connection: Any) -> None:
+        connection.close()  # asyncmy's close() only closes the transport
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        # 1040 too many connections, 1044/1045 access denied, 1049 unknown database,
+        # 1129 host blocked, 1203 user over max_user_connections, 2002/2003 cannot connect.
+        code = exc.args[0] if exc.args else None
+        return code in (1040, 1044, 1045, 1049, 1129, 1203, 2002, 2003)
 
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         async with connection.cursor() as cursor:

@@ -2,6 +2,10 @@
 
 PostgreSQL via asyncpg, MySQL/MariaDB via asyncmy (aiomysql breaks every bytes parameter
 with PyMySQL 1.2), SQLite via aiosqlite, all through SQLAlchemy's asyncio extension.
+
+Each operation runs under ``asyncio.timeout(timeout)``: the pool wait, connecting, the
+handshake, the statement and a retry are all awaits, so the deadline cancels whichever is
+running, and a connection cancelled mid-statement is discarded, never pooled again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from ormsession.repositories.base import AsyncSessionRepository, StoredSession
 from ormsession.repositories.sql import moves
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
 from ormsession.repositories.sql.dbapi import StatementCache
-from ormsession.repositories.sql.errors import wrap_sql_error
+from ormsession.repositories.sql.errors import (
+    MAX_PACKET_QUERY,
+    MIN_PACKET_LIMIT,
+    payload_size,
+    server_packet_error,
+    timed_out,
+    wrap_sql_error,
+)
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries, row_reader
 from ormsession.repositories.sql.urls import display_sql_url
@@ -51,8 +62,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
         autocommit: bool = False,
         schema_check: bool = True,
         auto_migrate: bool = False,
+        timeout: float = 5.0,
     ) -> None:
         self.engine = engine
+        self.timeout = timeout
         self.table_name = table_name
         self.table = session_table(table_name)
         self._queries = SqlQueries(self.table, engine.dialect.name)
@@ -68,6 +81,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
         self._read_row = row_reader(engine.dialect.name)
         # The driver's base error class, as SQLAlchemy's asyncio adapter raises it.
         self._dbapi_error: Any = engine.dialect.loaded_dbapi.Error
+        self._packet_limited = engine.dialect.name in ("mysql", "mariadb")
 
     @classmethod
     def from_url(
@@ -75,16 +89,14 @@ class AsyncSqlRepository(AsyncSessionRepository):
         url: str,
         *,
         table_name: str = DEFAULT_TABLE_NAME,
-        connect_timeout: float = 5.0,
+        timeout: float = 5.0,
         pool_size: int | None = None,
         schema_check: bool = True,
         auto_migrate: bool = False,
     ) -> AsyncSqlRepository:
         from ormsession.repositories.sql.clients import create_async_session_engine
 
-        engine = create_async_session_engine(
-            url, connect_timeout=connect_timeout, pool_size=pool_size
-        )
+        engine = create_async_session_engine(url, timeout=timeout, pool_size=pool_size)
         return cls(
             engine,
             table_name=table_name,
@@ -92,13 +104,15 @@ class AsyncSqlRepository(AsyncSessionRepository):
             autocommit=True,
             schema_check=schema_check,
             auto_migrate=auto_migrate,
+            timeout=timeout,
         )
 
     async def start(self) -> None:
-        """Migrate (when asked) and check the schema, on a worker-free sync bridge."""
+        """Migrate (when asked) and check the schema, on a worker-free sync bridge: within
+        the timeout, or :data:`~ormsession.schema.MIGRATION_TIMEOUT` with migrations."""
         if not (self._auto_migrate or self._schema_check):
             return
-        from ormsession.schema import check_schema, upgrade
+        from ormsession.schema import MIGRATION_TIMEOUT, check_schema, upgrade
 
         table_name = self.table_name
 
@@ -109,6 +123,14 @@ class AsyncSqlRepository(AsyncSessionRepository):
             if self._schema_check:
                 check_schema(connection, table_name=table_name)
 
+        limit = MIGRATION_TIMEOUT if self._auto_migrate else self.timeout
+        try:
+            async with asyncio.timeout(limit):
+                await self._prepare(prepare)
+        except TimeoutError as exc:  # the deadline's: the others are wrapped inside
+            raise timed_out(exc, self.engine.url, "start-up", limit) from exc
+
+    async def _prepare(self, prepare: Callable[[Any], None]) -> None:
         try:
             async with self.engine.connect() as connection:
                 isolation = connection.sync_connection.default_isolation_level  # type: ignore[union-attr]
@@ -118,8 +140,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 await connection.run_sync(prepare)
         except SQLAlchemyError as exc:
             raise wrap_sql_error(exc, self.engine.sync_engine, "start-up") from exc
-        except (OSError, TimeoutError) as exc:
-            raise self._unreachable(exc, "start-up") from exc
+        except self._driver_errors as exc:
+            raise self._classified(exc, "start-up") from exc
 
     def __repr__(self) -> str:
         return f"<AsyncSqlRepository {display_sql_url(self.engine.url)}>"
@@ -188,6 +210,15 @@ class AsyncSqlRepository(AsyncSessionRepository):
     async def _execute(self, query: Query[T]) -> T:
         if self._driver is not None:
             return await self._execute_raw(query, self._driver)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._execute_on_connection(query)
+        except TimeoutError as exc:  # the deadline's: the others are wrapped inside
+            raise timed_out(exc, self.engine.url, query.operation, self.timeout) from exc
+
+    async def _execute_on_connection(self, query: Query[T]) -> T:
+        """:meth:`_execute` through SQLAlchemy's ``AsyncConnection`` (drivers the
+        repository does not run directly), retried once on a connection found dead."""
         retried = False
         while True:
             try:
@@ -212,15 +243,37 @@ class AsyncSqlRepository(AsyncSessionRepository):
         params = compiled.parameters(query.params)
         returns_rows = isinstance(query.statement, Select)
         result = await self._on_raw_connection(
-            query.operation, driver, lambda raw: driver.run(raw, compiled, params, returns_rows)
+            query.operation,
+            driver,
+            lambda raw: driver.run(raw, compiled, params, returns_rows),
+            (compiled.sql, params),
         )
         return query.extract(result)
 
     async def _on_raw_connection(
-        self, operation: str, driver: AsyncDriver, work: Callable[[Any], Awaitable[T]]
+        self,
+        operation: str,
+        driver: AsyncDriver,
+        work: Callable[[Any], Awaitable[T]],
+        statement: tuple[str, Any] | None = None,
     ) -> T:
         """``work`` on a driver connection from the engine's pool, in its own transaction,
-        retried once on a connection found dead; driver errors become ormsession's."""
+        retried once on a connection found dead; driver errors become ormsession's. All of
+        it within the timeout. ``statement`` (SQL and parameters) is what ``work`` sends,
+        for the size check before a retry (see :meth:`_refuse_oversized`)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._with_retry(operation, driver, work, statement)
+        except TimeoutError as exc:  # the deadline's: the others are wrapped inside
+            raise timed_out(exc, self.engine.url, operation, self.timeout) from exc
+
+    async def _with_retry(
+        self,
+        operation: str,
+        driver: AsyncDriver,
+        work: Callable[[Any], Awaitable[T]],
+        statement: tuple[str, Any] | None,
+    ) -> T:
         retried = False
         while True:
             try:
@@ -231,11 +284,30 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 raise self._failed(exc, operation) from exc
             except driver.failures as exc:
                 if driver.is_disconnect(exc) and not retried:
+                    if statement is not None:
+                        await self._refuse_oversized(operation, driver, statement, exc)
                     retried = True
                     continue
-                if driver.is_disconnect(exc) or isinstance(exc, OSError | TimeoutError):
-                    raise self._unreachable(exc, operation) from exc
-                raise self._failed(exc, operation) from exc
+                raise self._classified(exc, operation, driver) from exc
+
+    async def _refuse_oversized(
+        self, operation: str, driver: AsyncDriver, statement: tuple[str, Any], exc: BaseException
+    ) -> None:
+        """MySQL drops the connection of a client that sends a packet over the server's
+        ``max_allowed_packet``, which looks like an outage: before sending it again, ask
+        the server for its limit, and refuse a statement over it for what it is."""
+        size = payload_size(*statement)
+        if not self._packet_limited or size < MIN_PACKET_LIMIT:
+            return
+        row = await greenlet_spawn(
+            self._on_pooled_connection,
+            operation,
+            driver,
+            lambda raw: driver.fetch_row(raw, MAX_PACKET_QUERY, ()),
+        )
+        limit = int(row[0]) if row is not None else 0
+        if limit and size >= limit:
+            raise server_packet_error(size, limit) from exc
 
     def _on_pooled_connection(
         self, operation: str, driver: AsyncDriver, work: Callable[[Any], Awaitable[T]]
@@ -247,8 +319,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
         rather than one for the checkout and one for the return, an operation costs
         ~80 µs less on a local server."""
         connection = self._check_out(operation)
+        raw: Any = connection.driver_connection
         try:
-            raw: Any = connection.driver_connection
             result = await_only(work(raw))
             if driver.in_transaction(raw):
                 await_only(raw.commit())
@@ -256,8 +328,15 @@ class AsyncSqlRepository(AsyncSessionRepository):
         except BaseException as exc:
             # A dead, or half-used (cancelled mid-statement), connection must never go
             # back to the pool.
-            if isinstance(exc, asyncio.CancelledError) or driver.is_disconnect(exc):
+            if isinstance(exc, asyncio.CancelledError):
+                driver.abort(raw)
                 await_only(asyncio.shield(greenlet_spawn(connection.invalidate)))
+            elif driver.is_disconnect(exc):
+                # The server went away: so did every connection the pool made before now
+                # (see the sync twin), which the pool replaces on their next checkout.
+                driver.abort(raw)
+                pool = self.engine.sync_engine.pool
+                await_only(asyncio.shield(greenlet_spawn(pool._invalidate, connection, exc)))
             raise
         finally:
             if self._autocommit:
@@ -275,11 +354,29 @@ class AsyncSqlRepository(AsyncSessionRepository):
             return self.engine.sync_engine.raw_connection()
         except SQLAlchemyError as exc:  # the pool's own errors (its checkout timeout)
             raise wrap_sql_error(exc, self.engine.sync_engine, operation) from exc
-        except (self._dbapi_error, OSError, TimeoutError) as exc:
+        except (self._dbapi_error, *self._driver_errors) as exc:
             # A connection that cannot be made (refused, timed out, credentials or
             # database refused), left unwrapped by raw_connection(): the store is
             # unavailable, as the sync repository reports it.
             raise self._unreachable(exc, operation) from exc
+
+    @property
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        """What a driver raises unwrapped (connecting, or on its own connection)."""
+        return self._driver.failures if self._driver is not None else (OSError, TimeoutError)
+
+    def _classified(
+        self, exc: BaseException, operation: str, driver: AsyncDriver | None = None
+    ) -> StoreError:
+        """A driver's own error as ormsession's: an outage (a dead connection, the network,
+        credentials or server refusing us) or a failure."""
+        driver = driver or self._driver
+        unavailable = isinstance(exc, OSError | TimeoutError) or (
+            driver is not None and (driver.is_disconnect(exc) or driver.is_unavailable(exc))
+        )
+        if unavailable:
+            return self._unreachable(exc, operation)
+        return self._failed(exc, operation)
 
     def _failed(self, exc: BaseException, operation: str) -> StoreError:
         where = display_sql_url(self.engine.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,38 +11,47 @@ from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from ormsession.errors import MissingDriverError
+from ormsession.repositories.sql.deadlines import bound_connects
+from ormsession.repositories.sql.pools import AsyncSessionQueuePool, SessionQueuePool
 from ormsession.repositories.sql.urls import SQL_EXTRAS, parse_sql_url
 
 __all__ = ["create_async_session_engine", "create_session_engine"]
 
 
-def driver_connect_args(url: URL, connect_timeout: float) -> dict[str, Any]:
+def driver_connect_args(url: URL, timeout: float) -> dict[str, Any]:
     """Timeouts for the driver, unless the URL already sets them: a dead database must
-    give an error within the timeout, not hang a request."""
+    give an error within the timeout, not hang a request. (The synchronous engine's connect
+    hook then narrows them to what each operation has left: see deadlines.py.) SQLite's
+    ``timeout`` is its busy timeout: how long a write waits for another's lock."""
     backend, driver, query = url.get_backend_name(), url.get_driver_name(), url.query
     if driver == "asyncpg" and "timeout" not in query:
-        return {"timeout": connect_timeout}
+        return {"timeout": timeout}
     if driver == "aiosqlite" and "timeout" not in query:
-        return {"timeout": connect_timeout}
+        return {"timeout": timeout}
     if (
         backend == "postgresql"
         and driver in ("psycopg2", "psycopg")
         and "connect_timeout" not in query
     ):
-        return {"connect_timeout": max(1, round(connect_timeout))}
+        return {"connect_timeout": max(1, math.ceil(timeout))}  # libpq: whole seconds
     if backend in ("mysql", "mariadb") and "connect_timeout" not in query:
-        return {"connect_timeout": connect_timeout}
+        return {"connect_timeout": timeout}
     if backend == "sqlite" and "timeout" not in query:
-        return {"timeout": connect_timeout}
+        return {"timeout": timeout}
     return {}
 
 
-def engine_options(parsed: URL, *, connect_timeout: float, pool_size: int | None) -> dict[str, Any]:
+def engine_options(
+    parsed: URL, *, timeout: float, pool_size: int | None, want_async: bool = False
+) -> dict[str, Any]:
     """create_engine() options tuned for single-statement session operations.
 
     Every repository operation is one atomic statement, so the engine runs in autocommit:
     no BEGIN/COMMIT round trips, no transaction held between statements. Parameters are
-    hidden from error messages (they hold session data).
+    hidden from error messages (they hold session data). Waiting for a pooled connection
+    ends with the operation's deadline (the synchronous pool is told each operation's; the
+    asyncio repository cancels the whole operation at its deadline), never after
+    SQLAlchemy's default 30 s, and connections go to waiters in turn (see pools.py).
     """
     kwargs: dict[str, Any] = {
         "isolation_level": "AUTOCOMMIT",
@@ -50,13 +60,17 @@ def engine_options(parsed: URL, *, connect_timeout: float, pool_size: int | None
         # return that does no I/O: see AsyncSqlRepository._on_pooled_connection).
         "pool_reset_on_return": None,
         "hide_parameters": True,
-        "connect_args": driver_connect_args(parsed, connect_timeout),
+        "connect_args": driver_connect_args(parsed, timeout),
     }
     backend = parsed.get_backend_name()
+    in_memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
+    if in_memory:
+        kwargs["poolclass"] = StaticPool  # one shared in-memory database
+    else:
+        kwargs["pool_timeout"] = timeout
+        kwargs["poolclass"] = AsyncSessionQueuePool if want_async else SessionQueuePool
     if backend == "sqlite":
         kwargs["connect_args"]["check_same_thread"] = False
-        if parsed.database in (None, "", ":memory:"):
-            kwargs["poolclass"] = StaticPool  # one shared in-memory database
     else:
         kwargs["pool_recycle"] = 3600  # MySQL's wait_timeout drops idle connections
         if pool_size is not None:
@@ -65,12 +79,13 @@ def engine_options(parsed: URL, *, connect_timeout: float, pool_size: int | None
 
 
 def create_session_engine(
-    url: str | URL, *, connect_timeout: float = 5.0, pool_size: int | None = None
+    url: str | URL, *, timeout: float = 5.0, pool_size: int | None = None
 ) -> Engine:
-    """The engine ormsession owns for a synchronous SQL URL (see :func:`engine_options`)."""
+    """The engine ormsession owns for a synchronous SQL URL (see :func:`engine_options`);
+    its connects are bounded by each operation's deadline (:func:`bound_connects`)."""
     parsed = parse_sql_url(url)
     backend = parsed.get_backend_name()
-    kwargs = engine_options(parsed, connect_timeout=connect_timeout, pool_size=pool_size)
+    kwargs = engine_options(parsed, timeout=timeout, pool_size=pool_size)
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
@@ -81,11 +96,12 @@ def create_session_engine(
         ) from exc
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
         event.listen(engine, "connect", _sqlite_wal)
+    bound_connects(engine, timeout)
     return engine
 
 
 def create_async_session_engine(
-    url: str | URL, *, connect_timeout: float = 5.0, pool_size: int | None = None
+    url: str | URL, *, timeout: float = 5.0, pool_size: int | None = None
 ) -> Any:
     """The ``AsyncEngine`` ormsession owns for an asyncio SQL URL."""
     parsed = parse_sql_url(url, want_async=True)
@@ -96,7 +112,7 @@ def create_async_session_engine(
         raise MissingDriverError(
             "asyncio SQL needs SQLAlchemy's asyncio extra: pip install 'ormsession[async]'"
         ) from exc
-    kwargs = engine_options(parsed, connect_timeout=connect_timeout, pool_size=pool_size)
+    kwargs = engine_options(parsed, timeout=timeout, pool_size=pool_size, want_async=True)
     try:
         engine = create_async_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:

@@ -14,12 +14,28 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
     StatementError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from ormsession.errors import SchemaError, StoreError, StoreUnavailableError
+from ormsession.errors import (
+    SchemaError,
+    SessionTooLargeError,
+    StoreError,
+    StoreUnavailableError,
+)
 from ormsession.repositories.sql.urls import display_sql_url
 from ormsession.urls import scrub
 
-__all__ = ["as_sqlalchemy_error", "wrap_sql_error"]
+__all__ = [
+    "MAX_PACKET_QUERY",
+    "MIN_PACKET_LIMIT",
+    "as_sqlalchemy_error",
+    "packet_too_large",
+    "payload_size",
+    "server_packet_error",
+    "timed_out",
+    "unavailable_sqlstate",
+    "wrap_sql_error",
+]
 
 # SQLite, PostgreSQL and MySQL/MariaDB wordings of "that table is not there".
 _MISSING_TABLE = re.compile(
@@ -42,7 +58,13 @@ def wrap_sql_error(
         return SchemaError(
             f"session table missing in {where} ({detail}); run: ormsession db upgrade"
         )
-    if isinstance(exc, OperationalError | InterfaceError):
+    # PoolTimeoutError: no pooled connection came free in time. A PostgreSQL error's
+    # SQLSTATE tells "wrong password" from a failed statement where the class does not
+    # (SQLAlchemy's asyncpg adapter raises both as a plain DBAPIError).
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if isinstance(
+        exc, OperationalError | InterfaceError | PoolTimeoutError
+    ) or unavailable_sqlstate(sqlstate):
         return StoreUnavailableError(
             f"session store {where} unavailable during {operation}: {detail}"
         )
@@ -56,3 +78,60 @@ def as_sqlalchemy_error(exc: Exception, dialect: Dialect) -> StatementError:
     parameters hidden (they hold session data)."""
     dbapi_error: Any = dialect.loaded_dbapi.Error
     return DBAPIError.instance(None, None, exc, dbapi_error, hide_parameters=True, dialect=dialect)
+
+
+def timed_out(
+    exc: BaseException, url: URL, operation: str, timeout: float
+) -> StoreUnavailableError:
+    """The error of an operation that ran out of time (``exc``: what ended it)."""
+    where = display_sql_url(url)
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    detail = scrub(f"{type(original).__name__}: {original}".strip(), url.password)
+    detail = detail.splitlines()[0] if detail else type(original).__name__
+    return StoreUnavailableError(
+        f"session store {where} unavailable during {operation}: no answer within "
+        f"{timeout:g} s ({detail})"
+    )
+
+
+# -- PostgreSQL's error classes that mean "cannot serve us now" ----------------------------
+#: SQLSTATE classes: 08 connection exception, 28 invalid authorization (wrong password,
+#: no such role), 3D invalid catalog name (no such database), 53 insufficient resources
+#: (too many connections), 57P shutting down / cannot connect now, 58 system error.
+_UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P", "58")
+
+
+def unavailable_sqlstate(sqlstate: str | None) -> bool:
+    """Whether a PostgreSQL error with this SQLSTATE means the store is unavailable."""
+    return bool(sqlstate) and str(sqlstate).startswith(_UNAVAILABLE_SQLSTATES)
+
+
+# -- MySQL's max_allowed_packet ---------------------------------------------------------------
+#: The server's limit on one packet (one statement with its data).
+MAX_PACKET_QUERY = "SELECT @@max_allowed_packet"
+#: MySQL's and MariaDB's least max_allowed_packet: a smaller statement is never over it.
+MIN_PACKET_LIMIT = 1024
+#: ER_NET_PACKET_TOO_LARGE: sent (when the client is still reading) just before the server
+#: drops the connection of a client whose packet was over the limit.
+_PACKET_TOO_LARGE = 1153
+
+
+def packet_too_large(exc: BaseException) -> bool:
+    """A MySQL driver's error for a packet over ``max_allowed_packet`` (the connection is
+    dropped by the server: discard it)."""
+    return bool(exc.args) and exc.args[0] == _PACKET_TOO_LARGE
+
+
+def payload_size(sql: str, params: Any) -> int:
+    """Roughly the bytes a statement sends: its text and its text or bytes parameters."""
+    values = params.values() if isinstance(params, dict) else params
+    return len(sql) + sum(len(value) for value in values if isinstance(value, bytes | str))
+
+
+def server_packet_error(size: int, limit: int) -> SessionTooLargeError:
+    return SessionTooLargeError(
+        size,
+        limit,
+        what="the session's write",
+        advice=("the MySQL server's max_allowed_packet; raise it, or set max_data_bytes below it"),
+    )

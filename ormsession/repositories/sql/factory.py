@@ -25,7 +25,7 @@ def wants_auto_migrate(url: str, config: Config) -> bool:
 def open_store(url: str, config: Config, *, want_async: bool) -> Any:
     options: dict[str, Any] = {
         "table_name": config.table_name,
-        "connect_timeout": config.connect_timeout,
+        "timeout": config.store_timeout,
         "pool_size": config.pool_size,
         "schema_check": config.schema_check,
         "auto_migrate": wants_auto_migrate(url, config),
@@ -58,6 +58,7 @@ def store_for_engine(engine: Any, config: Config, *, want_async: bool) -> Any:
             table_name=config.table_name,
             schema_check=config.schema_check,
             auto_migrate=bool(config.auto_migrate),
+            timeout=config.store_timeout,
         )
     if not hasattr(engine, "connect"):
         raise ConfigurationError(f"engine must be a SQLAlchemy Engine, not {type(engine)!r}")
@@ -66,5 +67,10 @@ def store_for_engine(engine: Any, config: Config, *, want_async: bool) -> Any:
     if config.auto_migrate:
         from ormsession.schema import upgrade
 
-        upgrade(engine, table_name=config.table_name)
-    return SqlRepository(engine, table_name=config.table_name, schema_check=config.schema_check)
+        upgrade(engine, table_name=config.table_name, timeout=config.store_timeout)
+    return SqlRepository(
+        engine,
+        table_name=config.table_name,
+        schema_check=config.schema_check,
+        timeout=config.store_timeout,
+    )

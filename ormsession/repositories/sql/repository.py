@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from ormsession.errors import OrmsessionError, StoreError
 from ormsession.flows import run
 from ormsession.repositories.base import SessionRepository, StoredSession
 from ormsession.repositories.sql import moves
@@ -18,7 +20,17 @@ from ormsession.repositories.sql.dbapi import (
     StatementCache,
     record_reader,
 )
-from ormsession.repositories.sql.errors import as_sqlalchemy_error, wrap_sql_error
+from ormsession.repositories.sql.deadlines import operation_deadline, statement_bound
+from ormsession.repositories.sql.errors import (
+    MAX_PACKET_QUERY,
+    MIN_PACKET_LIMIT,
+    as_sqlalchemy_error,
+    packet_too_large,
+    payload_size,
+    server_packet_error,
+    timed_out,
+    wrap_sql_error,
+)
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
 from ormsession.repositories.sql.urls import display_sql_url
@@ -36,6 +48,10 @@ class SqlRepository(SessionRepository):
     in its own short transaction on a pooled connection, never touches the app's ORM
     sessions or transactions, and never disposes the engine. :meth:`from_url` builds an
     engine it owns (autocommit, timeouts) and disposes it on :meth:`close`.
+
+    Each operation ends within ``timeout`` seconds, retry included, or raises
+    :class:`~ormsession.errors.StoreUnavailableError` (see :mod:`.deadlines`; on an app's
+    engine the pool wait and connecting follow the engine's own settings).
     """
 
     def __init__(
@@ -46,8 +62,10 @@ class SqlRepository(SessionRepository):
         owns_engine: bool = False,
         autocommit: bool = False,
         schema_check: bool = True,
+        timeout: float = 5.0,
     ) -> None:
         self.engine = engine
+        self.timeout = timeout
         self.table = session_table(table_name)
         self._queries = SqlQueries(self.table, engine.dialect.name)
         self._owns_engine = owns_engine
@@ -61,10 +79,13 @@ class SqlRepository(SessionRepository):
         self._read_row = record_reader(dialect)
         # The driver's base error class (typed Any, as SQLAlchemy's loaded_dbapi is).
         self._dbapi_error: Any = dialect.loaded_dbapi.Error if self._raw else Exception
+        self._bound = statement_bound(dialect, own_engine=owns_engine, timeout=timeout)
+        self._packet_limited = dialect.name in ("mysql", "mariadb")
         if schema_check:
             from ormsession.schema import check_schema
 
-            check_schema(engine, table_name=table_name)
+            with self._bounded_connection("schema check") as connection:
+                check_schema(connection, table_name=table_name)
 
     @classmethod
     def from_url(
@@ -72,25 +93,26 @@ class SqlRepository(SessionRepository):
         url: str,
         *,
         table_name: str = DEFAULT_TABLE_NAME,
-        connect_timeout: float = 5.0,
+        timeout: float = 5.0,
         pool_size: int | None = None,
         schema_check: bool = True,
         auto_migrate: bool = False,
     ) -> SqlRepository:
         from ormsession.repositories.sql.clients import create_session_engine
 
-        engine = create_session_engine(url, connect_timeout=connect_timeout, pool_size=pool_size)
+        engine = create_session_engine(url, timeout=timeout, pool_size=pool_size)
         try:
             if auto_migrate:
                 from ormsession.schema import upgrade
 
-                upgrade(engine, table_name=table_name)
+                upgrade(engine, table_name=table_name, timeout=timeout)
             return cls(
                 engine,
                 table_name=table_name,
                 owns_engine=True,
                 autocommit=True,
                 schema_check=schema_check,
+                timeout=timeout,
             )
         except BaseException:
             engine.dispose()
@@ -163,25 +185,55 @@ class SqlRepository(SessionRepository):
         # keeps its isolation level; each call gets its own short transaction.
         return self.engine.connect() if self._autocommit else self.engine.begin()
 
+    @contextmanager
+    def _bounded_connection(self, operation: str) -> Iterator[Connection]:
+        """A connection for several statements that together make one operation (the
+        schema check), all of it within the deadline."""
+        with operation_deadline(self.timeout) as deadline:
+            try:
+                with self.engine.connect() as connection:
+                    raw = connection.connection.dbapi_connection
+                    state = self._bound.start(raw, deadline)
+                    try:
+                        yield connection
+                    finally:
+                        if self._bound.finish(raw, state):
+                            connection.invalidate()
+            except (SQLAlchemyError, StoreError) as exc:
+                if time.monotonic() >= deadline:
+                    raise timed_out(exc, self.engine.url, operation, self.timeout) from exc
+                if isinstance(exc, SQLAlchemyError):
+                    raise wrap_sql_error(exc, self.engine, operation) from exc
+                raise
+
     def _execute(self, query: Query[T]) -> T:
         """Run one query on a pooled connection; retry once on a connection the pool found
-        dead (a restarted database); wrap driver errors into ormsession's."""
+        dead (a restarted database); wrap driver errors into ormsession's. All of it ends
+        by the operation's deadline."""
         if self._raw:
             return self._execute_raw(query)
-        retried = False
-        while True:
-            try:
-                with self._connect() as connection:
-                    return query.extract(connection.execute(query.statement, query.params))
-            except DBAPIError as exc:
-                if isinstance(exc, IntegrityError) and query.operation == "create":
-                    raise  # create() reads a duplicate key as "taken", not as a failure
-                if exc.connection_invalidated and not retried:
-                    retried = True
-                    continue
-                raise wrap_sql_error(exc, self.engine, query.operation) from exc
-            except SQLAlchemyError as exc:
-                raise wrap_sql_error(exc, self.engine, query.operation) from exc
+        with operation_deadline(self.timeout) as deadline:
+            retried = False
+            while True:
+                try:
+                    with self._connect() as connection:
+                        return query.extract(connection.execute(query.statement, query.params))
+                except DBAPIError as exc:
+                    if isinstance(exc, IntegrityError) and query.operation == "create":
+                        raise  # create() reads a duplicate key as "taken", not as a failure
+                    late = time.monotonic() >= deadline
+                    if exc.connection_invalidated and not retried and not late:
+                        retried = True
+                        continue
+                    raise self._failure(exc, query.operation, late) from exc
+                except SQLAlchemyError as exc:
+                    late = time.monotonic() >= deadline
+                    raise self._failure(exc, query.operation, late) from exc
+
+    def _failure(self, exc: SQLAlchemyError, operation: str, late: bool) -> OrmsessionError:
+        if late:
+            return timed_out(exc, self.engine.url, operation, self.timeout)
+        return wrap_sql_error(exc, self.engine, operation)
 
     def _execute_raw(self, query: Query[T]) -> T:
         """:meth:`_execute` on a DBAPI cursor from the engine's pool (see dbapi.py)."""
@@ -201,38 +253,98 @@ class SqlRepository(SessionRepository):
         extract: Callable[[Any], T],
     ) -> T:
         """Run one statement on a cursor from the pool, ``extract`` its result from the
-        cursor (the same retry and error wrapping as :meth:`_execute`)."""
+        cursor (the same retry, deadline and error wrapping as :meth:`_execute`)."""
+        with operation_deadline(self.timeout) as deadline:
+            try:
+                return self._attempt(operation, sql, params, extract, deadline, retry=True)
+            except _DeadConnectionError as retry:
+                self._refuse_oversized(operation, sql, params, deadline, retry)
+                return self._attempt(operation, sql, params, extract, deadline, retry=False)
+
+    def _attempt(
+        self,
+        operation: str,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any],
+        extract: Callable[[Any], T],
+        deadline: float,
+        *,
+        retry: bool,
+    ) -> T:
+        """One try of :meth:`_run_raw`. With ``retry``, a connection found dead in time
+        raises :class:`_DeadConnectionError` (one more try is worth it: a restarted database)."""
         dialect = self.engine.dialect
         dbapi_error = self._dbapi_error
-        retried = False
-        while True:
-            try:
-                connection = self.engine.raw_connection()
-            except SQLAlchemyError as exc:
-                raise wrap_sql_error(exc, self.engine, operation) from exc
-            except dbapi_error as exc:  # raw_connection() does not wrap connect errors
-                raise wrap_sql_error(
-                    as_sqlalchemy_error(exc, dialect), self.engine, operation
-                ) from exc
-            cursor = None
-            try:
-                cursor = connection.cursor()
-                cursor.execute(sql, params)
-                result = extract(cursor)
-                if not self._autocommit:
-                    connection.commit()
-                return result
-            except dbapi_error as exc:
-                if dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
-                    connection.invalidate(exc)
-                    if not retried:
-                        retried = True
-                        continue
-                wrapped = as_sqlalchemy_error(exc, dialect)
-                if isinstance(wrapped, IntegrityError) and operation == "create":
-                    raise wrapped from exc
-                raise wrap_sql_error(wrapped, self.engine, operation) from exc
-            finally:
-                if cursor is not None:
+        try:
+            connection = self.engine.raw_connection()
+        except (SQLAlchemyError, dbapi_error) as exc:
+            # raw_connection() leaves the driver's connect errors unwrapped.
+            wrapped = exc if isinstance(exc, SQLAlchemyError) else as_sqlalchemy_error(exc, dialect)
+            raise self._failure(wrapped, operation, time.monotonic() >= deadline) from exc
+        raw = connection.dbapi_connection
+        bound = self._bound
+        state = bound.start(raw, deadline)
+        cursor = None
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, params)
+            result = extract(cursor)
+            if not self._autocommit:
+                connection.commit()
+            return result
+        except dbapi_error as exc:
+            cut = bound.finish(raw, state)
+            state = _FINISHED
+            late = cut or time.monotonic() >= deadline
+            disconnected = dialect.is_disconnect(exc, raw, cursor)
+            dead = late or disconnected or packet_too_large(exc)
+            if disconnected:
+                # The server went away (a restart, a failover): every connection the pool
+                # made before now is as dead, so the retry gets a new one, not the next
+                # stale one (SQLAlchemy's own execution path does the same).
+                self.engine.pool._invalidate(connection, exc)
+            elif dead:
+                connection.invalidate(exc)
+            wrapped = as_sqlalchemy_error(exc, dialect)
+            if isinstance(wrapped, IntegrityError) and operation == "create":
+                raise wrapped from exc
+            if dead and not late and retry:
+                raise _DeadConnectionError from exc
+            raise self._failure(wrapped, operation, late) from exc
+        finally:
+            if state is not _FINISHED and bound.finish(raw, state):
+                connection.invalidate()  # cut at the deadline just as the statement ended
+            if cursor is not None:
+                with suppress(dbapi_error):  # a cursor of a connection discarded above
                     cursor.close()
-                connection.close()
+            connection.close()
+
+    def _refuse_oversized(
+        self,
+        operation: str,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any],
+        deadline: float,
+        retry: _DeadConnectionError,
+    ) -> None:
+        """MySQL drops the connection of a client that sends a packet over the server's
+        ``max_allowed_packet``, which looks like an outage: before sending it again, ask
+        the server for its limit, and refuse a statement over it for what it is."""
+        size = payload_size(sql, params)
+        if not self._packet_limited or size < MIN_PACKET_LIMIT:
+            return
+        limit = self._attempt(operation, MAX_PACKET_QUERY, (), _first_int, deadline, retry=False)
+        if size >= limit:
+            raise server_packet_error(size, limit) from retry.__cause__
+
+
+def _first_int(cursor: Any) -> int:
+    return int(cursor.fetchone()[0])
+
+
+#: A statement bound already finished (in the error path).
+_FINISHED = object()
+
+
+class _DeadConnectionError(Exception):
+    """The connection was found dead in time: try once more on another."""
