@@ -323,3 +323,16 @@ def test_a_ready_managers_copy_keeps_its_class_and_leaves_it_as_it_was() -> None
     assert manager.session_class is ormsession.RequestSession
     app.test_client().get("/count")
     assert Instrumented.opened == 1
+
+
+def test_a_new_visitor_writing_during_an_outage_gets_the_page_with_fresh_sessions() -> None:
+    from tests.unit.test_policy_options import WriteDownRepository
+
+    app = make_app(install=False)
+    manager = ormsession.SessionManager(
+        WriteDownRepository(), ormsession.Config(on_store_error="fresh")
+    )
+    OrmSession(app, manager=manager)
+    response = app.test_client().get("/count")  # a first visit that writes to the session
+    assert response.status_code == 200 and response.text == "1"
+    assert "Set-Cookie" not in response.headers, "an unsaved session sets no cookie"

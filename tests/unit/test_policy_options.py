@@ -13,6 +13,7 @@ from ormsession import (
     AsyncSessionManager,
     Config,
     RequestSession,
+    SessionLostError,
     SessionManager,
     StoreUnavailableError,
 )
@@ -241,3 +242,83 @@ def test_gc_batch_seconds_zero_or_none_in_the_settings_means_fixed_batches() -> 
     assert OrmsessionSettings(gc_batch_seconds="1.5").gc_batch_seconds == 1.5
     with pytest.raises(ConfigurationError, match="greater than 0"):
         OrmsessionSettings(gc_batch_seconds=-1)
+
+
+class WriteDownRepository(MemoryRepository):
+    """Reads work; every write fails, as when the store goes down mid-request."""
+
+    def create(self, key: str, record: Any, now_us: int) -> bool:
+        raise StoreUnavailableError("store down")
+
+    def update(self, *args: Any) -> int | None:
+        raise StoreUnavailableError("store down")
+
+
+def test_fresh_mode_drops_a_save_the_store_fails_instead_of_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session_id = saved_id(new_manager(), x=1)
+    strict = SessionManager(WriteDownRepository(), Config())
+    visitor = strict.open(None)
+    visitor["cart"] = ["apple"]
+    with pytest.raises(StoreUnavailableError):
+        strict.save(visitor)
+    lenient = SessionManager(WriteDownRepository(), Config(on_store_error="fresh"))
+    visitor = lenient.open(None)
+    visitor["cart"] = ["apple"]  # a new visitor writing during an outage: no error page
+    with caplog.at_level(logging.ERROR, logger="ormsession"):
+        assert lenient.save(visitor) is None
+    assert visitor.is_new and "not saved" in caplog.text
+    assert session_id  # the store's other sessions are not touched either way
+
+
+def test_start_up_reads_the_store_unless_the_app_may_start_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ormsession import configure
+    from ormsession.repositories import registry
+
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
+    registry.register_store("down", lambda url, config, *, want_async: DownRepository())
+    with pytest.raises(StoreUnavailableError):
+        configure(url="down://")
+    with configure(url="down://", on_store_error="fresh") as manager:
+        assert manager.open(None).is_new
+
+
+def test_lost_changes_raise_when_the_app_opts_in() -> None:
+    manager = new_manager(on_lost_changes="raise")
+    sid = saved_id(manager, user=1)
+    slow, logout = manager.open(sid), manager.open(sid)
+    manager.destroy(logout)
+    slow["cart"] = ["late"]
+    with pytest.raises(SessionLostError, match="destroyed or regenerated"):
+        manager.save(slow)
+    # a login that lost to another one: its save says so too
+    sid = saved_id(manager, user=2)
+    first, second = manager.open(sid), manager.open(sid)
+    manager.regenerate(first)
+    manager.regenerate(second)
+    assert second.lost and not first.lost
+    with pytest.raises(SessionLostError):
+        manager.save(second)
+    assert manager.save(first) is not None  # the winner's cookie
+
+
+def test_lost_changes_are_dropped_with_a_warning_by_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = new_manager()
+    sid = saved_id(manager, user=1)
+    slow, login = manager.open(sid), manager.open(sid)
+    manager.regenerate(login)
+    manager.save(login)
+    slow["cart"] = ["late"]
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        assert manager.save(slow) is None, "no cookie: the browser keeps the new id"
+    assert slow.lost and "changes are dropped" in caplog.text
+    assert "cart" not in manager.open(login.id), "nothing forwarded into the new session"
+    stale = manager.open(sid)  # a request on its way with the replaced id
+    assert stale.lost and stale.is_new
+    stale["x"] = 1
+    assert manager.save(stale) is None
