@@ -7,7 +7,14 @@ import re
 
 from pydantic import Secret
 
-__all__ = ["SecretUrl", "host_problem", "redact_url", "scheme_of", "scrub"]
+__all__ = [
+    "SecretUrl",
+    "host_problem",
+    "redact_url",
+    "scheme_of",
+    "scrub",
+    "slashes_problem",
+]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # A value runs to the next '&' or ';': an unencoded '#' in a password does not end it.
@@ -42,6 +49,29 @@ def scheme_of(url: str) -> str:
     """The lowercased scheme of ``url`` (``""`` when it has no ``scheme://``)."""
     match = _SCHEME.match(url)
     return match[1].lower() if match else ""
+
+
+_BARE_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!//)")
+#: What a SQLite URL looks like, for the error that refuses a malformed one.
+SQLITE_FORMS = (
+    "sqlite:///relative/path.db (three slashes: a path from the working directory), "
+    "sqlite:////absolute/path.db (four: an absolute path) or sqlite:// (in memory)"
+)
+
+
+def slashes_problem(url: str, schemes: list[str]) -> str | None:
+    """What is wrong with ``url`` when it names one of ``schemes`` without the ``//`` after
+    the colon (``sqlite:/x.db``): its scheme is then not read at all, and the error would
+    otherwise list the very scheme it uses. None when that is not the mistake."""
+    match = _BARE_SCHEME.match(url.strip())
+    if match is None:
+        return None
+    scheme = match[1].lower()
+    if scheme not in schemes and scheme.split("+", 1)[0] not in schemes:
+        return None
+    if scheme.split("+", 1)[0] == "sqlite":
+        return f"{redact_url(url)!r} is not a SQLite URL: write {SQLITE_FORMS}"
+    return f"{redact_url(url)!r} needs '//' after '{match[1]}:' ({match[1]}://...)"
 
 
 def scrub(message: str, *secrets: str | None) -> str:
