@@ -94,5 +94,7 @@ def _name_problem(name: str) -> str | None:
     if option in RENAMED_OPTIONS:
         return f"{name} is now {PREFIX}{RENAMED_OPTIONS[option].upper()}: rename it"
     close = difflib.get_close_matches(option, list(Config.model_fields), n=1, cutoff=0.6)
-    hint = f"did you mean {PREFIX}{close[0].upper()}?" if close else "no option has a name close to it"
+    hint = (
+        f"did you mean {PREFIX}{close[0].upper()}?" if close else "no option has a name close to it"
+    )
     return f"{name} is not an ormsession setting ({hint})"

@@ -22,8 +22,8 @@ _QUERY_SECRET = re.compile(r"(?i)([?&;][^=&;#]*(?:password|passwd|pwd|secret|tok
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the userinfo or the query) replaced by ``***``.
+def redact_url(url: str, mask: str = "***") -> str:
+    """``url`` with any password (in the userinfo or the query) replaced by ``mask``.
 
     The userinfo ends at the *last* ``@`` of the authority, as URL parsers read it, so a
     password with an unencoded ``@`` is hidden whole. A password with an unencoded ``/``,
@@ -41,8 +41,8 @@ def redact_url(url: str) -> str:
         at = rest.rfind("@")
     if at >= 0 and ":" in rest[:at]:
         user = rest[:at].split(":", 1)[0]
-        rest = f"{user}:***{rest[at:]}"
-    return head + _QUERY_SECRET.sub(r"\1***", rest)
+        rest = f"{user}:{mask}{rest[at:]}"
+    return head + _QUERY_SECRET.sub(lambda match: match[1] + mask, rest)
 
 
 def scheme_of(url: str) -> str:
