@@ -269,6 +269,22 @@ def test_a_refused_login_on_the_asyncio_side_too(postgres_role_without_login: st
     assert "wrong-pw-3" not in str(caught.value)
 
 
+@pytest.mark.usefixtures("redis_binaries")
+def test_a_wrong_redis_password_is_reported_as_a_refused_login(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.support.redis_servers import RedisProcess
+
+    with RedisProcess(password="right-pw") as server:
+        host, port = server.address
+        assert main(["count", "--url", f"redis://:right-pw@{host}:{port}/0"]) == 0
+        capsys.readouterr()
+        assert main(["count", "--url", f"redis://:wrong-pw-4@{host}:{port}/0"]) == 1
+    error = capsys.readouterr().err
+    assert "refused the login" in error and "unavailable" not in error
+    assert "wrong-pw-4" not in error
+
+
 # -- help, version -----------------------------------------------------------------------------
 
 
