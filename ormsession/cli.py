@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -24,16 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ormsession.errors import OrmsessionError, SchemaError
-from ormsession.urls import redact_url, scheme_of
+from ormsession.urls import redact_url, scheme_of, upgrade_command
 
 if TYPE_CHECKING:
     from ormsession.config import Config
     from ormsession.manager import SessionManager
 
 __all__ = ["main"]
-
-#: What stands for the password in a command the CLI suggests (it never prints one).
-PASSWORD_PLACEHOLDER = "<password>"  # noqa: S105 -- a placeholder, not a password
 
 
 class CommandError(Exception):
@@ -244,19 +240,19 @@ def _fix_command(arguments: argparse.Namespace) -> str:
     the environment. Without a URL (.env, the default) it reads the same place again."""
     origin = _url_origin(arguments)
     if origin == "option":
-        shown = redact_url(arguments.url.strip(), mask=PASSWORD_PLACEHOLDER)
-        return f"ormsession db upgrade --url {shlex.quote(shown)}"
+        return upgrade_command(arguments.url)
     if origin == "environment":
         return 'ormsession db upgrade --url "$ORMSESSION_URL"'
     return "ormsession db upgrade"
 
 
-_LIBRARY_FIX = re.compile(r"run: ormsession db upgrade(?: --url '[^']*')?")
+_LIBRARY_FIX = re.compile(r"run: ormsession db upgrade(?: --url (?:'[^']*'|\S+))?")
 
 
 def _with_fix(message: str, arguments: argparse.Namespace) -> str:
-    """The library's error names ``ormsession db upgrade`` with a redacted URL, which would
-    migrate the wrong store if run as printed: name the full command instead."""
+    """The library's error names ``ormsession db upgrade`` for the URL the store was opened
+    with (SQLAlchemy's rendering, the driver added): name it as the user gave it, or the
+    variable it came from."""
     return _LIBRARY_FIX.sub(lambda _: f"run: {_fix_command(arguments)}", message)
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 
 from pydantic import Secret
 
 __all__ = [
+    "PASSWORD_PLACEHOLDER",
     "SecretUrl",
     "host_problem",
     "redact_url",
     "scheme_of",
     "scrub",
     "slashes_problem",
+    "upgrade_command",
 ]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -43,6 +46,18 @@ def redact_url(url: str, mask: str = "***") -> str:
         user = rest[:at].split(":", 1)[0]
         rest = f"{user}:{mask}{rest[at:]}"
     return head + _QUERY_SECRET.sub(lambda match: match[1] + mask, rest)
+
+
+#: What stands for a password in a command ormsession suggests (it never prints one).
+PASSWORD_PLACEHOLDER = "<password>"  # noqa: S105 -- a placeholder, not a password
+
+
+def upgrade_command(url: str) -> str:
+    """The ``ormsession db upgrade`` command for the store at ``url``, ready to paste once
+    the placeholder is replaced: ``***`` would be read as the password, and no ``--url``
+    would migrate the default SQLite file instead."""
+    shown = redact_url(url.strip(), mask=PASSWORD_PLACEHOLDER)
+    return f"ormsession db upgrade --url {shlex.quote(shown)}"
 
 
 def scheme_of(url: str) -> str:

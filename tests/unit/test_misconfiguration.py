@@ -219,3 +219,19 @@ def test_a_sqlite_url_without_its_slashes_says_what_one_looks_like(url: str) -> 
 def test_another_known_scheme_without_slashes() -> None:
     with pytest.raises(ConfigurationError, match=r"needs '//' after 'redis:'"):
         ormsession.configure(url="redis:/127.0.0.1:6379")
+
+
+@pytest.mark.parametrize("fresh_database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("schema_check", [True, False])
+def test_the_apps_schema_error_names_a_command_that_fixes_this_store(
+    fresh_database_url: str, schema_check: bool
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(fresh_database_url).set(password="pw-5")  # the server trusts 127.0.0.1
+    text = url.render_as_string(hide_password=False)
+    with pytest.raises(ormsession.SchemaError) as caught:
+        ormsession.configure(text, schema_check=schema_check)
+    shown = text.replace(":pw-5@", ":<password>@")
+    assert str(caught.value).endswith(f"run: ormsession db upgrade --url '{shown}'")
+    assert "pw-5" not in str(caught.value)

@@ -23,7 +23,7 @@ from ormsession.errors import (
     StoreUnavailableError,
 )
 from ormsession.repositories.sql.urls import display_sql_url
-from ormsession.urls import scrub
+from ormsession.urls import scrub, upgrade_command
 
 __all__ = [
     "MAX_PACKET_QUERY",
@@ -58,7 +58,8 @@ def wrap_sql_error(
     detail = detail.splitlines()[0] if detail else type(original).__name__
     if _MISSING_TABLE.search(detail):
         return SchemaError(
-            f"session table missing in {where} ({detail}); run: ormsession db upgrade"
+            f"session table missing in {where} ({detail}); "
+            f"run: {upgrade_command(url.render_as_string(hide_password=False))}"
         )
     # PoolTimeoutError: no pooled connection came free in time. A PostgreSQL error's
     # SQLSTATE tells "wrong password" from a failed statement where the class does not
