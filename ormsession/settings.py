@@ -55,10 +55,11 @@ class OrmsessionSettings(BaseSettings, Config):
     )
 
     def __init__(self, **values: Any) -> None:
-        env_file = values.get("_env_file", self.model_config.get("env_file"))
         check_variable_names(os.environ, where="the environment")
-        if isinstance(env_file, str | Path) and Path(env_file).is_file():
-            check_variable_names(dotenv_values(env_file), where=str(env_file))
+        env_files = values.get("_env_file", self.model_config.get("env_file"))
+        for env_file in env_files if isinstance(env_files, list | tuple) else [env_files]:
+            if isinstance(env_file, str | Path) and Path(env_file).is_file():
+                check_variable_names(dotenv_values(env_file), where=str(env_file))
         super().__init__(**values)
 
 
