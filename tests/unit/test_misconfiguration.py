@@ -240,6 +240,6 @@ def test_the_apps_schema_error_names_a_command_that_fixes_this_store(
 def test_an_env_file_named_by_the_caller_is_checked_too(tmp_path: Path) -> None:
     (tmp_path / "prod.env").write_text("ORMSESSION_URL=memory://\nORMSESSION_KEY_PREFX=a:\n")
     with pytest.raises(ConfigurationError, match=r"in prod\.env: .*ORMSESSION_KEY_PREFIX"):
-        OrmsessionSettings(_env_file="prod.env")  # type: ignore[call-arg]
-    settings = OrmsessionSettings(_env_file=("missing.env",))  # type: ignore[call-arg]
+        OrmsessionSettings(_env_file="prod.env")
+    settings = OrmsessionSettings(_env_file=("missing.env",))
     assert settings.url.get_secret_value() != "memory://"
