@@ -243,3 +243,20 @@ def test_an_env_file_named_by_the_caller_is_checked_too(tmp_path: Path) -> None:
         OrmsessionSettings(_env_file="prod.env")
     settings = OrmsessionSettings(_env_file=("missing.env",))
     assert settings.url.get_secret_value() != "memory://"
+
+
+def test_an_integration_announces_its_store_through_configure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ormsession.integrations.wsgi import SessionMiddleware
+
+    def app(environ: object, start_response: object) -> list[bytes]:
+        return [b""]
+
+    with caplog.at_level(logging.INFO, logger="ormsession"):
+        SessionMiddleware(app).close()
+        SessionMiddleware(app, url="memory://").close()
+    default, chosen = announced(caplog)
+    assert default.levelno == logging.WARNING
+    assert str(tmp_path / "ormsession.sqlite3") in default.getMessage()
+    assert chosen.levelno == logging.INFO and "memory" in chosen.getMessage()
