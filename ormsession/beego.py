@@ -80,7 +80,7 @@ _JSON_TYPE = {str: "a string", bool: "true or false", int: "a whole number"}
 
 
 def _whole(values: Mapping[str, Any], name: str) -> int:
-    """An integer field of beego's ManagerConfig (absent or null are 0)."""
+    """An integer field of beego's ManagerConfig (absent, null or "" are 0)."""
     value = values.get(name) or 0
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ConfigurationError(f"beego {name} must be a whole number (of seconds for times)")
