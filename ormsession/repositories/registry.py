@@ -124,7 +124,7 @@ _REFUSED = {"postgres"}
 
 def supported_schemes() -> list[str]:
     """Every scheme a URL may have: built in, registered, or from installed packages."""
-    return sorted({*_BUILTIN, *_registered, *_entry_point_stores()} - _REFUSED)
+    return sorted({*(set(_BUILTIN) - _REFUSED), *_registered, *_entry_point_stores()})
 
 
 def open_store(url: str, config: Config, *, want_async: bool) -> Any:
