@@ -162,9 +162,11 @@ class OrmSessionInterface(SessionInterface):
         """The server-side rules of a permanent session: the store keeps it as long as its
         cookie lives. Idle timeout ``PERMANENT_SESSION_LIFETIME`` (unless the app set
         ``idle_timeout`` itself); the absolute timeout never shorter than the lifetime."""
+        base = self.manager.expiry
+        if lifetime <= timedelta(0):
+            return base  # a cookie expired when sent: nothing is stored anyway
         policy = self._expiries.get(lifetime)
         if policy is None:
-            base = self.manager.expiry
             absolute = base.absolute_timeout
             policy = ExpiryPolicy(
                 idle_timeout=base.idle_timeout if self.idle_timeout_set else lifetime,
@@ -209,14 +211,12 @@ class OrmSessionInterface(SessionInterface):
         # Built before anything is written: an invalid setting fails the request cleanly.
         cookie_options = self.cookie_options(app, permanent=permanent)
         expiry = self.permanent_expiry(app.permanent_session_lifetime) if permanent else None
-        modified = session.modified
-        set_cookie = self.manager.save(
-            session, https=session_request.https, cookie=cookie_options, expiry=expiry
+        https = session_request.https
+        needed_cookie = session.needs_cookie  # a new or regenerated id: always sent
+        set_cookie = self.manager.save(session, https=https, cookie=cookie_options, expiry=expiry)
+        set_cookie = self._flask_cookie(
+            app, session, set_cookie, cookie_options, https, needed=needed_cookie
         )
-        if set_cookie is None and self._resend_cookie(app, session, modified, permanent):
-            set_cookie = cookie_options.set_cookie(
-                session.id, https=session_request.https, now_us=self.manager.policy.now_us()
-            )
         for name, value in session_request.headers_for(session, set_cookie):
             if name == "Vary":
                 for vary in value.split(", "):
@@ -224,17 +224,37 @@ class OrmSessionInterface(SessionInterface):
             else:
                 response.headers.add(name, value)
 
-    def _resend_cookie(
-        self, app: Flask, session: RequestSession, modified: bool, permanent: bool
-    ) -> bool:
-        """Whether Flask would send the cookie again although the id did not change: the
-        session was modified, or it is permanent and ``SESSION_REFRESH_EACH_REQUEST`` is
-        on (re-sending costs nothing server-side: the store's write stays throttled)."""
-        if session.is_new or session.lost or not self.manager.config.set_cookie:
-            return False  # nothing stored to point at (or ended, or lost): no cookie
-        if modified or session.modified:
-            return True
-        return permanent and bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True))
+    def _flask_cookie(
+        self,
+        app: Flask,
+        session: RequestSession,
+        set_cookie: str | None,
+        cookie_options: CookieOptions,
+        https: bool,
+        *,
+        needed: bool,
+    ) -> str | None:
+        """The ``Set-Cookie`` Flask would send, given the manager's answer ``set_cookie``.
+
+        The manager's answer stands when the id changed, the session ended (a deleting
+        cookie) or was lost. For a stored session with its id unchanged, Flask's rule
+        decides: the cookie goes out when the session was modified, or when it is
+        permanent (or has ormsession's ``cookie_lifetime``) and
+        ``SESSION_REFRESH_EACH_REQUEST`` is on. Re-sending costs nothing server-side:
+        the store's write or touch stays throttled by the policy.
+        """
+        if session.is_new or session.lost or needed or not self.manager.config.set_cookie:
+            return set_cookie
+        refresh = cookie_options.max_age is not None and bool(
+            app.config.get("SESSION_REFRESH_EACH_REQUEST", True)
+        )
+        if not (session.modified or refresh):
+            return None  # a refresh cookie Flask would not send (refresh turned off)
+        if set_cookie is None:
+            set_cookie = cookie_options.set_cookie(
+                session.id, https=https, now_us=self.manager.policy.now_us()
+            )
+        return set_cookie
 
 
 class OrmSession:
