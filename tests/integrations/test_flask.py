@@ -18,6 +18,7 @@ from ormsession.integrations.flask import (
 )
 from ormsession.repositories.memory import MemoryRepository
 from tests.integrations.helpers import SetCookie, only_set_cookie
+from tests.support.stores import record_calls
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 
@@ -185,9 +186,10 @@ def test_application_root_is_the_default_path() -> None:
     assert cookie_of(app.test_client().get("/count")).attributes["path"] == "/shop"
 
 
-def test_partitioned_cookies_are_refused() -> None:
-    with pytest.raises(ormsession.ConfigurationError):
-        make_app(SESSION_COOKIE_PARTITIONED=True)
+def test_partitioned_cookie() -> None:
+    cookie = cookie_of(make_app(SESSION_COOKIE_PARTITIONED=True).test_client().get("/count"))
+    assert "partitioned" in cookie.attributes
+    assert "secure" in cookie.attributes, "browsers keep a partitioned cookie only if Secure"
 
 
 class TestPermanent:
@@ -209,23 +211,31 @@ class TestPermanent:
         remembered = cookie_of(client.get("/remember"))
         assert remembered.attributes["max-age"] == str(7 * 86400)
 
-    def test_refreshed_with_the_store_expiry_not_on_every_request(self) -> None:
+    def test_resent_on_every_request_while_the_store_is_touched_only_when_due(self) -> None:
+        # Flask re-sends a permanent session's cookie on every request (with Vary: Cookie);
+        # the store's expiry is still pushed back only once refresh_ratio has passed.
         app, now = self.app_with_clock(PERMANENT_SESSION_LIFETIME=timedelta(days=7))
         client = app.test_client()
         client.get("/remember")
-        assert client.get("/read").headers.getlist("Set-Cookie") == []
+        calls = record_calls(app.session_interface.manager)  # type: ignore[attr-defined]
+        plain = client.get("/plain")  # the session is not even read
+        assert cookie_of(plain).attributes["max-age"] == str(7 * 86400)
+        assert plain.headers["Vary"] == "Cookie"
+        assert calls.writes() == []
         now[0] += timedelta(minutes=10)  # past refresh_ratio * idle_timeout: touch due
         refreshed = cookie_of(client.get("/read"))
         assert refreshed.attributes["max-age"] == str(7 * 86400)
-        assert client.get("/read").headers.getlist("Set-Cookie") == []
+        assert calls.writes() == ["touch"]
 
     def test_no_refresh_when_refresh_each_request_is_off(self) -> None:
         app, now = self.app_with_clock(SESSION_REFRESH_EACH_REQUEST=False)
         client = app.test_client()
         client.get("/remember")
+        assert client.get("/read").headers.getlist("Set-Cookie") == []
         now[0] += timedelta(minutes=10)
         response = client.get("/read")
         assert response.text == "ada:0" and response.headers.getlist("Set-Cookie") == []
+        assert cookie_of(client.get("/count")).attributes["max-age"] == str(31 * 86400)
 
 
 def test_header_and_query_opt_ins_from_app_config() -> None:
@@ -311,9 +321,11 @@ def test_a_ready_managers_copy_keeps_its_class_and_leaves_it_as_it_was() -> None
     class Instrumented(ormsession.SessionManager):
         opened = 0
 
-        def open(self, session_id: str | None = None) -> ormsession.RequestSession:
+        def open(
+            self, session_id: str | None = None, **options: Any
+        ) -> ormsession.RequestSession:
             Instrumented.opened += 1
-            return super().open(session_id)
+            return super().open(session_id, **options)
 
     manager = Instrumented(MemoryRepository())
     app = make_app(install=False)
