@@ -70,7 +70,30 @@ def refuse_flask_session_keys(settings: Mapping[str, Any], *, where: str) -> Non
         key=list(FLASK_SESSION_KEYS).index,
     )
     if found:
-        lines = "; ".join(f"{name} -> {FLASK_SESSION_KEYS[name]}" for name in found)
+        advice = dict(FLASK_SESSION_KEYS)
+        redis_url = _redis_url_of(_value(settings, "SESSION_REDIS"))
+        if redis_url is not None:
+            advice["SESSION_REDIS"] = f'ORMSESSION_URL = "{redis_url}" (with your password, if any)'
+        lines = "; ".join(f"{name} -> {advice[name]}" for name in found)
         raise ConfigurationError(
             f"Flask-Session setting(s) in {where} are not read by ormsession: {lines}"
         )
+
+
+def _value(settings: Mapping[str, Any], name: str) -> Any:
+    for key, value in settings.items():
+        if key.upper() == name:
+            return value
+    return None
+
+
+def _redis_url_of(client: Any) -> str | None:
+    """The ``redis://`` URL of a redis-py client's server, without its password."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or "host" not in kwargs:
+        return None
+    connection_class = getattr(pool, "connection_class", None)
+    tls = "ssl" in getattr(connection_class, "__name__", "").lower()
+    scheme = "rediss" if tls else "redis"
+    return f"{scheme}://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
