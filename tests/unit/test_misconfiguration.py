@@ -260,3 +260,17 @@ def test_an_integration_announces_its_store_through_configure(
     assert default.levelno == logging.WARNING
     assert str(tmp_path / "ormsession.sqlite3") in default.getMessage()
     assert chosen.levelno == logging.INFO and "memory" in chosen.getMessage()
+
+
+def test_a_misspelt_key_in_flask_app_config_is_refused_too() -> None:
+    from flask import Flask
+
+    from ormsession.integrations.flask import OrmSession
+
+    app = Flask(__name__)
+    app.config.update(ORMSESSION_URL="memory://", ORMSESSION_COOKIE_NAM="sid")
+    with pytest.raises(
+        ConfigurationError, match=r"in app\.config: ORMSESSION_COOKIE_NAM"
+    ) as caught:
+        OrmSession(app)
+    assert "did you mean ORMSESSION_COOKIE_NAME?" in str(caught.value)
