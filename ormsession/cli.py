@@ -119,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"ormsession: error: {message}", file=sys.stderr)
+    # One line, whatever the message (Alembic's can span several): scripts grep for it.
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"ormsession: error: {line}", file=sys.stderr)
 
 
 def _dispatch(arguments: argparse.Namespace) -> int:
