@@ -249,10 +249,11 @@ def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE
     ``alembic_version`` when the app runs ormsession's migrations as a branch of its own.
     """
     from ormsession.repositories.sql.urls import display_sql_url
+    from ormsession.urls import upgrade_command
 
     engine = target.engine if isinstance(target, Connection) else target
     where = display_sql_url(engine.url)
-    fix = f"run: ormsession db upgrade --url '{where}'"
+    fix = f"run: {upgrade_command(engine.url.render_as_string(hide_password=False))}"
     try:
         with _borrowed(target) as connection:
             revision = _stamped_revision(connection, table_name)

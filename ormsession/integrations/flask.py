@@ -322,8 +322,12 @@ class OrmSession:
 
 
 def config_options(app: Flask) -> dict[str, Any]:
-    """The ``ORMSESSION_<FIELD>`` keys of ``app.config``, as ormsession options."""
+    """The ``ORMSESSION_<FIELD>`` keys of ``app.config``, as ormsession options (a key
+    that is no option, a typo, is refused as it is in the environment)."""
+    from ormsession.settings import check_variable_names
+
     config = app.config
+    check_variable_names(config, where="app.config")
     return {
         field: config[f"ORMSESSION_{field.upper()}"]
         for field in Config.model_fields
