@@ -336,14 +336,9 @@ def config_options(app: Flask) -> dict[str, Any]:
 
 
 def _explicit_fields(config: Config) -> set[str]:
-    """The options ``config`` was given explicitly (by code or the environment). A copy
-    made by ``Config.replace`` counts every field as given; then only the values that
-    differ from the defaults tell."""
-    fields = Config.model_fields
-    given = config.model_fields_set
-    if given != set(fields):
-        return set(given)
-    return {name for name, info in fields.items() if getattr(config, name) != info.default}
+    """The options ``config`` was given explicitly, by code or the environment (a copy
+    made by ``Config.replace`` keeps the original's record, plus the changes)."""
+    return set(config.model_fields_set)
 
 
 def _idle_timeout_set(config: Config) -> bool:
