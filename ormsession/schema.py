@@ -194,7 +194,7 @@ def upgrade(
     """
     from alembic import command
 
-    with _connection(target, timeout) as connection:
+    with _connection(target, timeout) as connection, _callers_alembic_kept():
         command.upgrade(alembic_config(connection=connection, table_name=table_name), revision)
 
 
@@ -209,8 +209,28 @@ def downgrade(
     are :func:`upgrade`'s."""
     from alembic import command
 
-    with _connection(target, timeout) as connection:
+    with _connection(target, timeout) as connection, _callers_alembic_kept():
         command.downgrade(alembic_config(connection=connection, table_name=table_name), revision)
+
+
+@contextmanager
+def _callers_alembic_kept() -> Iterator[None]:
+    """Let an app's own ``env.py`` (or migration script) call :func:`upgrade` mid-command.
+
+    ``alembic.context`` and ``alembic.op`` are module-level proxies to the running command's
+    environment. Ours installs its own over the app's and, on exit, removes them, so the
+    app's command then fails with ``KeyError: 'script'`` and, once the half-removed proxies
+    are stuck, every later command with ``KeyError: 'config'``. Put the caller's back.
+    """
+    from alembic import context, op
+
+    callers = [getattr(module, "_proxy", None) for module in (context, op)]
+    try:
+        yield
+    finally:
+        for proxy in callers:
+            if proxy is not None:
+                proxy._install_proxy()
 
 
 def current_revision(
