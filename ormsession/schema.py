@@ -190,7 +190,9 @@ def upgrade(
 
     ``timeout`` (the ``store_timeout`` setting) bounds connecting and each wait for a table
     lock; the whole run ends within :data:`MIGRATION_TIMEOUT` on a connection ormsession
-    opened (a Connection handed in runs under its owner's limits).
+    opened (a Connection handed in runs under its owner's limits, and in the transaction it
+    has open, if any, which its owner commits: Alembic's rule). Safe to call from an app's
+    own ``env.py`` (docs/migrations.md).
     """
     from alembic import command
 
