@@ -217,12 +217,12 @@ def downgrade(
 
 @contextmanager
 def _callers_alembic_kept() -> Iterator[None]:
-    """Let an app's own ``env.py`` (or migration script) call :func:`upgrade` mid-command.
+    """Let an app's own ``env.py`` call :func:`upgrade` in the middle of its command.
 
     ``alembic.context`` and ``alembic.op`` are module-level proxies to the running command's
-    environment. Ours installs its own over the app's and, on exit, removes them, so the
-    app's command then fails with ``KeyError: 'script'`` and, once the half-removed proxies
-    are stuck, every later command with ``KeyError: 'config'``. Put the caller's back.
+    environment. Ours installs its own over the app's and, on exit, deletes their names, so
+    the app's command then fails as it removes its own: ``KeyError: 'config'`` (or
+    ``'script'``: the order is a set's), after having migrated. Put the caller's back.
     """
     from alembic import context, op
 
