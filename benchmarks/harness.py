@@ -201,7 +201,12 @@ def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
         runner = stack.enter_context(asyncio.Runner())
         manager, async_manager = managers_for(env, runner, stack)
         floor, async_floor = env.floor(manager), env.async_floor(async_manager)
-        counter = None if env.name == CPU_ONLY else env.counter(manager, async_manager, runner)
+        stack.callback(floor.close)
+        runner.run(async_floor.start())
+        stack.callback(lambda: runner.run(async_floor.close()))
+        counter = None
+        if env.name != CPU_ONLY:
+            counter = env.counter(manager, async_manager, runner, floor, async_floor)
         scenarios = manager_scenarios(manager, floor)
         requests, clients = request_scenarios(
             manager, async_manager, floor, async_floor, runner, write_limit(env)

@@ -15,12 +15,14 @@ from benchmarks.counters import Counts
 from benchmarks.scale import GcResult, MemoryResult, ReadScaleResult
 from benchmarks.timing import Comparison
 
-#: Targets, as regression guards: a ratio fails only when its whole 95% interval lies above
-#: its limit (:func:`ratio_verdict`); a verdict inside the noise is a PASS that says so.
-READ_REQUEST_LIMIT = 1.05
+#: Targets against the driver floors (issue 26), as regression guards: a ratio fails only
+#: when its whole 95% interval lies above its limit (:func:`ratio_verdict`); a verdict inside
+#: the noise is a PASS that says so.
+READ_REQUEST_LIMIT = 1.10
 WRITE_REQUEST_LIMIT = 1.10
 #: A write on a store with no native conditional write must compare-and-set in a script
-#: (the Redis family on Redis 7: Lua, answered ~10 µs after a plain SET).
+#: where the floor does a plain SET (the Redis family on Redis 7: Lua, answered ~10 µs
+#: after a plain SET).
 SCRIPTED_CAS_WRITE_REQUEST_LIMIT = 1.15
 SCALE_LIMIT = 1.2
 GC_BATCH_LIMIT_SECONDS = 1.0
