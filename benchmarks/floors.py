@@ -3,8 +3,9 @@ and sqlite3 on connections in autocommit from a minimal pool; asyncpg's and asyn
 pools, one aiosqlite connection; redis-py), with ormsession's timeouts where the driver has
 them natively. It hashes the id (SHA-256 hex, as ormsession stores it), reads one record by
 key with its expiry, ``json``-decodes it, and writes one upsert with the expiry: no id check,
-absolute timeout, compare-and-set, count index or change detection. Regenerate: SQL ``UPDATE`` of the
-key; Redis ``RENAME`` (Cluster: ``GET`` + ``SET`` + ``DEL``); Couchbase upsert + remove."""
+absolute timeout, compare-and-set, count index or change detection. Regenerate: SQL
+``UPDATE`` of the key; Redis ``RENAME`` (Cluster: ``GET`` + ``SET`` + ``DEL``); Couchbase
+upsert + remove."""
 
 from __future__ import annotations
 
@@ -277,6 +278,53 @@ class AsyncSqlFloorBase:
         await self.execute(
             self.sql.upsert, (key_of(session_id), dumps(data), bind(now + TTL), bind(now))
         )
+
+
+class AsyncEngineSqlFloor(AsyncSqlFloorBase):
+    """The earlier asyncio floor, for a labelled extra row: the driver's connection checked
+    out of ``engine``'s (SQLAlchemy's) pool and given back in one greenlet, as ormsession's
+    store does; the statements as the driver floors run them."""
+
+    def __init__(self, engine: Any, table: str = "session") -> None:
+        self.engine = engine
+        self.driver = engine.dialect.driver
+        self.style = {"asyncpg": "numeric_dollar", "aiosqlite": "qmark"}.get(self.driver, "format")
+        super().__init__(engine.dialect.name, table)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def fetch(self, sql: str, params: tuple[Any, ...]) -> Any:
+        from sqlalchemy.util import greenlet_spawn
+
+        return await greenlet_spawn(self._on_pooled_connection, sql, params, True)
+
+    async def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        from sqlalchemy.util import greenlet_spawn
+
+        await greenlet_spawn(self._on_pooled_connection, sql, params, False)
+
+    def _on_pooled_connection(self, sql: str, params: tuple[Any, ...], fetch: bool) -> Any:
+        from sqlalchemy.util import await_only
+
+        connection = self.engine.sync_engine.raw_connection()
+        try:
+            return await_only(self._on_driver(connection.driver_connection, sql, params, fetch))
+        finally:
+            connection.close()
+
+    async def _on_driver(self, raw: Any, sql: str, params: tuple[Any, ...], fetch: bool) -> Any:
+        if self.driver == "asyncpg":
+            return await (raw.fetchrow(sql, *params) if fetch else raw.execute(sql, *params))
+        if self.driver == "aiosqlite":
+            rows = await raw.execute_fetchall(sql, params)
+            return rows[0] if rows else None
+        async with raw.cursor() as cursor:  # asyncmy
+            await cursor.execute(sql, params)
+            return await cursor.fetchone() if fetch else None
 
 
 async def _no_reset(connection: Any) -> None:

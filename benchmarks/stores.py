@@ -53,6 +53,9 @@ class StoreEnv:
     counter: Callable[..., counters.ServerCounter] = _missing
     #: Store-specific handles the scale benchmarks need (connection parameters, clients).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: SQL: the earlier floors, on the managers' engines (SQLAlchemy's pools), for the
+    #: labelled extra rows that measure what those pools cost against the driver floors.
+    engine_floors: Callable[[Any, Any], tuple[floors.Floor, floors.AsyncFloor]] | None = None
     #: Whether the store writes conditionally in one native command or statement. The Redis
     #: family (Redis 7) compare-and-sets in a Lua script: its write requests get a higher limit.
     native_conditional_write: bool = True
@@ -75,7 +78,12 @@ TIMEOUT = 5.0
 def _sql_env(name: str, drivers: str, where: str, version: str) -> StoreEnv:
     """``drivers``: the sync and the async URL scheme, comma-separated."""
     sync, asyncio_ = drivers.split(",")
-    return StoreEnv(name, f"{sync}://{where}", f"{asyncio_}://{where}", version)
+    env = StoreEnv(name, f"{sync}://{where}", f"{asyncio_}://{where}", version)
+    env.engine_floors = lambda m, a: (
+        floors.SqlFloor(m.repository.engine),
+        floors.AsyncEngineSqlFloor(a.repository.engine),
+    )
+    return env
 
 
 def _pools(

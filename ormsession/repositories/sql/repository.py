@@ -286,7 +286,7 @@ class SqlRepository(SessionRepository):
         state = bound.start(raw, deadline)
         cursor = None
         try:
-            cursor = connection.cursor()
+            cursor = raw.cursor()  # the DBAPI connection's own (the pool's proxy only forwards)
             cursor.execute(sql, params)
             result = extract(cursor)
             if not self._autocommit:
