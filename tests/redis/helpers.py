@@ -13,7 +13,7 @@ import redis
 
 from tests.support.redis_servers import _glob_escape
 
-KINDS = ("redis", "sentinel", "cluster")
+KINDS = ("redis", "sentinel", "cluster", "valkey")
 #: Every key a Redis store may leave: a session, a shard's count index, a parked session.
 KEY_LAYOUT = re.compile(rb"\{([0-9a-f]{2})\}:(?:([0-9a-f]{64})|index|moving:([0-9a-f]{64}))")
 
@@ -29,11 +29,11 @@ class StoredKey:
 
 @contextmanager
 def node_clients(request: pytest.FixtureRequest, kind: str) -> Iterator[list[redis.Redis]]:
-    """One raw (bytes) client per data node holding ``kind``'s keys: the local Redis, the
-    Sentinel topology's master, or every Cluster master."""
+    """One raw (bytes) client per data node holding ``kind``'s keys: the local Redis (or
+    the Valkey node), the Sentinel topology's master, or every Cluster master."""
     with ExitStack() as stack:
-        if kind == "redis":
-            url = request.getfixturevalue("redis_url")
+        if kind in ("redis", "valkey"):
+            url = request.getfixturevalue(f"{kind}_url")
             clients = [stack.enter_context(redis.Redis.from_url(url))]
         elif kind == "sentinel":
             master = request.getfixturevalue("sentinel_topology").master

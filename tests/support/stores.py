@@ -24,7 +24,12 @@ from ormsession.repositories.registry import open_store as open_registered_store
 from ormsession.schema import upgrade
 from ormsession.settings import load_config
 from tests.support.couchbase_fixtures import couchbase_target
-from tests.support.redis_fixtures import cluster_target, redis_target, sentinel_target
+from tests.support.redis_fixtures import (
+    cluster_target,
+    redis_target,
+    sentinel_target,
+    valkey_target,
+)
 from tests.support.sql_fixtures import async_url, sql_url
 
 
@@ -76,6 +81,7 @@ STORE_TARGETS: dict[str, Callable[[pytest.FixtureRequest], StoreTarget]] = {
     "redis": redis_target,
     "sentinel": sentinel_target,
     "cluster": cluster_target,
+    "valkey": valkey_target,
 }
 MODES = ("sync", "async")
 
