@@ -133,6 +133,52 @@ def valkey_key_prefix(valkey_node_url: str) -> Iterator[str]:
         delete_keys_with_prefix(client, prefix)
 
 
+# -- Valkey Sentinel and Cluster (the same topologies, every process valkey-server) ----------
+@pytest.fixture(scope="session")
+def valkey_sentinel_topology(valkey_binary: str) -> Iterator[SentinelTopology]:
+    """As ``sentinel_topology``, on Valkey (its sentinels too)."""
+    with SentinelTopology(
+        password=SENTINEL_DATA_PASSWORD, sentinel_password=SENTINEL_PASSWORD, server=valkey_binary
+    ) as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def valkey_sentinel_url(valkey_sentinel_topology: SentinelTopology) -> str:
+    return sentinel_url_for(valkey_sentinel_topology)
+
+
+@pytest.fixture
+def valkey_sentinel_key_prefix(valkey_sentinel_topology: SentinelTopology) -> Iterator[str]:
+    prefix = unique_key_prefix()
+    yield prefix
+    assert valkey_sentinel_topology.master is not None
+    with valkey_sentinel_topology.master.client(decode_responses=False) as client:
+        delete_keys_with_prefix(client, prefix)
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster_topology(valkey_binary: str, redis_binaries: None) -> Iterator[ClusterTopology]:
+    """As ``cluster_topology``, on Valkey nodes (created by Debian's redis-cli: the cluster
+    protocol is the same)."""
+    with ClusterTopology(masters=3, server=valkey_binary) as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster_url(valkey_cluster_topology: ClusterTopology) -> str:
+    return cluster_url_for(valkey_cluster_topology)
+
+
+@pytest.fixture
+def valkey_cluster_key_prefix(valkey_cluster_topology: ClusterTopology) -> Iterator[str]:
+    prefix = unique_key_prefix()
+    yield prefix
+    for node in valkey_cluster_topology.nodes:
+        with node.client(decode_responses=False) as client:
+            delete_keys_with_prefix(client, prefix, cluster_node=True)
+
+
 # -- Sentinel ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def sentinel_topology(redis_binaries: None) -> Iterator[SentinelTopology]:
@@ -214,3 +260,13 @@ def cluster_target(request: pytest.FixtureRequest) -> StoreTarget:
 def valkey_target(request: pytest.FixtureRequest) -> StoreTarget:
     """The session's private Valkey node, per-test prefix."""
     return _target(request, "valkey")
+
+
+def valkey_sentinel_target(request: pytest.FixtureRequest) -> StoreTarget:
+    """The session's Sentinel topology on Valkey, per-test prefix."""
+    return _target(request, "valkey_sentinel")
+
+
+def valkey_cluster_target(request: pytest.FixtureRequest) -> StoreTarget:
+    """The session's three-master Cluster on Valkey, per-test prefix."""
+    return _target(request, "valkey_cluster")
