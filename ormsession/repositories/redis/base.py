@@ -397,20 +397,8 @@ class RedisRepositoryBase:
                 _FORMAT, expected_version + 1, created, expires_us, bucket.level, bucket.end
             )
             new = header + data
-            if stored_bucket(old) == bucket and len(old) + len(new) <= self.set_if_equal_max_bytes:
-                ttl = ttl_millis(expires_us, now_us)
-                try:
-                    if (yield SetIfEqual(self.layout.session(key), new, old, ttl)):
-                        self._has_set_if_equal()
-                        self.recent.put(key, new)
-                        return expected_version + 1
-                except StoreError as error:
-                    if isinstance(error, StoreUnavailableError):
-                        raise
-                    # The server refused the command itself (no IFEQ: "syntax error"), or
-                    # the key holds another type: the script answers, or raises, as it would.
-                    if "syntax error" in str(error.__cause__).lower():
-                        self._without_set_if_equal()
+            if (yield from self._replace(key, old, new, ttl_millis(expires_us, now_us))):
+                return expected_version + 1
         versions = _VERSIONS.pack(expected_version, expected_version + 1)
         arg = clock_arg(expires_us, now_us, bucket) + versions
         stored = yield Eval(scripts.UPDATE, self.layout.session_and_index(key), (arg, data))
@@ -418,6 +406,29 @@ class RedisRepositoryBase:
             return None
         self.remember(key, new)
         return expected_version + 1
+
+    def _replace(self, key: str, old: bytes, new: bytes, ttl_ms: int) -> Flow[Command, bool]:
+        """``SET key new IFEQ old PX ttl_ms`` if it may stand for the script (the bucket
+        ``new`` names is the stored one, and the command is small enough to be worth it):
+        whether it set."""
+        if stored_bucket(old) != stored_bucket(new):
+            return False  # the count index must follow: only the script does that
+        if len(old) + len(new) > self.set_if_equal_max_bytes:
+            return False
+        try:
+            if not (yield SetIfEqual(self.layout.session(key), new, old, ttl_ms)):
+                return False
+        except StoreError as error:
+            if isinstance(error, StoreUnavailableError):
+                raise
+            # The server refused the command itself (no IFEQ: "syntax error"), or the key
+            # holds another type: the script answers, or raises, as it would.
+            if "syntax error" in str(error.__cause__).lower():
+                self._without_set_if_equal()
+            return False
+        self._has_set_if_equal()
+        self.recent.put(key, new)
+        return True
 
     def _held(self, key: str, expected_version: int, now_us: int) -> bytes | None:
         """The value held for ``key`` if it is the record at ``expected_version``, live by
