@@ -2,13 +2,16 @@
 
 Run from a checkout (it starts its own throw-away Valkey node on a free loopback port)::
 
-    python -m tests.redis.measure_ifeq [--calls 20000] [--rounds 5] [--sizes 100,2000]
+    python -m tests.redis.measure_ifeq [--calls 20000] [--rounds 40] [--sizes 100,1000,...]
+
+(the defaults give the table in docs/stores/redis.md, Valkey).
 
 Both sides are ormsession's own ``RedisRepository.update``, compare-and-setting one session
 whose expiry stays in its count bucket (the common write: the script then makes no index
-change either): one repository made with ``set_if_equal=False`` (one EVALSHA of the UPDATE
-script), one as every repository is made (one ``SET key new IFEQ old PX ttl``, where ``old``
-is the whole value it read or last wrote). The rounds interleave the two (ABBA order), and
+change either): one repository kept to the script (``set_if_equal = False``: one EVALSHA
+of the UPDATE script), one as every repository is made (one ``SET key new IFEQ old PX
+ttl``, where ``old`` is the whole value it read or last wrote; its size limit is lifted, so
+that both are measured at every size). The rounds interleave the two (ABBA order), and
 each phase starts with CONFIG RESETSTAT, so the server-side figures (``INFO commandstats``
 usec_per_call: evalsha for the script, which includes the commands it runs; set for IFEQ)
 are unaffected by the client and by what else the machine does; the end-to-end figures are
@@ -120,8 +123,10 @@ def measure(node: RedisProcess, size: int, calls: int, rounds: int) -> tuple[Pha
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=20_000, help="calls per side and size")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--sizes", default="100,2000", help="session data sizes, bytes")
+    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds")
+    parser.add_argument(
+        "--sizes", default="100,1000,2000,2500,3000,8000", help="session data sizes, bytes"
+    )
     options = parser.parse_args()
     binary = valkey_server_path()
     if binary is None:

@@ -27,6 +27,7 @@ from ormsession.repositories.redis.base import KeyLayout, stored_bucket
 from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.recent import RecentValues
 from ormsession.repositories.redis.repository import RedisRepository
+from tests.redis.measure_ifeq import measure
 from tests.support.redis_servers import RedisProcess, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -350,3 +351,11 @@ def test_ormsession_never_imports_valkeys_client_package() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_measurement_behind_the_docs_runs(valkey_node: RedisProcess) -> None:
+    """``python -m tests.redis.measure_ifeq`` (docs/stores/redis.md, Valkey), in small."""
+    script, ifeq = measure(valkey_node, 100, calls=40, rounds=2)
+    assert (script.server_calls, ifeq.server_calls) == (40, 40)
+    assert len(script.round_trips_ns) == len(ifeq.round_trips_ns) == 40
+    assert script.server_per_call() > 0 and ifeq.server_per_call() > 0
