@@ -180,6 +180,20 @@ def test_a_renamed_key_is_never_written_through_a_held_value(
     assert valkey.read(new, now) == StoredSession(b"v1", 1, now, now + HOUR)
 
 
+def test_a_destroyed_session_is_never_written_back_through_a_held_value(
+    valkey: RedisRepository, scripted: RedisRepository, raw: redis.Redis, valkey_key_prefix: str
+) -> None:
+    layout = KeyLayout(valkey_key_prefix)
+    now = now_us()
+    key = new_key()
+    assert valkey.create(key, StoredSession(b"v1", 1, now, now + HOUR), now)
+    scripted.delete(key)  # a logout in another request
+    _writes(raw)
+    assert valkey.update(key, b"late", now + HOUR, 1, now) is None
+    assert _writes(raw) == {"set": 1, "evalsha": 1}, "IFEQ never creates; the script agrees"
+    assert not raw.exists(layout.session(key))
+
+
 def test_a_record_expired_by_the_callers_clock_is_not_updated(
     valkey: RedisRepository, raw: redis.Redis
 ) -> None:
