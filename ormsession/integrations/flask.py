@@ -322,8 +322,12 @@ class OrmSession:
 
 
 def config_options(app: Flask) -> dict[str, Any]:
-    """The ``ORMSESSION_<FIELD>`` keys of ``app.config``, as ormsession options."""
+    """The ``ORMSESSION_<FIELD>`` keys of ``app.config``, as ormsession options (a key
+    that is no option, a typo, is refused as it is in the environment)."""
+    from ormsession.settings import check_variable_names
+
     config = app.config
+    check_variable_names(config, where="app.config")
     return {
         field: config[f"ORMSESSION_{field.upper()}"]
         for field in Config.model_fields
@@ -332,14 +336,9 @@ def config_options(app: Flask) -> dict[str, Any]:
 
 
 def _explicit_fields(config: Config) -> set[str]:
-    """The options ``config`` was given explicitly (by code or the environment). A copy
-    made by ``Config.replace`` counts every field as given; then only the values that
-    differ from the defaults tell."""
-    fields = Config.model_fields
-    given = config.model_fields_set
-    if given != set(fields):
-        return set(given)
-    return {name for name, info in fields.items() if getattr(config, name) != info.default}
+    """The options ``config`` was given explicitly, by code or the environment (a copy
+    made by ``Config.replace`` keeps the original's record, plus the changes)."""
+    return set(config.model_fields_set)
 
 
 def _idle_timeout_set(config: Config) -> bool:
