@@ -61,6 +61,10 @@ class FlaskSession(RequestSession, SessionMixin):
 
     #: How this request named its session (set by ``open_session`` for ``save_session``).
     ormsession_request: SessionRequest | None = None
+    #: This request's save raised (a store error, data over max_data_bytes): Flask then
+    #: renders its error page and saves the same session again, which must not raise (and
+    #: be logged) a second time.
+    ormsession_save_failed: bool = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -201,6 +205,16 @@ class OrmSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, RequestSession):  # a null session (open failed)
             return
+        if getattr(session, "ormsession_save_failed", False):
+            return  # the error page of a failed save: the failure is already raised
+        try:
+            self._save(app, session, response)
+        except Exception:
+            if isinstance(session, FlaskSession):
+                session.ormsession_save_failed = True
+            raise
+
+    def _save(self, app: Flask, session: RequestSession, response: Response) -> None:
         session_request = getattr(session, "ormsession_request", None)
         if session_request is None:
             environ = flask.request.environ
