@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,120 @@ def _count_store(name: str, requests: int, counters: Any, stack: contextlib.Exit
                 counters.cg_dump(label.encode())
 
 
+def _count_steps(stores: Sequence[str], calls: int, library: str) -> None:
+    """Inside valgrind: the steps of one SQL operation one by one, ormsession's and the
+    floor's (labelled ``store|step|side|calls``)."""
+    counters = ctypes.CDLL(library)
+    for name in stores:
+        with contextlib.ExitStack() as stack:
+            env = stack.enter_context(open_store(name))
+            runner = stack.enter_context(asyncio.Runner())
+            manager, async_manager = managers_for(env, runner, stack)
+            floor, async_floor = env.floor(manager), env.async_floor(async_manager)
+            stack.callback(floor.close)
+            runner.run(async_floor.start())
+            stack.callback(lambda: runner.run(async_floor.close()))  # noqa: B023 (one pass)
+            for step, side, work in _steps(manager, async_manager, floor, async_floor, runner):
+                work(20)
+                counters.cg_zero()
+                work(calls)
+                counters.cg_dump(f"{name}|{step}|{side}|{calls}".encode())
+
+
+def _steps(
+    manager: Any, async_manager: Any, floor: Any, async_floor: Any, runner: asyncio.Runner
+) -> list[tuple[str, str, Callable[[int], object]]]:
+    """(step, side, run ``n`` times): a SQL operation taken apart."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.util import greenlet_spawn
+
+    from benchmarks.floors import key_of
+    from ormsession.expiry import now_us
+    from ormsession.repositories.sql.deadlines import operation_deadline
+
+    repository, async_repository = manager.repository, async_manager.repository
+    engine, async_engine = repository.engine, async_repository.engine.sync_engine
+    key = key_of("instructions")
+
+    def repeat(call: Callable[[], object]) -> Callable[[int], object]:
+        return lambda n: [call() for _ in range(n)]
+
+    def repeat_async(call: Callable[[], Any]) -> Callable[[int], object]:
+        async def calls(n: int) -> None:
+            for _ in range(n):
+                await call()
+
+        return lambda n: runner.run(calls(n))
+
+    def floor_pool() -> None:
+        floor.pool.idle.append(floor.pool.get())
+
+    def deadline() -> None:
+        with operation_deadline(5.0):
+            pass
+
+    connection = engine.raw_connection()
+    raw, bound = connection.dbapi_connection, repository._bound
+    connection.close()
+
+    def statement_bound() -> None:
+        bound.finish(raw, bound.start(raw, time.monotonic() + 5.0))
+
+    async def timeout() -> None:
+        async with asyncio.timeout(5.0):
+            pass
+
+    def floor_read_params() -> tuple[Any, ...]:
+        return (key, floor.bind_time(datetime.now(UTC)))
+
+    def sqlalchemy_pool() -> None:
+        engine.raw_connection().close()
+
+    def read() -> object:
+        return repository.read(key, now_us())
+
+    def floor_read() -> object:
+        return floor._run(floor.sql.read, floor_read_params(), True)
+
+    def bridge() -> Any:
+        return greenlet_spawn(lambda: None)
+
+    def bridged_pool() -> Any:
+        return greenlet_spawn(lambda: async_engine.raw_connection().close())
+
+    def async_read() -> Any:
+        return async_repository.read(key, now_us())
+
+    def async_floor_read() -> Any:
+        return async_floor.fetch(async_floor.sql.read, floor_read_params())
+
+    return [
+        ("pool checkout + return", "ours (SQLAlchemy)", repeat(sqlalchemy_pool)),
+        ("pool checkout + return", "floor", repeat(floor_pool)),
+        ("operation deadline", "ours", repeat(deadline)),
+        ("statement bound", "ours", repeat(statement_bound)),
+        ("read statement, sync", "ours", repeat(read)),
+        ("read statement, sync", "floor", repeat(floor_read)),
+        ("greenlet_spawn (nothing)", "ours", repeat_async(bridge)),
+        ("greenlet_spawn (checkout + return)", "ours", repeat_async(bridged_pool)),
+        ("asyncio.timeout", "ours", repeat_async(timeout)),
+        ("read statement, asyncio", "ours", repeat_async(async_read)),
+        ("read statement, asyncio", "floor", repeat_async(async_floor_read)),
+    ]
+
+
+def steps_table(counts: dict[tuple[str, str, str], float]) -> str:
+    lines = ["| store | step | side | k instr per call |", "|---|---|---|---:|"]
+    for (store, step, side), value in counts.items():
+        lines.append(f"| {store} | {step} | {side} | {value / 1e3:,.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def _parse(directory: Path) -> dict[tuple[str, str, str], float]:
     """Instructions per request of each dumped series: (store, operation, side) -> count."""
     found = {}
-    for path in directory.glob("callgrind.out*"):
+    for path in sorted(directory.glob("callgrind.out*"), key=lambda p: (len(p.name), p.name)):
         text = path.read_text(errors="replace")
         label = re.search(r"^desc: Trigger: Client Request: (.*)$", text, re.MULTILINE)
         total = re.search(r"^(?:totals|summary): (\d+)", text, re.MULTILINE)
@@ -112,7 +223,7 @@ def table(counts: dict[tuple[str, str, str], float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _under_valgrind(stores: str, requests: int, directory: Path) -> int:
+def _under_valgrind(stores: str, requests: int, directory: Path, *more: str) -> int:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if shutil.which("valgrind") is None or compiler is None:
         print("needs valgrind and a C compiler (cc)", file=sys.stderr)
@@ -125,7 +236,7 @@ def _under_valgrind(stores: str, requests: int, directory: Path) -> int:
         "valgrind", "--tool=callgrind", "--dump-instr=no", "--collect-systime=no",
         f"--callgrind-out-file={directory}/callgrind.out.%p",
         sys.executable, "-m", "benchmarks.instructions", "--stores", stores,
-        "--requests", str(requests), "--inside", str(library),
+        "--requests", str(requests), "--inside", str(library), *more,
     ]  # fmt: skip
     done = subprocess.run(command, stderr=subprocess.DEVNULL, env=os.environ.copy())
     return done.returncode
@@ -137,15 +248,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--stores", default="sqlite,postgresql,mariadb,redis")
     parser.add_argument("--requests", type=int, default=200, help="per series (200)")
+    parser.add_argument(
+        "--steps", action="store_true", help="a SQL operation's steps one by one, not requests"
+    )
     parser.add_argument("--inside", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     stores = [name.strip() for name in args.stores.split(",") if name.strip()]
     if args.inside:
-        _count(stores, args.requests, args.inside)
+        (_count_steps if args.steps else _count)(stores, args.requests, args.inside)
         return 0
     with tempfile.TemporaryDirectory(prefix="ormsession-instructions-") as name:
-        code = _under_valgrind(",".join(stores), args.requests, Path(name))
-        print(table(_parse(Path(name))))
+        more = ("--steps",) if args.steps else ()
+        code = _under_valgrind(",".join(stores), args.requests, Path(name), *more)
+        counts = _parse(Path(name))
+        print(steps_table(counts) if args.steps else table(counts))
     return code
 
 
