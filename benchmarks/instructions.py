@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import gc
 import os
 import re
 import shutil
@@ -73,10 +74,18 @@ def _count_store(name: str, requests: int, counters: Any, stack: contextlib.Exit
                     stack.callback(asgi.close)
                     series = asgi.series(method, path)
                 series(30)  # warm: caches, pools, the statement caches
+                _settled()
                 counters.cg_zero()
                 series(requests)
                 label = f"{name}|{framework} request, {kind}|{side}|{requests}"
                 counters.cg_dump(label.encode())
+
+
+def _settled() -> None:
+    """As the timed rounds do: the set-up's objects out of the collector's way, so a full
+    collection of them does not land in one series' count."""
+    gc.collect()
+    gc.freeze()
 
 
 def _count_steps(stores: Sequence[str], calls: int, library: str) -> None:
@@ -94,6 +103,7 @@ def _count_steps(stores: Sequence[str], calls: int, library: str) -> None:
             stack.callback(lambda: runner.run(async_floor.close()))  # noqa: B023 (one pass)
             for step, side, work in _steps(manager, async_manager, floor, async_floor, runner):
                 work(20)
+                _settled()
                 counters.cg_zero()
                 work(calls)
                 counters.cg_dump(f"{name}|{step}|{side}|{calls}".encode())
@@ -235,10 +245,11 @@ def _under_valgrind(stores: str, requests: int, directory: Path, *more: str) -> 
     command = [
         "valgrind", "--tool=callgrind", "--dump-instr=no", "--collect-systime=no",
         f"--callgrind-out-file={directory}/callgrind.out.%p",
+        f"--log-file={directory}/valgrind.log",
         sys.executable, "-m", "benchmarks.instructions", "--stores", stores,
         "--requests", str(requests), "--inside", str(library), *more,
     ]  # fmt: skip
-    done = subprocess.run(command, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    done = subprocess.run(command, env=os.environ.copy())
     return done.returncode
 
 
