@@ -282,8 +282,9 @@ class AsyncSqlFloorBase:
 
 class AsyncEngineSqlFloor(AsyncSqlFloorBase):
     """The earlier asyncio floor, for a labelled extra row: the driver's connection checked
-    out of ``engine``'s (SQLAlchemy's) pool and given back in one greenlet, as ormsession's
-    store does; the statements as the driver floors run them."""
+    out of ``engine``'s (SQLAlchemy's) pool and given back in one new greenlet of
+    SQLAlchemy's ``greenlet_spawn`` (ormsession's store keeps its greenlets: bridge.py);
+    the statements as the driver floors run them."""
 
     def __init__(self, engine: Any, table: str = "session") -> None:
         self.engine = engine
