@@ -8,7 +8,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from ormsession.config import Config
-from ormsession.expiry import utcnow
+from ormsession.cookies import CookieOptions
+from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import arun
 from ormsession.manager import ManagerBase
 from ormsession.policy import StoreCall
@@ -38,17 +39,29 @@ class AsyncSessionManager(ManagerBase):
         self.repository = repository
         self._owns_repository = owns_repository
 
-    async def open(self, session_id: str | None = None) -> RequestSession:
-        """The session ``session_id`` names (the cookie's value), or a new one."""
-        return await arun(self.policy.open(session_id), self._perform)
+    async def open(
+        self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
+    ) -> RequestSession:
+        """The session ``session_id`` names (the cookie's value), or a new one.
+        ``expiry``: this request's timeouts, instead of the config's."""
+        return await arun(self.policy.open(session_id, expiry=expiry), self._perform)
 
     async def open_from_cookie_header(self, header: str | None) -> RequestSession:
         """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
         return await self.open(self.session_id_from_cookie_header(header))
 
-    async def save(self, session: RequestSession, *, https: bool = False) -> str | None:
-        """Persist the request's changes; return a ``Set-Cookie`` value or None."""
-        return await arun(self.policy.save(session, https=https), self._perform)
+    async def save(
+        self,
+        session: RequestSession,
+        *,
+        https: bool = False,
+        cookie: CookieOptions | None = None,
+        expiry: ExpiryPolicy | None = None,
+    ) -> str | None:
+        """Persist the request's changes; return a ``Set-Cookie`` value or None.
+        ``cookie`` and ``expiry``: this request's cookie options and timeouts."""
+        flow = self.policy.save(session, https=https, cookie=cookie, expiry=expiry)
+        return await arun(flow, self._perform)
 
     async def regenerate(self, session: RequestSession) -> None:
         """New id, same data, old id gone (call on login)."""

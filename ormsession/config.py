@@ -97,6 +97,9 @@ class Config(BaseModel):
         None, description="Cookie Max-Age; None for a browser-session cookie."
     )
     cookie_host_prefix: bool = False
+    cookie_partitioned: bool = Field(
+        False, description="Partitioned (CHIPS): one cookie per top-level site; implies Secure."
+    )
     set_cookie: bool = Field(True, description="Emit Set-Cookie (beego's enableSetCookie).")
     # -- where the id may come from (read by the integrations) ------------------------
     id_header: str | None = Field(None, description="Also accept the id in this header.")
@@ -145,7 +148,7 @@ class Config(BaseModel):
         try:
             super().__init__(**options)
         except ValidationError as exc:
-            raise ConfigurationError(describe(exc)) from None
+            raise _own_error(exc) or ConfigurationError(describe(exc)) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in type(self).model_fields:
@@ -153,6 +156,10 @@ class Config(BaseModel):
         super().__setattr__(name, value)
 
     def model_post_init(self, context: Any, /) -> None:
+        if self.cookie_lifetime is not None and self.cookie_lifetime <= timedelta(0):
+            raise ConfigurationError(
+                "cookie_lifetime must be positive (0 or None: a browser-session cookie)"
+            )
         self._cookie = CookieOptions(
             name=self.cookie_name,
             path=self.cookie_path,
@@ -162,6 +169,7 @@ class Config(BaseModel):
             samesite=self.cookie_samesite,
             max_age=self.cookie_lifetime,
             host_prefix=self.cookie_host_prefix,
+            partitioned=self.cookie_partitioned,
         )
         self._expiry = ExpiryPolicy(
             idle_timeout=self.idle_timeout,
@@ -230,6 +238,16 @@ def unknown_options(names: list[str]) -> str:
     if renamed:
         return "renamed option(s): " + "; ".join(renamed)
     return f"unknown option(s) {', '.join(names)}; valid options: " + ", ".join(Config.model_fields)
+
+
+def _own_error(exc: ValidationError) -> ConfigurationError | None:
+    """The ConfigurationError a check of ours raised inside validation, as it was raised:
+    pydantic wraps every ValueError (which ConfigurationError also is) in its own error."""
+    for error in exc.errors(include_url=False):
+        raised = (error.get("ctx") or {}).get("error")
+        if isinstance(raised, ConfigurationError):
+            return raised
+    return None
 
 
 def describe(exc: ValidationError) -> str:

@@ -11,9 +11,15 @@ from typing import Literal
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import from_us
 
-__all__ = ["CookieOptions", "SameSite", "cookie_value", "parse_cookie_header"]
+__all__ = ["CookieOptions", "CookieStyle", "SameSite", "cookie_value", "parse_cookie_header"]
 
 SameSite = Literal["lax", "strict", "none"]
+#: How a ``Set-Cookie`` value is laid out: "standard" (Werkzeug's and most servers'
+#: ``Path=/; HttpOnly; SameSite=Lax``), or "starlette" (Starlette's own SessionMiddleware's
+#: lowercase ``path=/; Max-Age=N; httponly; samesite=lax``, for apps and tests that look
+#: at the header as Starlette writes it). Browsers read both alike.
+CookieStyle = Literal["standard", "starlette"]
+_EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 # RFC 6265 cookie-name is an RFC 7230 token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -28,8 +34,12 @@ class CookieOptions:
     ``secure=None`` means "Secure when the request came over https" (the integrations tell
     the manager; behind a TLS-terminating proxy they can trust ``X-Forwarded-Proto``).
     ``max_age=None`` makes a browser-session cookie (no Max-Age, no Expires), as beego does
-    when no cookie lifetime is set. ``host_prefix`` names the cookie ``__Host-<name>``,
-    which browsers accept only with Secure, ``Path=/`` and no Domain, so those are enforced.
+    when no cookie lifetime is set; zero or negative (Starlette's ``max_age<=0``) a cookie
+    already expired when sent, so the session it names is never stored. ``host_prefix``
+    names the cookie ``__Host-<name>``, which browsers accept only with Secure, ``Path=/``
+    and no Domain, so those are enforced. ``partitioned`` (CHIPS: a cookie kept per
+    top-level site) implies Secure, as browsers require. A leading dot of ``domain`` is
+    dropped: browsers ignore it, and Werkzeug drops it too.
     """
 
     name: str
@@ -40,6 +50,8 @@ class CookieOptions:
     samesite: SameSite | None
     max_age: timedelta | None
     host_prefix: bool
+    partitioned: bool = False
+    style: CookieStyle = "standard"
     #: The name on the wire, with the ``__Host-`` prefix when enabled (worked out once:
     #: every request looks it up).
     cookie_name: str = field(init=False, repr=False, compare=False)
@@ -49,12 +61,14 @@ class CookieOptions:
             raise ConfigurationError(f"cookie name {self.name!r} is not a valid token")
         if not _PATH.fullmatch(self.path):
             raise ConfigurationError(f"cookie path {self.path!r} must start with '/'")
-        if self.domain is not None and not _DOMAIN.fullmatch(self.domain):
-            raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
+        if self.domain is not None:
+            if not _DOMAIN.fullmatch(self.domain):
+                raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
+            object.__setattr__(self, "domain", self.domain.removeprefix("."))
         if self.samesite not in ("lax", "strict", "none", None):
             raise ConfigurationError("cookie samesite must be 'lax', 'strict', 'none' or None")
-        if self.max_age is not None and self.max_age.total_seconds() <= 0:
-            raise ConfigurationError("cookie max_age must be positive (None: browser session)")
+        if self.style not in ("standard", "starlette"):
+            raise ConfigurationError("cookie style must be 'standard' or 'starlette'")
         if self.host_prefix:
             if self.secure is False:
                 raise ConfigurationError("a __Host- cookie must be Secure")
@@ -62,43 +76,69 @@ class CookieOptions:
                 raise ConfigurationError("a __Host- cookie must have Path=/ and no Domain")
         if self.samesite == "none" and self.secure is False:
             raise ConfigurationError("browsers reject SameSite=None without Secure")
+        if self.partitioned and self.secure is False:
+            raise ConfigurationError("a partitioned cookie must be Secure")
         wire_name = "__Host-" + self.name if self.host_prefix else self.name
         object.__setattr__(self, "cookie_name", wire_name)
 
+    @property
+    def expired_at_once(self) -> bool:
+        """Whether the cookie is already expired when sent (``max_age`` zero or negative):
+        the session it names is never stored."""
+        return self.max_age is not None and self.max_age <= timedelta(0)
+
     def is_secure(self, https: bool) -> bool:
-        if self.host_prefix or self.samesite == "none":
+        if self.host_prefix or self.partitioned or self.samesite == "none":
             return True
         return https if self.secure is None else self.secure
 
     def set_cookie(self, value: str, *, https: bool, now_us: int) -> str:
         """The ``Set-Cookie`` header value carrying the session id (``now_us``: the time
         of the response, in µs, for ``Expires``)."""
-        parts = [f"{self.cookie_name}={value}"]
+        lifetime: list[str] = []
         if self.max_age is not None:
             seconds = int(self.max_age.total_seconds())
-            parts.append(f"Max-Age={seconds}")
-            # Expires too, for the old clients that ignore Max-Age.
-            expires = from_us(now_us) + self.max_age
-            parts.append("Expires=" + format_datetime(expires, usegmt=True))
-        return "; ".join(parts + self._attributes(https))
+            lifetime.append(f"Max-Age={seconds}")
+            if self.style == "standard":
+                # Expires too, for the old clients that ignore Max-Age.
+                expires = from_us(now_us) + max(self.max_age, timedelta(0))
+                lifetime.append("Expires=" + format_datetime(expires, usegmt=True))
+        return self._join(value, lifetime, https)
 
     def delete_cookie(self, *, https: bool) -> str:
         """A ``Set-Cookie`` value that removes the cookie, with the same attributes as set."""
-        parts = [f"{self.cookie_name}=", "Max-Age=0", "Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
-        return "; ".join(parts + self._attributes(https))
+        if self.style == "starlette":
+            return self._join("", [f"expires={_EPOCH_EXPIRES}"], https)
+        return self._join("", ["Max-Age=0", f"Expires={_EPOCH_EXPIRES}"], https)
 
-    def _attributes(self, https: bool) -> list[str]:
-        attributes = []
+    def _join(self, value: str, lifetime: list[str], https: bool) -> str:
+        if self.style == "starlette":
+            # Starlette's order and case: path, lifetime, then its "security flags".
+            parts = [f"{self.cookie_name}={value}", f"path={self.path}", *lifetime]
+            if self.httponly:
+                parts.append("httponly")
+            if self.samesite:
+                parts.append(f"samesite={self.samesite}")
+            if self.is_secure(https):
+                parts.append("secure")
+            if self.domain:
+                parts.append(f"domain={self.domain}")
+            if self.partitioned:
+                parts.append("partitioned")
+            return "; ".join(parts)
+        parts = [f"{self.cookie_name}={value}", *lifetime]
         if self.domain:
-            attributes.append(f"Domain={self.domain}")
-        attributes.append(f"Path={self.path}")
+            parts.append(f"Domain={self.domain}")
+        parts.append(f"Path={self.path}")
         if self.is_secure(https):
-            attributes.append("Secure")
+            parts.append("Secure")
         if self.httponly:
-            attributes.append("HttpOnly")
+            parts.append("HttpOnly")
         if self.samesite:
-            attributes.append(f"SameSite={self.samesite.capitalize()}")
-        return attributes
+            parts.append(f"SameSite={self.samesite.capitalize()}")
+        if self.partitioned:
+            parts.append("Partitioned")
+        return "; ".join(parts)
 
 
 def parse_cookie_header(header: str | None) -> dict[str, str]:

@@ -26,7 +26,7 @@ class OrmsessionError(Exception):
     """Base class of every error raised by ormsession."""
 
 
-class ConfigurationError(OrmsessionError):
+class ConfigurationError(OrmsessionError, ValueError):
     """Raised at configuration time: a bad URL, an unknown scheme, an invalid option value."""
 
 

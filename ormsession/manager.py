@@ -82,18 +82,34 @@ class SessionManager(ManagerBase):
         self.repository = repository
         self._owns_repository = owns_repository
 
-    def open(self, session_id: str | None = None) -> RequestSession:
-        """The session ``session_id`` names (the cookie's value), or a new one."""
-        return run(self.policy.open(session_id), self._perform)
+    def open(
+        self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
+    ) -> RequestSession:
+        """The session ``session_id`` names (the cookie's value), or a new one.
+        ``expiry``: this request's timeouts, instead of the config's (see :meth:`save`)."""
+        return run(self.policy.open(session_id, expiry=expiry), self._perform)
 
     def open_from_cookie_header(self, header: str | None) -> RequestSession:
         """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
         return self.open(self.session_id_from_cookie_header(header))
 
-    def save(self, session: RequestSession, *, https: bool = False) -> str | None:
+    def save(
+        self,
+        session: RequestSession,
+        *,
+        https: bool = False,
+        cookie: CookieOptions | None = None,
+        expiry: ExpiryPolicy | None = None,
+    ) -> str | None:
         """Persist the request's changes; return a ``Set-Cookie`` value, or None if the
-        response needs none. ``https``: whether the request came over TLS (for Secure)."""
-        return run(self.policy.save(session, https=https), self._perform)
+        response needs none. ``https``: whether the request came over TLS (for Secure).
+
+        ``cookie`` and ``expiry``: this request's cookie options and timeouts, instead of
+        the config's, for an integration that reads its framework's settings per request
+        (Flask's ``SESSION_COOKIE_*`` and ``PERMANENT_SESSION_LIFETIME``).
+        """
+        flow = self.policy.save(session, https=https, cookie=cookie, expiry=expiry)
+        return run(flow, self._perform)
 
     def regenerate(self, session: RequestSession) -> None:
         """New id, same data, old id gone (call on login, against session fixation)."""

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from ormsession.config import Config
+from ormsession.cookies import CookieOptions
 from ormsession.errors import (
     ConfigurationError,
     ConflictError,
@@ -31,7 +32,7 @@ from ormsession.errors import (
     SessionTooLargeError,
     StoreError,
 )
-from ormsession.expiry import us_clock, utcnow
+from ormsession.expiry import ExpiryPolicy, us_clock, utcnow
 from ormsession.flows import Flow
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import StoredSession
@@ -57,6 +58,15 @@ def _store(method: StoreMethod, *args: Any) -> StoreCall:
     return StoreCall(method, args)
 
 
+class _Save(NamedTuple):
+    """The rules one save follows: the config's, or a request's own (an integration that
+    reads its framework's settings per request, such as Flask's)."""
+
+    https: bool
+    cookie: CookieOptions
+    expiry: ExpiryPolicy
+
+
 class SessionPolicy:
     """Everything a manager decides, with no I/O. Built once per manager from its config."""
 
@@ -79,12 +89,16 @@ class SessionPolicy:
         self.session_class = session_class
 
     # -- open -----------------------------------------------------------------------
-    def open(self, session_id: str | None) -> Flow[StoreCall, RequestSession]:
+    def open(
+        self, session_id: str | None, *, expiry: ExpiryPolicy | None = None
+    ) -> Flow[StoreCall, RequestSession]:
         """The session ``session_id`` (a cookie's value) names, or a new one.
 
         A malformed id never reaches the store; an unknown, expired or corrupt one is never
-        adopted: the client gets a new id (session fixation protection).
+        adopted: the client gets a new id (session fixation protection). ``expiry``: this
+        request's timeouts, instead of the config's.
         """
+        expiry = expiry or self.expiry
         now = self.now_us()
         key = self.ids.storage_key_of(session_id)
         if session_id is None or key is None:
@@ -102,7 +116,7 @@ class SessionPolicy:
             # and the browser keeps the new one.
             logger.info("a request came with the id of a regenerated session %s…", key[:8])
             return self._fresh(now, client_sent_id=True, lost_key=key)
-        if record is None or self.expiry.is_over(record.created_us, record.expires_us, now):
+        if record is None or expiry.is_over(record.created_us, record.expires_us, now):
             return self._fresh(now, client_sent_id=True)
         try:
             data = self.serializer.loads(record.data)
@@ -135,55 +149,95 @@ class SessionPolicy:
         return session
 
     # -- save -----------------------------------------------------------------------
-    def save(self, session: RequestSession, *, https: bool) -> Flow[StoreCall, str | None]:
+    def save(
+        self,
+        session: RequestSession,
+        *,
+        https: bool,
+        cookie: CookieOptions | None = None,
+        expiry: ExpiryPolicy | None = None,
+    ) -> Flow[StoreCall, str | None]:
         """Persist what this request changed; the answer is a ``Set-Cookie`` value or None.
 
         Writes nothing for a request that changed nothing, unless the expiry is due for a
-        refresh (then a touch, not a rewrite). Never brings back a session another request
+        refresh (then a touch, not a rewrite). A stored session the request emptied ends:
+        deleted, with a deleting cookie. Never brings back a session another request
         destroyed or regenerated (see :meth:`_lose`). With ``on_store_error="fresh"`` a
         store that fails the write leaves the session unsaved, logged, instead of raising.
+        ``cookie`` and ``expiry``: this request's cookie options and timeouts, instead of
+        the config's.
         """
         if session.unavailable:
             return None
         if session.lost:
             self._still_lost(session)
             return None
+        rules = _Save(https, cookie or self.cookie, expiry or self.expiry)
         try:
-            return (yield from self._save(session, https))
+            if rules.cookie.expired_at_once:
+                return (yield from self._save_nothing(session, rules))
+            return (yield from self._save(session, rules))
         except StoreError:
             if self.config.on_store_error == "raise":
                 raise
             logger.exception("session store unavailable; this request's session is not saved")
             return None
 
-    def _save(self, session: RequestSession, https: bool) -> Flow[StoreCall, str | None]:
+    def _save(self, session: RequestSession, rules: _Save) -> Flow[StoreCall, str | None]:
         now = self.now_us()
         stored = session.stored
         if stored is None:
-            if not session.contents():
+            if not dict.__len__(session):
                 deleting = session.destroyed and session.client_sent_id
-                return self._delete_cookie(https) if deleting else None
-            return (yield from self._create(session, now, https))
+                return self._delete_cookie(rules) if deleting else None
+            return (yield from self._create(session, now, rules))
+        if not dict.__len__(session):
+            return (yield from self._end_emptied(session, now, rules))
         data = self._changed_data(session, stored)
         if data is not None:
-            expires_us = self.expiry.expires_at(session.created_us, now)
+            expires_us = rules.expiry.expires_at(session.created_us, now)
             key, version = session.storage_key, stored.version
             new_version = yield _store("update", key, data, expires_us, version, now)
             if new_version is None:
-                return (yield from self._resolve_conflict(session, expires_us, now, https))
+                return (yield from self._resolve_conflict(session, expires_us, now, rules))
             session.mark_stored(Stored(data, new_version, expires_us))
-            return self._cookie_after_write(session, now, https)
-        if self.expiry.touch_due(session.created_us, stored.expires_us, now):
-            return (yield from self._touch(session, now, https))
+            return self._cookie_after_write(session, now, rules)
+        if rules.expiry.touch_due(session.created_us, stored.expires_us, now):
+            return (yield from self._touch(session, now, rules))
         if session.needs_cookie:
-            return self._cookie_after_write(session, now, https)
+            return self._cookie_after_write(session, now, rules)
         return None
+
+    def _end_emptied(
+        self, session: RequestSession, now: int, rules: _Save
+    ) -> Flow[StoreCall, str | None]:
+        """The request emptied a stored session (``clear()``, the usual logout in Flask
+        and Starlette apps, or its last key removed): it ends as a destroy would, so no
+        empty record lingers and the client's cookie is deleted."""
+        yield _store("delete", session.storage_key)
+        session.ended(self.ids.generate(), now)
+        return self._delete_cookie(rules)
+
+    def _save_nothing(self, session: RequestSession, rules: _Save) -> Flow[StoreCall, str | None]:
+        """A save under a cookie already expired when sent (Starlette's ``max_age<=0``):
+        the session can never come back, so nothing is stored; the client still gets its
+        (expired) cookie when the session holds data, as Starlette sends it."""
+        if session.stored is not None:  # stored under other rules: take it out of the store
+            yield _store("delete", session.storage_key)
+            session.restart(self.ids.generate(), session.created_us)
+        if not dict.__len__(session):
+            deleting = session.destroyed and session.client_sent_id
+            return self._delete_cookie(rules) if deleting else None
+        if not self.config.set_cookie:
+            return None
+        session.cookie_sent()
+        return rules.cookie.set_cookie(session.id, https=rules.https, now_us=self.now_us())
 
     def _changed_data(self, session: RequestSession, stored: Stored) -> bytes | None:
         """The bytes to write, or None when the data is as stored: nothing was changed, or
         it was changed back to equal values. A value changed in place is found here, by
         comparing serialized bytes."""
-        if not session.modified:
+        if not session.dirty:
             if not session.may_have_changed_in_place():
                 return None
             # Most requests that read a list or dict change nothing: a serializer's fast
@@ -198,31 +252,33 @@ class SessionPolicy:
         return data
 
     def _create(
-        self, session: RequestSession, now: int, https: bool
+        self, session: RequestSession, now: int, rules: _Save
     ) -> Flow[StoreCall, str | None]:
         data = self._encode(session.contents())
         for _ in range(3):
-            expires_us = self.expiry.expires_at(session.created_us, now)
+            expires_us = rules.expiry.expires_at(session.created_us, now)
             record = StoredSession(data, 1, session.created_us, expires_us)
             if (yield _store("create", session.storage_key, record, now)):
                 session.mark_stored(Stored(data, 1, expires_us))
-                return self._cookie_after_write(session, now, https)
+                return self._cookie_after_write(session, now, rules)
             # A live record already holds this 256-bit key: astronomically unlikely, so
             # treat it as an attack or a bug and never write into it; take another id.
             logger.warning("session key collision on create; generating another id")
             session.restart(self.ids.generate(), session.created_us)
         raise StoreError("could not create a session under a fresh key")
 
-    def _touch(self, session: RequestSession, now: int, https: bool) -> Flow[StoreCall, str | None]:
-        expires_us = self.expiry.expires_at(session.created_us, now)
+    def _touch(
+        self, session: RequestSession, now: int, rules: _Save
+    ) -> Flow[StoreCall, str | None]:
+        expires_us = rules.expiry.expires_at(session.created_us, now)
         if not (yield _store("touch", session.storage_key, expires_us, now)):
             self._lose(session, now, dropped=False)
             return None
         session.touched(expires_us)
-        return self._cookie_after_write(session, now, https)
+        return self._cookie_after_write(session, now, rules)
 
     def _resolve_conflict(
-        self, session: RequestSession, expires_us: int, now: int, https: bool
+        self, session: RequestSession, expires_us: int, now: int, rules: _Save
     ) -> Flow[StoreCall, str | None]:
         """Another request wrote since this one read: re-read, re-apply only this request's
         changes and compare-and-set again, up to ``max_attempts`` writes in all. A session
@@ -245,7 +301,7 @@ class SessionPolicy:
             attempts += 1
             if new_version is not None:
                 session.mark_stored(Stored(data, new_version, expires_us), merged)
-                return self._cookie_after_write(session, now, https)
+                return self._cookie_after_write(session, now, rules)
 
     def _merge(self, session: RequestSession, current: StoredSession) -> dict[str, Any]:
         """The stored data with this request's changes applied on top.
@@ -307,22 +363,25 @@ class SessionPolicy:
                 "this session was destroyed or regenerated by another request during this "
                 "one; nothing is saved"
             )
-        if session.modified:
+        if session.dirty:
             logger.warning(
                 "the session was destroyed or regenerated by another request during this "
                 "one; what this request wrote to it afterwards is not saved"
             )
 
-    def _cookie_after_write(self, session: RequestSession, now: int, https: bool) -> str | None:
+    def _cookie_after_write(self, session: RequestSession, now: int, rules: _Save) -> str | None:
         # The id changed (new or regenerated), or a lifetime cookie must follow the
         # pushed-back expiry (beego never refreshed it, so active users got logged out).
-        if not self.config.set_cookie or not (session.needs_cookie or self.cookie.max_age):
+        cookie = rules.cookie
+        if not self.config.set_cookie or not (session.needs_cookie or cookie.max_age):
             return None
         session.cookie_sent()
-        return self.cookie.set_cookie(session.id, https=https, now_us=now)
+        return cookie.set_cookie(session.id, https=rules.https, now_us=now)
 
-    def _delete_cookie(self, https: bool) -> str | None:
-        return self.cookie.delete_cookie(https=https) if self.config.set_cookie else None
+    def _delete_cookie(self, rules: _Save) -> str | None:
+        if not self.config.set_cookie:
+            return None
+        return rules.cookie.delete_cookie(https=rules.https)
 
     # -- regenerate, destroy ---------------------------------------------------------
     def regenerate(self, session: RequestSession) -> Flow[StoreCall, None]:

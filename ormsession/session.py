@@ -76,6 +76,7 @@ class RequestSession(dict[str, Any]):
         "_client_sent_id",
         "_created_us",
         "_destroyed",
+        "_dirty",
         "_exposed",
         "_id",
         "_key",
@@ -108,7 +109,7 @@ class RequestSession(dict[str, Any]):
         self._created_us = created_us
         self._stored = stored
         # A new session holding data must be written; a stored one is as loaded.
-        self._modified = stored is None and bool(data)
+        self._dirty = self._modified = stored is None and bool(data)
         self._accessed = False
         self._destroyed = False
         self._lost = False
@@ -134,15 +135,23 @@ class RequestSession(dict[str, Any]):
 
     @property
     def modified(self) -> bool:
-        """True after a change in this request (or :meth:`mark_modified`).
+        """True once the request changed the session (or called :meth:`mark_modified`),
+        and still after a save, as in Flask and Starlette.
 
-        Settable, as in Flask: ``session.modified = True`` forces the next save to write.
+        Settable, as in Flask: ``session.modified = True`` forces the next save to write,
+        ``False`` tells it the changes made so far through the dict's methods need none.
         """
         return self._modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        self._modified = bool(value)
+        self._modified = self._dirty = bool(value)
+
+    @property
+    def dirty(self) -> bool:
+        """True while changes made through the dict's methods are not saved yet (values
+        changed in place are found by the save itself)."""
+        return self._dirty
 
     @property
     def accessed(self) -> bool:
@@ -155,7 +164,8 @@ class RequestSession(dict[str, Any]):
 
     @property
     def destroyed(self) -> bool:
-        """True after ``manager.destroy(session)`` in this request."""
+        """True after ``manager.destroy(session)`` in this request, or once a save ended
+        the session because the request emptied it (``clear()``, the last key removed)."""
         return self._destroyed
 
     @property
@@ -177,7 +187,7 @@ class RequestSession(dict[str, Any]):
 
     def mark_modified(self) -> None:
         """Force the next save to write, e.g. after changing an object in place."""
-        self._modified = True
+        self._modified = self._dirty = True
 
     # -- reads: mark the session accessed ---------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -283,7 +293,7 @@ class RequestSession(dict[str, Any]):
             super().clear()
 
     def _changed(self) -> None:
-        self._accessed = self._modified = True
+        self._accessed = self._modified = self._dirty = True
 
     def _watch(self, key: str, value: Any) -> None:
         """A mutable value leaves the session: keep what it takes to find an in-place
@@ -363,7 +373,7 @@ class RequestSession(dict[str, Any]):
             super().clear()
             super().update(data)
         self._stored = stored
-        self._modified = self._exposed = False
+        self._dirty = self._exposed = False
         self._snapshots = {}
 
     def touched(self, expires_us: int) -> None:
@@ -383,7 +393,8 @@ class RequestSession(dict[str, Any]):
         self._id, self._key = session_id, None
         self._created_us = created_us
         self._stored = None
-        self._modified = super().__len__() > 0
+        self._dirty = super().__len__() > 0
+        self._modified = self._modified or self._dirty
         self._needs_cookie = True
 
     def ended(self, session_id: str, created_us: int) -> None:

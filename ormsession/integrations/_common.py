@@ -273,7 +273,7 @@ def config_for(
 def late_change(session: RequestSession, id_sent: str) -> bool:
     """Whether the app changed the session after its response headers went out (while
     streaming the body), so it must be saved again without a chance to send a cookie."""
-    return session.modified or session.id != id_sent
+    return session.dirty or session.id != id_sent
 
 
 def warn_cookie_lost(session: RequestSession, id_sent: str, set_cookie: str | None) -> None:

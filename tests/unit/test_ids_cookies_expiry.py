@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -238,3 +239,67 @@ def test_the_default_clock_reads_microseconds_without_a_datetime() -> None:
 def test_invalid_expiry_options_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         expiry_policy(**bad)
+
+
+def cookie_rules(**options: object) -> CookieOptions:
+    """CookieOptions as the default Config builds them, with ``options`` (fields of
+    CookieOptions that no Config option sets, such as ``style``) replaced."""
+    return replace(Config().cookie, **options)  # type: ignore[arg-type]
+
+
+def test_the_starlette_style_lays_the_cookie_out_as_starlette_does() -> None:
+    options = cookie_rules(
+        style="starlette",
+        max_age=dt.timedelta(days=14),
+        domain="example.com",
+        partitioned=True,
+        samesite="none",
+    )
+    assert options.set_cookie("abc", https=True, now_us=0) == (
+        "session=abc; path=/; Max-Age=1209600; httponly; samesite=none; secure; "
+        "domain=example.com; partitioned"
+    )
+    assert options.delete_cookie(https=False) == (
+        "session=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; httponly; samesite=none; "
+        "secure; domain=example.com; partitioned"
+    )
+    browser_session = cookie_rules(style="starlette", samesite="lax")
+    assert browser_session.set_cookie("abc", https=False, now_us=0) == (
+        "session=abc; path=/; httponly; samesite=lax"
+    )
+
+
+def test_partitioned_cookies_are_secure_and_a_domains_leading_dot_is_dropped() -> None:
+    options = cookie_rules(partitioned=True, domain=".example.com")
+    header = options.set_cookie("abc", https=False, now_us=0)
+    assert header.endswith(
+        "Domain=example.com; Path=/; Secure; HttpOnly; SameSite=Lax; Partitioned"
+    )
+    with pytest.raises(ConfigurationError, match="partitioned cookie must be Secure"):
+        cookie_rules(partitioned=True, secure=False)
+    with pytest.raises(ConfigurationError, match="style"):
+        cookie_rules(style="django")
+
+
+def test_a_cookie_expired_when_sent() -> None:
+    options = cookie_rules(max_age=dt.timedelta(seconds=-1))
+    assert options.expired_at_once
+    header = options.set_cookie("abc", https=False, now_us=5_000_000)
+    assert "Max-Age=-1; Expires=Thu, 01 Jan 1970 00:00:05 GMT" in header
+    assert not cookie_rules(max_age=dt.timedelta(seconds=1)).expired_at_once
+    assert not cookie_rules(max_age=None).expired_at_once
+
+
+def test_config_cookie_lifetime_zero_is_a_browser_session_and_negative_an_error() -> None:
+    assert Config(cookie_lifetime=0).cookie.max_age is None
+    with pytest.raises(ConfigurationError, match="cookie_lifetime must be positive"):
+        Config(cookie_lifetime=dt.timedelta(seconds=-5))
+    assert Config(cookie_partitioned=True).cookie.partitioned
+
+
+def test_a_configuration_error_is_also_a_value_error() -> None:
+    # Flask raises ValueError for a bad SameSite at request time; apps catch either.
+    with pytest.raises(ValueError, match="samesite"):
+        Config(cookie_samesite="bogus")
+    with pytest.raises(ValueError, match="samesite"):
+        cookie_rules(samesite="bogus")

@@ -1,0 +1,112 @@
+"""Per-request rules every framework integration relies on, on every store, sync and async:
+``modified`` as Flask and Starlette keep it, an emptied session ending, and a save or open
+under a request's own cookie options and timeouts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ormsession.expiry import ExpiryPolicy
+from tests.manager.test_lifecycle import cookie_id, stored_session
+from tests.support.stores import FakeClock, record_calls
+
+
+def test_modified_stays_true_after_the_save_while_dirty_clears(manager: Any) -> None:
+    sid = stored_session(manager, user=1)
+    session = manager.open(sid)
+    assert not session.modified and not session.dirty
+    session["user"] = 2
+    assert session.modified and session.dirty
+    manager.save(session)
+    assert session.modified, "Flask and Starlette apps read modified after the save"
+    assert not session.dirty
+    calls = record_calls(manager)
+    manager.save(session)
+    assert calls.writes() == [], "a saved change is not written twice"
+    assert dict(manager.open(sid)) == {"user": 2}
+
+
+def test_setting_modified_false_skips_the_write_of_dict_changes(manager: Any) -> None:
+    sid = stored_session(manager, user=1)
+    session = manager.open(sid)
+    session["user"] = 2
+    session.modified = False
+    assert not session.dirty
+    manager.save(session)
+    assert dict(manager.open(sid)) == {"user": 1}
+
+
+@pytest.mark.parametrize("empty", ["clear", "pop", "del", "popitem"])
+def test_a_stored_session_the_request_empties_ends(manager: Any, empty: str) -> None:
+    sid = stored_session(manager, user=1)
+    before = manager.count()
+    session = manager.open(sid)
+    if empty == "clear":
+        session.clear()
+    elif empty == "pop":
+        session.pop("user")
+    elif empty == "del":
+        del session["user"]
+    else:
+        session.popitem()
+    header = manager.save(session)
+    assert header is not None and header.startswith("session=;")
+    assert "Max-Age=0" in header
+    assert session.is_new and session.destroyed and session.id != sid
+    assert manager.count() == before - 1, "no empty record is left behind"
+    reopened = manager.open(sid)
+    assert reopened.is_new and dict(reopened) == {}
+
+
+def test_an_emptied_session_that_gets_data_again_is_a_new_session(manager: Any) -> None:
+    sid = stored_session(manager, user=1)
+    session = manager.open(sid)
+    session.clear()
+    manager.save(session)
+    session["user"] = 2
+    new_id = cookie_id(manager.save(session))
+    assert new_id != sid
+    assert manager.open(sid).is_new
+    assert dict(manager.open(new_id)) == {"user": 2}
+
+
+def test_a_save_under_the_requests_own_cookie_options(manager: Any) -> None:
+    session = manager.open(None)
+    session["x"] = 1
+    options = replace(manager.cookie, name="app_session", partitioned=True, domain=".example.com")
+    header = manager.save(session, cookie=options)
+    assert header.startswith(f"app_session={session.id};")
+    attributes = [part.strip() for part in header.split(";")[1:]]
+    assert "Partitioned" in attributes and "Secure" in attributes
+    assert "Domain=example.com" in attributes, "a leading dot is dropped"
+    assert manager.open(session.id).get("x") == 1
+
+
+def test_a_save_and_open_under_the_requests_own_timeouts(manager: Any, clock: FakeClock) -> None:
+    long = ExpiryPolicy(idle_timeout=timedelta(days=31), absolute_timeout=None, refresh_ratio=0.1)
+    session = manager.open(None)
+    session["remember"] = True
+    manager.save(session, expiry=long)
+    assert session.expires_at == clock.now + timedelta(days=31)
+    clock.advance(days=2)  # past the config's idle timeout of one day
+    assert manager.open(session.id).get("remember") is True, "the stored expiry rules"
+    clock.advance(days=28)  # 30 days: the config's absolute timeout
+    assert manager.open(session.id).is_new
+    assert manager.open(session.id, expiry=long).get("remember") is True
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+def test_a_cookie_expired_when_sent_stores_nothing(manager: Any, seconds: int) -> None:
+    before = manager.count()
+    calls = record_calls(manager)
+    expired = replace(manager.cookie, max_age=timedelta(seconds=seconds), style="starlette")
+    session = manager.open(None)
+    session["some"] = "data"
+    header = manager.save(session, cookie=expired)
+    assert header.startswith(f"session={session.id}; path=/; Max-Age={seconds};")
+    assert calls.writes() == [] and manager.count() == before
+    assert manager.open(session.id).is_new, "a replayed expired cookie gives a new session"
