@@ -114,8 +114,6 @@ class SessionMiddleware:
                 "ormsession.configure_async) or an async factory of one; a synchronous "
                 "SessionManager would block the event loop"
             )
-        # The secret is not kept: nothing is signed, the cookie holds only a random id.
-        del secret_key
         starlette: dict[str, object] = {
             name: value
             for name, value in (
@@ -129,12 +127,22 @@ class SessionMiddleware:
             )
             if value is not UNSET
         }
+        if manager is not None and starlette:
+            raise ConfigurationError(
+                f"{', '.join(sorted(starlette))} configure the cookie: with manager=, set "
+                "the cookie options in ormsession.configure_async() instead"
+            )
         resolved = config_for(config, options, manager_given=manager is not None)
         self.app = app
         self.options = RequestOptions.from_config(resolved)
-        self._overrides = self._starlette_mode(
-            starlette, resolved, config, options, manager_given=manager is not None
-        )
+        self._overrides: StarletteOverrides | None = None
+        if manager is None and (starlette or secret_key is not None):
+            # Starlette mode. What the app set itself (as opposed to a default) wins over
+            # what a Starlette argument implies: see _starlette_options.
+            explicit = set(options) | (config or resolved).model_fields_set
+            self._overrides = starlette_overrides(starlette, resolved, explicit)
+        # The secret itself is not kept: nothing is signed, the cookie holds a random id.
+        del secret_key
         self._config = resolved
         self._factory: ManagerFactory | None = None
         self._manager: AsyncSessionManager | None = None
@@ -144,27 +152,6 @@ class SessionMiddleware:
             self._factory = manager
         self._owns_manager = self._manager is None
         self._per_loop = LoopManagers(self._build)
-
-    @staticmethod
-    def _starlette_mode(
-        given: dict[str, object],
-        resolved: Config,
-        config: Config | None,
-        options: dict[str, Any],
-        *,
-        manager_given: bool,
-    ) -> StarletteOverrides | None:
-        if not given:
-            return None
-        if manager_given:
-            raise ConfigurationError(
-                f"{', '.join(sorted(given))} configure the cookie: with manager=, set the "
-                "cookie options in ormsession.configure_async() instead"
-            )
-        # What the app set itself, as opposed to a default: an explicit option wins over
-        # what a Starlette argument implies (see _starlette_options).
-        explicit = set(options) | (config or resolved).model_fields_set
-        return starlette_overrides(given, resolved, explicit)
 
     @property
     def cookie_name(self) -> str | None:
