@@ -18,6 +18,7 @@ manager per loop would give each loop its own, empty, store.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import weakref
@@ -83,7 +84,10 @@ class LoopManagers:
             entry = self._entries.get(loop)
             if entry is None:
                 entry = self._entries[loop] = _Entry(loop.create_future())
-                entry.guardian = loop.create_task(self._guard(loop, entry))
+                # An empty context: the first request's context variables (a request id
+                # in the logs, ...) must not live on in a task that lasts as long as the loop.
+                guard = self._guard(loop, entry)
+                entry.guardian = loop.create_task(guard, context=contextvars.Context())
         # Shielded: a cancelled request must not cancel the build the others wait for.
         return await asyncio.shield(entry.ready)
 

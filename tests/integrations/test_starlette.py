@@ -508,6 +508,8 @@ class TestStarletteArguments:
         client = TestClient(starlette_app(secret_key="s", cookie_name="sid", cookie_lifetime=60))
         cookie = client.post("/put", json={"a": 1}).headers["set-cookie"]
         assert cookie.startswith("sid=") and "; Max-Age=60; " in cookie
+        # In Starlette mode the store keeps the session as long as its cookie lives.
+        assert client.get("/expiry").json()["expires_in"] == pytest.approx(60, abs=5)
 
     def test_without_starlettes_names_ormsessions_defaults_apply(self) -> None:
         client = TestClient(starlette_app())
