@@ -9,9 +9,12 @@
     ])
     # in an endpoint: request.session["user"] = "ada"
 
-``request.session`` works as with Starlette's own SessionMiddleware (it reads
-``scope["session"]``), but the data lives in the store and only an id is in the cookie.
-The middleware itself is plain ASGI and imports no framework; ``get_session`` and
+A drop-in for Starlette's own SessionMiddleware: it takes Starlette's arguments under their
+names and meanings (``SessionMiddleware(app, secret_key=..., max_age=...)``, see
+``_starlette_options``), and ``request.session`` (``scope["session"]``) is a ``dict`` as
+Starlette's is; but the data lives in the store and only an id is in the cookie. Served
+without lifespan events, each event loop gets its own manager (``_asgi_loops``). The
+middleware itself is plain ASGI and imports no framework; ``get_session`` and
 ``SessionDep`` (FastAPI dependencies) import Starlette/FastAPI when first used.
 """
 

@@ -639,9 +639,13 @@ def loop_store(
 def connections_left(name: str) -> int:
     gc.collect()  # a leaked aiosqlite connection warns when collected
     if name == "sqlite":
-        # aiosqlite runs each connection in a thread named after its worker function.
+        # aiosqlite runs each connection in a thread named after its worker function; a
+        # closed connection's thread ends right after the close (give it a moment), a
+        # leaked one never does.
         workers = [t for t in threading.enumerate() if "_connection_worker" in t.name]
-        return len(workers)
+        for worker in workers:
+            worker.join(timeout=2)
+        return sum(worker.is_alive() for worker in workers)
     return open_tcp_connections(STORE_PORTS[name])
 
 
