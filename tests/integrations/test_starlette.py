@@ -591,16 +591,17 @@ def test_request_session_behaves_as_a_dict(store_url: str) -> None:
 STORE_PORTS = {"postgresql": 5432, "mysql": 3306, "redis": 6379}
 
 
-def open_tcp_connections(port: int) -> int:
-    """This process's established TCP connections to ``port`` (from /proc: the sockets
-    among its own file descriptors), so other users of the shared servers do not count."""
+def tcp_connections_to(port: int) -> set[str]:
+    """This process's established TCP connections to ``port`` (socket inodes, from /proc:
+    the sockets among its own file descriptors), so other users of the shared servers do
+    not count."""
     inodes = set()
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/self/fd/{fd}")
             if target.startswith("socket:["):
                 inodes.add(target[len("socket:[") : -1])
-    count = 0
+    connected = set()
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         with open(table) as lines:
             next(lines)
@@ -609,8 +610,34 @@ def open_tcp_connections(port: int) -> int:
                 remote, state, inode = fields[2], fields[3], fields[9]
                 established = state == "01"
                 if established and inode in inodes and int(remote.rsplit(":", 1)[1], 16) == port:
-                    count += 1
-    return count
+                    connected.add(inode)
+    return connected
+
+
+class OpenConnections:
+    """The store connections a test opened and left open: TCP connections to the server,
+    or (SQLite) aiosqlite's connection threads."""
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        self.before = self._now()
+
+    def _now(self) -> set[Any]:
+        gc.collect()  # a leaked aiosqlite connection warns when collected
+        if self.store == "sqlite":
+            # aiosqlite runs each connection in a thread named after its worker function.
+            return {t for t in threading.enumerate() if "_connection_worker" in t.name}
+        return tcp_connections_to(STORE_PORTS[self.store])
+
+    def left(self) -> int:
+        opened = self._now() - self.before
+        if self.store == "sqlite":
+            # A closed connection's thread ends right after the close (give it a moment);
+            # a leaked one never does.
+            for thread in opened:
+                thread.join(timeout=2)
+            return sum(thread.is_alive() for thread in opened)
+        return len(opened)
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql", "redis"])
@@ -636,33 +663,20 @@ def loop_store(
     empty_session_table(url)
 
 
-def connections_left(name: str) -> int:
-    gc.collect()  # a leaked aiosqlite connection warns when collected
-    if name == "sqlite":
-        # aiosqlite runs each connection in a thread named after its worker function; a
-        # closed connection's thread ends right after the close (give it a moment), a
-        # leaked one never does.
-        workers = [t for t in threading.enumerate() if "_connection_worker" in t.name]
-        for worker in workers:
-            worker.join(timeout=2)
-        return sum(worker.is_alive() for worker in workers)
-    return open_tcp_connections(STORE_PORTS[name])
-
-
 @pytest.mark.filterwarnings("error")
 class TestEveryEventLoop:
     def test_test_client_without_with(self, loop_store: tuple[str, dict[str, Any]]) -> None:
         name, options = loop_store
-        baseline = connections_left(name)
+        connections = OpenConnections(name)
         client = TestClient(make_app(**options))  # no `with`: a new loop per request
         for expected in ("1", "2", "3", "4"):
             assert client.get("/count").text == expected
-            assert connections_left(name) == baseline, "a loop's connection was left open"
+            assert connections.left() == 0, "a loop's connection was left open"
         assert client.get("/read").text == "None:4"
 
     def test_successive_asyncio_runs(self, loop_store: tuple[str, dict[str, Any]]) -> None:
         name, options = loop_store
-        baseline = connections_left(name)
+        connections = OpenConnections(name)
         app = make_app(**options)
         cookies = httpx.Cookies()
 
@@ -676,13 +690,13 @@ class TestEveryEventLoop:
                 return response.text
 
         assert [asyncio.run(one_request()) for _ in range(3)] == ["1", "2", "3"]
-        assert connections_left(name) == baseline
+        assert connections.left() == 0
 
     def test_with_lifespan_one_manager_serves_every_request(
         self, loop_store: tuple[str, dict[str, Any]]
     ) -> None:
         name, options = loop_store
-        baseline = connections_left(name)
+        connections = OpenConnections(name)
         managers: set[int] = set()
 
         async def which(request: Request) -> Response:
@@ -695,7 +709,7 @@ class TestEveryEventLoop:
             for _ in range(3):
                 client.get("/which")
         assert len(managers) == 1
-        assert connections_left(name) == baseline
+        assert connections.left() == 0
 
     def test_a_factory_is_called_and_closed_per_loop(self, sqlite_path: Path) -> None:
         events: list[str] = []
