@@ -7,14 +7,17 @@
     app.config["ORMSESSION_URL"] = "sqlite:///sessions.sqlite3"
     OrmSession(app)
 
-Configuration, lowest precedence first: ``ORMSESSION_*`` environment variables; Flask's
-``SESSION_COOKIE_*`` keys (when changed from Flask's defaults); ``ORMSESSION_<FIELD>`` keys in
-``app.config``; keyword options given to :class:`OrmSession`.
+A drop-in for Flask's own sessions: Flask's ``SESSION_COOKIE_*``, ``APPLICATION_ROOT``,
+``SESSION_REFRESH_EACH_REQUEST`` and ``PERMANENT_SESSION_LIFETIME`` keys are read on every
+request, so an app (or a test) may change them at any time. ``OrmSession(app)`` writes
+ormsession's own cookie settings into those keys once (see :func:`install_cookie_settings`);
+from then on Flask's keys are the truth. Store options (``ORMSESSION_<FIELD>`` keys in
+``app.config``, keyword options, ``ORMSESSION_*`` environment variables) are read once, at
+:meth:`OrmSession.init_app`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +25,16 @@ import flask
 from flask.sessions import SessionInterface, SessionMixin
 
 from ormsession.config import Config
-from ormsession.errors import ConfigurationError
+from ormsession.cookies import CookieOptions
+from ormsession.expiry import ExpiryPolicy
 from ormsession.integrations._common import (
     REQUEST_OPTION_NAMES,
     RequestOptions,
     SessionRequest,
     config_for,
 )
-from ormsession.session import RequestSession, Stored
+from ormsession.integrations._flask_session import refuse_flask_session_keys
+from ormsession.session import RequestSession
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -41,21 +46,14 @@ __all__ = [
     "OrmSession",
     "OrmSessionInterface",
     "destroy_session",
+    "install_cookie_settings",
     "regenerate_session",
 ]
 
 EXTENSION_KEY = "ormsession"
 _REQUEST_KEY = "ormsession.request"
-
-#: Flask's standard session settings and the ormsession option each one sets.
-_FLASK_COOKIE_KEYS = {
-    "SESSION_COOKIE_NAME": "cookie_name",
-    "SESSION_COOKIE_DOMAIN": "cookie_domain",
-    "SESSION_COOKIE_PATH": "cookie_path",
-    "SESSION_COOKIE_HTTPONLY": "cookie_httponly",
-    "SESSION_COOKIE_SECURE": "cookie_secure",
-    "SESSION_COOKIE_SAMESITE": "cookie_samesite",
-}
+#: How many cookie layouts an interface remembers (an app has one or two; tests a few more).
+_CACHE_LIMIT = 64
 
 
 class FlaskSession(RequestSession, SessionMixin):
@@ -81,22 +79,120 @@ class FlaskSession(RequestSession, SessionMixin):
 
 
 class OrmSessionInterface(SessionInterface):
-    """Flask's hook: open the session from the request, save it into the response."""
+    """Flask's hook: open the session from the request, save it into the response.
 
-    def __init__(self, manager: SessionManager, options: RequestOptions) -> None:
+    ``idle_timeout_set``: the app chose ormsession's ``idle_timeout`` itself, so it also
+    governs permanent sessions (otherwise their idle timeout is
+    ``PERMANENT_SESSION_LIFETIME``, see :meth:`permanent_expiry`).
+    """
+
+    def __init__(
+        self, manager: SessionManager, options: RequestOptions, *, idle_timeout_set: bool = False
+    ) -> None:
         if not issubclass(manager.session_class, FlaskSession):
             # Flask needs its session interface on every session: the same manager (a
             # copy, so the app's own stays as it is) opening FlaskSessions.
             manager = manager.with_session_class(FlaskSession)
         self.manager = manager
         self.options = options
+        self.idle_timeout_set = idle_timeout_set
+        # Built from app.config's values on first use, then one dict lookup a request.
+        self._cookies: dict[tuple[Any, ...], CookieOptions] = {}
+        self._expiries: dict[timedelta, ExpiryPolicy] = {}
 
+    # -- per-request settings, from app.config -----------------------------------------
+    def cookie_options(self, app: Flask, *, permanent: bool) -> CookieOptions:
+        """The cookie as app.config describes it now (``ValueError`` for an invalid
+        value, as Flask raises when it sets the cookie)."""
+        config = app.config
+        lifetime = app.permanent_session_lifetime if permanent else None
+        key = (
+            config["SESSION_COOKIE_NAME"],
+            config.get("SESSION_COOKIE_DOMAIN"),
+            config.get("SESSION_COOKIE_PATH"),
+            config.get("APPLICATION_ROOT"),
+            config.get("SESSION_COOKIE_HTTPONLY", True),
+            config.get("SESSION_COOKIE_SECURE"),
+            config.get("SESSION_COOKIE_SAMESITE"),
+            config.get("SESSION_COOKIE_PARTITIONED", False),
+            lifetime,
+        )
+        options = self._cookies.get(key)
+        if options is None:
+            options = self._build_cookie(*key)
+            if len(self._cookies) >= _CACHE_LIMIT:
+                self._cookies.clear()
+            self._cookies[key] = options
+        return options
+
+    def _build_cookie(
+        self,
+        name: str,
+        domain: str | None,
+        path: str | None,
+        root: str | None,
+        httponly: bool,
+        secure: bool | None,
+        samesite: str | None,
+        partitioned: bool,
+        lifetime: timedelta | None,
+    ) -> CookieOptions:
+        if samesite is not None and (
+            not isinstance(samesite, str) or samesite.lower() not in ("lax", "strict", "none")
+        ):
+            raise ValueError(
+                f"SESSION_COOKIE_SAMESITE must be 'Strict', 'Lax', 'None' or None, not {samesite!r}"
+            )
+        base = self.manager.cookie
+        return CookieOptions(
+            name=name,
+            path=path or root or "/",
+            domain=domain or None,
+            secure=None if secure is None else bool(secure),
+            httponly=bool(httponly),
+            samesite=samesite.lower() if samesite else None,  # type: ignore[arg-type]
+            partitioned=bool(partitioned),
+            # A permanent session's cookie lives PERMANENT_SESSION_LIFETIME; any other is
+            # a browser-session cookie, unless ormsession's cookie_lifetime says otherwise.
+            max_age=lifetime if lifetime is not None else base.max_age,
+            host_prefix=base.host_prefix,
+        )
+
+    def permanent_expiry(self, lifetime: timedelta) -> ExpiryPolicy:
+        """The server-side rules of a permanent session: the store keeps it as long as its
+        cookie lives. Idle timeout ``PERMANENT_SESSION_LIFETIME`` (unless the app set
+        ``idle_timeout`` itself); the absolute timeout never shorter than the lifetime."""
+        base = self.manager.expiry
+        if lifetime <= timedelta(0):
+            return base  # a cookie expired when sent: nothing is stored anyway
+        policy = self._expiries.get(lifetime)
+        if policy is None:
+            absolute = base.absolute_timeout
+            policy = ExpiryPolicy(
+                idle_timeout=base.idle_timeout if self.idle_timeout_set else lifetime,
+                absolute_timeout=None if absolute is None else max(absolute, lifetime),
+                refresh_ratio=base.refresh_ratio,
+            )
+            if len(self._expiries) >= _CACHE_LIMIT:
+                self._expiries.clear()
+            self._expiries[lifetime] = policy
+        return policy
+
+    def _wire_name(self, app: Flask) -> str:
+        name: str = app.config["SESSION_COOKIE_NAME"]
+        return "__Host-" + name if self.manager.cookie.host_prefix else name
+
+    # -- Flask's hooks ---------------------------------------------------------------
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
         session_request = SessionRequest.from_wsgi(
-            request.environ, self.options, self.manager.cookie.cookie_name
+            request.environ, self.options, self._wire_name(app)
         )
         request.environ[_REQUEST_KEY] = session_request
-        session = self.manager.open(session_request.session_id)
+        # Judged with a permanent session's (longer) absolute timeout: whether the session
+        # is permanent is known only once it is read. A session that is not permanent was
+        # stored with an expiry capped by the shorter one, so it still ends on time.
+        lenient = self.permanent_expiry(app.permanent_session_lifetime)
+        session = self.manager.open(session_request.session_id, expiry=lenient)
         if not isinstance(session, FlaskSession):  # pragma: no cover - __init__ sees to it
             raise TypeError(f"{type(self.manager).__name__} opened a {type(session).__name__}")
         session.ormsession_request = session_request  # for save_session, without a lookup
@@ -109,56 +205,65 @@ class OrmSessionInterface(SessionInterface):
         if session_request is None:
             environ = flask.request.environ
             session_request = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
-                environ, self.options, self.manager.cookie.cookie_name
+                environ, self.options, self._wire_name(app)
             )
-        stored_before = session.stored
-        cookie = self.manager.save(session, https=session_request.https)
-        if isinstance(session, FlaskSession) and session.permanent:
-            cookie = self._permanent_cookie(app, session, cookie, stored_before, session_request)
-        for name, value in session_request.headers_for(session, cookie):
+        permanent = isinstance(session, FlaskSession) and session.permanent
+        # Built before anything is written: an invalid setting fails the request cleanly.
+        cookie_options = self.cookie_options(app, permanent=permanent)
+        expiry = self.permanent_expiry(app.permanent_session_lifetime) if permanent else None
+        https = session_request.https
+        needed_cookie = session.needs_cookie  # a new or regenerated id: always sent
+        set_cookie = self.manager.save(session, https=https, cookie=cookie_options, expiry=expiry)
+        set_cookie = self._flask_cookie(
+            app, session, set_cookie, cookie_options, https, needed=needed_cookie
+        )
+        for name, value in session_request.headers_for(session, set_cookie):
             if name == "Vary":
                 for vary in value.split(", "):
                     response.vary.add(vary)
             else:
                 response.headers.add(name, value)
 
-    def _permanent_cookie(
+    def _flask_cookie(
         self,
         app: Flask,
-        session: FlaskSession,
-        cookie: str | None,
-        stored_before: Stored | None,
-        session_request: SessionRequest,
+        session: RequestSession,
+        set_cookie: str | None,
+        cookie_options: CookieOptions,
+        https: bool,
+        *,
+        needed: bool,
     ) -> str | None:
-        """A permanent session's cookie lives ``PERMANENT_SESSION_LIFETIME``.
+        """The ``Set-Cookie`` Flask would send, given the manager's answer ``set_cookie``.
 
-        Flask resends it on every request (``SESSION_REFRESH_EACH_REQUEST``); here it is
-        resent when the store's expiry was pushed back too (a write, or the throttled
-        touch), so read-only responses stay free of Set-Cookie and cacheable.
+        The manager's answer stands when the id changed, the session ended (a deleting
+        cookie) or was lost. For a stored session with its id unchanged, Flask's rule
+        decides: the cookie goes out when the session was modified, or when it is
+        permanent (or has ormsession's ``cookie_lifetime``) and
+        ``SESSION_REFRESH_EACH_REQUEST`` is on. Re-sending costs nothing server-side:
+        the store's write or touch stays throttled by the policy.
         """
-        lifetime: timedelta = app.permanent_session_lifetime
-        stored = session.stored
-        if stored is None or lifetime.total_seconds() <= 0:
-            return cookie  # a deleting cookie (nothing stored)
-        if not self.manager.config.set_cookie:
-            return None
-        moved = stored_before is None or stored.expires_us != stored_before.expires_us
-        refreshed = moved and bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True))
-        if cookie is None and not refreshed:
-            return None
-        options = replace(self.manager.cookie, max_age=lifetime)
-        return options.set_cookie(
-            session.id, https=session_request.https, now_us=self.manager.policy.now_us()
+        if session.is_new or session.lost or needed or not self.manager.config.set_cookie:
+            return set_cookie
+        refresh = cookie_options.max_age is not None and bool(
+            app.config.get("SESSION_REFRESH_EACH_REQUEST", True)
         )
+        if not (session.modified or refresh):
+            return None  # a refresh cookie Flask would not send (refresh turned off)
+        if set_cookie is None:
+            set_cookie = cookie_options.set_cookie(
+                session.id, https=https, now_us=self.manager.policy.now_us()
+            )
+        return set_cookie
 
 
 class OrmSession:
     """The extension: ``OrmSession(app)`` or ``ext = OrmSession(); ext.init_app(app)``.
 
-    ``manager``: a ready :class:`SessionManager` (cookie and store options are then its
-    own); otherwise one is built from the app's config, ``config`` and ``options`` when
-    :meth:`init_app` runs. The manager lives as long as the process; call :meth:`close`
-    at shutdown if you need to release its connections earlier (tests, say).
+    ``manager``: a ready :class:`SessionManager` (its store and configuration are then its
+    own); otherwise one is built from the app's ``ORMSESSION_*`` keys, ``config`` and
+    ``options`` when :meth:`init_app` runs. The manager lives as long as the process; call
+    :meth:`close` at shutdown if you need to release its connections earlier (tests, say).
     """
 
     def __init__(
@@ -169,6 +274,7 @@ class OrmSession:
         config: Config | None = None,
         **options: Any,
     ) -> None:
+        refuse_flask_session_keys(options, where="OrmSession()")
         self._manager = manager
         self._config = config
         self._options = options
@@ -178,24 +284,32 @@ class OrmSession:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
+        refuse_flask_session_keys(app.config, where="app.config")
         manager = self._manager
+        app_options = config_options(app)
         if manager is None:
-            options = config_options(app) | self._options
+            options = app_options | self._options
             resolved = config_for(self._config, options, manager_given=False)
             from ormsession.configure import configure
 
             manager = configure(config=resolved, session_class=FlaskSession)
             self._owned.append(manager)
+            # Chosen in code or in app.config: these override Flask's keys.
+            chosen = set(options)
         else:
-            # A ready manager brings its own cookie and store options; only the request
+            # A ready manager brings its own store and configuration; only the request
             # options can still come from app.config.
             request_options = {
-                key: app.config[f"ORMSESSION_{key.upper()}"]
-                for key in sorted(REQUEST_OPTION_NAMES)
-                if f"ORMSESSION_{key.upper()}" in app.config
+                key: value for key, value in app_options.items() if key in REQUEST_OPTION_NAMES
             }
             resolved = config_for(self._config, request_options | self._options, manager_given=True)
-        interface = OrmSessionInterface(manager, RequestOptions.from_config(resolved))
+            chosen = _explicit_fields(manager.config)
+        install_cookie_settings(app, manager.config, chosen)
+        interface = OrmSessionInterface(
+            manager,
+            RequestOptions.from_config(resolved),
+            idle_timeout_set=_idle_timeout_set(manager.config),
+        )
         app.session_interface = interface
         app.extensions[EXTENSION_KEY] = interface
         self.manager = interface.manager
@@ -208,25 +322,73 @@ class OrmSession:
 
 
 def config_options(app: Flask) -> dict[str, Any]:
-    """ormsession options from ``app.config``: Flask's own session keys where the app
-    changed them from Flask's defaults (so ormsession's safer defaults, SameSite=Lax and
-    Secure on https, stay in force otherwise), then any ``ORMSESSION_<FIELD>`` keys."""
-    config, defaults = app.config, app.default_config
-    if config.get("SESSION_COOKIE_PARTITIONED"):
-        raise ConfigurationError("SESSION_COOKIE_PARTITIONED is not supported by ormsession")
-    options: dict[str, Any] = {}
-    for key, field in _FLASK_COOKIE_KEYS.items():
-        value = config.get(key, defaults.get(key))
-        if value is not None and value != defaults.get(key):
-            options[field] = value.lower() if field == "cookie_samesite" else value
-    root = config.get("APPLICATION_ROOT") or "/"
-    if "cookie_path" not in options and root != "/":
-        options["cookie_path"] = root
-    for field in Config.model_fields:
-        key = f"ORMSESSION_{field.upper()}"
-        if key in config:
-            options[field] = config[key]
-    return options
+    """The ``ORMSESSION_<FIELD>`` keys of ``app.config``, as ormsession options."""
+    config = app.config
+    return {
+        field: config[f"ORMSESSION_{field.upper()}"]
+        for field in Config.model_fields
+        if f"ORMSESSION_{field.upper()}" in config
+    }
+
+
+def _explicit_fields(config: Config) -> set[str]:
+    """The options ``config`` was given explicitly (by code or the environment). A copy
+    made by ``Config.replace`` counts every field as given; then only the values that
+    differ from the defaults tell."""
+    fields = Config.model_fields
+    given = config.model_fields_set
+    if given != set(fields):
+        return set(given)
+    return {name for name, info in fields.items() if getattr(config, name) != info.default}
+
+
+def _idle_timeout_set(config: Config) -> bool:
+    return "idle_timeout" in _explicit_fields(config)
+
+
+#: Flask's cookie key -> (ormsession option, Flask's default).
+_FLASK_COOKIE_KEYS: dict[str, tuple[str, Any]] = {
+    "SESSION_COOKIE_NAME": ("cookie_name", "session"),
+    "SESSION_COOKIE_DOMAIN": ("cookie_domain", None),
+    "SESSION_COOKIE_PATH": ("cookie_path", None),
+    "SESSION_COOKIE_HTTPONLY": ("cookie_httponly", True),
+    "SESSION_COOKIE_SECURE": ("cookie_secure", False),
+    "SESSION_COOKIE_SAMESITE": ("cookie_samesite", None),
+    "SESSION_COOKIE_PARTITIONED": ("cookie_partitioned", False),
+}
+#: ormsession's defaults that are safer than Flask's: installed unless the app chose.
+_SAFER_DEFAULTS = frozenset({"cookie_secure", "cookie_samesite"})
+
+
+def install_cookie_settings(app: Flask, config: Config, chosen: set[str]) -> None:
+    """Write ormsession's cookie settings into Flask's ``SESSION_COOKIE_*`` keys, which
+    are then read on every request.
+
+    An option in ``chosen`` (given to ``OrmSession`` or as an ``ORMSESSION_*`` key in
+    ``app.config``) always wins. Any other setting of ``config`` (from the environment,
+    or one of ormsession's safer defaults: ``SameSite=Lax``, ``Secure`` on https) fills
+    a key only while it still holds Flask's default, so a value the app set, before or
+    after ``OrmSession(app)``, wins over it.
+    """
+    from_outside = _explicit_fields(config)
+    for key, (field, flask_default) in _FLASK_COOKIE_KEYS.items():
+        value = _as_flask_value(field, getattr(config, field))
+        if field in chosen or (
+            (field in from_outside or field in _SAFER_DEFAULTS)
+            and _is_default(app.config.get(key, flask_default), flask_default)
+        ):
+            app.config[key] = value
+
+
+def _as_flask_value(field: str, value: Any) -> Any:
+    if field == "cookie_samesite" and value is not None:
+        return str(value).capitalize()
+    return value
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    # `False == 0` and `None` vs `False` must not be confused: compare type and value.
+    return type(value) is type(default) and value == default
 
 
 def _interface() -> OrmSessionInterface:

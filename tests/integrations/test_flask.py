@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask, flash, get_flashed_messages, session
+from flask.globals import request_ctx
 from markupsafe import Markup
 
 import ormsession
+from ormsession.expiry import to_us
 from ormsession.integrations.flask import (
     FlaskSession,
     OrmSession,
+    OrmSessionInterface,
     destroy_session,
     regenerate_session,
 )
 from ormsession.repositories.memory import MemoryRepository
 from tests.integrations.helpers import SetCookie, only_set_cookie
+from tests.support.stores import FakeClock, record_calls, target_for
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 
@@ -185,9 +191,10 @@ def test_application_root_is_the_default_path() -> None:
     assert cookie_of(app.test_client().get("/count")).attributes["path"] == "/shop"
 
 
-def test_partitioned_cookies_are_refused() -> None:
-    with pytest.raises(ormsession.ConfigurationError):
-        make_app(SESSION_COOKIE_PARTITIONED=True)
+def test_partitioned_cookie() -> None:
+    cookie = cookie_of(make_app(SESSION_COOKIE_PARTITIONED=True).test_client().get("/count"))
+    assert "partitioned" in cookie.attributes
+    assert "secure" in cookie.attributes, "browsers keep a partitioned cookie only if Secure"
 
 
 class TestPermanent:
@@ -209,23 +216,31 @@ class TestPermanent:
         remembered = cookie_of(client.get("/remember"))
         assert remembered.attributes["max-age"] == str(7 * 86400)
 
-    def test_refreshed_with_the_store_expiry_not_on_every_request(self) -> None:
+    def test_resent_on_every_request_while_the_store_is_touched_only_when_due(self) -> None:
+        # Flask re-sends a permanent session's cookie on every request (with Vary: Cookie);
+        # the store's expiry is still pushed back only once refresh_ratio has passed.
         app, now = self.app_with_clock(PERMANENT_SESSION_LIFETIME=timedelta(days=7))
         client = app.test_client()
         client.get("/remember")
-        assert client.get("/read").headers.getlist("Set-Cookie") == []
+        calls = record_calls(app.session_interface.manager)  # type: ignore[attr-defined]
+        plain = client.get("/plain")  # the session is not even read
+        assert cookie_of(plain).attributes["max-age"] == str(7 * 86400)
+        assert plain.headers["Vary"] == "Cookie"
+        assert calls.writes() == []
         now[0] += timedelta(minutes=10)  # past refresh_ratio * idle_timeout: touch due
         refreshed = cookie_of(client.get("/read"))
         assert refreshed.attributes["max-age"] == str(7 * 86400)
-        assert client.get("/read").headers.getlist("Set-Cookie") == []
+        assert calls.writes() == ["touch"]
 
     def test_no_refresh_when_refresh_each_request_is_off(self) -> None:
         app, now = self.app_with_clock(SESSION_REFRESH_EACH_REQUEST=False)
         client = app.test_client()
         client.get("/remember")
+        assert client.get("/read").headers.getlist("Set-Cookie") == []
         now[0] += timedelta(minutes=10)
         response = client.get("/read")
         assert response.text == "ada:0" and response.headers.getlist("Set-Cookie") == []
+        assert cookie_of(client.get("/count")).attributes["max-age"] == str(31 * 86400)
 
 
 def test_header_and_query_opt_ins_from_app_config() -> None:
@@ -311,9 +326,9 @@ def test_a_ready_managers_copy_keeps_its_class_and_leaves_it_as_it_was() -> None
     class Instrumented(ormsession.SessionManager):
         opened = 0
 
-        def open(self, session_id: str | None = None) -> ormsession.RequestSession:
+        def open(self, session_id: str | None = None, **options: Any) -> ormsession.RequestSession:
             Instrumented.opened += 1
-            return super().open(session_id)
+            return super().open(session_id, **options)
 
     manager = Instrumented(MemoryRepository())
     app = make_app(install=False)
@@ -336,3 +351,322 @@ def test_a_new_visitor_writing_during_an_outage_gets_the_page_with_fresh_session
     response = app.test_client().get("/count")  # a first visit that writes to the session
     assert response.status_code == 200 and response.text == "1"
     assert "Set-Cookie" not in response.headers, "an unsaved session sets no cookie"
+
+
+# -- Flask's own settings, read at request time ----------------------------------------------
+STORES = ["sqlite", "postgresql", "mysql", "redis"]
+
+
+@pytest.fixture(params=STORES)
+def store_app(request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """An app on a real store (its own database or key prefix), closed afterwards."""
+    target = target_for(request, request.param)
+    app = make_app(install=False)
+    extension = OrmSession(app, url=target.url, **target.options)
+    yield app
+    extension.close()
+
+
+def manager_of(app: Flask) -> Any:
+    return app.session_interface.manager  # type: ignore[attr-defined]
+
+
+class TestSettingsAtRequestTime:
+    def test_cookie_keys_changed_after_init_apply_to_the_next_response(self) -> None:
+        app = make_app()
+        client = app.test_client()
+        first = cookie_of(client.get("/count"))
+        assert (first.name, first.attributes["path"]) == ("session", "/")
+        app.config.update(
+            SESSION_COOKIE_NAME="later",
+            SESSION_COOKIE_DOMAIN=".example.test",
+            APPLICATION_ROOT="/shop",
+            SESSION_COOKIE_HTTPONLY=False,
+            SESSION_COOKIE_SECURE=True,
+            SESSION_COOKIE_SAMESITE="Strict",
+            SESSION_COOKIE_PARTITIONED=True,
+        )
+        later = cookie_of(app.test_client().get("/count", "http://www.example.test/shop/"))
+        assert later.name == "later"
+        assert later.attributes == {
+            "domain": "example.test",  # the leading dot dropped, as Werkzeug does
+            "path": "/shop",
+            "secure": "yes",
+            "samesite": "Strict",
+            "partitioned": "yes",
+        }
+        app.config["SESSION_COOKIE_PATH"] = "/"
+        assert cookie_of(app.test_client().get("/count")).attributes["path"] == "/"
+
+    def test_the_cookie_options_are_built_once_per_settings(self) -> None:
+        app = make_app()
+        interface = app.session_interface
+        assert isinstance(interface, OrmSessionInterface)
+        first = interface.cookie_options(app, permanent=False)
+        assert interface.cookie_options(app, permanent=False) is first
+        app.config["SESSION_COOKIE_NAME"] = "other"
+        changed = interface.cookie_options(app, permanent=False)
+        assert changed is not first and changed.name == "other"
+        permanent = interface.cookie_options(app, permanent=True)
+        assert permanent.max_age == app.permanent_session_lifetime
+
+    def test_the_cookie_is_read_under_the_current_name(self) -> None:
+        app = make_app()
+        client = app.test_client()
+        client.get("/count")
+        app.config["SESSION_COOKIE_NAME"] = "renamed"
+        # The browser's "session" cookie is no longer the session cookie: a fresh session.
+        assert client.get("/read").text == "None:0"
+
+    def test_init_app_writes_the_safer_defaults_into_flasks_keys(self) -> None:
+        app = make_app()
+        assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+        assert app.config["SESSION_COOKIE_SECURE"] is None, "None: Secure on https requests"
+        assert app.config["SESSION_COOKIE_PATH"] is None, "APPLICATION_ROOT still applies"
+
+    def test_an_explicit_samesite_none_sends_no_samesite(self) -> None:
+        app = make_app()
+        app.config["SESSION_COOKIE_SAMESITE"] = None
+        assert "samesite" not in cookie_of(app.test_client().get("/count")).attributes
+
+    def test_the_apps_own_values_set_before_init_win_over_the_safer_defaults(self) -> None:
+        app = make_app(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=True)
+        cookie = cookie_of(app.test_client().get("/count"))
+        assert cookie.attributes["samesite"] == "Strict" and "secure" in cookie.attributes
+
+    @pytest.mark.parametrize("samesite", ["invalid", "", 1])
+    def test_an_invalid_samesite_raises_value_error_before_anything_is_stored(
+        self, samesite: Any
+    ) -> None:
+        app = make_app()
+        app.testing = True
+        app.config["SESSION_COOKIE_SAMESITE"] = samesite
+        with pytest.raises(ValueError, match="SESSION_COOKIE_SAMESITE"):
+            app.test_client().get("/count")
+        assert manager_of(app).count() == 0
+
+    def test_an_invalid_cookie_name_or_path_raises_value_error(self) -> None:
+        app = make_app()
+        app.testing = True
+        app.config["SESSION_COOKIE_NAME"] = "bad name"
+        with pytest.raises(ValueError, match="cookie name"):
+            app.test_client().get("/count")
+        app.config.update(SESSION_COOKIE_NAME="session", SESSION_COOKIE_PATH="no-slash")
+        with pytest.raises(ValueError, match="cookie path"):
+            app.test_client().get("/count")
+
+
+class TestPrecedence:
+    def test_keyword_options_beat_ormsession_keys_beat_flask_keys(self) -> None:
+        app = make_app(install=False, SESSION_COOKIE_NAME="flask", ORMSESSION_COOKIE_NAME="config")
+        OrmSession(app, url="memory://", cookie_name="keyword")
+        assert app.config["SESSION_COOKIE_NAME"] == "keyword"
+        assert cookie_of(app.test_client().get("/count")).name == "keyword"
+
+    def test_flask_keys_beat_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("ORMSESSION_COOKIE_NAME", "from_env")
+        monkeypatch.setenv("ORMSESSION_COOKIE_SAMESITE", "strict")
+        assert cookie_of(make_app().test_client().get("/count")).name == "from_env"
+        app = make_app(SESSION_COOKIE_NAME="from_flask", SESSION_COOKIE_SAMESITE="Lax")
+        cookie = cookie_of(app.test_client().get("/count"))
+        assert cookie.name == "from_flask" and cookie.attributes["samesite"] == "Lax"
+        assert make_app().config["SESSION_COOKIE_SAMESITE"] == "Strict"
+
+    def test_a_later_flask_key_wins_over_an_ormsession_key(self) -> None:
+        app = make_app(ORMSESSION_COOKIE_NAME="config")
+        app.config["SESSION_COOKIE_NAME"] = "later"
+        assert cookie_of(app.test_client().get("/count")).name == "later"
+
+    def test_a_ready_managers_own_settings_are_installed(self) -> None:
+        manager = ormsession.configure("memory://", cookie_name="mine", cookie_samesite="strict")
+        app = make_app(install=False, SESSION_COOKIE_NAME="flask")
+        OrmSession(app, manager=manager)
+        assert app.config["SESSION_COOKIE_NAME"] == "mine"
+        assert app.config["SESSION_COOKIE_SAMESITE"] == "Strict"
+
+
+class TestWhenTheCookieIsSent:
+    def test_a_modified_session_resends_its_cookie_without_a_store_write(self) -> None:
+        app = make_app()
+
+        @app.get("/same")
+        def same() -> str:
+            session["count"] = 1  # the value it already has
+            return ""
+
+        client = app.test_client()
+        sid = cookie_of(client.get("/count")).value
+        calls = record_calls(manager_of(app))
+        again = client.get("/same")
+        assert cookie_of(again).value == sid, "Flask sends the cookie of a modified session"
+        assert "max-age" not in cookie_of(again).attributes
+        assert calls.writes() == [], "equal data is not written again"
+
+    def test_an_unmodified_session_sends_no_cookie(self) -> None:
+        client = make_app().test_client()
+        client.get("/count")
+        assert client.get("/read").headers.getlist("Set-Cookie") == []
+
+    def test_changing_permanent_sends_the_cookie_with_or_without_a_lifetime(
+        self, store_app: Flask
+    ) -> None:
+        app = store_app
+
+        @app.get("/forget")
+        def forget() -> str:
+            session.permanent = False
+            return ""
+
+        client = app.test_client()
+        client.get("/count")
+        remembered = cookie_of(client.get("/remember"))
+        assert remembered.attributes["max-age"] == str(31 * 86400)
+        assert "expires" in remembered.attributes
+        forgotten = cookie_of(client.get("/forget"))
+        assert forgotten.value == remembered.value
+        assert "max-age" not in forgotten.attributes and "expires" not in forgotten.attributes
+        assert client.get("/read").text == "ada:1"
+
+    @pytest.mark.parametrize("how", ["clear", "pop"])
+    def test_emptying_the_session_ends_it_with_a_deleting_cookie(
+        self, store_app: Flask, how: str
+    ) -> None:
+        app = store_app
+
+        @app.get("/empty")
+        def empty() -> str:
+            if how == "clear":
+                session.clear()
+            else:
+                session.pop("count")
+            return ""
+
+        client = app.test_client()
+        sid = cookie_of(client.get("/count")).value
+        assert manager_of(app).count() == 1
+        ended = client.get("/empty")
+        assert cookie_of(ended).deletes and ended.headers["Vary"] == "Cookie"
+        assert manager_of(app).count() == 0, "no empty record is left behind"
+        replay = app.test_client()
+        replay.set_cookie("session", sid)
+        assert replay.get("/read").text == "None:0"
+
+    def test_modified_stays_true_after_the_save(self) -> None:
+        app = make_app()
+        client = app.test_client()
+        with client:
+            client.get("/count")
+            saved = session._get_current_object()  # type: ignore[attr-defined]
+            assert saved.modified and saved.accessed and not saved.dirty
+
+    def test_the_interface_never_reads_the_session(self) -> None:
+        # len(session) or bool(session) would mark it accessed (and add Vary: Cookie).
+        app = make_app()
+        client = app.test_client()
+        client.get("/remember")
+        app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+        with client:
+            response = client.get("/plain")
+            # request_ctx._session: the flask.session proxy itself marks the session accessed.
+            assert not request_ctx._session.accessed and "Vary" not in response.headers
+
+
+class TestPermanentSessionsOnTheServer:
+    def clocked(self, url: str, options: dict[str, Any], **config: Any) -> tuple[Flask, Any]:
+        clock = FakeClock()
+        app = make_app(install=False, **config)
+        manager = ormsession.configure(url, clock=clock, **options)
+        OrmSession(app, manager=manager)
+        return app, clock
+
+    def test_idle_timeout_is_the_lifetime_and_the_absolute_timeout_never_shorter(
+        self, request: pytest.FixtureRequest
+    ) -> None:
+        target = target_for(request, "postgresql")
+        app, clock = self.clocked(
+            target.url, target.options, PERMANENT_SESSION_LIFETIME=timedelta(days=60)
+        )
+        client = app.test_client()
+        client.get("/remember")
+        stored = manager_of(app).open(cookie_of(client.get("/count")).value)
+        assert stored.expires_at == clock.now + timedelta(days=60)
+        other = app.test_client()
+        other.get("/count")  # not permanent: the default idle timeout (1 day)
+        clock.advance(days=2)
+        assert client.get("/read").text == "ada:1", "a permanent session outlives idle_timeout"
+        assert other.get("/read").text == "None:0"
+        for _ in range(3):  # active past the 30-day absolute timeout, within 60 days
+            clock.advance(days=12)
+            assert client.get("/read").text == "ada:1"
+        clock.advance(days=25)  # 63 days after creation: past the lifetime
+        assert client.get("/read").text == "None:0"
+        manager_of(app).close()
+
+    @pytest.mark.parametrize("where", ["option", "app.config", "environment"])
+    def test_an_explicit_idle_timeout_governs_permanent_sessions_too(
+        self, where: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        clock = FakeClock()
+        app = make_app(install=False)
+        if where == "option":
+            extension = OrmSession(app, url="memory://", idle_timeout="2h")
+        elif where == "app.config":
+            app.config["ORMSESSION_IDLE_TIMEOUT"] = "2h"
+            extension = OrmSession(app, url="memory://")
+        else:
+            monkeypatch.setenv("ORMSESSION_IDLE_TIMEOUT", "2h")
+            extension = OrmSession(app, url="memory://")
+        assert extension.manager is not None
+        extension.manager.policy.now_us = lambda: to_us(clock())
+        client = app.test_client()
+        client.get("/remember")
+        assert cookie_of(client.get("/count")).attributes["max-age"] == str(31 * 86400)
+        clock.advance(hours=3)
+        assert client.get("/read").text == "None:0"
+
+
+class TestFlaskSessionKeys:
+    def test_redis_type_and_client_name_the_url_to_use(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url("redis://:s3cret@127.0.0.1:6379/0")
+        app = make_app(install=False, SESSION_TYPE="redis", SESSION_REDIS=client)
+        with pytest.raises(ormsession.ConfigurationError) as raised:
+            OrmSession(app)
+        message = str(raised.value)
+        assert "SESSION_TYPE" in message and "SESSION_REDIS" in message
+        assert 'ORMSESSION_URL = "redis://127.0.0.1:6379/0"' in message
+        assert "s3cret" not in message
+        client.close()
+
+    @pytest.mark.parametrize(
+        ("key", "instead"),
+        [
+            ("SESSION_KEY_PREFIX", "ORMSESSION_KEY_PREFIX"),
+            ("SESSION_SQLALCHEMY", "configure(engine="),
+            ("SESSION_PERMANENT", "session.permanent"),
+            ("SESSION_USE_SIGNER", "nothing"),
+            ("SESSION_ID_LENGTH", "ORMSESSION_ID_BYTES"),
+            ("SESSION_SERIALIZATION_FORMAT", "ORMSESSION_SERIALIZER"),
+        ],
+    )
+    def test_each_key_names_its_replacement(self, key: str, instead: str) -> None:
+        with pytest.raises(ormsession.ConfigurationError, match=re.escape(instead)):
+            make_app(**{key: True})
+
+    def test_also_as_options(self) -> None:
+        with pytest.raises(ormsession.ConfigurationError, match="ORMSESSION_KEY_PREFIX"):
+            OrmSession(make_app(install=False), session_key_prefix="x:")
+        with pytest.raises(ValueError, match="SESSION_TYPE"):
+            OrmSession(make_app(install=False), SESSION_TYPE="redis")
+
+    def test_flasks_own_session_keys_are_not_mistaken_for_them(self) -> None:
+        make_app(SESSION_REFRESH_EACH_REQUEST=False, SESSION_COOKIE_NAME="x")
+
+
+def test_no_secret_key_is_needed() -> None:
+    app = make_app()
+    assert app.secret_key is None
+    client = app.test_client()
+    client.get("/flash")
+    assert client.get("/show").json["html"] == "<b>saved</b>"  # type: ignore[index]
