@@ -34,7 +34,7 @@ from ormsession.integrations.asgi import (
     destroy_session,
     regenerate_session,
 )
-from ormsession.schema import upgrade
+from ormsession.schema import VERSION_TABLE, upgrade
 from tests.integrations.helpers import SetCookie, only_set_cookie, starlette_test_client
 from tests.support.sql_fixtures import async_url
 
@@ -730,6 +730,20 @@ class TestEveryEventLoop:
         assert client.get("/count").text == "1"
         assert client.get("/count").text == "2"
         assert events == ["built", "closed", "built", "closed"]
+
+    def test_later_loops_skip_the_schema_check(self, sqlite_path: Path) -> None:
+        url = f"sqlite+aiosqlite:///{sqlite_path}"
+        client = TestClient(make_app(url=url))
+        assert client.get("/count").text == "1"  # migrates and checks the new file
+        # Were the check run again, the next loop's manager would refuse this database.
+        engine = create_engine(f"sqlite:///{sqlite_path}", poolclass=NullPool)
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        engine.dispose()
+        assert client.get("/count").text == "2"
+        assert client.get("/count").text == "3"
+        with pytest.raises(ormsession.SchemaError):  # a new app does check it
+            TestClient(make_app(url=url, auto_migrate=False)).get("/count")
 
     def test_memory_is_shared_by_every_loop(self) -> None:
         client = TestClient(make_app())
