@@ -21,7 +21,6 @@ import asyncio
 import contextvars
 import logging
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 
 from ormsession.async_manager import AsyncSessionManager
@@ -65,11 +64,10 @@ class LoopManagers:
 
     def __init__(self, build: ManagerFactory) -> None:
         self._build = build
-        # Weak, so a loop that ended without running its guardian is not kept alive; the
-        # guardian removes its own entry (the entry refers to its loop through its tasks).
-        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Each guardian removes its loop's entry. A loop closed without cancelling its
+        # tasks first (``loop.close()`` by hand) never runs its guardian: such entries are
+        # dropped when the next loop arrives, so they cannot pile up.
+        self._entries: dict[asyncio.AbstractEventLoop, _Entry] = {}
         self._shared: AsyncSessionManager | None = None
         # Loops run in different threads (one per TestClient request): guard the table.
         self._lock = threading.Lock()
@@ -83,6 +81,8 @@ class LoopManagers:
         with self._lock:
             entry = self._entries.get(loop)
             if entry is None:
+                for closed in [other for other in self._entries if other.is_closed()]:
+                    del self._entries[closed]
                 entry = self._entries[loop] = _Entry(loop.create_future())
                 # An empty context: the first request's context variables (a request id
                 # in the logs, ...) must not live on in a task that lasts as long as the loop.

@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket
 
 import ormsession
 from ormsession.async_manager import AsyncSessionManager
+from ormsession.integrations._asgi_loops import LoopManagers
 from ormsession.integrations.asgi import (
     MANAGER_KEY,
     SessionMiddleware,
@@ -783,3 +784,26 @@ class TestEveryEventLoop:
             return [response.status_code, len(attempts)]
 
         assert asyncio.run(main()) == [200, 2]
+
+
+def test_loops_closed_by_hand_leave_no_entries_behind() -> None:
+    """A loop closed without cancelling its tasks never runs its guardian; its entry is
+    dropped when the next loop arrives."""
+    closed: list[int] = []
+
+    class NoConnections:  # stands for a store bound to its loop, holding nothing
+        async def close(self) -> None:
+            closed.append(1)
+
+    async def build() -> AsyncSessionManager:
+        return AsyncSessionManager(NoConnections())  # type: ignore[arg-type]
+
+    managers = LoopManagers(build)
+    for _ in range(3):
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(managers.get())
+        loop.close()  # by hand: the guardian task is left pending
+    assert len(managers._entries) == 1  # only the last closed loop's, until the next arrives
+    asyncio.run(managers.get())  # asyncio.run cancels the guardian: its manager is closed
+    assert managers._entries == {}
+    assert closed
