@@ -70,7 +70,9 @@ class LoopManagers:
         self._entries: dict[asyncio.AbstractEventLoop, _Entry] = {}
         self._shared: AsyncSessionManager | None = None
         # Loops run in different threads (one per TestClient request): guard the table.
-        self._lock = threading.Lock()
+        # Reentrant: the garbage collector may finalize an abandoned guardian (whose
+        # ``finally`` forgets its entry) while this thread holds the lock.
+        self._lock = threading.RLock()
 
     async def get(self) -> AsyncSessionManager:
         """The manager for the running loop, built on its first request (once, even under
@@ -82,7 +84,7 @@ class LoopManagers:
             entry = self._entries.get(loop)
             if entry is None:
                 for closed in [other for other in self._entries if other.is_closed()]:
-                    del self._entries[closed]
+                    self._entries.pop(closed, None)
                 entry = self._entries[loop] = _Entry(loop.create_future())
                 # An empty context: the first request's context variables (a request id
                 # in the logs, ...) must not live on in a task that lasts as long as the loop.
@@ -113,7 +115,10 @@ class LoopManagers:
             await loop.create_future()  # pending until the loop's shutdown cancels it
         finally:
             self._forget(loop, entry)
-            await close_quietly(manager)
+            # A loop closed by hand with this task still pending cannot run the close:
+            # the garbage collector is ending the task, there is no loop to await on.
+            if not loop.is_closed():
+                await close_quietly(manager)
 
     def _share(self, manager: AsyncSessionManager) -> AsyncSessionManager:
         with self._lock:
@@ -124,7 +129,7 @@ class LoopManagers:
     def _forget(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
         with self._lock:
             if self._entries.get(loop) is entry:
-                del self._entries[loop]
+                self._entries.pop(loop, None)
 
     async def aclose(self) -> None:
         """Close the running loop's manager and the shared one (other loops' managers
