@@ -57,15 +57,50 @@ def _port(text: str) -> int | None:
     return int(text)
 
 
+#: beego's ManagerConfig fields, by their JSON names, and the JSON type each must have.
+MANAGER_CONFIG_KEYS: dict[str, type] = {
+    "cookieName": str,
+    "enableSetCookie": bool,
+    "gclifetime": int,
+    "maxLifetime": int,
+    "disableHTTPOnly": bool,
+    "secure": bool,
+    "cookieLifeTime": int,
+    "providerConfig": str,
+    "domain": str,
+    "sessionIDLength": int,
+    "EnableSidInHTTPHeader": bool,
+    "SessionNameInHTTPHeader": str,
+    "EnableSidInURLQuery": bool,
+    "sessionIDPrefix": str,
+    "cookieSameSite": int,
+}
+_KEY_BY_FOLDED = {name.casefold(): name for name in MANAGER_CONFIG_KEYS}
+_JSON_TYPE = {str: "a string", bool: "true or false", int: "a whole number"}
+
+
 def _whole(values: Mapping[str, Any], name: str) -> int:
     """An integer field of beego's ManagerConfig (absent, null or "" are 0)."""
     value = values.get(name) or 0
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ConfigurationError(f"beego {name} must be a whole number")
+        raise ConfigurationError(f"beego {name} must be a whole number (of seconds for times)")
     try:
         return int(value)
     except ValueError:
-        raise ConfigurationError(f"beego {name} must be a whole number") from None
+        # "1h": beego reads these as JSON numbers, so a duration string never worked there.
+        raise ConfigurationError(
+            f"beego {name} must be a whole number (of seconds for times), not a string"
+        ) from None
+
+
+def _checked_value(name: str, value: Any) -> Any:
+    """``value`` if Go's encoding/json would accept it for the field (null: its zero)."""
+    expected = MANAGER_CONFIG_KEYS[name]
+    if value is None or expected is int:  # whole numbers are checked where they are read
+        return value
+    if not isinstance(value, expected):
+        raise ConfigurationError(f"beego {name} must be {_JSON_TYPE[expected]}")
+    return value
 
 
 def parse_mysql_dsn(dsn: str) -> ParsedProvider:
@@ -162,24 +197,38 @@ def _parser(provider: str) -> Callable[[str], ParsedProvider]:
     return entry
 
 
+#: ormsession option -> the beego key it is read from (for errors about its value).
+_SOURCES = {
+    "idle_timeout": "maxLifetime",
+    "cookie_name": "cookieName",
+    "cookie_lifetime": "cookieLifeTime",
+    "cookie_domain": "domain",
+    "id_header": "SessionNameInHTTPHeader",
+    "id_query_param": "cookieName",
+    "id_prefix": "sessionIDPrefix",
+}
+
+
 def config_from_beego(provider: str, config: str | Mapping[str, Any], **overrides: Any) -> Config:
     """The ormsession configuration equivalent to beego's ``NewManager(provider, config)``.
 
-    ``config`` is beego's ManagerConfig as JSON text or a mapping with its JSON keys.
-    The caller's mapping is never modified (beego mutated it).
+    ``config`` is beego's ManagerConfig as JSON text or a mapping with its JSON keys, in
+    any case (Go's JSON decoding matches them case-insensitively). A value of the wrong
+    type raises :class:`ConfigurationError` naming its key. The caller's mapping is never
+    modified (beego mutated it).
     """
     values = _manager_config(config)
     options: dict[str, Any] = {}
-    url, store_options = _parser(provider)(str(values.get("providerConfig", "")))
+    url, store_options = _parser(provider)(values.get("providerConfig") or "")
     options.update(store_options)
     options["url"] = url
     gc_lifetime = _whole(values, "gclifetime")
     max_lifetime = _whole(values, "maxLifetime") or gc_lifetime
     if max_lifetime > 0:
         options["idle_timeout"] = max_lifetime
-    if "cookieName" in values:
+    if values.get("cookieName") is not None:
         options["cookie_name"] = values["cookieName"]
-    if "enableSetCookie" in values:
+    if values.get("enableSetCookie") is not None:
         options["set_cookie"] = bool(values["enableSetCookie"])
     if values.get("disableHTTPOnly"):
         options["cookie_httponly"] = False
@@ -198,17 +247,21 @@ def config_from_beego(provider: str, config: str | Mapping[str, Any], **override
         options["id_query_param"] = values.get("cookieName") or "session"
     if values.get("sessionIDPrefix"):
         options["id_prefix"] = values["sessionIDPrefix"]
-    if "cookieSameSite" in values:
+    if values.get("cookieSameSite") is not None:
         samesite = _SAMESITE.get(_whole(values, "cookieSameSite"))
         if samesite is None:
-            raise ConfigurationError("cookieSameSite must be 0-4 (Go's http.SameSite)")
+            raise ConfigurationError("beego cookieSameSite must be 0-4 (Go's http.SameSite)")
         options["cookie_samesite"] = samesite
+    _with_beego_names(options, _SOURCES)
     from ormsession.settings import load_config
 
     return load_config(**(options | overrides))
 
 
 def _manager_config(config: str | Mapping[str, Any]) -> dict[str, Any]:
+    """beego's ManagerConfig by its fields' JSON names, read as Go's encoding/json does:
+    a key matches a field case-insensitively ("ProviderConfig", "providerconfig"), a later
+    key wins over an earlier one for the same field, other keys are ignored."""
     if isinstance(config, str):
         try:
             config = json.loads(config)
@@ -216,7 +269,23 @@ def _manager_config(config: str | Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigurationError("beego's ManagerConfig is not valid JSON") from None
     if not isinstance(config, Mapping):
         raise ConfigurationError("beego's ManagerConfig must be a JSON object")
-    return dict(config)
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        name = _KEY_BY_FOLDED.get(str(key).casefold())
+        if name is not None:
+            values[name] = _checked_value(name, value)
+    return values
+
+
+def _with_beego_names(options: dict[str, Any], sources: dict[str, str]) -> None:
+    """Check each option taken from a beego key alone, so that a bad value is reported
+    under the beego key the user wrote (Config's own error names ormsession's option)."""
+    for option, key in sources.items():
+        if option in options:
+            try:
+                Config(**{option: options[option]})
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"beego {key} (ormsession's {option}): {exc}") from None
 
 
 def configure(provider: str, config: str | Mapping[str, Any], **overrides: Any) -> SessionManager:

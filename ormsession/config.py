@@ -190,6 +190,12 @@ class Config(BaseModel):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
+    @field_validator("cookie_samesite", mode="before")
+    @classmethod
+    def _samesite(cls, value: Any) -> Any:
+        # Flask and the browsers' devtools write "Lax"; the attribute is case-insensitive.
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("gc_batch_seconds", mode="before")
     @classmethod
     def _zero_means_none(cls, value: Any) -> Any:
@@ -224,7 +230,10 @@ class Config(BaseModel):
         unknown = sorted(set(changes) - set(type(self).model_fields))
         if unknown:
             raise ConfigurationError(unknown_options(unknown))
-        return Config(**(dict(self) | changes))
+        # Only the fields that were set: which options were chosen (not defaulted) is kept,
+        # so the start-up log can tell a default store from one somebody picked.
+        chosen = {name: getattr(self, name) for name in self.model_fields_set}
+        return Config(**(chosen | changes))
 
 
 #: Options that were renamed: old name -> new name (named in the error for the old one).
@@ -250,10 +259,25 @@ def _own_error(exc: ValidationError) -> ConfigurationError | None:
     return None
 
 
+#: What a duration option accepts, for the error that refuses a value.
+DURATION_FORMS = (
+    "seconds (3600), a number with a unit s, m, h, d or w (90s, 30m, 12h, 14d, 2w), "
+    "HH:MM:SS (01:30:00), ISO 8601 (PT1H) or a timedelta"
+)
+_OPTIONAL_DURATIONS = ("absolute_timeout", "cookie_lifetime")
+
+
+def _problem(error: Any) -> str:
+    name = ".".join(str(part) for part in error["loc"])
+    if str(error["type"]).startswith("time_delta"):
+        off = "; 0 or none turns it off" if name in _OPTIONAL_DURATIONS else ""
+        return f"{name}: not a duration; write {DURATION_FORMS}{off}"
+    return f"{name}: {error['msg']}"
+
+
 def describe(exc: ValidationError) -> str:
     """A validation error as one line naming each option and its problem, not its value."""
     problems = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in exc.errors(include_input=False, include_url=False)
+        _problem(error) for error in exc.errors(include_input=False, include_url=False)
     )
     return f"invalid ormsession settings: {problems}"

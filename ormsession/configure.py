@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ormsession.config import Config
@@ -13,11 +15,14 @@ from ormsession.manager import SessionManager
 from ormsession.repositories.registry import open_store, store_for_client
 from ormsession.session import RequestSession
 from ormsession.settings import load_config
+from ormsession.urls import redact_url, scheme_of
 
 if TYPE_CHECKING:
     from ormsession.async_manager import AsyncSessionManager
 
-__all__ = ["configure", "configure_async"]
+__all__ = ["configure", "configure_async", "where_sessions_go"]
+
+logger = logging.getLogger("ormsession")
 
 
 def _repository(config: Config, engine: Any, client: Any, *, want_async: bool) -> Any:
@@ -59,6 +64,7 @@ def configure(
     try:
         if resolved.on_store_error == "raise":
             repository.read(*_probe())
+        _announce(resolved, engine, client)
         return SessionManager(repository, resolved, clock=clock, session_class=session_class)
     except BaseException:
         repository.close()
@@ -89,10 +95,51 @@ async def configure_async(
         await repository.start()
         if resolved.on_store_error == "raise":
             await repository.read(*_probe())
+        _announce(resolved, engine, client)
         return AsyncSessionManager(repository, resolved, clock=clock, session_class=session_class)
     except BaseException:
         await repository.close()
         raise
+
+
+def where_sessions_go(config: Config, engine: Any = None, client: Any = None) -> str:
+    """Which store holds the sessions and where, for people (never a password): a SQLite
+    file by its absolute path, as a relative one depends on the working directory."""
+    if engine is not None:
+        from ormsession.repositories.sql.urls import display_sql_url
+
+        return f"the app's engine {display_sql_url(engine.url)}, table {config.table_name!r}"
+    if client is not None:
+        kind = f"{type(client).__module__.split('.')[0]} {type(client).__qualname__}"
+        return f"the app's {kind} client, key prefix {config.key_prefix!r}"
+    url = config.url.get_secret_value()
+    scheme = scheme_of(url).split("+", 1)[0]
+    if scheme == "memory":
+        return "this process's memory (lost when it ends, not shared between processes)"
+    if scheme == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            return "an in-memory SQLite database (lost when the process ends)"
+        return f"the SQLite file {Path(database).resolve()}, table {config.table_name!r}"
+    if scheme in ("postgresql", "mysql", "mariadb"):
+        return f"{redact_url(url)}, table {config.table_name!r}"
+    return f"{redact_url(url)}, key prefix {config.key_prefix!r}"
+
+
+def _announce(config: Config, engine: Any, client: Any) -> None:
+    """Say at start-up where the sessions go. Louder when nobody chose the store: the
+    default SQLite file lands in whatever directory the process was started from."""
+    where = where_sessions_go(config, engine, client)
+    if engine is None and client is None and "url" not in config.model_fields_set:
+        logger.warning(
+            "ormsession: sessions go to %s (the default store: set ORMSESSION_URL or pass "
+            "url= to choose one)",
+            where,
+        )
+    else:
+        logger.info("ormsession: sessions go to %s", where)
 
 
 def _probe() -> tuple[str, int]:

@@ -190,11 +190,13 @@ def upgrade(
 
     ``timeout`` (the ``store_timeout`` setting) bounds connecting and each wait for a table
     lock; the whole run ends within :data:`MIGRATION_TIMEOUT` on a connection ormsession
-    opened (a Connection handed in runs under its owner's limits).
+    opened (a Connection handed in runs under its owner's limits, and in the transaction it
+    has open, if any, which its owner commits: Alembic's rule). Safe to call from an app's
+    own ``env.py`` (docs/migrations.md).
     """
     from alembic import command
 
-    with _connection(target, timeout) as connection:
+    with _connection(target, timeout) as connection, _callers_alembic_kept():
         command.upgrade(alembic_config(connection=connection, table_name=table_name), revision)
 
 
@@ -209,8 +211,28 @@ def downgrade(
     are :func:`upgrade`'s."""
     from alembic import command
 
-    with _connection(target, timeout) as connection:
+    with _connection(target, timeout) as connection, _callers_alembic_kept():
         command.downgrade(alembic_config(connection=connection, table_name=table_name), revision)
+
+
+@contextmanager
+def _callers_alembic_kept() -> Iterator[None]:
+    """Let an app's own ``env.py`` call :func:`upgrade` in the middle of its command.
+
+    ``alembic.context`` and ``alembic.op`` are module-level proxies to the running command's
+    environment. Ours installs its own over the app's and, on exit, deletes their names, so
+    the app's command then fails as it removes its own: ``KeyError: 'config'`` (or
+    ``'script'``: the order is a set's), after having migrated. Put the caller's back.
+    """
+    from alembic import context, op
+
+    callers = [getattr(module, "_proxy", None) for module in (context, op)]
+    try:
+        yield
+    finally:
+        for proxy in callers:
+            if proxy is not None:
+                proxy._install_proxy()
 
 
 def current_revision(
@@ -249,10 +271,11 @@ def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE
     ``alembic_version`` when the app runs ormsession's migrations as a branch of its own.
     """
     from ormsession.repositories.sql.urls import display_sql_url
+    from ormsession.urls import upgrade_command
 
     engine = target.engine if isinstance(target, Connection) else target
     where = display_sql_url(engine.url)
-    fix = f"run: ormsession db upgrade --url '{where}'"
+    fix = f"run: {upgrade_command(engine.url.render_as_string(hide_password=False))}"
     try:
         with _borrowed(target) as connection:
             revision = _stamped_revision(connection, table_name)

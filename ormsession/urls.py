@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 
 from pydantic import Secret
 
-__all__ = ["SecretUrl", "host_problem", "redact_url", "scheme_of", "scrub"]
+__all__ = [
+    "PASSWORD_PLACEHOLDER",
+    "SecretUrl",
+    "host_problem",
+    "redact_url",
+    "scheme_of",
+    "scrub",
+    "slashes_problem",
+    "upgrade_command",
+]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # A value runs to the next '&' or ';': an unencoded '#' in a password does not end it.
@@ -15,8 +25,8 @@ _QUERY_SECRET = re.compile(r"(?i)([?&;][^=&;#]*(?:password|passwd|pwd|secret|tok
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the userinfo or the query) replaced by ``***``.
+def redact_url(url: str, mask: str = "***") -> str:
+    """``url`` with any password (in the userinfo or the query) replaced by ``mask``.
 
     The userinfo ends at the *last* ``@`` of the authority, as URL parsers read it, so a
     password with an unencoded ``@`` is hidden whole. A password with an unencoded ``/``,
@@ -34,14 +44,49 @@ def redact_url(url: str) -> str:
         at = rest.rfind("@")
     if at >= 0 and ":" in rest[:at]:
         user = rest[:at].split(":", 1)[0]
-        rest = f"{user}:***{rest[at:]}"
-    return head + _QUERY_SECRET.sub(r"\1***", rest)
+        rest = f"{user}:{mask}{rest[at:]}"
+    return head + _QUERY_SECRET.sub(lambda match: match[1] + mask, rest)
+
+
+#: What stands for a password in a command ormsession suggests (it never prints one).
+PASSWORD_PLACEHOLDER = "<password>"  # noqa: S105 -- a placeholder, not a password
+
+
+def upgrade_command(url: str) -> str:
+    """The ``ormsession db upgrade`` command for the store at ``url``, ready to paste once
+    the placeholder is replaced: ``***`` would be read as the password, and no ``--url``
+    would migrate the default SQLite file instead."""
+    shown = redact_url(url.strip(), mask=PASSWORD_PLACEHOLDER)
+    return f"ormsession db upgrade --url {shlex.quote(shown)}"
 
 
 def scheme_of(url: str) -> str:
     """The lowercased scheme of ``url`` (``""`` when it has no ``scheme://``)."""
     match = _SCHEME.match(url)
     return match[1].lower() if match else ""
+
+
+_BARE_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!//)")
+#: What a SQLite URL looks like, for the error that refuses a malformed one.
+SQLITE_FORMS = (
+    "sqlite:///relative/path.db (three slashes: a path from the working directory), "
+    "sqlite:////absolute/path.db (four: an absolute path) or sqlite:// (in memory)"
+)
+
+
+def slashes_problem(url: str, schemes: list[str]) -> str | None:
+    """What is wrong with ``url`` when it names one of ``schemes`` without the ``//`` after
+    the colon (``sqlite:/x.db``): its scheme is then not read at all, and the error would
+    otherwise list the very scheme it uses. None when that is not the mistake."""
+    match = _BARE_SCHEME.match(url.strip())
+    if match is None:
+        return None
+    scheme = match[1].lower()
+    if scheme not in schemes and scheme.split("+", 1)[0] not in schemes:
+        return None
+    if scheme.split("+", 1)[0] == "sqlite":
+        return f"{redact_url(url)!r} is not a SQLite URL: write {SQLITE_FORMS}"
+    return f"{redact_url(url)!r} needs '//' after '{match[1]}:' ({match[1]}://...)"
 
 
 def scrub(message: str, *secrets: str | None) -> str:

@@ -61,6 +61,10 @@ class FlaskSession(RequestSession, SessionMixin):
 
     #: How this request named its session (set by ``open_session`` for ``save_session``).
     ormsession_request: SessionRequest | None = None
+    #: This request's save raised (a store error, data over max_data_bytes): Flask then
+    #: renders its error page and saves the same session again, which must not raise (and
+    #: be logged) a second time.
+    ormsession_save_failed: bool = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -201,6 +205,16 @@ class OrmSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, RequestSession):  # a null session (open failed)
             return
+        if getattr(session, "ormsession_save_failed", False):
+            return  # the error page of a failed save: the failure is already raised
+        try:
+            self._save(app, session, response)
+        except Exception:
+            if isinstance(session, FlaskSession):
+                session.ormsession_save_failed = True
+            raise
+
+    def _save(self, app: Flask, session: RequestSession, response: Response) -> None:
         session_request = getattr(session, "ormsession_request", None)
         if session_request is None:
             environ = flask.request.environ
@@ -322,8 +336,12 @@ class OrmSession:
 
 
 def config_options(app: Flask) -> dict[str, Any]:
-    """The ``ORMSESSION_<FIELD>`` keys of ``app.config``, as ormsession options."""
+    """The ``ORMSESSION_<FIELD>`` keys of ``app.config``, as ormsession options (a key
+    that is no option, a typo, is refused as it is in the environment)."""
+    from ormsession.settings import check_variable_names
+
     config = app.config
+    check_variable_names(config, where="app.config")
     return {
         field: config[f"ORMSESSION_{field.upper()}"]
         for field in Config.model_fields
@@ -332,14 +350,9 @@ def config_options(app: Flask) -> dict[str, Any]:
 
 
 def _explicit_fields(config: Config) -> set[str]:
-    """The options ``config`` was given explicitly (by code or the environment). A copy
-    made by ``Config.replace`` counts every field as given; then only the values that
-    differ from the defaults tell."""
-    fields = Config.model_fields
-    given = config.model_fields_set
-    if given != set(fields):
-        return set(given)
-    return {name for name, info in fields.items() if getattr(config, name) != info.default}
+    """The options ``config`` was given explicitly, by code or the environment (a copy
+    made by ``Config.replace`` keeps the original's record, plus the changes)."""
+    return set(config.model_fields_set)
 
 
 def _idle_timeout_set(config: Config) -> bool:

@@ -9,6 +9,7 @@ in by code, ``-x url=...``, ``sqlalchemy.url`` in the ini file, then ormsession'
 
 from __future__ import annotations
 
+from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
@@ -19,6 +20,12 @@ from ormsession.repositories.sql.model import session_table
 from ormsession.schema import TABLE_NAME_ATTRIBUTE, version_table_for
 
 config = context.config
+
+# `alembic ...` from a checkout: the ini's logging section, as `alembic init`'s env.py does,
+# so the command prints its usual lines. No file (ormsession.schema, `ormsession db`): the
+# process's own logging is left as it is.
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _settings() -> Any:

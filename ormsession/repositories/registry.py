@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ormsession.errors import ConfigurationError, MissingDriverError
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository
-from ormsession.urls import redact_url, scheme_of
+from ormsession.urls import redact_url, scheme_of, slashes_problem
 
 if TYPE_CHECKING:
     from ormsession.config import Config
@@ -117,9 +117,14 @@ def register_store(scheme: str, factory: str | StoreFactory, *, extra: str | Non
     _registered[scheme.lower()] = _Store(factory, extra)
 
 
+#: Built-in schemes that are only there to be refused with the right spelling: never
+#: offered in the list of supported schemes.
+_REFUSED = {"postgres"}
+
+
 def supported_schemes() -> list[str]:
     """Every scheme a URL may have: built in, registered, or from installed packages."""
-    return sorted({*_BUILTIN, *_registered, *_entry_point_stores()})
+    return sorted({*(set(_BUILTIN) - _REFUSED), *_registered, *_entry_point_stores()})
 
 
 def open_store(url: str, config: Config, *, want_async: bool) -> Any:
@@ -128,6 +133,9 @@ def open_store(url: str, config: Config, *, want_async: bool) -> Any:
     scheme = scheme_of(url)
     store = _lookup(scheme)
     if store is None:
+        problem = slashes_problem(url, supported_schemes())
+        if problem is not None:
+            raise ConfigurationError(problem)
         raise ConfigurationError(
             f"no session store for the URL {redact_url(url)!r}: its scheme must be one of "
             + ", ".join(supported_schemes())

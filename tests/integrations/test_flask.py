@@ -670,3 +670,24 @@ def test_no_secret_key_is_needed() -> None:
     client = app.test_client()
     client.get("/flash")
     assert client.get("/show").json["html"] == "<b>saved</b>"  # type: ignore[index]
+
+
+def test_a_failed_save_is_raised_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    # Flask saves the session again while it renders the 500 page: that second save must
+    # not raise (and log) the same error again.
+    app = Flask(__name__)
+    app.config.update(ORMSESSION_URL="memory://", ORMSESSION_MAX_DATA_BYTES=100)
+    OrmSession(app)
+
+    @app.get("/big")
+    def big() -> str:
+        session["x"] = "y" * 1000
+        return "ok"
+
+    with caplog.at_level("ERROR"):
+        response = app.test_client().get("/big")
+    assert response.status_code == 500
+    assert "Set-Cookie" not in response.headers
+    failures = [record for record in caplog.records if record.exc_info]
+    assert len(failures) == 1, [record.getMessage() for record in failures]
+    assert "SessionTooLargeError" in caplog.text

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.redis_fixtures import url_fixture
 from tests.support.redis_servers import _glob_escape
 
-KINDS = ("redis", "sentinel", "cluster")
+KINDS = ("redis", "sentinel", "cluster", "valkey", "valkey_sentinel", "valkey_cluster")
 #: Every key a Redis store may leave: a session, a shard's count index, a parked session.
 KEY_LAYOUT = re.compile(rb"\{([0-9a-f]{2})\}:(?:([0-9a-f]{64})|index|moving:([0-9a-f]{64}))")
 
@@ -29,17 +30,18 @@ class StoredKey:
 
 @contextmanager
 def node_clients(request: pytest.FixtureRequest, kind: str) -> Iterator[list[redis.Redis]]:
-    """One raw (bytes) client per data node holding ``kind``'s keys: the local Redis, the
-    Sentinel topology's master, or every Cluster master."""
+    """One raw (bytes) client per data node holding ``kind``'s keys: the local Redis (or
+    the Valkey node), the Sentinel topology's master, or every Cluster master (on Redis,
+    or on Valkey: ``valkey_sentinel``, ``valkey_cluster``)."""
     with ExitStack() as stack:
-        if kind == "redis":
-            url = request.getfixturevalue("redis_url")
+        if kind in ("redis", "valkey"):
+            url = request.getfixturevalue(url_fixture(kind))
             clients = [stack.enter_context(redis.Redis.from_url(url))]
-        elif kind == "sentinel":
-            master = request.getfixturevalue("sentinel_topology").master
+        elif kind.endswith("sentinel"):
+            master = request.getfixturevalue(f"{kind}_topology").master
             clients = [stack.enter_context(master.client(decode_responses=False))]
         else:
-            nodes = request.getfixturevalue("cluster_topology").nodes
+            nodes = request.getfixturevalue(f"{kind}_topology").nodes
             clients = [stack.enter_context(n.client(decode_responses=False)) for n in nodes]
         yield clients
 
@@ -48,8 +50,9 @@ def node_clients(request: pytest.FixtureRequest, kind: str) -> Iterator[list[red
 def routing_client(request: pytest.FixtureRequest, kind: str) -> Iterator[Any]:
     """A raw (bytes) client that reaches any of ``kind``'s keys (a Cluster client on
     Cluster, the data node otherwise)."""
-    if kind == "cluster":
-        client = request.getfixturevalue("cluster_topology").cluster_client(decode_responses=False)
+    if kind.endswith("cluster"):
+        topology = request.getfixturevalue(f"{kind}_topology")
+        client = topology.cluster_client(decode_responses=False)
         try:
             yield client
         finally:

@@ -25,13 +25,14 @@ DAY = 24 * HOUR
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as client:
+def raw(single_node: tuple[str, str]) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(single_node[0]) as client:
         yield client
 
 
 @pytest.fixture
-def repository(redis_url: str, redis_key_prefix: str) -> Iterator[RedisRepository]:
+def repository(single_node: tuple[str, str]) -> Iterator[RedisRepository]:
+    redis_url, redis_key_prefix = single_node
     repository = open_store(
         redis_url, ormsession.load_config(key_prefix=redis_key_prefix), want_async=False
     )
@@ -94,8 +95,9 @@ def test_count_never_misses_a_live_session_and_forgets_it_within_its_bucket(
 
 
 def test_a_finer_count_resolution_files_closer_to_the_expiry(
-    redis_url: str, redis_key_prefix: str, raw: redis.Redis
+    single_node: tuple[str, str], raw: redis.Redis
 ) -> None:
+    redis_url, redis_key_prefix = single_node
     url = f"{redis_url}?count_resolution=1024"
     repository = open_store(
         url, ormsession.load_config(key_prefix=redis_key_prefix), want_async=False

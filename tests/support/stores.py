@@ -24,7 +24,14 @@ from ormsession.repositories.registry import open_store as open_registered_store
 from ormsession.schema import upgrade
 from ormsession.settings import load_config
 from tests.support.couchbase_fixtures import couchbase_target
-from tests.support.redis_fixtures import cluster_target, redis_target, sentinel_target
+from tests.support.redis_fixtures import (
+    cluster_target,
+    redis_target,
+    sentinel_target,
+    valkey_cluster_target,
+    valkey_sentinel_target,
+    valkey_target,
+)
 from tests.support.sql_fixtures import async_url, sql_url
 
 
@@ -76,6 +83,15 @@ STORE_TARGETS: dict[str, Callable[[pytest.FixtureRequest], StoreTarget]] = {
     "redis": redis_target,
     "sentinel": sentinel_target,
     "cluster": cluster_target,
+    "valkey": valkey_target,
+}
+#: Stores reached by name only (``open_store(request, name, mode)``), in no suite's
+#: parametrization: Valkey's Sentinel and Cluster, where ``tests/redis`` runs the contract
+#: suite and the store behaviour tests (the manager and race suites drive the same
+#: repository code on Redis Sentinel and Cluster, and on a Valkey node).
+NAMED_TARGETS: dict[str, Callable[[pytest.FixtureRequest], StoreTarget]] = {
+    "valkey_sentinel": valkey_sentinel_target,
+    "valkey_cluster": valkey_cluster_target,
 }
 MODES = ("sync", "async")
 
@@ -115,7 +131,7 @@ def open_async_repository(
 ) -> AsyncSessionRepository:
     """The async repository of store ``name``, *not started*: whoever runs it awaits
     ``start()`` and ``close()`` on its own loop (``AsyncRepositoryContract`` does)."""
-    target = STORE_TARGETS[name](request)
+    target = target_for(request, name)
     config = load_config(**(target.options | options))
     repository: AsyncSessionRepository = open_registered_store(
         target.async_url, config, want_async=True
@@ -129,7 +145,7 @@ def open_store(
 ) -> Iterator[SessionRepository]:
     """A repository for store ``name`` in ``mode`` (async ones behind a :class:`SyncFacade`)."""
     if mode == "sync":
-        target = STORE_TARGETS[name](request)
+        target = target_for(request, name)
         config = load_config(**(target.options | options))
         repository = open_registered_store(target.url, config, want_async=False)
         try:
@@ -148,7 +164,8 @@ def open_store(
 
 
 def target_for(request: pytest.FixtureRequest, name: str) -> StoreTarget:
-    return STORE_TARGETS[name](request)
+    """How this test reaches store ``name`` (of STORE_TARGETS or NAMED_TARGETS)."""
+    return (STORE_TARGETS.get(name) or NAMED_TARGETS[name])(request)
 
 
 class FakeClock:

@@ -108,3 +108,65 @@ def test_configure_from_beego_runs_on_the_store(request: pytest.FixtureRequest) 
         assert header is not None and header.startswith("sid=")
         assert manager.open(session.id)["from"] == "beego"
         assert manager.expiry.idle_timeout == dt.timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    "key", ["providerConfig", "ProviderConfig", "providerconfig", "PROVIDERCONFIG"]
+)
+def test_keys_match_case_insensitively_as_in_go(key: str) -> None:
+    config = beego.config_from_beego(
+        "postgresql",
+        json.dumps(
+            {key: "user=app host=db.internal dbname=web", "GcLifeTime": 60, "COOKIENAME": "x"}
+        ),
+    )
+    assert config.url.get_secret_value() == "postgresql+psycopg2://app@db.internal/web"
+    assert config.idle_timeout == dt.timedelta(seconds=60) and config.cookie_name == "x"
+
+
+def test_a_later_key_wins_whatever_its_case() -> None:
+    text = '{"cookieName": "first", "CookieName": "second"}'
+    assert beego.config_from_beego("memory", text).cookie_name == "second"
+
+
+def test_a_capitalised_provider_config_reaches_the_real_store(
+    request: pytest.FixtureRequest,
+) -> None:
+    from tests.support.stores import STORE_TARGETS
+
+    STORE_TARGETS["postgresql"](request)
+    url = make_url(request.getfixturevalue("postgresql_url"))
+    conninfo = f"user={url.username} host={url.host} port={url.port} dbname={url.database}"
+    with beego.configure("postgresql", {"ProviderConfig": conninfo}) as manager:
+        session = manager.open(None)
+        session["n"] = 1
+        assert manager.save(session) is not None
+        assert make_url(manager.config.url.get_secret_value()).database == url.database
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"gclifetime": "1h"}, "beego gclifetime must be a whole number"),
+        ({"maxLifetime": 1.5}, "beego maxLifetime must be a whole number"),
+        ({"cookieLifeTime": [1]}, "beego cookieLifeTime must be a whole number"),
+        ({"enableSetCookie": "false"}, "beego enableSetCookie must be true or false"),
+        ({"Secure": 1}, "beego secure must be true or false"),
+        ({"cookieName": 5}, "beego cookieName must be a string"),
+        ({"cookieName": "bad;name"}, "beego cookieName (ormsession's cookie_name)"),
+        ({"sessionIDPrefix": "has space"}, "beego sessionIDPrefix (ormsession's id_prefix)"),
+        ({"domain": 7}, "beego domain must be a string"),
+        ({"cookieSameSite": 9}, "beego cookieSameSite must be 0-4"),
+    ],
+)
+def test_bad_values_name_their_beego_key(config: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        beego.config_from_beego("memory", config)
+    assert str(caught.value).startswith(named)
+
+
+def test_null_values_are_go_zero_values() -> None:
+    config = beego.config_from_beego(
+        "memory", '{"cookieName": null, "gclifetime": null, "providerConfig": null}'
+    )
+    assert config.cookie_name == "session" and config.url.get_secret_value() == "memory://"

@@ -18,6 +18,7 @@ from ormsession.repositories.redis.base import (
     Eval,
     Get,
     RedisRepositoryBase,
+    SetIfEqual,
     TrimIndexes,
     check_acknowledged,
 )
@@ -41,13 +42,14 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
         return self.record_from(raw, key, now_us)
 
     async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        return bool(await self._execute(self.create_script(key, record, now_us), "create"))
+        command = self.create_script(key, record, now_us)
+        return self.created(key, command, await self._execute(command, "create"))
 
     async def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        script = self.update_script(key, data, expires_us, expected_version, now_us)
-        return expected_version + 1 if await self._execute(script, "update") else None
+        flow = self.update_flow(key, data, expires_us, expected_version, now_us)
+        return await arun(flow, lambda command: self._execute(command, "update"))
 
     async def touch(self, key: str, expires_us: int, now_us: int) -> bool:
         return bool(await self._execute(self.touch_script(key, expires_us, now_us), "touch"))
@@ -95,6 +97,8 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
                     return await self.client.execute_command("GET", key, **RAW)
                 case Eval():
                     return await self._eval(command)
+                case SetIfEqual(key, value, old, ttl_ms):
+                    return await self._write(("SET", key, value, "IFEQ", old, "PX", ttl_ms))
                 case CountLive(keys, above):
                     counts = await self._pipelined(
                         keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf")
@@ -110,12 +114,16 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
 
     async def _eval(self, command: Eval) -> Any:
         try:
-            return await self._send(command, "EVALSHA", command.script.sha)
+            return await self._write(self._call(command, "EVALSHA", command.script.sha))
         except NoScriptError:
-            return await self._send(command, "EVAL", command.script.source)
+            return await self._write(self._call(command, "EVAL", command.script.source))
 
-    async def _send(self, command: Eval, verb: str, script: str) -> Any:
-        call = (verb, script, len(command.keys), *command.keys, *command.args)
+    @staticmethod
+    def _call(command: Eval, verb: str, script: str) -> tuple[Any, ...]:
+        return (verb, script, len(command.keys), *command.keys, *command.args)
+
+    async def _write(self, call: tuple[Any, ...]) -> Any:
+        """Send a write command (then WAIT, when configured) and return its reply."""
         if not self.wait_replicas or self.cluster:
             return await self.client.execute_command(*call, **RAW)
         async with self.client.pipeline(transaction=False) as pipe:

@@ -2,13 +2,16 @@
 encoding, the command each operation sends and the reading of its reply.
 
 A contract method builds its one command here (:class:`Get`, :class:`Eval`,
-:class:`CountLive` or :class:`TrimIndexes`), runs it through its twin's one I/O method,
-``_execute``, and reads the reply here. Every write is one Lua script (:mod:`.scripts`).
-The operations that may take several round trips are flows that the twins drive with
-:func:`ormsession.flows.run` and :func:`~ormsession.flows.arun`: a rename between Cluster
-slots (:meth:`RedisRepositoryBase.rename_flow`; a failed command is thrown into it as a
-:class:`~ormsession.errors.StoreError`, so its roll-back is written once) and a delete that
-follows moved markers (:meth:`RedisRepositoryBase.delete_flow`).
+:class:`SetIfEqual`, :class:`CountLive` or :class:`TrimIndexes`), runs it through its twin's
+one I/O method, ``_execute``, and reads the reply here. Every write is one Lua script
+(:mod:`.scripts`), except the common update on a server with ``SET ... IFEQ`` (Valkey 8.1
+and later; see :meth:`RedisRepositoryBase.update_flow`). The operations that may take
+several round trips are flows that the twins drive with :func:`ormsession.flows.run` and
+:func:`~ormsession.flows.arun`: a rename between Cluster slots
+(:meth:`RedisRepositoryBase.rename_flow`; a failed command is thrown into it as a
+:class:`~ormsession.errors.StoreError`, so its roll-back is written once), a delete that
+follows moved markers (:meth:`RedisRepositoryBase.delete_flow`) and an update (one IFEQ, or
+the script when IFEQ cannot decide).
 
 Key layout (``P`` is the key prefix, ``h`` the 64-hex key the manager hands in)::
 
@@ -32,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ormsession.errors import ConfigurationError, StoreError
+from ormsession.errors import ConfigurationError, StoreError, StoreUnavailableError
 from ormsession.flows import Flow
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.buckets import (
@@ -45,6 +48,7 @@ from ormsession.repositories.buckets import (
 from ormsession.repositories.redis import scripts
 from ormsession.repositories.redis.clients import describe_client, is_cluster_client
 from ormsession.repositories.redis.errors import wrap_redis_error
+from ormsession.repositories.redis.recent import DEFAULT_MAX_ENTRIES, RecentValues
 from ormsession.repositories.redis.scripts import MARKER_FORMAT, MARKER_SIZE, PARK_TTL_MS, Script
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "Get",
     "KeyLayout",
     "RedisRepositoryBase",
+    "SetIfEqual",
     "TrimIndexes",
     "check_acknowledged",
     "clock_arg",
@@ -94,6 +99,8 @@ _VERSIONS = struct.Struct(">QQ")
 _MARKER = struct.Struct(">BQ64s")
 assert _MARKER.size == MARKER_SIZE
 _SESSION_KEY = re.compile(r"[0-9a-f]{64}")
+#: Values kept for IFEQ while it is not known whether the server has it.
+UNPROVEN_ENTRIES = 64
 # Glob characters would make SCAN patterns (ours and operators') match other apps' keys;
 # braces would change the Cluster hash tag; backslash escapes globs.
 _FORBIDDEN_IN_PREFIX = set("*?[]{}\\")
@@ -226,6 +233,18 @@ class Eval:
 
 
 @dataclass(frozen=True, slots=True)
+class SetIfEqual:
+    """``SET key value IFEQ old PX ttl_ms``: replace the value, and set its TTL, only if the
+    whole stored value is ``old`` (Valkey 8.1 and later); answered with true when set, None
+    when not. A write: a configured WAIT follows it too."""
+
+    key: str
+    value: bytes
+    old: bytes
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class CountLive:
     """ZCOUNT each index for scores above ``above``; answered with the sum."""
 
@@ -241,7 +260,7 @@ class TrimIndexes:
     upto: int
 
 
-Command = Get | Eval | CountLive | TrimIndexes
+Command = Get | Eval | SetIfEqual | CountLive | TrimIndexes
 
 
 # -- the class the twins share ---------------------------------------------------------------
@@ -253,10 +272,16 @@ class RedisRepositoryBase:
     ``owned``: what the repository created and closes in ``close()`` (never a client the
     app handed in). ``wait_replicas``: after each write, WAIT for that many replicas (not on
     Cluster), up to ``wait_timeout_ms``. ``where`` names the store in error messages, which
-    never show ``secrets``.
+    never show ``secrets``. ``set_if_equal``: update with ``SET ... IFEQ`` where the server
+    has it (see :meth:`update_flow`); False keeps every update on the script.
     """
 
     native_ttl = True
+    #: The largest IFEQ (old and new value together, bytes) an update sends; larger ones run
+    #: the script. IFEQ sends the old value back: past about 6 KB redis-py no longer packs a
+    #: command into one buffer, and measured IFEQ round trips then lose to the script's
+    #: (see docs/stores/redis.md, Valkey).
+    set_if_equal_max_bytes = 5 * 1024
 
     def __init__(
         self,
@@ -269,6 +294,7 @@ class RedisRepositoryBase:
         owned: Sequence[Any] = (),
         where: str | None = None,
         secrets: tuple[str, ...] = (),
+        set_if_equal: bool = True,
     ) -> None:
         # Typed Any: redis-py's annotations overload every command on sync/async clients.
         self.client = client
@@ -281,6 +307,13 @@ class RedisRepositoryBase:
         self._owned = list(owned)
         self._where = where or describe_client(client)
         self._secrets = secrets
+        #: Whether the server has ``SET ... IFEQ``: None until the first update tries it,
+        #: False from the first "syntax error" on (a server that lacks it).
+        self.set_if_equal: bool | None = None if set_if_equal else False
+        #: The values this repository last read or wrote: what IFEQ compares with. Only a
+        #: few until the server has shown it has IFEQ (a server without it, Redis 7, is
+        #: found out by the first update that tries, and then none are kept).
+        self.recent = RecentValues(max_entries=UNPROVEN_ENTRIES)
 
     @property
     def key_prefix(self) -> str:
@@ -317,7 +350,10 @@ class RedisRepositoryBase:
                     "ignoring a value in an unknown format under session key %s…", key[:8]
                 )
             return None
-        return record if record.expires_us > now_us else None
+        if record.expires_us <= now_us:
+            return None
+        self.remember(key, value)
+        return record
 
     def marker_from(self, raw: Any, now_us: int) -> bool:
         """Whether the reply to ``Get(layout.session(key))`` is an unexpired moved marker."""
@@ -337,13 +373,98 @@ class RedisRepositoryBase:
         value = encode_record(record, bucket)
         return Eval(scripts.CREATE, self.layout.session_and_index(key), (clock, value))
 
-    def update_script(
+    def update_flow(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
-    ) -> Eval:
-        """Reply: true when the version matched (and the record was replaced)."""
+    ) -> Flow[Command, int | None]:
+        """Compare-and-set ``key``'s record on ``expected_version``: the new version, or None.
+
+        Where the server has ``SET ... IFEQ`` and this repository holds the value it last
+        read or wrote under ``key``, one SET replaces that exact value (its header holds the
+        version, so a value equal to it is the record at ``expected_version``, live by
+        ``now_us``, checked here), sets the TTL in the same command, and needs no change to
+        the count index (only taken when the new expiry stays in the stored bucket). The
+        UPDATE script runs instead when IFEQ cannot decide: no value held, another bucket,
+        or IFEQ did not set (another write came in, or a touch rewrote the header's expiry:
+        the script then judges by the version alone, as it always does). Either way the
+        record ends byte for byte the same, and a lost race is reported only by the script.
+        """
+        bucket = place(expires_us, now_us, self.resolution)
+        old = self._held(key, expected_version, now_us)
+        new = b""  # the value the write stores, when the held one tells its creation time
+        if old is not None:
+            created = _HEADER.unpack_from(old)[2]
+            header = _HEADER.pack(
+                _FORMAT, expected_version + 1, created, expires_us, bucket.level, bucket.end
+            )
+            new = header + data
+            if (yield from self._replace(key, old, new, ttl_millis(expires_us, now_us))):
+                return expected_version + 1
         versions = _VERSIONS.pack(expected_version, expected_version + 1)
-        arg = self._clock(expires_us, now_us) + versions
-        return Eval(scripts.UPDATE, self.layout.session_and_index(key), (arg, data))
+        arg = clock_arg(expires_us, now_us, bucket) + versions
+        stored = yield Eval(scripts.UPDATE, self.layout.session_and_index(key), (arg, data))
+        if not stored:
+            return None
+        self.remember(key, new)
+        return expected_version + 1
+
+    def _replace(self, key: str, old: bytes, new: bytes, ttl_ms: int) -> Flow[Command, bool]:
+        """``SET key new IFEQ old PX ttl_ms`` if it may stand for the script (the bucket
+        ``new`` names is the stored one, and the command is small enough to be worth it):
+        whether it set."""
+        if stored_bucket(old) != stored_bucket(new):
+            return False  # the count index must follow: only the script does that
+        if len(old) + len(new) > self.set_if_equal_max_bytes:
+            return False
+        try:
+            if not (yield SetIfEqual(self.layout.session(key), new, old, ttl_ms)):
+                return False
+        except StoreError as error:
+            if isinstance(error, StoreUnavailableError):
+                raise
+            # The server refused the command itself (no IFEQ: "syntax error"), or the key
+            # holds another type: the script answers, or raises, as it would.
+            if "syntax error" in str(error.__cause__).lower():
+                self._without_set_if_equal()
+            return False
+        self._has_set_if_equal()
+        self.recent.put(key, new)
+        return True
+
+    def _held(self, key: str, expected_version: int, now_us: int) -> bytes | None:
+        """The value held for ``key`` if it is the record at ``expected_version``, live by
+        ``now_us`` (the only one an IFEQ may replace), else None."""
+        if self.set_if_equal is False:
+            return None
+        old = self.recent.get(key)
+        if old is None:
+            return None
+        _, version, _created, expires, _level, _end = _HEADER.unpack_from(old)
+        return old if version == expected_version and expires > now_us else None
+
+    def remember(self, key: str, value: bytes) -> None:
+        """Hold ``value``, just read or written under ``key``, for a later IFEQ (not when
+        the server lacks IFEQ, nor a value too large to send back)."""
+        if value and self.set_if_equal is not False and len(value) < self.set_if_equal_max_bytes:
+            self.recent.put(key, value)
+
+    def created(self, key: str, command: Eval, reply: Any) -> bool:
+        """Whether the reply to ``create_script(key, ...)`` says it stored the record (then
+        held for the next update's IFEQ)."""
+        if not reply:
+            return False
+        self.remember(key, command.args[1])
+        return True
+
+    def _has_set_if_equal(self) -> None:
+        if self.set_if_equal is None:
+            self.set_if_equal = True
+            self.recent.max_entries = DEFAULT_MAX_ENTRIES
+
+    def _without_set_if_equal(self) -> None:
+        if self.set_if_equal is not False:
+            logger.info("%s has no SET ... IFEQ: updates run the script", self._where)
+        self.set_if_equal = False
+        self.recent.clear()
 
     def touch_script(self, key: str, expires_us: int, now_us: int) -> Eval:
         """Reply: true when a live record was there."""

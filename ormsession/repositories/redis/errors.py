@@ -46,6 +46,13 @@ def wrap_redis_error(
     the message names the store (``where``, already redacted) and scrubs ``secrets``."""
     detail = scrub(f"{type(exc).__name__}: {exc}".strip(), *secrets).splitlines()
     text = detail[0] if detail else type(exc).__name__
+    if isinstance(exc, redis_errors.AuthenticationError):
+        # Unavailable all the same (the app may serve fresh sessions meanwhile), but the
+        # fix is the URL's user name or password, not the network.
+        return StoreUnavailableError(
+            f"session store {where} refused the login during {operation} (authentication "
+            f"failed: check the user name and password in the URL): {text}"
+        )
     if type(exc) in _CLUSTER_UNREACHABLE or isinstance(exc, _UNAVAILABLE):
         return StoreUnavailableError(
             f"session store {where} unavailable during {operation}: {text}"

@@ -20,6 +20,7 @@ from ormsession.repositories.redis.base import (
     Eval,
     Get,
     RedisRepositoryBase,
+    SetIfEqual,
     TrimIndexes,
     check_acknowledged,
 )
@@ -45,13 +46,14 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         return self.record_from(raw, key, now_us)
 
     def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        return bool(self._execute(self.create_script(key, record, now_us), "create"))
+        command = self.create_script(key, record, now_us)
+        return self.created(key, command, self._execute(command, "create"))
 
     def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
     ) -> int | None:
-        script = self.update_script(key, data, expires_us, expected_version, now_us)
-        return expected_version + 1 if self._execute(script, "update") else None
+        flow = self.update_flow(key, data, expires_us, expected_version, now_us)
+        return run(flow, lambda command: self._execute(command, "update"))
 
     def touch(self, key: str, expires_us: int, now_us: int) -> bool:
         return bool(self._execute(self.touch_script(key, expires_us, now_us), "touch"))
@@ -98,6 +100,8 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
                     return self.client.execute_command("GET", key, **RAW)
                 case Eval():
                     return self._eval(command)
+                case SetIfEqual(key, value, old, ttl_ms):
+                    return self._write(("SET", key, value, "IFEQ", old, "PX", ttl_ms))
                 case CountLive(keys, above):
                     counts = self._pipelined(
                         keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf")
@@ -113,14 +117,18 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
 
     def _eval(self, command: Eval) -> Any:
         try:
-            return self._send(command, "EVALSHA", command.script.sha)
+            return self._write(self._call(command, "EVALSHA", command.script.sha))
         except NoScriptError:
             # First use on this server (or after a failover or SCRIPT FLUSH): EVAL sends the
             # source, which also caches it for the next EVALSHA.
-            return self._send(command, "EVAL", command.script.source)
+            return self._write(self._call(command, "EVAL", command.script.source))
 
-    def _send(self, command: Eval, verb: str, script: str) -> Any:
-        call = (verb, script, len(command.keys), *command.keys, *command.args)
+    @staticmethod
+    def _call(command: Eval, verb: str, script: str) -> tuple[Any, ...]:
+        return (verb, script, len(command.keys), *command.keys, *command.args)
+
+    def _write(self, call: tuple[Any, ...]) -> Any:
+        """Send a write command (then WAIT, when configured) and return its reply."""
         if not self.wait_replicas or self.cluster:
             return self.client.execute_command(*call, **RAW)
         # WAIT counts the acknowledgements of the writes made on its own connection, so it

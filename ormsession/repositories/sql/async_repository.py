@@ -27,6 +27,8 @@ from ormsession.repositories.sql.dbapi import StatementCache
 from ormsession.repositories.sql.errors import (
     MAX_PACKET_QUERY,
     MIN_PACKET_LIMIT,
+    login_refused,
+    login_refused_message,
     payload_size,
     server_packet_error,
     timed_out,
@@ -386,6 +388,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
     def _unreachable(self, exc: BaseException, operation: str) -> StoreUnavailableError:
         where = display_sql_url(self.engine.url)
         detail = scrub(f"{type(exc).__name__}: {exc}", self.engine.url.password)
+        if login_refused(exc, detail):
+            return StoreUnavailableError(login_refused_message(where, operation, detail))
         return StoreUnavailableError(
             f"session store {where} unavailable during {operation}: {detail}"
         )

@@ -23,12 +23,14 @@ from ormsession.errors import (
     StoreUnavailableError,
 )
 from ormsession.repositories.sql.urls import display_sql_url
-from ormsession.urls import scrub
+from ormsession.urls import scrub, upgrade_command
 
 __all__ = [
     "MAX_PACKET_QUERY",
     "MIN_PACKET_LIMIT",
     "as_sqlalchemy_error",
+    "login_refused",
+    "login_refused_message",
     "packet_too_large",
     "payload_size",
     "server_packet_error",
@@ -56,12 +58,15 @@ def wrap_sql_error(
     detail = detail.splitlines()[0] if detail else type(original).__name__
     if _MISSING_TABLE.search(detail):
         return SchemaError(
-            f"session table missing in {where} ({detail}); run: ormsession db upgrade"
+            f"session table missing in {where} ({detail}); "
+            f"run: {upgrade_command(url.render_as_string(hide_password=False))}"
         )
     # PoolTimeoutError: no pooled connection came free in time. A PostgreSQL error's
     # SQLSTATE tells "wrong password" from a failed statement where the class does not
     # (SQLAlchemy's asyncpg adapter raises both as a plain DBAPIError).
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if login_refused(original or exc, detail):
+        return StoreUnavailableError(login_refused_message(where, operation, detail))
     if isinstance(
         exc, OperationalError | InterfaceError | PoolTimeoutError
     ) or unavailable_sqlstate(sqlstate):
@@ -69,6 +74,36 @@ def wrap_sql_error(
             f"session store {where} unavailable during {operation}: {detail}"
         )
     return StoreError(f"session store {where} failed during {operation}: {detail}")
+
+
+# -- "wrong user name or password" --------------------------------------------------------
+#: MySQL/MariaDB: ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD.
+_MYSQL_LOGIN_REFUSED = (1044, 1045, 1698)
+# psycopg2 gives no SQLSTATE for a failed connection: its server message tells.
+_LOGIN_REFUSED = re.compile(
+    r"password authentication failed|is not permitted to log in|role \S+ does not exist"
+    r"|Access denied for user|no password supplied",
+    re.IGNORECASE,
+)
+
+
+def login_refused(original: BaseException, detail: str) -> bool:
+    """Whether the server refused the credentials (SQLSTATE class 28 on PostgreSQL, the
+    access-denied errors of MySQL): a configuration problem, not an outage."""
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate and str(sqlstate).startswith("28"):
+        return True
+    code = original.args[0] if original.args else None
+    if isinstance(code, int) and code in _MYSQL_LOGIN_REFUSED:
+        return True
+    return bool(_LOGIN_REFUSED.search(detail))
+
+
+def login_refused_message(where: str, operation: str, detail: str) -> str:
+    return (
+        f"session store {where} refused the login during {operation} (authentication "
+        f"failed: check the user name and password in the URL): {detail}"
+    )
 
 
 def as_sqlalchemy_error(exc: Exception, dialect: Dialect) -> StatementError:

@@ -84,7 +84,12 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
     parsed = _password_from_query(parsed, display)
     _check_parts(parsed, display)
     if parsed.get_backend_name() == "postgres":
-        raise ConfigurationError("use 'postgresql://' (SQLAlchemy dropped 'postgres://')")
+        # libpq, Heroku and many PaaS write postgres://; SQLAlchemy 1.4 dropped that alias.
+        fixed = "postgresql" + display.split("postgres", 1)[1] if "://" in display else ""
+        raise ConfigurationError(
+            "'postgres://' is libpq's spelling; SQLAlchemy (and so ormsession) needs "
+            f"'postgresql://' (or 'postgresql+psycopg2://'): write {fixed or 'postgresql://...'}"
+        )
     backend = parsed.drivername.split("+", 1)[0]
     if backend not in SQL_EXTRAS:
         raise ConfigurationError(
