@@ -228,6 +228,9 @@ class SessionPolicy:
         if not dict.__len__(session):
             deleting = session.destroyed and session.client_sent_id
             return self._delete_cookie(rules) if deleting else None
+        if not (session.dirty or session.needs_cookie or session.may_have_changed_in_place()):
+            return None  # this cookie went out already, for these very contents
+        session.settled()
         if not self.config.set_cookie:
             return None
         session.cookie_sent()

@@ -229,10 +229,7 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_session)
-        # Under a cookie already expired when sent (max_age<=0) nothing is ever stored, so
-        # a late save could only repeat that cookie, which the client can no longer get.
-        expired = cookie is not None and cookie.expired_at_once
-        if id_sent is not None and not expired and late_change(session, id_sent):
+        if id_sent is not None and late_change(session, id_sent):
             warn_cookie_lost(session, id_sent, await save())
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -110,3 +110,14 @@ def test_a_cookie_expired_when_sent_stores_nothing(manager: Any, seconds: int) -
     assert header.startswith(f"session={session.id}; path=/; Max-Age={seconds};")
     assert calls.writes() == [] and manager.count() == before
     assert manager.open(session.id).is_new, "a replayed expired cookie gives a new session"
+
+
+def test_after_a_save_under_an_expired_cookie_nothing_is_left_to_save(manager: Any) -> None:
+    expired = replace(manager.cookie, max_age=timedelta(seconds=0))
+    session = manager.open(None)
+    session["cart"] = [1]
+    assert manager.save(session, cookie=expired) is not None
+    assert not session.dirty, "a late save (after a streamed body) has nothing to do"
+    assert manager.save(session, cookie=expired) is None
+    session["cart"].append(2)
+    assert manager.save(session, cookie=expired) is not None, "a new change: a new cookie"
