@@ -75,6 +75,9 @@ ManagerFactory = Callable[[], Awaitable[AsyncSessionManager]]
 
 #: Where the middleware puts the :class:`AsyncSessionManager` in the scope.
 MANAGER_KEY = "ormsession.manager"
+#: Where it puts the request's own timeouts (Starlette's ``max_age``), which a regenerate
+#: in the request follows as the save does.
+_EXPIRY_KEY = "ormsession.expiry"
 
 
 class SessionMiddleware:
@@ -207,6 +210,7 @@ class SessionMiddleware:
         session = await manager.open(request.session_id, expiry=expiry)
         scope["session"] = session
         scope[MANAGER_KEY] = manager
+        scope[_EXPIRY_KEY] = expiry
         if kind == "websocket":
             # A websocket cannot set cookies once accepted: its session is read-only.
             await self.app(scope, receive, send)
@@ -304,7 +308,7 @@ def session_of(connection: _HasScope) -> RequestSession:
 async def regenerate_session(connection: _HasScope) -> None:
     """Give the request's session a new id now, keeping its data (call right after login)."""
     manager, session = _state(connection)
-    await manager.regenerate(session)
+    await manager.regenerate(session, expiry=connection.scope.get(_EXPIRY_KEY))
 
 
 async def destroy_session(connection: _HasScope) -> None:

@@ -421,7 +421,11 @@ def _current_session() -> RequestSession:
 
 def regenerate_session() -> None:
     """Give ``flask.session`` a new id now, keeping its data (call right after login)."""
-    _interface().manager.regenerate(_current_session())
+    interface, session = _interface(), _current_session()
+    permanent = isinstance(session, FlaskSession) and session.permanent
+    lifetime = flask.current_app.permanent_session_lifetime
+    expiry = interface.permanent_expiry(lifetime) if permanent else None
+    interface.manager.regenerate(session, expiry=expiry)
 
 
 def destroy_session() -> None:

@@ -232,6 +232,24 @@ class TestPermanent:
         assert refreshed.attributes["max-age"] == str(7 * 86400)
         assert calls.writes() == ["touch"]
 
+    def test_a_regenerate_keeps_a_permanent_sessions_lifetime(self) -> None:
+        # The rename sets the store's expiry: from PERMANENT_SESSION_LIFETIME for a
+        # permanent session, not the config's idle timeout.
+        app = make_app(PERMANENT_SESSION_LIFETIME=timedelta(minutes=5))
+
+        @app.get("/rotate")
+        def rotate() -> str:
+            regenerate_session()
+            return "ok"
+
+        client = app.test_client()
+        client.get("/remember")
+        new_id = cookie_of(client.get("/rotate")).value
+        manager = app.session_interface.manager  # type: ignore[attr-defined]
+        expires_at = manager.open(new_id).expires_at
+        remaining = expires_at - datetime.now(UTC)
+        assert timedelta(minutes=4) < remaining <= timedelta(minutes=5)
+
     def test_no_refresh_when_refresh_each_request_is_off(self) -> None:
         app, now = self.app_with_clock(SESSION_REFRESH_EACH_REQUEST=False)
         client = app.test_client()
