@@ -177,7 +177,8 @@ class SessionMiddleware:
         from ormsession.configure import configure_async
 
         manager = await configure_async(config=self._config)
-        if self._config.schema_check or self._config.auto_migrate is not False:
+        checks = self._config.schema_check or self._config.auto_migrate is not False
+        if checks and not _private_database(self._config):
             # The schema is checked (or migrated) now; the managers later event loops
             # build use the same database and skip that (measured: a third to a half of
             # a request's time in a TestClient used without `with`).
@@ -252,6 +253,19 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive_startup, send_shutdown)
+
+
+def _private_database(config: Config) -> bool:
+    """Whether each manager built from ``config`` gets a database of its own (in-memory
+    SQLite), which must then be created each time."""
+    url = config.url.get_secret_value()
+    if not url.startswith("sqlite"):
+        return False
+    from sqlalchemy.engine import make_url
+
+    from ormsession.repositories.sql.clients import is_in_memory
+
+    return is_in_memory(make_url(url))
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

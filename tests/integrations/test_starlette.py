@@ -815,3 +815,13 @@ def test_loops_closed_by_hand_leave_no_entries_behind() -> None:
     asyncio.run(managers.get())  # asyncio.run cancels the guardian: its manager is closed
     assert managers._entries == {}
     assert closed
+
+
+def test_an_in_memory_sqlite_database_is_created_for_each_lifespan() -> None:
+    # Each manager has its own in-memory database: its schema is made every time, even
+    # after an earlier manager of the same middleware made its own (one test per block).
+    app = make_app(url="sqlite+aiosqlite://")
+    test_client = starlette_test_client()
+    for _ in range(2):
+        with test_client(app) as client:
+            assert [client.get("/count").text for _ in range(2)] == ["1", "2"]
