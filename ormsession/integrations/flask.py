@@ -151,7 +151,7 @@ class OrmSessionInterface(SessionInterface):
         return CookieOptions(
             name=name,
             path=path or root or "/",
-            domain=domain or None,
+            domain=_cookie_domain(domain),
             secure=None if secure is None else bool(secure),
             httponly=bool(httponly),
             samesite=samesite.lower() if samesite else None,  # type: ignore[arg-type]
@@ -347,6 +347,18 @@ def config_options(app: Flask) -> dict[str, Any]:
         for field in Config.model_fields
         if f"ORMSESSION_{field.upper()}" in config
     }
+
+
+def _cookie_domain(domain: str | None) -> str | None:
+    """``SESSION_COOKIE_DOMAIN`` as Werkzeug writes it: without a port or a leading dot,
+    and an international name in its ASCII (IDNA) form."""
+    if not domain:
+        return None
+    host = domain.partition(":")[0].lstrip(".")
+    try:
+        return host.encode("idna").decode("ascii") or None
+    except UnicodeError as exc:
+        raise ValueError(f"SESSION_COOKIE_DOMAIN {domain!r} is not a host name") from exc
 
 
 def _explicit_fields(config: Config) -> set[str]:

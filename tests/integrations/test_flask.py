@@ -709,3 +709,16 @@ def test_a_failed_save_is_raised_and_logged_once(caplog: pytest.LogCaptureFixtur
     failures = [record for record in caplog.records if record.exc_info]
     assert len(failures) == 1, [record.getMessage() for record in failures]
     assert "SessionTooLargeError" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("configured", "written"),
+    [
+        ("localhost:5000", "localhost"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        (".example.com", "example.com"),
+    ],
+)
+def test_cookie_domain_is_written_as_werkzeug_writes_it(configured: str, written: str) -> None:
+    cookie = cookie_of(make_app(SESSION_COOKIE_DOMAIN=configured).test_client().get("/count"))
+    assert cookie.attributes["domain"] == written
