@@ -95,7 +95,13 @@ def _lifetime(value: object) -> timedelta | None:
         raise ConfigurationError("max_age must be a number of seconds (int) or None")
     if isinstance(value, float) and not value.is_integer():
         raise ConfigurationError("max_age must be a whole number of seconds")
+    if value > _MAX_AGE_LIMIT:
+        # Past this, expiry dates leave what the stores (and datetime) can hold.
+        raise ConfigurationError(f"max_age must be at most {_MAX_AGE_LIMIT} seconds (100 years)")
     return timedelta(seconds=int(value))
+
+
+_MAX_AGE_LIMIT = 100 * 365 * 24 * 3600
 
 
 #: Starlette name -> (ormsession twin, conversion to the twin's value).

@@ -525,6 +525,8 @@ class TestStarletteArguments:
             {"max_age": "x"},
             {"max_age": True},
             {"max_age": 1.5},
+            {"max_age": 10**13},
+            {"max_age": 10**15},
             {"https_only": "yes"},
             {"partitioned": 1},
             {"session_cookie": "a b"},
