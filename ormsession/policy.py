@@ -303,10 +303,13 @@ class SessionPolicy:
                 )
             merged = self._merge(session, current)
             data = self._encode(merged)
-            new_version = yield _store("update", key, data, expires_us, current.version, now)
+            # The other writer may live by longer rules than this request (a "remember me"
+            # login that made the session permanent): its expiry is never shortened here.
+            expiry = max(expires_us, current.expires_us)
+            new_version = yield _store("update", key, data, expiry, current.version, now)
             attempts += 1
             if new_version is not None:
-                session.mark_stored(Stored(data, new_version, expires_us), merged)
+                session.mark_stored(Stored(data, new_version, expiry), merged)
                 if not merged:  # each request removed the keys the other left
                     return (yield from self._end_emptied(session, now, rules))
                 return self._cookie_after_write(session, now, rules)

@@ -178,3 +178,18 @@ def test_a_regenerate_follows_the_requests_own_timeouts(manager: Any, clock: Fak
     short = ExpiryPolicy(idle_timeout=timedelta(hours=1), absolute_timeout=None, refresh_ratio=0.1)
     manager.regenerate(session, expiry=short)
     assert session.expires_at == clock.now + timedelta(hours=1)
+
+
+def test_a_merge_never_shortens_the_other_writers_expiry(manager: Any, clock: FakeClock) -> None:
+    # A "remember me" login saves under longer rules while a request that opened the
+    # session before it writes too: the merge keeps the login's expiry.
+    long = ExpiryPolicy(idle_timeout=timedelta(days=31), absolute_timeout=None, refresh_ratio=0.1)
+    sid = stored_session(manager, cart=[])
+    page, login = manager.open(sid), manager.open(sid)
+    login["_permanent"] = True
+    manager.save(login, expiry=long)
+    page["cart"] = [1]
+    manager.save(page)
+    assert page.expires_at == clock.now + timedelta(days=31)
+    clock.advance(days=2)  # past the default idle timeout of one day
+    assert dict(manager.open(sid, expiry=long)) == {"_permanent": True, "cart": [1]}
