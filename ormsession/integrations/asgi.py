@@ -20,12 +20,13 @@ middleware itself is plain ASGI and imports no framework; ``get_session`` and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ormsession.async_manager import AsyncSessionManager
 from ormsession.errors import ConfigurationError
-from ormsession.integrations._asgi_loops import LoopManagers, close_quietly
+from ormsession.integrations._asgi_loops import LoopManagers, close_quietly, is_loop_bound
 from ormsession.integrations._common import (
     RequestOptions,
     SessionRequest,
@@ -152,6 +153,9 @@ class SessionMiddleware:
         self._config = resolved
         self._factory: ManagerFactory | None = None
         self._manager: AsyncSessionManager | None = None
+        # The loop a manager built at lifespan startup belongs to: requests on any other
+        # loop (a TestClient used without `with` next to one used with it) get their own.
+        self._manager_loop: asyncio.AbstractEventLoop | None = None
         if isinstance(manager, AsyncSessionManager):
             self._manager = manager
         elif manager is not None:
@@ -167,8 +171,13 @@ class SessionMiddleware:
 
     async def get_manager(self) -> AsyncSessionManager:
         """The manager of this app on the running loop, built on first use."""
-        if self._manager is not None:
-            return self._manager
+        manager = self._manager
+        if manager is not None and (
+            self._manager_loop is None
+            or self._manager_loop is asyncio.get_running_loop()
+            or not is_loop_bound(manager)
+        ):
+            return manager
         return await self._per_loop.get()
 
     async def _build(self) -> AsyncSessionManager:
@@ -190,7 +199,7 @@ class SessionMiddleware:
         loop (done on lifespan shutdown; others close with their own loop)."""
         manager = self._manager
         if manager is not None and self._owns_manager:
-            self._manager = None
+            self._manager = self._manager_loop = None
             await close_quietly(manager)
         await self._per_loop.aclose()
 
@@ -202,7 +211,7 @@ class SessionMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        manager = self._manager or await self._per_loop.get()
+        manager = await self.get_manager()
         overrides = self._overrides
         cookie = None if overrides is None else overrides.cookie
         expiry = None if overrides is None else overrides.expiry
@@ -245,6 +254,7 @@ class SessionMiddleware:
                 # deploy at startup instead of the first user's request. The one loop of
                 # a lifespan-managed server then serves every request with it.
                 self._manager = await self._build()
+                self._manager_loop = asyncio.get_running_loop()
             return message
 
         async def send_shutdown(message: Message) -> None:

@@ -748,6 +748,19 @@ class TestEveryEventLoop:
         with pytest.raises(ormsession.SchemaError):  # a new app does check it
             TestClient(make_app(url=url, auto_migrate=False)).get("/count")
 
+    def test_a_client_without_with_next_to_one_with_it(
+        self, loop_store: tuple[str, dict[str, Any]]
+    ) -> None:
+        # The lifespan's manager belongs to the `with` block's loop: a second client's
+        # requests, each on a loop of its own, get their own managers.
+        _, options = loop_store
+        app = make_app(**options)
+        with TestClient(app) as inside:
+            assert inside.get("/count").text == "1"
+            other = TestClient(app)
+            assert [other.get("/count").text for _ in range(2)] == ["1", "2"]
+            assert inside.get("/count").text == "2"
+
     def test_memory_is_shared_by_every_loop(self) -> None:
         client = TestClient(make_app())
         assert [client.get("/count").text for _ in range(3)] == ["1", "2", "3"]
