@@ -63,9 +63,12 @@ class AsyncSessionManager(ManagerBase):
         flow = self.policy.save(session, https=https, cookie=cookie, expiry=expiry)
         return await arun(flow, self._perform)
 
-    async def regenerate(self, session: RequestSession) -> None:
-        """New id, same data, old id gone (call on login)."""
-        await arun(self.policy.regenerate(session), self._perform)
+    async def regenerate(
+        self, session: RequestSession, *, expiry: ExpiryPolicy | None = None
+    ) -> None:
+        """New id, same data, old id gone (call on login); ``expiry``: this request's
+        timeouts, as given to :meth:`save`."""
+        await arun(self.policy.regenerate(session, expiry=expiry), self._perform)
 
     async def destroy(self, session: RequestSession) -> None:
         """Delete the session from the store now (call on logout)."""

@@ -134,12 +134,11 @@ def _announce(config: Config, engine: Any, client: Any) -> None:
     where = where_sessions_go(config, engine, client)
     if engine is None and client is None and "url" not in config.model_fields_set:
         logger.warning(
-            "ormsession: sessions go to %s (the default store: set ORMSESSION_URL or pass "
-            "url= to choose one)",
+            "sessions go to %s (the default store: set ORMSESSION_URL or pass url= to choose one)",
             where,
         )
     else:
-        logger.info("ormsession: sessions go to %s", where)
+        logger.info("sessions go to %s", where)
 
 
 def _probe() -> tuple[str, int]:

@@ -39,7 +39,8 @@ class CookieOptions:
     names the cookie ``__Host-<name>``, which browsers accept only with Secure, ``Path=/``
     and no Domain, so those are enforced. ``partitioned`` (CHIPS: a cookie kept per
     top-level site) implies Secure, as browsers require. A leading dot of ``domain`` is
-    dropped: browsers ignore it, and Werkzeug drops it too.
+    dropped: browsers ignore it, and Werkzeug drops it too (the "starlette" style keeps
+    it, as Starlette writes the domain as given).
     """
 
     name: str
@@ -64,7 +65,8 @@ class CookieOptions:
         if self.domain is not None:
             if not _DOMAIN.fullmatch(self.domain):
                 raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
-            object.__setattr__(self, "domain", self.domain.removeprefix("."))
+            if self.style == "standard":
+                object.__setattr__(self, "domain", self.domain.removeprefix("."))
         if self.samesite not in ("lax", "strict", "none", None):
             raise ConfigurationError("cookie samesite must be 'lax', 'strict', 'none' or None")
         if self.style not in ("standard", "starlette"):

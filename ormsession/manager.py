@@ -111,9 +111,10 @@ class SessionManager(ManagerBase):
         flow = self.policy.save(session, https=https, cookie=cookie, expiry=expiry)
         return run(flow, self._perform)
 
-    def regenerate(self, session: RequestSession) -> None:
-        """New id, same data, old id gone (call on login, against session fixation)."""
-        run(self.policy.regenerate(session), self._perform)
+    def regenerate(self, session: RequestSession, *, expiry: ExpiryPolicy | None = None) -> None:
+        """New id, same data, old id gone (call on login, against session fixation).
+        ``expiry``: this request's timeouts, as given to :meth:`save`."""
+        run(self.policy.regenerate(session, expiry=expiry), self._perform)
 
     def destroy(self, session: RequestSession) -> None:
         """Delete the session from the store now (call on logout)."""

@@ -191,8 +191,6 @@ class SessionPolicy:
                 deleting = session.destroyed and session.client_sent_id
                 return self._delete_cookie(rules) if deleting else None
             return (yield from self._create(session, now, rules))
-        if not dict.__len__(session):
-            return (yield from self._end_emptied(session, now, rules))
         data = self._changed_data(session, stored)
         if data is not None:
             expires_us = rules.expiry.expires_at(session.created_us, now)
@@ -201,6 +199,8 @@ class SessionPolicy:
             if new_version is None:
                 return (yield from self._resolve_conflict(session, expires_us, now, rules))
             session.mark_stored(Stored(data, new_version, expires_us))
+            if not dict.__len__(session):
+                return (yield from self._end_emptied(session, now, rules))
             return self._cookie_after_write(session, now, rules)
         if rules.expiry.touch_due(session.created_us, stored.expires_us, now):
             return (yield from self._touch(session, now, rules))
@@ -212,8 +212,11 @@ class SessionPolicy:
         self, session: RequestSession, now: int, rules: _Save
     ) -> Flow[StoreCall, str | None]:
         """The request emptied a stored session (``clear()``, the usual logout in Flask
-        and Starlette apps, or its last key removed): it ends as a destroy would, so no
-        empty record lingers and the client's cookie is deleted."""
+        and Starlette apps, or its last key removed), and the compare-and-set of the empty
+        data just succeeded, so no other request changed, regenerated or destroyed it
+        since it was read (a login that raced this request has its session kept: this
+        save lost the race instead). It ends as a destroy would: no empty record lingers,
+        and the client's cookie is deleted."""
         yield _store("delete", session.storage_key)
         session.ended(self.ids.generate(), now)
         return self._delete_cookie(rules)
@@ -228,6 +231,9 @@ class SessionPolicy:
         if not dict.__len__(session):
             deleting = session.destroyed and session.client_sent_id
             return self._delete_cookie(rules) if deleting else None
+        if not (session.dirty or session.needs_cookie or session.may_have_changed_in_place()):
+            return None  # this cookie went out already, for these very contents
+        session.settled()
         if not self.config.set_cookie:
             return None
         session.cookie_sent()
@@ -297,10 +303,15 @@ class SessionPolicy:
                 )
             merged = self._merge(session, current)
             data = self._encode(merged)
-            new_version = yield _store("update", key, data, expires_us, current.version, now)
+            # The other writer may live by longer rules than this request (a "remember me"
+            # login that made the session permanent): its expiry is never shortened here.
+            expiry = max(expires_us, current.expires_us)
+            new_version = yield _store("update", key, data, expiry, current.version, now)
             attempts += 1
             if new_version is not None:
-                session.mark_stored(Stored(data, new_version, expires_us), merged)
+                session.mark_stored(Stored(data, new_version, expiry), merged)
+                if not merged:  # each request removed the keys the other left
+                    return (yield from self._end_emptied(session, now, rules))
                 return self._cookie_after_write(session, now, rules)
 
     def _merge(self, session: RequestSession, current: StoredSession) -> dict[str, Any]:
@@ -384,14 +395,16 @@ class SessionPolicy:
         return rules.cookie.delete_cookie(https=rules.https)
 
     # -- regenerate, destroy ---------------------------------------------------------
-    def regenerate(self, session: RequestSession) -> Flow[StoreCall, None]:
+    def regenerate(
+        self, session: RequestSession, *, expiry: ExpiryPolicy | None = None
+    ) -> Flow[StoreCall, None]:
         """Give the session a new id now, keeping its data; the old id stops working."""
         now = self.now_us()
         new_id = self.ids.generate()
         if session.stored is None:
             session.restart(new_id, session.created_us)
             return
-        expires_us = self.expiry.expires_at(session.created_us, now)
+        expires_us = (expiry or self.expiry).expires_at(session.created_us, now)
         if (yield _store("rename", session.storage_key, storage_key(new_id), expires_us, now)):
             session.moved_to(new_id, expires_us)
             return

@@ -242,6 +242,11 @@ class RequestSession(dict[str, Any]):
         self._accessed = True
         return super().__ne__(other)
 
+    @classmethod
+    def fromkeys(cls, iterable: Any, value: Any = None, /) -> dict[str, Any]:  # type: ignore[override]
+        # A session is made by its manager, with an id: this gives the plain dict.
+        return dict.fromkeys(iterable, value)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Copies and pickles keep the state as it is: the default reduction of a dict
         # subclass would put the items back through __setitem__, marking them modified.
@@ -373,6 +378,12 @@ class RequestSession(dict[str, Any]):
             super().clear()
             super().update(data)
         self._stored = stored
+        self._dirty = self._exposed = False
+        self._snapshots = {}
+
+    def settled(self) -> None:
+        """The save dealt with this request's changes without storing them (under a cookie
+        already expired when sent, nothing is ever stored): nothing is left to write."""
         self._dirty = self._exposed = False
         self._snapshots = {}
 

@@ -9,9 +9,12 @@
     ])
     # in an endpoint: request.session["user"] = "ada"
 
-``request.session`` works as with Starlette's own SessionMiddleware (it reads
-``scope["session"]``), but the data lives in the store and only an id is in the cookie.
-The middleware itself is plain ASGI and imports no framework; ``get_session`` and
+A drop-in for Starlette's own SessionMiddleware: it takes Starlette's arguments under their
+names and meanings (``SessionMiddleware(app, secret_key=..., max_age=...)``, see
+``_starlette_options``), and ``request.session`` (``scope["session"]``) is a ``dict`` as
+Starlette's is; but the data lives in the store and only an id is in the cookie. Served
+without lifespan events, each event loop gets its own manager (``_asgi_loops``). The
+middleware itself is plain ASGI and imports no framework; ``get_session`` and
 ``SessionDep`` (FastAPI dependencies) import Starlette/FastAPI when first used.
 """
 
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ormsession.async_manager import AsyncSessionManager
 from ormsession.errors import ConfigurationError
+from ormsession.integrations._asgi_loops import LoopManagers, close_quietly, is_loop_bound
 from ormsession.integrations._common import (
     RequestOptions,
     SessionRequest,
@@ -30,6 +34,12 @@ from ormsession.integrations._common import (
     late_change,
     merge_vary,
     warn_cookie_lost,
+)
+from ormsession.integrations._starlette_options import (
+    UNSET,
+    StarletteOverrides,
+    Unset,
+    starlette_overrides,
 )
 from ormsession.session import RequestSession
 
@@ -66,22 +76,38 @@ ManagerFactory = Callable[[], Awaitable[AsyncSessionManager]]
 
 #: Where the middleware puts the :class:`AsyncSessionManager` in the scope.
 MANAGER_KEY = "ormsession.manager"
+#: Where it puts the request's own timeouts (Starlette's ``max_age``), which a regenerate
+#: in the request follows as the save does.
+_EXPIRY_KEY = "ormsession.expiry"
 
 
 class SessionMiddleware:
     """Puts the request's session in ``scope["session"]`` and saves it with the response.
 
+    A drop-in for Starlette's ``SessionMiddleware``: its arguments (``secret_key``, accepted
+    and unused; ``session_cookie``, ``max_age``, ``path``, ``same_site``, ``https_only``,
+    ``domain``, ``partitioned``) keep their names, order and meanings (see
+    :mod:`~ormsession.integrations._starlette_options`), next to ormsession's own options.
+
     ``manager``: a ready :class:`AsyncSessionManager` (the app owns and closes it), or an
-    async factory returning one (called once, on lifespan startup or the first request;
-    the middleware closes it on lifespan shutdown). Without either, the manager is built
-    with ``await ormsession.configure_async(config=..., **options)`` the same way.
+    async factory returning one. Without either, the manager is built with
+    ``await ormsession.configure_async(config=..., **options)``. A built manager is made
+    on lifespan startup and closed on shutdown; served without lifespan, each event loop
+    gets its own, closed when that loop ends (see :mod:`~ormsession.integrations._asgi_loops`).
     ``id_header``, ``id_query_param`` and ``trust_forwarded_proto`` apply in every case.
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        /,
+        secret_key: object = None,
+        session_cookie: str | Unset = UNSET,
+        max_age: int | Unset | None = UNSET,
+        path: str | Unset = UNSET,
+        same_site: str | Unset = UNSET,
+        https_only: bool | Unset = UNSET,
+        domain: str | Unset | None = UNSET,
+        partitioned: bool | Unset = UNSET,
         *,
         manager: AsyncSessionManager | ManagerFactory | None = None,
         config: Config | None = None,
@@ -95,43 +121,87 @@ class SessionMiddleware:
                 "ormsession.configure_async) or an async factory of one; a synchronous "
                 "SessionManager would block the event loop"
             )
+        starlette: dict[str, object] = {
+            name: value
+            for name, value in (
+                ("session_cookie", session_cookie),
+                ("max_age", max_age),
+                ("path", path),
+                ("same_site", same_site),
+                ("https_only", https_only),
+                ("domain", domain),
+                ("partitioned", partitioned),
+            )
+            if value is not UNSET
+        }
+        if manager is not None and starlette:
+            raise ConfigurationError(
+                f"{', '.join(sorted(starlette))} configure the cookie: with manager=, set "
+                "the cookie options in ormsession.configure_async() instead"
+            )
         resolved = config_for(config, options, manager_given=manager is not None)
         self.app = app
         self.options = RequestOptions.from_config(resolved)
+        self._overrides: StarletteOverrides | None = None
+        if manager is None and (starlette or secret_key is not None):
+            # Starlette mode. What the app set itself (as opposed to a default) wins over
+            # what a Starlette argument implies: see _starlette_options.
+            explicit = set(options) | (config or resolved).model_fields_set
+            self._overrides = starlette_overrides(starlette, resolved, explicit)
+        # The secret itself is not kept: nothing is signed, the cookie holds a random id.
+        del secret_key
         self._config = resolved
         self._factory: ManagerFactory | None = None
         self._manager: AsyncSessionManager | None = None
+        # The loop a manager built at lifespan startup belongs to: requests on any other
+        # loop (a TestClient used without `with` next to one used with it) get their own.
+        self._manager_loop: asyncio.AbstractEventLoop | None = None
         if isinstance(manager, AsyncSessionManager):
             self._manager = manager
         elif manager is not None:
             self._factory = manager
         self._owns_manager = self._manager is None
-        self._lock: asyncio.Lock | None = None
+        self._per_loop = LoopManagers(self._build)
+
+    @property
+    def cookie_name(self) -> str | None:
+        """The cookie's name when the middleware sets it (Starlette mode), else None: the
+        manager's configuration names it."""
+        return None if self._overrides is None else self._overrides.cookie.cookie_name
 
     async def get_manager(self) -> AsyncSessionManager:
-        """The manager, building it on first use (once, even under concurrent requests)."""
-        if self._manager is not None:
-            return self._manager
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._manager is None:
-                self._manager = await self._build()
-        return self._manager
+        """The manager of this app on the running loop, built on first use."""
+        manager = self._manager
+        if manager is not None and (
+            self._manager_loop is None
+            or self._manager_loop is asyncio.get_running_loop()
+            or not is_loop_bound(manager)
+        ):
+            return manager
+        return await self._per_loop.get()
 
     async def _build(self) -> AsyncSessionManager:
         if self._factory is not None:
             return await self._factory()
         from ormsession.configure import configure_async
 
-        return await configure_async(config=self._config)
+        manager = await configure_async(config=self._config)
+        checks = self._config.schema_check or self._config.auto_migrate is not False
+        if checks and not _private_database(self._config):
+            # The schema is checked (or migrated) now; the managers later event loops
+            # build use the same database and skip that (measured: a third to a half of
+            # a request's time in a TestClient used without `with`).
+            self._config = self._config.replace(schema_check=False, auto_migrate=False)
+        return manager
 
     async def aclose(self) -> None:
-        """Close the manager if this middleware built it (done on lifespan shutdown)."""
-        manager, self._lock = self._manager, None
+        """Close the managers this middleware built that can be closed from the running
+        loop (done on lifespan shutdown; others close with their own loop)."""
+        manager = self._manager
         if manager is not None and self._owns_manager:
-            self._manager = None
-            await manager.close()
+            self._manager = self._manager_loop = None
+            await close_quietly(manager)
+        await self._per_loop.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -141,11 +211,16 @@ class SessionMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        manager = self._manager or await self.get_manager()
-        request = SessionRequest.from_asgi(scope, self.options, manager.cookie.cookie_name)
-        session = await manager.open(request.session_id)
+        manager = await self.get_manager()
+        overrides = self._overrides
+        cookie = None if overrides is None else overrides.cookie
+        expiry = None if overrides is None else overrides.expiry
+        name = manager.cookie.cookie_name if cookie is None else cookie.cookie_name
+        request = SessionRequest.from_asgi(scope, self.options, name)
+        session = await manager.open(request.session_id, expiry=expiry)
         scope["session"] = session
         scope[MANAGER_KEY] = manager
+        scope[_EXPIRY_KEY] = expiry
         if kind == "websocket":
             # A websocket cannot set cookies once accepted: its session is read-only.
             await self.app(scope, receive, send)
@@ -154,28 +229,32 @@ class SessionMiddleware:
         # session while streaming it.
         id_sent: str | None = None
 
+        async def save() -> str | None:
+            return await manager.save(session, https=request.https, cookie=cookie, expiry=expiry)
+
         async def send_with_session(message: Message) -> None:
             nonlocal id_sent
             if id_sent is None and message["type"] == "http.response.start":
-                cookie = await manager.save(session, https=request.https)
+                set_cookie = await save()
                 id_sent = session.id
-                extra = request.headers_for(session, cookie)
+                extra = request.headers_for(session, set_cookie)
                 if extra:
                     message = {**message, "headers": _add_headers(message.get("headers"), extra)}
             await send(message)
 
         await self.app(scope, receive, send_with_session)
         if id_sent is not None and late_change(session, id_sent):
-            cookie = await manager.save(session, https=request.https)
-            warn_cookie_lost(session, id_sent, cookie)
+            warn_cookie_lost(session, id_sent, await save())
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_startup() -> Message:
             message = await receive()
-            if message["type"] == "lifespan.startup":
+            if message["type"] == "lifespan.startup" and self._manager is None:
                 # Connect (and check the schema) before serving, so a bad URL fails the
-                # deploy at startup instead of the first user's request.
-                await self.get_manager()
+                # deploy at startup instead of the first user's request. The one loop of
+                # a lifespan-managed server then serves every request with it.
+                self._manager = await self._build()
+                self._manager_loop = asyncio.get_running_loop()
             return message
 
         async def send_shutdown(message: Message) -> None:
@@ -184,6 +263,19 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive_startup, send_shutdown)
+
+
+def _private_database(config: Config) -> bool:
+    """Whether each manager built from ``config`` gets a database of its own (in-memory
+    SQLite), which must then be created each time."""
+    url = config.url.get_secret_value()
+    if not url.startswith("sqlite"):
+        return False
+    from sqlalchemy.engine import make_url
+
+    from ormsession.repositories.sql.clients import is_in_memory
+
+    return is_in_memory(make_url(url))
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -240,7 +332,7 @@ def session_of(connection: _HasScope) -> RequestSession:
 async def regenerate_session(connection: _HasScope) -> None:
     """Give the request's session a new id now, keeping its data (call right after login)."""
     manager, session = _state(connection)
-    await manager.regenerate(session)
+    await manager.regenerate(session, expiry=connection.scope.get(_EXPIRY_KEY))
 
 
 async def destroy_session(connection: _HasScope) -> None:

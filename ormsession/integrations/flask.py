@@ -151,7 +151,7 @@ class OrmSessionInterface(SessionInterface):
         return CookieOptions(
             name=name,
             path=path or root or "/",
-            domain=domain or None,
+            domain=_cookie_domain(domain),
             secure=None if secure is None else bool(secure),
             httponly=bool(httponly),
             samesite=samesite.lower() if samesite else None,  # type: ignore[arg-type]
@@ -349,6 +349,18 @@ def config_options(app: Flask) -> dict[str, Any]:
     }
 
 
+def _cookie_domain(domain: str | None) -> str | None:
+    """``SESSION_COOKIE_DOMAIN`` as Werkzeug writes it: without a port or a leading dot,
+    and an international name in its ASCII (IDNA) form."""
+    if not domain:
+        return None
+    host = domain.partition(":")[0].lstrip(".")
+    try:
+        return host.encode("idna").decode("ascii") or None
+    except UnicodeError as exc:
+        raise ValueError(f"SESSION_COOKIE_DOMAIN {domain!r} is not a host name") from exc
+
+
 def _explicit_fields(config: Config) -> set[str]:
     """The options ``config`` was given explicitly, by code or the environment (a copy
     made by ``Config.replace`` keeps the original's record, plus the changes)."""
@@ -421,7 +433,11 @@ def _current_session() -> RequestSession:
 
 def regenerate_session() -> None:
     """Give ``flask.session`` a new id now, keeping its data (call right after login)."""
-    _interface().manager.regenerate(_current_session())
+    interface, session = _interface(), _current_session()
+    permanent = isinstance(session, FlaskSession) and session.permanent
+    lifetime = flask.current_app.permanent_session_lifetime
+    expiry = interface.permanent_expiry(lifetime) if permanent else None
+    interface.manager.regenerate(session, expiry=expiry)
 
 
 def destroy_session() -> None:

@@ -150,7 +150,8 @@ def test_64_workers_on_a_stalled_server(proxied: Proxied, store: str, mode: str)
             started = time.monotonic()
             outcomes = concurrently(mode, manager, counter(mode), WORKERS)
             elapsed = time.monotonic() - started
-        assert all(isinstance(o, StoreUnavailableError) for o in outcomes), outcomes
+        others = [o for o in outcomes if not isinstance(o, StoreUnavailableError)]
+        assert others == [], f"{len(others)} of {len(outcomes)} outcomes: {others!r}"
         assert elapsed <= TIMEOUT + SLACK
         _, recovery = succeeds(manager.count)
     record(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -109,3 +110,35 @@ def test_forged_cookie_gives_a_fresh_session() -> None:
     with TestClient(make_app()) as client:
         response = client.get("/me", headers={"Cookie": "session=../../" + "A" * 60})
     assert response.status_code == 200 and response.json() == {"user": None, "cart": []}
+
+
+def test_starlettes_arguments_and_no_with(real_async_store_url: str) -> None:
+    """The one-line switch: Starlette's call unchanged, and FastAPI's TestClient without
+    ``with`` (a new event loop per request, no lifespan) on a real store."""
+    app = FastAPI()
+    app.add_middleware(
+        SessionMiddleware, secret_key="unused", max_age=3600, url=real_async_store_url
+    )
+
+    @app.post("/cart/{item}")
+    async def add(item: str, session: SessionDep) -> dict[str, Any]:
+        session.setdefault("cart", []).append(item)
+        return {"cart": session["cart"]}
+
+    @app.post("/empty")
+    async def empty(session: SessionDep) -> dict[str, Any]:
+        session.clear()
+        return {"session": session}
+
+    client = TestClient(app)
+    first = client.post("/cart/apple")
+    assert re.fullmatch(
+        r"session=[\w-]{43}; path=/; Max-Age=3600; httponly; samesite=lax",
+        first.headers["set-cookie"],
+    )
+    assert client.post("/cart/pear").json() == {"cart": ["apple", "pear"]}
+    emptied = client.post("/empty")
+    assert emptied.json() == {"session": {}}
+    assert emptied.headers["set-cookie"].startswith("session=; path=/; expires=Thu, 01 Jan 1970")
+    assert client.post("/cart/fig").json() == {"cart": ["fig"]}
+    client.post("/empty")  # ends it: the store is shared with other tests that count

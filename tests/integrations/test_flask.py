@@ -232,6 +232,24 @@ class TestPermanent:
         assert refreshed.attributes["max-age"] == str(7 * 86400)
         assert calls.writes() == ["touch"]
 
+    def test_a_regenerate_keeps_a_permanent_sessions_lifetime(self) -> None:
+        # The rename sets the store's expiry: from PERMANENT_SESSION_LIFETIME for a
+        # permanent session, not the config's idle timeout.
+        app = make_app(PERMANENT_SESSION_LIFETIME=timedelta(minutes=5))
+
+        @app.get("/rotate")
+        def rotate() -> str:
+            regenerate_session()
+            return "ok"
+
+        client = app.test_client()
+        client.get("/remember")
+        new_id = cookie_of(client.get("/rotate")).value
+        manager = app.session_interface.manager  # type: ignore[attr-defined]
+        expires_at = manager.open(new_id).expires_at
+        remaining = expires_at - datetime.now(UTC)
+        assert timedelta(minutes=4) < remaining <= timedelta(minutes=5)
+
     def test_no_refresh_when_refresh_each_request_is_off(self) -> None:
         app, now = self.app_with_clock(SESSION_REFRESH_EACH_REQUEST=False)
         client = app.test_client()
@@ -691,3 +709,16 @@ def test_a_failed_save_is_raised_and_logged_once(caplog: pytest.LogCaptureFixtur
     failures = [record for record in caplog.records if record.exc_info]
     assert len(failures) == 1, [record.getMessage() for record in failures]
     assert "SessionTooLargeError" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("configured", "written"),
+    [
+        ("localhost:5000", "localhost"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        (".example.com", "example.com"),
+    ],
+)
+def test_cookie_domain_is_written_as_werkzeug_writes_it(configured: str, written: str) -> None:
+    cookie = cookie_of(make_app(SESSION_COOKIE_DOMAIN=configured).test_client().get("/count"))
+    assert cookie.attributes["domain"] == written

@@ -110,3 +110,86 @@ def test_a_cookie_expired_when_sent_stores_nothing(manager: Any, seconds: int) -
     assert header.startswith(f"session={session.id}; path=/; Max-Age={seconds};")
     assert calls.writes() == [] and manager.count() == before
     assert manager.open(session.id).is_new, "a replayed expired cookie gives a new session"
+
+
+def test_after_a_save_under_an_expired_cookie_nothing_is_left_to_save(manager: Any) -> None:
+    expired = replace(manager.cookie, max_age=timedelta(seconds=0))
+    session = manager.open(None)
+    session["cart"] = [1]
+    assert manager.save(session, cookie=expired) is not None
+    assert not session.dirty, "a late save (after a streamed body) has nothing to do"
+    assert manager.save(session, cookie=expired) is None
+    session["cart"].append(2)
+    assert manager.save(session, cookie=expired) is not None, "a new change: a new cookie"
+
+
+def test_an_emptying_request_that_raced_a_login_never_logs_the_user_out(manager: Any) -> None:
+    # The page request pops the last flash while the login request of the same browser
+    # regenerates and saves first: the login stands, the page sets no cookie.
+    sid = stored_session(manager, _flashes=["please log in"])
+    page, login = manager.open(sid), manager.open(sid)
+    login["user"] = "ada"
+    manager.regenerate(login)
+    login_id = cookie_id(manager.save(login))
+    page.pop("_flashes")
+    assert manager.save(page) is None, "no deleting cookie over the login's cookie"
+    assert page.lost
+    assert manager.open(login_id).get("user") == "ada"
+
+
+def test_an_emptying_request_that_raced_a_writer_keeps_the_writers_keys(manager: Any) -> None:
+    sid = stored_session(manager, _flashes=["hello"])
+    page, cart = manager.open(sid), manager.open(sid)
+    cart["cart"] = [1]
+    manager.save(cart)
+    page.pop("_flashes")
+    assert manager.save(page) is None
+    assert dict(manager.open(sid)) == {"cart": [1]}
+
+
+def test_two_requests_that_each_remove_the_others_last_key_end_the_session(
+    manager: Any,
+) -> None:
+    sid = stored_session(manager, x=1, y=2)
+    before = manager.count()
+    first, second = manager.open(sid), manager.open(sid)
+    first.pop("x")
+    assert manager.save(first) is None
+    second.pop("y")
+    header = manager.save(second)
+    assert header is not None and "Max-Age=0" in header
+    assert manager.count() == before - 1, "no empty record is left behind"
+    assert manager.open(sid).is_new
+
+
+def test_a_regenerate_follows_the_requests_own_timeouts(manager: Any, clock: FakeClock) -> None:
+    long = ExpiryPolicy(idle_timeout=timedelta(days=90), absolute_timeout=None, refresh_ratio=0.1)
+    session = manager.open(None)
+    session["user"] = "ada"
+    manager.save(session, expiry=long)
+    clock.advance(days=40)  # past the config's absolute timeout of 30 days
+    session = manager.open(session.id, expiry=long)
+    manager.regenerate(session, expiry=long)
+    assert not session.lost, "the request's own rules keep the session alive"
+    assert session.expires_at == clock.now + timedelta(days=90)
+    new_id = cookie_id(manager.save(session, expiry=long))
+    assert manager.open(new_id, expiry=long).get("user") == "ada"
+
+    short = ExpiryPolicy(idle_timeout=timedelta(hours=1), absolute_timeout=None, refresh_ratio=0.1)
+    manager.regenerate(session, expiry=short)
+    assert session.expires_at == clock.now + timedelta(hours=1)
+
+
+def test_a_merge_never_shortens_the_other_writers_expiry(manager: Any, clock: FakeClock) -> None:
+    # A "remember me" login saves under longer rules while a request that opened the
+    # session before it writes too: the merge keeps the login's expiry.
+    long = ExpiryPolicy(idle_timeout=timedelta(days=31), absolute_timeout=None, refresh_ratio=0.1)
+    sid = stored_session(manager, cart=[])
+    page, login = manager.open(sid), manager.open(sid)
+    login["_permanent"] = True
+    manager.save(login, expiry=long)
+    page["cart"] = [1]
+    manager.save(page)
+    assert page.expires_at == clock.now + timedelta(days=31)
+    clock.advance(days=2)  # past the default idle timeout of one day
+    assert dict(manager.open(sid, expiry=long)) == {"_permanent": True, "cart": [1]}

@@ -70,7 +70,9 @@ def test_a_sync_url_is_refused_by_configure_async(
     request: pytest.FixtureRequest, backend: str
 ) -> None:
     sync_url = sql_url(request, backend).replace("sqlite://", "sqlite+pysqlite://")
-    with pytest.raises(ConfigurationError, match=r"use ormsession\.configure\(\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"needs an asyncio one.*uses ormsession\.configure\(\)"
+    ):
         asyncio.run(ormsession.configure_async(url=sync_url))
 
 

@@ -172,3 +172,9 @@ def test_copies_and_pickles_keep_data_and_state(manager: SessionManager, change:
         assert clone.contents() == session.contents() and clone.id == session.id
         assert clone.stored == session.stored
     assert clones[1]["cart"] is not session["cart"], "a deep copy copies the values"
+
+
+def test_fromkeys_gives_a_plain_dict() -> None:
+    # dict.fromkeys on a subclass calls cls(), which a session cannot be built from.
+    made = RequestSession.fromkeys(["a", "b"], 0)
+    assert made == {"a": 0, "b": 0} and type(made) is dict

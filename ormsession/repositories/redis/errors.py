@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from redis import exceptions as redis_errors
 
 from ormsession.errors import StoreError, StoreUnavailableError
@@ -44,7 +46,8 @@ def wrap_redis_error(
 ) -> StoreError:
     """A :class:`StoreUnavailableError` for outages, a :class:`StoreError` for the rest;
     the message names the store (``where``, already redacted) and scrubs ``secrets``."""
-    detail = scrub(f"{type(exc).__name__}: {exc}".strip(), *secrets).splitlines()
+    message = _no_master(exc) if _is_no_master(exc) else str(exc)
+    detail = scrub(f"{type(exc).__name__}: {message}".strip(), *secrets).splitlines()
     text = detail[0] if detail else type(exc).__name__
     if isinstance(exc, redis_errors.AuthenticationError):
         # Unavailable all the same (the app may serve fresh sessions meanwhile), but the
@@ -58,3 +61,31 @@ def wrap_redis_error(
             f"session store {where} unavailable during {operation}: {text}"
         )
     return StoreError(f"session store {where} failed during {operation}: {text}")
+
+
+def _is_no_master(exc: Exception) -> bool:
+    from redis.sentinel import MasterNotFoundError
+
+    return isinstance(exc, MasterNotFoundError)
+
+
+# In redis-py's "No master found for 'name' : <client repr> - <error>, ...", each sentinel is
+# a client repr of a couple of thousand characters: only its address is worth saying.
+_SENTINEL_ERROR = re.compile(
+    r"<redis\.client\.Redis\(.*?host=([^,>]+),port=(\d+).*?\)>\)>\)> - (.*?)(?=, <redis\.|$)"
+)
+
+
+def _no_master(exc: Exception) -> str:
+    """redis-py's "no master" error in one line: the master's name, then each sentinel that
+    failed to answer, by address, with its error (one that answered without a master of
+    that name is not listed by redis-py)."""
+    text = str(exc)
+    head = text.split(" : ", 1)[0]
+    failures = [
+        f"{host}:{port} ({error.removeprefix('network:').rstrip('.')})"
+        for host, port, error in _SENTINEL_ERROR.findall(text)
+    ]
+    if not failures:
+        return f"{head} (every sentinel that answered knows no such master)"
+    return f"{head}; sentinels that failed to answer: " + "; ".join(failures)

@@ -63,8 +63,7 @@ def engine_options(
         "connect_args": driver_connect_args(parsed, timeout),
     }
     backend = parsed.get_backend_name()
-    in_memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
-    if in_memory:
+    if is_in_memory(parsed):
         kwargs["poolclass"] = StaticPool  # one shared in-memory database
     else:
         kwargs["pool_timeout"] = timeout
@@ -134,3 +133,8 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def is_in_memory(parsed: URL) -> bool:
+    """Whether the URL names an in-memory SQLite database: one per engine, gone with it."""
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")

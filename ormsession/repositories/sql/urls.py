@@ -108,8 +108,9 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
         )
     if want_async and not is_async:
         raise ConfigurationError(
-            f"{parsed.drivername!r} is a synchronous driver: use ormsession.configure(), or an "
-            "async driver (postgresql+asyncpg, mysql+asyncmy, sqlite+aiosqlite)"
+            f"{parsed.drivername!r} is a synchronous driver, and asyncio code (configure_async, "
+            "the ASGI middleware) needs an asyncio one: postgresql+asyncpg, mysql+asyncmy, "
+            "sqlite+aiosqlite (a synchronous app uses ormsession.configure())"
         )
     check_connect_args(parsed, display)
     return parsed
