@@ -133,6 +133,18 @@ class Pool:
         return results
 
 
+class FloorPool(Pool):
+    """:class:`Pool`'s ``on_each`` over a driver floor's own idle connections."""
+
+    def __init__(self, floor: Any, runner: asyncio.Runner | None = None) -> None:
+        self.floor, self.runner = floor, runner
+
+    def on_each(self, sql: str) -> list[list[tuple[Any, ...]]]:
+        if self.runner is not None:
+            return self.runner.run(self.floor.on_each(sql))  # type: ignore[no-any-return]
+        return self.floor.on_each(sql)  # type: ignore[no-any-return]
+
+
 class PgStatCounter(ServerCounter):
     """``pg_stat_database`` of ``database``, read over ``admin``, a connection in autocommit
     to another database (where its own statements count)."""
@@ -204,6 +216,22 @@ class SqliteTraceCounter(ServerCounter):
         for connection in [engine.raw_connection() for _ in range(Pool(engine).idle())]:
             connection.driver_connection.set_trace_callback(self.trace)
             connection.close()
+
+    def install_floor(self, floor: Any, async_floor: Any, runner: asyncio.Runner) -> None:
+        """On the driver floors' connections: the sync pool's, idle and future, and the
+        aiosqlite floor's one."""
+        pool = floor.pool
+        for connection in pool.idle:
+            connection.set_trace_callback(self.trace)
+        connect = pool.connect
+
+        def traced() -> Any:
+            connection = connect()
+            connection.set_trace_callback(self.trace)
+            return connection
+
+        pool.connect = traced
+        runner.run(async_floor.connection.set_trace_callback(self.trace))
 
     def _on_async_connect(self, adapted: Any, _record: Any) -> None:
         # SQLAlchemy's aiosqlite adapter -> aiosqlite.Connection -> sqlite3.Connection.

@@ -60,6 +60,8 @@ class Plan:
     scale: bool = True
     operations: bool = True
     profile: str | None = None
+    #: The SQL stores' extra rows: the floor on SQLAlchemy's pool against the driver floor.
+    pool_rows: bool = True
 
 
 # -- scenarios --------------------------------------------------------------------------
@@ -160,6 +162,43 @@ def request_scenarios(
     return scenarios, [ours_asgi, floor_asgi]
 
 
+#: The extra rows' label: their "ormsession" side is the floor on SQLAlchemy's pool.
+POOL_ROW = "{}: SQLAlchemy-pool floor"
+
+
+def pool_scenarios(
+    engine_floors: tuple[Floor, AsyncFloor],
+    floor: Floor,
+    async_floor: AsyncFloor,
+    runner: asyncio.Runner,
+) -> tuple[list[Scenario], list[AsgiRunner]]:
+    """The labelled extra rows of a SQL store: the same hand-written requests with the
+    connection from SQLAlchemy's pool (and, under asyncio, its greenlet bridge) against the
+    driver floor. No target: the ratio is what that pool costs, which ormsession pays to
+    share an app's engine."""
+    engine_floor, async_engine_floor = engine_floors
+    engine_asgi = AsgiRunner(starlette_app(floor=async_engine_floor), runner)
+    floor_asgi = AsgiRunner(starlette_app(floor=async_floor), runner)
+    sides = {
+        "Flask": (
+            partial(flask_runner, flask_app(floor=engine_floor)),
+            partial(flask_runner, flask_app(floor=floor)),
+        ),
+        "Starlette": (engine_asgi.series, floor_asgi.series),
+    }
+    kinds = (("read-only", "GET", "/read", b"42 2"), ("write", "POST", "/write", None))
+    scenarios = [
+        Scenario(
+            POOL_ROW.format(f"{framework} request, {kind}"),
+            pooled(method, path, expect),
+            direct(method, path, expect),
+        )
+        for framework, (pooled, direct) in sides.items()
+        for kind, method, path, expect in kinds
+    ]
+    return scenarios, [engine_asgi, floor_asgi]
+
+
 # -- one store --------------------------------------------------------------------------
 def measure(store: str, scenario: Scenario, counter: ServerCounter | None, plan: Plan) -> Row:
     settings = plan.timing
@@ -201,11 +240,22 @@ def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
         runner = stack.enter_context(asyncio.Runner())
         manager, async_manager = managers_for(env, runner, stack)
         floor, async_floor = env.floor(manager), env.async_floor(async_manager)
-        counter = None if env.name == CPU_ONLY else env.counter(manager, async_manager, runner)
+        stack.callback(floor.close)
+        runner.run(async_floor.start())
+        stack.callback(lambda: runner.run(async_floor.close()))
+        counter = None
+        if env.name != CPU_ONLY:
+            counter = env.counter(manager, async_manager, runner, floor, async_floor)
         scenarios = manager_scenarios(manager, floor)
         requests, clients = request_scenarios(
             manager, async_manager, floor, async_floor, runner, write_limit(env)
         )
+        if env.engine_floors is not None and plan.pool_rows:
+            extra, more_clients = pool_scenarios(
+                env.engine_floors(manager, async_manager), floor, async_floor, runner
+            )
+            requests += extra
+            clients += more_clients
         for client in clients:
             stack.callback(client.close)
         for scenario in scenarios + requests:
@@ -298,6 +348,12 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     add("--markdown", type=Path, help="also write the report to this file")
     add("--json", type=Path, help="also write the raw results as JSON")
     add("--profile", help="cProfile ormsession's side of matching operations (stderr)")
+    add(
+        "--pool-rows",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the SQL stores' extra rows: the floor on SQLAlchemy's pool (default) or not",
+    )
     args = parser.parse_args(argv)
     stores = tuple(name.strip() for name in args.stores.split(",") if name.strip())
     unknown = sorted(set(stores) - {CPU_ONLY, *ALL_STORES})
@@ -318,7 +374,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
     timing = dataclasses.replace(
         QUICK if args.quick else Settings(), **{k: v for k, v in given.items() if v is not None}
     )
-    plan = Plan(stores, timing, sizes, args.scale, args.operations, args.profile)
+    plan = Plan(stores, timing, sizes, args.scale, args.operations, args.profile, args.pool_rows)
     return plan, args
 
 

@@ -3,7 +3,8 @@ floor's session layer, driven by the same cookie-keeping client (Flask's test cl
 ``httpx.AsyncClient`` over ``ASGITransport`` in the event loop: Starlette's ``TestClient``
 adds a thread hop that would hide most of the difference). The floor's layers do what a
 hand-written one must: read the cookie, load the record, hand the app a dict that notices
-assignments, save it if assigned, set the cookie when new, add ``Vary: Cookie`` if used."""
+assignments, save it if assigned, set the cookie (when new; under Flask, as Flask's
+``should_set_cookie`` says: whenever modified), add ``Vary: Cookie`` if used."""
 
 from __future__ import annotations
 
@@ -84,10 +85,11 @@ class FloorSessionInterface(SessionInterface):
     def save_session(self, app: Any, session: Any, response: Any) -> None:
         if session.accessed:
             response.vary.add("Cookie")
-        if not session.modified:
-            return
-        self.floor.write(session.sid, dict(session))
-        if session.new:
+        if session.modified:
+            self.floor.write(session.sid, dict(session))
+        # Flask's rule for every session interface (its own cookie session's too): the
+        # cookie goes out again whenever the session was modified.
+        if self.should_set_cookie(app, session):
             response.set_cookie(COOKIE, session.sid, httponly=True, samesite="Lax")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,9 +49,13 @@ class StoreEnv:
     options: dict[str, Any] = field(default_factory=dict)
     floor: Callable[[Any], floors.Floor] = _missing
     async_floor: Callable[[Any], floors.AsyncFloor] = _missing
-    counter: Callable[[Any, Any, asyncio.Runner], counters.ServerCounter] = _missing
+    #: (manager, async manager, runner, floor, async floor) -> the counter of all four.
+    counter: Callable[..., counters.ServerCounter] = _missing
     #: Store-specific handles the scale benchmarks need (connection parameters, clients).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: SQL: the earlier floors, on the managers' engines (SQLAlchemy's pools), for the
+    #: labelled extra rows that measure what those pools cost against the driver floors.
+    engine_floors: Callable[[Any, Any], tuple[floors.Floor, floors.AsyncFloor]] | None = None
     #: Whether the store writes conditionally in one native command or statement. The Redis
     #: family (Redis 7) compare-and-sets in a Lua script: its write requests get a higher limit.
     native_conditional_write: bool = True
@@ -66,18 +71,31 @@ def _prefix() -> str:
 
 
 # -- SQL ----------------------------------------------------------------------------------
+#: ormsession's default store timeout, which the floors set where the driver has it natively.
+TIMEOUT = 5.0
+
+
 def _sql_env(name: str, drivers: str, where: str, version: str) -> StoreEnv:
     """``drivers``: the sync and the async URL scheme, comma-separated."""
     sync, asyncio_ = drivers.split(",")
     env = StoreEnv(name, f"{sync}://{where}", f"{asyncio_}://{where}", version)
-    env.floor = lambda m: floors.SqlFloor(m.repository.engine)
-    env.async_floor = lambda m: floors.AsyncSqlFloor(m.repository.engine)
+    env.engine_floors = lambda m, a: (
+        floors.SqlFloor(m.repository.engine),
+        floors.AsyncEngineSqlFloor(a.repository.engine),
+    )
     return env
 
 
-def _pools(m: Any, a: Any, runner: asyncio.Runner) -> list[counters.Pool]:
-    """The pools of a sync and an async manager ``m`` and ``a``."""
-    return [counters.Pool(m.repository.engine), counters.Pool(a.repository.engine, runner)]
+def _pools(
+    m: Any, a: Any, runner: asyncio.Runner, floor: Any, async_floor: Any
+) -> list[counters.Pool]:
+    """The pools of a sync and an async manager ``m`` and ``a``, and of the floors."""
+    return [
+        counters.Pool(m.repository.engine),
+        counters.Pool(a.repository.engine, runner),
+        counters.FloorPool(floor),
+        counters.FloorPool(async_floor, runner),
+    ]
 
 
 @contextlib.contextmanager
@@ -89,10 +107,25 @@ def sqlite_env() -> Iterator[StoreEnv]:
         path = f"/{Path(directory) / 'sessions.sqlite3'}"
         env = _sql_env("sqlite", "sqlite,sqlite+aiosqlite", path, sqlite3.sqlite_version)
 
-        def counter(m: Any, a: Any, runner: asyncio.Runner) -> counters.ServerCounter:
+        def connect() -> sqlite3.Connection:
+            # As ormsession's engine: autocommit, WAL, synchronous=NORMAL, busy timeout.
+            connection = sqlite3.connect(
+                path, timeout=TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            return connection
+
+        env.floor = lambda m: floors.DriverSqlFloor(connect, "sqlite")
+        env.async_floor = lambda m: floors.AiosqliteFloor(path, TIMEOUT)
+
+        def counter(
+            m: Any, a: Any, runner: asyncio.Runner, floor: Any, async_floor: Any
+        ) -> counters.ServerCounter:
             traced = counters.SqliteTraceCounter()
             traced.install(m.repository.engine)
             traced.install(a.repository.engine, runner)
+            traced.install_floor(floor, async_floor, runner)
             return traced
 
         env.counter = counter
@@ -139,7 +172,19 @@ def postgresql_env() -> Iterator[StoreEnv]:
         name, version = db
         where = f"{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
         env = _sql_env("postgresql", "postgresql+psycopg2,postgresql+asyncpg", where, version)
-        env.counter = lambda m, a, runner: counters.PgStatCounter(admin, name, _pools(m, a, runner))
+
+        def floor_connect() -> Any:
+            # libpq's connect timeout is in whole seconds; psycopg2 has no read timeout.
+            connection = connect(name, connect_timeout=math.ceil(TIMEOUT))
+            connection.autocommit = True
+            return connection
+
+        env.floor = lambda m: floors.DriverSqlFloor(floor_connect, "postgresql")
+        dsn = f"postgresql://{where}"
+        env.async_floor = lambda m: floors.AsyncpgFloor(dsn, TIMEOUT)
+        env.counter = lambda m, a, runner, *fl: counters.PgStatCounter(
+            admin, name, _pools(m, a, runner, *fl)
+        )
         env.extra = {"connect": lambda: connect(name)}
         yield _migrated(env)
 
@@ -150,14 +195,15 @@ def mariadb_env() -> Iterator[StoreEnv]:
     _need("asyncmy", "async-mysql")
     import pymysql
 
-    def connect(database: str | None = None) -> Any:
+    def connect(database: str | None = None, timeout: float = 3, **more: Any) -> Any:
         return pymysql.connect(
             host=MARIADB_HOST,
             port=MARIADB_PORT,
             user=MARIADB_USER,
             database=database,
-            connect_timeout=3,
+            connect_timeout=timeout,
             autocommit=True,
+            **more,
         )
 
     try:
@@ -168,7 +214,16 @@ def mariadb_env() -> Iterator[StoreEnv]:
         name, version = db
         where = f"{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{name}"
         env = _sql_env("mariadb", "mysql+pymysql,mysql+asyncmy", where, version)
-        env.counter = lambda m, a, runner: counters.MariaDbStatusCounter(_pools(m, a, runner))
+        env.floor = lambda m: floors.DriverSqlFloor(
+            lambda: connect(name, TIMEOUT, read_timeout=TIMEOUT, write_timeout=TIMEOUT), "mysql"
+        )
+        where_async = {
+            "host": MARIADB_HOST, "port": MARIADB_PORT, "user": MARIADB_USER, "db": name
+        }  # fmt: skip
+        env.async_floor = lambda m: floors.AsyncmyFloor(where_async, TIMEOUT)
+        env.counter = lambda m, a, runner, *fl: counters.MariaDbStatusCounter(
+            _pools(m, a, runner, *fl)
+        )
         env.extra = {"connect": lambda: connect(name)}
         yield _migrated(env)
 
@@ -183,7 +238,7 @@ def _redis_env(name: str, url: str, version: str, nodes: list[Any]) -> StoreEnv:
     env.native_conditional_write = False
     env.floor = lambda m: floors.RedisFloor(m.repository.client, prefix, cluster=cluster)
     env.async_floor = lambda m: floors.AsyncRedisFloor(m.repository.client, prefix)
-    env.counter = lambda m, a, r: counters.RedisCommandCounter(nodes, shared=shared)
+    env.counter = lambda m, a, r, *fl: counters.RedisCommandCounter(nodes, shared=shared)
     return env
 
 
@@ -263,7 +318,7 @@ def couchbase_env() -> Iterator[StoreEnv]:
         env.floor = lambda manager: floors.CouchbaseFloor(manager.repository.collection, prefix)
         # The async repository connects on start(); its collection is then ready.
         env.async_floor = lambda m: floors.AsyncCouchbaseFloor(m.repository._collection, prefix)
-        env.counter = lambda m, a, r: counters.CouchbaseOpCounter(counts)
+        env.counter = lambda m, a, r, *fl: counters.CouchbaseOpCounter(counts)
         yield env
 
 

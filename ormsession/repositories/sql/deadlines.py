@@ -56,16 +56,25 @@ def current_deadline() -> float | None:
     return _DEADLINE.get()
 
 
-@contextmanager
-def operation_deadline(seconds: float) -> Iterator[float]:
+class operation_deadline:  # noqa: N801 (used as a function: ``with operation_deadline(s)``)
     """The deadline of an operation that starts now, published to the pool and the
-    connect hook for its duration."""
-    deadline = time.monotonic() + seconds
-    token = _DEADLINE.set(deadline)
-    try:
-        yield deadline
-    finally:
-        _DEADLINE.reset(token)
+    connect hook for its duration (``with operation_deadline(seconds) as deadline``).
+
+    A class rather than a ``@contextmanager`` generator: every SQL operation enters one,
+    and the generator's machinery cost about as many instructions as the rest of the
+    deadline handling together (measured with callgrind, docs/performance.md)."""
+
+    __slots__ = ("_deadline", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+
+    def __enter__(self) -> float:
+        self._token = _DEADLINE.set(self._deadline)
+        return self._deadline
+
+    def __exit__(self, *exc_info: object) -> None:
+        _DEADLINE.reset(self._token)
 
 
 def _remaining(default: float) -> float:

@@ -281,12 +281,12 @@ class SqlRepository(SessionRepository):
             # raw_connection() leaves the driver's connect errors unwrapped.
             wrapped = exc if isinstance(exc, SQLAlchemyError) else as_sqlalchemy_error(exc, dialect)
             raise self._failure(wrapped, operation, time.monotonic() >= deadline) from exc
-        raw = connection.dbapi_connection
+        raw: Any = connection.dbapi_connection
         bound = self._bound
         state = bound.start(raw, deadline)
         cursor = None
         try:
-            cursor = connection.cursor()
+            cursor = raw.cursor()  # the DBAPI connection's own (the pool's proxy only forwards)
             cursor.execute(sql, params)
             result = extract(cursor)
             if not self._autocommit:
