@@ -118,3 +118,21 @@ async def test_calls_in_flight_at_once_each_get_a_greenlet() -> None:
     assert await asyncio.gather(*(bridge.spawn(work, n) for n in range(5))) == list(range(5))
     assert most == 5
     assert len(_idle()) <= bridge.KEPT
+
+
+def test_a_worker_collected_while_suspended_ends() -> None:
+    # A task abandoned mid-call leaves its greenlet suspended; when it is collected,
+    # greenlet throws GreenletExit into it, and it must end there, not switch away.
+    from greenlet import GreenletExit, getcurrent
+
+    from ormsession.repositories.sql.bridge import _Worker
+
+    def waits() -> int:
+        getcurrent().parent.switch("an awaitable")  # what await_only hands out
+        return 1
+
+    worker = _Worker()
+    worker.parent = getcurrent()
+    assert worker.switch(waits, ()) == "an awaitable"
+    assert isinstance(worker.throw(GreenletExit), GreenletExit)
+    assert worker.dead

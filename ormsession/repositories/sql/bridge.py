@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from greenlet import getcurrent, greenlet  # type: ignore[import-untyped]
+from greenlet import GreenletExit, getcurrent, greenlet  # type: ignore[import-untyped]
 
 __all__ = ["spawn"]
 
@@ -52,6 +52,11 @@ class _Worker(greenlet):  # type: ignore[misc]
         while True:
             try:
                 done = _Done(fn(*args), None)
+            except GreenletExit:
+                # Collected while suspended (its task was abandoned mid-call): end, as a
+                # greenlet of greenlet_spawn would, instead of switching to a parent
+                # that is not waiting for it.
+                raise
             except BaseException as exc:  # handed to the awaiting caller, raised there
                 done = _Done(None, exc)
             fn, args = self.parent.switch(done)
