@@ -14,19 +14,14 @@ Left out, because they test client-side signing, which a server-side session doe
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.conformance.runner import outcomes, run_tests
 from tests.conformance.sources import FLASK, unpacked
 from tests.support.stores import target_for
-
-PROJECT = Path(__file__).resolve().parents[2]
 
 FLASK_SESSION_TESTS = (
     "tests/test_basic.py::test_session_accessed",
@@ -59,55 +54,18 @@ FLASK_SESSION_TESTS = (
 STORES = ("memory", "sqlite", "postgresql", "mysql", "redis")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    test_id: str
-    passed: bool
-    message: str
-
-
-def node_id_of(classname: str, name: str) -> str:
-    """``tests.test_helpers.TestStreaming`` + ``test_async_view`` as a pytest node id."""
-    parts = classname.split(".")
-    module = next(i for i, part in enumerate(parts) if part.startswith("test_"))
-    path = "/".join(parts[: module + 1]) + ".py"
-    return "::".join([path, *parts[module + 1 :], name])
-
-
-def outcomes(junit_xml: Path) -> list[Outcome]:
-    found = []
-    for case in ET.parse(junit_xml).getroot().iter("testcase"):
-        problem = next(
-            (child for child in case if child.tag in ("failure", "error", "skipped")), None
-        )
-        message = ""
-        if problem is not None:
-            detail = (problem.text or "").strip().splitlines()
-            message = f"{problem.tag}: {problem.get('message', '')}"
-            if detail:
-                message += "\n      " + "\n      ".join(detail[-8:])
-        test_id = node_id_of(case.get("classname", ""), case.get("name", ""))
-        found.append(Outcome(test_id, problem is None, message))
-    return found
-
-
 def run_flask_suite(
     env_options: dict[str, str], junit_xml: Path
 ) -> subprocess.CompletedProcess[str]:
     """Run the 24 tests in Flask's source tree with the plugin, the store named by
     ``env_options`` (``ORMSESSION_*`` variables)."""
-    source = unpacked(FLASK)
-    # Only the store chosen here: no ORMSESSION_* variable of the caller leaks in.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ORMSESSION_")}
-    env |= env_options | {"PYTHONPATH": str(PROJECT)}
-    command = [
-        sys.executable,
-        *("-m", "pytest", "-c", "pyproject.toml", "-p", "tests.conformance.flask_plugin"),
-        *("-p", "no:cacheprovider", "-q", "--timeout", "60", f"--junitxml={junit_xml}"),
-        *FLASK_SESSION_TESTS,
-    ]
-    return subprocess.run(
-        command, cwd=source, env=env, capture_output=True, text=True, timeout=240, check=False
+    return run_tests(
+        unpacked(FLASK),
+        plugin="tests.conformance.flask_plugin",
+        store_env=env_options,
+        args=["-c", "pyproject.toml", "--timeout", "60", *FLASK_SESSION_TESTS],
+        report=junit_xml,
+        timeout=240,
     )
 
 
@@ -130,11 +88,12 @@ def test_flask_session_tests_pass(
             f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
         )
     results = outcomes(junit_xml)
-    ran = [outcome.test_id for outcome in results]
-    assert sorted(ran) == sorted(FLASK_SESSION_TESTS), "exactly the 24 session tests must run"
-    failing = [outcome for outcome in results if not outcome.passed]
+    assert sorted(results) == sorted(FLASK_SESSION_TESTS), "exactly the 24 session tests must run"
+    failing = {test_id: outcome for test_id, outcome in results.items() if not outcome.passed}
     passed = len(results) - len(failing)
-    report = "\n".join(f"  {outcome.test_id}\n    {outcome.message}" for outcome in failing)
+    report = "\n".join(
+        f"  {test_id}\n    {outcome.message}" for test_id, outcome in failing.items()
+    )
     if failing:
         pytest.fail(
             f"{store}: {passed}/{len(FLASK_SESSION_TESTS)} of Flask's session tests pass; "

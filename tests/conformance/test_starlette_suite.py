@@ -13,11 +13,8 @@ class (ormsession's ``RequestSession`` is a different class), and the ``trio`` p
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from ormsession.schema import upgrade
+from tests.conformance.runner import Outcome, outcomes, run_tests
 from tests.conformance.sources import STARLETTE, unpacked
 from tests.support.sql_fixtures import (
     MARIADB_ADMIN_URL,
@@ -36,7 +34,6 @@ from tests.support.sql_fixtures import (
     async_url,
 )
 
-WORKTREE = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = Path(__file__).resolve().parent
 
 SESSION_TESTS = "tests/middleware/test_session.py"
@@ -126,42 +123,25 @@ def store(
 def run_starlette_tests(
     source: Path, env: StoreEnv, report: Path
 ) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("ORMSESSION_")}
-    clean["PYTHONPATH"] = os.pathsep.join([str(PLUGIN_DIR), str(WORKTREE)])
-    command = [
-        *(sys.executable, "-m", "pytest", "-p", "starlette_plugin", "-p", "no:cacheprovider"),
-        *("-q", "--no-header", f"--junitxml={report}", "-o", "junit_family=xunit2"),
-        *(SESSION_TESTS, "--deselect", EXCLUDED, f"{MIDDLEWARE_CASE}[asyncio-session]"),
-    ]
-    return subprocess.run(
-        command, cwd=source, env=clean | env, capture_output=True, text=True, timeout=120
+    return run_tests(
+        source,
+        plugin="starlette_plugin",
+        store_env=env,
+        args=[
+            *("--no-header", SESSION_TESTS, "--deselect", EXCLUDED),
+            f"{MIDDLEWARE_CASE}[asyncio-session]",
+        ],
+        report=report,
+        timeout=120,
+        path=[PLUGIN_DIR],
     )
 
 
-def outcomes(report: Path) -> dict[str, tuple[str, str]]:
-    """Each case's node id -> (passed / failed / error / skipped, the message)."""
-    results: dict[str, tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        module = case.get("classname", "").replace(".", "/")
-        node_id = f"{module}.py::{case.get('name')}"
-        outcome, message = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            found = case.find(kind)
-            if found is not None:
-                outcome = "failed" if kind == "failure" else kind
-                # The one-line reason first, then the end of the traceback.
-                reason, trace = found.get("message") or "", (found.text or "").strip()
-                message = reason + ("\n    ..." + trace[-1200:] if trace else "")
-                break
-        results[node_id] = (outcome, message)
-    return results
-
-
-def describe(results: dict[str, tuple[str, str]], run: subprocess.CompletedProcess[str]) -> str:
+def describe(results: dict[str, Outcome], run: subprocess.CompletedProcess[str]) -> str:
     lines = []
-    for node_id, (outcome, message) in sorted(results.items()):
-        if outcome != "passed":
-            lines.append(f"{outcome.upper()} {node_id}: {message}")
+    for node_id, outcome in sorted(results.items()):
+        if not outcome.passed:
+            lines.append(f"{node_id}: {outcome.message}")
     missing = sorted(EXPECTED - results.keys())
     extra = sorted(results.keys() - EXPECTED)
     if missing:
@@ -181,7 +161,7 @@ def test_starlette_session_suite(
         run = run_starlette_tests(starlette_source, env, report)
         assert report.exists(), f"no report (exit {run.returncode}):\n{run.stdout}{run.stderr}"
         results = outcomes(report)
-        passed = sum(outcome == "passed" for outcome, _ in results.values())
+        passed = sum(outcome.passed for outcome in results.values())
         summary = f"{store_name}: {passed}/{len(EXPECTED)} of Starlette's session tests passed"
         assert results.keys() == EXPECTED and passed == len(EXPECTED), (
             summary + "\n" + describe(results, run)
