@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,19 +224,27 @@ def test_websocket_reads_the_session() -> None:
             assert websocket.receive_json() == {"count": 1}
 
 
+def recording_factory(url: str, events: list[str]) -> Callable[[], Awaitable[AsyncSessionManager]]:
+    """A manager factory for ``url`` that appends "built" to ``events`` when called, and
+    "closed" when the manager it built is closed."""
+
+    class Tracked(AsyncSessionManager):
+        async def close(self) -> None:
+            events.append("closed")
+            await super().close()
+
+    async def factory() -> AsyncSessionManager:
+        events.append("built")
+        plain = await ormsession.configure_async(url)
+        return Tracked(plain.repository)
+
+    return factory
+
+
 class TestManagerLifecycle:
     def test_lifespan_builds_at_startup_and_closes_at_shutdown(self) -> None:
         events: list[str] = []
-
-        class Tracked(AsyncSessionManager):
-            async def close(self) -> None:
-                events.append("closed")
-                await super().close()
-
-        async def factory() -> AsyncSessionManager:
-            events.append("built")
-            plain_manager = await ormsession.configure_async("memory://")
-            return Tracked(plain_manager.repository)
+        factory = recording_factory("memory://", events)
 
         app = Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, manager=factory)])
         with TestClient(app) as client:
@@ -716,16 +724,7 @@ class TestEveryEventLoop:
 
     def test_a_factory_is_called_and_closed_per_loop(self, sqlite_path: Path) -> None:
         events: list[str] = []
-
-        class Tracked(AsyncSessionManager):
-            async def close(self) -> None:
-                events.append("closed")
-                await super().close()
-
-        async def factory() -> AsyncSessionManager:
-            events.append("built")
-            plain = await ormsession.configure_async(f"sqlite+aiosqlite:///{sqlite_path}")
-            return Tracked(plain.repository)
+        factory = recording_factory(f"sqlite+aiosqlite:///{sqlite_path}", events)
 
         client = TestClient(
             Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, manager=factory)])
