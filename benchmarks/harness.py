@@ -33,7 +33,7 @@ from benchmarks.report import (
     machine_info,
 )
 from benchmarks.requests import SEED, AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.stores import ALL_STORES, CPU_ONLY, StoreEnv, managers_for, open_store
+from benchmarks.stores import ALL_STORES, CPU_ONLY, StoreEnv, open_store, sides_for
 from benchmarks.stores import StoreUnavailableError as Unavailable
 from benchmarks.timing import OpRunner, Settings, calibrate, compare, run_rounds, timed
 
@@ -238,11 +238,7 @@ def has_scale_work(name: str, plan: Plan) -> bool:
 def bench_operations(env: StoreEnv, plan: Plan, report: Report) -> None:
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(asyncio.Runner())
-        manager, async_manager = managers_for(env, runner, stack)
-        floor, async_floor = env.floor(manager), env.async_floor(async_manager)
-        stack.callback(floor.close)
-        runner.run(async_floor.start())
-        stack.callback(lambda: runner.run(async_floor.close()))
+        manager, async_manager, floor, async_floor = sides_for(env, runner, stack)
         counter = None
         if env.name != CPU_ONLY:
             counter = env.counter(manager, async_manager, runner, floor, async_floor)

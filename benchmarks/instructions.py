@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.harness import POOL_ROW
 from benchmarks.requests import AsgiRunner, flask_app, flask_runner, starlette_app
-from benchmarks.stores import managers_for, open_store
+from benchmarks.stores import open_store, sides_for
 
 _CLIENT_REQUESTS = """
 #include <valgrind/callgrind.h>
@@ -52,11 +52,7 @@ def _count(stores: Sequence[str], requests: int, library: str) -> None:
 def _count_store(name: str, requests: int, counters: Any, stack: contextlib.ExitStack) -> None:
     env = stack.enter_context(open_store(name))
     runner = stack.enter_context(asyncio.Runner())
-    manager, async_manager = managers_for(env, runner, stack)
-    floor, async_floor = env.floor(manager), env.async_floor(async_manager)
-    stack.callback(floor.close)
-    runner.run(async_floor.start())
-    stack.callback(lambda: runner.run(async_floor.close()))
+    manager, async_manager, floor, async_floor = sides_for(env, runner, stack)
     sides: dict[str, tuple[Any, Any]] = {
         "ours": (flask_app(manager=manager), starlette_app(manager=async_manager)),
         "floor": (flask_app(floor=floor), starlette_app(floor=async_floor)),
@@ -96,11 +92,7 @@ def _count_steps(stores: Sequence[str], calls: int, library: str) -> None:
         with contextlib.ExitStack() as stack:
             env = stack.enter_context(open_store(name))
             runner = stack.enter_context(asyncio.Runner())
-            manager, async_manager = managers_for(env, runner, stack)
-            floor, async_floor = env.floor(manager), env.async_floor(async_manager)
-            stack.callback(floor.close)
-            runner.run(async_floor.start())
-            stack.callback(lambda: runner.run(async_floor.close()))  # noqa: B023 (one pass)
+            manager, async_manager, floor, async_floor = sides_for(env, runner, stack)
             for step, side, work in _steps(manager, async_manager, floor, async_floor, runner):
                 work(20)
                 _settled()

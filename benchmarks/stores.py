@@ -360,3 +360,16 @@ def managers_for(
     async_manager = runner.run(configure_async(url=env.async_url, **env.options))
     stack.callback(lambda: runner.run(async_manager.close()))
     return manager, async_manager
+
+
+def sides_for(
+    env: StoreEnv, runner: asyncio.Runner, stack: contextlib.ExitStack
+) -> tuple[Any, Any, Any, Any]:
+    """ormsession's sync and async managers on ``env``'s store (:func:`managers_for`) and the
+    floors beside them, started; all closed with ``stack``."""
+    manager, async_manager = managers_for(env, runner, stack)
+    floor, async_floor = env.floor(manager), env.async_floor(async_manager)
+    stack.callback(floor.close)
+    runner.run(async_floor.start())
+    stack.callback(lambda: runner.run(async_floor.close()))
+    return manager, async_manager, floor, async_floor
