@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from ormsession.cookies import CookieOptions, SameSite
+from ormsession.encryption import DataCipher
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import ExpiryPolicy
 from ormsession.serializers import Serializer, serializer_by_name
@@ -128,6 +129,16 @@ class Config(BaseModel):
         description="Changes of a session another request destroyed or regenerated "
         "meanwhile: drop them with a warning, or raise SessionLostError from save().",
     )
+    encrypt: bool = Field(
+        True,
+        description="Encrypt session data at rest under a key derived from the session id "
+        "(False: stored as serialized, readable by whoever reads the store).",
+    )
+    encryption_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Optional server-side secrets mixed into the data key, current first "
+        "(older ones still open data until its next write).",
+    )
     max_attempts: int = Field(10, ge=1, le=100)
     gc_batch_size: int = Field(1000, ge=1, le=100_000)
     gc_batch_seconds: float | None = Field(
@@ -177,6 +188,7 @@ class Config(BaseModel):
             refresh_ratio=self.refresh_ratio,
         )
         self.make_serializer()  # a missing driver (msgpack) fails here, before any I/O
+        self.make_cipher()  # so does a secret too short to be one
 
     @field_validator("absolute_timeout", "cookie_lifetime", mode="before")
     @classmethod
@@ -224,6 +236,14 @@ class Config(BaseModel):
         if isinstance(self.serializer, str):
             return serializer_by_name(self.serializer)
         return self.serializer
+
+    def make_cipher(self) -> DataCipher | None:
+        """The cipher for session data (None with ``encrypt=False``)."""
+        if not self.encrypt:
+            if self.encryption_secrets:
+                raise ConfigurationError("encryption_secrets are set but encrypt is False")
+            return None
+        return DataCipher([s.get_secret_value().encode() for s in self.encryption_secrets])
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied and validated (a frozen object is never changed)."""

@@ -35,7 +35,7 @@ from ormsession.errors import (
 from ormsession.expiry import ExpiryPolicy, us_clock, utcnow
 from ormsession.flows import Flow
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.base import OwnedSession, StoredSession
+from ormsession.repositories.base import OwnedSession, Owner, StoredSession
 from ormsession.session import RequestSession, Stored
 from ormsession.users import UserSession, is_handle, owner_for, user_key
 
@@ -93,6 +93,8 @@ class SessionPolicy:
         self.cookie = config.cookie
         self.expiry = config.expiry
         self.serializer = config.make_serializer()
+        #: Seals data at rest under a key derived from the session id (None: plaintext).
+        self.cipher = config.make_cipher()
         self.ids = SessionIds(prefix=config.id_prefix, nbytes=config.id_bytes)
         #: The app's clock (aware UTC datetimes), for what is shown to people (cookies).
         self.clock = clock
@@ -131,14 +133,15 @@ class SessionPolicy:
         if record is None or expiry.is_over(record.created_us, record.expires_us, now):
             return self._fresh(now, client_sent_id=True)
         try:
-            data = self.serializer.loads(record.data)
+            plaintext, data_key = self._unseal(session_id, key, record.data)
+            data = self.serializer.loads(plaintext)
         except CorruptSessionDataError as exc:
             logger.warning(
                 "corrupt session data under key %s…, starting a new session: %s", key[:8], exc
             )
             return self._fresh(now, client_sent_id=True)
-        stored = Stored(record.data, record.version, record.expires_us)
-        return self.session_class(
+        stored = Stored(plaintext, record.version, record.expires_us)
+        session = self.session_class(
             session_id,
             data,
             created_us=record.created_us,
@@ -146,6 +149,26 @@ class SessionPolicy:
             client_sent_id=True,
             owner=record.owner,
         )
+        session.data_key = data_key
+        return session
+
+    def _unseal(self, session_id: str, key: str, stored: bytes) -> tuple[bytes, Any]:
+        """The serialized data in a stored record, and the key to seal its next write
+        with. Raises :class:`~ormsession.errors.TamperedSessionError` (a corrupt-data
+        error) for data that is not this session's."""
+        if self.cipher is None:
+            return stored, None
+        return self.cipher.open(session_id, key, stored)
+
+    def _sealed(self, session: RequestSession, plaintext: bytes) -> bytes:
+        """``plaintext`` as the store must hold it for ``session``'s id."""
+        cipher = self.cipher
+        if cipher is None:
+            return plaintext
+        data_key = session.data_key
+        if data_key is None:
+            data_key = session.data_key = cipher.key(session.id)
+        return cipher.seal(data_key, session.storage_key, plaintext)
 
     def _fresh(
         self,
@@ -212,7 +235,8 @@ class SessionPolicy:
         if data is not None:
             expires_us = rules.expiry.expires_at(session.created_us, now)
             key, version = session.storage_key, stored.version
-            new_version = yield _store("update", key, data, expires_us, version, now)
+            sealed = self._sealed(session, data)
+            new_version = yield _store("update", key, sealed, expires_us, version, now)
             if new_version is None:
                 return (yield from self._resolve_conflict(session, expires_us, now, rules))
             session.mark_stored(Stored(data, new_version, expires_us))
@@ -291,7 +315,8 @@ class SessionPolicy:
         until = None if owner is None else expiry.deadline(session.created_us)
         for _ in range(3):
             expires_us = expiry.expires_at(session.created_us, now)
-            record = StoredSession(data, 1, session.created_us, expires_us, owner)
+            sealed = self._sealed(session, data)
+            record = StoredSession(sealed, 1, session.created_us, expires_us, owner)
             if (yield _store("create", session.storage_key, record, now, until)):
                 session.mark_stored(Stored(data, 1, expires_us))
                 return
@@ -334,7 +359,8 @@ class SessionPolicy:
             # The other writer may live by longer rules than this request (a "remember me"
             # login that made the session permanent): its expiry is never shortened here.
             expiry = max(expires_us, current.expires_us)
-            new_version = yield _store("update", key, data, expiry, current.version, now)
+            sealed = self._sealed(session, data)
+            new_version = yield _store("update", key, sealed, expiry, current.version, now)
             attempts += 1
             if new_version is not None:
                 session.mark_stored(Stored(data, new_version, expiry), merged)
@@ -354,7 +380,8 @@ class SessionPolicy:
         base = self.serializer.loads(session.stored.data)
         mine = session.contents()
         try:
-            merged = self.serializer.loads(current.data)
+            plaintext, _ = self._unseal(session.id, session.storage_key, current.data)
+            merged = self.serializer.loads(plaintext)
         except CorruptSessionDataError:
             logger.warning(
                 "stored session %s… is corrupt; replacing it on save", session.storage_key[:8]
@@ -433,12 +460,53 @@ class SessionPolicy:
             session.restart(new_id, session.created_us)
             return
         expires_us = (expiry or self.expiry).expires_at(session.created_us, now)
-        if (yield _store("rename", session.storage_key, storage_key(new_id), expires_us, now)):
-            session.moved_to(new_id, expires_us)
-            return
-        # Destroyed, regenerated or expired meanwhile: its data must not live on under a new
-        # id (a logout undone, two live copies of one session).
-        self._lose(session, now, dropped=True)
+        if not (yield from self._move(session, new_id, expires_us, now)):
+            # Destroyed, regenerated or expired meanwhile: its data must not live on under
+            # a new id (a logout undone, two live copies of one session).
+            self._lose(session, now, dropped=True)
+
+    def _move(
+        self,
+        session: RequestSession,
+        new_id: str,
+        expires_us: int,
+        now: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> Flow[StoreCall, bool]:
+        """Rename the stored session to ``new_id``'s key (bound to ``owner`` if given);
+        False if it is gone. Encrypted data is re-sealed under the new id's key, and the
+        rename is a compare-and-set on the version the new bytes were made from: a write
+        that came in between is read and re-sealed, never lost."""
+        assert session.stored is not None
+        old_key, new_key = session.storage_key, storage_key(new_id)
+        cipher = self.cipher
+        if cipher is None:
+            args: tuple[Any, ...] = (old_key, new_key, expires_us, now, owner, owner_until_us)
+            if not (yield _store("rename", *args)):
+                return False
+            session.moved_to(new_id, expires_us, owner)
+            return True
+        data_key = cipher.key(new_id)
+        plaintext, version = session.stored.data, session.stored.version
+        for _ in range(self.config.max_attempts):
+            sealed = cipher.seal(data_key, new_key, plaintext)
+            args = (old_key, new_key, expires_us, now, owner, owner_until_us, sealed, version)
+            if (yield _store("rename", *args)):
+                session.moved_to(new_id, expires_us, owner)
+                session.data_key = data_key
+                return True
+            current: StoredSession | None = yield _store("read", old_key, now)
+            if current is None:
+                return False
+            try:
+                plaintext, _ = self._unseal(session.id, old_key, current.data)
+            except CorruptSessionDataError:
+                logger.warning(
+                    "stored session %s… is corrupt; moving this request's data", old_key[:8]
+                )
+            version = current.version
+        raise ConflictError(f"gave up regenerating session {old_key[:8]}… after conflicts")
 
     def login(
         self,
@@ -464,10 +532,7 @@ class SessionPolicy:
         if session.stored is not None:
             until = expiry.deadline(session.created_us)
             expires_us = expiry.expires_at(session.created_us, now)
-            new_id = self.ids.generate()
-            old_key, new_key = session.storage_key, storage_key(new_id)
-            if (yield _store("rename", old_key, new_key, expires_us, now, owner, until)):
-                session.moved_to(new_id, expires_us, owner)
+            if (yield from self._move(session, self.ids.generate(), expires_us, now, owner, until)):
                 return
             logger.warning(
                 "session %s… was destroyed or regenerated by another request during a login; "

@@ -89,6 +89,7 @@ class RequestSession(dict[str, Any]):
         "_snapshots",
         "_stored",
         "_unavailable",
+        "data_key",
     )
 
     def __init__(
@@ -112,6 +113,8 @@ class RequestSession(dict[str, Any]):
         self._created_us = created_us
         self._stored = stored
         self._owner = owner
+        #: The key sealing this id's data at rest, once derived (see ``policy._sealed``).
+        self.data_key: Any = None
         # A new session holding data must be written; a stored one is as loaded.
         self._dirty = self._modified = stored is None and bool(data)
         self._accessed = False
@@ -266,6 +269,7 @@ class RequestSession(dict[str, Any]):
         # Copies and pickles keep the state as it is: the default reduction of a dict
         # subclass would put the items back through __setitem__, marking them modified.
         state = {name: getattr(self, name) for name in RequestSession.__slots__}
+        state["data_key"] = None  # derived again when needed: a key object does not pickle
         return (_rebuilt, (type(self), self.contents(), state, getattr(self, "__dict__", None)))
 
     # -- changes: each of these bypasses __setitem__ in CPython, so each is here -------
@@ -419,7 +423,7 @@ class RequestSession(dict[str, Any]):
         assert self._stored is not None
         if owner is not None:
             self._owner = owner
-        self._id, self._key = session_id, None
+        self._id, self._key, self.data_key = session_id, None, None
         self._stored = self._stored._replace(expires_us=expires_us)
         self._needs_cookie = True
 
@@ -430,7 +434,7 @@ class RequestSession(dict[str, Any]):
 
     def restart(self, session_id: str, created_us: int) -> None:
         """Become a new, unsaved session under ``session_id``, keeping the data."""
-        self._id, self._key = session_id, None
+        self._id, self._key, self.data_key = session_id, None, None
         self._created_us = created_us
         self._stored = None
         self._dirty = super().__len__() > 0

@@ -106,11 +106,17 @@ class MemoryRepository(SessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
         with self._lock:
             record = self._live(old_key, now_us)
             if record is None:
                 return False
+            if data is not None:
+                if record.version != expected_version:
+                    return False
+                record = record._replace(data=data)
             self._pop(old_key)
             self._records[old_key] = _Moved(new_key, expires_us)
             moved = record._replace(expires_us=expires_us, owner=owner or record.owner)
@@ -208,8 +214,12 @@ class AsyncMemoryRepository(AsyncSessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        return self.inner.rename(old_key, new_key, expires_us, now_us, owner, owner_until_us)
+        return self.inner.rename(
+            old_key, new_key, expires_us, now_us, owner, owner_until_us, data, expected_version
+        )
 
     async def moved(self, key: str, now_us: int) -> bool:
         return self.inner.moved(key, now_us)
