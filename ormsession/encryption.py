@@ -5,8 +5,10 @@ derived from the id too, by HKDF-SHA256 under its own label, so neither can be c
 from the other, and a dump of the store (which holds storage keys and ciphertext) or the
 app's configuration decrypts nothing without the cookie. Each write is sealed with
 AES-256-GCM under a fresh random 96-bit nonce; the associated data binds the format byte,
-the key id and the storage key, so a record copied under another key, or changed in any
-byte, fails to open.
+the key id, the storage key and the session's owner (user id and handle: metadata the
+store must read, so it stays outside the ciphertext, but cannot be changed without the data
+failing to open), so a record copied under another key, rebound to another user, or changed
+in any byte, fails to open.
 
 An optional server-side secret (a "pepper") is mixed into the derivation as HKDF's salt,
 for deployments that also want a stolen cookie *plus* a stolen dump to be useless without
@@ -30,8 +32,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ormsession.errors import ConfigurationError, TamperedSessionError
+from ormsession.repositories.base import Owner
 
-__all__ = ["FORMAT", "OVERHEAD", "DataCipher"]
+__all__ = ["FORMAT", "OVERHEAD", "DataCipher", "owner_tag"]
 
 #: The first byte of every sealed record: the format's version.
 FORMAT = b"\x01"
@@ -42,6 +45,13 @@ _TAG = 16
 _HEADER = len(FORMAT) + len(_NO_SECRET_ID) + _NONCE
 #: How many bytes sealing adds to the serialized data.
 OVERHEAD = _HEADER + _TAG
+
+
+def owner_tag(owner: Owner | None) -> bytes:
+    """The owner's part of the associated data (empty for an unbound session)."""
+    if owner is None:
+        return b""
+    return b"\0" + owner.user_id.encode() + b"\0" + owner.handle.encode()
 
 
 def _secret_id(secret: bytes) -> bytes:
@@ -75,18 +85,23 @@ class DataCipher:
         derived = HKDF(hashes.SHA256(), 32, salt, _INFO).derive(session_id.encode())
         return AESGCM(derived)
 
-    def seal(self, aead: AESGCM, storage_key: str, plaintext: bytes) -> bytes:
-        """``plaintext`` sealed for ``storage_key`` with ``aead`` (from :meth:`key` with
-        no secret id: writes always use the current secret)."""
+    def seal(
+        self, aead: AESGCM, storage_key: str, plaintext: bytes, owner: Owner | None = None
+    ) -> bytes:
+        """``plaintext`` sealed for ``storage_key`` and ``owner`` with ``aead`` (from
+        :meth:`key` with no secret id: writes always use the current secret)."""
         header = FORMAT + self._write_id
         nonce = os.urandom(_NONCE)
-        return header + nonce + aead.encrypt(nonce, plaintext, header + storage_key.encode())
+        associated = header + storage_key.encode() + owner_tag(owner)
+        return header + nonce + aead.encrypt(nonce, plaintext, associated)
 
-    def open(self, session_id: str, storage_key: str, sealed: bytes) -> tuple[bytes, AESGCM]:
-        """The plaintext of a record stored under ``storage_key``, and the current
-        secret's AEAD for re-sealing it. Raises :class:`TamperedSessionError` for anything
-        that is not this id's data sealed for this key (changed, moved, truncated,
-        plaintext, or under a secret no longer configured)."""
+    def open(
+        self, session_id: str, storage_key: str, sealed: bytes, owner: Owner | None = None
+    ) -> tuple[bytes, AESGCM]:
+        """The plaintext of a record stored under ``storage_key`` with ``owner``, and the
+        current secret's AEAD for re-sealing it. Raises :class:`TamperedSessionError` for
+        anything that is not this id's data sealed for this key and owner (changed, moved,
+        rebound, truncated, plaintext, or under a secret no longer configured)."""
         if len(sealed) < OVERHEAD or sealed[:1] != FORMAT:
             raise TamperedSessionError("not sealed session data (unknown format)")
         secret_id = sealed[1:5]
@@ -95,7 +110,8 @@ class DataCipher:
         aead = self.key(session_id, secret_id)
         nonce = sealed[5:_HEADER]
         try:
-            plaintext = aead.decrypt(nonce, sealed[_HEADER:], sealed[:5] + storage_key.encode())
+            associated = sealed[:5] + storage_key.encode() + owner_tag(owner)
+            plaintext = aead.decrypt(nonce, sealed[_HEADER:], associated)
         except InvalidTag:
             raise TamperedSessionError("session data failed authentication") from None
         if secret_id != self._write_id:

@@ -133,7 +133,7 @@ class SessionPolicy:
         if record is None or expiry.is_over(record.created_us, record.expires_us, now):
             return self._fresh(now, client_sent_id=True)
         try:
-            plaintext, data_key = self._unseal(session_id, key, record.data)
+            plaintext, data_key = self._unseal(session_id, key, record)
             data = self.serializer.loads(plaintext)
         except CorruptSessionDataError as exc:
             logger.warning(
@@ -152,13 +152,13 @@ class SessionPolicy:
         session.data_key = data_key
         return session
 
-    def _unseal(self, session_id: str, key: str, stored: bytes) -> tuple[bytes, Any]:
+    def _unseal(self, session_id: str, key: str, record: StoredSession) -> tuple[bytes, Any]:
         """The serialized data in a stored record, and the key to seal its next write
         with. Raises :class:`~ormsession.errors.TamperedSessionError` (a corrupt-data
-        error) for data that is not this session's."""
+        error) for data that is not this session's, or not bound to this owner."""
         if self.cipher is None:
-            return stored, None
-        return self.cipher.open(session_id, key, stored)
+            return record.data, None
+        return self.cipher.open(session_id, key, record.data, record.owner)
 
     def _sealed(self, session: RequestSession, plaintext: bytes) -> bytes:
         """``plaintext`` as the store must hold it for ``session``'s id."""
@@ -168,7 +168,7 @@ class SessionPolicy:
         data_key = session.data_key
         if data_key is None:
             data_key = session.data_key = cipher.key(session.id)
-        return cipher.seal(data_key, session.storage_key, plaintext)
+        return cipher.seal(data_key, session.storage_key, plaintext, session.owner)
 
     def _fresh(
         self,
@@ -380,7 +380,7 @@ class SessionPolicy:
         base = self.serializer.loads(session.stored.data)
         mine = session.contents()
         try:
-            plaintext, _ = self._unseal(session.id, session.storage_key, current.data)
+            plaintext, _ = self._unseal(session.id, session.storage_key, current)
             merged = self.serializer.loads(plaintext)
         except CorruptSessionDataError:
             logger.warning(
@@ -490,7 +490,7 @@ class SessionPolicy:
         data_key = cipher.key(new_id)
         plaintext, version = session.stored.data, session.stored.version
         for _ in range(self.config.max_attempts):
-            sealed = cipher.seal(data_key, new_key, plaintext)
+            sealed = cipher.seal(data_key, new_key, plaintext, owner or session.owner)
             args = (old_key, new_key, expires_us, now, owner, owner_until_us, sealed, version)
             if (yield _store("rename", *args)):
                 session.moved_to(new_id, expires_us, owner)
@@ -500,7 +500,7 @@ class SessionPolicy:
             if current is None:
                 return False
             try:
-                plaintext, _ = self._unseal(session.id, old_key, current.data)
+                plaintext, _ = self._unseal(session.id, old_key, current)
             except CorruptSessionDataError:
                 logger.warning(
                     "stored session %s… is corrupt; moving this request's data", old_key[:8]

@@ -10,6 +10,8 @@ import pytest
 from ormsession.encryption import FORMAT, OVERHEAD, DataCipher
 from ormsession.errors import ConfigurationError, CorruptSessionDataError, TamperedSessionError
 from ormsession.ids import SessionIds, storage_key
+from ormsession.repositories.base import Owner
+from ormsession.users import new_handle
 
 DATA = b'{"marker":"c0ffee-secret-value"}'
 
@@ -107,3 +109,21 @@ def test_the_secret_is_never_shown() -> None:
         assert "s3cret" not in shown
     with pytest.raises(ConfigurationError, match="encrypt is False"):
         Config(encrypt=False, encryption_secrets=["s3cret-pepper-of-32-characters!!"])
+
+
+def test_the_owner_is_bound_to_the_data() -> None:
+    # The store must read the user id and handle, so they are not encrypted; but whoever
+    # can write to the store cannot rebind a session to another user: the data then fails.
+    cipher, session_id = DataCipher(), _id()
+    key, ann = storage_key(session_id), Owner("ann", new_handle())
+    sealed = cipher.seal(cipher.key(session_id), key, DATA, ann)
+    assert cipher.open(session_id, key, sealed, ann)[0] == DATA
+    for forged in (Owner("admin", ann.handle), Owner("ann", new_handle()), None):
+        with pytest.raises(TamperedSessionError):
+            cipher.open(session_id, key, sealed, forged)
+    unbound = cipher.seal(cipher.key(session_id), key, DATA)
+    with pytest.raises(TamperedSessionError):
+        cipher.open(session_id, key, unbound, ann)  # bound behind the app's back
+    # The user agent and address are shown, not trusted: they are not bound.
+    shown = ann._replace(user_agent="curl", ip="10.0.0.1")
+    assert cipher.open(session_id, key, sealed, shown)[0] == DATA
