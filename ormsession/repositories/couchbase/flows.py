@@ -269,41 +269,49 @@ def delete(ctx: Context, key: str) -> Flow[None]:
     """Remove the document under ``key``; when it is a moved marker, go on with the key it
     names, down the chain, so that a destroy also removes where a racing regenerate moved
     the session. A rename that moves it on meanwhile leaves a marker to follow in turn; one
-    that comes after finds nothing to move."""
+    that comes after finds nothing to move.
+
+    A bound record removed (a logout) then leaves its owner's index with the keys of the
+    chain: a read and a replace of the index, best effort (a failure leaves the entries
+    for the next listing or revoke to prune)."""
     seen = {key}
-    named = yield from _delete_one(ctx, key)
+    named, owner = yield from _delete_one(ctx, key)
     while named is not None and named not in seen:
         seen.add(named)
-        named = yield from _delete_one(ctx, named)
+        named, owner = yield from _delete_one(ctx, named)
+    if owner is not None:
+        yield from index.prune(ctx.layout, owner.user_id, seen)
 
 
-def _delete_one(ctx: Context, key: str) -> Flow[str | None]:
+def _delete_one(ctx: Context, key: str) -> Flow[tuple[str | None, Owner | None]]:
     """Remove one document, guarded by the CAS read so that what was read is what was
-    removed: a record's header names the bucket to uncount it from, a marker the key it
-    moved to (returned, for :func:`delete` to go on with)."""
+    removed: a record's header names the bucket to uncount it from (and its owner, which
+    is returned), a marker the key it moved to (returned, for :func:`delete` to go on
+    with)."""
     doc_key = ctx.layout.document_key(key)
     hint = ctx.cache.pop(key)
     if hint is not None and (yield Remove(doc_key, hint.cas)):
         yield from decrement(ctx, hint.bucket)  # hints are of records, never of markers
-        return None
+        return None, hint.owner
     doc: Doc | None = None
     for _ in range(CAS_ATTEMPTS):
         doc = yield Get(doc_key)
         if doc is None:
-            return None
+            return None, None
         if (yield Remove(doc_key, doc.cas)):
             break
     else:
         # Rewritten between every read and remove: remove it whatever it holds now (it is
         # probably what was read last).
         if not (yield Remove(doc_key)):
-            return None
+            return None, None
     assert doc is not None  # CAS_ATTEMPTS > 0: read at least once
     marker = decode_marker(doc.value)
     if marker is not None:
-        return marker[0]
+        return marker[0], None
+    decoded = decode_record(doc.value)
     yield from decrement(ctx, _bucket_of(doc))
-    return None
+    return None, decoded[0].owner if decoded is not None else None
 
 
 def rename(

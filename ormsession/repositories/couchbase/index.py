@@ -3,7 +3,7 @@ compare-and-set flows that write it (adding a key, pruning keys). No I/O.
 
 The document ``<prefix>user:<sha256 of the user id>`` (see :meth:`~.base.KeyLayout.user_key`)::
 
-    {"format": 1, "keys": {"<64 hex>": ["<handle>", <added µs>, <until µs or null>]}}
+    {"format": 1, "sweep": 64, "keys": {"<64 hex>": ["<handle>", <added µs>, <until µs or null>]}}
 
 - *handle*: the session's handle when the entry was added (a record keeps its handle for
   its whole life under one key), so ``revoke`` reads only the sessions it may end;
@@ -14,6 +14,14 @@ The document ``<prefix>user:<sha256 of the user id>`` (see :meth:`~.base.KeyLayo
   expiry if later; null: no limit). Every write of the index drops the entries whose
   *until* has passed without reading their sessions, and the document's TTL is the
   latest *until* (no TTL while any entry has none).
+
+Entries of sessions that ended (logged out elsewhere, renamed away, expired) are pruned by
+the calls that read the sessions anyway (``sessions_of``, ``revoke``, ``revoke_all``,
+``delete`` for its own keys); so that an index nobody lists cannot grow without bound (a
+session regenerated again and again leaves one entry per regenerate), a login or rename
+that finds the index holding *sweep* entries or more reads their sessions in batches
+first and drops the stale ones in the same write, then sets *sweep* to twice what is left
+(at least :data:`SWEEP_MIN`): a batched read per doubling, amortized.
 
 The session documents are the truth (each bound record names its owner); the index only
 has to be a *superset* of a user's live keys. Every entry it lists beyond them costs a
@@ -35,16 +43,19 @@ from typing import NamedTuple
 
 from ormsession.errors import StoreError
 from ormsession.expiry import US_PER_SECOND
-from ormsession.repositories.base import Owner
+from ormsession.expiry import now_us as _time_now
+from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.couchbase.base import (
     Doc,
     Flow,
     Get,
+    GetMany,
     Insert,
     KeyLayout,
     Pause,
     Remove,
     Replace,
+    decode_record,
 )
 from ormsession.repositories.couchbase.counters import expiry_for
 
@@ -72,6 +83,10 @@ INDEX_ATTEMPTS = 32
 #: key and has not written the document yet is never pruned under its feet.
 MISSING_GRACE = timedelta(hours=2)
 MISSING_GRACE_US = int(MISSING_GRACE.total_seconds()) * US_PER_SECOND
+#: The fewest entries that make a login sweep the index (see the module docstring).
+SWEEP_MIN = 64
+#: Session documents read per batched round trip.
+SESSIONS_BATCH = 1024
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 
 
@@ -87,6 +102,15 @@ def until_for(owner_until_us: int | None, expires_us: int) -> int | None:
     """An entry's *until*: the login's limit, or the session's expiry when that is later
     (a store never drops an entry before the session it names can have expired)."""
     return None if owner_until_us is None else max(owner_until_us, expires_us)
+
+
+def sweep_at(raw: bytes | None) -> int:
+    """How many entries make the next login sweep the index (see the module docstring)."""
+    try:
+        value = json.loads(raw)["sweep"] if raw is not None else SWEEP_MIN
+        return max(SWEEP_MIN, int(value))
+    except (ValueError, TypeError, KeyError):
+        return SWEEP_MIN
 
 
 def decode_index(raw: bytes | None) -> dict[str, Entry]:
@@ -109,9 +133,55 @@ def decode_index(raw: bytes | None) -> dict[str, Entry]:
         return {}
 
 
-def encode_index(entries: Mapping[str, Entry]) -> bytes:
+def encode_index(entries: Mapping[str, Entry], sweep: int = SWEEP_MIN) -> bytes:
     keys = {key: list(entry) for key, entry in entries.items()}
-    return json.dumps({"format": INDEX_FORMAT, "keys": keys}, separators=(",", ":")).encode()
+    document = {"format": INDEX_FORMAT, "sweep": sweep, "keys": keys}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def live_record(doc: Doc | None, user_id: str, now_us: int) -> StoredSession | None:
+    """The live record of ``user_id`` in a session document, or None (missing, a moved
+    marker, expired, unbound, another user's, not ours)."""
+    decoded = decode_record(doc.value) if doc is not None else None
+    if decoded is None:
+        return None
+    record = decoded[0]
+    owner = record.owner
+    if owner is None or owner.user_id != user_id or record.expires_us <= now_us:
+        return None
+    return record
+
+
+def stale(
+    entries: Mapping[str, Entry], docs: Mapping[str, Doc], user_id: str, now_us: int
+) -> set[str]:
+    """The keys (of ``entries``, whose documents are ``docs``: those that exist) that can
+    never name a live session of ``user_id`` again: a moved marker, an expired record,
+    another user's, a foreign document; or no document for longer than any create or
+    rename takes to write one (:data:`MISSING_GRACE`). Keys are fresh 256-bit values, never
+    written twice, so none of these comes back."""
+    oldest = now_us - MISSING_GRACE_US
+    found = set()
+    for key, entry in entries.items():
+        doc = docs.get(key)
+        if doc is None:
+            if entry.added_us <= oldest:
+                found.add(key)
+        elif live_record(doc, user_id, now_us) is None:
+            found.add(key)
+    return found
+
+
+def read_sessions(layout: KeyLayout, keys: Collection[str]) -> Flow[dict[str, Doc]]:
+    """``{storage key: Doc}`` of the keys' session documents that exist, in batched reads."""
+    ids = {layout.document_key(key): key for key in keys}
+    names = list(ids)
+    found: dict[str, Doc] = {}
+    for start in range(0, len(names), SESSIONS_BATCH):
+        batch = tuple(names[start : start + SESSIONS_BATCH])
+        docs: dict[str, Doc] = yield GetMany(batch, json=False)
+        found.update((ids[name], doc) for name, doc in docs.items())
+    return found
 
 
 def unexpired(entries: Mapping[str, Entry], now_us: int) -> dict[str, Entry]:
@@ -157,8 +227,14 @@ def add(
             parent = entries.get(inherit)
             until = None if parent is None else until_for(parent.until_us, until_us or 0)
         kept = unexpired(entries, now_us)
+        sweep = sweep_at(doc.value if doc is not None else None)
+        if len(kept) >= sweep:
+            docs = yield from read_sessions(layout, kept)
+            for gone in stale(kept, docs, owner.user_id, now_us):
+                del kept[gone]
+            sweep = max(SWEEP_MIN, 2 * (len(kept) + 1))
         kept[key] = Entry(owner.handle, now_us, until)
-        value, expiry = encode_index(kept), index_expiry(kept, now_us)
+        value, expiry = encode_index(kept, sweep), index_expiry(kept, now_us)
         if doc is None:
             cas = yield Insert(index_key, value, expiry, json=True)
         else:
@@ -170,28 +246,35 @@ def add(
 
 
 def prune(
-    layout: KeyLayout, user_id: str, doc: Doc, dead: Collection[str], now_us: int
+    layout: KeyLayout,
+    user_id: str,
+    dead: Collection[str],
+    now_us: int | None = None,
+    doc: Doc | None = None,
 ) -> Flow[None]:
-    """Drop ``dead`` keys (and entries past their *until*) from the index read as ``doc``;
-    a conflicting write makes it read again and retry, and an index left empty is removed
+    """Drop ``dead`` keys from ``user_id``'s index (and, given ``now_us``, the entries past
+    their *until*); ``doc``: the index as already read (else it is read first). A
+    conflicting write makes it read again and retry, and an index left empty is removed
     (guarded by its CAS, so a key added meanwhile is never lost).
 
     Best effort: a failure leaves entries that the next call prunes (it is logged)."""
     index_key = layout.user_key(user_id)
-    current: Doc | None = doc
+    current = doc
     try:
+        if current is None:
+            current = yield Get(index_key, json=True)
         for attempt in range(INDEX_ATTEMPTS):
             if current is None:
                 return
             entries = decode_index(current.value)
-            kept = {k: e for k, e in unexpired(entries, now_us).items() if k not in dead}
+            alive = entries if now_us is None else unexpired(entries, now_us)
+            kept = {k: e for k, e in alive.items() if k not in dead}
             if len(kept) == len(entries):
                 return
             if kept:
-                expiry = index_expiry(kept, now_us)
-                replaced = yield Replace(
-                    index_key, encode_index(kept), current.cas, expiry, json=True
-                )
+                expiry = index_expiry(kept, now_us if now_us is not None else _time_now())
+                value = encode_index(kept, sweep_at(current.value))
+                replaced = yield Replace(index_key, value, current.cas, expiry, json=True)
                 done = replaced is not None
             else:
                 done = yield Remove(index_key, current.cas)

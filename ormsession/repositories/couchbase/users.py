@@ -20,17 +20,15 @@ are left to expire: they hold no data, and they keep a planted id from being reu
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ormsession.errors import StoreError
-from ormsession.repositories.base import OwnedSession, Owner, StoredSession
+from ormsession.repositories.base import OwnedSession, Owner
 from ormsession.repositories.couchbase import index
 from ormsession.repositories.couchbase.base import (
     Doc,
     Flow,
     Get,
-    GetMany,
     Remove,
     decode_marker,
     decode_record,
@@ -38,7 +36,6 @@ from ormsession.repositories.couchbase.base import (
 )
 from ormsession.repositories.couchbase.flows import (
     CAS_ATTEMPTS,
-    GET_MANY_BATCH,
     Context,
     decrement,
 )
@@ -74,22 +71,18 @@ def sessions_of(ctx: Context, user_id: str, now_us: int) -> Flow[list[OwnedSessi
     if index_doc is None:
         return []
     entries = index.decode_index(index_doc.value)
-    docs = yield from _read_all(ctx, entries)
+    docs = yield from index.read_sessions(ctx.layout, entries)
     listed: list[OwnedSession] = []
-    states: dict[str, State] = {}
     for key in entries:
         doc = docs.get(key)
-        record = _live_of(doc, user_id, now_us)
-        states[key] = State.MISSING if doc is None else State.GONE
-        if record is not None and record.owner is not None and doc is not None:
-            states[key] = State.KEPT
+        record = index.live_record(doc, user_id, now_us)
+        if doc is not None and record is not None and record.owner is not None:
             seen = decode_seen(doc.value or b"")
             listed.append(
                 OwnedSession(key, record.owner, record.created_us, seen, record.expires_us)
             )
-    yield from index.prune(
-        ctx.layout, user_id, index_doc, _prunable(entries, states, now_us), now_us
-    )
+    dead = index.stale(entries, docs, user_id, now_us)
+    yield from index.prune(ctx.layout, user_id, dead, now_us, index_doc)
     return listed
 
 
@@ -107,7 +100,7 @@ def revoke(ctx: Context, user_id: str, handle: str, now_us: int) -> Flow[bool]:
         outcome = yield from _end_chain(ctx, key, user_id, handle, None, _UNREAD, now_us)
         states[key] = outcome.state
         ended = ended or outcome.ended is not None
-    yield from index.prune(ctx.layout, user_id, index_doc, _prunable(named, states, now_us), now_us)
+    yield from index.prune(ctx.layout, user_id, _prunable(named, states, now_us), now_us, index_doc)
     return ended
 
 
@@ -121,7 +114,7 @@ def revoke_all(ctx: Context, user_id: str, keep_key: str | None, now_us: int) ->
         return 0
     entries = index.decode_index(index_doc.value)
     others = {key: entry for key, entry in entries.items() if key != keep_key}
-    docs = yield from _read_all(ctx, others)
+    docs = yield from index.read_sessions(ctx.layout, others)
     states: dict[str, State] = {}
     ended: set[str] = set()
     for key in others:
@@ -130,37 +123,12 @@ def revoke_all(ctx: Context, user_id: str, keep_key: str | None, now_us: int) ->
         if outcome.ended is not None:
             ended.add(outcome.ended.handle)
     yield from index.prune(
-        ctx.layout, user_id, index_doc, _prunable(others, states, now_us), now_us
+        ctx.layout, user_id, _prunable(others, states, now_us), now_us, index_doc
     )
     return len(ended)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _read_all(ctx: Context, keys: Iterable[str]) -> Flow[dict[str, Doc]]:
-    """``{storage key: Doc}`` of the keys' documents that exist, in batched reads."""
-    ids = {ctx.layout.document_key(key): key for key in keys}
-    names = list(ids)
-    found: dict[str, Doc] = {}
-    for start in range(0, len(names), GET_MANY_BATCH):
-        batch = tuple(names[start : start + GET_MANY_BATCH])
-        docs: dict[str, Doc] = yield GetMany(batch, json=False)
-        found.update((ids[name], doc) for name, doc in docs.items())
-    return found
-
-
-def _live_of(doc: Doc | None, user_id: str, now_us: int) -> StoredSession | None:
-    """The live record of ``user_id`` in ``doc``, or None (missing, a marker, expired,
-    unbound, another user's, not ours)."""
-    decoded = decode_record(doc.value) if doc is not None else None
-    if decoded is None:
-        return None
-    record = decoded[0]
-    owner = record.owner
-    if owner is None or owner.user_id != user_id or record.expires_us <= now_us:
-        return None
-    return record
-
-
 def _prunable(entries: dict[str, index.Entry], states: dict[str, State], now_us: int) -> set[str]:
     """The keys to drop from the index: those that can never name a live session of
     the user again, and those missing for longer than any create or rename takes."""
