@@ -26,6 +26,11 @@ a rename happens only if nothing touched the record since: of two racing renames
 one gets there, and a destroy that removed the record first makes the rename fail, while a
 destroy that comes after finds the marker and follows it.
 
+A user's index (:mod:`~.index`, read by :mod:`~.users`): ``create`` and ``rename`` of a
+bound record add the key to its owner's index *before* the record is written, and a
+``delete`` that removed a bound record takes the chain's keys out of it after; ``read``,
+``update`` and ``touch`` never touch it (a bound record carries its owner and last write).
+
 Counting (:mod:`~.counters`): each session document names, in its header, the bucket it is
 counted in, and that bucket's counter was incremented for it. The increment goes out
 *before* the document names the bucket, and the old bucket's decrement *after* the document
