@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 import ormsession
+from ormsession.errors import StoreUnavailableError
 from ormsession.expiry import now_us
 from ormsession.flows import run
 from ormsession.repositories.base import StoredSession
@@ -47,7 +52,13 @@ from tests.couchbase.users_support import (
     repository,
 )
 from tests.manager.test_lifecycle import cookie_id
-from tests.support.couchbase_fixtures import couchbase_url
+from tests.support.couchbase_fixtures import (
+    COUCHBASE_BUCKET,
+    COUCHBASE_PASSWORD,
+    COUCHBASE_USER,
+    couchbase_url,
+    unique_prefix,
+)
 from tests.support.couchbase_server import CouchbaseTestServer, Opcode
 
 __all__ = ["prefix", "repository"]  # fixtures
@@ -402,3 +413,50 @@ def test_an_index_nobody_lists_stays_bounded_across_many_regenerates(
     assert key in entries
     assert len(entries) <= SWEEP_MIN + 1
     assert [s.key for s in repository.sessions_of(user, now)] == [key]
+
+
+# -- a stalled node ------------------------------------------------------------------------
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_user_calls_end_within_the_store_timeout_on_a_stalled_node(twin: str) -> None:
+    server = CouchbaseTestServer(
+        users={COUCHBASE_USER: COUCHBASE_PASSWORD}, buckets={COUCHBASE_BUCKET: []}
+    ).start()
+    settings = load_config(key_prefix=unique_prefix(), store_timeout=1)
+    now, user, key = now_us(), new_user(), new_key()
+    who = owner(user)
+    calls = [
+        ("create", (new_key(), bound(now, owner(user)), now, now + DAY)),
+        ("rename", (key, new_key(), now + HOUR, now, owner(user), now + DAY)),
+        ("sessions_of", (user, now)),
+        ("revoke", (user, who.handle, now)),
+        ("revoke_all", (user, None, now)),
+    ]
+
+    async def scenario() -> None:
+        store = open_store(couchbase_url(server), settings, want_async=twin == "async")
+        try:
+
+            async def call(name: str, args: tuple[object, ...]) -> Any:
+                result = getattr(store, name)(*args)
+                return await result if twin == "async" else result
+
+            assert await call("create", (key, bound(now, who), now, now + DAY))
+            server.pause()
+            try:
+                for name, args in calls:
+                    started = time.monotonic()
+                    with pytest.raises(StoreUnavailableError, match=f"during {name}"):
+                        await call(name, args)
+                    assert time.monotonic() - started < 1 + 1.5, name
+            finally:
+                server.resume()
+            assert [s.key for s in await call("sessions_of", (user, now))] == [key]
+        finally:
+            closing = store.close()
+            if twin == "async":
+                await closing
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
