@@ -7,10 +7,12 @@ revokes against regenerates. (Interleavings and crashes step by step:
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -32,7 +34,16 @@ from ormsession.repositories.couchbase.base import (
 )
 from ormsession.repositories.couchbase.counters import UNCOUNTED
 from ormsession.repositories.couchbase.factory import open_store
-from ormsession.repositories.couchbase.index import MISSING_GRACE_US, SWEEP_MIN, Entry
+from ormsession.repositories.couchbase.index import (
+    MISSING_GRACE_US,
+    SWEEP_MIN,
+    Entry,
+    decode_index,
+    encode_index,
+    index_expiry,
+    sweep_at,
+    until_for,
+)
 from ormsession.repositories.couchbase.repository import CouchbaseRepository
 from ormsession.settings import load_config
 from tests.couchbase.users_support import (
@@ -460,3 +471,24 @@ def test_user_calls_end_within_the_store_timeout_on_a_stalled_node(twin: str) ->
         asyncio.run(scenario())
     finally:
         server.stop()
+
+
+# -- the index document's codec (no I/O) -------------------------------------------------------
+def test_the_index_codec_round_trips_and_reads_anything_else_as_empty(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = now_us()
+    entries = {new_key(): Entry("h" * 22, now, None), new_key(): Entry("g" * 22, now, now + DAY)}
+    raw = encode_index(entries, 200)
+    assert decode_index(raw) == entries
+    assert sweep_at(raw) == 200
+    assert index_expiry(entries, now) is None, "an entry without a limit: no TTL"
+    limited = {k: e for k, e in entries.items() if e.until_us is not None}
+    assert index_expiry(limited, now) == timedelta(days=1)
+    assert until_for(None, now + HOUR) is None
+    assert until_for(now + HOUR, now + DAY) == now + DAY, "never before the session's expiry"
+    for garbage in (b"[]", b'{"format": 2, "keys": {}}', b'{"format": 1, "keys": {"x": []}}'):
+        with caplog.at_level(logging.WARNING, logger="ormsession"):
+            assert decode_index(garbage) == {}
+        assert sweep_at(garbage) == SWEEP_MIN
+    assert "unreadable couchbase user index" in caplog.text
