@@ -424,9 +424,14 @@ class RequestSession(dict[str, Any]):
         self._needs_cookie = True
 
     def bind(self, owner: Owner) -> None:
-        """Bind this unsaved session to ``owner``: the save that creates it stores that."""
+        """Bind this unsaved session to ``owner``: the save that creates it stores that.
+
+        A login is a fresh start: a session this request had lost (its id replaced by
+        another request's regenerate) is lost no more, so the login's save sends the new
+        cookie instead of leaving a stored, listed session no client holds."""
         assert self._stored is None
         self._owner = owner
+        self._lost, self._lost_key = False, None
 
     def restart(self, session_id: str, created_us: int) -> None:
         """Become a new, unsaved session under ``session_id``, keeping the data."""
