@@ -74,6 +74,7 @@ class RequestSession(dict[str, Any]):
 
     __slots__ = (
         "_accessed",
+        "_cleared",
         "_client_sent_id",
         "_created_us",
         "_destroyed",
@@ -115,6 +116,7 @@ class RequestSession(dict[str, Any]):
         # A new session holding data must be written; a stored one is as loaded.
         self._dirty = self._modified = stored is None and bool(data)
         self._accessed = False
+        self._cleared = False
         self._destroyed = False
         self._lost = False
         self._lost_key: str | None = None
@@ -309,6 +311,8 @@ class RequestSession(dict[str, Any]):
     def clear(self) -> None:
         self._accessed = True
         # Clearing a bound session logs out, even when its data is empty already.
+        if self._owner is not None:
+            self._cleared = True
         if super().__len__() or self._owner is not None:
             self._changed()
             super().clear()
@@ -356,6 +360,13 @@ class RequestSession(dict[str, Any]):
         """The storage key of the session this request lost (see :attr:`lost`): a logout in
         the same request still deletes through it, whatever it was renamed to."""
         return self._lost_key
+
+    @property
+    def cleared(self) -> bool:
+        """Whether this request called ``clear()`` on the session while it was bound to a
+        user: a logout, even when its data was empty already (any other forced write of
+        empty data, ``modified = True`` say, is no logout)."""
+        return self._cleared
 
     @property
     def client_sent_id(self) -> bool:

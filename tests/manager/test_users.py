@@ -260,3 +260,22 @@ def test_a_login_on_the_id_a_regenerate_replaced_sends_its_cookie(manager: Any) 
     assert manager.open(second_id).user_id == "ada"
     assert manager.open(first_id)["cart"] == ["tea"]
     assert sorted(handles(manager.sessions_of("ada"))) == sorted([first.handle, second.handle])
+
+
+def test_only_clear_logs_out_a_bound_session_with_empty_data(manager: Any) -> None:
+    """A login that stores nothing else leaves a bound session with empty data. Forcing a
+    write (``session.modified = True``, an empty ``update``) must not end it: only
+    ``clear()`` (or destroy) is a logout."""
+    session = manager.open(None)
+    manager.login(session, "ada")
+    sid = cookie_id(manager.save(session))
+    for force in (
+        lambda s: setattr(s, "modified", True),
+        lambda s: s.update({}),
+        lambda s: s.mark_modified(),
+    ):
+        request = manager.open(sid)
+        force(request)
+        assert not deletes(manager.save(request))
+        assert manager.open(sid).user_id == "ada"
+    assert handles(manager.sessions_of("ada")) == [session.handle]
