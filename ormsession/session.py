@@ -193,13 +193,20 @@ class RequestSession(dict[str, Any]):
 
     @property
     def user_id(self) -> str | None:
-        """The user this session is bound to (by the manager's ``login``), or None."""
+        """The user this session is bound to (by the manager's ``login``), or None.
+
+        Reading it marks the session accessed, as reading a key does: a page rendered for
+        the logged-in user depends on the cookie (``Vary: Cookie``, so a shared cache never
+        hands it to someone else)."""
+        self._accessed = True
         return None if self._owner is None else self._owner.user_id
 
     @property
     def handle(self) -> str | None:
         """This session's handle among its user's sessions (see ``sessions_of``), or None
-        while it is bound to nobody. Not a secret: it cannot open the session."""
+        while it is bound to nobody. Not a secret: it cannot open the session. Reading it
+        marks the session accessed, as :attr:`user_id` does."""
+        self._accessed = True
         return None if self._owner is None else self._owner.handle
 
     def mark_modified(self) -> None:

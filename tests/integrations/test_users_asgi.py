@@ -104,6 +104,10 @@ async def _note(request: Request) -> Any:
     return PlainTextResponse("ok")
 
 
+async def _whose(request: Request) -> Any:
+    return PlainTextResponse(str(request.session.user_id))  # type: ignore[attr-defined]
+
+
 ROUTES = {
     ("POST", "/login"): _login,
     ("GET", "/me"): _me,
@@ -113,6 +117,7 @@ ROUTES = {
     ("POST", "/logout"): _logout,
     ("POST", "/clear"): _clear,
     ("POST", "/note"): _note,
+    ("GET", "/whose"): _whose,
 }
 
 

@@ -77,6 +77,10 @@ def make_app(url: str, **config: Any) -> tuple[Flask, OrmSession]:
         session["note"] = request.args["text"]
         return "ok"
 
+    @app.get("/whose")
+    def whose() -> str:
+        return str(session._get_current_object().user_id)  # type: ignore[attr-defined]
+
     return app, extension
 
 

@@ -55,6 +55,8 @@ def _route(request: Request) -> Any:
     if path == "/clear":
         session.clear()
         return "bye"
+    if path == "/whose":
+        return str(session.user_id)
     if path == "/note":
         session["note"] = args["text"]
         return "ok"

@@ -9,7 +9,8 @@ Each framework's test app serves the same routes:
 - ``GET /sessions``: ``list_sessions`` as :func:`listed` shows it;
 - ``POST /revoke?handle=``, ``POST /revoke-others``: ``{"ended": <the helper's answer>}``;
 - ``POST /logout`` (``destroy_session``), ``POST /clear`` (``session.clear()``);
-- ``POST /note?text=``: ``session["note"] = text`` (a request that is no login).
+- ``POST /note?text=``: ``session["note"] = text`` (a request that is no login);
+- ``GET /whose``: ``session.user_id`` as text, and nothing else read.
 
 A *browser* is ``make_browser()``: a fresh test client with its own cookie jar.
 """
@@ -229,6 +230,18 @@ def check_a_bad_user_id_is_a_user_id_error(make_browser: MakeBrowser, bad: str) 
         browser.post(f"/login?user={bad}")
 
 
+def check_a_page_of_the_user_id_varies_on_the_cookie(make_browser: MakeBrowser, user: str) -> None:
+    """A page rendered from ``session.user_id`` alone depends on the cookie: a shared
+    cache must not hand it to another user (``Vary: Cookie``); reading writes nothing."""
+    browser = make_browser()
+    login(browser, user)
+    for path in ("/whose", "/sessions"):
+        response = browser.get(path)
+        assert response.headers.get("Vary") == "Cookie", path
+        assert set_cookies(response) == [], path
+    assert browser.get("/whose").text == user
+
+
 #: Every check that takes (make_browser, user), for the modules to parametrize over.
 CHECKS = [
     check_login_binds_and_rotates_the_cookie,
@@ -239,5 +252,6 @@ CHECKS = [
     check_logout_leaves_the_listing,
     check_a_request_that_is_no_login_keeps_the_binding,
     check_an_int_user_id_is_its_string,
+    check_a_page_of_the_user_id_varies_on_the_cookie,
 ]
 BAD_USER_IDS = ["", "%00", "tab%09", "u" * 256]
