@@ -27,6 +27,7 @@ import pytest
 from tests.support.backends import backend_missing
 from tests.support.users import needs_user_index
 
+CHECKOUT = str(Path(__file__).resolve().parents[2])
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -75,6 +76,9 @@ class DemoServer:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORMSESSION_")}
+        # The command runs this checkout's package, even where the virtualenv's is another
+        # checkout's (a git worktree sharing one virtualenv).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [CHECKOUT, env.get("PYTHONPATH")]))
         command = [
             *demo_command(),
             "--url",
