@@ -269,7 +269,7 @@ class SessionPolicy:
             if unchanged is not None and unchanged(session.contents(), stored.data):
                 return None
         data = self._encode(session.contents())
-        if data == stored.data and (dict.__len__(session) or session.owner is None):
+        if data == stored.data and (dict.__len__(session) or not session.cleared):
             session.mark_stored(stored)
             return None
         # (A bound session cleared by this request is written and then ends, even when its
