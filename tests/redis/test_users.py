@@ -84,7 +84,7 @@ def test_the_index_is_named_by_a_hash_of_the_user_id_never_the_id(
     assert raw.hkeys(name) == [key.encode()]
     with node_clients(request, kind) as clients:
         names = [n for client in clients for n in client.scan_iter(match=prefix + "*")]
-    assert not [n for n in names if "{tag}".encode() in n or user.encode() in n]
+    assert not [n for n in names if b"{tag}" in n or user.encode() in n]
 
 
 def test_an_unbound_session_is_stored_and_read_as_before(

@@ -330,6 +330,27 @@ def test_revoke_all_keeps_the_session_a_regenerate_moved_to(
 
 
 # -- threads ----------------------------------------------------------------------------------
+def _all_at_once(jobs: list[Callable[[], Any]]) -> None:
+    """Run ``jobs`` on threads released together; raise the first error."""
+    barrier = threading.Barrier(len(jobs))
+    errors: list[BaseException] = []
+
+    def call(job: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            job()
+        except BaseException as exc:  # pragma: no cover (raised below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    if errors:
+        raise errors[0]
+
+
 def test_threaded_logins_regenerates_and_revoke_all_leave_nothing(
     cluster: RedisCluster, repository: RedisRepository
 ) -> None:
@@ -339,26 +360,11 @@ def test_threaded_logins_regenerates_and_revoke_all_leave_nothing(
         news = [secrets.token_hex(32) for _ in keys]
         for key in keys:
             bound_session(repository, key, Owner(user_id, new_handle()), now)
-        barrier = threading.Barrier(len(keys) + 1)
-        errors: list[BaseException] = []
-
-        def call(job: Callable[[], Any]) -> None:
-            barrier.wait()
-            try:
-                job()
-            except BaseException as exc:  # pragma: no cover (reported below)
-                errors.append(exc)
-
         jobs: list[Callable[[], Any]] = []
         for number, (key, new) in enumerate(zip(keys, news, strict=True)):
             who = Owner(user_id, new_handle()) if number % 2 else None
             jobs.append(lambda k=key, n=new, w=who: repository.rename(k, n, now + HOUR, now, w))
         jobs.append(lambda: repository.revoke_all(user_id, None, now))
-        threads = [threading.Thread(target=call, args=(job,)) for job in jobs]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert errors == []
+        _all_at_once(jobs)
         assert_gone(repository, cluster, *keys, *news)
         assert repository.sessions_of(user_id, now) == []
