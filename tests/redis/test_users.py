@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from ormsession.repositories.redis.base import (
 from ormsession.repositories.redis.users import ENTRY_GRACE_US, user_index_id
 from ormsession.users import new_handle
 from tests.redis.helpers import KINDS, node_clients, routing_client
-from tests.support.stores import open_store, target_for
+from tests.support.stores import open_manager, open_store, target_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -336,3 +337,82 @@ def test_a_store_error_in_a_listing_is_typed(repository: Any) -> None:
     ):
         with pytest.raises(StoreUnavailableError):
             call()
+
+
+# -- through the manager -------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["redis", "cluster", "valkey_sentinel"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("absolute", [timedelta(days=30), None], ids=["30-days", "no-limit"])
+def test_a_login_keeps_the_index_as_long_as_the_absolute_timeout(
+    request: pytest.FixtureRequest,
+    kind: str,
+    mode: str,
+    absolute: timedelta | None,
+    raw: Any,
+) -> None:
+    """The index lives until the login's absolute timeout ends; without one, for ever
+    (until every session is revoked: an empty hash is no key)."""
+    user_id = "u-" + new_handle()
+    name = layout_for(request, kind).user(user_id)
+    with open_manager(request, kind, mode, absolute_timeout=absolute) as manager:
+        sessions = []
+        for _ in range(2):
+            session = manager.open(None)
+            session["cart"] = [1]
+            manager.login(session, user_id, user_agent="test/1", ip="192.0.2.7")
+            manager.save(session)
+            sessions.append(session)
+        ttl = raw.pttl(name)
+        if absolute is None:
+            assert ttl == -1
+        else:
+            assert absolute.total_seconds() * 1000 - 5000 < ttl <= absolute.total_seconds() * 1000
+        listed = manager.sessions_of(user_id, current=sessions[0])
+        assert [item.current for item in listed].count(True) == 1
+        assert {item.ip for item in listed} == {"192.0.2.7"}
+        assert manager.revoke_all(user_id) == 2
+        assert not raw.exists(name)
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_each_call_costs_the_round_trips_the_docs_say(kind: str, repository: Any) -> None:
+    """docs/stores/redis.md, "A user's sessions": one script a call on plain Redis; on
+    Cluster the index's own steps (keys on two masters, so a move crosses slots)."""
+    sent: list[Any] = []
+    real = repository._execute
+
+    def execute(command: Any, operation: str) -> Any:
+        sent.append(command)
+        return real(command, operation)
+
+    repository._execute = execute  # type: ignore[method-assign]
+
+    def cost(call: Any) -> int:
+        sent.clear()
+        call()
+        return len(sent)
+
+    user_id, now = "u-" + new_handle(), now_us()
+    key, plain = "00" + new_key()[2:], new_key()
+    who = owner(user_id)
+    moved, login = "ff" + new_key()[2:], "80" + new_key()[2:]
+    cluster = kind == "cluster"
+    assert cost(lambda: repository.create(key, bound(who, now), now, now + HOUR)) == 1 + cluster
+    assert (
+        cost(lambda: repository.create(plain, StoredSession(b"{}", 1, now, now + HOUR), now)) == 1
+    )
+    assert cost(lambda: repository.read(key, now)) == 1
+    assert cost(lambda: repository.touch(key, now + 2 * HOUR, now)) == 1
+    assert cost(lambda: repository.rename(key, moved, now + HOUR, now)) == (4 if cluster else 1)
+    relogin = owner(user_id)
+    assert cost(lambda: repository.rename(plain, login, now + HOUR, now, relogin, None)) == (
+        4 if cluster else 1
+    )
+    if cluster:  # a bound session in one slot: the RENAME script says "bound" first
+        again = moved[:2] + new_key()[2:]
+        assert cost(lambda: repository.rename(moved, again, now + HOUR, now)) == 5
+    assert cost(lambda: repository.sessions_of(user_id, now)) == (2 if cluster else 1)
+    # On Cluster the old key's entry (a marker now) is one more hop, with nothing to end.
+    assert cost(lambda: repository.revoke(user_id, relogin.handle, now)) == (3 if cluster else 1)
+    # Three keys reached (two markers, one session), each hopped once, then the clean-up.
+    assert cost(lambda: repository.revoke_all(user_id, None, now)) == (5 if cluster else 1)

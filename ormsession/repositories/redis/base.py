@@ -790,8 +790,8 @@ class RedisRepositoryBase:
         """End the user's sessions with ``handle`` ('' for all) but ``keep_key``; how many.
 
         One script (USER_REVOKE) on plain Redis and Sentinel. On Cluster: HGETALL of the
-        index, then for each entry one REVOKE_HOP per key on its chain of moved markers
-        (usually one), then one script dropping the entries gone through. Every live
+        index, then one REVOKE_HOP per key reached (an entry's key, and the keys its moved
+        markers lead to, each once), then one script dropping the entries gone through. Every live
         session of the user is in the index, or is reached through a marker of a key that
         is (see :mod:`.users`), so none is missed; a session seen twice (through its old
         key and its new one while it moves) is counted once, by its handle."""
@@ -801,8 +801,21 @@ class RedisRepositoryBase:
         if not self.cluster:
             args = (clock, handle.encode("ascii"), keep.encode("ascii"))
             return int((yield Eval(scripts.USER_REVOKE, (index,), args)))
-        user = users.user_index_id(user_id).encode("ascii")
-        ended: set[bytes] = set()
+        return (yield from self._revoke_across_slots(index, user_id, handle, keep, now_us))
+
+    def _revoke_across_slots(
+        self, index: str, user_id: str, handle: str, keep: str, now_us: int
+    ) -> Flow[Command, int]:
+        """revoke_flow on Cluster: each key reached is hopped once, however many entries
+        lead to it (an old key's marker and the new key's own entry, say)."""
+        args = (
+            clock_arg(now_us, now_us, UNCOUNTED),
+            users.user_index_id(user_id).encode("ascii"),
+            handle.encode("ascii"),
+        )
+        state_of: dict[str, bytes] = {}  # what each key's hop found
+        reaches_end: set[str] = set()  # keys whose chain ended a session
+        ended: set[bytes] = set()  # the handles of the sessions ended
         forget = []
         for key, entry in (yield HashEntries(index)):
             if not _SESSION_KEY.fullmatch(key):
@@ -810,22 +823,25 @@ class RedisRepositoryBase:
                 continue
             if key == keep or (handle and users.entry_handle(entry) != handle):
                 continue
-            first, any_ended, at, seen = b"", False, key, set()
-            while at and at != keep and at not in seen and _SESSION_KEY.fullmatch(at):
-                seen.add(at)
+            chain, at = [], key
+            while at and at != keep and at not in state_of and _SESSION_KEY.fullmatch(at):
                 layout = self.layout
                 keys = (*layout.session_and_index(at), layout.parking(at))
-                reply = yield Eval(scripts.REVOKE_HOP, keys, (clock, user, handle.encode()))
+                reply = yield Eval(scripts.REVOKE_HOP, keys, args)
                 gone, to, state = (bytes(part) for part in reply)
-                first = first or state
+                state_of[at] = state
+                chain.append(at)
                 if gone:
                     ended.add(gone)
-                    any_ended = True
+                    reaches_end.update(chain)
                 at = to.decode("ascii", "replace")
+            if at in reaches_end:  # joined a chain that ended a session
+                reaches_end.update(chain)
+            first = state_of.get(key, b"")
             stale = first == b"other" or (
                 first == b"none" and users.entry_time(entry) + users.ENTRY_GRACE_US <= now_us
             )
-            if any_ended or stale:
+            if key in reaches_end or stale:
                 forget.append(key)
         if forget:
             yield self._forget(index, forget)

@@ -492,11 +492,11 @@ USER_REVOKE = Script.define(
 local prefix = string.sub(KEYS[1], 1, #KEYS[1] - 69)
 local id = string.sub(KEYS[1], -64)
 local entries = redis.call('HGETALL', KEYS[1])
-local ended, count = {}, 0
+local ended, count, seen = {}, 0, {}
 for i = 1, #entries, 2 do
   local key = entries[i]
   if key ~= ARGV[3] and (ARGV[2] == '' or string.sub(entries[i + 1], 9) == ARGV[2]) then
-    local seen, at = {}, key
+    local at = key
     while at ~= '' and at ~= ARGV[3] and not seen[at] do
       seen[at] = true
       local t = tag(prefix, at)
