@@ -145,22 +145,35 @@ end
 """
 
 #: ``owner_block(key)``: bytes 43 on of a format 4 value, up to the data: the user's index id
-#: (64 hex), the fields' length and the fields. ``handle_of(block)``: the handle in it.
-#: ``user_index(session_key, id)``: the user index named by ``id``, under the session key's
-#: prefix (``P{xx}:`` and 64 hex end a session key; ``P`` + ``user:`` + 64 hex a user index).
-_OWNER = """
+#: (64 hex), the fields' length and the fields.
+_OWNER_BLOCK = """
 local function owner_block(key)
   local m = struct.unpack('>I2', redis.call('GETRANGE', key, 106, 107))
   return redis.call('GETRANGE', key, 42, 107 + m)
 end
-local function handle_of(block)
-  local at = 69 + struct.unpack('>I2', block, 67)
-  return string.sub(block, at + 2, at + 1 + struct.unpack('>I2', block, at))
-end
+"""
+
+#: ``user_index(session_key, id)``: the user index named by ``id``, under the session key's
+#: prefix (``P{xx}:`` and 64 hex end a session key; ``P`` + ``user:`` + 64 hex a user index).
+_USER_INDEX = """
 local function user_index(key, id)
   return string.sub(key, 1, #key - 69) .. 'user:' .. id
 end
 """
+
+#: ``owner_block``, ``user_index`` and ``handle_of(block)``: the handle in an owner block.
+#: (Split so that the hot scripts define only what they call: a definition runs on every
+#: call of its script.)
+_OWNER = (
+    _OWNER_BLOCK
+    + _USER_INDEX
+    + """
+local function handle_of(block)
+  local at = 69 + struct.unpack('>I2', block, 67)
+  return string.sub(block, at + 2, at + 1 + struct.unpack('>I2', block, at))
+end
+"""
+)
 
 #: ``bind(uidx, key, entry, until_ms)``: file a session key (its last 64 characters) in a
 #: user index with ``entry`` (8 bytes of µs, when filed, and the handle), and keep the index
@@ -226,7 +239,7 @@ return 1
 UPDATE = Script.define(
     "update",
     _LIVE,
-    _OWNER,
+    _OWNER_BLOCK,
     _INDEX,
     _CLOCK,
     """
@@ -271,7 +284,7 @@ return 1
 #: (the caller deletes it next), else nil.
 DELETE = Script.define(
     "delete",
-    _OWNER,
+    _USER_INDEX,
     f"""
 local size = redis.call('STRLEN', KEYS[1])
 local first = redis.call('GETRANGE', KEYS[1], 0, 0)
