@@ -39,7 +39,9 @@ are never in the count index.
 A value of another format or length is not a session: scripts treat it as absent.
 
 Scripts read only the header (GETRANGE 0 33; CREATE and DELETE at most a marker's 73
-bytes), so a compare-and-set or a touch never copies the data through Lua, and judge
+bytes; an update of a bound session its owner block too, which it keeps), so a
+compare-and-set or a touch never copies the data through Lua (a login's RENAME does, once,
+to put the owner before it), and judge
 liveness by the ``now`` the caller passes, as the repository contract demands, not by
 Redis' own clock.
 
