@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support.sql_fixtures import sql_url
-
 #: name -> (database fixture, sync drivername or None, asyncio drivername or None).
 DRIVERS: dict[str, tuple[str, str | None, str | None]] = {
     "postgresql+psycopg": ("postgresql", "postgresql+psycopg", "postgresql+psycopg"),
@@ -34,8 +32,10 @@ DRIVER_MODES = {
 def with_driver(url: str, drivername: str | None) -> str:
     """``url`` (a database's default-driver URL) through ``drivername``; a driver that has
     no such mode gets a URL that configure() refuses."""
-    return make_url(url).set(drivername=drivername or "unsupported+mode").render_as_string(
-        hide_password=False
+    return (
+        make_url(url)
+        .set(drivername=drivername or "unsupported+mode")
+        .render_as_string(hide_password=False)
     )
 
 

@@ -178,8 +178,7 @@ class _Aiomysql(_MySQLCodes):
     def _query(connection: Any, sql: str, params: Sequence[Any]) -> bytes:
         encoding = connection.encoding
         literals = tuple(
-            b"_binary'" + connection.escape_string(value.decode("latin-1")).encode("latin-1")
-            + b"'"
+            _binary_literal(connection, value)
             if isinstance(value, bytes)
             else connection.escape(value).encode(encoding)
             for value in params
@@ -197,6 +196,13 @@ class _Aiomysql(_MySQLCodes):
         async with connection.cursor() as cursor:
             await cursor.execute(self._query(connection, sql, params))
             return int(cursor.rowcount)
+
+
+def _binary_literal(connection: Any, value: bytes) -> bytes:
+    """``value`` as MySQL's ``_binary'...'``: latin-1 maps each byte to one character and
+    back, so the connection's string escaping escapes it byte for byte."""
+    escaped: str = connection.escape_string(value.decode("latin-1"))
+    return b"_binary'" + escaped.encode("latin-1") + b"'"
 
 
 class _PsycopgAsync(AsyncDriver):
