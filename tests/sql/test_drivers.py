@@ -44,6 +44,27 @@ def test_a_sync_only_driver_is_refused_by_configure_async_with_the_asyncio_ones_
     assert "postgresql+psycopg" in str(caught.value) and "mysql+aiomysql" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "want_async"),
+    [
+        ("postgresql+psycopg://app@db/app?bogus=1", False),
+        ("postgresql+psycopg://app@db/app?bogus=1", True),
+        ("mysql+aiomysql://app@db/app?bogus=1", True),
+        ("mysql+aiomysql://app@db/app?charset=bogus", True),
+    ],
+)
+def test_options_the_driver_would_refuse_are_refused_with_the_url(
+    url: str, want_async: bool
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"bogus|charset"):
+        parse_sql_url(url, want_async=want_async)
+
+
+def test_options_psycopg_3_takes_are_accepted() -> None:
+    url = "postgresql+psycopg://app@db/app?sslmode=disable&application_name=x&connect_timeout=3"
+    assert parse_sql_url(url, want_async=True).query["sslmode"] == "disable"
+
+
 # -- a missing driver names its own extra ------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "module", "mode", "extra"),
@@ -163,3 +184,33 @@ def test_every_driver_is_in_the_drivers_table_of_the_docs() -> None:
     for _, sync, aio in DRIVERS.values():
         for drivername in filter(None, (sync, aio)):
             assert f"`{drivername}://`" in table, drivername
+
+
+# -- migrations through each synchronous driver ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("fresh_database_url", "drivername"),
+    [
+        pytest.param(DRIVERS[name][0], DRIVERS[name][1], id=name)
+        for name, modes in DRIVER_MODES.items()
+        if "sync" in modes
+    ],
+    indirect=["fresh_database_url"],
+)
+def test_a_migration_runs_through_the_driver_up_and_down(
+    fresh_database_url: str, drivername: str
+) -> None:
+    """`ormsession db upgrade` with the app's URL as it is (its driver, its own migration
+    engine: connect bound, the run's statement limit armed on the driver's socket)."""
+    from ormsession import schema
+    from tests.support.drivers import with_driver
+
+    url = with_driver(fresh_database_url, drivername)
+    schema.upgrade(url)
+    assert schema.current_revision(url) == schema.HEAD_REVISION
+    engine = create_engine(url)
+    try:
+        schema.check_schema(engine)
+    finally:
+        engine.dispose()
+    schema.downgrade(url, "base")
+    assert schema.current_revision(url) is None
