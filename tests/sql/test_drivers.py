@@ -65,6 +65,23 @@ def test_options_psycopg_3_takes_are_accepted() -> None:
     assert parse_sql_url(url, want_async=True).query["sslmode"] == "disable"
 
 
+@pytest.mark.parametrize(
+    ("url", "absent", "want_async", "chosen"),
+    [
+        ("mysql://u@db/app", ["pymysql"], False, "mysql+mysqldb"),
+        ("mariadb://u@db/app", ["pymysql", "MySQLdb"], False, "mariadb+mariadbconnector"),
+        ("mysql://u@db/app", ["asyncmy"], True, "mysql+aiomysql"),
+        ("postgresql://u@db/app", ["psycopg2"], False, "postgresql+psycopg"),
+    ],
+)
+def test_a_url_without_a_driver_takes_the_first_installed(
+    monkeypatch: pytest.MonkeyPatch, url: str, absent: list[str], want_async: bool, chosen: str
+) -> None:
+    for module in absent:
+        monkeypatch.setitem(sys.modules, module, None)
+    assert parse_sql_url(url, want_async=want_async).drivername.startswith(chosen)
+
+
 # -- a missing driver names its own extra ------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "module", "mode", "extra"),

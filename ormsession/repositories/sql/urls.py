@@ -140,14 +140,19 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
 _DEFAULT_DRIVERS = {
     ("postgresql", False): ("psycopg2", "psycopg"),
     ("postgresql", True): ("asyncpg", "psycopg_async"),
-    ("mysql", False): ("pymysql", "mysqldb"),
+    ("mysql", False): ("pymysql", "mysqldb", "mariadbconnector"),
     ("mysql", True): ("asyncmy", "aiomysql"),
-    ("mariadb", False): ("pymysql", "mysqldb"),
+    ("mariadb", False): ("pymysql", "mysqldb", "mariadbconnector"),
     ("mariadb", True): ("asyncmy", "aiomysql"),
     ("sqlite", False): ("pysqlite",),
     ("sqlite", True): ("aiosqlite",),
 }
-_DRIVER_MODULES = {"psycopg_async": "psycopg", "mysqldb": "MySQLdb", "pysqlite": "sqlite3"}
+_DRIVER_MODULES = {
+    "psycopg_async": "psycopg",
+    "mysqldb": "MySQLdb",
+    "mariadbconnector": "mariadb",
+    "pysqlite": "sqlite3",
+}
 
 
 def _default_driver(backend: str, want_async: bool | None) -> str:
