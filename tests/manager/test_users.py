@@ -1,8 +1,7 @@
 """The policy of a user's sessions (issue 28) through the managers, sync and async.
 
 ``login`` (regenerate + bind), ``sessions_of``, ``revoke``, ``revoke_all``, and how a bound
-session ends (``destroy``, ``clear()``). Runs on the memory store, and on SQLite once the SQL
-store's user index is merged (skipped until then, see :mod:`tests.support.users`).
+session ends (``destroy``, ``clear()``), on every store.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from tests.support.stores import FakeClock, open_manager, record_calls, store_pa
 from tests.support.users import needs_user_index
 
 
-@pytest.fixture(params=store_params(["memory", "sqlite"]))
+@pytest.fixture(params=store_params())
 def manager(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Any]:
     name, mode = request.param
     needs_user_index(name)
