@@ -108,9 +108,7 @@ def id_forms(session_id: str) -> list[bytes]:
     return [session_id.encode(), decoded]
 
 
-def assert_nowhere(
-    request: pytest.FixtureRequest, kind: str, prefix: str, *secrets: bytes
-) -> None:
+def assert_nowhere(request: pytest.FixtureRequest, kind: str, prefix: str, *secrets: bytes) -> None:
     for name, content in dump(request, kind, prefix).items():
         for secret in secrets:
             assert secret not in name and secret not in content, (name, secret)
