@@ -677,8 +677,9 @@ class RedisRepositoryBase:
            to a destroy, so the new key is deleted and the rename returns False.
 
         If a step fails, the new key is deleted and the record unparked in place of the
-        marker (the rename did not happen; the error is raised). If that roll-back fails
-        too, the record stays parked, invisible, until its TTL (at most
+        marker (the rename did not happen; the error is raised): with ``data``, the old
+        bytes come back under the old key at their version, never the new ones. If that
+        roll-back fails too, the record stays parked, invisible, until its TTL (at most
         :data:`PARK_TTL_MS`): the session is lost, never duplicated.
         """
         marker = encode_marker(new_key, expires_us)

@@ -40,8 +40,9 @@ A value of another format or length is not a session: scripts treat it as absent
 
 Scripts read only the header (GETRANGE 0 33; CREATE and DELETE at most a marker's 73
 bytes; an update of a bound session its owner block too, which it keeps), so a
-compare-and-set or a touch never copies the data through Lua (a login's RENAME does, once,
-to put the owner before it), and judge
+compare-and-set or a touch never copies the data through Lua (a login's RENAME without new
+data does, once, to put the owner before it; a rename with data, as with encryption at
+rest, writes the new data it is sent and never reads the old), and judge
 liveness by the ``now`` the caller passes, as the repository contract demands, not by
 Redis' own clock.
 
