@@ -25,7 +25,9 @@ $(DOCS_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'
 	touch $@ $(CORE_STAMP)
 
+# .[dev] builds mysqlclient and MariaDB Connector/Python against libmariadb's headers.
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
+	bash scripts/install-build-deps
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(CORE_STAMP) $(DOCS_STAMP)
 

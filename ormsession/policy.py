@@ -269,7 +269,7 @@ class SessionPolicy:
             if unchanged is not None and unchanged(session.contents(), stored.data):
                 return None
         data = self._encode(session.contents())
-        if data == stored.data and (dict.__len__(session) or session.owner is None):
+        if data == stored.data and (dict.__len__(session) or not session.cleared):
             session.mark_stored(stored)
             return None
         # (A bound session cleared by this request is written and then ends, even when its
@@ -489,11 +489,10 @@ class SessionPolicy:
         now = self.now_us()
         owned: list[OwnedSession] = yield _store("sessions_of", user, now)
         here = current.storage_key if current is not None and current.stored else None
-        listed = [
-            UserSession.listed(item, current=item.key == here)
-            for item in owned
-            if not self.expiry.is_over(item.created_us, item.expires_us, now)
-        ]
+        # The store lists only what has not expired, by the expiry each session was last
+        # written with: that follows the rules of its own requests (a Flask permanent
+        # session's lifetime), which the config's timeouts here would not.
+        listed = [UserSession.listed(item, current=item.key == here) for item in owned]
         listed.sort(key=lambda item: item.last_seen, reverse=True)
         return listed
 

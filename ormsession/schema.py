@@ -142,7 +142,7 @@ def _engine_for(url: str, timeout: float) -> Engine:
     from ormsession.errors import MissingDriverError
     from ormsession.repositories.sql.clients import driver_connect_args
     from ormsession.repositories.sql.deadlines import bound_connects
-    from ormsession.repositories.sql.urls import SQL_EXTRAS, parse_sql_url
+    from ormsession.repositories.sql.urls import extra_for, parse_sql_url
 
     parsed = parse_sql_url(url, want_async=None)
     if parsed.get_driver_name() in ("asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"):
@@ -157,7 +157,7 @@ def _engine_for(url: str, timeout: float) -> Engine:
             connect_args=driver_connect_args(parsed, timeout),
         )
     except ImportError as exc:
-        extra = SQL_EXTRAS.get(parsed.get_backend_name(), "")
+        extra = extra_for(parsed)
         raise MissingDriverError(
             f"the driver for {parsed.drivername!r} is not installed: "
             f"pip install 'ormsession[{extra}]'"

@@ -74,6 +74,7 @@ class RequestSession(dict[str, Any]):
 
     __slots__ = (
         "_accessed",
+        "_cleared",
         "_client_sent_id",
         "_created_us",
         "_destroyed",
@@ -115,6 +116,7 @@ class RequestSession(dict[str, Any]):
         # A new session holding data must be written; a stored one is as loaded.
         self._dirty = self._modified = stored is None and bool(data)
         self._accessed = False
+        self._cleared = False
         self._destroyed = False
         self._lost = False
         self._lost_key: str | None = None
@@ -191,13 +193,20 @@ class RequestSession(dict[str, Any]):
 
     @property
     def user_id(self) -> str | None:
-        """The user this session is bound to (by the manager's ``login``), or None."""
+        """The user this session is bound to (by the manager's ``login``), or None.
+
+        Reading it marks the session accessed, as reading a key does: a page rendered for
+        the logged-in user depends on the cookie (``Vary: Cookie``, so a shared cache never
+        hands it to someone else)."""
+        self._accessed = True
         return None if self._owner is None else self._owner.user_id
 
     @property
     def handle(self) -> str | None:
         """This session's handle among its user's sessions (see ``sessions_of``), or None
-        while it is bound to nobody. Not a secret: it cannot open the session."""
+        while it is bound to nobody. Not a secret: it cannot open the session. Reading it
+        marks the session accessed, as :attr:`user_id` does."""
+        self._accessed = True
         return None if self._owner is None else self._owner.handle
 
     def mark_modified(self) -> None:
@@ -309,6 +318,8 @@ class RequestSession(dict[str, Any]):
     def clear(self) -> None:
         self._accessed = True
         # Clearing a bound session logs out, even when its data is empty already.
+        if self._owner is not None:
+            self._cleared = True
         if super().__len__() or self._owner is not None:
             self._changed()
             super().clear()
@@ -356,6 +367,13 @@ class RequestSession(dict[str, Any]):
         """The storage key of the session this request lost (see :attr:`lost`): a logout in
         the same request still deletes through it, whatever it was renamed to."""
         return self._lost_key
+
+    @property
+    def cleared(self) -> bool:
+        """Whether this request called ``clear()`` on the session while it was bound to a
+        user: a logout, even when its data was empty already (any other forced write of
+        empty data, ``modified = True`` say, is no logout)."""
+        return self._cleared
 
     @property
     def client_sent_id(self) -> bool:
@@ -424,9 +442,14 @@ class RequestSession(dict[str, Any]):
         self._needs_cookie = True
 
     def bind(self, owner: Owner) -> None:
-        """Bind this unsaved session to ``owner``: the save that creates it stores that."""
+        """Bind this unsaved session to ``owner``: the save that creates it stores that.
+
+        A login is a fresh start: a session this request had lost (its id replaced by
+        another request's regenerate) is lost no more, so the login's save sends the new
+        cookie instead of leaving a stored, listed session no client holds."""
         assert self._stored is None
         self._owner = owner
+        self._lost, self._lost_key = False, None
 
     def restart(self, session_id: str, created_us: int) -> None:
         """Become a new, unsaved session under ``session_id``, keeping the data."""

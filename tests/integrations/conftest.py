@@ -76,3 +76,30 @@ def real_async_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> s
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{sqlite_path}"
     return str(request.getfixturevalue("postgres_async_url"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def users_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
+    """A synchronous store URL for the tests of a user's sessions: the memory store, and
+    the real stores once their user index is merged (skipped until then)."""
+    from tests.support.users import needs_user_index
+
+    needs_user_index(request.param)
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{sqlite_path}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def users_async_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
+    """:func:`users_store_url`'s asyncio twin (aiosqlite, asyncpg)."""
+    from tests.support.users import needs_user_index
+
+    needs_user_index(request.param)
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{sqlite_path}"
+    return str(request.getfixturevalue("postgres_async_url"))

@@ -24,6 +24,7 @@ from ormsession.repositories.registry import open_store as open_registered_store
 from ormsession.schema import upgrade
 from ormsession.settings import load_config
 from tests.support.couchbase_fixtures import couchbase_target
+from tests.support.drivers import DRIVER_TARGETS
 from tests.support.redis_fixtures import (
     cluster_target,
     redis_target,
@@ -164,8 +165,9 @@ def open_store(
 
 
 def target_for(request: pytest.FixtureRequest, name: str) -> StoreTarget:
-    """How this test reaches store ``name`` (of STORE_TARGETS or NAMED_TARGETS)."""
-    return (STORE_TARGETS.get(name) or NAMED_TARGETS[name])(request)
+    """How this test reaches store ``name`` (of STORE_TARGETS, NAMED_TARGETS, or the SQL
+    drivers' DRIVER_TARGETS)."""
+    return (STORE_TARGETS.get(name) or NAMED_TARGETS.get(name) or DRIVER_TARGETS[name])(request)
 
 
 class FakeClock:

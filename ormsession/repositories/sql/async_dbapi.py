@@ -9,13 +9,17 @@ reports rows and row counts, which is all this module knows.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from ormsession.repositories.sql.dbapi import CompiledStatement
 from ormsession.repositories.sql.errors import unavailable_sqlstate
+from ormsession.repositories.sql.watchdog import shut_down
+
+T = TypeVar("T")
 
 __all__ = ["ASYNC_DRIVERS", "AsyncDriver", "driver_for"]
 
@@ -159,12 +163,8 @@ class _Asyncpg(AsyncDriver):
     # asyncpg never opens implicit transactions: statements outside one autocommit.
 
 
-class _Asyncmy(AsyncDriver):
-    def __init__(self) -> None:
-        import asyncmy.errors
-
-        self.integrity_errors = (asyncmy.errors.IntegrityError,)
-        self.errors = (asyncmy.errors.Error,)
+class _MySQLCodes(AsyncDriver):
+    """What asyncmy and aiomysql share: MySQL's error codes."""
 
     def is_disconnect(self, exc: BaseException) -> bool:
         # 2006 gone away, 2013 lost connection, 2055 lost (system error), 1927 killed,
@@ -177,13 +177,134 @@ class _Asyncmy(AsyncDriver):
         return isinstance(exc, ConnectionError) or code in (2006, 2013, 2055, 1927, 1153)
 
     def abort(self, connection: Any) -> None:
-        connection.close()  # asyncmy's close() only closes the transport
+        connection.close()  # asyncmy's and aiomysql's close() only close the transport
 
     def is_unavailable(self, exc: BaseException) -> bool:
         # 1040 too many connections, 1044/1045 access denied, 1049 unknown database,
         # 1129 host blocked, 1203 user over max_user_connections, 2002/2003 cannot connect.
         code = exc.args[0] if exc.args else None
         return code in (1040, 1044, 1045, 1049, 1129, 1203, 2002, 2003)
+
+    def in_transaction(self, connection: Any) -> bool:
+        return not connection.get_autocommit()
+
+
+class _Aiomysql(_MySQLCodes):
+    """aiomysql, with the parameters bound here: aiomysql 0.3.2 escapes ``bytes`` with a
+    PyMySQL function that PyMySQL 1.2 replaced by a string (``TypeError: 'str' object is
+    not callable`` on every bytes parameter, aio-libs/aiomysql issue 1080), and session
+    data is bytes. So the statement is sent as bytes with its literals in place, escaped
+    as PyMySQL 1.2 escapes them itself: text and other values by aiomysql's own
+    ``escape()`` (which honours the server's NO_BACKSLASH_ESCAPES), bytes as a
+    ``_binary'...'`` literal escaped byte for byte. Works with every PyMySQL."""
+
+    def __init__(self) -> None:
+        import pymysql.err
+
+        self.integrity_errors = (pymysql.err.IntegrityError,)
+        self.errors = (pymysql.err.Error,)
+
+    @staticmethod
+    def _query(connection: Any, sql: str, params: Sequence[Any]) -> bytes:
+        encoding = connection.encoding
+        literals = tuple(
+            _binary_literal(connection, value)
+            if isinstance(value, bytes)
+            else connection.escape(value).encode(encoding)
+            for value in params
+        )
+        # SQLAlchemy writes a literal % as %% for this driver's "format" style.
+        return sql.encode(encoding) % literals
+
+    async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
+        async with connection.cursor() as cursor:
+            await cursor.execute(self._query(connection, sql, params))
+            row: Sequence[Any] | None = await cursor.fetchone()
+            return row
+
+    async def execute(self, connection: Any, sql: str, params: Any) -> int:
+        async with connection.cursor() as cursor:
+            await cursor.execute(self._query(connection, sql, params))
+            return int(cursor.rowcount)
+
+
+def _binary_literal(connection: Any, value: bytes) -> bytes:
+    """``value`` as MySQL's ``_binary'...'``: latin-1 maps each byte to one character and
+    back, so the connection's string escaping escapes it byte for byte."""
+    escaped: str = connection.escape_string(value.decode("latin-1"))
+    return b"_binary'" + escaped.encode("latin-1") + b"'"
+
+
+class _PsycopgAsync(AsyncDriver):
+    """psycopg 3's asyncio connection. Its own answer to a cancelled statement is to send
+    the server a cancel request (up to 5 s) and then wait for the statement again (up to
+    5 s more): against a stalled server, 10 s past ormsession's deadline. So the
+    statement runs in a task of its own; when the operation is cancelled (its deadline),
+    the connection's socket is shut down first, which ends that task at once with a
+    connection error, and the connection is discarded. (One task per statement, a few µs.)
+    """
+
+    def __init__(self) -> None:
+        import psycopg
+        from psycopg.pq import TransactionStatus
+
+        self._psycopg = psycopg
+        self._idle = TransactionStatus.IDLE
+        self.integrity_errors = (psycopg.IntegrityError,)
+        self.errors = (psycopg.Error,)
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        if isinstance(exc, ConnectionError):
+            return True
+        if not isinstance(exc, self._psycopg.OperationalError | self._psycopg.InterfaceError):
+            return False
+        # No SQLSTATE: the client's own error (connection lost or closed); 08: connection
+        # exception; 57P: the server shutting down, or our backend terminated.
+        sqlstate = getattr(exc, "sqlstate", None)
+        return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        return unavailable_sqlstate(getattr(exc, "sqlstate", None))
+
+    def abort(self, connection: Any) -> None:
+        connection.pgconn.finish()  # no wait for the server: the socket is closed
+
+    async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
+        cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
+        row: Sequence[Any] | None = await cursor.fetchone()  # no I/O: the rows are here
+        return row
+
+    async def execute(self, connection: Any, sql: str, params: Any) -> int:
+        cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
+        return int(cursor.rowcount)
+
+    def in_transaction(self, connection: Any) -> bool:
+        return bool(connection.pgconn.transaction_status != self._idle)
+
+
+async def _cut_when_cancelled(connection: Any, statement: Awaitable[T]) -> T:
+    """``statement`` awaited in a task of its own; if the caller is cancelled first, the
+    connection's socket is shut down and the task (then failing at once) waited for, so
+    the connection is left to no one when the cancellation goes on."""
+    task = asyncio.ensure_future(statement)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            shut_down(connection.fileno())
+            # asyncio.wait() does not pass a second cancellation on to the task.
+            await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller's cancellation is what goes on
+        raise
+
+
+class _Asyncmy(_MySQLCodes):
+    def __init__(self) -> None:
+        import asyncmy.errors
+
+        self.integrity_errors = (asyncmy.errors.IntegrityError,)
+        self.errors = (asyncmy.errors.Error,)
 
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         async with connection.cursor() as cursor:
@@ -195,9 +316,6 @@ class _Asyncmy(AsyncDriver):
         async with connection.cursor() as cursor:
             await cursor.execute(sql, params)
             return int(cursor.rowcount)
-
-    def in_transaction(self, connection: Any) -> bool:
-        return not connection.get_autocommit()
 
 
 class _Aiosqlite(AsyncDriver):
@@ -237,7 +355,15 @@ def _changed_rows(connection: Any, sql: str, params: Any) -> int:
         cursor.close()
 
 
-ASYNC_DRIVERS = {"asyncpg": _Asyncpg, "asyncmy": _Asyncmy, "aiosqlite": _Aiosqlite}
+#: By the engine's ``dialect.driver``: psycopg 3's asyncio dialect is named "psycopg" too
+#: (only the asyncio repository asks this table).
+ASYNC_DRIVERS: dict[str, type[AsyncDriver]] = {
+    "asyncpg": _Asyncpg,
+    "psycopg": _PsycopgAsync,
+    "asyncmy": _Asyncmy,
+    "aiomysql": _Aiomysql,
+    "aiosqlite": _Aiosqlite,
+}
 
 
 def driver_for(driver_name: str) -> AsyncDriver | None:

@@ -13,7 +13,7 @@ from sqlalchemy.pool import StaticPool
 from ormsession.errors import MissingDriverError
 from ormsession.repositories.sql.deadlines import bound_connects
 from ormsession.repositories.sql.pools import AsyncSessionQueuePool, SessionQueuePool
-from ormsession.repositories.sql.urls import SQL_EXTRAS, parse_sql_url
+from ormsession.repositories.sql.urls import extra_for, parse_sql_url
 
 __all__ = ["create_async_session_engine", "create_session_engine"]
 
@@ -30,10 +30,14 @@ def driver_connect_args(url: URL, timeout: float) -> dict[str, Any]:
         return {"timeout": timeout}
     if (
         backend == "postgresql"
-        and driver in ("psycopg2", "psycopg")
+        and driver in ("psycopg2", "psycopg", "psycopg_async")
         and "connect_timeout" not in query
     ):
         return {"connect_timeout": max(1, math.ceil(timeout))}  # libpq: whole seconds
+    if driver in ("mysqldb", "mariadbconnector") and "connect_timeout" not in query:
+        # libmariadb/libmysqlclient: whole seconds (a float is a TypeError), for the TCP
+        # connect and the server's greeting both.
+        return {"connect_timeout": max(1, math.ceil(timeout))}
     if backend in ("mysql", "mariadb") and "connect_timeout" not in query:
         return {"connect_timeout": timeout}
     if backend == "sqlite" and "timeout" not in query:
@@ -88,7 +92,7 @@ def create_session_engine(
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
-        extra = SQL_EXTRAS.get(backend)
+        extra = extra_for(parsed)
         hint = f": pip install 'ormsession[{extra}]'" if extra else ""
         raise MissingDriverError(
             f"the driver for {parsed.drivername!r} is not installed{hint}"
@@ -115,9 +119,7 @@ def create_async_session_engine(
     try:
         engine = create_async_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
-        extra = {"postgresql": "async-postgres", "sqlite": "async-sqlite"}.get(
-            backend, "async-mysql"
-        )
+        extra = extra_for(parsed, want_async=True)
         raise MissingDriverError(
             f"the driver for {parsed.drivername!r} is not installed: "
             f"pip install 'ormsession[{extra}]'"

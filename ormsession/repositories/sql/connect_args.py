@@ -132,9 +132,38 @@ def _libpq(options: dict[str, Any], parsed: URL, display: str) -> None:
         raise _unknown(unknown, parsed, display)
 
 
+def _aiomysql(options: dict[str, Any], parsed: URL, display: str) -> None:
+    from aiomysql import connect
+    from pymysql.charset import charset_by_name
+
+    _mysql(connect, charset_by_name)(options, parsed, display)
+
+
+#: What psycopg 3's connect() takes itself; every other option goes to libpq.
+_PSYCOPG_OWN_OPTIONS = {"autocommit", "prepare_threshold", "context", "row_factory"}
+_PSYCOPG_OWN_OPTIONS |= {"cursor_factory"}
+
+
+def _psycopg(options: dict[str, Any], parsed: URL, display: str) -> None:
+    """psycopg 3 checks libpq's keywords when it builds the connection string."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import make_conninfo
+
+    unknown = set()
+    for name in set(options) - _PSYCOPG_OWN_OPTIONS:
+        try:
+            make_conninfo("", **{name: "x"})
+        except ProgrammingError:
+            unknown.add(name)
+    if unknown:
+        raise _unknown(unknown, parsed, display)
+
+
 _CHECKERS: dict[str, Callable[[dict[str, Any], URL, str], None]] = {
     "pymysql": _pymysql,
     "asyncmy": _asyncmy,
+    "aiomysql": _aiomysql,
     "asyncpg": _asyncpg,
     "psycopg2": _libpq,
+    "psycopg": _psycopg,
 }

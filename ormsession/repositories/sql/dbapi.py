@@ -47,6 +47,8 @@ DBAPI_DRIVERS = {
     ("mariadb", "pymysql"),
     ("mysql", "mysqldb"),
     ("mariadb", "mysqldb"),
+    ("mysql", "mariadbconnector"),
+    ("mariadb", "mariadbconnector"),
     ("sqlite", "pysqlite"),
 }
 

@@ -12,7 +12,9 @@ deadline in a context variable for the two places it cannot pass it to directly:
 
 The statement itself is bounded per driver by a :class:`StatementBound`
 (:func:`statement_bound`): PyMySQL's own read and write timeouts, SQLite's busy timeout,
-and for psycopg2 (no read timeout at all) the :mod:`watchdog`.
+and for the drivers on C client libraries (psycopg2 and psycopg 3 on libpq, mysqlclient and
+MariaDB Connector/Python on libmariadb), whose read timeouts are whole seconds fixed when
+connecting, or absent, the :mod:`watchdog`.
 
 An app's own engine keeps its pool and connect settings (ormsession does not change an
 engine it does not own): there, only the statement is bounded here.
@@ -90,8 +92,8 @@ def bound_connects(engine: Engine, timeout: float) -> None:
     driver = dialect.driver
     if driver == "pymysql":
         event.listen(engine, "do_connect", _pymysql_connect(timeout))
-    elif driver in ("psycopg2", "psycopg"):
-        event.listen(engine, "do_connect", _libpq_connect(timeout))
+    elif driver in _SOCKETS:
+        event.listen(engine, "do_connect", _threaded_connect(timeout))
 
 
 def _pymysql_connect(timeout: float) -> Callable[..., Any]:
@@ -137,15 +139,15 @@ def _pymysql_connection_class() -> Any:
     return _Connection
 
 
-def _libpq_connect(timeout: float) -> Callable[..., Any]:
-    """libpq takes whole seconds (``connect_timeout=1`` is its least), so the connect runs
-    on a thread of its own that the operation stops waiting for at the deadline; libpq
-    gives up on its own within a second after that, and a connection it made too late is
-    closed."""
+def _threaded_connect(timeout: float) -> Callable[..., Any]:
+    """libpq and libmariadb take whole seconds (``connect_timeout=1`` is their least), so
+    the connect runs on a thread of its own that the operation stops waiting for at the
+    deadline; the library gives up on its own within a second after that, and a
+    connection it made too late is closed."""
 
     def connect(dialect: Dialect, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
         # cparams' connect_timeout (driver_connect_args: the whole timeout, rounded up)
-        # ends the abandoned thread.
+        # ends the abandoned thread: libmariadb's covers the server's greeting too.
         left = _remaining(timeout)
         try:
             return call_within(left, lambda: dialect.connect(*cargs, **cparams), _close_quietly)
@@ -231,11 +233,14 @@ class _PyMySQLBound(StatementBound):
 
 
 class _WatchdogBound(StatementBound):
-    """Drivers without a read timeout (libpq's): the watchdog shuts the socket down at the
-    deadline."""
+    """Drivers without a read timeout of their own (libpq's), or with one in whole seconds
+    fixed at connect (libmariadb's): the watchdog shuts the socket down at the deadline."""
+
+    def __init__(self, fileno: Callable[[Any], int]) -> None:
+        self._fileno = fileno
 
     def start(self, raw: Any, deadline: float) -> Any:
-        return WATCHDOG.arm(raw.fileno(), deadline)
+        return WATCHDOG.arm(self._fileno(raw), deadline)
 
     def finish(self, raw: Any, state: Any) -> bool:
         return WATCHDOG.disarm(state)
@@ -268,14 +273,34 @@ class _SqliteBound(StatementBound):
 _UNBOUNDED = StatementBound()
 
 
+def _own_fileno(raw: Any) -> int:
+    return int(raw.fileno())
+
+
+def _mariadb_fileno(raw: Any) -> int:
+    # Not ``raw.socket``: that builds a socket object owning the descriptor, which closes
+    # it when collected.
+    return int(raw._get_socket())
+
+
+#: Drivers bounded by the watchdog, and how to find a DBAPI connection's socket.
+_SOCKETS: dict[str, Callable[[Any], int]] = {
+    "psycopg2": _own_fileno,
+    "psycopg": _own_fileno,
+    "mysqldb": _own_fileno,
+    "mariadbconnector": _mariadb_fileno,
+}
+
+
 def statement_bound(dialect: Dialect, *, own_engine: bool, timeout: float) -> StatementBound:
     """The bound for statements on ``dialect``'s connections; ``own_engine`` when they come
     from ormsession's engine (connected by :func:`bound_connects`)."""
     driver = dialect.driver
     if driver == "pymysql":
         return _PyMySQLBound()
-    if driver in ("psycopg2", "psycopg"):
-        return _WatchdogBound()
+    fileno = _SOCKETS.get(driver)
+    if fileno is not None:
+        return _WatchdogBound(fileno)
     if driver == "pysqlite" and own_engine:
         return _SqliteBound(timeout)
     # An app's SQLite engine keeps its busy timeout (the ``timeout`` connect argument);
@@ -298,8 +323,8 @@ def run_limit(connection: Any, seconds: float) -> Iterator[None]:
             yield
         finally:
             raw._read_timeout, raw._write_timeout = saved
-    elif driver in ("psycopg2", "psycopg"):
-        token = WATCHDOG.arm(raw.fileno(), deadline)
+    elif driver in _SOCKETS:
+        token = WATCHDOG.arm(_SOCKETS[driver](raw), deadline)
         try:
             yield
         finally:

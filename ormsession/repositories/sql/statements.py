@@ -338,7 +338,12 @@ def _delete_expired(table: Table, dialect_name: str, limit: int) -> Delete:
     if dialect_name in ("mysql", "mariadb"):
         # MySQL refuses LIMIT in a subquery of the table being deleted from, but has
         # DELETE ... ORDER BY ... LIMIT, which walks the index in order.
-        return delete(table).where(expired).with_dialect_options(mysql_limit=limit)
+        # The option is read under the dialect's own name: mariadb:// URLs need theirs.
+        return (
+            delete(table)
+            .where(expired)
+            .with_dialect_options(mysql_limit=limit, mariadb_limit=limit)
+        )
     batch = select(c.session_key).where(expired).limit(limit)
     if dialect_name == "postgresql":
         # SKIP LOCKED: gc running on several nodes at once shares the work instead of

@@ -11,16 +11,33 @@ from ormsession.errors import ConfigurationError
 from ormsession.repositories.sql.connect_args import check_connect_args
 from ormsession.urls import host_problem, redact_url
 
-__all__ = ["SQL_EXTRAS", "display_sql_url", "parse_sql_url"]
+__all__ = ["DRIVER_EXTRAS", "SQL_EXTRAS", "display_sql_url", "extra_for", "parse_sql_url"]
 
-#: Which extra installs the driver for a dialect+driver pair.
+#: Which extra installs each dialect's default synchronous driver.
 SQL_EXTRAS = {
     "postgresql": "postgres",
     "mysql": "mysql",
     "mariadb": "mysql",
     "sqlite": "",
 }
+#: Which extra installs each driver ormsession supports (docs/stores/sql.md, Drivers).
+DRIVER_EXTRAS = {
+    "psycopg2": "postgres",
+    "psycopg": "postgres-psycopg",
+    "psycopg_async": "postgres-psycopg",
+    "asyncpg": "async-postgres",
+    "pymysql": "mysql",
+    "mysqldb": "mysqlclient",
+    "mariadbconnector": "mariadb",
+    "asyncmy": "async-mysql",
+    "aiomysql": "async-aiomysql",
+    "pysqlite": "",
+    "aiosqlite": "async-sqlite",
+}
 _ASYNC_DRIVERS = {"asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"}
+#: Drivers with a synchronous and an asyncio side under one name: SQLAlchemy's
+#: create_async_engine() takes ``postgresql+psycopg://`` to mean psycopg's asyncio side.
+_DUAL_DRIVERS = {"psycopg"}
 _PASSWORD_OPTIONS = ("password", "passwd")
 
 
@@ -102,6 +119,8 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
     is_async = driver in _ASYNC_DRIVERS
     if want_async is None:
         return parsed  # the driver is not settled: its options are checked when it is
+    if driver in _DUAL_DRIVERS:
+        is_async = want_async
     if is_async and not want_async:
         raise ConfigurationError(
             f"{parsed.drivername!r} is an asyncio driver: use ormsession.configure_async()"
@@ -109,8 +128,9 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
     if want_async and not is_async:
         raise ConfigurationError(
             f"{parsed.drivername!r} is a synchronous driver, and asyncio code (configure_async, "
-            "the ASGI middleware) needs an asyncio one: postgresql+asyncpg, mysql+asyncmy, "
-            "sqlite+aiosqlite (a synchronous app uses ormsession.configure())"
+            "the ASGI middleware) needs an asyncio one: postgresql+asyncpg, postgresql+psycopg, "
+            "mysql+asyncmy, mysql+aiomysql, sqlite+aiosqlite (a synchronous app uses "
+            "ormsession.configure())"
         )
     check_connect_args(parsed, display)
     return parsed
@@ -120,14 +140,19 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
 _DEFAULT_DRIVERS = {
     ("postgresql", False): ("psycopg2", "psycopg"),
     ("postgresql", True): ("asyncpg", "psycopg_async"),
-    ("mysql", False): ("pymysql", "mysqldb"),
+    ("mysql", False): ("pymysql", "mysqldb", "mariadbconnector"),
     ("mysql", True): ("asyncmy", "aiomysql"),
-    ("mariadb", False): ("pymysql", "mysqldb"),
+    ("mariadb", False): ("pymysql", "mysqldb", "mariadbconnector"),
     ("mariadb", True): ("asyncmy", "aiomysql"),
     ("sqlite", False): ("pysqlite",),
     ("sqlite", True): ("aiosqlite",),
 }
-_DRIVER_MODULES = {"psycopg_async": "psycopg", "mysqldb": "MySQLdb", "pysqlite": "sqlite3"}
+_DRIVER_MODULES = {
+    "psycopg_async": "psycopg",
+    "mysqldb": "MySQLdb",
+    "mariadbconnector": "mariadb",
+    "pysqlite": "sqlite3",
+}
 
 
 def _default_driver(backend: str, want_async: bool | None) -> str:
@@ -140,3 +165,17 @@ def _default_driver(backend: str, want_async: bool | None) -> str:
         if find_spec(_DRIVER_MODULES.get(driver, driver)) is not None:
             return f"{backend}+{driver}"
     return f"{backend}+{candidates[0]}"
+
+
+def extra_for(parsed: URL, *, want_async: bool = False) -> str:
+    """The extra that installs ``parsed``'s driver (``""``: none needed), for the hint of a
+    missing driver: ``pip install 'ormsession[<extra>]'``."""
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    extra = DRIVER_EXTRAS.get(driver)
+    if extra is not None:
+        return extra
+    if want_async:
+        return {"postgresql": "async-postgres", "sqlite": "async-sqlite"}.get(
+            backend, "async-mysql"
+        )
+    return SQL_EXTRAS.get(backend, "")

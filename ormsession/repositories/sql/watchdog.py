@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 
-__all__ = ["WATCHDOG", "Watchdog"]
+__all__ = ["WATCHDOG", "Watchdog", "shut_down"]
 
 
 class Watchdog:
@@ -86,14 +86,14 @@ class Watchdog:
                         # Under the lock: a statement that disarms has its fd left alone
                         # from then on, so a closed and reused fd is never touched.
                         del self._armed[token]
-                        _shut_down(fd)
+                        shut_down(fd)
                 self._soonest = min((d for d, _ in self._armed.values()), default=math.inf)
                 wait = None if self._soonest == math.inf else self._soonest - now
             self._wakeup.wait(wait)
             self._wakeup.clear()
 
 
-def _shut_down(fd: int) -> None:
+def shut_down(fd: int) -> None:
     """Shut the socket down in both directions (on a duplicate of ``fd``: the driver still
     owns, and will close, the original)."""
     with contextlib.suppress(OSError):
