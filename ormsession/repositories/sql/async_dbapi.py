@@ -222,6 +222,12 @@ class _Aiomysql(_MySQLCodes):
             row: Sequence[Any] | None = await cursor.fetchone()
             return row
 
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        async with connection.cursor() as cursor:
+            await cursor.execute(self._query(connection, sql, params))
+            rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+            return rows
+
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         async with connection.cursor() as cursor:
             await cursor.execute(self._query(connection, sql, params))
@@ -273,6 +279,11 @@ class _PsycopgAsync(AsyncDriver):
         cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
         row: Sequence[Any] | None = await cursor.fetchone()  # no I/O: the rows are here
         return row
+
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
+        rows: Sequence[Sequence[Any]] = await cursor.fetchall()  # no I/O, as above
+        return rows
 
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
