@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 from tests.support.backends import backend_missing
-from tests.support.users import needs_user_index
 
 CHECKOUT = str(Path(__file__).resolve().parents[2])
 CHROMIUM = "/usr/bin/chromium"
@@ -264,9 +263,7 @@ PHONE_AGENT = (
 
 @pytest.fixture(params=["memory", "sqlite"])
 def users_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoServer]:
-    """The demo on the memory store, and on its embedded SQLite once the SQL store's user
-    index is merged (skipped until then)."""
-    needs_user_index(request.param)
+    """The demo on the memory store and on its embedded SQLite."""
     database = tmp_path / "demo.sqlite3"
     url = "memory://" if request.param == "memory" else f"sqlite:///{database}"
     demo = DemoServer(tmp_path, database, free_port(), url=url)

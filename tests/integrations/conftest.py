@@ -80,11 +80,7 @@ def real_async_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> s
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def users_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
-    """A synchronous store URL for the tests of a user's sessions: the memory store, and
-    the real stores once their user index is merged (skipped until then)."""
-    from tests.support.users import needs_user_index
-
-    needs_user_index(request.param)
+    """A synchronous store URL for the tests of a user's sessions."""
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
@@ -95,9 +91,6 @@ def users_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def users_async_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
     """:func:`users_store_url`'s asyncio twin (aiosqlite, asyncpg)."""
-    from tests.support.users import needs_user_index
-
-    needs_user_index(request.param)
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":

@@ -13,7 +13,6 @@ from werkzeug.test import Client
 
 import ormsession
 from ormsession.demo import device_name, make_app
-from tests.support.users import needs_user_index
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
 HOSTILE = '<script>alert(1)</script>" onmouseover="x'
@@ -21,7 +20,6 @@ HOSTILE = '<script>alert(1)</script>" onmouseover="x'
 
 @pytest.fixture(params=["memory", "sqlite"])
 def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    needs_user_index(request.param)
     url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     app = make_app(ormsession.load_config(url=url))
     yield app

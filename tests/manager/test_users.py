@@ -14,13 +14,11 @@ import pytest
 from ormsession import UserIdError, UserSession
 from ormsession.cookies import parse_cookie_header
 from tests.support.stores import FakeClock, open_manager, record_calls, store_params
-from tests.support.users import needs_user_index
 
 
 @pytest.fixture(params=store_params())
 def manager(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Any]:
     name, mode = request.param
-    needs_user_index(name)
     with open_manager(request, name, mode, clock=clock) as manager:
         yield manager
 
