@@ -86,11 +86,20 @@ def rename(
     expires_us: int,
     now_us: int,
     owner: Owner | None = None,
+    data: bytes | None = None,
+    expected_version: int | None = None,
 ) -> Flow[Query[Any], bool]:
-    """The contract's ``rename`` (see the module docstring)."""
-    if not (yield queries.mark_moved(old_key, new_key, expires_us, now_us, owner)):
-        return False  # no live session under old_key, or another rename won
-    if (yield queries.copy_moved(old_key, new_key)) and not (
+    """The contract's ``rename`` (see the module docstring); with ``data``, the moved
+    session holds ``data``, and the rename happens only at ``expected_version``."""
+    resealed = data is not None
+    mark = queries.mark_moved(
+        old_key, new_key, expires_us, now_us, owner, expected_version, resealed=resealed
+    )
+    if not (yield mark):
+        # No live session under old_key, another rename won, or (with data) a write came
+        # in first: nothing changed.
+        return False
+    if (yield queries.copy_moved(old_key, new_key, data)) and not (
         yield queries.clear_marker(old_key, new_key)
     ):
         # A delete removed the marker after the copy was made, and may have looked under
