@@ -25,8 +25,8 @@ session sealed anew for ``new``'s key, made from ``expected_version``), the same
 1. ``mark_moved`` also requires ``version = :expected_version`` in its ``WHERE``, and sets
    the data to empty bytes: the version check is part of the statement that decides the
    rename, and the old bytes leave the row in it (the version stays, for the copy).
-2. ``copy_moved`` inserts the given bytes (a bound parameter), with the marker's version,
-   creation time, expiry and owner: never anything the old bytes were.
+2. ``copy_moved`` inserts the given bytes (a bound parameter) with the marker's version,
+   creation time, expiry and owner: nothing of the old bytes is read or copied.
 3. ``clear_marker`` as above.
 
 An update of ``old`` racing it, made from the same version, and what each order gives:
@@ -34,8 +34,8 @@ An update of ``old`` racing it, made from the same version, and what each order 
 - committed before step 1: the version moved on, so the mark matches no row and the rename
   returns False with nothing changed (the manager reads the session again and re-seals);
 - after step 1: the row is a marker, which no update's ``WHERE live`` matches, so the update
-  fails (a conflict the request resolves by reading: the moved session) and the copy writes
-  the rename's bytes over no accepted write;
+  fails (its request meets the rename as any request that raced a regenerate does) and the
+  copy writes the rename's bytes over no accepted write;
 - waiting for the mark's row lock (PostgreSQL, MariaDB): PostgreSQL re-checks the ``WHERE``
   on the row the mark committed, InnoDB reads its latest version: either way a marker, and
   the update fails; a mark waiting for an update's lock likewise sees the new version and
