@@ -28,11 +28,14 @@ from ormsession.errors import (
     SessionTooLargeError,
     StoreError,
     StoreUnavailableError,
+    UserIdError,
 )
 from ormsession.expiry import ExpiryPolicy
 from ormsession.manager import SessionManager
 from ormsession.repositories.base import (
     AsyncSessionRepository,
+    OwnedSession,
+    Owner,
     SessionRepository,
     StoredSession,
 )
@@ -41,6 +44,7 @@ from ormsession.serializers import JSONSerializer, MsgpackSerializer, Serializer
 from ormsession.session import RequestSession
 from ormsession.settings import OrmsessionSettings, load_config
 from ormsession.urls import SecretUrl
+from ormsession.users import UserSession
 
 if TYPE_CHECKING:
     from ormsession.async_manager import AsyncSessionManager
@@ -61,6 +65,8 @@ __all__ = [
     "MsgpackSerializer",
     "OrmsessionError",
     "OrmsessionSettings",
+    "OwnedSession",
+    "Owner",
     "RequestSession",
     "SchemaError",
     "SecretUrl",
@@ -74,6 +80,8 @@ __all__ = [
     "StoreUnavailableError",
     "StoredSession",
     "Tag",
+    "UserIdError",
+    "UserSession",
     "configure",
     "configure_async",
     "load_config",

@@ -15,6 +15,7 @@ from ormsession.manager import ManagerBase
 from ormsession.policy import StoreCall
 from ormsession.repositories.base import AsyncSessionRepository
 from ormsession.session import RequestSession
+from ormsession.users import UserSession
 
 __all__ = ["AsyncSessionManager"]
 
@@ -69,6 +70,33 @@ class AsyncSessionManager(ManagerBase):
         """New id, same data, old id gone (call on login); ``expiry``: this request's
         timeouts, as given to :meth:`save`."""
         await arun(self.policy.regenerate(session, expiry=expiry), self._perform)
+
+    async def login(
+        self,
+        session: RequestSession,
+        user_id: str | int,
+        *,
+        user_agent: str | None = None,
+        ip: str | None = None,
+        expiry: ExpiryPolicy | None = None,
+    ) -> None:
+        """:meth:`ormsession.SessionManager.login`, awaited."""
+        flow = self.policy.login(session, user_id, user_agent=user_agent, ip=ip, expiry=expiry)
+        await arun(flow, self._perform)
+
+    async def sessions_of(
+        self, user_id: str | int, *, current: RequestSession | None = None
+    ) -> list[UserSession]:
+        """:meth:`ormsession.SessionManager.sessions_of`, awaited."""
+        return await arun(self.policy.sessions_of(user_id, current=current), self._perform)
+
+    async def revoke(self, user_id: str | int, handle: str) -> bool:
+        """:meth:`ormsession.SessionManager.revoke`, awaited."""
+        return await arun(self.policy.revoke(user_id, handle), self._perform)
+
+    async def revoke_all(self, user_id: str | int, *, keep: RequestSession | None = None) -> int:
+        """:meth:`ormsession.SessionManager.revoke_all`, awaited."""
+        return await arun(self.policy.revoke_all(user_id, keep=keep), self._perform)
 
     async def destroy(self, session: RequestSession) -> None:
         """Delete the session from the store now (call on logout)."""

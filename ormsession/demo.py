@@ -1,7 +1,9 @@
 """``ormsession demo``: a small web app that shows server-side sessions at work.
 
 Sign in with just a name, sign out, bump a counter, fill a cart, and watch the session id
-(a short hash of it, never the id itself) rotate on sign-in while the data stays. It runs
+(a short hash of it, never the id itself) rotate on sign-in while the data stays. Signed
+in, a card lists every session of that name ("where you're signed in"), from any browser,
+and signs one out, or all the others. It runs
 on the standard library's WSGI server through :mod:`ormsession.integrations.wsgi`, so it
 needs no web framework; the store is whatever the configuration's URL names (SQLite by default).
 """
@@ -15,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -24,7 +27,10 @@ from ormsession.integrations.wsgi import (
     SessionMiddleware,
     destroy_session,
     get_session,
-    regenerate_session,
+    list_sessions,
+    login_session,
+    revoke_other_sessions,
+    revoke_session,
 )
 
 if TYPE_CHECKING:
@@ -32,8 +38,9 @@ if TYPE_CHECKING:
 
     from ormsession.config import Config
     from ormsession.session import RequestSession
+    from ormsession.users import UserSession
 
-__all__ = ["CATALOGUE", "demo_app", "fingerprint", "make_app", "serve"]
+__all__ = ["CATALOGUE", "demo_app", "device_name", "fingerprint", "make_app", "serve"]
 
 CATALOGUE = {"apple": "Apple", "bread": "Bread", "cheese": "Cheese", "tea": "Tea"}
 MAX_NAME = 40
@@ -51,8 +58,10 @@ def demo_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterabl
     method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
     session = get_session(environ)
     if method == "GET" and path == "/":
-        notice = "signed_out" in parse_qs(environ.get("QUERY_STRING", ""))
-        return _send(start_response, "200 OK", "text/html", _page(session, notice))
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        sessions = list_sessions(environ)
+        page = _page(session, sessions, _notice(query))
+        return _send(start_response, "200 OK", "text/html", page)
     if method == "GET" and path == "/state.json":
         return _send(start_response, "200 OK", "application/json", json.dumps(_state(session)))
     action = _ACTIONS.get(path)
@@ -104,12 +113,15 @@ def _clear_cart(environ: WSGIEnvironment, session: RequestSession, form: dict[st
 
 
 def _sign_in(environ: WSGIEnvironment, session: RequestSession, form: dict[str, str]) -> str:
-    name = " ".join(form.get("name", "").split())[:MAX_NAME]
+    printable = "".join(ch for ch in form.get("name", "") if ch.isprintable())
+    name = " ".join(printable.split())[:MAX_NAME]
     if not name:
         return "/"
     before = fingerprint(session.id) if not session.is_new else None
-    # A new id at every privilege change, so an id planted before sign-in is worthless.
-    regenerate_session(environ)
+    # A new id at every privilege change, so an id planted before sign-in is worthless;
+    # the session is bound to the name (the demo's user id), so it is listed with the
+    # name's other sessions and can be signed out from any of them.
+    login_session(environ, name)
     session["user"] = name
     session["rotation"] = [before, fingerprint(session.id)]
     return "/"
@@ -120,13 +132,37 @@ def _sign_out(environ: WSGIEnvironment, session: RequestSession, form: dict[str,
     return "/?signed_out=1"
 
 
+def _sign_out_one(environ: WSGIEnvironment, session: RequestSession, form: dict[str, str]) -> str:
+    here = form.get("handle") == session.handle
+    ended = revoke_session(environ, form.get("handle", ""))
+    if here:
+        return "/?signed_out=1"
+    return f"/?revoked={int(ended)}"
+
+
+def _sign_out_others(
+    environ: WSGIEnvironment, session: RequestSession, form: dict[str, str]
+) -> str:
+    return f"/?revoked={revoke_other_sessions(environ)}"
+
+
 _ACTIONS = {
     "/counter": _count,
     "/cart/add": _add,
     "/cart/clear": _clear_cart,
     "/login": _sign_in,
     "/logout": _sign_out,
+    "/sessions/revoke": _sign_out_one,
+    "/sessions/revoke-others": _sign_out_others,
 }
+
+
+def _notice(query: dict[str, list[str]]) -> str | None:
+    """The note a redirect asked for (``?signed_out=1``, ``?revoked=N``)."""
+    if "signed_out" in query:
+        return "signed_out"
+    revoked = query.get("revoked", [""])[0]
+    return f"revoked:{int(revoked)}" if revoked.isdigit() else None
 
 
 def _state(session: RequestSession) -> dict[str, Any]:
@@ -149,10 +185,86 @@ border-radius:.3rem} button{font:inherit;padding:.3rem .8rem;border:0;border-rad
 background:#2f6f5e;color:#fff;cursor:pointer;margin:.15rem} button.quiet{background:#999}
 code{background:#eee;padding:.1rem .35rem;border-radius:.25rem} .muted{color:#666;
 font-size:.9rem} .note{background:#e6f2ee;border-left:4px solid #2f6f5e;padding:.5rem .8rem}
+ul.devices{list-style:none;padding:0;margin:0 0 .5rem} ul.devices li{display:flex;
+justify-content:space-between;align-items:center;gap:.5rem;padding:.4rem 0;
+border-bottom:1px solid #eee} .here{background:#2f6f5e;color:#fff;border-radius:.3rem;
+padding:.05rem .4rem;font-size:.8rem}
 """
 
+#: (what a User-Agent contains, the name shown), first match wins: Edge and Chrome also say
+#: "Safari", Chrome says "Chrome", so the more specific names come first.
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("curl/", "curl"),
+)
+_SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+)
 
-def _page(session: RequestSession, signed_out: bool) -> str:
+
+def device_name(user_agent: str | None) -> str:
+    """ "Chrome on Linux" for a User-Agent, roughly (shown next to the full string)."""
+    if not user_agent:
+        return "Unknown device"
+    browser = next((name for mark, name in _BROWSERS if mark in user_agent), "A browser")
+    system = next((name for mark, name in _SYSTEMS if mark in user_agent), None)
+    return f"{browser} on {system}" if system else browser
+
+
+def _ago(when: datetime) -> str:
+    seconds = max(0, int((datetime.now(UTC) - when).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _devices(sessions: list[UserSession]) -> str:
+    """The "where you're signed in" card: one row per live session of the user."""
+    e = html.escape
+    rows = []
+    for listed in sessions:
+        here = ' <span class="here" data-testid="this-device">this device</span>'
+        label = "Sign out here" if listed.current else "Sign out"
+        seen = listed.last_seen.strftime("%Y-%m-%d %H:%M:%S UTC")
+        rows.append(
+            f'<li data-testid="device" data-current="{str(listed.current).lower()}">'
+            f'<span><strong title="{e(listed.user_agent or "")}">'
+            f"{e(device_name(listed.user_agent))}</strong>{here if listed.current else ''}<br>"
+            f'<span class="muted">{e(listed.ip or "unknown address")} · last seen '
+            f'<span title="{seen}">{_ago(listed.last_seen)}</span></span></span>'
+            '<form method="post" action="/sessions/revoke">'
+            f'<input type="hidden" name="handle" value="{e(listed.handle)}">'
+            f'<button class="quiet" data-testid="revoke">{label}</button></form></li>'
+        )
+    others = len(sessions) - sum(listed.current for listed in sessions)
+    everywhere = (
+        '<form method="post" action="/sessions/revoke-others"><button '
+        f'data-testid="revoke-others">Sign out everywhere else ({others})</button></form>'
+        '<p class="muted">Signs out every other browser signed in with this name; this one '
+        "stays signed in.</p>"
+        if others
+        else '<p class="muted">Signed in nowhere else. Sign in with the same name in '
+        "another browser (or a private window) and it shows up here.</p>"
+    )
+    return (
+        '<section data-testid="devices"><h2>Where you\'re signed in</h2>'
+        f'<ul class="devices">{"".join(rows)}</ul>{everywhere}</section>'
+    )
+
+
+def _page(session: RequestSession, sessions: list[UserSession], notice: str | None) -> str:
     state, e = _state(session), html.escape
     user = state["user"]
     fp = state["session"]
@@ -179,8 +291,15 @@ def _page(session: RequestSession, signed_out: bool) -> str:
             f'<p class="note" data-testid="rotation">Signing in rotated the session id: '
             f"{old} → <code>{e(rotation[1])}</code>. Your cart came along.</p>"
         )
-    if signed_out and not user:
+    if notice == "signed_out" and not user:
         notes.append('<p class="note">Signed out: the session was deleted from the store.</p>')
+    if notice is not None and notice.startswith("revoked:") and user:
+        ended = int(notice.partition(":")[2])
+        what = "1 other session" if ended == 1 else f"{ended} other sessions"
+        notes.append(
+            f'<p class="note" data-testid="revoked">Signed out {what}: gone from the store, '
+            "so its next request finds no session.</p>"
+        )
     status = (
         "Nothing stored yet: no cookie until you change something."
         if fp is None
@@ -194,6 +313,7 @@ def _page(session: RequestSession, signed_out: bool) -> str:
 <h1>ormsession demo</h1>
 {"".join(notes)}
 <section><h2>Who you are</h2>{who}</section>
+{_devices(sessions) if user and sessions else ""}
 <section><h2>Counter</h2>
 <p>You pressed it <strong data-testid="counter">{state["counter"]}</strong> time(s).</p>
 <form method="post" action="/counter"><button data-testid="increment">+1</button></form>

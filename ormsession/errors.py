@@ -19,6 +19,7 @@ __all__ = [
     "SessionTooLargeError",
     "StoreError",
     "StoreUnavailableError",
+    "UserIdError",
 ]
 
 
@@ -39,6 +40,12 @@ class SchemaError(OrmsessionError):
 
     The message names the command that fixes it (``ormsession db upgrade``).
     """
+
+
+class UserIdError(OrmsessionError, ValueError):
+    """Raised by ``login``, ``sessions_of``, ``revoke`` and ``revoke_all`` for a user id that
+    is not a non-empty string (or an int) of at most 255 characters without control
+    characters."""
 
 
 class StoreError(OrmsessionError):

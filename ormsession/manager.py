@@ -15,6 +15,7 @@ from ormsession.flows import run
 from ormsession.policy import SessionPolicy, StoreCall
 from ormsession.repositories.base import SessionRepository
 from ormsession.session import RequestSession
+from ormsession.users import UserSession
 
 __all__ = ["ManagerBase", "SessionManager"]
 
@@ -115,6 +116,37 @@ class SessionManager(ManagerBase):
         """New id, same data, old id gone (call on login, against session fixation).
         ``expiry``: this request's timeouts, as given to :meth:`save`."""
         run(self.policy.regenerate(session, expiry=expiry), self._perform)
+
+    def login(
+        self,
+        session: RequestSession,
+        user_id: str | int,
+        *,
+        user_agent: str | None = None,
+        ip: str | None = None,
+        expiry: ExpiryPolicy | None = None,
+    ) -> None:
+        """Log ``session`` in as ``user_id``: a regenerate (new id, old id worthless) that
+        also binds it to the user, atomically, so it is listed by :meth:`sessions_of` and
+        ended by :meth:`revoke_all`. ``user_agent`` and ``ip``: shown in that list."""
+        flow = self.policy.login(session, user_id, user_agent=user_agent, ip=ip, expiry=expiry)
+        run(flow, self._perform)
+
+    def sessions_of(
+        self, user_id: str | int, *, current: RequestSession | None = None
+    ) -> list[UserSession]:
+        """The user's live sessions, the most recently seen first (``current`` flagged)."""
+        return run(self.policy.sessions_of(user_id, current=current), self._perform)
+
+    def revoke(self, user_id: str | int, handle: str) -> bool:
+        """End one session of the user (by its handle, from :meth:`sessions_of`) at once,
+        for every request, including one in flight; whether there was one."""
+        return run(self.policy.revoke(user_id, handle), self._perform)
+
+    def revoke_all(self, user_id: str | int, *, keep: RequestSession | None = None) -> int:
+        """Log the user out everywhere but ``keep`` (e.g. the current session); how many
+        sessions ended."""
+        return run(self.policy.revoke_all(user_id, keep=keep), self._perform)
 
     def destroy(self, session: RequestSession) -> None:
         """Delete the session from the store now (call on logout)."""

@@ -35,15 +35,27 @@ from ormsession.errors import (
 from ormsession.expiry import ExpiryPolicy, us_clock, utcnow
 from ormsession.flows import Flow
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import OwnedSession, StoredSession
 from ormsession.session import RequestSession, Stored
+from ormsession.users import UserSession, is_handle, owner_for, user_key
 
 __all__ = ["SessionPolicy", "StoreCall", "next_gc_batch"]
 
 logger = logging.getLogger("ormsession")
 
 StoreMethod = Literal[
-    "read", "create", "update", "touch", "delete", "rename", "moved", "count", "delete_expired"
+    "read",
+    "create",
+    "update",
+    "touch",
+    "delete",
+    "rename",
+    "moved",
+    "count",
+    "delete_expired",
+    "sessions_of",
+    "revoke",
+    "revoke_all",
 ]
 
 
@@ -127,7 +139,12 @@ class SessionPolicy:
             return self._fresh(now, client_sent_id=True)
         stored = Stored(record.data, record.version, record.expires_us)
         return self.session_class(
-            session_id, data, created_us=record.created_us, stored=stored, client_sent_id=True
+            session_id,
+            data,
+            created_us=record.created_us,
+            stored=stored,
+            client_sent_id=True,
+            owner=record.owner,
         )
 
     def _fresh(
@@ -252,21 +269,32 @@ class SessionPolicy:
             if unchanged is not None and unchanged(session.contents(), stored.data):
                 return None
         data = self._encode(session.contents())
-        if data == stored.data:
+        if data == stored.data and (dict.__len__(session) or not session.cleared):
             session.mark_stored(stored)
             return None
+        # (A bound session cleared by this request is written and then ends, even when its
+        # data was empty already: ``clear()`` is how Flask and Starlette apps log out.)
         return data
 
     def _create(
         self, session: RequestSession, now: int, rules: _Save
     ) -> Flow[StoreCall, str | None]:
+        yield from self._insert(session, now, rules.expiry)
+        return self._cookie_after_write(session, now, rules)
+
+    def _insert(
+        self, session: RequestSession, now: int, expiry: ExpiryPolicy
+    ) -> Flow[StoreCall, None]:
+        """Store the session under a fresh key, with its owner if it is bound."""
         data = self._encode(session.contents())
+        owner = session.owner
+        until = None if owner is None else expiry.deadline(session.created_us)
         for _ in range(3):
-            expires_us = rules.expiry.expires_at(session.created_us, now)
-            record = StoredSession(data, 1, session.created_us, expires_us)
-            if (yield _store("create", session.storage_key, record, now)):
+            expires_us = expiry.expires_at(session.created_us, now)
+            record = StoredSession(data, 1, session.created_us, expires_us, owner)
+            if (yield _store("create", session.storage_key, record, now, until)):
                 session.mark_stored(Stored(data, 1, expires_us))
-                return self._cookie_after_write(session, now, rules)
+                return
             # A live record already holds this 256-bit key: astronomically unlikely, so
             # treat it as an attack or a bug and never write into it; take another id.
             logger.warning("session key collision on create; generating another id")
@@ -411,6 +439,83 @@ class SessionPolicy:
         # Destroyed, regenerated or expired meanwhile: its data must not live on under a new
         # id (a logout undone, two live copies of one session).
         self._lose(session, now, dropped=True)
+
+    def login(
+        self,
+        session: RequestSession,
+        user_id: object,
+        *,
+        user_agent: str | None = None,
+        ip: str | None = None,
+        expiry: ExpiryPolicy | None = None,
+    ) -> Flow[StoreCall, None]:
+        """Regenerate the session and bind it to ``user_id``, in one atomic store step.
+
+        The handle is kept if the session had one (a second login). A new session is
+        stored at once, so the binding holds even while its data is empty. A session that
+        another request destroyed or regenerated meanwhile is not brought back: the login
+        continues in a fresh, empty session (this request's credentials were checked, so
+        the user is logged in; the old session's data stays gone).
+        """
+        user = user_key(user_id)
+        expiry = expiry or self.expiry
+        now = self.now_us()
+        owner = owner_for(user, session.handle, user_agent, ip)
+        if session.stored is not None:
+            until = expiry.deadline(session.created_us)
+            expires_us = expiry.expires_at(session.created_us, now)
+            new_id = self.ids.generate()
+            old_key, new_key = session.storage_key, storage_key(new_id)
+            if (yield _store("rename", old_key, new_key, expires_us, now, owner, until)):
+                session.moved_to(new_id, expires_us, owner)
+                return
+            logger.warning(
+                "session %s… was destroyed or regenerated by another request during a login; "
+                "the login continues in a new session",
+                session.storage_key[:8],
+            )
+            session.ended(self.ids.generate(), now)
+        else:
+            session.restart(self.ids.generate(), session.created_us)
+        session.bind(owner)
+        yield from self._insert(session, now, expiry)
+
+    def sessions_of(
+        self, user_id: object, *, current: RequestSession | None = None
+    ) -> Flow[StoreCall, list[UserSession]]:
+        """The user's live sessions, the most recently seen first; ``current``: the
+        requesting session, flagged ``current`` in the list."""
+        user = user_key(user_id)
+        now = self.now_us()
+        owned: list[OwnedSession] = yield _store("sessions_of", user, now)
+        here = current.storage_key if current is not None and current.stored else None
+        # The store lists only what has not expired, by the expiry each session was last
+        # written with: that follows the rules of its own requests (a Flask permanent
+        # session's lifetime), which the config's timeouts here would not.
+        listed = [UserSession.listed(item, current=item.key == here) for item in owned]
+        listed.sort(key=lambda item: item.last_seen, reverse=True)
+        return listed
+
+    def revoke(self, user_id: object, handle: str) -> Flow[StoreCall, bool]:
+        """End the session of ``user_id`` named by ``handle``; whether there was one. A
+        handle that is malformed or another user's ends nothing."""
+        user = user_key(user_id)
+        if not is_handle(handle):
+            return False
+        revoked: bool = yield _store("revoke", user, handle, self.now_us())
+        return revoked
+
+    def revoke_all(
+        self, user_id: object, *, keep: RequestSession | None = None
+    ) -> Flow[StoreCall, int]:
+        """End every session of ``user_id`` ("log out everywhere") but ``keep`` (usually the
+        requesting session, when it is that user's); how many ended."""
+        user = user_key(user_id)
+        keep_key = None
+        if keep is not None and keep.stored is not None and keep.user_id == user:
+            keep_key = keep.storage_key
+        ended: int = yield _store("revoke_all", user, keep_key, self.now_us())
+        return ended
 
     def destroy(self, session: RequestSession) -> Flow[StoreCall, None]:
         """Delete the session now; it continues as a new empty one, and unless the request

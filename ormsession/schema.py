@@ -49,7 +49,7 @@ def version_table_for(table_name: str) -> str:
 
 
 #: The revision this release of ormsession needs (a test keeps it equal to the script head).
-HEAD_REVISION = "0002_session_moved_to"
+HEAD_REVISION = "0003_session_owner"
 #: Keys ``env.py`` reads from ``Config.attributes``.
 TABLE_NAME_ATTRIBUTE = "ormsession.table_name"
 
@@ -261,7 +261,7 @@ def _stamped_revision(connection: Connection, table_name: str) -> str | None:
 
 
 #: Every revision ormsession has shipped, oldest first (a test checks it against the scripts).
-KNOWN_REVISIONS = ["0001_create_session", HEAD_REVISION]
+KNOWN_REVISIONS = ["0001_create_session", "0002_session_moved_to", HEAD_REVISION]
 
 
 def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE_NAME) -> None:

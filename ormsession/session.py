@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from ormsession.expiry import from_us
 from ormsession.ids import storage_key
+from ormsession.repositories.base import Owner
 
 __all__ = ["RequestSession", "Stored"]
 
@@ -73,6 +74,7 @@ class RequestSession(dict[str, Any]):
 
     __slots__ = (
         "_accessed",
+        "_cleared",
         "_client_sent_id",
         "_created_us",
         "_destroyed",
@@ -84,6 +86,7 @@ class RequestSession(dict[str, Any]):
         "_lost_key",
         "_modified",
         "_needs_cookie",
+        "_owner",
         "_snapshots",
         "_stored",
         "_unavailable",
@@ -98,6 +101,7 @@ class RequestSession(dict[str, Any]):
         stored: Stored | None = None,
         client_sent_id: bool = False,
         unavailable: bool = False,
+        owner: Owner | None = None,
     ) -> None:
         """A session under ``session_id`` holding ``data``: as the store holds it
         (``stored``), or new. ``client_sent_id``: the request carried an id (so a destroyed
@@ -108,9 +112,11 @@ class RequestSession(dict[str, Any]):
         self._key: str | None = None  # hashed when first asked for: a read needs none
         self._created_us = created_us
         self._stored = stored
+        self._owner = owner
         # A new session holding data must be written; a stored one is as loaded.
         self._dirty = self._modified = stored is None and bool(data)
         self._accessed = False
+        self._cleared = False
         self._destroyed = False
         self._lost = False
         self._lost_key: str | None = None
@@ -184,6 +190,24 @@ class RequestSession(dict[str, Any]):
     def expires_at(self) -> dt.datetime | None:
         """When the stored session ends if unused (aware UTC; None while it is new)."""
         return None if self._stored is None else from_us(self._stored.expires_us)
+
+    @property
+    def user_id(self) -> str | None:
+        """The user this session is bound to (by the manager's ``login``), or None.
+
+        Reading it marks the session accessed, as reading a key does: a page rendered for
+        the logged-in user depends on the cookie (``Vary: Cookie``, so a shared cache never
+        hands it to someone else)."""
+        self._accessed = True
+        return None if self._owner is None else self._owner.user_id
+
+    @property
+    def handle(self) -> str | None:
+        """This session's handle among its user's sessions (see ``sessions_of``), or None
+        while it is bound to nobody. Not a secret: it cannot open the session. Reading it
+        marks the session accessed, as :attr:`user_id` does."""
+        self._accessed = True
+        return None if self._owner is None else self._owner.handle
 
     def mark_modified(self) -> None:
         """Force the next save to write, e.g. after changing an object in place."""
@@ -293,7 +317,10 @@ class RequestSession(dict[str, Any]):
 
     def clear(self) -> None:
         self._accessed = True
-        if super().__len__():
+        # Clearing a bound session logs out, even when its data is empty already.
+        if self._owner is not None:
+            self._cleared = True
+        if super().__len__() or self._owner is not None:
             self._changed()
             super().clear()
 
@@ -340,6 +367,13 @@ class RequestSession(dict[str, Any]):
         """The storage key of the session this request lost (see :attr:`lost`): a logout in
         the same request still deletes through it, whatever it was renamed to."""
         return self._lost_key
+
+    @property
+    def cleared(self) -> bool:
+        """Whether this request called ``clear()`` on the session while it was bound to a
+        user: a logout, even when its data was empty already (any other forced write of
+        empty data, ``modified = True`` say, is no logout)."""
+        return self._cleared
 
     @property
     def client_sent_id(self) -> bool:
@@ -392,12 +426,30 @@ class RequestSession(dict[str, Any]):
         assert self._stored is not None
         self._stored = self._stored._replace(expires_us=expires_us)
 
-    def moved_to(self, session_id: str, expires_us: int) -> None:
-        """The store renamed the session to ``session_id``'s key (a regenerate)."""
+    @property
+    def owner(self) -> Owner | None:
+        """Who the session is bound to, as stored (or to be stored by the next save)."""
+        return self._owner
+
+    def moved_to(self, session_id: str, expires_us: int, owner: Owner | None = None) -> None:
+        """The store renamed the session to ``session_id``'s key (a regenerate), and bound
+        it to ``owner`` if given (a login)."""
         assert self._stored is not None
+        if owner is not None:
+            self._owner = owner
         self._id, self._key = session_id, None
         self._stored = self._stored._replace(expires_us=expires_us)
         self._needs_cookie = True
+
+    def bind(self, owner: Owner) -> None:
+        """Bind this unsaved session to ``owner``: the save that creates it stores that.
+
+        A login is a fresh start: a session this request had lost (its id replaced by
+        another request's regenerate) is lost no more, so the login's save sends the new
+        cookie instead of leaving a stored, listed session no client holds."""
+        assert self._stored is None
+        self._owner = owner
+        self._lost, self._lost_key = False, None
 
     def restart(self, session_id: str, created_us: int) -> None:
         """Become a new, unsaved session under ``session_id``, keeping the data."""
@@ -413,6 +465,7 @@ class RequestSession(dict[str, Any]):
         ``session_id``."""
         super().clear()
         self.restart(session_id, created_us)
+        self._owner = None
         self._destroyed = True
         self._lost, self._lost_key = False, None
 
@@ -421,6 +474,7 @@ class RequestSession(dict[str, Any]):
         continue as a new, empty session under ``session_id`` that is never saved."""
         super().clear()
         self.restart(session_id, created_us)
+        self._owner = None
         self._lost, self._lost_key = True, key
 
     def cookie_sent(self) -> None:

@@ -13,10 +13,11 @@ to these functions, so the rules live in one place:
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import parse_qs
 
 from ormsession.config import Config
@@ -25,7 +26,9 @@ from ormsession.errors import ConfigurationError
 from ormsession.session import RequestSession
 
 __all__ = [
+    "FROM_REQUEST",
     "REQUEST_OPTION_NAMES",
+    "FromRequest",
     "IdSource",
     "RequestOptions",
     "SessionRequest",
@@ -33,6 +36,7 @@ __all__ = [
     "is_https",
     "late_change",
     "merge_vary",
+    "or_from_request",
     "warn_cookie_lost",
 ]
 
@@ -285,3 +289,23 @@ def warn_cookie_lost(session: RequestSession, id_sent: str, set_cookie: str | No
             "destroy or first write while streaming the body): the client did not get "
             "the new cookie; change the session before the response starts"
         )
+
+
+class FromRequest(enum.Enum):
+    """The type of :data:`FROM_REQUEST`."""
+
+    FROM_REQUEST = "from the request"
+
+
+#: The default ``user_agent`` and ``ip`` of the integrations' ``login_session``: read them
+#: off the request (an app passes its own value, or None to keep none, instead).
+FROM_REQUEST: Final = FromRequest.FROM_REQUEST
+
+
+def or_from_request(
+    value: str | FromRequest | None, from_request: Callable[[], str | None]
+) -> str | None:
+    """``value``, or what ``from_request()`` reads when it is :data:`FROM_REQUEST`."""
+    if value is FROM_REQUEST:
+        return from_request() or None
+    return value

@@ -28,11 +28,14 @@ from ormsession.async_manager import AsyncSessionManager
 from ormsession.errors import ConfigurationError
 from ormsession.integrations._asgi_loops import LoopManagers, close_quietly, is_loop_bound
 from ormsession.integrations._common import (
+    FROM_REQUEST,
+    FromRequest,
     RequestOptions,
     SessionRequest,
     config_for,
     late_change,
     merge_vary,
+    or_from_request,
     warn_cookie_lost,
 )
 from ormsession.integrations._starlette_options import (
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
     from ormsession.config import Config
+    from ormsession.users import UserSession
 
     #: ``session: SessionDep`` in a FastAPI endpoint is the request's session.
     SessionDep: TypeAlias = Annotated[RequestSession, "Depends(get_session)"]
@@ -58,12 +62,17 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "FROM_REQUEST",
     "MANAGER_KEY",
     "SessionDep",
     "SessionMiddleware",
     "destroy_session",
     "get_session",
+    "list_sessions",
+    "login_session",
     "regenerate_session",
+    "revoke_other_sessions",
+    "revoke_session",
     "session_of",
 ]
 
@@ -340,6 +349,83 @@ async def destroy_session(connection: _HasScope) -> None:
     unless the request stores something new in the now empty session."""
     manager, session = _state(connection)
     await manager.destroy(session)
+
+
+def _user_agent(scope: MutableMapping[str, Any]) -> str | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"user-agent":
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _client_host(scope: MutableMapping[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def login_session(
+    connection: _HasScope,
+    user_id: str | int,
+    *,
+    user_agent: str | FromRequest | None = FROM_REQUEST,
+    ip: str | FromRequest | None = FROM_REQUEST,
+) -> None:
+    """Log the request's session in as ``user_id`` (call once the credentials are
+    checked): a new id, the data kept, and the session bound to the user, so
+    :func:`list_sessions` lists it and :func:`revoke_session` can end it. The response
+    sets the new cookie.
+
+    ``user_agent`` and ``ip`` (shown in the list) default to the request's ``User-Agent``
+    header and ``request.client.host`` (behind a proxy, run the server with its
+    forwarded-address option, e.g. uvicorn's ``--proxy-headers``, so that is the client's
+    address); pass a value of your own, or None to keep none. Raises
+    :class:`~ormsession.UserIdError` for a user id that is not a non-empty str or an int.
+    """
+    manager, session = _state(connection)
+    scope = connection.scope
+    await manager.login(
+        session,
+        user_id,
+        user_agent=or_from_request(user_agent, lambda: _user_agent(scope)),
+        ip=or_from_request(ip, lambda: _client_host(scope)),
+        expiry=scope.get(_EXPIRY_KEY),
+    )
+
+
+async def list_sessions(connection: _HasScope) -> list[UserSession]:
+    """The live sessions of the user the request's session is logged in as, the most
+    recently seen first, this one flagged ``current``; ``[]`` when it is logged in as
+    nobody."""
+    manager, session = _state(connection)
+    user_id = session.user_id
+    if user_id is None:
+        return []
+    return await manager.sessions_of(user_id, current=session)
+
+
+async def revoke_session(connection: _HasScope, handle: str) -> bool:
+    """Sign the current user out of the session named by ``handle`` (from
+    :func:`list_sessions`), at once, even for a request of it in flight; whether there was
+    one. Another user's handle ends nothing; this session's own handle ends it as
+    :func:`destroy_session` does (the response deletes the cookie)."""
+    manager, session = _state(connection)
+    user_id = session.user_id
+    if user_id is None:
+        return False
+    if handle == session.handle:
+        await manager.destroy(session)
+        return True
+    return await manager.revoke(user_id, handle)
+
+
+async def revoke_other_sessions(connection: _HasScope) -> int:
+    """Sign the current user out everywhere but here; how many sessions ended. To sign out
+    here too, await :func:`destroy_session` after it."""
+    manager, session = _state(connection)
+    user_id = session.user_id
+    if user_id is None:
+        return 0
+    return await manager.revoke_all(user_id, keep=session)
 
 
 def _fastapi_names() -> dict[str, Any]:

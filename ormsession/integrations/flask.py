@@ -1,7 +1,7 @@
 """Flask extension: ``flask.session`` backed by an ormsession store.
 
     from flask import Flask, session
-    from ormsession.integrations.flask import OrmSession, destroy_session, regenerate_session
+    from ormsession.integrations.flask import OrmSession, destroy_session, login_session
 
     app = Flask(__name__)
     app.config["ORMSESSION_URL"] = "sqlite:///sessions.sqlite3"
@@ -28,10 +28,13 @@ from ormsession.config import Config
 from ormsession.cookies import CookieOptions
 from ormsession.expiry import ExpiryPolicy
 from ormsession.integrations._common import (
+    FROM_REQUEST,
     REQUEST_OPTION_NAMES,
+    FromRequest,
     RequestOptions,
     SessionRequest,
     config_for,
+    or_from_request,
 )
 from ormsession.integrations._flask_session import refuse_flask_session_keys
 from ormsession.session import RequestSession
@@ -40,14 +43,20 @@ if TYPE_CHECKING:
     from flask import Flask, Request, Response
 
     from ormsession.manager import SessionManager
+    from ormsession.users import UserSession
 
 __all__ = [
+    "FROM_REQUEST",
     "FlaskSession",
     "OrmSession",
     "OrmSessionInterface",
     "destroy_session",
     "install_cookie_settings",
+    "list_sessions",
+    "login_session",
     "regenerate_session",
+    "revoke_other_sessions",
+    "revoke_session",
 ]
 
 EXTENSION_KEY = "ormsession"
@@ -431,13 +440,82 @@ def _current_session() -> RequestSession:
     return session
 
 
+def _request_expiry(interface: OrmSessionInterface, session: RequestSession) -> ExpiryPolicy | None:
+    """The timeouts this request's save will follow (a permanent session's are longer)."""
+    if isinstance(session, FlaskSession) and session.permanent:
+        return interface.permanent_expiry(flask.current_app.permanent_session_lifetime)
+    return None
+
+
 def regenerate_session() -> None:
     """Give ``flask.session`` a new id now, keeping its data (call right after login)."""
     interface, session = _interface(), _current_session()
-    permanent = isinstance(session, FlaskSession) and session.permanent
-    lifetime = flask.current_app.permanent_session_lifetime
-    expiry = interface.permanent_expiry(lifetime) if permanent else None
-    interface.manager.regenerate(session, expiry=expiry)
+    interface.manager.regenerate(session, expiry=_request_expiry(interface, session))
+
+
+def login_session(
+    user_id: str | int,
+    *,
+    user_agent: str | FromRequest | None = FROM_REQUEST,
+    ip: str | FromRequest | None = FROM_REQUEST,
+) -> None:
+    """Log ``flask.session`` in as ``user_id`` (call once the credentials are checked): a
+    new id, the data kept, and the session bound to the user, so :func:`list_sessions`
+    lists it and :func:`revoke_session` can end it. The response sets the new cookie.
+
+    ``user_agent`` and ``ip`` (shown in the list) default to the request's
+    ``request.user_agent.string`` and ``request.remote_addr`` (behind a proxy, install
+    Werkzeug's ``ProxyFix`` so that is the client's address); pass a value of your own,
+    or None to keep none. Set ``session.permanent`` before calling it, so the login
+    already follows a permanent session's timeouts. Raises
+    :class:`~ormsession.UserIdError` for a user id that is not a non-empty str or an int.
+    """
+    interface, session = _interface(), _current_session()
+    request = flask.request
+    interface.manager.login(
+        session,
+        user_id,
+        user_agent=or_from_request(user_agent, lambda: request.user_agent.string),
+        ip=or_from_request(ip, lambda: request.remote_addr),
+        expiry=_request_expiry(interface, session),
+    )
+
+
+def list_sessions() -> list[UserSession]:
+    """The live sessions of the user ``flask.session`` is logged in as, the most recently
+    seen first, this one flagged ``current`` ("where you're signed in"); ``[]`` when the
+    session is logged in as nobody."""
+    session = _current_session()
+    user_id = session.user_id
+    if user_id is None:
+        return []
+    return _interface().manager.sessions_of(user_id, current=session)
+
+
+def revoke_session(handle: str) -> bool:
+    """Sign the current user out of the session named by ``handle`` (a
+    :attr:`~ormsession.UserSession.handle` from :func:`list_sessions`), at once, even for a
+    request of it in flight; whether there was one. A handle of another user's session
+    ends nothing. This session's own handle ends it as :func:`destroy_session` does (the
+    response deletes the cookie)."""
+    interface, session = _interface(), _current_session()
+    user_id = session.user_id
+    if user_id is None:
+        return False
+    if handle == session.handle:
+        interface.manager.destroy(session)
+        return True
+    return interface.manager.revoke(user_id, handle)
+
+
+def revoke_other_sessions() -> int:
+    """Sign the current user out everywhere but here ("sign out all other devices"); how
+    many sessions ended. To sign out here too, call :func:`destroy_session` after it."""
+    interface, session = _interface(), _current_session()
+    user_id = session.user_id
+    if user_id is None:
+        return 0
+    return interface.manager.revoke_all(user_id, keep=session)
 
 
 def destroy_session() -> None:

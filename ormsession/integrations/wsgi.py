@@ -20,11 +20,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ormsession.integrations._common import (
+    FROM_REQUEST,
+    FromRequest,
     RequestOptions,
     SessionRequest,
     config_for,
     late_change,
     merge_vary,
+    or_from_request,
     warn_cookie_lost,
 )
 from ormsession.manager import SessionManager
@@ -35,14 +38,20 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ormsession.config import Config
+    from ormsession.users import UserSession
 
 __all__ = [
+    "FROM_REQUEST",
     "MANAGER_KEY",
     "SESSION_KEY",
     "SessionMiddleware",
     "destroy_session",
     "get_session",
+    "list_sessions",
+    "login_session",
     "regenerate_session",
+    "revoke_other_sessions",
+    "revoke_session",
 ]
 
 #: Where the middleware puts the request's :class:`RequestSession` in the environ.
@@ -189,14 +198,88 @@ def get_session(environ: WSGIEnvironment) -> RequestSession:
     return session
 
 
+def _state(environ: WSGIEnvironment) -> tuple[SessionManager, RequestSession]:
+    session = get_session(environ)
+    manager: SessionManager = environ[MANAGER_KEY]
+    return manager, session
+
+
 def regenerate_session(environ: WSGIEnvironment) -> None:
     """Give the request's session a new id now, keeping its data (call on login)."""
-    manager: SessionManager = environ[MANAGER_KEY]
-    manager.regenerate(get_session(environ))
+    manager, session = _state(environ)
+    manager.regenerate(session)
 
 
 def destroy_session(environ: WSGIEnvironment) -> None:
     """Delete the request's session now (call on logout); the response deletes the cookie
     unless the request stores something new in the (now empty) session."""
-    manager: SessionManager = environ[MANAGER_KEY]
-    manager.destroy(get_session(environ))
+    manager, session = _state(environ)
+    manager.destroy(session)
+
+
+def _environ_text(environ: WSGIEnvironment, name: str) -> str | None:
+    value = environ.get(name)
+    return value if isinstance(value, str) else None
+
+
+def login_session(
+    environ: WSGIEnvironment,
+    user_id: str | int,
+    *,
+    user_agent: str | FromRequest | None = FROM_REQUEST,
+    ip: str | FromRequest | None = FROM_REQUEST,
+) -> None:
+    """Log the request's session in as ``user_id`` (call once the credentials are
+    checked): a new id, the data kept, and the session bound to the user, so
+    :func:`list_sessions` lists it and :func:`revoke_session` can end it. The response
+    sets the new cookie.
+
+    ``user_agent`` and ``ip`` (shown in the list) default to the environ's
+    ``HTTP_USER_AGENT`` and ``REMOTE_ADDR`` (behind a proxy, a middleware such as
+    Werkzeug's ``ProxyFix`` makes that the client's address); pass a value of your own, or
+    None to keep none. Raises :class:`~ormsession.UserIdError` for a user id that is not a
+    non-empty str or an int.
+    """
+    manager, session = _state(environ)
+    manager.login(
+        session,
+        user_id,
+        user_agent=or_from_request(user_agent, lambda: _environ_text(environ, "HTTP_USER_AGENT")),
+        ip=or_from_request(ip, lambda: _environ_text(environ, "REMOTE_ADDR")),
+    )
+
+
+def list_sessions(environ: WSGIEnvironment) -> list[UserSession]:
+    """The live sessions of the user the request's session is logged in as, the most
+    recently seen first, this one flagged ``current``; ``[]`` when it is logged in as
+    nobody."""
+    manager, session = _state(environ)
+    user_id = session.user_id
+    if user_id is None:
+        return []
+    return manager.sessions_of(user_id, current=session)
+
+
+def revoke_session(environ: WSGIEnvironment, handle: str) -> bool:
+    """Sign the current user out of the session named by ``handle`` (from
+    :func:`list_sessions`), at once, even for a request of it in flight; whether there was
+    one. Another user's handle ends nothing; this session's own handle ends it as
+    :func:`destroy_session` does (the response deletes the cookie)."""
+    manager, session = _state(environ)
+    user_id = session.user_id
+    if user_id is None:
+        return False
+    if handle == session.handle:
+        manager.destroy(session)
+        return True
+    return manager.revoke(user_id, handle)
+
+
+def revoke_other_sessions(environ: WSGIEnvironment) -> int:
+    """Sign the current user out everywhere but here; how many sessions ended. To sign out
+    here too, call :func:`destroy_session` after it."""
+    manager, session = _state(environ)
+    user_id = session.user_id
+    if user_id is None:
+        return 0
+    return manager.revoke_all(user_id, keep=session)

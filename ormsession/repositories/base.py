@@ -14,25 +14,33 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
 ``read(key, now_us)``
     The live record under ``key``, or ``None`` when there is none or it expired
     (``expires_us <= now_us``). Never an error for a missing key.
-``create(key, record, now_us)``
+``create(key, record, now_us, owner_until_us=None)``
     Store ``record`` under ``key`` unless a *live* record or an unexpired moved marker (see
     ``rename``) holds the key; return whether it was stored. An expired record under the
-    key does not block (it is replaced).
+    key does not block (it is replaced). A record with an ``owner`` joins that user's index
+    (see "Users" below) in the same atomic step.
 ``update(key, data, expires_us, expected_version, now_us)``
     Compare-and-set: if a live record under ``key`` has version ``expected_version``, replace
     its data and expiry, increment its version and return the new version. Otherwise (a
-    different version, missing or expired) change nothing and return ``None``.
+    different version, missing or expired) change nothing and return ``None``. The owner
+    stays as it is.
 ``touch(key, expires_us, now_us)``
-    Set the expiry of a live record without touching data or version; return whether a live
-    record was there.
+    Set the expiry of a live record without touching data, version or owner; return whether
+    a live record was there.
 ``delete(key)``
     Remove the record under ``key``, if any. When ``key`` holds a moved marker, remove it and
     delete what it names too, following the chain: a destroy wins over every rename that
     raced it, so no data of a destroyed session is readable again under any key. Idempotent.
-``rename(old_key, new_key, expires_us, now_us)``
-    Atomically move a live record to ``new_key`` with a new expiry (data, version and creation
-    time kept), leaving under ``old_key`` a *moved marker* that names ``new_key`` and expires
-    at ``expires_us``. A marker holds no data: ``read``, ``update``, ``touch`` and ``rename``
+    A deleted session leaves its user's index (at once, or pruned by the next call that
+    reads the index: it is never listed again).
+``rename(old_key, new_key, expires_us, now_us, owner=None, owner_until_us=None)``
+    Atomically move a live record to ``new_key`` with a new expiry (data, version, creation
+    time and owner kept), leaving under ``old_key`` a *moved marker* that names ``new_key`` and
+    expires at ``expires_us``. With ``owner`` (a login) the moved record is bound to that
+    owner instead, in the same atomic step: it joins the new owner's index and leaves any
+    previous owner's, whose ``revoke``/``revoke_all`` no longer reach it (nor through the
+    marker). Without it, a bound record stays bound, and its index follows it to
+    ``new_key``. A marker holds no data: ``read``, ``update``, ``touch`` and ``rename``
     see no record under its key (the old key is worthless at once), ``count`` does not count
     it, ``delete`` follows it. Return ``False`` (and change nothing) if no live record is
     under ``old_key``, so of two racing renames of one key exactly one succeeds. The caller
@@ -50,6 +58,30 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
     Delete up to ``limit`` expired records or moved markers, return how many. The default
     returns 0 for a store whose records expire by themselves (``native_ttl = True``); any
     other store must write it.
+
+**Users.** A record may carry an :class:`Owner`: the user it is bound to (by a login), a
+*handle* (random, opaque and not secret: how a user names one of their sessions, kept by
+every rename) and the user agent and IP address seen at login. Each store keeps a per-user
+index consistent with expiry, written only by ``create`` and ``rename`` with an owner,
+``delete`` and the three calls below (never by ``read``, ``update`` or ``touch``: a request
+that does not log in, log out or revoke costs no index write). ``owner_until_us``, given
+with an owner, is the latest any session of this login can expire (the absolute timeout's
+end; ``None``: no limit): a store whose index expires on its own keeps it at least that long.
+Each store remembers when a bound record was last written (the ``now_us`` of its last
+``create``, ``update``, ``touch`` or ``rename``): that is the ``seen_us`` it lists.
+
+``sessions_of(user_id, now_us)``
+    The live sessions bound to ``user_id``, as :class:`OwnedSession` (key, owner, creation,
+    last write and expiry). Never an expired session, a moved marker or a deleted session;
+    a store may prune such index entries as it reads (never a full scan of all sessions).
+``revoke(user_id, handle, now_us)``
+    End the session of ``user_id`` with ``handle`` as ``delete`` would (moved markers
+    followed: destroy wins over a rename in flight, and over an ``update`` or ``touch`` in
+    flight, which then finds nothing); return whether a live one was there.
+``revoke_all(user_id, keep_key, now_us)``
+    End every session of ``user_id`` except the one under ``keep_key`` (``None``: all);
+    return how many live ones were ended.
+
 ``close()``
     Release what the repository created (pools, clients). Never closes a client or engine the
     application handed in. The default does nothing.
@@ -63,7 +95,32 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, NamedTuple
 
-__all__ = ["AsyncSessionRepository", "SessionRepository", "StoredSession"]
+__all__ = [
+    "AsyncSessionRepository",
+    "OwnedSession",
+    "Owner",
+    "SessionRepository",
+    "StoredSession",
+]
+
+#: The longest user id, user agent and IP address a store must keep (the policy checks user
+#: ids and handles, and cuts user agents and addresses to these lengths).
+MAX_USER_ID = 255
+MAX_HANDLE = 32
+MAX_USER_AGENT = 512
+MAX_IP = 45
+
+
+class Owner(NamedTuple):
+    """Who a session belongs to: metadata the server reads, kept outside the data."""
+
+    #: The user's id, as the app names its users (a non-empty string).
+    user_id: str
+    #: The session's handle: random, opaque, not secret; stable across regenerate and login.
+    handle: str
+    #: The ``User-Agent`` and address the login came from, if the app passed them.
+    user_agent: str | None = None
+    ip: str | None = None
 
 
 class StoredSession(NamedTuple):
@@ -78,6 +135,19 @@ class StoredSession(NamedTuple):
     created_us: int
     #: When it expires unless used again, likewise.
     expires_us: int
+    #: The user it is bound to, or None.
+    owner: Owner | None = None
+
+
+class OwnedSession(NamedTuple):
+    """One live session of a user, as ``sessions_of`` lists it (no data)."""
+
+    key: str
+    owner: Owner
+    created_us: int
+    #: When the store last wrote it (create, update, touch or rename).
+    seen_us: int
+    expires_us: int
 
 
 class SessionRepository(ABC):
@@ -90,7 +160,9 @@ class SessionRepository(ABC):
     def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
     @abstractmethod
-    def create(self, key: str, record: StoredSession, now_us: int) -> bool: ...
+    def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool: ...
 
     @abstractmethod
     def update(
@@ -104,13 +176,30 @@ class SessionRepository(ABC):
     def delete(self, key: str) -> None: ...
 
     @abstractmethod
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
+    def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool: ...
 
     @abstractmethod
     def moved(self, key: str, now_us: int) -> bool: ...
 
     @abstractmethod
     def count(self, now_us: int) -> int: ...
+
+    @abstractmethod
+    def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]: ...
+
+    @abstractmethod
+    def revoke(self, user_id: str, handle: str, now_us: int) -> bool: ...
+
+    @abstractmethod
+    def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int: ...
 
     def delete_expired(self, now_us: int, limit: int) -> int:
         return _nothing_expires(self)
@@ -131,7 +220,9 @@ class AsyncSessionRepository(ABC):
     async def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
     @abstractmethod
-    async def create(self, key: str, record: StoredSession, now_us: int) -> bool: ...
+    async def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool: ...
 
     @abstractmethod
     async def update(
@@ -145,13 +236,30 @@ class AsyncSessionRepository(ABC):
     async def delete(self, key: str) -> None: ...
 
     @abstractmethod
-    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool: ...
+    async def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool: ...
 
     @abstractmethod
     async def moved(self, key: str, now_us: int) -> bool: ...
 
     @abstractmethod
     async def count(self, now_us: int) -> int: ...
+
+    @abstractmethod
+    async def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]: ...
+
+    @abstractmethod
+    async def revoke(self, user_id: str, handle: str, now_us: int) -> bool: ...
+
+    @abstractmethod
+    async def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int: ...
 
     async def delete_expired(self, now_us: int, limit: int) -> int:
         return _nothing_expires(self)

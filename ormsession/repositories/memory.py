@@ -8,7 +8,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ormsession.repositories.base import AsyncSessionRepository, SessionRepository, StoredSession
+from ormsession.repositories.base import (
+    AsyncSessionRepository,
+    OwnedSession,
+    Owner,
+    SessionRepository,
+    StoredSession,
+)
 
 if TYPE_CHECKING:
     from ormsession.config import Config
@@ -24,10 +30,13 @@ class _Moved(NamedTuple):
 
 
 class MemoryRepository(SessionRepository):
-    """A dict guarded by a lock; expired records are dropped on read and by gc."""
+    """A dict guarded by a lock; expired records are dropped on read and by gc. The user
+    index is a dict of key sets, pruned of what is gone as it is read."""
 
     def __init__(self) -> None:
         self._records: dict[str, StoredSession | _Moved] = {}
+        self._seen: dict[str, int] = {}
+        self._users: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def _live(self, key: str, now_us: int) -> StoredSession | None:
@@ -36,16 +45,28 @@ class MemoryRepository(SessionRepository):
             return record
         return None
 
+    def _put(self, key: str, record: StoredSession, now_us: int) -> None:
+        self._records[key] = record
+        self._seen[key] = now_us
+        if record.owner is not None:
+            self._users.setdefault(record.owner.user_id, set()).add(key)
+
+    def _pop(self, key: str) -> StoredSession | _Moved | None:
+        self._seen.pop(key, None)
+        return self._records.pop(key, None)
+
     def read(self, key: str, now_us: int) -> StoredSession | None:
         with self._lock:
             return self._live(key, now_us)
 
-    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
+    def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
         with self._lock:
             existing = self._records.get(key)
             if existing is not None and existing.expires_us > now_us:
                 return False
-            self._records[key] = record
+            self._put(key, record, now_us)
             return True
 
     def update(
@@ -56,7 +77,8 @@ class MemoryRepository(SessionRepository):
             if record is None or record.version != expected_version:
                 return None
             version = expected_version + 1
-            self._records[key] = record._replace(data=data, version=version, expires_us=expires_us)
+            changed = record._replace(data=data, version=version, expires_us=expires_us)
+            self._put(key, changed, now_us)
             return version
 
     def touch(self, key: str, expires_us: int, now_us: int) -> bool:
@@ -64,22 +86,35 @@ class MemoryRepository(SessionRepository):
             record = self._live(key, now_us)
             if record is None:
                 return False
-            self._records[key] = record._replace(expires_us=expires_us)
+            self._put(key, record._replace(expires_us=expires_us), now_us)
             return True
 
     def delete(self, key: str) -> None:
         with self._lock:
-            removed = self._records.pop(key, None)
-            while isinstance(removed, _Moved):
-                removed = self._records.pop(removed.to, None)
+            self._delete(key)
 
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+    def _delete(self, key: str) -> None:
+        removed = self._pop(key)
+        while isinstance(removed, _Moved):
+            removed = self._pop(removed.to)
+
+    def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
         with self._lock:
             record = self._live(old_key, now_us)
             if record is None:
                 return False
+            self._pop(old_key)
             self._records[old_key] = _Moved(new_key, expires_us)
-            self._records[new_key] = record._replace(expires_us=expires_us)
+            moved = record._replace(expires_us=expires_us, owner=owner or record.owner)
+            self._put(new_key, moved, now_us)
             return True
 
     def moved(self, key: str, now_us: int) -> bool:
@@ -99,8 +134,45 @@ class MemoryRepository(SessionRepository):
         with self._lock:
             expired = [k for k, r in self._records.items() if r.expires_us <= now_us][:limit]
             for key in expired:
-                del self._records[key]
+                self._pop(key)
             return len(expired)
+
+    def _owned(self, user_id: str, now_us: int) -> list[tuple[str, StoredSession]]:
+        """The user's live sessions; index entries of anything else are pruned."""
+        keys = self._users.get(user_id, set())
+        owned = []
+        for key in list(keys):
+            record = self._live(key, now_us)
+            if record is None or record.owner is None or record.owner.user_id != user_id:
+                keys.discard(key)
+            else:
+                owned.append((key, record))
+        if not keys:
+            self._users.pop(user_id, None)
+        return owned
+
+    def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        with self._lock:
+            return [
+                OwnedSession(key, r.owner, r.created_us, self._seen[key], r.expires_us)
+                for key, r in self._owned(user_id, now_us)
+                if r.owner is not None
+            ]
+
+    def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        with self._lock:
+            owned = self._owned(user_id, now_us)
+            ended = [key for key, r in owned if r.owner is not None and r.owner.handle == handle]
+            for key in ended:
+                self._delete(key)
+            return bool(ended)
+
+    def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        with self._lock:
+            ended = [key for key, _ in self._owned(user_id, now_us) if key != keep_key]
+            for key in ended:
+                self._delete(key)
+            return len(ended)
 
 
 class AsyncMemoryRepository(AsyncSessionRepository):
@@ -112,8 +184,10 @@ class AsyncMemoryRepository(AsyncSessionRepository):
     async def read(self, key: str, now_us: int) -> StoredSession | None:
         return self.inner.read(key, now_us)
 
-    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        return self.inner.create(key, record, now_us)
+    async def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        return self.inner.create(key, record, now_us, owner_until_us)
 
     async def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
@@ -126,8 +200,16 @@ class AsyncMemoryRepository(AsyncSessionRepository):
     async def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        return self.inner.rename(old_key, new_key, expires_us, now_us)
+    async def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        return self.inner.rename(old_key, new_key, expires_us, now_us, owner, owner_until_us)
 
     async def moved(self, key: str, now_us: int) -> bool:
         return self.inner.moved(key, now_us)
@@ -137,6 +219,15 @@ class AsyncMemoryRepository(AsyncSessionRepository):
 
     async def delete_expired(self, now_us: int, limit: int) -> int:
         return self.inner.delete_expired(now_us, limit)
+
+    async def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        return self.inner.sessions_of(user_id, now_us)
+
+    async def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        return self.inner.revoke(user_id, handle, now_us)
+
+    async def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        return self.inner.revoke_all(user_id, keep_key, now_us)
 
 
 def open_store(url: str, config: Config, *, want_async: bool) -> Any:

@@ -6,7 +6,13 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from ormsession.repositories.base import AsyncSessionRepository, SessionRepository, StoredSession
+from ormsession.repositories.base import (
+    AsyncSessionRepository,
+    OwnedSession,
+    Owner,
+    SessionRepository,
+    StoredSession,
+)
 
 __all__ = ["BlockingRepository"]
 
@@ -28,8 +34,10 @@ class BlockingRepository(SessionRepository):
     def read(self, key: str, now_us: int) -> StoredSession | None:
         return self.runner.run(self.inner.read(key, now_us))
 
-    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        return self.runner.run(self.inner.create(key, record, now_us))
+    def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        return self.runner.run(self.inner.create(key, record, now_us, owner_until_us))
 
     def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
@@ -42,8 +50,17 @@ class BlockingRepository(SessionRepository):
     def delete(self, key: str) -> None:
         self.runner.run(self.inner.delete(key))
 
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        return self.runner.run(self.inner.rename(old_key, new_key, expires_us, now_us))
+    def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        renaming = self.inner.rename(old_key, new_key, expires_us, now_us, owner, owner_until_us)
+        return self.runner.run(renaming)
 
     def moved(self, key: str, now_us: int) -> bool:
         return self.runner.run(self.inner.moved(key, now_us))
@@ -53,6 +70,15 @@ class BlockingRepository(SessionRepository):
 
     def delete_expired(self, now_us: int, limit: int) -> int:
         return self.runner.run(self.inner.delete_expired(now_us, limit))
+
+    def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        return self.runner.run(self.inner.sessions_of(user_id, now_us))
+
+    def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        return self.runner.run(self.inner.revoke(user_id, handle, now_us))
+
+    def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        return self.runner.run(self.inner.revoke_all(user_id, keep_key, now_us))
 
     def close(self) -> None:
         # Closing is the runner owner's job (see the class docstring); a manager handed

@@ -25,6 +25,7 @@ from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository, StoredSession
 from ormsession.testing.blocking import BlockingRepository
+from ormsession.testing.users import UserIndexTests
 
 __all__ = [
     "HOUR",
@@ -72,7 +73,7 @@ def assert_record(actual: StoredSession | None, expected: StoredSession) -> None
     assert_same_time(actual.expires_us, expected.expires_us)
 
 
-class RepositoryTests:
+class RepositoryTests(UserIndexTests):
     """Every test of the contract, once; subclass :class:`RepositoryContract` or
     :class:`AsyncRepositoryContract` instead, which say how the twins differ."""
 

@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.backends import backend_missing
 
+CHECKOUT = str(Path(__file__).resolve().parents[2])
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -65,18 +66,22 @@ def demo_command() -> list[str]:
 class DemoServer:
     """``ormsession demo`` in a subprocess; restartable on the same port and file."""
 
-    def __init__(self, workdir: Path, database: Path, port: int) -> None:
+    def __init__(self, workdir: Path, database: Path, port: int, *, url: str | None = None) -> None:
         self.workdir, self.database, self.port = workdir, database, port
+        self.store_url = url or f"sqlite:///{database}"
         self.process: subprocess.Popen[str] | None = None
         self.url = f"http://127.0.0.1:{port}/"
         self.log = workdir / "demo.log"
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORMSESSION_")}
+        # The command runs this checkout's package, even where the virtualenv's is another
+        # checkout's (a git worktree sharing one virtualenv).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [CHECKOUT, env.get("PYTHONPATH")]))
         command = [
             *demo_command(),
             "--url",
-            f"sqlite:///{self.database}",
+            self.store_url,
             "--host",
             "127.0.0.1",
             "--port",
@@ -133,15 +138,19 @@ def server(tmp_path: Path) -> Iterator[DemoServer]:
         demo.stop()
 
 
-@pytest.fixture
-def browser_context(tmp_path: Path) -> Iterator[Any]:
+def _playwright() -> Any:
     if not Path(CHROMIUM).exists():
         backend_missing(f"{CHROMIUM} is missing: run `bash scripts/install-chromium` as root")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         backend_missing(f"playwright is not installed: {exc}")
-    with sync_playwright() as playwright:
+    return sync_playwright()
+
+
+@pytest.fixture
+def browser_context(tmp_path: Path) -> Iterator[Any]:
+    with _playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             user_data_dir=str(tmp_path / "profile"),  # a fresh profile: no old cookies
             executable_path=CHROMIUM,
@@ -238,3 +247,123 @@ def test_demo_in_chromium(browser_context: Any, server: DemoServer, tmp_path: Pa
         "cart": [],
         "session": None,
     }
+
+
+# -- a user's sessions: "where you're signed in" ------------------------------------------
+
+LAPTOP_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+PHONE_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
+)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def users_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoServer]:
+    """The demo on the memory store and on its embedded SQLite."""
+    database = tmp_path / "demo.sqlite3"
+    url = "memory://" if request.param == "memory" else f"sqlite:///{database}"
+    demo = DemoServer(tmp_path, database, free_port(), url=url)
+    demo.start()
+    try:
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture
+def two_browsers() -> Iterator[tuple[Any, Any]]:
+    """Two separate browsing contexts (two devices: their own cookies, their own
+    User-Agent) of one Chromium."""
+    with _playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            laptop = browser.new_context(user_agent=LAPTOP_AGENT)
+            phone = browser.new_context(user_agent=PHONE_AGENT)
+            for context in (laptop, phone):
+                context.set_default_timeout(15_000)
+            yield laptop, phone
+        finally:
+            browser.close()
+
+
+def sign_in(page: Any, url: str, name: str) -> None:
+    page.goto(url)
+    page.get_by_test_id("name").fill(name)
+    page.get_by_test_id("login").click()
+    page.wait_for_load_state()
+    assert text(page, "user") == name
+
+
+def devices(page: Any) -> list[dict[str, str]]:
+    """The rows of the "where you're signed in" card."""
+    rows = page.get_by_test_id("device")
+    return [
+        {
+            "current": rows.nth(i).get_attribute("data-current"),
+            "text": " ".join(rows.nth(i).inner_text().split()),
+        }
+        for i in range(rows.count())
+    ]
+
+
+def test_where_you_are_signed_in(
+    two_browsers: tuple[Any, Any], users_server: DemoServer, tmp_path: Path
+) -> None:
+    laptop_context, phone_context = two_browsers
+    laptop, phone = laptop_context.new_page(), phone_context.new_page()
+    sign_in(laptop, users_server.url, "Ada")
+    (only,) = devices(laptop)
+    assert only["current"] == "true" and "this device" in only["text"]
+    assert page_has_no_card_for_others(laptop)
+
+    sign_in(phone, users_server.url, "Ada")
+    laptop.reload()
+    rows = devices(laptop)
+    assert len(rows) == 2
+    (here,) = [row for row in rows if row["current"] == "true"]
+    (there,) = [row for row in rows if row["current"] == "false"]
+    assert "Chrome on Linux" in here["text"] and "this device" in here["text"]
+    assert "Safari on iPhone" in there["text"] and "this device" not in there["text"]
+    assert "127.0.0.1" in there["text"] and "last seen" in there["text"]
+    phone_cookie = session_cookie(phone_context, users_server.url)
+    assert phone_cookie is not None
+    assert phone_cookie["value"] not in laptop.content(), "the page shows handles, never ids"
+    laptop.screenshot(path=str(tmp_path / "two-devices.png"), full_page=True)
+
+    # Sign the phone out from the laptop; the phone's next page load is signed out.
+    laptop.locator('[data-testid="device"][data-current="false"]').get_by_test_id("revoke").click()
+    laptop.wait_for_load_state()
+    assert "Signed out 1 other session" in text(laptop, "revoked")
+    assert [row["current"] for row in devices(laptop)] == ["true"]
+    assert text(laptop, "user") == "Ada"
+    phone.reload()
+    assert text(phone, "user") == "Not signed in."
+    assert users_server.state(phone_cookie["value"])["user"] is None
+
+    # "Sign out everywhere else": the phone again, and the laptop stays signed in.
+    sign_in(phone, users_server.url, "Ada")
+    laptop.reload()
+    assert len(devices(laptop)) == 2
+    laptop.get_by_test_id("revoke-others").click()
+    laptop.wait_for_load_state()
+    assert "Signed out 1 other session" in text(laptop, "revoked")
+    assert text(laptop, "user") == "Ada"
+    phone.reload()
+    assert text(phone, "user") == "Not signed in."
+
+    # Signing out here (this device's row) ends this session as the sign-out button does.
+    laptop.locator('[data-testid="device"][data-current="true"]').get_by_test_id("revoke").click()
+    laptop.wait_for_load_state()
+    assert text(laptop, "user") == "Not signed in."
+    assert session_cookie(laptop_context, users_server.url) is None
+
+
+def page_has_no_card_for_others(page: Any) -> bool:
+    """Signed in on one device only: no "sign out everywhere else" button."""
+    return bool(page.get_by_test_id("revoke-others").count() == 0)

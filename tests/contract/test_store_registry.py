@@ -18,7 +18,12 @@ from ormsession.config import Config
 from ormsession.errors import ConfigurationError, MissingDriverError
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.repositories import registry
-from ormsession.repositories.base import AsyncSessionRepository, SessionRepository, StoredSession
+from ormsession.repositories.base import (
+    AsyncSessionRepository,
+    OwnedSession,
+    SessionRepository,
+    StoredSession,
+)
 from ormsession.repositories.memory import AsyncMemoryRepository, MemoryRepository
 from tests.support.distributions import install_distribution
 
@@ -65,6 +70,15 @@ class _SyncWithoutRename(SessionRepository):
     def count(self, now_us: int) -> int:
         return 0
 
+    def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        return []
+
+    def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        return False
+
+    def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        return 0
+
 
 class _AsyncWithoutRename(AsyncSessionRepository):
     async def read(self, key: str, now_us: int) -> StoredSession | None:
@@ -90,6 +104,15 @@ class _AsyncWithoutRename(AsyncSessionRepository):
     async def count(self, now_us: int) -> int:
         return 0
 
+    async def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        return []
+
+    async def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        return False
+
+    async def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        return 0
+
 
 @pytest.mark.parametrize("incomplete", [_SyncWithoutRename, _AsyncWithoutRename])
 def test_the_base_classes_refuse_a_repository_missing_a_method(incomplete: type) -> None:
@@ -99,11 +122,11 @@ def test_the_base_classes_refuse_a_repository_missing_a_method(incomplete: type)
 
 def test_the_base_classes_default_what_a_store_may_skip() -> None:
     class SyncComplete(_SyncWithoutRename):
-        def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        def rename(self, *args: Any) -> bool:
             return False
 
     class AsyncComplete(_AsyncWithoutRename):
-        async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
+        async def rename(self, *args: Any) -> bool:
             return False
 
     class SyncExpiring(SyncComplete):

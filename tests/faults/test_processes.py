@@ -77,6 +77,9 @@ def test_a_redis_server_stopped_and_continued(redis_server: RedisProcess, mode: 
             os.kill(pid, signal.SIGSTOP)
             error, elapsed = fails_fast(manager.count)
             fails_fast(lambda: save_new(manager, during="stopped"))
+            # The user index's calls go through the same deadline.
+            fails_fast(lambda: manager.sessions_of("user:{1}"))
+            fails_fast(lambda: manager.revoke_all("user:{1}"))
         _, recovery = succeeds(manager.count)
         acknowledged |= save_sessions(manager, 1, "after")
         assert_intact(manager, acknowledged)

@@ -76,3 +76,23 @@ def real_async_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> s
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{sqlite_path}"
     return str(request.getfixturevalue("postgres_async_url"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def users_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
+    """A synchronous store URL for the tests of a user's sessions."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{sqlite_path}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def users_async_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
+    """:func:`users_store_url`'s asyncio twin (aiosqlite, asyncpg)."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{sqlite_path}"
+    return str(request.getfixturevalue("postgres_async_url"))

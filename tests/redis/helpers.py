@@ -15,8 +15,11 @@ from tests.support.redis_fixtures import url_fixture
 from tests.support.redis_servers import _glob_escape
 
 KINDS = ("redis", "sentinel", "cluster", "valkey", "valkey_sentinel", "valkey_cluster")
-#: Every key a Redis store may leave: a session, a shard's count index, a parked session.
-KEY_LAYOUT = re.compile(rb"\{([0-9a-f]{2})\}:(?:([0-9a-f]{64})|index|moving:([0-9a-f]{64}))")
+#: Every key a Redis store may leave: a session, a shard's count index, a parked session, a
+#: user's index.
+KEY_LAYOUT = re.compile(
+    rb"\{([0-9a-f]{2})\}:(?:([0-9a-f]{64})|index|moving:([0-9a-f]{64}))|user:[0-9a-f]{64}"
+)
 
 
 @dataclass
@@ -70,6 +73,8 @@ def stored_keys(clients: list[redis.Redis], prefix: str) -> list[StoredKey]:
             kind = client.type(name)
             if kind == b"zset":
                 content = b" ".join(client.zrange(name, 0, -1))
+            elif kind == b"hash":
+                content = b" ".join(sorted(client.hkeys(name)))
             else:
                 content = client.get(name) or b""
             found.append(StoredKey(number, name, client.pttl(name), kind, content))

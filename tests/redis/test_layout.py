@@ -11,7 +11,7 @@ from redis.crc import key_slot
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import US_PER_SECOND, to_us
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.buckets import DEFAULT_RESOLUTION, UNCOUNTED, place
 from ormsession.repositories.redis.base import (
     MAX_PREFIX_LENGTH,
@@ -25,6 +25,7 @@ from ormsession.repositories.redis.base import (
     ttl_millis,
     validate_key_prefix,
 )
+from ormsession.repositories.redis.users import HEAD_BYTES, decode_head
 
 DAY = 86_400 * US_PER_SECOND
 
@@ -98,6 +99,28 @@ def test_records_round_trip_exactly() -> None:
     assert stored_bucket(raw) == bucket and bucket.holds(record.expires_us)
     with pytest.raises(ValueError, match="before 1970"):
         encode_record(record._replace(created_us=-1), bucket)
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [
+        Owner("42", "h" * 22),
+        Owner("ü {tag}:" + "é" * 240, "H" * 32, "a" * 512, "2001:db8::1"),
+        Owner("\U0001f600" * 255, "h" * 22, "\U0001f600" * 512, "\U0001f600" * 45),
+    ],
+)
+def test_bound_records_round_trip_with_owner_and_last_write(owner: Owner) -> None:
+    created = to_us(datetime(2026, 11, 3, 4, 5, 6, 789012, tzinfo=UTC))
+    record = StoredSession(b"\x00data", 9, created, created + DAY, owner)
+    bucket = place(record.expires_us, created, DEFAULT_RESOLUTION)
+    raw = encode_record(record, bucket, created + 5)
+    assert raw[0] == 4 and decode_record(raw) == record and stored_bucket(raw) == bucket
+    head = decode_head(raw)
+    assert head is not None and (head.seen_us, head.owner) == (created + 5, owner)
+    assert len(raw) - len(record.data) <= HEAD_BYTES, "a Cluster listing reads all of it"
+    cut = decode_head(raw[: head.data_at])
+    assert cut is not None and cut.owner == owner
+    assert decode_record(raw[: head.data_at - 1]) is None, "a cut owner is no record"
 
 
 def test_values_in_another_format_are_not_records() -> None:

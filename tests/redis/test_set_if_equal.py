@@ -22,7 +22,7 @@ import ormsession
 from ormsession.errors import StoreError
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.redis.base import KeyLayout, stored_bucket
 from ormsession.repositories.redis.factory import open_store
 from ormsession.repositories.redis.recent import RecentValues
@@ -78,14 +78,22 @@ def _writes(raw: redis.Redis) -> dict[str, int]:
     }
 
 
+@pytest.mark.parametrize("bound", [False, True], ids=["unbound", "bound"])
 def test_an_update_after_a_read_or_write_is_one_set_and_ends_as_the_script_leaves_it(
-    valkey: RedisRepository, scripted: RedisRepository, raw: redis.Redis, valkey_key_prefix: str
+    valkey: RedisRepository,
+    scripted: RedisRepository,
+    raw: redis.Redis,
+    valkey_key_prefix: str,
+    bound: bool,
 ) -> None:
+    """A bound session's IFEQ keeps its owner and sets its last write, as the script does."""
     layout = KeyLayout(valkey_key_prefix)
     now = now_us()
     by_ifeq, by_script = new_key(), new_key()
+    owner = Owner("ü:{1}", "h" * 22, "agent", None) if bound else None
     for key, repository in ((by_ifeq, valkey), (by_script, scripted)):
-        assert repository.create(key, StoredSession(b'{"n":0}', 1, now - HOUR, now + HOUR), now)
+        record = StoredSession(b'{"n":0}', 1, now - HOUR, now + HOUR, owner)
+        assert repository.create(key, record, now - 1000, now + HOUR)
         assert repository.read(key, now) is not None
     _writes(raw)
     assert valkey.update(by_ifeq, b'{"n":1}', now + HOUR + 5, 1, now) == 2
@@ -104,7 +112,9 @@ def test_an_update_after_a_read_or_write_is_one_set_and_ends_as_the_script_leave
     ttls = [raw.pttl(layout.session(key)) for key in (by_ifeq, by_script)]
     assert abs(ttls[0] - ttls[1]) < 1000 and 3_590_000 < ttls[0] <= 3_600_001  # rounded up
     record = valkey.read(by_ifeq, now)
-    assert record == StoredSession(b'{"n":2}', 3, now - HOUR, now + HOUR + 9)
+    assert record == StoredSession(b'{"n":2}', 3, now - HOUR, now + HOUR + 9, owner)
+    if bound:
+        assert [item.seen_us for item in valkey.sessions_of("ü:{1}", now)] == [now, now]
 
 
 def test_a_write_between_read_and_update_wins_and_the_late_update_changes_nothing(

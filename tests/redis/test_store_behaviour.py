@@ -23,8 +23,16 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _mixed_workload(manager: Any, clock: FakeClock) -> None:
-    """Creates, writes, merge conflicts, touches, regenerates, destroys, expiries, gc."""
+    """Creates, writes, merge conflicts, touches, regenerates, destroys, expiries, gc,
+    logins (one user's index) and a revoke."""
     sids = [stored_session(manager, n=n, cart=[]) for n in range(12)]
+    bound = [stored_session(manager, n=n) for n in range(3)]
+    for sid in bound:
+        session = manager.open(sid)
+        manager.login(session, "user:{1}")
+        manager.save(session)
+    handle = manager.sessions_of("user:{1}")[0].handle
+    assert manager.revoke("user:{1}", handle)
     for sid in sids[:4]:  # compare-and-set conflicts resolved by merging
         first, second = manager.open(sid), manager.open(sid)
         first["a"] = 1
@@ -67,6 +75,8 @@ def test_no_key_ever_lacks_a_ttl(request: pytest.FixtureRequest, kind: str, mode
         assert key.name.startswith(prefix.encode())
         assert KEY_LAYOUT.fullmatch(key.name[len(prefix) :]), key.name
     assert not [k for k in keys if b":moving:" in k.name], "parked copies must be discarded"
+    (user,) = [k for k in keys if k.kind == b"hash"]
+    assert user.pttl >= max(k.pttl for k in sessions) - 50, "a user index outlives its sessions"
     # An index outlives its members: its TTL is at least the longest one in its shard.
     for index in indexes:
         tag = index.name[: index.name.index(b"}") + 1]

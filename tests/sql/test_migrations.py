@@ -48,11 +48,20 @@ def test_upgrade_creates_the_table_and_the_expiry_index(fresh_database_url: str)
             "session_created",
             "session_version",
             "session_moved_to",
+            "session_user_id",
+            "session_handle",
+            "session_user_agent",
+            "session_ip",
+            "session_seen",
         }
         assert columns["session_moved_to"]["nullable"], "NULL: the row is a session"
+        assert columns["session_user_id"]["nullable"], "NULL: the session is not bound"
         assert inspector.get_pk_constraint("session")["constrained_columns"] == ["session_key"]
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("session")}
-        assert indexes == {"ix_session_session_expiry": ["session_expiry"]}
+        assert indexes == {
+            "ix_session_session_expiry": ["session_expiry"],
+            "ix_session_session_user_id": ["session_user_id", "session_expiry"],
+        }
         assert "alembic_version" not in inspector.get_table_names(), "the app's table is untouched"
         version = connection.execute(text("SELECT version_num FROM ormsession_alembic_version"))
         assert version.scalar_one() == schema.HEAD_REVISION
@@ -186,7 +195,7 @@ def test_head_revision_constant_matches_the_scripts(fresh_database_url: str) -> 
     assert shipped == schema.KNOWN_REVISIONS
 
 
-def test_a_database_at_the_previous_revision_is_refused_until_upgraded(
+def test_a_database_at_an_older_revision_is_refused_until_upgraded(
     fresh_database_url: str,
 ) -> None:
     schema.upgrade(fresh_database_url, "0001_create_session")
@@ -205,7 +214,7 @@ def test_a_database_at_the_previous_revision_is_refused_until_upgraded(
         connection.execute(insert(session_table()).values(values))
     with pytest.raises(
         SchemaError,
-        match=r"at revision 0001_create_session, this ormsession needs 0002_session_moved_to; "
+        match=r"at revision 0001_create_session, this ormsession needs 0003_session_owner; "
         r"run: ormsession db upgrade",
     ):
         SqlRepository(engine)

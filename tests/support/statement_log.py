@@ -15,12 +15,22 @@ from sqlalchemy.engine import make_url
 
 
 class StatementLog(list[str]):
-    """The first word of each statement, upper-cased: SELECT, INSERT, UPDATE, DELETE..."""
+    """The first word of each statement, upper-cased: SELECT, INSERT, UPDATE, DELETE...;
+    ``texts`` holds the statements whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
 
     def record(self, sql: str) -> None:
         words = sql.split()
         if words:
             self.append(words[0].upper())
+            self.texts.append(sql)
+
+    def clear(self) -> None:
+        super().clear()
+        self.texts.clear()
 
 
 def traced_engine(url: str) -> tuple[Engine, StatementLog]:

@@ -247,7 +247,7 @@ def test_gc_batch_seconds_zero_or_none_in_the_settings_means_fixed_batches() -> 
 class WriteDownRepository(MemoryRepository):
     """Reads work; every write fails, as when the store goes down mid-request."""
 
-    def create(self, key: str, record: Any, now_us: int) -> bool:
+    def create(self, *args: Any) -> bool:
         raise StoreUnavailableError("store down")
 
     def update(self, *args: Any) -> int | None:

@@ -73,9 +73,9 @@ def test_a_text_data_column_is_its_utf8_and_an_unreadable_row_is_absent(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     when = "2026-01-01 00:00:00.000000"
-    record = columns_record(('{"a":"é"}', 3, when, when))
+    record = columns_record(('{"a":"é"}', 3, when, when, None))
     assert record is not None and record.data == '{"a":"é"}'.encode() and record.version == 3
     with caplog.at_level(logging.WARNING, logger="ormsession"):
-        assert columns_record((b"{}", "v2", when, when)) is None
-        assert columns_record((b"{}", 1, "never", when)) is None
+        assert columns_record((b"{}", "v2", when, when, None)) is None
+        assert columns_record((b"{}", 1, "never", when, None)) is None
     assert caplog.text.count("unreadable session row") == 2

@@ -11,8 +11,13 @@ from couchbase.exceptions import CouchbaseException
 
 from ormsession.errors import StoreError
 from ormsession.flows import arun
-from ormsession.repositories.base import AsyncSessionRepository, StoredSession
-from ormsession.repositories.couchbase import flows
+from ormsession.repositories.base import (
+    AsyncSessionRepository,
+    OwnedSession,
+    Owner,
+    StoredSession,
+)
+from ormsession.repositories.couchbase import flows, users
 from ormsession.repositories.couchbase.base import (
     Get,
     GetMany,
@@ -81,8 +86,10 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
         doc = await self._within("read")(Get(self.context.layout.document_key(key)))
         return flows.record_read(self.context, key, doc, now_us)
 
-    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        flow = flows.create(self.context, key, record, now_us)
+    async def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        flow = flows.create(self.context, key, record, now_us, owner_until_us)
         return await arun(flow, self._within("create"))
 
     async def update(
@@ -98,8 +105,18 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
     async def delete(self, key: str) -> None:
         await arun(flows.delete(self.context, key), self._within("delete"))
 
-    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        flow = flows.rename(self.context, old_key, new_key, expires_us, now_us)
+    async def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        flow = flows.rename(
+            self.context, old_key, new_key, expires_us, now_us, owner, owner_until_us
+        )
         return await arun(flow, self._within("rename"))
 
     async def moved(self, key: str, now_us: int) -> bool:
@@ -108,6 +125,18 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
 
     async def count(self, now_us: int) -> int:
         return await arun(flows.count(self.context, now_us), self._within("count"))
+
+    async def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        flow = users.sessions_of(self.context, user_id, now_us)
+        return await arun(flow, self._within("sessions_of"))
+
+    async def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        flow = users.revoke(self.context, user_id, handle, now_us)
+        return await arun(flow, self._within("revoke"))
+
+    async def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        flow = users.revoke_all(self.context, user_id, keep_key, now_us)
+        return await arun(flow, self._within("revoke_all"))
 
     async def close(self) -> None:
         self._closed = True

@@ -23,6 +23,23 @@ It holds no data and is counted nowhere; the flows read it as "no session" (with
 warning a foreign document gets), refuse to create over it until it expires, and follow
 it when deleting (see :mod:`~.flows`).
 
+A session bound to a user (an :class:`~ormsession.repositories.base.Owner`) has another
+magic and, between the header and the data, when it was last written and its owner::
+
+    offset  size  field
+    0       4     magic b"orU1" (an ormsession session record with an owner)
+    4       33    version, created_at, expires_at, count level and bucket end, as above
+    37      8     seen_at: the ``now`` of its last create, update, touch or rename (µs)
+    45      2     length of the user id (UTF-8), then the user id
+    ..      1     length of the handle, then the handle
+    ..      2     length of the user agent (0xffff: none), then the user agent
+    ..      1     length of the IP address (0xff: none), then the address
+    ..      ...   data
+
+An unbound record keeps the shorter ``orS2`` layout, so a session that never logs in is
+read, written and sized as before. The user index lives in one JSON document per user
+(see :mod:`~.index`).
+
 Why binary and not JSON: session data is already bytes (JSON or msgpack from the
 serializer); base64 inside a JSON document would cost a third more space and an encode and
 decode per operation, and a fixed header decodes without parsing the data. The binary
@@ -32,6 +49,7 @@ shows it as binary and N1QL cannot query it (the count counters make N1QL unnece
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from collections.abc import Callable, Generator, Iterable
@@ -57,7 +75,7 @@ from couchbase.options import (
 from couchbase.transcoder import RawBinaryTranscoder, RawJSONTranscoder
 
 from ormsession.errors import ConfigurationError
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.couchbase.counters import Bucket
 
 __all__ = [
@@ -65,6 +83,7 @@ __all__ = [
     "MAGIC",
     "MARKER",
     "MARKER_MAGIC",
+    "OWNED_MAGIC",
     "Count",
     "Doc",
     "Flow",
@@ -79,6 +98,7 @@ __all__ = [
     "SdkOp",
     "decode_marker",
     "decode_record",
+    "decode_seen",
     "documents",
     "encode_marker",
     "encode_record",
@@ -93,6 +113,10 @@ T = TypeVar("T")
 MAGIC = b"orS2"
 #: The current format's header: magic, version, created µs, expires µs, count level, end.
 HEADER = struct.Struct(">4sQqqBq")
+OWNED_MAGIC = b"orU1"
+#: What follows the header of a bound record: seen µs, then the owner's fields.
+_SEEN = struct.Struct(">q")
+_NONE_16, _NONE_8 = 0xFFFF, 0xFF
 MARKER_MAGIC = b"orM1"
 #: A moved marker: magic, expires µs, the 64-hex key moved to.
 MARKER = struct.Struct(">4sq64s")
@@ -106,7 +130,8 @@ _JSON = RawJSONTranscoder()  # count documents: bytes we encode ourselves, flagg
 
 class KeyLayout:
     """Where each document lives: ``<prefix><64 hex>`` for sessions, ``<prefix>count:...``
-    for the counters of ``count`` (see :mod:`~.counters`)."""
+    for the counters of ``count`` (see :mod:`~.counters`), ``<prefix>user:<64 hex>`` for
+    a user's index (see :mod:`~.index`)."""
 
     __slots__ = ("levels_key", "prefix")
 
@@ -125,6 +150,13 @@ class KeyLayout:
             raise ValueError("not a storage key (64 lowercase hex characters)")
         return self.prefix + key
 
+    def user_key(self, user_id: str) -> str:
+        """The index document of ``user_id``: named by a SHA-256 of the id, so any user id
+        (up to 255 characters of any script, ``:`` and spaces included) makes a valid
+        document id of fixed length."""
+        digest = hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.prefix}user:{digest}"
+
     def counter_key(self, bucket: Bucket) -> str:
         return f"{self.prefix}count:{bucket.level}:{bucket.end}"
 
@@ -135,20 +167,94 @@ class KeyLayout:
 
 
 # -- records -------------------------------------------------------------------------------
-def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
+def encode_record(record: StoredSession, bucket: Bucket, seen_us: int = 0) -> bytes:
+    """``record`` as stored, counted in ``bucket``; ``seen_us`` (the write's ``now``) is
+    kept only for a bound record, the only kind a user's listing shows."""
+    owner = record.owner
     header = HEADER.pack(
-        MAGIC, record.version, record.created_us, record.expires_us, bucket.level, bucket.end
+        MAGIC if owner is None else OWNED_MAGIC,
+        record.version,
+        record.created_us,
+        record.expires_us,
+        bucket.level,
+        bucket.end,
     )
-    return header + record.data
+    if owner is None:
+        return header + record.data
+    return b"".join((header, _SEEN.pack(seen_us), _encode_owner(owner), record.data))
 
 
 def decode_record(raw: bytes | None) -> tuple[StoredSession, Bucket] | None:
     """The record in ``raw`` and the bucket it is counted in; None for a document that is
     not one of ours (another format, or one written by something else under our prefix)."""
-    if raw is None or len(raw) < HEADER.size or not raw.startswith(MAGIC):
+    if raw is None or len(raw) < HEADER.size:
         return None
+    if raw.startswith(MAGIC):  # an unbound session: the header, then the data
+        _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
+        return StoredSession(raw[HEADER.size :], version, created, expires), Bucket(level, end)
+    if raw.startswith(OWNED_MAGIC):
+        return _decode_owned(raw)
+    return None
+
+
+def decode_seen(raw: bytes) -> int:
+    """When a bound record (one :func:`decode_record` accepted with an owner) was last
+    written."""
+    (seen,) = _SEEN.unpack_from(raw, HEADER.size)
+    return int(seen)
+
+
+def _decode_owned(raw: bytes) -> tuple[StoredSession, Bucket] | None:
     _magic, version, created, expires, level, end = HEADER.unpack_from(raw)
-    return StoredSession(raw[HEADER.size :], version, created, expires), Bucket(level, end)
+    try:
+        offset = HEADER.size + _SEEN.size
+        user_id, offset = _field(raw, offset, 2)
+        handle, offset = _field(raw, offset, 1)
+        user_agent, offset = _field(raw, offset, 2)
+        ip, offset = _field(raw, offset, 1)
+    except (ValueError, struct.error):
+        return None  # cut short or not UTF-8: not a record of ours
+    if user_id is None or handle is None:
+        return None
+    owner = Owner(user_id, handle, user_agent, ip)
+    record = StoredSession(raw[offset:], version, created, expires, owner)
+    return record, Bucket(level, end)
+
+
+def _encode_owner(owner: Owner) -> bytes:
+    return b"".join(
+        (
+            _pack_field(owner.user_id, 2),
+            _pack_field(owner.handle, 1),
+            _pack_field(owner.user_agent, 2),
+            _pack_field(owner.ip, 1),
+        )
+    )
+
+
+def _pack_field(text: str | None, width: int) -> bytes:
+    """A length-prefixed UTF-8 field (all-ones length: None). The contract's limits (255
+    characters of user id, 512 of user agent, 45 of address, 32 of handle) fit the
+    widths even at four bytes a character."""
+    none = _NONE_16 if width == 2 else _NONE_8
+    if text is None:
+        return none.to_bytes(width, "big")
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) >= none:
+        raise ValueError("an owner field is longer than the record format allows")
+    return len(encoded).to_bytes(width, "big") + encoded
+
+
+def _field(raw: bytes, offset: int, width: int) -> tuple[str | None, int]:
+    size = int.from_bytes(raw[offset : offset + width], "big")
+    if len(raw) < offset + width:
+        raise ValueError("cut short")
+    offset += width
+    if size == (_NONE_16 if width == 2 else _NONE_8):
+        return None, offset
+    if len(raw) < offset + size:
+        raise ValueError("cut short")
+    return raw[offset : offset + size].decode("utf-8", "surrogatepass"), offset + size
 
 
 def encode_marker(new_key: str, expires_us: int) -> bytes:
@@ -193,22 +299,23 @@ class GetMany:
 
 @dataclass(frozen=True, slots=True)
 class Insert:
-    """-> the new CAS, or None when the key exists."""
+    """-> the new CAS, or None when the key exists. ``expiry`` None: no TTL."""
 
     key: str
     value: bytes
-    expiry: timedelta
+    expiry: timedelta | None
     json: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Replace:
-    """-> the new CAS, or None when the CAS no longer matches (or the document is gone)."""
+    """-> the new CAS, or None when the CAS no longer matches (or the document is gone).
+    ``expiry`` None: no TTL (a replace without one clears the document's)."""
 
     key: str
     value: bytes
     cas: int
-    expiry: timedelta
+    expiry: timedelta | None
     json: bool = False
 
 
@@ -262,18 +369,23 @@ def sdk_call(collection: Any, op: SdkOp) -> Callable[[], Any]:
     if isinstance(op, Get):
         return partial(collection.get, op.key, _GET_OPTIONS[op.json])
     if isinstance(op, Replace):
-        # Replace drops a document's expiry unless given one: always pass it.
+        # Replace drops a document's expiry unless given one: pass it whenever there is
+        # one (only a user index without a time limit has none).
         return partial(
             collection.replace,
             op.key,
             op.value,
             cas=op.cas,
-            expiry=op.expiry,
             transcoder=transcoder(op.json),
+            **_expiry(op.expiry),
         )
     if isinstance(op, Insert):
         return partial(
-            collection.insert, op.key, op.value, expiry=op.expiry, transcoder=transcoder(op.json)
+            collection.insert,
+            op.key,
+            op.value,
+            transcoder=transcoder(op.json),
+            **_expiry(op.expiry),
         )
     if isinstance(op, Count):
         if op.delta > 0:
@@ -288,6 +400,10 @@ def sdk_call(collection: Any, op: SdkOp) -> Callable[[], Any]:
     if op.cas:
         return partial(collection.remove, op.key, RemoveOptions(cas=op.cas))
     return partial(collection.remove, op.key)
+
+
+def _expiry(expiry: timedelta | None) -> dict[str, timedelta]:
+    return {} if expiry is None else {"expiry": expiry}
 
 
 def sdk_result(op: SdkOp, result: Any) -> Any:

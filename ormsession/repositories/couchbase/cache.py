@@ -1,7 +1,7 @@
 """What a repository last saw of each session document: a bounded LRU of CAS hints. No I/O.
 
-A compare-and-set update needs the document's CAS, its version, creation time, expiry and
-count bucket. Reading them costs a round trip, yet the request that saves a session nearly
+A compare-and-set update needs the document's CAS, its version, creation time, expiry,
+count bucket and owner. Reading them costs a round trip, yet the request that saves a session nearly
 always read it moments before (``open``), or wrote it itself (the previous save). So every
 read and write leaves its result here, and ``update`` (and ``delete``) first try a
 ``replace`` (``remove``) guarded by the remembered CAS: one round trip.
@@ -19,6 +19,7 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
+from ormsession.repositories.base import Owner
 from ormsession.repositories.couchbase.counters import Bucket
 
 __all__ = ["DEFAULT_CACHE_SIZE", "MAX_CACHE_SIZE", "Hint", "HintCache"]
@@ -29,13 +30,15 @@ MAX_CACHE_SIZE = 1_000_000
 
 
 class Hint(NamedTuple):
-    """A session document's header as of one CAS (a NamedTuple: every read makes one)."""
+    """A session document's header as of one CAS (a NamedTuple: every read makes one),
+    with its owner: a write from the hint rewrites the record whole, owner included."""
 
     cas: int
     version: int
     created_us: int
     expires_us: int
     bucket: Bucket
+    owner: Owner | None = None
 
 
 class HintCache:

@@ -26,6 +26,11 @@ a rename happens only if nothing touched the record since: of two racing renames
 one gets there, and a destroy that removed the record first makes the rename fail, while a
 destroy that comes after finds the marker and follows it.
 
+A user's index (:mod:`~.index`, read by :mod:`~.users`): ``create`` and ``rename`` of a
+bound record add the key to its owner's index *before* the record is written, and a
+``delete`` that removed a bound record takes the chain's keys out of it after; ``read``,
+``update`` and ``touch`` never touch it (a bound record carries its owner and last write).
+
 Counting (:mod:`~.counters`): each session document names, in its header, the bucket it is
 counted in, and that bucket's counter was incremented for it. The increment goes out
 *before* the document names the bucket, and the old bucket's decrement *after* the document
@@ -40,8 +45,9 @@ import random
 from typing import NamedTuple
 
 from ormsession.errors import ConfigurationError, StoreError
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.buckets import checked_resolution
+from ormsession.repositories.couchbase import index
 from ormsession.repositories.couchbase.base import (
     Count,
     Doc,
@@ -84,6 +90,7 @@ __all__ = [
     "Context",
     "count",
     "create",
+    "decrement",
     "delete",
     "marker_read",
     "record_read",
@@ -157,12 +164,25 @@ def marker_read(doc: Doc | None, now_us: int) -> bool:
     return marker is not None and marker[1] > now_us
 
 
-def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[bool]:
+def create(
+    ctx: Context,
+    key: str,
+    record: StoredSession,
+    now_us: int,
+    owner_until_us: int | None = None,
+) -> Flow[bool]:
+    """Insert the record; a bound one joins its owner's index first (see :mod:`~.index`:
+    a create that fails after that leaves an entry naming no session, which is pruned,
+    never a session its index does not name)."""
     doc_key = ctx.layout.document_key(key)
+    if record.owner is not None:
+        until = index.until_for(owner_until_us, record.expires_us)
+        yield from index.add(ctx.layout, record.owner, key, until, now_us)
     bucket = target(UNCOUNTED, record.expires_us, now_us, ctx.resolution)
     if not (yield from _increment(ctx, bucket, now_us)):
         bucket = UNCOUNTED
-    value, expiry = encode_record(record, bucket), expiry_for(record.expires_us, now_us)
+    value = encode_record(record, bucket, now_us)
+    expiry = expiry_for(record.expires_us, now_us)
     for _ in range(CAS_ATTEMPTS):
         cas = yield Insert(doc_key, value, expiry)
         if cas is None:
@@ -172,23 +192,23 @@ def create(ctx: Context, key: str, record: StoredSession, now_us: int) -> Flow[b
             found = _live(existing, now_us)
             if found is not None:
                 _remember(ctx, key, found.cas, found.record, found.bucket)
-                yield from _decrement(ctx, bucket)  # not ours to count after all
+                yield from decrement(ctx, bucket)  # not ours to count after all
                 return False
             marker = decode_marker(existing.value)
             if marker is not None and marker[1] > now_us:
                 # The key was renamed away: its old id stays useless until the rename's
                 # expiry (an id planted before a login cannot be taken over).
-                yield from _decrement(ctx, bucket)
+                yield from decrement(ctx, bucket)
                 return False
             # Expired by `now_us` but not yet removed by its TTL: replace exactly that
             # document (its CAS), so a concurrent create of the key cannot be overwritten.
             cas = yield Replace(doc_key, value, existing.cas, expiry)
             if cas is None:
                 continue
-            yield from _decrement(ctx, _bucket_of(existing))
+            yield from decrement(ctx, _bucket_of(existing))
         _remember(ctx, key, cas, record, bucket)
         return True
-    yield from _decrement(ctx, bucket)
+    yield from decrement(ctx, bucket)
     raise StoreError(f"create of session {key[:8]}… kept racing other writers; giving up")
 
 
@@ -204,7 +224,7 @@ def update(
     if hint is not None and hint.version == expected_version and hint.expires_us > now_us:
         # The document as last seen is live at the expected version: if the server still
         # has exactly that state (its CAS), the contract's conditions hold.
-        new = StoredSession(data, expected_version + 1, hint.created_us, expires_us)
+        new = StoredSession(data, expected_version + 1, hint.created_us, expires_us, hint.owner)
         if (yield from _rewrite(ctx, key, hint.cas, hint.bucket, new, now_us)):
             return new.version
         # Someone wrote or touched it since, or it is gone: decide on what is there now
@@ -254,44 +274,60 @@ def delete(ctx: Context, key: str) -> Flow[None]:
     """Remove the document under ``key``; when it is a moved marker, go on with the key it
     names, down the chain, so that a destroy also removes where a racing regenerate moved
     the session. A rename that moves it on meanwhile leaves a marker to follow in turn; one
-    that comes after finds nothing to move."""
+    that comes after finds nothing to move.
+
+    A bound record removed (a logout) then leaves its owner's index with the keys of the
+    chain: a read and a replace of the index, best effort (a failure leaves the entries
+    for the next listing or revoke to prune)."""
     seen = {key}
-    named = yield from _delete_one(ctx, key)
+    named, owner = yield from _delete_one(ctx, key)
     while named is not None and named not in seen:
         seen.add(named)
-        named = yield from _delete_one(ctx, named)
+        named, owner = yield from _delete_one(ctx, named)
+    if owner is not None:
+        yield from index.prune(ctx.layout, owner.user_id, seen)
 
 
-def _delete_one(ctx: Context, key: str) -> Flow[str | None]:
+def _delete_one(ctx: Context, key: str) -> Flow[tuple[str | None, Owner | None]]:
     """Remove one document, guarded by the CAS read so that what was read is what was
-    removed: a record's header names the bucket to uncount it from, a marker the key it
-    moved to (returned, for :func:`delete` to go on with)."""
+    removed: a record's header names the bucket to uncount it from (and its owner, which
+    is returned), a marker the key it moved to (returned, for :func:`delete` to go on
+    with)."""
     doc_key = ctx.layout.document_key(key)
     hint = ctx.cache.pop(key)
     if hint is not None and (yield Remove(doc_key, hint.cas)):
-        yield from _decrement(ctx, hint.bucket)  # hints are of records, never of markers
-        return None
+        yield from decrement(ctx, hint.bucket)  # hints are of records, never of markers
+        return None, hint.owner
     doc: Doc | None = None
     for _ in range(CAS_ATTEMPTS):
         doc = yield Get(doc_key)
         if doc is None:
-            return None
+            return None, None
         if (yield Remove(doc_key, doc.cas)):
             break
     else:
         # Rewritten between every read and remove: remove it whatever it holds now (it is
         # probably what was read last).
         if not (yield Remove(doc_key)):
-            return None
+            return None, None
     assert doc is not None  # CAS_ATTEMPTS > 0: read at least once
     marker = decode_marker(doc.value)
     if marker is not None:
-        return marker[0]
-    yield from _decrement(ctx, _bucket_of(doc))
-    return None
+        return marker[0], None
+    decoded = decode_record(doc.value)
+    yield from decrement(ctx, _bucket_of(doc))
+    return None, decoded[0].owner if decoded is not None else None
 
 
-def rename(ctx: Context, old_key: str, new_key: str, expires_us: int, now_us: int) -> Flow[bool]:
+def rename(
+    ctx: Context,
+    old_key: str,
+    new_key: str,
+    expires_us: int,
+    now_us: int,
+    owner: Owner | None = None,
+    owner_until_us: int | None = None,
+) -> Flow[bool]:
     """Insert the record under ``new_key``, then replace the old document with a moved
     marker naming ``new_key``, guarded by the CAS read.
 
@@ -302,6 +338,10 @@ def rename(ctx: Context, old_key: str, new_key: str, expires_us: int, now_us: in
     or went between the read and the replace: the new copy is removed again and the rename
     starts over, and returns False once the old key holds no live record (a destroy, or a
     racing rename's marker, won).
+
+    A bound record (its own owner, or ``owner``: a login binds it) has ``new_key`` added to
+    its owner's index before the copy is written, so the index names every live key at
+    every step; the old key leaves the index when a later call finds the marker.
     """
     old_doc, new_doc = ctx.layout.document_key(old_key), ctx.layout.document_key(new_key)
     expiry = expiry_for(expires_us, now_us)
@@ -311,27 +351,37 @@ def rename(ctx: Context, old_key: str, new_key: str, expires_us: int, now_us: in
         found = _live(doc, now_us)
         if found is None:
             return False
-        record = found.record._replace(expires_us=expires_us)
+        bound = owner or found.record.owner
+        if bound is not None:
+            # Every round: a revoke may have pruned the entry with the copy it removed.
+            if owner is not None:
+                until = index.until_for(owner_until_us, expires_us)
+                yield from index.add(ctx.layout, bound, new_key, until, now_us)
+            else:
+                yield from index.add(
+                    ctx.layout, bound, new_key, expires_us, now_us, inherit=old_key
+                )
+        record = found.record._replace(expires_us=expires_us, owner=bound)
         # The copy takes over the old document's count (and its bucket, if the new expiry
         # is still within it): one session, counted once. The marker is counted nowhere.
         bucket = target(found.bucket, expires_us, now_us, ctx.resolution)
         moved = bucket != found.bucket
         if moved and not (yield from _increment(ctx, bucket, now_us)):
             bucket, moved = found.bucket, False
-        new_cas = yield Insert(new_doc, encode_record(record, bucket), expiry)
+        new_cas = yield Insert(new_doc, encode_record(record, bucket, now_us), expiry)
         if new_cas is None:
             if moved:
-                yield from _decrement(ctx, bucket)
+                yield from decrement(ctx, bucket)
             raise StoreError(f"rename target {new_key[:8]}… is taken (it must be a fresh key)")
         if (yield Replace(old_doc, marker, found.cas, expiry)) is not None:
             ctx.cache.pop(old_key)
             _remember(ctx, new_key, new_cas, record, bucket)
             if moved:
-                yield from _decrement(ctx, found.bucket)
+                yield from decrement(ctx, found.bucket)
             return True
         yield Remove(new_doc, new_cas)
         if moved:
-            yield from _decrement(ctx, bucket)
+            yield from decrement(ctx, bucket)
     raise StoreError(f"rename of session {old_key[:8]}… kept racing other writers; giving up")
 
 
@@ -370,7 +420,8 @@ def _bucket_of(doc: Doc) -> Bucket:
 
 
 def _remember(ctx: Context, key: str, cas: int, record: StoredSession, bucket: Bucket) -> None:
-    ctx.cache.put(key, Hint(cas, record.version, record.created_us, record.expires_us, bucket))
+    hint = Hint(cas, record.version, record.created_us, record.expires_us, bucket, record.owner)
+    ctx.cache.put(key, hint)
 
 
 def _rewrite(
@@ -387,17 +438,17 @@ def _rewrite(
         if moved and not (yield from _increment(ctx, bucket, now_us)):
             # Not counted anew: it stays counted where it was (see _increment).
             bucket, moved = current, False
-    value = encode_record(record, bucket)
+    value = encode_record(record, bucket, now_us)
     new_cas = yield Replace(
         ctx.layout.document_key(key), value, cas, expiry_for(record.expires_us, now_us)
     )
     if new_cas is None:
         if moved:
-            yield from _decrement(ctx, bucket)  # undo: the document did not move there
+            yield from decrement(ctx, bucket)  # undo: the document did not move there
         return False
     _remember(ctx, key, new_cas, record, bucket)
     if moved:
-        yield from _decrement(ctx, current)
+        yield from decrement(ctx, current)
     return True
 
 
@@ -422,7 +473,7 @@ def _increment(ctx: Context, bucket: Bucket, now_us: int) -> Flow[bool]:
     return True
 
 
-def _decrement(ctx: Context, bucket: Bucket) -> Flow[None]:
+def decrement(ctx: Context, bucket: Bucket) -> Flow[None]:
     """Uncount a session from ``bucket``, best effort: a failure leaves the count one too
     high until that bucket ends. A counter that is gone has ended with its bucket."""
     if not bucket.counted:

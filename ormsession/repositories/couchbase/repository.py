@@ -11,8 +11,13 @@ from couchbase.exceptions import CouchbaseException
 
 from ormsession.errors import StoreError
 from ormsession.flows import run
-from ormsession.repositories.base import SessionRepository, StoredSession
-from ormsession.repositories.couchbase import flows
+from ormsession.repositories.base import (
+    OwnedSession,
+    Owner,
+    SessionRepository,
+    StoredSession,
+)
+from ormsession.repositories.couchbase import flows, users
 from ormsession.repositories.couchbase.base import (
     Get,
     GetMany,
@@ -76,8 +81,10 @@ class CouchbaseRepository(SessionRepository):
         doc = self._within("read")(Get(self.context.layout.document_key(key)))
         return flows.record_read(self.context, key, doc, now_us)
 
-    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        flow = flows.create(self.context, key, record, now_us)
+    def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        flow = flows.create(self.context, key, record, now_us, owner_until_us)
         return run(flow, self._within("create"))
 
     def update(
@@ -93,8 +100,18 @@ class CouchbaseRepository(SessionRepository):
     def delete(self, key: str) -> None:
         run(flows.delete(self.context, key), self._within("delete"))
 
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        flow = flows.rename(self.context, old_key, new_key, expires_us, now_us)
+    def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        flow = flows.rename(
+            self.context, old_key, new_key, expires_us, now_us, owner, owner_until_us
+        )
         return run(flow, self._within("rename"))
 
     def moved(self, key: str, now_us: int) -> bool:
@@ -103,6 +120,18 @@ class CouchbaseRepository(SessionRepository):
 
     def count(self, now_us: int) -> int:
         return run(flows.count(self.context, now_us), self._within("count"))
+
+    def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        flow = users.sessions_of(self.context, user_id, now_us)
+        return run(flow, self._within("sessions_of"))
+
+    def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        flow = users.revoke(self.context, user_id, handle, now_us)
+        return run(flow, self._within("revoke"))
+
+    def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        flow = users.revoke_all(self.context, user_id, keep_key, now_us)
+        return run(flow, self._within("revoke_all"))
 
     def close(self) -> None:
         self._closed = True

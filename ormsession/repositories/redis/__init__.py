@@ -8,6 +8,8 @@ Layout of this package (nothing here imports redis-py at import time; the regist
 - :mod:`.base`: the shared, I/O-free part: key layout, record encoding, the command each
   operation sends, the Cluster rename flow, and the class the twins share;
 - :mod:`.scripts`: the Lua scripts every write runs;
+- :mod:`.users`: the user index: bound values' owner, index entries, the Cluster
+  protocol's rules (``sessions_of``, ``revoke`` and ``revoke_all`` flows live in :mod:`.base`);
 - :mod:`.recent`: the values last read or written, which an update's ``SET ... IFEQ``
   compares with (Valkey 8.1 and later);
 - :mod:`.repository` / :mod:`.async_repository`: the twins, which only do I/O;

@@ -11,12 +11,14 @@ from redis.exceptions import NoScriptError
 
 from ormsession.errors import StoreError
 from ormsession.flows import arun
-from ormsession.repositories.base import AsyncSessionRepository, StoredSession
+from ormsession.repositories.base import AsyncSessionRepository, OwnedSession, Owner, StoredSession
 from ormsession.repositories.redis.base import (
     Command,
     CountLive,
     Eval,
     Get,
+    HashEntries,
+    Heads,
     RedisRepositoryBase,
     SetIfEqual,
     TrimIndexes,
@@ -24,6 +26,7 @@ from ormsession.repositories.redis.base import (
 )
 from ormsession.repositories.redis.clients import RAW
 from ormsession.repositories.redis.errors import REDIS_ERRORS
+from ormsession.repositories.redis.users import pairs
 
 __all__ = ["AsyncRedisRepository"]
 
@@ -41,9 +44,11 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
             raise
         return self.record_from(raw, key, now_us)
 
-    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        command = self.create_script(key, record, now_us)
-        return self.created(key, command, await self._execute(command, "create"))
+    async def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        flow = self.create_flow(key, record, now_us, owner_until_us)
+        return await arun(flow, lambda command: self._execute(command, "create"))
 
     async def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
@@ -58,8 +63,16 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
         flow = self.delete_flow(key)
         await arun(flow, lambda command: self._execute(command, "delete"))
 
-    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        flow = self.rename_flow(old_key, new_key, expires_us, now_us)
+    async def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        flow = self.rename_flow(old_key, new_key, expires_us, now_us, owner, owner_until_us)
         return await arun(flow, lambda command: self._execute(command, "rename"))
 
     async def moved(self, key: str, now_us: int) -> bool:
@@ -70,6 +83,18 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
                 return False
             raise
         return self.marker_from(raw, now_us)
+
+    async def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        flow = self.sessions_of_flow(user_id, now_us)
+        return await arun(flow, lambda command: self._execute(command, "sessions_of"))
+
+    async def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        flow = self.revoke_flow(user_id, handle, None, now_us)
+        return bool(await arun(flow, lambda command: self._execute(command, "revoke")))
+
+    async def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        flow = self.revoke_flow(user_id, "", keep_key, now_us)
+        return await arun(flow, lambda command: self._execute(command, "revoke_all"))
 
     async def count(self, now_us: int) -> int:
         return int(await self._execute(CountLive(self.layout.all_indexes(), now_us), "count"))
@@ -104,6 +129,12 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
                         keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf")
                     )
                     return sum(counts)
+                case HashEntries(key):
+                    return pairs(await self.client.execute_command("HGETALL", key, **RAW))
+                case Heads(keys, size):
+                    return await self._pipelined(
+                        keys, lambda pipe, key: pipe.getrange(key, 0, size - 1)
+                    )
                 case TrimIndexes(keys, upto):
                     return await self._pipelined(
                         keys, lambda pipe, key: pipe.zremrangebyscore(key, "-inf", upto)

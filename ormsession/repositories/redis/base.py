@@ -2,7 +2,8 @@
 encoding, the command each operation sends and the reading of its reply.
 
 A contract method builds its one command here (:class:`Get`, :class:`Eval`,
-:class:`SetIfEqual`, :class:`CountLive` or :class:`TrimIndexes`), runs it through its twin's
+:class:`SetIfEqual`, :class:`CountLive`, :class:`TrimIndexes`, :class:`HashEntries` or
+:class:`Heads`), runs it through its twin's
 one I/O method, ``_execute``, and reads the reply here. Every write is one Lua script
 (:mod:`.scripts`), except the common update on a server with ``SET ... IFEQ`` (Valkey 8.1
 and later; see :meth:`RedisRepositoryBase.update_flow`). The operations that may take
@@ -19,6 +20,7 @@ Key layout (``P`` is the key prefix, ``h`` the 64-hex key the manager hands in):
                          moved marker naming the new key, with the rename's TTL
     P{h[:2]}:index       count index of shard h[:2]: member h, score its count bucket's end (µs)
     P{h[:2]}:moving:h    a session parked while it moves between Cluster slots
+    Puser:u              a user's index (see :mod:`.users`; u: SHA-256 of the user id)
 
 The braces are a Redis Cluster hash tag: a session, its index shard and its parking key
 share one slot, so every script touches a single slot. The 256 tags spread sessions over
@@ -31,13 +33,13 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ormsession.errors import ConfigurationError, StoreError, StoreUnavailableError
 from ormsession.flows import Flow
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import OwnedSession, Owner, StoredSession
 from ormsession.repositories.buckets import (
     DEFAULT_RESOLUTION,
     UNCOUNTED,
@@ -45,11 +47,17 @@ from ormsession.repositories.buckets import (
     checked_resolution,
     place,
 )
-from ormsession.repositories.redis import scripts
+from ormsession.repositories.redis import scripts, users
 from ormsession.repositories.redis.clients import describe_client, is_cluster_client
 from ormsession.repositories.redis.errors import wrap_redis_error
 from ormsession.repositories.redis.recent import DEFAULT_MAX_ENTRIES, RecentValues
-from ormsession.repositories.redis.scripts import MARKER_FORMAT, MARKER_SIZE, PARK_TTL_MS, Script
+from ormsession.repositories.redis.scripts import (
+    MARKER_FORMAT,
+    MARKER_SIZE,
+    OWNED_FORMAT,
+    PARK_TTL_MS,
+    Script,
+)
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
@@ -62,6 +70,8 @@ __all__ = [
     "CountLive",
     "Eval",
     "Get",
+    "HashEntries",
+    "Heads",
     "KeyLayout",
     "RedisRepositoryBase",
     "SetIfEqual",
@@ -95,6 +105,7 @@ _FORMAT = 2
 # UPDATE's is followed by the expected and the new version.
 _CLOCK = struct.Struct(">QQQBQ")
 _VERSIONS = struct.Struct(">QQ")
+_SEEN = struct.Struct(">Q")
 # A moved marker: format, expires µs, the 64-hex key moved to (see scripts.py).
 _MARKER = struct.Struct(">BQ64s")
 assert _MARKER.size == MARKER_SIZE
@@ -114,14 +125,23 @@ def ttl_millis(expires_us: int, now_us: int) -> int:
     return max(1, -(-(expires_us - now_us) // 1000))
 
 
-def encode_record(record: StoredSession, bucket: Bucket) -> bytes:
-    """Header + data, the one value a session is stored as (counted in ``bucket``)."""
+def encode_record(record: StoredSession, bucket: Bucket, seen_us: int = 0) -> bytes:
+    """Header + data, the one value a session is stored as (counted in ``bucket``); a
+    bound record (format 4) also carries ``seen_us`` and its owner (see :mod:`.scripts`)."""
     if record.created_us < 0 or record.expires_us < 0 or record.version < 0:
         raise ValueError("times before 1970 and negative versions cannot be stored")
+    owner = record.owner
     header = _HEADER.pack(
-        _FORMAT, record.version, record.created_us, record.expires_us, bucket.level, bucket.end
+        _FORMAT if owner is None else OWNED_FORMAT,
+        record.version,
+        record.created_us,
+        record.expires_us,
+        bucket.level,
+        bucket.end,
     )
-    return header + record.data
+    if owner is None:
+        return header + record.data
+    return header + _SEEN.pack(seen_us) + users.encode_owner_block(owner) + record.data
 
 
 def decode_record(raw: bytes) -> StoredSession | None:
@@ -129,7 +149,10 @@ def decode_record(raw: bytes) -> StoredSession | None:
     if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
         _, version, created, expires, _level, _end = _HEADER.unpack_from(raw)
         return StoredSession(raw[_HEADER.size :], version, created, expires)
-    return None
+    head = users.decode_head(raw)  # a bound session: only now is the owner read
+    if head is None:
+        return None
+    return head.record._replace(data=raw[head.data_at :])
 
 
 def encode_marker(new_key: str, expires_us: int) -> bytes:
@@ -151,7 +174,7 @@ def decode_marker(raw: bytes) -> tuple[str, int] | None:
 
 def stored_bucket(raw: bytes) -> Bucket:
     """The count bucket a stored value's header names (none for a value not ours)."""
-    if len(raw) >= _HEADER.size and raw[0] == _FORMAT:
+    if len(raw) >= _HEADER.size and raw[0] in (_FORMAT, OWNED_FORMAT):
         return Bucket(*_HEADER.unpack_from(raw)[4:])
     return UNCOUNTED
 
@@ -210,6 +233,10 @@ class KeyLayout:
     def same_slot(self, key: str, other: str) -> bool:
         return key[:2] == other[:2]
 
+    def user(self, user_id: str) -> str:
+        """The index of a user's sessions (see :mod:`.users`)."""
+        return f"{self.prefix}user:{users.user_index_id(user_id)}"
+
     def all_indexes(self) -> tuple[str, ...]:
         return tuple(f"{self.prefix}{{{shard:02x}}}:index" for shard in range(SHARDS))
 
@@ -260,7 +287,38 @@ class TrimIndexes:
     upto: int
 
 
-Command = Get | Eval | SetIfEqual | CountLive | TrimIndexes
+@dataclass(frozen=True, slots=True)
+class HashEntries:
+    """HGETALL one hash; answered with its ``(field, value)`` pairs, as bytes."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heads:
+    """GETRANGE 0 ``size - 1`` of each key (pipelined; on Cluster, per master); answered
+    with a list of bytes (empty for a missing key)."""
+
+    keys: tuple[str, ...]
+    size: int
+
+
+Command = Get | Eval | SetIfEqual | CountLive | TrimIndexes | HashEntries | Heads
+
+
+def _rewritten(
+    old: bytes, version: int, expires_us: int, bucket: Bucket, now_us: int, data: bytes
+) -> bytes:
+    """The value an update of ``old`` writes: as the UPDATE script builds it (a bound
+    value keeps its owner block and gets ``seen`` = ``now_us``)."""
+    created = _HEADER.unpack_from(old)[2]
+    header = _HEADER.pack(old[0], version, created, expires_us, bucket.level, bucket.end)
+    if old[0] != OWNED_FORMAT:
+        return header + data
+    head = users.decode_head(old)
+    if head is None:  # pragma: no cover (only values read back from the store are held)
+        raise ValueError("a bound value that does not decode")
+    return header + _SEEN.pack(now_us) + old[_HEADER.size + 8 : head.data_at] + data
 
 
 # -- the class the twins share ---------------------------------------------------------------
@@ -366,12 +424,48 @@ class RedisRepositoryBase:
         the stored header names)."""
         return clock_arg(expires_us, now_us, place(expires_us, now_us, self.resolution))
 
-    def create_script(self, key: str, record: StoredSession, now_us: int) -> Eval:
-        """Reply: true when stored."""
+    def create_script(
+        self,
+        key: str,
+        record: StoredSession,
+        now_us: int,
+        owner_until_us: int | None = None,
+        *,
+        with_user: bool = False,
+    ) -> Eval:
+        """Reply: true when stored. ``with_user``: a bound record joins its user's index in
+        the same script (plain Redis and Sentinel)."""
         bucket = place(record.expires_us, now_us, self.resolution)
         clock = clock_arg(record.expires_us, now_us, bucket)
-        value = encode_record(record, bucket)
-        return Eval(scripts.CREATE, self.layout.session_and_index(key), (clock, value))
+        value = encode_record(record, bucket, now_us)
+        keys = self.layout.session_and_index(key)
+        owner = record.owner
+        if owner is None or not with_user:
+            return Eval(scripts.CREATE, keys, (clock, value))
+        entry = users.index_entry(owner.handle, now_us)
+        until = users.ttl_arg(owner_until_us, now_us)
+        return Eval(
+            scripts.CREATE, (*keys, self.layout.user(owner.user_id)), (clock, value, entry, until)
+        )
+
+    def create_flow(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None
+    ) -> Flow[Command, bool]:
+        """One script; on Cluster a bound record's key is filed in its user's index first
+        (:meth:`user_add`), so the index never misses a live session."""
+        if record.owner is not None and self.cluster:
+            yield self.user_add(record.owner, key, now_us, users.ttl_arg(owner_until_us, now_us))
+        command = self.create_script(
+            key, record, now_us, owner_until_us, with_user=not self.cluster
+        )
+        return self.created(key, command, (yield command))
+
+    def user_add(self, owner: Owner, key: str, now_us: int, ttl: bytes) -> Eval:
+        """File ``key`` in ``owner``'s index (Cluster: before the key is written)."""
+        entry = users.index_entry(owner.handle, now_us)
+        return Eval(
+            scripts.USER_ADD, (self.layout.user(owner.user_id),), (key.encode(), entry, ttl)
+        )
 
     def update_flow(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
@@ -392,11 +486,7 @@ class RedisRepositoryBase:
         old = self._held(key, expected_version, now_us)
         new = b""  # the value the write stores, when the held one tells its creation time
         if old is not None:
-            created = _HEADER.unpack_from(old)[2]
-            header = _HEADER.pack(
-                _FORMAT, expected_version + 1, created, expires_us, bucket.level, bucket.end
-            )
-            new = header + data
+            new = _rewritten(old, expected_version + 1, expires_us, bucket, now_us, data)
             if (yield from self._replace(key, old, new, ttl_millis(expires_us, now_us))):
                 return expected_version + 1
         versions = _VERSIONS.pack(expected_version, expected_version + 1)
@@ -474,7 +564,7 @@ class RedisRepositoryBase:
     def delete_script(self, key: str) -> Eval:
         """Reply: the key the deleted moved marker named, or None."""
         keys = (*self.layout.session_and_index(key), self.layout.parking(key))
-        return Eval(scripts.DELETE, keys, ())
+        return Eval(scripts.DELETE, keys, (b"c" if self.cluster else b"s",))
 
     def delete_flow(self, key: str) -> Flow[Command, None]:
         """DELETE ``key``; if it held a moved marker, DELETE the key it names, and so on
@@ -495,20 +585,51 @@ class RedisRepositoryBase:
             seen.add(key)
 
     def rename_flow(
-        self, old_key: str, new_key: str, expires_us: int, now_us: int
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
     ) -> Flow[Command, bool]:
-        """One atomic script on plain Redis and Sentinel, and in Cluster mode when both
-        keys share a shard (1 in 256). Otherwise the keys live in different slots, maybe on
-        different masters, and no Redis command spans them: see :meth:`_move_across_slots`.
-        """
-        if self.cluster and not self.layout.same_slot(old_key, new_key):
-            return (yield from self._move_across_slots(old_key, new_key, expires_us, now_us))
+        """One atomic script on plain Redis and Sentinel (the user indexes included), and
+        in Cluster mode for an unbound session when both keys share a shard (1 in 256).
+        Otherwise the keys live in different slots, maybe on different masters (and a
+        bound session's user index in yet another), and no Redis command spans them: see
+        :meth:`_move_across_slots`."""
+        clock = self._clock(expires_us, now_us)
         keys = (*self.layout.session_and_index(old_key), *self.layout.session_and_index(new_key))
-        moved = yield Eval(scripts.RENAME, keys, (self._clock(expires_us, now_us),))
-        return bool(moved)
+        if not self.cluster:
+            if owner is None:
+                return bool((yield Eval(scripts.RENAME, keys, (clock, b"s"))))
+            args = (
+                clock,
+                b"s",
+                users.encode_owner_block(owner),
+                users.index_entry(owner.handle, now_us),
+                users.ttl_arg(owner_until_us, now_us),
+            )
+            binding = (*keys, self.layout.user(owner.user_id))
+            return bool((yield Eval(scripts.RENAME, binding, args)))
+        if owner is None and self.layout.same_slot(old_key, new_key):
+            moved = yield Eval(scripts.RENAME, keys, (clock, b"c"))
+            if moved != 2:  # 2: a bound session, whose index is in another slot
+                return bool(moved)
+        return (
+            yield from self._move_across_slots(
+                old_key, new_key, expires_us, now_us, owner, owner_until_us
+            )
+        )
 
     def _move_across_slots(
-        self, old_key: str, new_key: str, expires_us: int, now_us: int
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
     ) -> Flow[Command, bool]:
         """Park, copy, discard: a rename between slots that never shows two live copies and
         loses to a destroy at every step.
@@ -516,7 +637,14 @@ class RedisRepositoryBase:
         1. PARK moves the old record to a parking key in its own slot, leaves the moved
            marker under the old key (from here on, the old id finds nothing and a second
            rename of it fails) and returns the record.
-        2. CREATE writes it, with the new expiry, under the new key.
+        1b. For a bound record (or a login: ``owner``), USER_ADD files the new key in the
+           user's index before step 2 makes it live (so a revoke_all that reads the index
+           from then on finds the new key; one that read it before finds the old key, whose
+           marker it follows). A plain rename keeps the index at least as long as the
+           session (``expires_us``); a login as ``owner_until_us`` says. The old key's
+           entry stays: its marker leads to the new key while the move is in flight, and
+           the next listing or revoke drops it once the marker is gone.
+        2. CREATE writes it, with the new expiry (and owner), under the new key.
         3. DISCARD drops the parked copy, and tells whether the marker still stands. A
            DELETE of the old key in between removed marker and parked copy together, and
            deleted what the marker named (maybe before step 2 wrote it): the rename lost
@@ -533,7 +661,13 @@ class RedisRepositoryBase:
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return False
-            create = self.create_script(new_key, record._replace(expires_us=expires_us), now_us)
+            bound = owner or record.owner
+            if bound is not None:
+                until = owner_until_us if owner is not None else expires_us
+                ttl = users.ttl_arg(until, now_us)
+                yield self.user_add(bound, new_key, now_us, ttl)
+            moving = record._replace(expires_us=expires_us, owner=bound)
+            create = self.create_script(new_key, moving, now_us)
             stored = yield create
             if not stored:
                 # A retried CREATE whose first run stored it finds its own value there.
@@ -602,6 +736,116 @@ class RedisRepositoryBase:
                 cause,
                 error,
             )
+
+    # -- the user index (see .users) ------------------------------------------------------
+    def sessions_of_flow(self, user_id: str, now_us: int) -> Flow[Command, list[OwnedSession]]:
+        """One script (USER_LIST) on plain Redis and Sentinel. On Cluster: HGETALL of the
+        index, the heads of the sessions it names (one pipeline), and, if some entries name
+        nothing any more, one script dropping them."""
+        index = self.layout.user(user_id)
+        clock = clock_arg(now_us, now_us, UNCOUNTED)
+        if not self.cluster:
+            reply = yield Eval(scripts.USER_LIST, (index,), (clock,))
+            return self._listed(users.pairs(reply), user_id, now_us)
+        entries = [(key, entry) for key, entry in (yield HashEntries(index))]
+        named = [(key, entry) for key, entry in entries if _SESSION_KEY.fullmatch(key)]
+        forget = [key for key, _ in entries if not _SESSION_KEY.fullmatch(key)]
+        heads: list[bytes] = []
+        if named:
+            keys = tuple(self.layout.session(key) for key, _ in named)
+            heads = [bytes(raw or b"") for raw in (yield Heads(keys, users.HEAD_BYTES))]
+        found = []
+        for (key, entry), raw in zip(named, heads, strict=True):
+            head = users.decode_head(raw)
+            if head is not None and head.owner.user_id == user_id:
+                if head.record.expires_us > now_us:
+                    found.append((key, raw))
+                    continue
+            elif decode_marker(raw) is not None:
+                continue  # the old key of a move: its entry goes once the marker does
+            elif not raw and users.entry_time(entry) + users.ENTRY_GRACE_US > now_us:
+                continue  # maybe a create or move in flight, about to write its key
+            forget.append(key)
+        if forget:
+            yield self._forget(index, forget)
+        return self._listed(found, user_id, now_us)
+
+    def _listed(
+        self, found: Iterable[tuple[str, bytes]], user_id: str, now_us: int
+    ) -> list[OwnedSession]:
+        listed = []
+        for key, raw in found:
+            head = users.decode_head(raw)
+            live = head is not None and head.record.expires_us > now_us
+            if live and head is not None and head.owner.user_id == user_id:
+                listed.append(users.owned_session(key, head))
+        return listed
+
+    def _forget(self, index: str, keys: Sequence[str]) -> Eval:
+        return Eval(scripts.USER_FORGET, (index,), tuple(key.encode() for key in keys))
+
+    def revoke_flow(
+        self, user_id: str, handle: str, keep_key: str | None, now_us: int
+    ) -> Flow[Command, int]:
+        """End the user's sessions with ``handle`` ('' for all) but ``keep_key``; how many.
+
+        One script (USER_REVOKE) on plain Redis and Sentinel. On Cluster: HGETALL of the
+        index, then one REVOKE_HOP per key reached (an entry's key, and the keys its moved
+        markers lead to, each once), then one script dropping the entries gone through. Every live
+        session of the user is in the index, or is reached through a marker of a key that
+        is (see :mod:`.users`), so none is missed; a session seen twice (through its old
+        key and its new one while it moves) is counted once, by its handle."""
+        index = self.layout.user(user_id)
+        clock = clock_arg(now_us, now_us, UNCOUNTED)
+        keep = keep_key or ""
+        if not self.cluster:
+            args = (clock, handle.encode("ascii"), keep.encode("ascii"))
+            return int((yield Eval(scripts.USER_REVOKE, (index,), args)))
+        return (yield from self._revoke_across_slots(index, user_id, handle, keep, now_us))
+
+    def _revoke_across_slots(
+        self, index: str, user_id: str, handle: str, keep: str, now_us: int
+    ) -> Flow[Command, int]:
+        """revoke_flow on Cluster: each key reached is hopped once, however many entries
+        lead to it (an old key's marker and the new key's own entry, say)."""
+        args = (
+            clock_arg(now_us, now_us, UNCOUNTED),
+            users.user_index_id(user_id).encode("ascii"),
+            handle.encode("ascii"),
+        )
+        state_of: dict[str, bytes] = {}  # what each key's hop found
+        reaches_end: set[str] = set()  # keys whose chain ended a session
+        ended: set[bytes] = set()  # the handles of the sessions ended
+        forget = []
+        for key, entry in (yield HashEntries(index)):
+            if not _SESSION_KEY.fullmatch(key):
+                forget.append(key)
+                continue
+            if key == keep or (handle and users.entry_handle(entry) != handle):
+                continue
+            chain, at = [], key
+            while at and at != keep and at not in state_of and _SESSION_KEY.fullmatch(at):
+                layout = self.layout
+                keys = (*layout.session_and_index(at), layout.parking(at))
+                reply = yield Eval(scripts.REVOKE_HOP, keys, args)
+                gone, to, state = (bytes(part) for part in reply)
+                state_of[at] = state
+                chain.append(at)
+                if gone:
+                    ended.add(gone)
+                    reaches_end.update(chain)
+                at = to.decode("ascii", "replace")
+            if at in reaches_end:  # joined a chain that ended a session
+                reaches_end.update(chain)
+            first = state_of.get(key, b"")
+            stale = first == b"other" or (
+                first == b"none" and users.entry_time(entry) + users.ENTRY_GRACE_US <= now_us
+            )
+            if key in reaches_end or stale:
+                forget.append(key)
+        if forget:
+            yield self._forget(index, forget)
+        return len(ended)
 
 
 def check_acknowledged(acknowledged: int, wanted: int, timeout_ms: int) -> None:

@@ -13,12 +13,14 @@ from redis.exceptions import NoScriptError
 
 from ormsession.errors import StoreError
 from ormsession.flows import run
-from ormsession.repositories.base import SessionRepository, StoredSession
+from ormsession.repositories.base import OwnedSession, Owner, SessionRepository, StoredSession
 from ormsession.repositories.redis.base import (
     Command,
     CountLive,
     Eval,
     Get,
+    HashEntries,
+    Heads,
     RedisRepositoryBase,
     SetIfEqual,
     TrimIndexes,
@@ -26,6 +28,7 @@ from ormsession.repositories.redis.base import (
 )
 from ormsession.repositories.redis.clients import RAW
 from ormsession.repositories.redis.errors import REDIS_ERRORS
+from ormsession.repositories.redis.users import pairs
 
 __all__ = ["RedisRepository"]
 
@@ -45,9 +48,11 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
             raise
         return self.record_from(raw, key, now_us)
 
-    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        command = self.create_script(key, record, now_us)
-        return self.created(key, command, self._execute(command, "create"))
+    def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        flow = self.create_flow(key, record, now_us, owner_until_us)
+        return run(flow, lambda command: self._execute(command, "create"))
 
     def update(
         self, key: str, data: bytes, expires_us: int, expected_version: int, now_us: int
@@ -62,8 +67,16 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         flow = self.delete_flow(key)
         run(flow, lambda command: self._execute(command, "delete"))
 
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        flow = self.rename_flow(old_key, new_key, expires_us, now_us)
+    def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        flow = self.rename_flow(old_key, new_key, expires_us, now_us, owner, owner_until_us)
         return run(flow, lambda command: self._execute(command, "rename"))
 
     def moved(self, key: str, now_us: int) -> bool:
@@ -74,6 +87,18 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
                 return False
             raise
         return self.marker_from(raw, now_us)
+
+    def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        flow = self.sessions_of_flow(user_id, now_us)
+        return run(flow, lambda command: self._execute(command, "sessions_of"))
+
+    def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        flow = self.revoke_flow(user_id, handle, None, now_us)
+        return bool(run(flow, lambda command: self._execute(command, "revoke")))
+
+    def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        flow = self.revoke_flow(user_id, "", keep_key, now_us)
+        return run(flow, lambda command: self._execute(command, "revoke_all"))
 
     def count(self, now_us: int) -> int:
         return int(self._execute(CountLive(self.layout.all_indexes(), now_us), "count"))
@@ -107,6 +132,10 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
                         keys, lambda pipe, key: pipe.zcount(key, f"({above}", "+inf")
                     )
                     return sum(counts)
+                case HashEntries(key):
+                    return pairs(self.client.execute_command("HGETALL", key, **RAW))
+                case Heads(keys, size):
+                    return self._pipelined(keys, lambda pipe, key: pipe.getrange(key, 0, size - 1))
                 case TrimIndexes(keys, upto):
                     return self._pipelined(
                         keys, lambda pipe, key: pipe.zremrangebyscore(key, "-inf", upto)

@@ -10,6 +10,20 @@ A stored value is a 34-byte header and the data (see :mod:`.base`)::
     bytes 27-34  the count bucket's end    (seconds since the Unix epoch, unsigned)
     bytes 35-    the data
 
+A session bound to a user (see :mod:`.users`) is stored in format 4: the same 34 bytes
+(format marker 4), then::
+
+    bytes 35-42  seen             (microseconds: the ``now`` of the last write)
+    bytes 43-106 the user's index id: SHA-256 of the user id, 64 lowercase hex characters
+    bytes 107-108 the length M of the owner fields
+    bytes 109-   the owner fields: user id, handle, user agent, IP address, each a 2-byte
+                 length (0xFFFF: none) and its UTF-8 bytes
+    then         the data
+
+so an unbound session reads and writes exactly the bytes it always did, and every write of
+a bound one sets ``seen`` in the bytes it already rewrites (TOUCH's one SETRANGE covers
+expiry, bucket and seen, which are contiguous).
+
 A rename leaves a *moved marker* under the old key: a value of its own format, 73 bytes::
 
     byte 1       format marker, 3
@@ -25,7 +39,9 @@ are never in the count index.
 A value of another format or length is not a session: scripts treat it as absent.
 
 Scripts read only the header (GETRANGE 0 33; CREATE and DELETE at most a marker's 73
-bytes), so a compare-and-set or a touch never copies the data through Lua, and judge
+bytes; an update of a bound session its owner block too, which it keeps), so a
+compare-and-set or a touch never copies the data through Lua (a login's RENAME does, once,
+to put the owner before it), and judge
 liveness by the ``now`` the caller passes, as the repository contract demands, not by
 Redis' own clock.
 
@@ -72,12 +88,19 @@ __all__ = [
     "DISCARD",
     "MARKER_FORMAT",
     "MARKER_SIZE",
+    "OWNED_FORMAT",
+    "OWNED_HEAD",
     "PARK",
     "PARK_TTL_MS",
     "RENAME",
+    "REVOKE_HOP",
     "TOUCH",
     "UNPARK",
     "UPDATE",
+    "USER_ADD",
+    "USER_FORGET",
+    "USER_LIST",
+    "USER_REVOKE",
     "Script",
 ]
 
@@ -86,6 +109,10 @@ PARK_TTL_MS = 60_000
 #: The first byte of a moved marker, and its whole length (see the module docstring).
 MARKER_FORMAT = 3
 MARKER_SIZE = 73
+#: The first byte of a bound session's value, and the length of its fixed part (header, seen,
+#: user index id, owner fields' length).
+OWNED_FORMAT = 4
+OWNED_HEAD = 108
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +138,57 @@ class Script:
 _LIVE = """
 local function live(key, now)
   local h = redis.call('GETRANGE', key, 0, 33)
-  if #h ~= 34 or string.byte(h, 1) ~= 2 then return false end
+  if #h ~= 34 then return false end
+  local f = string.byte(h, 1)
+  if f ~= 2 and f ~= 4 then return false end
   if struct.unpack('>I8', h, 18) > now then return h end
   return false
+end
+"""
+
+#: ``owner_block(key)``: bytes 43 on of a format 4 value, up to the data: the user's index id
+#: (64 hex), the fields' length and the fields.
+_OWNER_BLOCK = """
+local function owner_block(key)
+  local m = struct.unpack('>I2', redis.call('GETRANGE', key, 106, 107))
+  return redis.call('GETRANGE', key, 42, 107 + m)
+end
+"""
+
+#: ``user_index(session_key, id)``: the user index named by ``id``, under the session key's
+#: prefix (``P{xx}:`` and 64 hex end a session key; ``P`` + ``user:`` + 64 hex a user index).
+_USER_INDEX = """
+local function user_index(key, id)
+  return string.sub(key, 1, #key - 69) .. 'user:' .. id
+end
+"""
+
+#: ``owner_block``, ``user_index`` and ``handle_of(block)``: the handle in an owner block.
+#: (Split so that the hot scripts define only what they call: a definition runs on every
+#: call of its script.)
+_OWNER = (
+    _OWNER_BLOCK
+    + _USER_INDEX
+    + """
+local function handle_of(block)
+  local at = 69 + struct.unpack('>I2', block, 67)
+  return string.sub(block, at + 2, at + 1 + struct.unpack('>I2', block, at))
+end
+"""
+)
+
+#: ``bind(uidx, key, entry, until_ms)``: file a session key (its last 64 characters) in a
+#: user index with ``entry`` (8 bytes of µs, when filed, and the handle), and keep the index
+#: at least ``until_ms`` more (the longer of that and what it had; 0: no limit, PERSIST).
+_BIND = """
+local function bind(uidx, key, entry, until_ms)
+  local pttl = redis.call('PTTL', uidx)
+  redis.call('HSET', uidx, string.sub(key, -64), entry)
+  if until_ms == 0 then
+    redis.call('PERSIST', uidx)
+  elseif pttl == -2 or (pttl >= 0 and pttl < until_ms) then
+    redis.call('PEXPIRE', uidx, until_ms)
+  end
 end
 """
 
@@ -131,24 +206,28 @@ end
 #: Unpacks the clock argument (see the module docstring) into Lua numbers.
 _CLOCK = "local now, ttl, expires, level, last = struct.unpack('>I8I8I8BI8', ARGV[1])\n"
 
-#: KEYS: session, index. ARGV: clock, value (a format 2 header with the clock's bucket, and
-#: the data). Stores the value unless a live record or an unexpired moved marker holds the
+#: KEYS: session, index[, user index]. ARGV: clock, value (a format 2 or 4 header with the
+#: clock's bucket, and the data)[, the user index entry, the index's TTL (8 bytes, ms; 0:
+#: none)]. Stores the value unless a live record or an unexpired moved marker holds the
 #: key; trims the shard's index of members whose bucket ended by now (opportunistic
-#: clean-up, so it never grows unbounded).
+#: clean-up, so it never grows unbounded); with a user index (plain Redis, Sentinel), files
+#: the key there in the same step.
 CREATE = Script.define(
     "create",
     _INDEX,
+    _BIND,
     _CLOCK,
     f"""
 local v = redis.call('GETRANGE', KEYS[1], 0, {MARKER_SIZE - 1})
 local f = string.byte(v, 1)
-if f == 2 and #v >= 34 and struct.unpack('>I8', v, 18) > now then return 0 end
+if (f == 2 or f == 4) and #v >= 34 and struct.unpack('>I8', v, 18) > now then return 0 end
 if f == {MARKER_FORMAT} and #v == {MARKER_SIZE} and struct.unpack('>I8', v, 2) > now then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 index(KEYS[2], KEYS[1], last, now)
+if KEYS[3] then bind(KEYS[3], KEYS[1], ARGV[3], struct.unpack('>I8', ARGV[4])) end
 return 1
 """,
 )
@@ -158,24 +237,30 @@ return 1
 #: carried over from the stored header. The clock's bucket is the one the new expiry falls
 #: in: the same bytes as the header's while the expiry stays in its bucket (no ZADD), else
 #: the index follows.
+#: A bound record (format 4) keeps its owner block and gets ``seen`` = now.
 UPDATE = Script.define(
     "update",
     _LIVE,
+    _OWNER_BLOCK,
     _INDEX,
     _CLOCK,
     """
 local h = live(KEYS[1], now)
 if not h or string.sub(h, 2, 9) ~= string.sub(ARGV[1], 34, 41) then return 0 end
 if string.sub(h, 26, 34) ~= string.sub(ARGV[1], 25, 33) then index(KEYS[2], KEYS[1], last, now) end
-local header = string.char(2) .. string.sub(ARGV[1], 42, 49) .. string.sub(h, 10, 17)
-redis.call('SET', KEYS[1], header .. string.sub(ARGV[1], 17, 33) .. ARGV[2], 'PX', ttl)
+local f = string.byte(h, 1)
+local header = string.char(f) .. string.sub(ARGV[1], 42, 49) .. string.sub(h, 10, 17)
+header = header .. string.sub(ARGV[1], 17, 33)
+if f == 4 then header = header .. string.sub(ARGV[1], 1, 8) .. owner_block(KEYS[1]) end
+redis.call('SET', KEYS[1], header .. ARGV[2], 'PX', ttl)
 return 1
 """,
 )
 
 #: KEYS: session, index. ARGV: clock. Rewrites only the header's expiry and bucket fields
-#: (SETRANGE keeps the data and the TTL, which PEXPIRE then moves); re-files the session
-#: only when the new expiry leaves the bucket the header named.
+#: (SETRANGE keeps the data and the TTL, which PEXPIRE then moves), and a bound record's
+#: ``seen`` right after them; re-files the session only when the new expiry leaves the
+#: bucket the header named.
 TOUCH = Script.define(
     "touch",
     _LIVE,
@@ -184,23 +269,33 @@ TOUCH = Script.define(
     """
 local h = live(KEYS[1], now)
 if not h then return 0 end
-redis.call('SETRANGE', KEYS[1], 17, string.sub(ARGV[1], 17, 33))
+local fields = string.sub(ARGV[1], 17, 33)
+if string.byte(h, 1) == 4 then fields = fields .. string.sub(ARGV[1], 1, 8) end
+redis.call('SETRANGE', KEYS[1], 17, fields)
 if string.sub(h, 26, 34) ~= string.sub(ARGV[1], 25, 33) then index(KEYS[2], KEYS[1], last, now) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 """,
 )
 
-#: KEYS: session, index, its parking key. Deletes the key and its parking key (a record
-#: parked by a Cluster rename in flight: the rename then finds it gone and gives up) and
-#: the index member. Returns the key a deleted moved marker named (the caller deletes it
-#: next), else nil.
+#: KEYS: session, index, its parking key. ARGV: ``s`` on plain Redis and Sentinel, ``c`` on
+#: Cluster. Deletes the key and its parking key (a record parked by a Cluster rename in
+#: flight: the rename then finds it gone and gives up) and the index member; with ``s``, a
+#: bound record also leaves its user's index (on Cluster that index is in another slot: the
+#: next listing or revoke prunes the entry). Returns the key a deleted moved marker named
+#: (the caller deletes it next), else nil.
 DELETE = Script.define(
     "delete",
+    _USER_INDEX,
     f"""
-local marker = redis.call('STRLEN', KEYS[1]) == {MARKER_SIZE}
-  and redis.call('GETRANGE', KEYS[1], 0, 0) == string.char({MARKER_FORMAT})
+local size = redis.call('STRLEN', KEYS[1])
+local first = redis.call('GETRANGE', KEYS[1], 0, 0)
+local marker = size == {MARKER_SIZE} and first == string.char({MARKER_FORMAT})
 local to = marker and redis.call('GETRANGE', KEYS[1], 9, {MARKER_SIZE - 1})
+if ARGV[1] == 's' and size >= {OWNED_HEAD} and first == string.char({OWNED_FORMAT}) then
+  local id = redis.call('GETRANGE', KEYS[1], 42, 105)
+  redis.call('HDEL', user_index(KEYS[1], id), string.sub(KEYS[1], -64))
+end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 return to
@@ -215,21 +310,55 @@ local function moved(expires_field, key)
 end
 """
 
-#: KEYS: old, old index, new, new index (one slot in Cluster mode). ARGV: clock. RENAME
-#: keeps data, version and creation time; the new expiry and the clock's bucket go into the
-#: header, the expiry into the TTL; the new key is filed under the clock's bucket. The old
-#: key gets a moved marker naming the new one, with the same expiry and TTL.
+#: KEYS: old, old index, new, new index (one slot in Cluster mode)[, the new owner's user
+#: index]. ARGV: clock, mode (``s``: plain Redis or Sentinel, ``c``: Cluster)[, the new
+#: owner block (bytes 43 on of a format 4 value, up to the data), its index entry, the
+#: index's TTL (8 bytes, ms; 0: none)]. RENAME keeps data, version and creation time; the
+#: new expiry and the clock's bucket go into the header, the expiry into the TTL; the new
+#: key is filed under the clock's bucket. The old key gets a moved marker naming the new
+#: one, with the same expiry and TTL. A bound record gets ``seen`` = now, and its user index
+#: entry moves to the new key. With an owner (a login) the record is rewritten as bound to
+#: it: it leaves its previous owner's index and joins the new one's. In Cluster mode a
+#: bound record's user index lives in another slot: the script changes nothing and returns
+#: 2, and the repository moves it by the cross-slot protocol instead.
 RENAME = Script.define(
     "rename",
     _LIVE,
+    _OWNER,
+    _BIND,
     _INDEX,
     _MOVED,
     _CLOCK,
     """
-if not live(KEYS[1], now) then return 0 end
-redis.call('RENAME', KEYS[1], KEYS[3])
-redis.call('SETRANGE', KEYS[3], 17, string.sub(ARGV[1], 17, 33))
-redis.call('PEXPIRE', KEYS[3], ttl)
+local h = live(KEYS[1], now)
+if not h then return 0 end
+local f = string.byte(h, 1)
+if ARGV[2] == 'c' and f == 4 then return 2 end
+local fields, seen = string.sub(ARGV[1], 17, 33), string.sub(ARGV[1], 1, 8)
+if ARGV[3] then
+  local from = 34
+  if f == 4 then
+    local block = owner_block(KEYS[1])
+    redis.call('HDEL', user_index(KEYS[1], string.sub(block, 1, 64)), string.sub(KEYS[1], -64))
+    from = 42 + #block
+  end
+  local data = redis.call('GETRANGE', KEYS[1], from, -1)
+  local value = string.char(4) .. string.sub(h, 2, 17) .. fields .. seen .. ARGV[3] .. data
+  redis.call('SET', KEYS[3], value, 'PX', ttl)
+  bind(KEYS[5], KEYS[3], ARGV[4], struct.unpack('>I8', ARGV[5]))
+else
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  if f == 4 then
+    redis.call('SETRANGE', KEYS[3], 17, fields .. seen)
+    local block = owner_block(KEYS[3])
+    local uidx = user_index(KEYS[3], string.sub(block, 1, 64))
+    redis.call('HDEL', uidx, string.sub(KEYS[1], -64))
+    bind(uidx, KEYS[3], seen .. handle_of(block), ttl)
+  else
+    redis.call('SETRANGE', KEYS[3], 17, fields)
+  end
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
 redis.call('SET', KEYS[1], moved(string.sub(ARGV[1], 17, 24), KEYS[3]), 'PX', ttl)
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 index(KEYS[4], KEYS[3], last, now)
@@ -296,5 +425,155 @@ local kept = redis.call('GET', KEYS[2]) == ARGV[1]
 redis.call('DEL', KEYS[1])
 if kept then return 1 end
 return 0
+""",
+)
+
+
+# -- the user index (see ormsession.repositories.redis.users) -----------------------------------
+
+#: ``owned_by(key, now, id, handle)``: the owner block of a live record under ``key`` bound
+#: to the user whose index id is ``id`` (and, unless ``handle`` is empty, with that handle),
+#: else false. ``hop(key, idx, parking, now, id, handle)``: one step of a revoke (see
+#: REVOKE_HOP).
+_HOP = f"""
+local function owned_by(key, now, id, handle)
+  local h = live(key, now)
+  if not h or string.byte(h, 1) ~= 4 then return false end
+  local block = owner_block(key)
+  if string.sub(block, 1, 64) ~= id then return false end
+  if handle ~= '' and handle_of(block) ~= handle then return false end
+  return block
+end
+local function hop(key, idx, parking, now, id, handle)
+  local v = redis.call('GETRANGE', key, 0, {MARKER_SIZE - 1})
+  if #v == {MARKER_SIZE} and string.byte(v, 1) == {MARKER_FORMAT} then
+    local to = string.sub(v, 10, {MARKER_SIZE})
+    local parked = owned_by(parking, now, id, handle)
+    if parked then
+      redis.call('DEL', key, parking)
+      return {{handle_of(parked), to, 'ended'}}
+    end
+    return {{'', to, 'marker'}}
+  end
+  local block = owned_by(key, now, id, handle)
+  if not block then
+    if #v == 0 then return {{'', '', 'none'}} end
+    return {{'', '', 'other'}}
+  end
+  redis.call('DEL', key, parking)
+  redis.call('ZREM', idx, string.sub(key, -64))
+  return {{handle_of(block), '', 'ended'}}
+end
+"""
+
+#: One step of a revoke on Cluster. KEYS: a session key, its count index, its parking key.
+#: ARGV: clock, the user's index id, the handle ('' for any). A live record of that user
+#: (and handle) is deleted. A moved marker is followed, not deleted (the rename it names
+#: is done, and the record it leads to may be another user's since a login), unless its
+#: parking key holds that user's record: a move in flight, which the destroy wins (marker
+#: and parked copy go; the mover finds its marker gone and deletes its copy). Returns
+#: {the ended session's handle or '', the key a marker names or '', what was there:
+#: ``ended``, ``marker``, ``none`` (nothing) or ``other`` (a record not that user's)}.
+REVOKE_HOP = Script.define(
+    "revoke_hop",
+    _LIVE,
+    _OWNER,
+    _HOP,
+    _CLOCK,
+    """
+return hop(KEYS[1], KEYS[2], KEYS[3], now, ARGV[2], ARGV[3])
+""",
+)
+
+#: ``tag(key64, prefix)``: the hash-tagged key name start of a session key (see base.py).
+_TAG = """
+local function tag(prefix, key)
+  return prefix .. '{' .. string.sub(key, 1, 2) .. '}:'
+end
+"""
+
+#: revoke and revoke_all on plain Redis and Sentinel, in one step. KEYS: the user index.
+#: ARGV: clock, the handle ('' for all), the key to keep ('' for none). Ends each session
+#: the index names (with that handle) as REVOKE_HOP does, following moved markers, never
+#: the kept one, and drops the entries it went through. Returns how many sessions ended.
+USER_REVOKE = Script.define(
+    "user_revoke",
+    _LIVE,
+    _OWNER,
+    _HOP,
+    _TAG,
+    _CLOCK,
+    """
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - 69)
+local id = string.sub(KEYS[1], -64)
+local entries = redis.call('HGETALL', KEYS[1])
+local ended, count, seen = {}, 0, {}
+for i = 1, #entries, 2 do
+  local key = entries[i]
+  if key ~= ARGV[3] and (ARGV[2] == '' or string.sub(entries[i + 1], 9) == ARGV[2]) then
+    local at = key
+    while at ~= '' and at ~= ARGV[3] and not seen[at] do
+      seen[at] = true
+      local t = tag(prefix, at)
+      local r = hop(t .. at, t .. 'index', t .. 'moving:' .. at, now, id, ARGV[2])
+      if r[1] ~= '' and not ended[r[1]] then
+        ended[r[1]] = true
+        count = count + 1
+      end
+      at = r[2]
+    end
+    redis.call('HDEL', KEYS[1], key)
+  end
+end
+return count
+""",
+)
+
+#: sessions_of on plain Redis and Sentinel, in one step. KEYS: the user index. ARGV: clock.
+#: Returns {key, head, key, head, ...}: each live session of that user and the bytes of its
+#: value up to the data (header, seen, owner block); drops the entries of anything else.
+USER_LIST = Script.define(
+    "user_list",
+    _LIVE,
+    _OWNER,
+    _HOP,
+    _TAG,
+    _CLOCK,
+    f"""
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - 69)
+local id = string.sub(KEYS[1], -64)
+local keys = redis.call('HKEYS', KEYS[1])
+local out = {{}}
+for _, key in ipairs(keys) do
+  local name = tag(prefix, key) .. key
+  local block = owned_by(name, now, id, '')
+  if block then
+    out[#out + 1] = key
+    out[#out + 1] = redis.call('GETRANGE', name, 0, {OWNED_HEAD - 67} + #block)
+  else
+    redis.call('HDEL', KEYS[1], key)
+  end
+end
+return out
+""",
+)
+
+#: Step 1 of a create or a move with an owner on Cluster, before the session key is
+#: written (so the index never misses a live session). KEYS: the user index. ARGV: the
+#: session key (64 hex), the entry, the index's TTL (8 bytes, ms; 0: none).
+USER_ADD = Script.define(
+    "user_add",
+    _BIND,
+    """
+bind(KEYS[1], ARGV[1], ARGV[2], struct.unpack('>I8', ARGV[3]))
+return 1
+""",
+)
+
+#: Drop entries from a user index. KEYS: the user index. ARGV: the session keys (64 hex).
+USER_FORGET = Script.define(
+    "user_forget",
+    """
+return redis.call('HDEL', KEYS[1], unpack(ARGV))
 """,
 )

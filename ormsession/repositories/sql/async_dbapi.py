@@ -27,15 +27,25 @@ __all__ = ["ASYNC_DRIVERS", "AsyncDriver", "driver_for"]
 class _Result:
     """Rows and a row count, shaped like :class:`~.dbapi.RawResult`."""
 
-    __slots__ = ("_row", "rowcount")
+    __slots__ = ("_row", "_rows", "rowcount")
 
-    def __init__(self, row: Sequence[Any] | None, rowcount: int) -> None:
+    def __init__(
+        self,
+        row: Sequence[Any] | None,
+        rowcount: int,
+        rows: Sequence[Sequence[Any]] | None = None,
+    ) -> None:
         self._row = row
+        self._rows = rows
         self.rowcount = rowcount
 
     def first(self) -> tuple[Any, ...] | None:
         # Time columns as the driver returns them (see types.us_from_column).
         return None if self._row is None else tuple(self._row)
+
+    def all(self) -> list[tuple[Any, ...]]:
+        rows = self._rows if self._rows is not None else [] if self._row is None else [self._row]
+        return [tuple(row) for row in rows]
 
     def scalar_one(self) -> Any:
         if self._row is None:
@@ -72,8 +82,16 @@ class AsyncDriver:
         server would make wait (asyncpg's for up to 2 s)."""
 
     async def run(
-        self, connection: Any, statement: CompiledStatement, params: Any, returns_rows: bool
+        self,
+        connection: Any,
+        statement: CompiledStatement,
+        params: Any,
+        returns_rows: bool,
+        many: bool = False,
     ) -> _Result:
+        if many:
+            rows = await self.fetch_rows(connection, statement.sql, params)
+            return _Result(rows[0] if rows else None, len(rows), rows)
         if returns_rows:
             row = await self.fetch_row(connection, statement.sql, params)
             return _Result(row, 1 if row is not None else 0)
@@ -82,6 +100,14 @@ class AsyncDriver:
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         """The first row a query returns, as the driver gives it (None: no row)."""
         raise NotImplementedError
+
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        """Every row a query returns (the user index's lookups), through the DBAPI-like
+        cursor most asyncio drivers have; the others override it."""
+        async with connection.cursor() as cursor:
+            await cursor.execute(sql, params)
+            rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+            return rows
 
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
@@ -124,6 +150,10 @@ class _Asyncpg(AsyncDriver):
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         row: Sequence[Any] | None = await connection.fetchrow(sql, *params)
         return row
+
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await connection.fetch(sql, *params)
+        return rows
 
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         status: str = await connection.execute(sql, *params)
@@ -192,6 +222,12 @@ class _Aiomysql(_MySQLCodes):
             row: Sequence[Any] | None = await cursor.fetchone()
             return row
 
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        async with connection.cursor() as cursor:
+            await cursor.execute(self._query(connection, sql, params))
+            rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+            return rows
+
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         async with connection.cursor() as cursor:
             await cursor.execute(self._query(connection, sql, params))
@@ -243,6 +279,11 @@ class _PsycopgAsync(AsyncDriver):
         cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
         row: Sequence[Any] | None = await cursor.fetchone()  # no I/O: the rows are here
         return row
+
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
+        rows: Sequence[Sequence[Any]] = await cursor.fetchall()  # no I/O, as above
+        return rows
 
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         cursor = await _cut_when_cancelled(connection, connection.execute(sql, params))
@@ -299,6 +340,10 @@ class _Aiosqlite(AsyncDriver):
         # come here return one row at most.
         rows: Sequence[Sequence[Any]] = await connection.execute_fetchall(sql, params)
         return rows[0] if rows else None
+
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await connection.execute_fetchall(sql, params)
+        return rows
 
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         # One hop, not two (execute, then the cursor's close): the statement runs and its

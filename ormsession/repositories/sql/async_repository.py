@@ -20,7 +20,12 @@ from sqlalchemy.util import await_only, greenlet_spawn
 
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.flows import arun
-from ormsession.repositories.base import AsyncSessionRepository, StoredSession
+from ormsession.repositories.base import (
+    AsyncSessionRepository,
+    OwnedSession,
+    Owner,
+    StoredSession,
+)
 from ormsession.repositories.sql import moves
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
 from ormsession.repositories.sql.bridge import spawn
@@ -162,17 +167,20 @@ class AsyncSqlRepository(AsyncSessionRepository):
         )
         return self._read_row(row)
 
-    async def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        if await self._insert(key, record):
+    async def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        # owner_until_us is for stores whose index expires: here the index is a column.
+        if await self._insert(key, record, now_us):
             return True
         # Only an expired row may be replaced; a live one means "pick another key".
         return await self._execute(
             self._queries.reclaim_expired_key(key, now_us)
-        ) and await self._insert(key, record)
+        ) and await self._insert(key, record, now_us)
 
-    async def _insert(self, key: str, record: StoredSession) -> bool:
+    async def _insert(self, key: str, record: StoredSession, now_us: int) -> bool:
         try:
-            await self._execute(self._queries.insert(key, record))
+            await self._execute(self._queries.insert(key, record, now_us))
         except IntegrityError:
             return False
         return True
@@ -189,12 +197,31 @@ class AsyncSqlRepository(AsyncSessionRepository):
     async def delete(self, key: str) -> None:
         await arun(moves.delete(self._queries, key), self._execute)
 
-    async def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us)
+    async def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us, owner)
         return await arun(flow, self._execute)
 
     async def moved(self, key: str, now_us: int) -> bool:
         return await self._execute(self._queries.moved(key, now_us))
+
+    async def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        return await self._execute(self._queries.sessions_of(user_id, now_us))
+
+    async def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        flow = moves.revoke(self._queries, "revoke", user_id, handle, None, now_us)
+        return bool(await arun(flow, self._execute))
+
+    async def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        flow = moves.revoke(self._queries, "revoke_all", user_id, None, keep_key, now_us)
+        return await arun(flow, self._execute)
 
     async def count(self, now_us: int) -> int:
         return await self._execute(self._queries.count(now_us))
@@ -244,11 +271,11 @@ class AsyncSqlRepository(AsyncSessionRepository):
         """:meth:`_execute` on the driver's own connection, from the engine's pool."""
         compiled = self._statements[query.statement]
         params = compiled.parameters(query.params)
-        returns_rows = isinstance(query.statement, Select)
+        returns_rows, many = isinstance(query.statement, Select), query.many
         result = await self._on_raw_connection(
             query.operation,
             driver,
-            lambda raw: driver.run(raw, compiled, params, returns_rows),
+            lambda raw: driver.run(raw, compiled, params, returns_rows, many),
             (compiled.sql, params),
         )
         return query.extract(result)

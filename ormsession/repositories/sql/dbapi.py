@@ -180,6 +180,9 @@ class RawResult:
         row = self._cursor.fetchone()
         return None if row is None else tuple(row)
 
+    def all(self) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._cursor.fetchall()]
+
     def scalar_one(self) -> Any:
         row = self._cursor.fetchone()
         if row is None:

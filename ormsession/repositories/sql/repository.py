@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ormsession.errors import OrmsessionError, StoreError
 from ormsession.flows import run
-from ormsession.repositories.base import SessionRepository, StoredSession
+from ormsession.repositories.base import OwnedSession, Owner, SessionRepository, StoredSession
 from ormsession.repositories.sql import moves
 from ormsession.repositories.sql.dbapi import (
     DBAPI_DRIVERS,
@@ -130,18 +130,21 @@ class SqlRepository(SessionRepository):
             return self._run_raw("read", compiled.sql, params, self._read_row)
         return self._execute(self._queries.read(key, now_us))
 
-    def create(self, key: str, record: StoredSession, now_us: int) -> bool:
-        if self._insert(key, record):
+    def create(
+        self, key: str, record: StoredSession, now_us: int, owner_until_us: int | None = None
+    ) -> bool:
+        # owner_until_us is for stores whose index expires: here the index is a column.
+        if self._insert(key, record, now_us):
             return True
         # The key is taken. Only an expired row may be replaced (the contract: expired
         # records never block); a live one means the caller must pick another key.
         return self._execute(self._queries.reclaim_expired_key(key, now_us)) and self._insert(
-            key, record
+            key, record, now_us
         )
 
-    def _insert(self, key: str, record: StoredSession) -> bool:
+    def _insert(self, key: str, record: StoredSession, now_us: int) -> bool:
         try:
-            self._execute(self._queries.insert(key, record))
+            self._execute(self._queries.insert(key, record, now_us))
         except IntegrityError:
             return False
         return True
@@ -158,12 +161,31 @@ class SqlRepository(SessionRepository):
     def delete(self, key: str) -> None:
         run(moves.delete(self._queries, key), self._execute)
 
-    def rename(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> bool:
-        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us)
+    def rename(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> bool:
+        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us, owner)
         return run(flow, self._execute)
 
     def moved(self, key: str, now_us: int) -> bool:
         return self._execute(self._queries.moved(key, now_us))
+
+    def sessions_of(self, user_id: str, now_us: int) -> list[OwnedSession]:
+        return self._execute(self._queries.sessions_of(user_id, now_us))
+
+    def revoke(self, user_id: str, handle: str, now_us: int) -> bool:
+        flow = moves.revoke(self._queries, "revoke", user_id, handle, None, now_us)
+        return bool(run(flow, self._execute))
+
+    def revoke_all(self, user_id: str, keep_key: str | None, now_us: int) -> int:
+        flow = moves.revoke(self._queries, "revoke_all", user_id, None, keep_key, now_us)
+        return run(flow, self._execute)
 
     def count(self, now_us: int) -> int:
         return self._execute(self._queries.count(now_us))

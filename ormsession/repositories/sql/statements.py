@@ -10,13 +10,20 @@ time zones cannot disagree.
 
 A row whose ``session_moved_to`` is set is a moved marker (see the repository contract):
 every statement that looks for a session (``live``) skips it.
+
+The user index is the ``session_user_id`` column and its index (user, expiry): ``create``
+and ``rename`` write the owner columns, ``update`` and ``touch`` never do (they set
+``session_seen``, in the statement they already run). The read returns the owner as one
+more column, NULL for an unbound session: JSON text built by the server, parsed only when
+there is an owner.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, Protocol, TypeVar
@@ -24,15 +31,19 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import (
     Delete,
     Executable,
+    LargeBinary,
     Select,
     Table,
+    Text,
     Update,
     bindparam,
+    case,
     cast,
     delete,
     func,
     insert,
     literal_column,
+    null,
     select,
 )
 from sqlalchemy.sql.dml import Insert
@@ -40,7 +51,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from ormsession.errors import StoreError
 from ormsession.expiry import from_us
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import OwnedSession, Owner, StoredSession
 from ormsession.repositories.sql.types import SessionBytes, us_from_column, us_from_text
 
 __all__ = [
@@ -50,6 +61,7 @@ __all__ = [
     "SqlQueries",
     "SqlStatements",
     "columns_record",
+    "owner_from_text",
     "packed_record",
     "pg_packed_record",
     "row_reader",
@@ -74,11 +86,15 @@ class SqlStatements:
     moved_to: Select[Any]
     delete_marker: Delete
     mark_moved: Update
+    mark_moved_owned: Update
     copy_moved: Insert
     clear_marker: Update
     moved: Select[Any]
     count: Select[Any]
     count_expired: Select[Any]
+    sessions_of: Select[Any]
+    owned_keys: Select[Any]
+    owned_handle_keys: Select[Any]
     table: Table
     dialect_name: str
 
@@ -90,8 +106,9 @@ class SqlStatements:
     def build(cls, table: Table, dialect_name: str) -> SqlStatements:
         c = table.c
         key: BindParameter[str] = bindparam("key")
-        now: BindParameter[Any] = bindparam("now")
+        now: BindParameter[Any] = bindparam("now", type_=c.session_expiry.type)
         live = (c.session_key == key) & (c.session_expiry > now) & c.session_moved_to.is_(None)
+        owner = _owner_text(table, dialect_name).label("session_owner")
         if dialect_name in ("mysql", "mariadb"):
             # PyMySQL decodes every result column's metadata, and every DATETIME, in Python:
             # one column, "version created expiry data" as bytes, reads ~12 µs faster than
@@ -104,7 +121,7 @@ class SqlStatements:
                 c.session_data,
                 type_=SessionBytes,
             )
-            read = select(packed.label("session_packed")).where(live)
+            read = select(packed.label("session_packed"), owner).where(live)
         elif dialect_name == "postgresql":
             # asyncpg and psycopg build an aware datetime for each timestamptz: the four
             # columns cost the client 10-13 µs more CPU a read than one (measured on asyncpg).
@@ -117,7 +134,7 @@ class SqlStatements:
                 func.timestamptz_send(c.session_expiry),
                 c.session_data,
             )
-            read = select(packed.label("session_packed")).where(live)
+            read = select(packed.label("session_packed"), owner).where(live)
         else:
             # SQLite keeps whatever type a value was written with: a TEXT value in the data
             # column would come back as str, or fail inside the driver (with the text in
@@ -128,6 +145,7 @@ class SqlStatements:
                 c.session_version,
                 c.session_created,
                 c.session_expiry,
+                owner,
             ).where(live)
         return cls(
             read=read,
@@ -135,9 +153,12 @@ class SqlStatements:
             reclaim_expired_key=delete(table).where(
                 (c.session_key == key) & (c.session_expiry <= now)
             ),
-            update=update_cas(table, live),
-            touch=table.update().where(live).values(session_expiry=bindparam("expires_at")),
-            **_move_statements(table, live),
+            update=update_cas(table, live, now),
+            touch=table.update()
+            .where(live)
+            .values(session_expiry=bindparam("expires_at"), session_seen=now),
+            **_move_statements(table, live, now),
+            **_user_statements(table, dialect_name, now),
             count=select(func.count())
             .select_from(table)
             .where((c.session_expiry > now) & c.session_moved_to.is_(None)),
@@ -155,7 +176,78 @@ def _concat_bytes(*parts: Any) -> Any:
     return joined
 
 
-def _move_statements(table: Table, live: Any) -> dict[str, Any]:
+def _owner_text(table: Table, dialect_name: str) -> Any:
+    """The owner as one JSON array (user id, handle, user agent, ip), or NULL when the
+    row is not bound: any text survives the trip, and an unbound read parses nothing."""
+    c = table.c
+    fields = (c.session_user_id, c.session_handle, c.session_user_agent, c.session_ip)
+    as_json: Any
+    if dialect_name == "postgresql":
+        # As text: psycopg2 and psycopg would parse a json column into a list themselves.
+        as_json = cast(func.json_build_array(*fields), Text)
+    else:
+        as_json = func.json_array(*fields, type_=Text)
+    return case((c.session_user_id.is_not(None), as_json), else_=null())
+
+
+#: The owner columns a login writes (rename with an owner), bound from these parameters.
+_OWNER_VALUES = {
+    "session_user_id": "owner_user_id",
+    "session_handle": "owner_handle",
+    "session_user_agent": "owner_user_agent",
+    "session_ip": "owner_ip",
+}
+
+
+def _owner_params(owner: Owner | None) -> dict[str, str | None]:
+    if owner is None:
+        return dict.fromkeys(_OWNER_VALUES.values())
+    user_id, handle, user_agent, ip = owner
+    return {
+        "owner_user_id": user_id,
+        "owner_handle": handle,
+        "owner_user_agent": user_agent,
+        "owner_ip": ip,
+    }
+
+
+def _exactly(column: Any, value: BindParameter[str], dialect_name: str) -> Any:
+    """``column = value``, exactly. MySQL's and MariaDB's collations pad (``'bob' =
+    'bob '`` even in utf8mb4_bin), so there the bytes are compared as well: the plain
+    comparison still finds the index range, the binary one decides."""
+    if dialect_name not in ("mysql", "mariadb"):
+        return column == value
+    return (column == value) & (cast(column, LargeBinary) == cast(value, LargeBinary))
+
+
+def _user_statements(table: Table, dialect_name: str, now: Any) -> dict[str, Any]:
+    """The user index's lookups: each one index range of (user, expiry)."""
+    c = table.c
+    user = _exactly(c.session_user_id, bindparam("user_id", type_=Text), dialect_name)
+    handle = _exactly(c.session_handle, bindparam("handle", type_=Text), dialect_name)
+    unexpired = c.session_expiry > now
+    return {
+        "sessions_of": select(
+            c.session_key,
+            c.session_user_id,
+            c.session_handle,
+            c.session_user_agent,
+            c.session_ip,
+            c.session_created,
+            c.session_seen,
+            c.session_expiry,
+        )
+        .where(user & unexpired & c.session_moved_to.is_(None))
+        .order_by(c.session_created, c.session_key),
+        # Sessions and the markers of renames in flight (only those keep an owner).
+        "owned_keys": select(c.session_key, c.session_moved_to).where(user & unexpired),
+        "owned_handle_keys": select(c.session_key, c.session_moved_to).where(
+            user & handle & unexpired
+        ),
+    }
+
+
+def _move_statements(table: Table, live: Any, now: Any) -> dict[str, Any]:
     """The steps of rename and delete (see :mod:`.moves` for how they combine)."""
     c = table.c
     key: BindParameter[str] = bindparam("key")
@@ -171,20 +263,50 @@ def _move_statements(table: Table, live: Any) -> dict[str, Any]:
         # row). It keeps its data and version until the copy is made.
         "mark_moved": table.update()
         .where(live)
-        .values(session_moved_to=new_key, session_expiry=bindparam("expires_at")),
-        # Step 2: the session copied from its marker to new_key (the marker's expiry is
-        # the rename's). Nothing is copied if a delete removed the marker first.
+        .values(session_moved_to=new_key, session_expiry=bindparam("expires_at"), session_seen=now),
+        # The same for a login: the marker takes the new owner at once, so the previous
+        # owner's revoke no longer finds it, and the new owner's follows it to new_key.
+        "mark_moved_owned": table.update()
+        .where(live)
+        .values(
+            session_moved_to=new_key,
+            session_expiry=bindparam("expires_at"),
+            session_seen=now,
+            **{column: bindparam(name, type_=Text) for column, name in _OWNER_VALUES.items()},
+        ),
+        # Step 2: the session copied from its marker to new_key (the marker's expiry,
+        # owner and last write are the rename's). Nothing is copied if a delete removed
+        # the marker first.
         "copy_moved": insert(table).from_select(
-            ["session_key", "session_data", "session_expiry", "session_created", "session_version"],
+            [
+                "session_key",
+                "session_data",
+                "session_expiry",
+                "session_created",
+                "session_version",
+                *_OWNER_VALUES,
+                "session_seen",
+            ],
             select(
-                new_key, c.session_data, c.session_expiry, c.session_created, c.session_version
+                new_key,
+                c.session_data,
+                c.session_expiry,
+                c.session_created,
+                c.session_version,
+                *(c[column] for column in _OWNER_VALUES),
+                c.session_seen,
             ).where(moved_here),
         ),
-        # Step 3: the marker drops the data; no row means a delete removed the marker
-        # meanwhile, and may not have seen the copy yet.
+        # Step 3: the marker drops the data, and leaves the user index (the copy is in it
+        # now); no row means a delete removed the marker meanwhile, and may not have seen
+        # the copy yet.
         "clear_marker": table.update()
         .where(moved_here)
-        .values(session_data=b"", session_version=0),
+        .values(
+            session_data=b"",
+            session_version=0,
+            **dict.fromkeys(_OWNER_VALUES, null()),
+        ),
         # An unexpired marker under key (the contract's moved()).
         "moved": select(literal_column("1")).where(
             (c.session_key == key)
@@ -194,7 +316,7 @@ def _move_statements(table: Table, live: Any) -> dict[str, Any]:
     }
 
 
-def update_cas(table: Table, live: Any) -> Update:
+def update_cas(table: Table, live: Any, now: Any) -> Update:
     c = table.c
     return (
         table.update()
@@ -203,6 +325,7 @@ def update_cas(table: Table, live: Any) -> Update:
             session_data=bindparam("data"),
             session_expiry=bindparam("expires_at"),
             session_version=c.session_version + 1,
+            session_seen=now,
         )
     )
 
@@ -237,6 +360,8 @@ class ResultLike(Protocol):
 
     def first(self) -> Any: ...
 
+    def all(self) -> Sequence[Any]: ...
+
     def scalar_one(self) -> Any: ...
 
 
@@ -252,18 +377,32 @@ class Query(Generic[T]):
     statement: Executable
     params: dict[str, Any]
     extract: Callable[[ResultLike], T]
+    #: The statement returns any number of rows (the user index's lookups), not one.
+    many: bool = False
+
+
+def owner_from_text(text: str | None) -> Owner | None:
+    """The owner column of a read (see ``_owner_text``): None for an unbound session."""
+    if text is None:
+        return None
+    user_id, handle, user_agent, ip = json.loads(text)
+    return Owner(user_id, handle, user_agent, ip)
 
 
 def columns_record(row: Any) -> StoredSession | None:
-    """The record in the read statement's row of four columns, as a driver or SQLAlchemy
+    """The record in the read statement's row of five columns, as a driver or SQLAlchemy
     returned it (None: no row)."""
     if row is None:
         return None
-    data, version, created, expires = row
+    data, version, created, expires, owner = row
     try:
         # psycopg2 and asyncpg hand bytea back as memoryview/bytes; normalise to bytes.
         return StoredSession(
-            _data_bytes(data), int(version), us_from_column(created), us_from_column(expires)
+            _data_bytes(data),
+            int(version),
+            us_from_column(created),
+            us_from_column(expires),
+            owner_from_text(owner),
         )
     except _UNREADABLE as exc:
         _unreadable(exc)
@@ -292,15 +431,15 @@ _PG_HEADER = struct.Struct(">qqq")
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
 
 
-def pg_packed_record(packed: bytes | memoryview) -> StoredSession:
+def pg_packed_record(packed: bytes | memoryview, owner: Owner | None = None) -> StoredSession:
     """A PostgreSQL read (see :meth:`SqlStatements.build`): one bytea, header then data."""
     version, created, expires = _PG_HEADER.unpack_from(packed)
     # psycopg2 hands bytea back as a memoryview (sliced without a copy), asyncpg as bytes.
     data = bytes(packed[_PG_HEADER.size :])
-    return StoredSession(data, version, created + _PG_EPOCH_US, expires + _PG_EPOCH_US)
+    return StoredSession(data, version, created + _PG_EPOCH_US, expires + _PG_EPOCH_US, owner)
 
 
-def packed_record(packed: bytes | None) -> StoredSession:
+def packed_record(packed: bytes | None, owner: Owner | None = None) -> StoredSession:
     """A MySQL read: b"version created-date created-time expiry-date expiry-time data"
     (see :meth:`SqlStatements.build`); the data is everything after the fifth space."""
     if packed is None:
@@ -314,19 +453,19 @@ def packed_record(packed: bytes | None) -> StoredSession:
         # DATETIME(6) prints fixed width, "YYYY-MM-DD HH:MM:SS.ffffff": slice, don't split.
         times = rest[:53].decode()
         created, expires = us_from_text(times[:26]), us_from_text(times[27:])
-        return StoredSession(rest[54:], int(version), created, expires)
+        return StoredSession(rest[54:], int(version), created, expires, owner)
     # Another precision (an app's own table): split on the spaces inside the times.
     created_day, created_time, expiry_day, expiry_time, data = rest.split(b" ", 4)
     created = us_from_text(f"{created_day.decode()} {created_time.decode()}")
     expires = us_from_text(f"{expiry_day.decode()} {expiry_time.decode()}")
-    return StoredSession(data, int(version), created, expires)
+    return StoredSession(data, int(version), created, expires, owner)
 
 
 def _mysql_packed_row(row: Any) -> StoredSession | None:
     if row is None:
         return None
     try:
-        return packed_record(row[0])
+        return packed_record(row[0], owner_from_text(row[1]))
     except _UNREADABLE as exc:
         _unreadable(exc)
         return None
@@ -336,7 +475,7 @@ def _pg_packed_row(row: Any) -> StoredSession | None:
     if row is None:
         return None
     try:
-        return pg_packed_record(row[0])
+        return pg_packed_record(row[0], owner_from_text(row[1]))
     except _UNREADABLE as exc:
         _unreadable(exc)
         return None
@@ -384,6 +523,27 @@ def _first_row(result: ResultLike) -> Any:
     return None if row is None else tuple(row)
 
 
+def _key_pairs(result: ResultLike) -> list[tuple[str, str | None]]:
+    return [(key, moved_to) for key, moved_to in result.all()]
+
+
+def _owned_sessions(result: ResultLike) -> list[OwnedSession]:
+    owned = []
+    for key, user_id, handle, user_agent, ip, created, seen, expires in result.all():
+        created_us = us_from_column(created)
+        owned.append(
+            OwnedSession(
+                key,
+                Owner(user_id, handle, user_agent, ip),
+                created_us,
+                # Written before revision 0003 (and never since): its creation is all we know.
+                created_us if seen is None else us_from_column(seen),
+                us_from_column(expires),
+            )
+        )
+    return owned
+
+
 class SqlQueries:
     """The contract's operations as :class:`Query` objects for one table and dialect.
 
@@ -407,7 +567,8 @@ class SqlQueries:
         params = {"key": key, "now": from_us(now_us)}
         return Query("read", self._sql.read, params, self._record_in)
 
-    def insert(self, key: str, record: StoredSession) -> Query[None]:
+    def insert(self, key: str, record: StoredSession, now_us: int) -> Query[None]:
+        owner = record.owner
         values = {
             "session_key": key,
             "session_data": record.data,
@@ -415,6 +576,11 @@ class SqlQueries:
             "session_created": from_us(record.created_us),
             "session_expiry": from_us(record.expires_us),
             "session_moved_to": None,  # a session, not a marker
+            "session_seen": from_us(now_us),
+            "session_user_id": None if owner is None else owner.user_id,
+            "session_handle": None if owner is None else owner.handle,
+            "session_user_agent": None if owner is None else owner.user_agent,
+            "session_ip": None if owner is None else owner.ip,
         }
         return Query("create", self._sql.insert, values, _nothing)
 
@@ -450,14 +616,19 @@ class SqlQueries:
         params = {"key": key, "new_key": moved_to}
         return Query("delete", self._sql.delete_marker, params, _one_row)
 
-    def mark_moved(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Query[bool]:
+    def mark_moved(
+        self, old_key: str, new_key: str, expires_us: int, now_us: int, owner: Owner | None = None
+    ) -> Query[bool]:
         params = {
             "key": old_key,
             "new_key": new_key,
             "now": from_us(now_us),
             "expires_at": from_us(expires_us),
         }
-        return Query("rename", self._sql.mark_moved, params, _one_row)
+        if owner is None:
+            return Query("rename", self._sql.mark_moved, params, _one_row)
+        params |= _owner_params(owner)
+        return Query("rename", self._sql.mark_moved_owned, params, _one_row)
 
     def copy_moved(self, old_key: str, new_key: str) -> Query[bool]:
         params = {"key": old_key, "new_key": new_key}
@@ -470,6 +641,21 @@ class SqlQueries:
     def moved(self, key: str, now_us: int) -> Query[bool]:
         params = {"key": key, "now": from_us(now_us)}
         return Query("moved", self._sql.moved, params, _has_row)
+
+    def sessions_of(self, user_id: str, now_us: int) -> Query[list[OwnedSession]]:
+        params = {"user_id": user_id, "now": from_us(now_us)}
+        return Query("sessions_of", self._sql.sessions_of, params, _owned_sessions, many=True)
+
+    def owned_keys(
+        self, operation: str, user_id: str, handle: str | None, now_us: int
+    ) -> Query[list[tuple[str, str | None]]]:
+        """The keys of the user's sessions (with ``handle``, if given) and of the markers
+        of their renames in flight: ``(key, moved_to)`` pairs."""
+        params = {"user_id": user_id, "now": from_us(now_us)}
+        if handle is None:
+            return Query(operation, self._sql.owned_keys, params, _key_pairs, many=True)
+        statement = self._sql.owned_handle_keys
+        return Query(operation, statement, params | {"handle": handle}, _key_pairs, many=True)
 
     def count(self, now_us: int) -> Query[int]:
         return Query("count", self._sql.count, {"now": from_us(now_us)}, _scalar_int)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, LargeBinary
+from sqlalchemy import DateTime, Dialect, LargeBinary, String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -15,6 +15,7 @@ __all__ = [
     "SessionBytes",
     "UTCDateTime",
     "aware_utc",
+    "exact_text",
     "naive_from_us",
     "naive_utc",
     "stored_utc",
@@ -27,6 +28,21 @@ __all__ = [
 #: Session data: MySQL's plain BLOB stops at 64 KiB, below our default size limit, so
 #: MySQL/MariaDB get LONGBLOB; PostgreSQL bytea and SQLite BLOB have no such ceiling.
 SessionBytes = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+def exact_text(length: int) -> TypeEngine[str]:
+    """Text of up to ``length`` characters that compares exactly (user ids, handles).
+
+    MySQL's and MariaDB's default collations are case-insensitive: there ``Alice`` and
+    ``alice`` would be one user. So those columns are utf8mb4 (whatever the table's
+    charset: a user id is any Unicode) with a binary collation. That collation still pads
+    (``'bob' = 'bob '``), so the statements compare exactly on top of it (see
+    ``statements._exactly``). 255 characters of utf8mb4 are 1020 bytes, well under
+    InnoDB's 3072-byte index key. PostgreSQL's and SQLite's default comparisons are exact.
+    """
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
 
 
 def aware_utc(value: datetime) -> datetime:
