@@ -28,6 +28,7 @@ from ormsession.errors import (
     SessionTooLargeError,
     StoreError,
     StoreUnavailableError,
+    TamperedSessionError,
     UserIdError,
 )
 from ormsession.expiry import ExpiryPolicy
@@ -80,6 +81,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredSession",
     "Tag",
+    "TamperedSessionError",
     "UserIdError",
     "UserSession",
     "configure",

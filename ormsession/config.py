@@ -10,8 +10,9 @@ option, never echoing the value (it may be a password).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,6 +23,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_settings import NoDecode
 
 from ormsession.cookies import CookieOptions, SameSite
 from ormsession.encryption import DataCipher
@@ -134,7 +136,7 @@ class Config(BaseModel):
         description="Encrypt session data at rest under a key derived from the session id "
         "(False: stored as serialized, readable by whoever reads the store).",
     )
-    encryption_secrets: list[SecretStr] = Field(
+    encryption_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Optional server-side secrets mixed into the data key, current first "
         "(older ones still open data until its next write).",
@@ -207,6 +209,22 @@ class Config(BaseModel):
     def _samesite(cls, value: Any) -> Any:
         # Flask and the browsers' devtools write "Lax"; the attribute is case-insensitive.
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("encryption_secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: Any) -> Any:
+        # From the environment: one secret as it is, or several as a JSON list.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text.startswith("["):
+            return [text] if text else []
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError("a JSON list of strings, or a single secret") from None
 
     @field_validator("gc_batch_seconds", mode="before")
     @classmethod

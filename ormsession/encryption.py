@@ -48,10 +48,15 @@ OVERHEAD = _HEADER + _TAG
 
 
 def owner_tag(owner: Owner | None) -> bytes:
-    """The owner's part of the associated data (empty for an unbound session)."""
+    """The owner's part of the associated data (empty for an unbound session). Unambiguous:
+    user ids hold no NUL (no control character at all), and it follows a fixed-length
+    storage key."""
     if owner is None:
         return b""
-    return b"\0" + owner.user_id.encode() + b"\0" + owner.handle.encode()
+    user_id, handle = owner.user_id, owner.handle
+    if not isinstance(user_id, str) or not isinstance(handle, str):
+        raise TamperedSessionError("the stored owner is not a user id and a handle")
+    return b"\0" + user_id.encode("utf-8", "surrogatepass") + b"\0" + handle.encode()
 
 
 def _secret_id(secret: bytes) -> bytes:
@@ -95,6 +100,11 @@ class DataCipher:
         associated = header + storage_key.encode() + owner_tag(owner)
         return header + nonce + aead.encrypt(nonce, plaintext, associated)
 
+    def is_current(self, sealed: bytes) -> bool:
+        """Whether ``sealed`` was sealed under the current secret (else the next write
+        should re-seal it, before the old secret is dropped)."""
+        return sealed[1:5] == self._write_id
+
     def open(
         self, session_id: str, storage_key: str, sealed: bytes, owner: Owner | None = None
     ) -> tuple[bytes, AESGCM]:
@@ -102,6 +112,7 @@ class DataCipher:
         current secret's AEAD for re-sealing it. Raises :class:`TamperedSessionError` for
         anything that is not this id's data sealed for this key and owner (changed, moved,
         rebound, truncated, plaintext, or under a secret no longer configured)."""
+        sealed = bytes(sealed)  # a store may hand back a memoryview or bytearray
         if len(sealed) < OVERHEAD or sealed[:1] != FORMAT:
             raise TamperedSessionError("not sealed session data (unknown format)")
         secret_id = sealed[1:5]

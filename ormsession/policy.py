@@ -150,6 +150,9 @@ class SessionPolicy:
             owner=record.owner,
         )
         session.data_key = data_key
+        # Read under a secret being rotated out: rewrite it at this request's save, so a
+        # session that is only read does not stay sealed under a secret due to be dropped.
+        session.reseal = self.cipher is not None and not self.cipher.is_current(record.data)
         return session
 
     def _unseal(self, session_id: str, key: str, record: StoredSession) -> tuple[bytes, Any]:
@@ -231,7 +234,11 @@ class SessionPolicy:
                 deleting = session.destroyed and session.client_sent_id
                 return self._delete_cookie(rules) if deleting else None
             return (yield from self._create(session, now, rules))
+        if session.cleared:
+            return (yield from self._log_out_cleared(session, now, rules))
         data = self._changed_data(session, stored)
+        if data is None and session.reseal:
+            data = stored.data
         if data is not None:
             expires_us = rules.expiry.expires_at(session.created_us, now)
             key, version = session.storage_key, stored.version
@@ -240,7 +247,8 @@ class SessionPolicy:
             if new_version is None:
                 return (yield from self._resolve_conflict(session, expires_us, now, rules))
             session.mark_stored(Stored(data, new_version, expires_us))
-            if not dict.__len__(session):
+            session.reseal = False
+            if not dict.__len__(session) and session.owner is None:
                 return (yield from self._end_emptied(session, now, rules))
             return self._cookie_after_write(session, now, rules)
         if rules.expiry.touch_due(session.created_us, stored.expires_us, now):
@@ -248,6 +256,19 @@ class SessionPolicy:
         if session.needs_cookie:
             return self._cookie_after_write(session, now, rules)
         return None
+
+    def _log_out_cleared(
+        self, session: RequestSession, now: int, rules: _Save
+    ) -> Flow[StoreCall, str | None]:
+        """The request called ``clear()`` on a bound session: Flask's and Starlette's
+        logout. The stored session ends at once, as ``destroy`` would (whatever else the
+        request wrote after clearing, such as a flash message, does not keep the user
+        logged in); what it left goes into a new, unbound session."""
+        yield _store("delete", session.storage_key)
+        session.logged_out(self.ids.generate(), now)
+        if not dict.__len__(session):
+            return self._delete_cookie(rules) if session.client_sent_id else None
+        return (yield from self._create(session, now, rules))
 
     def _end_emptied(
         self, session: RequestSession, now: int, rules: _Save
@@ -293,11 +314,9 @@ class SessionPolicy:
             if unchanged is not None and unchanged(session.contents(), stored.data):
                 return None
         data = self._encode(session.contents())
-        if data == stored.data and (dict.__len__(session) or not session.cleared):
+        if data == stored.data:
             session.mark_stored(stored)
             return None
-        # (A bound session cleared by this request is written and then ends, even when its
-        # data was empty already: ``clear()`` is how Flask and Starlette apps log out.)
         return data
 
     def _create(
@@ -364,7 +383,7 @@ class SessionPolicy:
             attempts += 1
             if new_version is not None:
                 session.mark_stored(Stored(data, new_version, expiry), merged)
-                if not merged:  # each request removed the keys the other left
+                if not merged and session.owner is None:  # each removed what the other left
                     return (yield from self._end_emptied(session, now, rules))
                 return self._cookie_after_write(session, now, rules)
 
@@ -519,31 +538,50 @@ class SessionPolicy:
     ) -> Flow[StoreCall, None]:
         """Regenerate the session and bind it to ``user_id``, in one atomic store step.
 
-        The handle is kept if the session had one (a second login). A new session is
-        stored at once, so the binding holds even while its data is empty. A session that
-        another request destroyed or regenerated meanwhile is not brought back: the login
-        continues in a fresh, empty session (this request's credentials were checked, so
-        the user is logged in; the old session's data stays gone).
+        The handle is kept by a second login of the same user. A login as *another* user
+        ends the session and starts an empty one (as Django does): nothing of the previous
+        user's session (a cart, a CSRF token, its handle) carries over. A new session is
+        stored at once, so the binding holds even while its data is empty.
+
+        Races: a session another request regenerated meanwhile (a double-submitted login
+        form) is lost to this request, as in :meth:`regenerate`: the browser keeps the
+        other request's new id, and there is still one live session. A session another
+        request destroyed or revoked meanwhile is not brought back: the login continues in
+        a fresh, empty session under a new handle (this request's credentials were checked,
+        so the user is logged in; the old session's data and handle stay gone).
         """
         user = user_key(user_id)
         expiry = expiry or self.expiry
         now = self.now_us()
-        owner = owner_for(user, session.handle, user_agent, ip)
+        previous = session.owner
+        if session.stored is not None and previous is not None and previous.user_id != user:
+            yield _store("delete", session.storage_key)
+            session.ended(self.ids.generate(), now)
         if session.stored is not None:
+            owner = owner_for(user, session.handle, user_agent, ip)
             until = expiry.deadline(session.created_us)
             expires_us = expiry.expires_at(session.created_us, now)
+            old_key = session.storage_key
             if (yield from self._move(session, self.ids.generate(), expires_us, now, owner, until)):
                 return
+            if (yield _store("moved", old_key, now)):
+                self._lose(session, now, dropped=True)
+                return
             logger.warning(
-                "session %s… was destroyed or regenerated by another request during a login; "
-                "the login continues in a new session",
-                session.storage_key[:8],
+                "session %s… was destroyed by another request during a login; the login "
+                "continues in a new session",
+                old_key[:8],
             )
             session.ended(self.ids.generate(), now)
         else:
             session.restart(self.ids.generate(), session.created_us)
-        session.bind(owner)
-        yield from self._insert(session, now, expiry)
+        handle = session.handle if previous is not None and previous.user_id == user else None
+        session.bind(owner_for(user, handle, user_agent, ip))
+        try:
+            yield from self._insert(session, now, expiry)
+        except BaseException:
+            session.unbind()  # the app sees the login fail: nothing is bound
+            raise
 
     def sessions_of(
         self, user_id: object, *, current: RequestSession | None = None

@@ -91,6 +91,7 @@ class RequestSession(dict[str, Any]):
         "_stored",
         "_unavailable",
         "data_key",
+        "reseal",
     )
 
     def __init__(
@@ -116,6 +117,9 @@ class RequestSession(dict[str, Any]):
         self._owner = owner
         #: The key sealing this id's data at rest, once derived (see ``policy._sealed``).
         self.data_key: Any = None
+        #: Sealed under an encryption secret that is no longer the current one: the next
+        #: save rewrites it (see ``policy._save``).
+        self.reseal = False
         # A new session holding data must be written; a stored one is as loaded.
         self._dirty = self._modified = stored is None and bool(data)
         self._accessed = False
@@ -440,7 +444,7 @@ class RequestSession(dict[str, Any]):
         it to ``owner`` if given (a login)."""
         assert self._stored is not None
         if owner is not None:
-            self._owner = owner
+            self._owner, self._cleared = owner, False
         self._id, self._key, self.data_key = session_id, None, None
         self._stored = self._stored._replace(expires_us=expires_us)
         self._needs_cookie = True
@@ -452,8 +456,22 @@ class RequestSession(dict[str, Any]):
         another request's regenerate) is lost no more, so the login's save sends the new
         cookie instead of leaving a stored, listed session no client holds."""
         assert self._stored is None
-        self._owner = owner
+        self._owner, self._cleared = owner, False
         self._lost, self._lost_key = False, None
+        self._unavailable = False  # the login's own write reached the store
+
+    def unbind(self) -> None:
+        """A login whose write failed: the session is bound to nobody after all."""
+        self._owner = None
+
+    def logged_out(self, session_id: str, created_us: int) -> None:
+        """This request cleared the bound session (a logout) and then stored something
+        again (a flash message, say): the stored session ended, and what the request left
+        in it starts a new, unbound session under ``session_id``."""
+        remaining = self.contents()
+        self.ended(session_id, created_us)
+        super().update(remaining)
+        self._changed()
 
     def restart(self, session_id: str, created_us: int) -> None:
         """Become a new, unsaved session under ``session_id``, keeping the data."""
@@ -469,7 +487,7 @@ class RequestSession(dict[str, Any]):
         ``session_id``."""
         super().clear()
         self.restart(session_id, created_us)
-        self._owner = None
+        self._owner, self._cleared = None, False
         self._destroyed = True
         self._lost, self._lost_key = False, None
 

@@ -14,6 +14,7 @@ from ormsession.encryption import FORMAT
 from ormsession.ids import storage_key
 from ormsession.repositories.base import StoredSession
 from tests.manager.test_lifecycle import cookie_id, stored_session
+from tests.support.stores import record_calls
 
 MARKER = "c0ffee-marker-7f3a"
 
@@ -135,3 +136,18 @@ def test_a_server_secret_rotates_without_logging_anyone_out(manager: Any) -> Non
     manager.save(session)  # the write re-seals under the new secret
     _with_secrets(manager, new)
     assert manager.open(sid)["secret"] == MARKER
+
+
+def test_a_session_read_under_an_old_secret_is_re_sealed_by_its_next_save(manager: Any) -> None:
+    old, new = "o" * 32, "n" * 32
+    _with_secrets(manager, old)
+    sid = stored_session(manager, secret=MARKER)
+    _with_secrets(manager, new, old)
+    session = manager.open(sid)
+    assert session["secret"] == MARKER  # a read-only request...
+    manager.save(session)  # ...still rewrites it under the current secret
+    _with_secrets(manager, new)
+    assert manager.open(sid)["secret"] == MARKER, "dropping the old secret logged it out"
+    calls = record_calls(manager)
+    manager.save(manager.open(sid))
+    assert calls.writes() == [], "a session already under the current secret is not rewritten"

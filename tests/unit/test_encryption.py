@@ -127,3 +127,24 @@ def test_the_owner_is_bound_to_the_data() -> None:
     # The user agent and address are shown, not trusted: they are not bound.
     shown = ann._replace(user_agent="curl", ip="10.0.0.1")
     assert cipher.open(session_id, key, sealed, shown)[0] == DATA
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [
+        Owner(42, "h" * 22),  # type: ignore[arg-type]
+        Owner("ada", None),  # type: ignore[arg-type]
+        Owner("\udcff", "h" * 22),
+    ],
+)
+def test_an_odd_stored_owner_is_a_tampered_record_never_a_crash(owner: Owner) -> None:
+    cipher, session_id = DataCipher(), _id()
+    sealed = _sealed(cipher, session_id)
+    with pytest.raises(TamperedSessionError):
+        cipher.open(session_id, storage_key(session_id), sealed, owner)
+
+
+def test_a_memoryview_from_a_store_opens() -> None:
+    cipher, session_id = DataCipher(), _id()
+    sealed = memoryview(_sealed(cipher, session_id))
+    assert cipher.open(session_id, storage_key(session_id), sealed)[0] == DATA  # type: ignore[arg-type]
