@@ -52,8 +52,11 @@ def user_key(user_id: object) -> str:
 
 
 def new_handle() -> str:
-    """A fresh handle: 128 random bits, URL-safe (22 characters)."""
-    return secrets.token_urlsafe(16)
+    """A fresh handle: 128 random bits, URL-safe (22 characters), never starting with
+    ``-`` (so ``ormsession sessions revoke --handle H`` never reads it as an option)."""
+    while (handle := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return handle
 
 
 def is_handle(candidate: object) -> bool:
