@@ -200,18 +200,22 @@ async def async_gc_lock(engine: AsyncEngine, table_name: str) -> AsyncIterator[b
             yield held
         return
     take, release, parameters = _statements(url, table_name)
+    connection = engine.connect()
     try:
-        connection = await engine.connect()
+        await connection.start()
         await connection.execution_options(isolation_level="AUTOCOMMIT")
     except SQLAlchemyError as exc:
+        await connection.close()
         raise wrap_sql_error(exc, engine.sync_engine, "gc lock") from exc
-    async with connection:
+    try:
         held = await _async_scalar(connection, take, parameters, engine)
         try:
             yield held
         finally:
             if held:
                 await _async_release(connection, release, parameters)
+    finally:
+        await connection.close()
 
 
 async def _async_scalar(
