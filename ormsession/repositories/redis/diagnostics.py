@@ -124,7 +124,7 @@ class RedisDiagnostics:
             live,
             summarize_sizes(sizes, how),
             min(created) if created else None,
-            f"the oldest in {how}" if len(sizes) < live else "exact (every session sampled)",
+            f"the oldest in {how}" if len(sizes) < live else "exact: every session sampled",
         )
 
     # -- plumbing ----------------------------------------------------------------------------

@@ -94,14 +94,14 @@ class SqlDiagnostics:
         how = (
             "every live session"
             if len(sizes) >= live
-            else f"a random sample of {len(sizes):,} live sessions (by key)"
+            else f"a random sample of {len(sizes):,} live sessions, by key"
         )
         oldest = self._scalar(select(func.min(c.session_created)).where(is_live))
         return StoreStats(
             live,
             summarize_sizes([int(n) for n in sizes], how),
             None if oldest is None else to_us(oldest),
-            "exact (one pass over the live sessions)",
+            "exact: one pass over the live sessions",
         )
 
     # -- plumbing ----------------------------------------------------------------------------
