@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from ormsession import configure, schema
 from ormsession.cli import main
 from ormsession.manager import SessionManager
 from ormsession.session import RequestSession
 from tests.cli.test_cli import insert_sessions
+from tests.support.redis_fixtures import SENTINEL_DATA_PASSWORD, SENTINEL_PASSWORD
 from tests.support.stores import STORE_TARGETS
 
 STORES = ["sqlite", "postgresql", "mysql", "redis"]
@@ -113,7 +113,7 @@ def test_stats_on_sql_measures_every_live_session_or_a_sample(
     assert "(a random sample of 2 live sessions, by key)" in out
 
 
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.parametrize("store", ["redis", "cluster", "sentinel"], indirect=True)
 def test_stats_on_redis_samples_by_scan(
     store: tuple[str, dict], manager: SessionManager, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -146,7 +146,8 @@ def doctor(capsys: pytest.CaptureFixture[str], url: str) -> tuple[int, dict[str,
     for line in out.splitlines():
         verdict, name, _detail = line.split(None, 2)
         lines[name] = verdict
-    assert "password" not in out
+    for secret in (SENTINEL_DATA_PASSWORD, SENTINEL_PASSWORD, "s3cret"):
+        assert secret not in out
     return status, lines | {"_out": out}
 
 
@@ -193,7 +194,7 @@ def test_doctor_reports_an_unreachable_store_and_a_bad_url(
     assert (status, lines["url"]) == (1, "PROBLEM")
 
 
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.parametrize("store", ["redis", "cluster", "sentinel"], indirect=True)
 def test_doctor_finds_a_redis_key_without_ttl(
     store: tuple[str, dict], manager: SessionManager, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -207,11 +208,9 @@ def test_doctor_finds_a_redis_key_without_ttl(
     assert status == 0, lines["_out"]
     assert (lines["store"], lines["clock"], lines["ttl"]) == ("ok", "ok", "ok")
 
-    client: Any = redis.Redis.from_url(url)
-    with client:
-        stray = f"{prefix}{{{session.storage_key[:2]}}}:{session.storage_key}"
-        client.persist(stray)
-        status, lines = doctor(capsys, url)
-        assert (status, lines["ttl"]) == (1, "PROBLEM")
-        assert "1 of " in lines["_out"] and "(1 session)" in lines["_out"]
-        assert session.storage_key not in lines["_out"] and session.id not in lines["_out"]
+    client: Any = manager.repository.client  # type: ignore[attr-defined]
+    client.persist(f"{prefix}{{{session.storage_key[:2]}}}:{session.storage_key}")
+    status, lines = doctor(capsys, url)
+    assert (status, lines["ttl"]) == (1, "PROBLEM")
+    assert "1 of " in lines["_out"] and "(1 session)" in lines["_out"]
+    assert session.storage_key not in lines["_out"] and session.id not in lines["_out"]
