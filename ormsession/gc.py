@@ -19,7 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+import weakref
+from collections.abc import Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    contextmanager,
+    nullcontext,
+)
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository
@@ -52,8 +59,6 @@ def gc_lock(repository: SessionRepository) -> AbstractContextManager[bool]:
         return lock
     if repository.native_ttl:
         return nullcontext(True)
-    from ormsession.repositories.sql.gc_lock import held_in_process
-
     return held_in_process(repository)
 
 
@@ -65,9 +70,32 @@ def async_gc_lock(repository: AsyncSessionRepository) -> AbstractAsyncContextMan
         return lock
     if repository.native_ttl:
         return nullcontext(True)
-    from ormsession.repositories.sql.gc_lock import held_in_process
-
     return _AsyncOf(held_in_process(repository))
+
+
+_process_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_process_locks_guard = threading.Lock()
+
+
+def held_in_process(owner: Any) -> AbstractContextManager[bool]:
+    """A gc lock within this process only, for a store private to it (an in-memory
+    database) or one without a lock of its own; keyed by ``owner``, weakly."""
+    with _process_locks_guard:
+        lock = _process_locks.get(owner)
+        if lock is None:
+            lock = _process_locks[owner] = threading.Lock()
+    return tried_without_waiting(lock)
+
+
+@contextmanager
+def tried_without_waiting(lock: threading.Lock) -> Iterator[bool]:
+    """Yield whether ``lock`` was free (and is now held, until the block ends)."""
+    acquired = lock.acquire(blocking=False)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            lock.release()
 
 
 class _AsyncOf:

@@ -188,3 +188,21 @@ def test_the_asyncio_runner_is_coordinated_with_the_sync_side(
 def test_an_interval_must_be_positive(manager: SessionManager) -> None:
     with pytest.raises(ormsession.ConfigurationError, match="gc interval"):
         manager.start_gc(every=0)
+
+
+def test_a_run_that_fails_releases_the_lock(url: str, manager: SessionManager) -> None:
+    insert_sessions(url, expired=3, live=0)
+    with pytest.raises(ormsession.ConfigurationError):
+        manager.run_gc(batch_size=0)  # raises inside the lock
+    with configure(url=url, auto_migrate=False) as other:
+        assert other.run_gc() == GcReport(3)
+
+
+def test_lock_names() -> None:
+    from ormsession.repositories.sql.gc_lock import advisory_key, lock_name
+
+    assert advisory_key("session") == advisory_key("session") != advisory_key("sessions")
+    assert -(2**63) <= advisory_key("session") < 2**63
+    assert lock_name("app", "session") == "ormsession-gc:app.session"
+    long_name = lock_name("d" * 64, "session")
+    assert len(long_name) <= 64 and long_name != lock_name("e" * 64, "session")

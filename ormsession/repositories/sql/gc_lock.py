@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
+from ormsession.gc import held_in_process, tried_without_waiting
 from ormsession.repositories.sql.errors import wrap_sql_error
 
 if TYPE_CHECKING:  # not at run time: a sync-only install has no greenlet
@@ -49,7 +49,6 @@ __all__ = [
     "advisory_key",
     "async_gc_lock",
     "gc_lock",
-    "held_in_process",
     "lock_name",
     "sidecar_path",
 ]
@@ -92,34 +91,6 @@ def _statements(url: URL, table_name: str) -> tuple[str, str, dict[str, Any]]:
     return "SELECT GET_LOCK(:name, 0)", "SELECT RELEASE_LOCK(:name)", name
 
 
-# -- in the process: in-memory SQLite -------------------------------------------------------
-_process_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_process_locks_guard = threading.Lock()
-
-
-def _process_lock(owner: Any) -> threading.Lock:
-    with _process_locks_guard:
-        lock = _process_locks.get(owner)
-        if lock is None:
-            lock = _process_locks[owner] = threading.Lock()
-        return lock
-
-
-def held_in_process(owner: Any) -> AbstractContextManager[bool]:
-    """A gc lock for a store private to this process (keyed by ``owner``, weakly)."""
-    return _tried(_process_lock(owner))
-
-
-@contextmanager
-def _tried(lock: threading.Lock) -> Iterator[bool]:
-    acquired = lock.acquire(blocking=False)
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            lock.release()
-
-
 _file_locks_in_process: dict[str, threading.Lock] = {}
 
 
@@ -128,7 +99,9 @@ def _file_lock(path: Path) -> Iterator[bool]:
     try:
         import fcntl
     except ImportError:  # Windows: no flock; the lock then covers this process only
-        with _tried(_file_locks_in_process.setdefault(str(path), threading.Lock())) as held:
+        with tried_without_waiting(
+            _file_locks_in_process.setdefault(str(path), threading.Lock())
+        ) as held:
             yield held
         return
 
