@@ -207,10 +207,11 @@ def _gc(manager: SessionManager, arguments: argparse.Namespace) -> int:
     total = report.removed
     if report.lock_held_elsewhere:
         # Not an error: another node is doing this very work (exit 0, stdout 0).
-        print(
-            "gc skipped: another process holds the gc lock of this store: nothing deleted",
-            file=sys.stderr,
-        )
+        if not arguments.quiet:
+            print(
+                "gc skipped: another process holds the gc lock of this store: nothing deleted",
+                file=sys.stderr,
+            )
         print(0)
         return 0
     if progress is not None:

@@ -75,12 +75,20 @@ def test_sessions_list_and_revoke(
 
     assert firefox.handle is not None
     status, out, _ = cli(
-        capsys, "sessions", "revoke", "--user", "ada", "--handle", firefox.handle, "--url", url
+        # --handle=H: a handle may start with "-", which argparse reads as an option.
+        capsys,
+        "sessions",
+        "revoke",
+        "--user",
+        "ada",
+        f"--handle={firefox.handle}",
+        "--url",
+        url,
     )
     assert (status, out.strip()) == (0, f"revoked session {firefox.handle} of user 'ada'")
     assert manager.open(firefox.id).id != firefox.id  # signed out
     status, _, err = cli(
-        capsys, "sessions", "revoke", "--user", "bob", "--handle", phone.handle or "", "--url", url
+        capsys, "sessions", "revoke", "--user", "bob", f"--handle={phone.handle}", "--url", url
     )
     assert status == 1 and "no live session of user 'bob'" in err  # another user's handle
     status, out, _ = cli(capsys, "sessions", "revoke", "--user", "ada", "--all", "--url", url)
@@ -214,3 +222,21 @@ def test_doctor_finds_a_redis_key_without_ttl(
     assert (status, lines["ttl"]) == (1, "PROBLEM")
     assert "1 of " in lines["_out"] and "(1 session)" in lines["_out"]
     assert session.storage_key not in lines["_out"] and session.id not in lines["_out"]
+
+
+def test_doctor_and_stats_on_a_store_without_diagnostics(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The memory store has no diagnostics(): a probe read, the count, a skipped clock."""
+    status, lines = doctor(capsys, "memory://")
+    assert (status, lines["store"], lines["clock"]) == (0, "ok", "skipped")
+    status, out, _ = cli(capsys, "stats", "--url", "memory://")
+    assert (status, out.splitlines()[0]) == (0, "live sessions: 0")
+
+
+def test_a_handle_that_starts_with_a_dash_is_revoked_with_the_equals_form(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arguments = ["sessions", "revoke", "--user", "a", "--handle=-abc", "--url", "memory://"]
+    status, _, err = cli(capsys, *arguments)
+    assert status == 1 and "has the handle '-abc'" in err
