@@ -35,8 +35,7 @@ def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tu
 @pytest.fixture
 def manager(store: tuple[str, dict]) -> Iterator[SessionManager]:
     url, options = store
-    # encrypt=False: the SQL store's re-sealing rename is finished on another branch.
-    with configure(url=url, encrypt=False, **options) as manager:
+    with configure(url=url, **options) as manager:
         yield manager
 
 
