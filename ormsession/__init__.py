@@ -32,6 +32,7 @@ from ormsession.errors import (
     UserIdError,
 )
 from ormsession.expiry import ExpiryPolicy
+from ormsession.gc import AsyncGcRunner, GcReport, GcRunner
 from ormsession.manager import SessionManager
 from ormsession.repositories.base import (
     AsyncSessionRepository,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncGcRunner",
     "AsyncSessionManager",
     "AsyncSessionRepository",
     "Config",
@@ -61,6 +63,8 @@ __all__ = [
     "CookieOptions",
     "CorruptSessionDataError",
     "ExpiryPolicy",
+    "GcReport",
+    "GcRunner",
     "JSONSerializer",
     "MissingDriverError",
     "MsgpackSerializer",

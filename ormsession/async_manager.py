@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
@@ -9,8 +10,10 @@ from typing import Any, Self
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions
+from ormsession.errors import StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import arun
+from ormsession.gc import AsyncGcRunner, GcReport, async_gc_lock, count_expired
 from ormsession.manager import ManagerBase
 from ormsession.policy import StoreCall
 from ormsession.repositories.base import AsyncSessionRepository
@@ -113,13 +116,56 @@ class AsyncSessionManager(ManagerBase):
         batch_seconds: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete expired sessions in batches; return how many (0 on TTL stores).
-        The arguments are :meth:`SessionManager.gc`'s."""
-        flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
-        return await arun(flow, self._perform)
+        """Delete expired sessions in batches; return how many (0 on TTL stores, and 0 when
+        another process holds the gc lock). The arguments are :meth:`SessionManager.gc`'s."""
+        report = await self.run_gc(
+            batch_size=batch_size, batch_seconds=batch_seconds, progress=progress
+        )
+        return report.removed
+
+    async def run_gc(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> GcReport:
+        """One coordinated gc run (see :meth:`SessionManager.run_gc`)."""
+        if dry_run:
+            counted = await _maybe_awaited(count_expired(self.repository, self.policy.now_us()))
+            if counted is None:
+                raise StoreError(
+                    f"{type(self.repository).__qualname__} cannot count expired sessions"
+                )
+            return GcReport(int(counted), dry_run=True)
+        async with async_gc_lock(self.repository) as held:
+            if not held:
+                return GcReport(0, lock_held_elsewhere=True)
+            flow = self.policy.gc(
+                batch_size=batch_size, batch_seconds=batch_seconds, progress=progress
+            )
+            return GcReport(await arun(flow, self._perform))
+
+    def start_gc(
+        self,
+        every: float,
+        *,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+    ) -> AsyncGcRunner:
+        """Run :meth:`run_gc` every ``every`` seconds in an asyncio task of the running
+        loop, until ``await runner.stop()`` or this manager's :meth:`close`."""
+        options = {"batch_size": batch_size, "batch_seconds": batch_seconds}
+        runner = AsyncGcRunner(self, every, options).start()
+        self._gc_runners.append(runner)
+        return runner
 
     async def close(self) -> None:
-        """Release the repository's resources (never an engine or client the app passed)."""
+        """Release the repository's resources (never an engine or client the app passed);
+        stop the gc runners this manager started."""
+        for runner in self._gc_runners:
+            await runner.stop()
         if self._owns_repository:
             await self.repository.close()
 
@@ -136,3 +182,7 @@ class AsyncSessionManager(ManagerBase):
 
     def _perform(self, call: StoreCall) -> Any:
         return getattr(self.repository, call.method)(*call.args)
+
+
+async def _maybe_awaited(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value

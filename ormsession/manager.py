@@ -10,8 +10,10 @@ from typing import Any, Self
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.errors import StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import run
+from ormsession.gc import GcReport, GcRunner, count_expired, gc_lock
 from ormsession.policy import SessionPolicy, StoreCall
 from ormsession.repositories.base import SessionRepository
 from ormsession.session import RequestSession
@@ -33,6 +35,8 @@ class ManagerBase:
         self.config = config if config is not None else Config()
         self.policy = SessionPolicy(self.config, clock=clock, session_class=session_class)
         self._owns_repository = True
+        #: The gc runners this manager started (GcRunner or AsyncGcRunner): close stops them.
+        self._gc_runners: list[Any] = []
 
     @property
     def cookie(self) -> CookieOptions:
@@ -58,6 +62,7 @@ class ManagerBase:
             self.config, clock=self.policy.clock, session_class=session_class
         )
         derived._owns_repository = False
+        derived._gc_runners = []
         return derived
 
 
@@ -163,18 +168,65 @@ class SessionManager(ManagerBase):
         batch_seconds: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete expired sessions in batches; return how many (0 on TTL stores).
+        """Delete expired sessions in batches; return how many (0 on TTL stores, and 0 when
+        another process holds the gc lock: see :meth:`run_gc`).
 
         Each batch is its own short statement of at most ``batch_size`` rows (default
         ``gc_batch_size``), so no lock is held for long; a batch slower than
         ``batch_seconds`` (default ``gc_batch_seconds``) makes the next ones smaller.
         ``progress`` is called with the running total after each batch.
         """
-        flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
-        return run(flow, self._perform)
+        report = self.run_gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
+        return report.removed
+
+    def run_gc(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> GcReport:
+        """One coordinated gc run: :meth:`gc` under the store's gc lock, which one process
+        at a time holds (PostgreSQL advisory lock, MySQL ``GET_LOCK``, SQLite file lock);
+        where another holds it, nothing is deleted and the report says so. ``dry_run``:
+        count what would be deleted (no lock needed), delete nothing."""
+        if dry_run:
+            return GcReport(self._count_expired(), dry_run=True)
+        with gc_lock(self.repository) as held:
+            if not held:
+                return GcReport(0, lock_held_elsewhere=True)
+            flow = self.policy.gc(
+                batch_size=batch_size, batch_seconds=batch_seconds, progress=progress
+            )
+            return GcReport(run(flow, self._perform))
+
+    def _count_expired(self) -> int:
+        counted = count_expired(self.repository, self.policy.now_us())
+        if counted is None:
+            raise StoreError(f"{type(self.repository).__qualname__} cannot count expired sessions")
+        return int(counted)
+
+    def start_gc(
+        self,
+        every: float,
+        *,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+    ) -> GcRunner:
+        """Run :meth:`run_gc` every ``every`` seconds in a background thread, from now until
+        the runner's ``stop()`` or this manager's :meth:`close`. Start one on every node:
+        the gc lock lets one of them delete per round, the others skip."""
+        options = {"batch_size": batch_size, "batch_seconds": batch_seconds}
+        runner = GcRunner(self, every, options).start()
+        self._gc_runners.append(runner)
+        return runner
 
     def close(self) -> None:
-        """Release the repository's resources (never an engine or client the app passed)."""
+        """Release the repository's resources (never an engine or client the app passed);
+        stop the gc runners this manager started."""
+        for runner in self._gc_runners:
+            runner.stop()
         if self._owns_repository:
             self.repository.close()
 

@@ -136,6 +136,11 @@ class MemoryRepository(SessionRepository):
                 if isinstance(record, StoredSession) and record.expires_us > now_us
             )
 
+    def count_expired(self, now_us: int) -> int:
+        """How many records gc would delete (beyond the contract, as the SQL store's)."""
+        with self._lock:
+            return sum(1 for record in self._records.values() if record.expires_us <= now_us)
+
     def delete_expired(self, now_us: int, limit: int) -> int:
         with self._lock:
             expired = [k for k, r in self._records.items() if r.expires_us <= now_us][:limit]
@@ -226,6 +231,9 @@ class AsyncMemoryRepository(AsyncSessionRepository):
 
     async def count(self, now_us: int) -> int:
         return self.inner.count(now_us)
+
+    async def count_expired(self, now_us: int) -> int:
+        return self.inner.count_expired(now_us)
 
     async def delete_expired(self, now_us: int, limit: int) -> int:
         return self.inner.delete_expired(now_us, limit)

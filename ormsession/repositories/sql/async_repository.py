@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import PoolProxiedConnection, Select
@@ -236,6 +237,12 @@ class AsyncSqlRepository(AsyncSessionRepository):
 
     async def delete_expired(self, now_us: int, limit: int) -> int:
         return await self._execute(self._queries.delete_expired(now_us, limit))
+
+    def gc_lock(self) -> AbstractAsyncContextManager[bool]:
+        """The lock one gc run holds (beyond the contract: see :mod:`.gc_lock`)."""
+        from ormsession.repositories.sql.gc_lock import async_gc_lock
+
+        return async_gc_lock(self.engine, self.table_name)
 
     async def close(self) -> None:
         if self._owns_engine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -34,6 +34,9 @@ from ormsession.repositories.sql.errors import (
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
 from ormsession.repositories.sql.urls import display_sql_url
+
+if TYPE_CHECKING:
+    from ormsession.repositories.sql.diagnostics import SqlDiagnostics
 
 __all__ = ["SqlRepository"]
 
@@ -201,6 +204,18 @@ class SqlRepository(SessionRepository):
 
     def delete_expired(self, now_us: int, limit: int) -> int:
         return self._execute(self._queries.delete_expired(now_us, limit))
+
+    def gc_lock(self) -> AbstractContextManager[bool]:
+        """The lock one gc run holds (beyond the contract: see :mod:`.gc_lock`)."""
+        from ormsession.repositories.sql.gc_lock import gc_lock
+
+        return gc_lock(self.engine, self.table.name)
+
+    def diagnostics(self) -> SqlDiagnostics:
+        """What ``ormsession stats`` and ``doctor`` ask (beyond the contract)."""
+        from ormsession.repositories.sql.diagnostics import SqlDiagnostics
+
+        return SqlDiagnostics(self)
 
     def close(self) -> None:
         if self._owns_engine:
