@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ormsession.async_manager import AsyncSessionManager
 from ormsession.errors import ConfigurationError
-from ormsession.integrations._asgi_loops import LoopManagers, close_quietly, is_loop_bound
+from ormsession.integrations._asgi_loops import (
+    LoopManagers,
+    close_quietly,
+    config_for_later_loops,
+    is_loop_bound,
+)
 from ormsession.integrations._common import (
     FROM_REQUEST,
     FromRequest,
@@ -195,12 +200,7 @@ class SessionMiddleware:
         from ormsession.configure import configure_async
 
         manager = await configure_async(config=self._config)
-        checks = self._config.schema_check or self._config.auto_migrate is not False
-        if checks and not _private_database(self._config):
-            # The schema is checked (or migrated) now; the managers later event loops
-            # build use the same database and skip that (measured: a third to a half of
-            # a request's time in a TestClient used without `with`).
-            self._config = self._config.replace(schema_check=False, auto_migrate=False)
+        self._config = config_for_later_loops(self._config)
         return manager
 
     async def aclose(self) -> None:
@@ -272,19 +272,6 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive_startup, send_shutdown)
-
-
-def _private_database(config: Config) -> bool:
-    """Whether each manager built from ``config`` gets a database of its own (in-memory
-    SQLite), which must then be created each time."""
-    url = config.url.get_secret_value()
-    if not url.startswith("sqlite"):
-        return False
-    from sqlalchemy.engine import make_url
-
-    from ormsession.repositories.sql.clients import is_in_memory
-
-    return is_in_memory(make_url(url))
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
