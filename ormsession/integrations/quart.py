@@ -304,14 +304,18 @@ def _current() -> tuple[AsyncSessionManager, QuartSession]:
 
 def _request_expiry(session: QuartSession) -> ExpiryPolicy | None:
     """The timeouts this request's save will follow (a permanent session's are longer)."""
-    app = quart.current_app
+    app = quart.current_app._get_current_object()  # type: ignore[attr-defined]
     interface = app.session_interface
     assert isinstance(interface, OrmSessionInterface)
     return interface.request_expiry(app, session)
 
 
 def _connection() -> BaseRequestWebsocket:
-    return quart.request if quart.has_request_context() else quart.websocket
+    # The objects behind the proxies: Quart's debug page renders the locals of a failed
+    # request, and a proxy kept in one fails there once the request context is gone.
+    proxy = quart.request if quart.has_request_context() else quart.websocket
+    connection: BaseRequestWebsocket = proxy._get_current_object()  # type: ignore[union-attr]
+    return connection
 
 
 async def regenerate_session() -> None:
