@@ -21,7 +21,8 @@ middleware itself is plain ASGI and imports no framework; ``get_session`` and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+import enum
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ormsession.async_manager import AsyncSessionManager
@@ -239,6 +240,7 @@ class SessionMiddleware:
         id_sent: str | None = None
 
         async def save() -> str | None:
+            await _adopt_replacement(scope, session, manager)
             return await manager.save(session, https=request.https, cookie=cookie, expiry=expiry)
 
         async def send_with_session(message: Message) -> None:
@@ -272,6 +274,40 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive_startup, send_shutdown)
+
+
+async def _adopt_replacement(
+    scope: Scope, session: RequestSession, manager: AsyncSessionManager
+) -> None:
+    """Honour an app that replaced ``scope["session"]`` instead of changing it (Litestar's
+    ``request.set_session(...)`` and ``clear_session()`` do): what the scope holds when the
+    response starts is what is saved, as with Starlette's own middleware.
+
+    A mapping's content becomes the session's, key by key (only changed keys are written,
+    so concurrent requests changing other keys keep theirs). ``None``, or a sentinel (a
+    class, an enum member: Litestar's ``Empty``), ends the session as a logout does.
+    Anything else is not session data ormsession can store: ``TypeError``.
+    """
+    current = scope.get("session")
+    if current is session:
+        return
+    scope["session"] = session
+    if isinstance(current, Mapping):
+        for key in [key for key in session if key not in current]:
+            del session[key]
+        for key, value in current.items():
+            if key not in session or (session[key] is not value and session[key] != value):
+                session[key] = value
+    elif current is None or isinstance(current, type | enum.Enum):
+        if session.is_new:
+            session.clear()
+        else:
+            await manager.destroy(session)
+    else:
+        raise TypeError(
+            f"scope['session'] was replaced by a {type(current).__name__}; ormsession "
+            "stores a mapping (a dict), or None to end the session"
+        )
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
