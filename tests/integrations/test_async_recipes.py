@@ -11,8 +11,9 @@ logout deletes the session and its cookie.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ import redis
 from tests.integrations.helpers import parse_set_cookie
 
 STORES = ("sqlite", "redis")
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A Litestar app configures logging when it starts (the root logger at INFO, its
+    handlers): put every logger back afterwards, so other tests' log checks see theirs."""
+    loggers = [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]
+    saved = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers]
+    yield
+    for logger, level, handlers, propagate, disabled in saved:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate, logger.disabled = propagate, disabled
 
 
 @pytest.fixture(params=STORES)
