@@ -11,6 +11,7 @@ option, never echoing the value (it may be a password).
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib.util import find_spec
 from typing import Any, Literal
 
 from pydantic import (
@@ -25,8 +26,9 @@ from pydantic import (
 
 from ormsession.cookies import CookieOptions, SameSite
 from ormsession.encryption import DataCipher
-from ormsession.errors import ConfigurationError
+from ormsession.errors import ConfigurationError, MissingDriverError
 from ormsession.expiry import ExpiryPolicy
+from ormsession.metrics import MetricSink
 from ormsession.serializers import Serializer, serializer_by_name
 from ormsession.urls import SecretUrl
 
@@ -148,6 +150,13 @@ class Config(BaseModel):
         description="A gc statement slower than this makes the next ones smaller (None: never).",
     )
 
+    # -- observability ------------------------------------------------------------------
+    metrics: Literal["opentelemetry"] | MetricSink | None = Field(
+        None,
+        description="Where metrics go: 'opentelemetry' (the global meter provider; the otel "
+        "extra), a callable taking a MetricEvent, or None (nothing is measured).",
+    )
+
     # The cookie and expiry rules, checked and built once from the fields above.
     _cookie: CookieOptions = PrivateAttr()
     _expiry: ExpiryPolicy = PrivateAttr()
@@ -189,6 +198,10 @@ class Config(BaseModel):
         )
         self.make_serializer()  # a missing driver (msgpack) fails here, before any I/O
         self.make_cipher()  # so does a secret too short to be one
+        if self.metrics == "opentelemetry" and find_spec("opentelemetry") is None:
+            raise MissingDriverError(
+                "metrics='opentelemetry' needs opentelemetry-api: pip install 'ormsession[otel]'"
+            )
 
     @field_validator("absolute_timeout", "cookie_lifetime", mode="before")
     @classmethod
@@ -208,7 +221,7 @@ class Config(BaseModel):
         # Flask and the browsers' devtools write "Lax"; the attribute is case-insensitive.
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("gc_batch_seconds", mode="before")
+    @field_validator("gc_batch_seconds", "metrics", mode="before")
     @classmethod
     def _zero_means_none(cls, value: Any) -> Any:
         return None if _is_zero(value) else value

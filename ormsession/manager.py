@@ -12,6 +12,7 @@ from ormsession.config import Config
 from ormsession.cookies import CookieOptions, parse_cookie_header
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import run
+from ormsession.metrics import MetricsRecorder, make_sink, store_kind
 from ormsession.policy import SessionPolicy, StoreCall
 from ormsession.repositories.base import SessionRepository
 from ormsession.session import RequestSession
@@ -21,17 +22,23 @@ __all__ = ["ManagerBase", "SessionManager"]
 
 
 class ManagerBase:
-    """What the sync and async managers share: the configuration and the policy."""
+    """What the sync and async managers share: the configuration, the policy, and the
+    metrics recorder (None unless the ``metrics`` option is set)."""
 
     def __init__(
         self,
+        store: object,
         config: Config | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
         session_class: type[RequestSession] = RequestSession,
     ) -> None:
         self.config = config if config is not None else Config()
-        self.policy = SessionPolicy(self.config, clock=clock, session_class=session_class)
+        sink = make_sink(self.config.metrics)
+        self.metrics = None if sink is None else MetricsRecorder(sink, store_kind(store))
+        self.policy = SessionPolicy(
+            self.config, clock=clock, session_class=session_class, metrics=self.metrics
+        )
         self._owns_repository = True
 
     @property
@@ -55,7 +62,7 @@ class ManagerBase:
         ``session_class`` sessions. The copy never closes the repository: this one does."""
         derived = copy.copy(self)
         derived.policy = SessionPolicy(
-            self.config, clock=self.policy.clock, session_class=session_class
+            self.config, clock=self.policy.clock, session_class=session_class, metrics=self.metrics
         )
         derived._owns_repository = False
         return derived
@@ -79,9 +86,14 @@ class SessionManager(ManagerBase):
         session_class: type[RequestSession] = RequestSession,
         owns_repository: bool = True,
     ) -> None:
-        super().__init__(config, clock=clock, session_class=session_class)
+        super().__init__(repository, config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
+        # Chosen once: without metrics a store call is the bare repository call it always
+        # was (no clock read, no branch); with them, the same call, timed.
+        self._perform: Callable[[StoreCall], Any] = (
+            self._call_store if self.metrics is None else self.metrics.timed(self._call_store)
+        )
 
     def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
@@ -189,5 +201,5 @@ class SessionManager(ManagerBase):
     ) -> None:
         self.close()
 
-    def _perform(self, call: StoreCall) -> Any:
+    def _call_store(self, call: StoreCall) -> Any:
         return getattr(self.repository, call.method)(*call.args)
