@@ -32,6 +32,7 @@ from ormsession.errors import (
 )
 from ormsession.expiry import ExpiryPolicy
 from ormsession.manager import SessionManager
+from ormsession.metrics import MetricEvent
 from ormsession.repositories.base import (
     AsyncSessionRepository,
     OwnedSession,
@@ -61,6 +62,7 @@ __all__ = [
     "CorruptSessionDataError",
     "ExpiryPolicy",
     "JSONSerializer",
+    "MetricEvent",
     "MissingDriverError",
     "MsgpackSerializer",
     "OrmsessionError",
