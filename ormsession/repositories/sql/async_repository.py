@@ -210,8 +210,13 @@ class AsyncSqlRepository(AsyncSessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us, owner)
+        # owner_until_us is for stores whose index expires: here the index is a column.
+        flow = moves.rename(
+            self._queries, old_key, new_key, expires_us, now_us, owner, data, expected_version
+        )
         return await arun(flow, self._execute)
 
     async def moved(self, key: str, now_us: int) -> bool:
