@@ -4,7 +4,6 @@ test_opentelemetry.py's)."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -22,16 +21,6 @@ MakeManager = Callable[..., AbstractContextManager[Any]]
 DURATION = "ormsession.store.operation.duration"
 
 
-def skip_until_sql_reseals(make_manager: MakeManager, *, encrypt: bool = True) -> None:
-    """The SQL store's rename with re-sealed data (an encrypted regenerate or login) is
-    finished on another branch; until it is merged, skip what needs it (by itself)."""
-    from ormsession.repositories.sql.repository import SqlRepository
-
-    resealing = "data" in inspect.signature(SqlRepository.rename).parameters
-    if make_manager.store == "sqlite" and encrypt and not resealing:  # type: ignore[attr-defined]
-        pytest.skip("the SQL store's rename of re-sealed data is not merged yet")
-
-
 def stored(manager: Any, **data: Any) -> str:
     """The id of a new stored session holding ``data``."""
     session = manager.open(None)
@@ -43,9 +32,7 @@ def stored(manager: Any, **data: Any) -> str:
 def test_every_store_call_is_timed_by_operation_and_store(
     make_manager: MakeManager, events: Events, clock: FakeClock
 ) -> None:
-    # Unencrypted, so the SQL store's rename runs before its re-sealing rename is merged
-    # (the store calls are the same ones either way).
-    with make_manager(encrypt=False) as manager:
+    with make_manager() as manager:
         session_id = stored(manager, user=1)
         session = manager.open(session_id)
         session["cart"] = [1, 2]
@@ -162,7 +149,6 @@ def test_a_touch_of_a_session_destroyed_meanwhile_is_lost(
 def test_a_request_with_the_id_a_regenerate_replaced(
     make_manager: MakeManager, events: Events
 ) -> None:
-    skip_until_sql_reseals(make_manager)
     with make_manager() as manager:
         session_id = stored(manager, a=1)
         manager.regenerate(manager.open(session_id))
@@ -174,7 +160,6 @@ def test_a_request_with_the_id_a_regenerate_replaced(
 def test_a_regenerate_of_a_session_destroyed_meanwhile(
     make_manager: MakeManager, events: Events, encrypt: bool
 ) -> None:
-    skip_until_sql_reseals(make_manager, encrypt=encrypt)
     with make_manager(encrypt=encrypt) as manager:
         session_id = stored(manager, a=1)
         mine, logout = manager.open(session_id), manager.open(session_id)
@@ -189,7 +174,6 @@ def test_a_regenerate_of_a_session_destroyed_meanwhile(
 def test_a_login_of_a_session_destroyed_meanwhile(
     make_manager: MakeManager, events: Events
 ) -> None:
-    skip_until_sql_reseals(make_manager)
     with make_manager() as manager:
         session_id = stored(manager, a=1)
         mine, logout = manager.open(session_id), manager.open(session_id)
@@ -199,7 +183,6 @@ def test_a_login_of_a_session_destroyed_meanwhile(
 
 
 def test_a_rename_retry_of_the_encryption_path(make_manager: MakeManager, events: Events) -> None:
-    skip_until_sql_reseals(make_manager)
     with make_manager() as manager:
         session_id = stored(manager, a=1)
         mine, other = manager.open(session_id), manager.open(session_id)
