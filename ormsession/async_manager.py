@@ -39,10 +39,7 @@ class AsyncSessionManager(ManagerBase):
         super().__init__(repository, config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
-        # Chosen once, as in SessionManager: no metrics, no timing code on the way.
-        self._perform: Callable[[StoreCall], Awaitable[Any]] = (
-            self._call_store if self.metrics is None else self.metrics.timed_async(self._call_store)
-        )
+        self._perform = self._performer()
 
     async def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
@@ -137,6 +134,12 @@ class AsyncSessionManager(ManagerBase):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def _performer(self) -> Callable[[StoreCall], Awaitable[Any]]:
+        # Chosen once, as in SessionManager: no metrics, no timing code on the way.
+        if self.metrics is None:
+            return self._call_store
+        return self.metrics.timed_async(self._call_store)
 
     def _call_store(self, call: StoreCall) -> Awaitable[Any]:
         return getattr(self.repository, call.method)(*call.args)  # type: ignore[no-any-return]

@@ -25,6 +25,9 @@ class ManagerBase:
     """What the sync and async managers share: the configuration, the policy, and the
     metrics recorder (None unless the ``metrics`` option is set)."""
 
+    #: Answers the policy's store calls: set once per manager (and per copy).
+    _perform: Callable[[StoreCall], Any]
+
     def __init__(
         self,
         store: object,
@@ -65,7 +68,12 @@ class ManagerBase:
             self.config, clock=self.policy.clock, session_class=session_class, metrics=self.metrics
         )
         derived._owns_repository = False
+        derived._perform = derived._performer()  # the copy's calls go to its repository
         return derived
+
+    def _performer(self) -> Callable[[StoreCall], Any]:
+        """The function that answers the policy's store calls (see the subclasses)."""
+        raise NotImplementedError
 
 
 class SessionManager(ManagerBase):
@@ -89,11 +97,7 @@ class SessionManager(ManagerBase):
         super().__init__(repository, config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
-        # Chosen once: without metrics a store call is the bare repository call it always
-        # was (no clock read, no branch); with them, the same call, timed.
-        self._perform: Callable[[StoreCall], Any] = (
-            self._call_store if self.metrics is None else self.metrics.timed(self._call_store)
-        )
+        self._perform = self._performer()
 
     def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
@@ -200,6 +204,11 @@ class SessionManager(ManagerBase):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _performer(self) -> Callable[[StoreCall], Any]:
+        # Chosen once: without metrics a store call is the bare repository call it always
+        # was (no clock read, no branch); with them, the same call, timed.
+        return self._call_store if self.metrics is None else self.metrics.timed(self._call_store)
 
     def _call_store(self, call: StoreCall) -> Any:
         return getattr(self.repository, call.method)(*call.args)

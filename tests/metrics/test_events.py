@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ormsession import ConflictError, SessionTooLargeError
+import ormsession
+from ormsession import ConflictError, RequestSession, SessionTooLargeError
 from ormsession.metrics import INSTRUMENTS, MetricEvent
 from ormsession.serializers import JSONSerializer
 from tests.metrics.conftest import STORE_KINDS, Events
@@ -244,3 +245,31 @@ def test_the_instruments_table_is_complete() -> None:
         assert spec.kind in ("counter", "histogram")
         assert bool(spec.buckets) == (spec.kind == "histogram")
         assert "ormsession.store" in spec.attributes
+
+
+def test_a_copy_with_another_session_class_is_measured_on_its_own_repository(
+    events: Events,
+) -> None:
+    class AppSession(RequestSession):
+        pass
+
+    calls: list[str] = []
+
+    class Watching:  # stands between the copy and the store, as a test double would
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(self.inner, name)
+
+    with ormsession.configure("memory://", metrics=events.append) as manager:
+        derived = manager.with_session_class(AppSession)
+        derived.repository = Watching(manager.repository)
+        session = derived.open(None)
+        session["a"] = 1
+        derived.save(session)
+        assert isinstance(derived.open(session.id), AppSession)
+    assert calls == ["create", "read"]
+    timed = [e.attributes["ormsession.operation"] for e in events.named(DURATION)]
+    assert timed == ["create", "read"]
