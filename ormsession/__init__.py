@@ -34,6 +34,7 @@ from ormsession.errors import (
 from ormsession.expiry import ExpiryPolicy
 from ormsession.gc import AsyncGcRunner, GcReport, GcRunner
 from ormsession.manager import SessionManager
+from ormsession.metrics import MetricEvent
 from ormsession.repositories.base import (
     AsyncSessionRepository,
     OwnedSession,
@@ -66,6 +67,7 @@ __all__ = [
     "GcReport",
     "GcRunner",
     "JSONSerializer",
+    "MetricEvent",
     "MissingDriverError",
     "MsgpackSerializer",
     "OrmsessionError",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -39,9 +39,10 @@ class AsyncSessionManager(ManagerBase):
         session_class: type[RequestSession] = RequestSession,
         owns_repository: bool = True,
     ) -> None:
-        super().__init__(config, clock=clock, session_class=session_class)
+        super().__init__(repository, config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
+        self._perform = self._performer()
 
     async def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
@@ -180,8 +181,14 @@ class AsyncSessionManager(ManagerBase):
     ) -> None:
         await self.close()
 
-    def _perform(self, call: StoreCall) -> Any:
-        return getattr(self.repository, call.method)(*call.args)
+    def _performer(self) -> Callable[[StoreCall], Awaitable[Any]]:
+        # Chosen once, as in SessionManager: no metrics, no timing code on the way.
+        if self.metrics is None:
+            return self._call_store
+        return self.metrics.timed_async(self._call_store)
+
+    def _call_store(self, call: StoreCall) -> Awaitable[Any]:
+        return getattr(self.repository, call.method)(*call.args)  # type: ignore[no-any-return]
 
 
 async def _maybe_awaited(value: Any) -> Any:

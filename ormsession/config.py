@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from importlib.util import find_spec
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,8 +28,9 @@ from pydantic_settings import NoDecode
 
 from ormsession.cookies import CookieOptions, SameSite
 from ormsession.encryption import DataCipher
-from ormsession.errors import ConfigurationError
+from ormsession.errors import ConfigurationError, MissingDriverError
 from ormsession.expiry import ExpiryPolicy
+from ormsession.metrics import MetricSink
 from ormsession.serializers import Serializer, serializer_by_name
 from ormsession.urls import SecretUrl
 
@@ -150,6 +152,13 @@ class Config(BaseModel):
         description="A gc statement slower than this makes the next ones smaller (None: never).",
     )
 
+    # -- observability ------------------------------------------------------------------
+    metrics: Literal["opentelemetry"] | MetricSink | None = Field(
+        None,
+        description="Where metrics go: 'opentelemetry' (the global meter provider; the otel "
+        "extra), a callable taking a MetricEvent, or None (nothing is measured).",
+    )
+
     # The cookie and expiry rules, checked and built once from the fields above.
     _cookie: CookieOptions = PrivateAttr()
     _expiry: ExpiryPolicy = PrivateAttr()
@@ -191,6 +200,10 @@ class Config(BaseModel):
         )
         self.make_serializer()  # a missing driver (msgpack) fails here, before any I/O
         self.make_cipher()  # so does a secret too short to be one
+        if self.metrics == "opentelemetry" and find_spec("opentelemetry") is None:
+            raise MissingDriverError(
+                "metrics='opentelemetry' needs opentelemetry-api: pip install 'ormsession[otel]'"
+            )
 
     @field_validator("absolute_timeout", "cookie_lifetime", mode="before")
     @classmethod
@@ -226,7 +239,7 @@ class Config(BaseModel):
         except ValueError:
             raise ValueError("a JSON list of strings, or a single secret") from None
 
-    @field_validator("gc_batch_seconds", mode="before")
+    @field_validator("gc_batch_seconds", "metrics", mode="before")
     @classmethod
     def _zero_means_none(cls, value: Any) -> Any:
         return None if _is_zero(value) else value

@@ -14,6 +14,7 @@ from ormsession.errors import StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import run
 from ormsession.gc import GcReport, GcRunner, count_expired, gc_lock
+from ormsession.metrics import MetricsRecorder, make_sink, store_kind
 from ormsession.policy import SessionPolicy, StoreCall
 from ormsession.repositories.base import SessionRepository
 from ormsession.session import RequestSession
@@ -23,17 +24,26 @@ __all__ = ["ManagerBase", "SessionManager"]
 
 
 class ManagerBase:
-    """What the sync and async managers share: the configuration and the policy."""
+    """What the sync and async managers share: the configuration, the policy, and the
+    metrics recorder (None unless the ``metrics`` option is set)."""
+
+    #: Answers the policy's store calls: set once per manager (and per copy).
+    _perform: Callable[[StoreCall], Any]
 
     def __init__(
         self,
+        store: object,
         config: Config | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
         session_class: type[RequestSession] = RequestSession,
     ) -> None:
         self.config = config if config is not None else Config()
-        self.policy = SessionPolicy(self.config, clock=clock, session_class=session_class)
+        sink = make_sink(self.config.metrics)
+        self.metrics = None if sink is None else MetricsRecorder(sink, store_kind(store))
+        self.policy = SessionPolicy(
+            self.config, clock=clock, session_class=session_class, metrics=self.metrics
+        )
         self._owns_repository = True
         #: The gc runners this manager started (GcRunner or AsyncGcRunner): close stops them.
         self._gc_runners: list[Any] = []
@@ -59,11 +69,16 @@ class ManagerBase:
         ``session_class`` sessions. The copy never closes the repository: this one does."""
         derived = copy.copy(self)
         derived.policy = SessionPolicy(
-            self.config, clock=self.policy.clock, session_class=session_class
+            self.config, clock=self.policy.clock, session_class=session_class, metrics=self.metrics
         )
         derived._owns_repository = False
         derived._gc_runners = []
+        derived._perform = derived._performer()  # the copy's calls go to its repository
         return derived
+
+    def _performer(self) -> Callable[[StoreCall], Any]:
+        """The function that answers the policy's store calls (see the subclasses)."""
+        raise NotImplementedError
 
 
 class SessionManager(ManagerBase):
@@ -84,9 +99,10 @@ class SessionManager(ManagerBase):
         session_class: type[RequestSession] = RequestSession,
         owns_repository: bool = True,
     ) -> None:
-        super().__init__(config, clock=clock, session_class=session_class)
+        super().__init__(repository, config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
+        self._perform = self._performer()
 
     def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
@@ -241,5 +257,10 @@ class SessionManager(ManagerBase):
     ) -> None:
         self.close()
 
-    def _perform(self, call: StoreCall) -> Any:
+    def _performer(self) -> Callable[[StoreCall], Any]:
+        # Chosen once: without metrics a store call is the bare repository call it always
+        # was (no clock read, no branch); with them, the same call, timed.
+        return self._call_store if self.metrics is None else self.metrics.timed(self._call_store)
+
+    def _call_store(self, call: StoreCall) -> Any:
         return getattr(self.repository, call.method)(*call.args)

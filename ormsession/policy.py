@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions
@@ -38,6 +38,9 @@ from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import OwnedSession, Owner, StoredSession
 from ormsession.session import RequestSession, Stored
 from ormsession.users import UserSession, is_handle, owner_for, user_key
+
+if TYPE_CHECKING:
+    from ormsession.metrics import MetricsRecorder
 
 __all__ = ["SessionPolicy", "StoreCall", "next_gc_batch"]
 
@@ -88,8 +91,11 @@ class SessionPolicy:
         *,
         clock: Callable[[], datetime] = utcnow,
         session_class: type[RequestSession] = RequestSession,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         self.config = config
+        #: Told about conflicts, lost sessions, sizes written and gc (None: no metrics).
+        self.metrics = metrics
         self.cookie = config.cookie
         self.expiry = config.expiry
         self.serializer = config.make_serializer()
@@ -129,6 +135,8 @@ class SessionPolicy:
             # tab, an XHR): a session that is never saved, so this response sets no cookie
             # and the browser keeps the new one.
             logger.info("a request came with the id of a regenerated session %s…", key[:8])
+            if self.metrics is not None:
+                self.metrics.lost("open", dropped=False)
             return self._fresh(now, client_sent_id=True, lost_key=key)
         if record is None or expiry.is_over(record.created_us, record.expires_us, now):
             return self._fresh(now, client_sent_id=True)
@@ -248,6 +256,8 @@ class SessionPolicy:
                 return (yield from self._resolve_conflict(session, expires_us, now, rules))
             session.mark_stored(Stored(data, new_version, expires_us))
             session.reseal = False
+            if self.metrics is not None:
+                self.metrics.session_size("update", len(data))
             if not dict.__len__(session) and session.owner is None:
                 return (yield from self._end_emptied(session, now, rules))
             return self._cookie_after_write(session, now, rules)
@@ -338,6 +348,8 @@ class SessionPolicy:
             record = StoredSession(sealed, 1, session.created_us, expires_us, owner)
             if (yield _store("create", session.storage_key, record, now, until)):
                 session.mark_stored(Stored(data, 1, expires_us))
+                if self.metrics is not None:
+                    self.metrics.session_size("create", len(data))
                 return
             # A live record already holds this 256-bit key: astronomically unlikely, so
             # treat it as an attack or a bug and never write into it; take another id.
@@ -350,7 +362,7 @@ class SessionPolicy:
     ) -> Flow[StoreCall, str | None]:
         expires_us = rules.expiry.expires_at(session.created_us, now)
         if not (yield _store("touch", session.storage_key, expires_us, now)):
-            self._lose(session, now, dropped=False)
+            self._lose(session, now, dropped=False, flow="save")
             return None
         session.touched(expires_us)
         return self._cookie_after_write(session, now, rules)
@@ -366,13 +378,16 @@ class SessionPolicy:
         while True:
             current: StoredSession | None = yield _store("read", key, now)
             if current is None:
-                self._lose(session, now, dropped=True)
+                self._conflict("update", "lost")
+                self._lose(session, now, dropped=True, flow="save")
                 self._still_lost(session)
                 return None
             if attempts >= self.config.max_attempts:
+                self._conflict("update", "gave_up")
                 raise ConflictError(
                     f"gave up saving session {key[:8]}… after {attempts} compare-and-set conflicts"
                 )
+            self._conflict("update", "retried")  # a merge, and another compare-and-set
             merged = self._merge(session, current)
             data = self._encode(merged)
             # The other writer may live by longer rules than this request (a "remember me"
@@ -383,6 +398,8 @@ class SessionPolicy:
             attempts += 1
             if new_version is not None:
                 session.mark_stored(Stored(data, new_version, expiry), merged)
+                if self.metrics is not None:
+                    self.metrics.session_size("update", len(data))
                 if not merged and session.owner is None:  # each removed what the other left
                     return (yield from self._end_emptied(session, now, rules))
                 return self._cookie_after_write(session, now, rules)
@@ -420,10 +437,30 @@ class SessionPolicy:
         encoded = self.serializer.dumps(data)
         limit = self.config.max_data_bytes
         if len(encoded) > limit:
+            if self.metrics is not None:
+                self.metrics.too_large()
             raise SessionTooLargeError(len(encoded), limit)
         return encoded
 
-    def _lose(self, session: RequestSession, now: int, *, dropped: bool) -> None:
+    def _conflict(
+        self,
+        operation: Literal["update", "rename"],
+        outcome: Literal["retried", "lost", "gave_up"],
+    ) -> None:
+        """A compare-and-set (``operation``) lost to another writer; ``outcome``: what this
+        request did next (re-applied its changes and tried again, found the session gone,
+        or gave up with :class:`ConflictError`)."""
+        if self.metrics is not None:
+            self.metrics.conflict(operation, outcome)
+
+    def _lose(
+        self,
+        session: RequestSession,
+        now: int,
+        *,
+        dropped: bool,
+        flow: Literal["save", "regenerate"],
+    ) -> None:
         """Another request destroyed or regenerated this session while this one ran (a
         logout, a login in another tab): the session is lost to this request. Nothing it
         holds is written anywhere (no logout undone, no second live id, nothing readable
@@ -433,6 +470,8 @@ class SessionPolicy:
         :class:`SessionLostError` when the app opted in with ``on_lost_changes="raise"``)."""
         key = session.storage_key
         session.mark_lost(self.ids.generate(), now, key=key)
+        if self.metrics is not None:
+            self.metrics.lost(flow, dropped=dropped)
         log = logger.warning if dropped else logger.info
         log(
             "session %s… was destroyed or regenerated by another request%s",
@@ -482,7 +521,7 @@ class SessionPolicy:
         if not (yield from self._move(session, new_id, expires_us, now)):
             # Destroyed, regenerated or expired meanwhile: its data must not live on under
             # a new id (a logout undone, two live copies of one session).
-            self._lose(session, now, dropped=True)
+            self._lose(session, now, dropped=True, flow="regenerate")
 
     def _move(
         self,
@@ -508,7 +547,7 @@ class SessionPolicy:
             return True
         data_key = cipher.key(new_id)
         plaintext, version = session.stored.data, session.stored.version
-        for _ in range(self.config.max_attempts):
+        for attempt in range(1, self.config.max_attempts + 1):
             sealed = cipher.seal(data_key, new_key, plaintext, owner or session.owner)
             args = (old_key, new_key, expires_us, now, owner, owner_until_us, sealed, version)
             if (yield _store("rename", *args)):
@@ -517,7 +556,12 @@ class SessionPolicy:
                 return True
             current: StoredSession | None = yield _store("read", old_key, now)
             if current is None:
+                self._conflict("rename", "lost")
                 return False
+            # A write came in between: re-seal what it wrote and rename again.
+            self._conflict(
+                "rename", "gave_up" if attempt == self.config.max_attempts else "retried"
+            )
             try:
                 plaintext, _ = self._unseal(session.id, old_key, current)
             except CorruptSessionDataError:
@@ -565,13 +609,15 @@ class SessionPolicy:
             if (yield from self._move(session, self.ids.generate(), expires_us, now, owner, until)):
                 return
             if (yield _store("moved", old_key, now)):
-                self._lose(session, now, dropped=True)
+                self._lose(session, now, dropped=True, flow="login")
                 return
             logger.warning(
                 "session %s… was destroyed by another request during a login; the login "
                 "continues in a new session",
                 old_key[:8],
             )
+            if self.metrics is not None:
+                self.metrics.lost("login", dropped=True)
             session.ended(self.ids.generate(), now)
         else:
             session.restart(self.ids.generate(), session.created_us)
@@ -664,6 +710,8 @@ class SessionPolicy:
             deleted: int = yield _store("delete_expired", self.now_us(), size)
             took = time.perf_counter() - started
             total += deleted
+            if deleted and self.metrics is not None:
+                self.metrics.gc_removed(deleted)
             if progress is not None and deleted:
                 progress(total)
             if deleted < size:

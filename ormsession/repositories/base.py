@@ -162,6 +162,12 @@ class SessionRepository(ABC):
     #: True for stores that expire records themselves (Redis, Couchbase): gc is a no-op.
     native_ttl: ClassVar[bool] = False
 
+    @property
+    def store_kind(self) -> str:
+        """A short name for this kind of store: the ``ormsession.store`` attribute of its
+        metrics (docs/metrics.md). The class name unless the store names itself."""
+        return type(self).__name__
+
     @abstractmethod
     def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
@@ -220,6 +226,12 @@ class AsyncSessionRepository(ABC):
     """The asyncio twin of :class:`SessionRepository`: the same spec, awaited."""
 
     native_ttl: ClassVar[bool] = False
+
+    @property
+    def store_kind(self) -> str:
+        """A short name for this kind of store: the ``ormsession.store`` attribute of its
+        metrics (docs/metrics.md). The class name unless the store names itself."""
+        return type(self).__name__
 
     async def start(self) -> None:
         return None

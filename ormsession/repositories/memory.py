@@ -33,6 +33,8 @@ class MemoryRepository(SessionRepository):
     """A dict guarded by a lock; expired records are dropped on read and by gc. The user
     index is a dict of key sets, pruned of what is gone as it is read."""
 
+    store_kind = "memory"
+
     def __init__(self) -> None:
         self._records: dict[str, StoredSession | _Moved] = {}
         self._seen: dict[str, int] = {}
@@ -188,6 +190,8 @@ class MemoryRepository(SessionRepository):
 
 class AsyncMemoryRepository(AsyncSessionRepository):
     """The asyncio twin: the same store, awaited (no real I/O, so no thread hops)."""
+
+    store_kind = "memory"
 
     def __init__(self, inner: MemoryRepository | None = None) -> None:
         self.inner = inner or MemoryRepository()

@@ -46,6 +46,7 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
     """
 
     native_ttl = True
+    store_kind = "couchbase"
 
     def __init__(
         self,

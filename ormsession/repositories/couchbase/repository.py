@@ -45,6 +45,7 @@ class CouchbaseRepository(SessionRepository):
     """
 
     native_ttl = True
+    store_kind = "couchbase"
 
     def __init__(
         self,

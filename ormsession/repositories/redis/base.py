@@ -388,6 +388,10 @@ class RedisRepositoryBase:
     def key_prefix(self) -> str:
         return self.layout.prefix
 
+    @property
+    def store_kind(self) -> str:
+        return "redis+cluster" if self.cluster else "redis"
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
 

@@ -92,6 +92,11 @@ class AsyncSqlRepository(AsyncSessionRepository):
         self._dbapi_error: Any = engine.dialect.loaded_dbapi.Error
         self._packet_limited = engine.dialect.name in ("mysql", "mariadb")
 
+    @property
+    def store_kind(self) -> str:
+        """The SQL dialect: ``postgresql``, ``mysql``, ``mariadb`` or ``sqlite``."""
+        return str(self.engine.dialect.name)
+
     @classmethod
     def from_url(
         cls,

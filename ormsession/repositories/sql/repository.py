@@ -90,6 +90,11 @@ class SqlRepository(SessionRepository):
             with self._bounded_connection("schema check") as connection:
                 check_schema(connection, table_name=table_name)
 
+    @property
+    def store_kind(self) -> str:
+        """The SQL dialect: ``postgresql``, ``mysql``, ``mariadb`` or ``sqlite``."""
+        return str(self.engine.dialect.name)
+
     @classmethod
     def from_url(
         cls,
