@@ -459,7 +459,7 @@ class SessionPolicy:
         now: int,
         *,
         dropped: bool,
-        flow: Literal["save", "regenerate"],
+        flow: Literal["save", "regenerate", "login"],
     ) -> None:
         """Another request destroyed or regenerated this session while this one ran (a
         logout, a login in another tab): the session is lost to this request. Nothing it
