@@ -227,7 +227,7 @@ class SessionPolicy:
         now = self.now_us()
         stored = session.stored
         if stored is None:
-            if not dict.__len__(session):
+            if not dict.__len__(session) and not session.keep_when_empty:
                 deleting = session.destroyed and session.client_sent_id
                 return self._delete_cookie(rules) if deleting else None
             return (yield from self._create(session, now, rules))
@@ -240,7 +240,7 @@ class SessionPolicy:
             if new_version is None:
                 return (yield from self._resolve_conflict(session, expires_us, now, rules))
             session.mark_stored(Stored(data, new_version, expires_us))
-            if not dict.__len__(session):
+            if not dict.__len__(session) and not session.keep_when_empty:
                 return (yield from self._end_emptied(session, now, rules))
             return self._cookie_after_write(session, now, rules)
         if rules.expiry.touch_due(session.created_us, stored.expires_us, now):
@@ -364,7 +364,8 @@ class SessionPolicy:
             attempts += 1
             if new_version is not None:
                 session.mark_stored(Stored(data, new_version, expiry), merged)
-                if not merged:  # each request removed the keys the other left
+                if not merged and not session.keep_when_empty:
+                    # each request removed the keys the other left
                     return (yield from self._end_emptied(session, now, rules))
                 return self._cookie_after_write(session, now, rules)
 
