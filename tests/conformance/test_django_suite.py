@@ -16,7 +16,6 @@ Excluded, each with its reason (also in docs/integrations/django.md): :data:`EXC
 from __future__ import annotations
 
 import ast
-import inspect
 import subprocess
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 
 from tests.conformance.runner import outcomes, run_tests
 from tests.conformance.sources import DJANGO, unpacked
+from tests.support.pending import sql_renames_resealed_data
 from tests.support.stores import target_for
 
 MODULE = "test_ormsession_sessions.py"
@@ -107,7 +107,7 @@ def test_django_session_tests_pass(
     env_options = {"ORMSESSION_URL": target.url} | {
         f"ORMSESSION_{key.upper()}": str(value) for key, value in target.options.items()
     }
-    if store in ("sqlite", "postgresql", "mysql") and not _sql_renames_resealed_data():
+    if store in ("sqlite", "postgresql", "mysql") and not sql_renames_resealed_data():
         env_options["ORMSESSION_ENCRYPT"] = "false"
     junit_xml = tmp_path / "junit.xml"
     completed, expected = run_django_suite(env_options, junit_xml)
@@ -128,14 +128,3 @@ def test_django_session_tests_pass(
             f"tests pass; failing:\n{report}",
             pytrace=False,
         )
-
-
-def _sql_renames_resealed_data() -> bool:
-    """Whether the SQL store's rename takes the re-sealed data of an encrypted session.
-
-    Temporary: until that change (branch enc-sql) is merged, regenerating an encrypted
-    session fails on SQL stores whatever the integration, so the SQL runs keep data in
-    plaintext; once merged, they run encrypted, as every other store does."""
-    from ormsession.repositories.sql.repository import SqlRepository
-
-    return "data" in inspect.signature(SqlRepository.rename).parameters
