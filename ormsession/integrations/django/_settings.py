@@ -23,7 +23,13 @@ from django.core.exceptions import ImproperlyConfigured
 from ormsession.config import Config
 from ormsession.errors import ConfigurationError
 
-__all__ = ["DJANGO_OWNS", "async_url_of", "config_from_settings", "database_url"]
+__all__ = [
+    "DJANGO_OWNS",
+    "async_url_of",
+    "config_from_settings",
+    "database_url",
+    "url_for_database",
+]
 
 #: ormsession options whose job a Django setting does: option -> that setting.
 DJANGO_OWNS = {
@@ -89,14 +95,19 @@ def _ormsession_settings() -> dict[str, Any]:
 
 
 def database_url(alias: str) -> str:
-    """A SQLAlchemy URL for the database of Django's ``DATABASES[alias]`` (its current
-    settings: during tests, the test database)."""
+    """A SQLAlchemy URL for the database of Django's ``DATABASES[alias]``, as Django's
+    connection handler holds it now (during tests: the test database)."""
     from django.db import connections
+
+    if alias not in connections.settings:
+        raise ImproperlyConfigured(f"ORMSESSION_DATABASE: no database {alias!r} in DATABASES")
+    return url_for_database(connections.settings[alias])
+
+
+def url_for_database(database: Mapping[str, Any]) -> str:
+    """A SQLAlchemy URL for a Django ``DATABASES`` entry."""
     from sqlalchemy.engine import URL
 
-    if alias not in settings.DATABASES:
-        raise ImproperlyConfigured(f"ORMSESSION_DATABASE: no database {alias!r} in DATABASES")
-    database: Mapping[str, Any] = connections[alias].settings_dict
     dialect = _DIALECTS.get(str(database.get("ENGINE", "")))
     if dialect is None:
         raise ImproperlyConfigured(
