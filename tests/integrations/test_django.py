@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 django = pytest.importorskip("django")
+SHARED_MEMORY = "file:memorydb_default?mode=memory&cache=shared"
 
 from django.conf import settings  # noqa: E402
 
@@ -27,7 +28,8 @@ if not settings.configured:
             "django.contrib.auth",
             "django.contrib.sessions",
         ],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        # What Django's test runner makes of an SQLite database: a shared in-memory one.
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SHARED_MEMORY}},
         SESSION_ENGINE="ormsession.integrations.django",
         ORMSESSION_URL="memory://",
         USE_TZ=True,
@@ -304,7 +306,8 @@ def test_the_database_setting_builds_the_url_of_a_django_database() -> None:
     with pytest.raises(ImproperlyConfigured, match="oracle"):
         url_for_database({"ENGINE": "django.db.backends.oracle", "NAME": "x"})
     with pytest.raises(ImproperlyConfigured, match="in-memory"):
-        database_url("default")  # this process's DATABASES: an in-memory SQLite database
+        url_for_database({"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"})
+    assert database_url("default") == f"sqlite:///{SHARED_MEMORY}&uri=true"
     with pytest.raises(ImproperlyConfigured, match="no database 'nope'"):
         database_url("nope")
     with (
@@ -312,6 +315,21 @@ def test_the_database_setting_builds_the_url_of_a_django_database() -> None:
         pytest.raises(ImproperlyConfigured, match="not both"),
     ):
         config_from_settings()
+
+
+def test_sessions_go_to_the_django_database_named(tmp_path: Any) -> None:
+    """``ORMSESSION_DATABASE``: ormsession's table in Django's own database, here the shared
+    in-memory SQLite database Django's test runner uses."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # Django's connection keeps the database alive
+        with override_settings(ORMSESSION_DATABASE="default"):
+            del settings.ORMSESSION_URL
+            key = saved({"a": 1}).session_key
+            assert stored(key) == {"a": 1}
+            cursor.execute("SELECT count(*) FROM session")
+            assert cursor.fetchone() == (1,)
+            _managers.reset()
 
 
 def test_the_async_side_opens_the_same_store_through_an_asyncio_driver() -> None:

@@ -116,12 +116,7 @@ def url_for_database(database: Mapping[str, Any]) -> str:
         )
     name = str(database.get("NAME") or "")
     if dialect == "sqlite":
-        if not name or name == ":memory:" or name.startswith("file:"):
-            raise ImproperlyConfigured(
-                "ORMSESSION_DATABASE: an in-memory SQLite database is private to one "
-                "connection; sessions need a file (or set ORMSESSION_URL)"
-            )
-        return f"sqlite:///{name}"
+        return _sqlite_url(name)
     port = database.get("PORT")
     url = URL.create(
         dialect,
@@ -132,6 +127,19 @@ def url_for_database(database: Mapping[str, Any]) -> str:
         database=name or None,
     )
     return url.render_as_string(hide_password=False)
+
+
+def _sqlite_url(name: str) -> str:
+    if name.startswith("file:") and "mode=memory" in name:
+        # A shared in-memory database (Django's test database on SQLite): the same one,
+        # as long as Django holds a connection to it.
+        return f"sqlite:///{name}{'&' if '?' in name else '?'}uri=true"
+    if not name or name == ":memory:" or name.startswith("file:"):
+        raise ImproperlyConfigured(
+            "ORMSESSION_DATABASE: a private in-memory SQLite database is one connection's "
+            "own; sessions need a file or a shared in-memory database (or ORMSESSION_URL)"
+        )
+    return f"sqlite:///{name}"
 
 
 def async_url_of(url: str) -> str:
