@@ -322,14 +322,14 @@ def test_sessions_go_to_the_django_database_named(tmp_path: Any) -> None:
     in-memory SQLite database Django's test runner uses."""
     from django.db import connection
 
-    with connection.cursor() as cursor:  # Django's connection keeps the database alive
-        with override_settings(ORMSESSION_DATABASE="default"):
-            del settings.ORMSESSION_URL
-            key = saved({"a": 1}).session_key
-            assert stored(key) == {"a": 1}
-            cursor.execute("SELECT count(*) FROM session")
-            assert cursor.fetchone() == (1,)
-            _managers.reset()
+    # Django's connection keeps the database alive.
+    with connection.cursor() as cursor, override_settings(ORMSESSION_DATABASE="default"):
+        del settings.ORMSESSION_URL
+        key = saved({"a": 1}).session_key
+        assert stored(key) == {"a": 1}
+        cursor.execute("SELECT count(*) FROM session")
+        assert cursor.fetchone() == (1,)
+        _managers.reset()
 
 
 def test_the_async_side_opens_the_same_store_through_an_asyncio_driver() -> None:
