@@ -345,3 +345,50 @@ def test_the_session_cache_is_an_ormsession_session() -> None:
         session["a"] = 1
         assert isinstance(session._session_cache, RequestSession)
         _managers.reset()
+
+
+def test_an_async_save_keeps_the_event_loop_running_while_the_store_is_slow(
+    tmp_path: Any,
+) -> None:
+    """The a* methods await the store: while another connection holds the SQLite file's
+    write lock, ``asave()`` waits, and a ticker task on the same loop keeps ticking (the
+    method of tests/integrations/test_no_blocking.py)."""
+    from tests.integrations.test_no_blocking import HOLD, MAX_GAP, TICK, lock_store_for
+
+    path = tmp_path / "slow.sqlite3"
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        warm = SessionStore()
+        await warm.aset("count", 1)
+        await warm.asave()  # connections, schema and imports: unmeasured
+        session = SessionStore(warm.session_key)
+        await session.aset("count", await session.aget("count") + 1)
+        held = lock_store_for(path, HOLD)
+        await loop.run_in_executor(None, held.wait)
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(TICK)
+                gaps.append(loop.time() - last)
+                last = loop.time()
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(TICK)
+        started = time.monotonic()
+        try:
+            await session.asave()
+        finally:
+            done.set()
+            await task
+        assert await SessionStore(warm.session_key).aget("count") == 2
+        return time.monotonic() - started, max(gaps)
+
+    with override_settings(ORMSESSION_URL=f"sqlite:///{path}"):
+        elapsed, gap = asyncio.run(main())
+        _managers.reset()
+    assert elapsed >= HOLD * 0.8, "the store lock did not slow the save: the test is void"
+    assert gap < MAX_GAP, f"the event loop stalled for {gap:.3f}s"
