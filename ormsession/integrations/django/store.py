@@ -17,13 +17,15 @@ brought back (Django's ``UpdateError``, which the middleware turns into
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
+from ormsession.cookies import CookieOptions
 from ormsession.errors import SessionLostError
-from ormsession.expiry import ExpiryPolicy
+from ormsession.expiry import ExpiryPolicy, now_us
 from ormsession.flows import arun, run
 from ormsession.ids import SessionIds
 from ormsession.integrations.django import _managers
@@ -95,6 +97,12 @@ def _save_expiry(age: int) -> ExpiryPolicy:
     return policy
 
 
+def _ids() -> SessionIds:
+    """How ids are made and checked under the current configuration (no I/O)."""
+    config = _managers.config()
+    return SessionIds(prefix=config.id_prefix, nbytes=config.id_bytes)
+
+
 def _open_expiry() -> ExpiryPolicy:
     """The rules a load judges a stored session by: its stored expiry (written by the last
     save with that save's rules, the absolute deadline included) and nothing else, so a
@@ -129,8 +137,7 @@ class SessionStore(SessionBase):
 
     # -- keys ---------------------------------------------------------------------------
     def _get_new_session_key(self) -> str:
-        ids = SessionIds(prefix=_managers.config().id_prefix, nbytes=_managers.config().id_bytes)
-        return ids.generate()
+        return _ids().generate()
 
     async def _aget_new_session_key(self) -> str:
         return self._get_new_session_key()
@@ -183,8 +190,6 @@ class SessionStore(SessionBase):
     def _fresh_unloaded(self) -> DjangoSession:
         """A new, empty session, made without asking the store anything (so ``clear()``
         is safe in async code too)."""
-        from ormsession.expiry import now_us
-
         return DjangoSession(self._get_new_session_key(), created_us=now_us())
 
     # -- load, exists -------------------------------------------------------------------
@@ -257,8 +262,7 @@ class SessionStore(SessionBase):
         else:
             # An expiry in the past (set_expiry() with a negative delta or a past date):
             # the session ends now, as a cookie expired when sent does.
-            base = _managers.config().cookie
-            options["cookie"] = _expired_cookie(base)
+            options["cookie"] = _expired_cookie(_managers.config().cookie)
         try:
             yield ManagerCall("save", (session,), options)
         except SessionLostError as exc:  # on_lost_changes="raise"
@@ -283,8 +287,7 @@ class SessionStore(SessionBase):
         key = self.session_key if session_key is None else session_key
         if not key:
             return
-        ids = SessionIds(prefix=_managers.config().id_prefix, nbytes=_managers.config().id_bytes)
-        storage_key = ids.storage_key_of(key)
+        storage_key = _ids().storage_key_of(key)
         if storage_key is not None:
             yield ManagerCall("delete", (storage_key,), on_repository=True)
 
@@ -342,9 +345,9 @@ class SessionStore(SessionBase):
         await (await _managers.async_manager()).gc()
 
 
-def _expired_cookie(base: Any) -> Any:
-    from dataclasses import replace
-
+def _expired_cookie(base: CookieOptions) -> CookieOptions:
+    """``base`` expired when sent: the policy then stores nothing, and takes the session
+    out of the store if it was there."""
     return replace(base, max_age=timedelta(0))
 
 
