@@ -238,7 +238,7 @@ class SessionPolicy:
         now = self.now_us()
         stored = session.stored
         if stored is None:
-            if not dict.__len__(session):
+            if not dict.__len__(session) and not session.keep_when_empty:
                 deleting = session.destroyed and session.client_sent_id
                 return self._delete_cookie(rules) if deleting else None
             return (yield from self._create(session, now, rules))
@@ -258,7 +258,7 @@ class SessionPolicy:
             session.reseal = False
             if self.metrics is not None:
                 self.metrics.session_size("update", len(data))
-            if not dict.__len__(session) and session.owner is None:
+            if not dict.__len__(session) and session.owner is None and not session.keep_when_empty:
                 return (yield from self._end_emptied(session, now, rules))
             return self._cookie_after_write(session, now, rules)
         if rules.expiry.touch_due(session.created_us, stored.expires_us, now):
@@ -400,7 +400,8 @@ class SessionPolicy:
                 session.mark_stored(Stored(data, new_version, expiry), merged)
                 if self.metrics is not None:
                     self.metrics.session_size("update", len(data))
-                if not merged and session.owner is None:  # each removed what the other left
+                if not merged and session.owner is None and not session.keep_when_empty:
+                    # each request removed the keys the other left
                     return (yield from self._end_emptied(session, now, rules))
                 return self._cookie_after_write(session, now, rules)
 

@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ormsession.expiry import from_us
 from ormsession.ids import storage_key
@@ -71,6 +71,13 @@ class RequestSession(dict[str, Any]):
     session's serialized bytes with what was loaded. A read-only request that holds a cart
     therefore costs no encoding at save (several per cent of a request, measured).
     """
+
+    #: Whether a session with no data is still stored: its first save creates it even
+    #: empty, and a save that empties it keeps it (False: an empty new session is never
+    #: written, and emptying a stored one ends it, the Flask and Starlette logout). Django
+    #: sets it: there an empty session is a session (``create()`` stores one), and
+    #: ``flush()``, not emptying, is the logout.
+    keep_when_empty: ClassVar[bool] = False
 
     __slots__ = (
         "_accessed",
