@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import scale
+from benchmarks import encryption, scale
 from benchmarks.counters import ServerCounter
 from benchmarks.floors import AsyncFloor, Floor, new_id
 from benchmarks.report import (
@@ -390,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan.operations:
         for name in plan.stores:
             _on_store(name, report, lambda env: bench_operations(env, plan, report))
+        _progress("encryption cost")
+        report.encryption = encryption.measure(plan.timing)
     for name in plan.stores:
         if has_scale_work(name, plan) and name not in report.skipped:
             _on_store(name, report, lambda env: bench_scale(env, plan, report), "scale")

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from benchmarks.counters import Counts
+from benchmarks.encryption import EncryptionCost
 from benchmarks.scale import GcResult, MemoryResult, ReadScaleResult
 from benchmarks.timing import Comparison
 
@@ -102,6 +103,7 @@ class Report:
     scale: list[ReadScaleResult] = field(default_factory=list)
     gc: list[GcResult] = field(default_factory=list)
     memory: MemoryResult | None = None
+    encryption: list[EncryptionCost] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -109,7 +111,12 @@ class Report:
 
     def verdicts(self) -> list[Verdict]:
         found = [v for v in (row.verdict() for row in self.rows) if v is not None]
-        return found + [_scale_verdict(r) for r in self.scale] + [_gc_verdict(g) for g in self.gc]
+        return (
+            found
+            + [_scale_verdict(r) for r in self.scale]
+            + [_gc_verdict(g) for g in self.gc]
+            + [Verdict(c.passed, c.line()) for c in self.encryption]
+        )
 
     def markdown(self) -> str:
         machine = {**self.machine, **self.finished}
@@ -131,6 +138,16 @@ class Report:
             out += [
                 f"{m.ours_bytes:,.0f} bytes per opened `RequestSession` vs {m.floor_bytes:,.0f} "
                 f"bytes for the floor's dict ({m.sessions:,} held at once, tracemalloc)."
+            ]
+        if self.encryption:
+            out += ["", "### What encryption at rest costs a request (in-process store)", ""]
+            out += ["| request | encrypted µs | plain µs | cost µs (95% CI) | target |"]
+            out += ["|---|---:|---:|---|---|"]
+            out += [
+                f"| {c.operation} | {c.encrypted_us:.1f} | {c.plain_us:.1f} | "
+                f"+{c.cost_us:.1f} ({c.cost_low_us:.1f} to {c.cost_high_us:.1f}) | "
+                f"{'PASS' if c.passed else '**FAIL**'} |"
+                for c in self.encryption
             ]
         out += ["", "### Server-counted work per operation", ""]
         out += [

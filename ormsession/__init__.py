@@ -28,10 +28,13 @@ from ormsession.errors import (
     SessionTooLargeError,
     StoreError,
     StoreUnavailableError,
+    TamperedSessionError,
     UserIdError,
 )
 from ormsession.expiry import ExpiryPolicy
+from ormsession.gc import AsyncGcRunner, GcReport, GcRunner
 from ormsession.manager import SessionManager
+from ormsession.metrics import MetricEvent
 from ormsession.repositories.base import (
     AsyncSessionRepository,
     OwnedSession,
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncGcRunner",
     "AsyncSessionManager",
     "AsyncSessionRepository",
     "Config",
@@ -60,7 +64,10 @@ __all__ = [
     "CookieOptions",
     "CorruptSessionDataError",
     "ExpiryPolicy",
+    "GcReport",
+    "GcRunner",
     "JSONSerializer",
+    "MetricEvent",
     "MissingDriverError",
     "MsgpackSerializer",
     "OrmsessionError",
@@ -80,6 +87,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredSession",
     "Tag",
+    "TamperedSessionError",
     "UserIdError",
     "UserSession",
     "configure",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions
+from ormsession.errors import StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import arun
+from ormsession.gc import AsyncGcRunner, GcReport, async_gc_lock, count_expired
 from ormsession.manager import ManagerBase
 from ormsession.policy import StoreCall
 from ormsession.repositories.base import AsyncSessionRepository
@@ -36,9 +39,10 @@ class AsyncSessionManager(ManagerBase):
         session_class: type[RequestSession] = RequestSession,
         owns_repository: bool = True,
     ) -> None:
-        super().__init__(config, clock=clock, session_class=session_class)
+        super().__init__(repository, config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
+        self._perform = self._performer()
 
     async def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
@@ -113,13 +117,56 @@ class AsyncSessionManager(ManagerBase):
         batch_seconds: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete expired sessions in batches; return how many (0 on TTL stores).
-        The arguments are :meth:`SessionManager.gc`'s."""
-        flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
-        return await arun(flow, self._perform)
+        """Delete expired sessions in batches; return how many (0 on TTL stores, and 0 when
+        another process holds the gc lock). The arguments are :meth:`SessionManager.gc`'s."""
+        report = await self.run_gc(
+            batch_size=batch_size, batch_seconds=batch_seconds, progress=progress
+        )
+        return report.removed
+
+    async def run_gc(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> GcReport:
+        """One coordinated gc run (see :meth:`SessionManager.run_gc`)."""
+        if dry_run:
+            counted = await _maybe_awaited(count_expired(self.repository, self.policy.now_us()))
+            if counted is None:
+                raise StoreError(
+                    f"{type(self.repository).__qualname__} cannot count expired sessions"
+                )
+            return GcReport(int(counted), dry_run=True)
+        async with async_gc_lock(self.repository) as held:
+            if not held:
+                return GcReport(0, lock_held_elsewhere=True)
+            flow = self.policy.gc(
+                batch_size=batch_size, batch_seconds=batch_seconds, progress=progress
+            )
+            return GcReport(await arun(flow, self._perform))
+
+    def start_gc(
+        self,
+        every: float,
+        *,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+    ) -> AsyncGcRunner:
+        """Run :meth:`run_gc` every ``every`` seconds in an asyncio task of the running
+        loop, until ``await runner.stop()`` or this manager's :meth:`close`."""
+        options = {"batch_size": batch_size, "batch_seconds": batch_seconds}
+        runner = AsyncGcRunner(self, every, options).start()
+        self._gc_runners.append(runner)
+        return runner
 
     async def close(self) -> None:
-        """Release the repository's resources (never an engine or client the app passed)."""
+        """Release the repository's resources (never an engine or client the app passed);
+        stop the gc runners this manager started."""
+        for runner in self._gc_runners:
+            await runner.stop()
         if self._owns_repository:
             await self.repository.close()
 
@@ -134,5 +181,15 @@ class AsyncSessionManager(ManagerBase):
     ) -> None:
         await self.close()
 
-    def _perform(self, call: StoreCall) -> Any:
-        return getattr(self.repository, call.method)(*call.args)
+    def _performer(self) -> Callable[[StoreCall], Awaitable[Any]]:
+        # Chosen once, as in SessionManager: no metrics, no timing code on the way.
+        if self.metrics is None:
+            return self._call_store
+        return self.metrics.timed_async(self._call_store)
+
+    def _call_store(self, call: StoreCall) -> Awaitable[Any]:
+        return getattr(self.repository, call.method)(*call.args)  # type: ignore[no-any-return]
+
+
+async def _maybe_awaited(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value

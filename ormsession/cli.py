@@ -3,8 +3,12 @@
     ormsession db upgrade [--url URL] [--revision head] [--sql]
     ormsession db downgrade [--url URL] [--revision base] [--yes]
     ormsession db current [--url URL]
-    ormsession gc [--url URL] [--batch-size N] [--batch-seconds S|none] [--quiet]
+    ormsession gc [--url URL] [--batch-size N] [--batch-seconds S|none] [--dry-run] [--quiet]
     ormsession count [--url URL]
+    ormsession sessions list --user ID [--url URL]
+    ormsession sessions revoke --user ID (--handle H | --all) [--url URL]
+    ormsession stats [--url URL] [--sample N]
+    ormsession doctor [--url URL] [--max-skew S]
     ormsession demo [--url URL] [--host 127.0.0.1] [--port 8000]
     ormsession --version
 
@@ -22,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ormsession.admin import doctor, sessions_list, sessions_revoke, stats
+from ormsession.diagnostics import DEFAULT_MAX_SKEW
 from ormsession.errors import OrmsessionError, SchemaError
 from ormsession.urls import redact_url, scheme_of, upgrade_command
 
@@ -92,7 +98,32 @@ def _parser() -> argparse.ArgumentParser:
         help="a statement slower than this makes the next ones smaller (none: never)",
     )
     gc.add_argument("--quiet", action="store_true", help="no progress output")
+    gc.add_argument(
+        "--dry-run", action="store_true", help="count what would be deleted, delete nothing"
+    )
     with_url(commands.add_parser("count", help="count live sessions"))
+
+    sessions = commands.add_parser("sessions", help="a user's sessions: list, revoke")
+    sessions_commands = sessions.add_subparsers(dest="sessions_command", required=True)
+    listing = with_url(sessions_commands.add_parser("list", help="list a user's live sessions"))
+    listing.add_argument("--user", required=True, help="the user's id, as the app logs in")
+    revoke = with_url(sessions_commands.add_parser("revoke", help="sign a user's sessions out"))
+    revoke.add_argument("--user", required=True, help="the user's id, as the app logs in")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--handle", help="the session's handle (from sessions list)")
+    which.add_argument("--all", action="store_true", help="every session of the user")
+
+    stats = with_url(commands.add_parser("stats", help="live sessions, sizes, the oldest"))
+    stats.add_argument(
+        "--sample", type=int, default=10_000, help="sessions measured for sizes, at most"
+    )
+    doctor = with_url(commands.add_parser("doctor", help="check the store and its setup"))
+    doctor.add_argument(
+        "--max-skew",
+        type=float,
+        default=DEFAULT_MAX_SKEW,
+        help=f"seconds the store's clock may be off (default {DEFAULT_MAX_SKEW:g})",
+    )
 
     demo = with_url(commands.add_parser("demo", help="run the demo web app"))
     demo.add_argument("--host", default="127.0.0.1")
@@ -128,6 +159,8 @@ def _dispatch(arguments: argparse.Namespace) -> int:
     from ormsession.settings import load_config
 
     overrides = {"url": arguments.url} if arguments.url else {}
+    if arguments.command == "doctor":
+        return doctor(overrides, max_skew=arguments.max_skew)
     config = load_config(**overrides)
     if arguments.command == "db":
         return _db(arguments, config)
@@ -135,9 +168,7 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         from ormsession.demo import serve
 
         return serve(config, host=arguments.host, port=arguments.port)
-    _refuse_missing_sqlite_file(
-        config, arguments, "count" if arguments.command == "count" else "clean up"
-    )
+    _refuse_missing_sqlite_file(config, arguments, _WHAT.get(arguments.command, "clean up"))
     from ormsession.configure import configure
 
     options: dict[str, Any] = {}
@@ -149,23 +180,52 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         if arguments.command == "count":
             print(manager.count())
             return 0
+        if arguments.command == "sessions":
+            return _sessions(manager, arguments)
+        if arguments.command == "stats":
+            return stats(manager, sample=arguments.sample)
         return _gc(manager, arguments)
 
 
+_WHAT = {"count": "count", "sessions": "list or revoke", "stats": "measure"}
+
+
 def _gc(manager: SessionManager, arguments: argparse.Namespace) -> int:
+    if arguments.dry_run:
+        report = manager.run_gc(dry_run=True)
+        if not arguments.quiet:
+            print(f"would delete {report.removed:,} expired sessions (dry run)", file=sys.stderr)
+        print(report.removed)
+        return 0
     expected = _expired_count(manager)
     progress = None if arguments.quiet else _Progress(sys.stderr, expected)
-    total = manager.gc(
+    report = manager.run_gc(
         batch_size=arguments.batch_size,
         batch_seconds=getattr(arguments, "batch_seconds", None),
         progress=progress,
     )
+    total = report.removed
+    if report.lock_held_elsewhere:
+        # Not an error: another node is doing this very work (exit 0, stdout 0).
+        if not arguments.quiet:
+            print(
+                "gc skipped: another process holds the gc lock of this store: nothing deleted",
+                file=sys.stderr,
+            )
+        print(0)
+        return 0
     if progress is not None:
         progress.finish(total)
     # The bare number is for scripts; a person at a terminal has just read it on stderr.
     if progress is None or not (progress.tty and sys.stdout.isatty()):
         print(total)
     return 0
+
+
+def _sessions(manager: SessionManager, arguments: argparse.Namespace) -> int:
+    if arguments.sessions_command == "list":
+        return sessions_list(manager, arguments.user)
+    return sessions_revoke(manager, arguments.user, handle=arguments.handle)
 
 
 def _db(arguments: argparse.Namespace, config: Config) -> int:

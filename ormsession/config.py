@@ -10,8 +10,10 @@ option, never echoing the value (it may be a password).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
-from typing import Any, Literal
+from importlib.util import find_spec
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,10 +24,13 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_settings import NoDecode
 
 from ormsession.cookies import CookieOptions, SameSite
-from ormsession.errors import ConfigurationError
+from ormsession.encryption import DataCipher
+from ormsession.errors import ConfigurationError, MissingDriverError
 from ormsession.expiry import ExpiryPolicy
+from ormsession.metrics import MetricSink
 from ormsession.serializers import Serializer, serializer_by_name
 from ormsession.urls import SecretUrl
 
@@ -128,6 +133,16 @@ class Config(BaseModel):
         description="Changes of a session another request destroyed or regenerated "
         "meanwhile: drop them with a warning, or raise SessionLostError from save().",
     )
+    encrypt: bool = Field(
+        True,
+        description="Encrypt session data at rest under a key derived from the session id "
+        "(False: stored as serialized, readable by whoever reads the store).",
+    )
+    encryption_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Optional server-side secrets mixed into the data key, current first "
+        "(older ones still open data until its next write).",
+    )
     max_attempts: int = Field(10, ge=1, le=100)
     gc_batch_size: int = Field(1000, ge=1, le=100_000)
     gc_batch_seconds: float | None = Field(
@@ -135,6 +150,13 @@ class Config(BaseModel):
         gt=0,
         le=3600,
         description="A gc statement slower than this makes the next ones smaller (None: never).",
+    )
+
+    # -- observability ------------------------------------------------------------------
+    metrics: Literal["opentelemetry"] | MetricSink | None = Field(
+        None,
+        description="Where metrics go: 'opentelemetry' (the global meter provider; the otel "
+        "extra), a callable taking a MetricEvent, or None (nothing is measured).",
     )
 
     # The cookie and expiry rules, checked and built once from the fields above.
@@ -177,6 +199,11 @@ class Config(BaseModel):
             refresh_ratio=self.refresh_ratio,
         )
         self.make_serializer()  # a missing driver (msgpack) fails here, before any I/O
+        self.make_cipher()  # so does a secret too short to be one
+        if self.metrics == "opentelemetry" and find_spec("opentelemetry") is None:
+            raise MissingDriverError(
+                "metrics='opentelemetry' needs opentelemetry-api: pip install 'ormsession[otel]'"
+            )
 
     @field_validator("absolute_timeout", "cookie_lifetime", mode="before")
     @classmethod
@@ -196,7 +223,23 @@ class Config(BaseModel):
         # Flask and the browsers' devtools write "Lax"; the attribute is case-insensitive.
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("gc_batch_seconds", mode="before")
+    @field_validator("encryption_secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: Any) -> Any:
+        # From the environment: one secret as it is, or several as a JSON list.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text.startswith("["):
+            return [text] if text else []
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError("a JSON list of strings, or a single secret") from None
+
+    @field_validator("gc_batch_seconds", "metrics", mode="before")
     @classmethod
     def _zero_means_none(cls, value: Any) -> Any:
         return None if _is_zero(value) else value
@@ -224,6 +267,14 @@ class Config(BaseModel):
         if isinstance(self.serializer, str):
             return serializer_by_name(self.serializer)
         return self.serializer
+
+    def make_cipher(self) -> DataCipher | None:
+        """The cipher for session data (None with ``encrypt=False``)."""
+        if not self.encrypt:
+            if self.encryption_secrets:
+                raise ConfigurationError("encryption_secrets are set but encrypt is False")
+            return None
+        return DataCipher([s.get_secret_value().encode() for s in self.encryption_secrets])
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied and validated (a frozen object is never changed)."""

@@ -19,6 +19,7 @@ __all__ = [
     "SessionTooLargeError",
     "StoreError",
     "StoreUnavailableError",
+    "TamperedSessionError",
     "UserIdError",
 ]
 
@@ -65,6 +66,12 @@ class CorruptSessionDataError(OrmsessionError):
 
     The manager never lets this escape: it logs a warning and starts a new session.
     """
+
+
+class TamperedSessionError(CorruptSessionDataError):
+    """Raised when sealed session data fails to open: changed, moved to another key, or
+    sealed under a secret that is no longer configured. The manager treats it as corrupt
+    data (a fresh session and a logged warning); it never reaches the app."""
 
 
 class SessionTooLargeError(OrmsessionError):

@@ -10,8 +10,11 @@ from typing import Any, Self
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.errors import StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import run
+from ormsession.gc import GcReport, GcRunner, count_expired, gc_lock
+from ormsession.metrics import MetricsRecorder, make_sink, store_kind
 from ormsession.policy import SessionPolicy, StoreCall
 from ormsession.repositories.base import SessionRepository
 from ormsession.session import RequestSession
@@ -21,18 +24,29 @@ __all__ = ["ManagerBase", "SessionManager"]
 
 
 class ManagerBase:
-    """What the sync and async managers share: the configuration and the policy."""
+    """What the sync and async managers share: the configuration, the policy, and the
+    metrics recorder (None unless the ``metrics`` option is set)."""
+
+    #: Answers the policy's store calls: set once per manager (and per copy).
+    _perform: Callable[[StoreCall], Any]
 
     def __init__(
         self,
+        store: object,
         config: Config | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
         session_class: type[RequestSession] = RequestSession,
     ) -> None:
         self.config = config if config is not None else Config()
-        self.policy = SessionPolicy(self.config, clock=clock, session_class=session_class)
+        sink = make_sink(self.config.metrics)
+        self.metrics = None if sink is None else MetricsRecorder(sink, store_kind(store))
+        self.policy = SessionPolicy(
+            self.config, clock=clock, session_class=session_class, metrics=self.metrics
+        )
         self._owns_repository = True
+        #: The gc runners this manager started (GcRunner or AsyncGcRunner): close stops them.
+        self._gc_runners: list[Any] = []
 
     @property
     def cookie(self) -> CookieOptions:
@@ -55,10 +69,16 @@ class ManagerBase:
         ``session_class`` sessions. The copy never closes the repository: this one does."""
         derived = copy.copy(self)
         derived.policy = SessionPolicy(
-            self.config, clock=self.policy.clock, session_class=session_class
+            self.config, clock=self.policy.clock, session_class=session_class, metrics=self.metrics
         )
         derived._owns_repository = False
+        derived._gc_runners = []
+        derived._perform = derived._performer()  # the copy's calls go to its repository
         return derived
+
+    def _performer(self) -> Callable[[StoreCall], Any]:
+        """The function that answers the policy's store calls (see the subclasses)."""
+        raise NotImplementedError
 
 
 class SessionManager(ManagerBase):
@@ -79,9 +99,10 @@ class SessionManager(ManagerBase):
         session_class: type[RequestSession] = RequestSession,
         owns_repository: bool = True,
     ) -> None:
-        super().__init__(config, clock=clock, session_class=session_class)
+        super().__init__(repository, config, clock=clock, session_class=session_class)
         self.repository = repository
         self._owns_repository = owns_repository
+        self._perform = self._performer()
 
     def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
@@ -163,18 +184,65 @@ class SessionManager(ManagerBase):
         batch_seconds: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete expired sessions in batches; return how many (0 on TTL stores).
+        """Delete expired sessions in batches; return how many (0 on TTL stores, and 0 when
+        another process holds the gc lock: see :meth:`run_gc`).
 
         Each batch is its own short statement of at most ``batch_size`` rows (default
         ``gc_batch_size``), so no lock is held for long; a batch slower than
         ``batch_seconds`` (default ``gc_batch_seconds``) makes the next ones smaller.
         ``progress`` is called with the running total after each batch.
         """
-        flow = self.policy.gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
-        return run(flow, self._perform)
+        report = self.run_gc(batch_size=batch_size, batch_seconds=batch_seconds, progress=progress)
+        return report.removed
+
+    def run_gc(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> GcReport:
+        """One coordinated gc run: :meth:`gc` under the store's gc lock, which one process
+        at a time holds (PostgreSQL advisory lock, MySQL ``GET_LOCK``, SQLite file lock);
+        where another holds it, nothing is deleted and the report says so. ``dry_run``:
+        count what would be deleted (no lock needed), delete nothing."""
+        if dry_run:
+            return GcReport(self._count_expired(), dry_run=True)
+        with gc_lock(self.repository) as held:
+            if not held:
+                return GcReport(0, lock_held_elsewhere=True)
+            flow = self.policy.gc(
+                batch_size=batch_size, batch_seconds=batch_seconds, progress=progress
+            )
+            return GcReport(run(flow, self._perform))
+
+    def _count_expired(self) -> int:
+        counted = count_expired(self.repository, self.policy.now_us())
+        if counted is None:
+            raise StoreError(f"{type(self.repository).__qualname__} cannot count expired sessions")
+        return int(counted)
+
+    def start_gc(
+        self,
+        every: float,
+        *,
+        batch_size: int | None = None,
+        batch_seconds: float | None = None,
+    ) -> GcRunner:
+        """Run :meth:`run_gc` every ``every`` seconds in a background thread, from now until
+        the runner's ``stop()`` or this manager's :meth:`close`. Start one on every node:
+        the gc lock lets one of them delete per round, the others skip."""
+        options = {"batch_size": batch_size, "batch_seconds": batch_seconds}
+        runner = GcRunner(self, every, options).start()
+        self._gc_runners.append(runner)
+        return runner
 
     def close(self) -> None:
-        """Release the repository's resources (never an engine or client the app passed)."""
+        """Release the repository's resources (never an engine or client the app passed);
+        stop the gc runners this manager started."""
+        for runner in self._gc_runners:
+            runner.stop()
         if self._owns_repository:
             self.repository.close()
 
@@ -189,5 +257,10 @@ class SessionManager(ManagerBase):
     ) -> None:
         self.close()
 
-    def _perform(self, call: StoreCall) -> Any:
+    def _performer(self) -> Callable[[StoreCall], Any]:
+        # Chosen once: without metrics a store call is the bare repository call it always
+        # was (no clock read, no branch); with them, the same call, timed.
+        return self._call_store if self.metrics is None else self.metrics.timed(self._call_store)
+
+    def _call_store(self, call: StoreCall) -> Any:
         return getattr(self.repository, call.method)(*call.args)

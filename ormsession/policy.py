@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions
@@ -35,9 +35,12 @@ from ormsession.errors import (
 from ormsession.expiry import ExpiryPolicy, us_clock, utcnow
 from ormsession.flows import Flow
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.base import OwnedSession, StoredSession
+from ormsession.repositories.base import OwnedSession, Owner, StoredSession
 from ormsession.session import RequestSession, Stored
 from ormsession.users import UserSession, is_handle, owner_for, user_key
+
+if TYPE_CHECKING:
+    from ormsession.metrics import MetricsRecorder
 
 __all__ = ["SessionPolicy", "StoreCall", "next_gc_batch"]
 
@@ -88,11 +91,16 @@ class SessionPolicy:
         *,
         clock: Callable[[], datetime] = utcnow,
         session_class: type[RequestSession] = RequestSession,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         self.config = config
+        #: Told about conflicts, lost sessions, sizes written and gc (None: no metrics).
+        self.metrics = metrics
         self.cookie = config.cookie
         self.expiry = config.expiry
         self.serializer = config.make_serializer()
+        #: Seals data at rest under a key derived from the session id (None: plaintext).
+        self.cipher = config.make_cipher()
         self.ids = SessionIds(prefix=config.id_prefix, nbytes=config.id_bytes)
         #: The app's clock (aware UTC datetimes), for what is shown to people (cookies).
         self.clock = clock
@@ -127,18 +135,21 @@ class SessionPolicy:
             # tab, an XHR): a session that is never saved, so this response sets no cookie
             # and the browser keeps the new one.
             logger.info("a request came with the id of a regenerated session %s…", key[:8])
+            if self.metrics is not None:
+                self.metrics.lost("open", dropped=False)
             return self._fresh(now, client_sent_id=True, lost_key=key)
         if record is None or expiry.is_over(record.created_us, record.expires_us, now):
             return self._fresh(now, client_sent_id=True)
         try:
-            data = self.serializer.loads(record.data)
+            plaintext, data_key = self._unseal(session_id, key, record)
+            data = self.serializer.loads(plaintext)
         except CorruptSessionDataError as exc:
             logger.warning(
                 "corrupt session data under key %s…, starting a new session: %s", key[:8], exc
             )
             return self._fresh(now, client_sent_id=True)
-        stored = Stored(record.data, record.version, record.expires_us)
-        return self.session_class(
+        stored = Stored(plaintext, record.version, record.expires_us)
+        session = self.session_class(
             session_id,
             data,
             created_us=record.created_us,
@@ -146,6 +157,29 @@ class SessionPolicy:
             client_sent_id=True,
             owner=record.owner,
         )
+        session.data_key = data_key
+        # Read under a secret being rotated out: rewrite it at this request's save, so a
+        # session that is only read does not stay sealed under a secret due to be dropped.
+        session.reseal = self.cipher is not None and not self.cipher.is_current(record.data)
+        return session
+
+    def _unseal(self, session_id: str, key: str, record: StoredSession) -> tuple[bytes, Any]:
+        """The serialized data in a stored record, and the key to seal its next write
+        with. Raises :class:`~ormsession.errors.TamperedSessionError` (a corrupt-data
+        error) for data that is not this session's, or not bound to this owner."""
+        if self.cipher is None:
+            return record.data, None
+        return self.cipher.open(session_id, key, record.data, record.owner)
+
+    def _sealed(self, session: RequestSession, plaintext: bytes) -> bytes:
+        """``plaintext`` as the store must hold it for ``session``'s id."""
+        cipher = self.cipher
+        if cipher is None:
+            return plaintext
+        data_key = session.data_key
+        if data_key is None:
+            data_key = session.data_key = cipher.key(session.id)
+        return cipher.seal(data_key, session.storage_key, plaintext, session.owner)
 
     def _fresh(
         self,
@@ -204,19 +238,27 @@ class SessionPolicy:
         now = self.now_us()
         stored = session.stored
         if stored is None:
-            if not dict.__len__(session):
+            if not dict.__len__(session) and not session.keep_when_empty:
                 deleting = session.destroyed and session.client_sent_id
                 return self._delete_cookie(rules) if deleting else None
             return (yield from self._create(session, now, rules))
+        if session.cleared:
+            return (yield from self._log_out_cleared(session, now, rules))
         data = self._changed_data(session, stored)
+        if data is None and session.reseal:
+            data = stored.data
         if data is not None:
             expires_us = rules.expiry.expires_at(session.created_us, now)
             key, version = session.storage_key, stored.version
-            new_version = yield _store("update", key, data, expires_us, version, now)
+            sealed = self._sealed(session, data)
+            new_version = yield _store("update", key, sealed, expires_us, version, now)
             if new_version is None:
                 return (yield from self._resolve_conflict(session, expires_us, now, rules))
             session.mark_stored(Stored(data, new_version, expires_us))
-            if not dict.__len__(session):
+            session.reseal = False
+            if self.metrics is not None:
+                self.metrics.session_size("update", len(data))
+            if not dict.__len__(session) and session.owner is None and not session.keep_when_empty:
                 return (yield from self._end_emptied(session, now, rules))
             return self._cookie_after_write(session, now, rules)
         if rules.expiry.touch_due(session.created_us, stored.expires_us, now):
@@ -224,6 +266,19 @@ class SessionPolicy:
         if session.needs_cookie:
             return self._cookie_after_write(session, now, rules)
         return None
+
+    def _log_out_cleared(
+        self, session: RequestSession, now: int, rules: _Save
+    ) -> Flow[StoreCall, str | None]:
+        """The request called ``clear()`` on a bound session: Flask's and Starlette's
+        logout. The stored session ends at once, as ``destroy`` would (whatever else the
+        request wrote after clearing, such as a flash message, does not keep the user
+        logged in); what it left goes into a new, unbound session."""
+        yield _store("delete", session.storage_key)
+        session.logged_out(self.ids.generate(), now)
+        if not dict.__len__(session):
+            return self._delete_cookie(rules) if session.client_sent_id else None
+        return (yield from self._create(session, now, rules))
 
     def _end_emptied(
         self, session: RequestSession, now: int, rules: _Save
@@ -269,11 +324,9 @@ class SessionPolicy:
             if unchanged is not None and unchanged(session.contents(), stored.data):
                 return None
         data = self._encode(session.contents())
-        if data == stored.data and (dict.__len__(session) or not session.cleared):
+        if data == stored.data:
             session.mark_stored(stored)
             return None
-        # (A bound session cleared by this request is written and then ends, even when its
-        # data was empty already: ``clear()`` is how Flask and Starlette apps log out.)
         return data
 
     def _create(
@@ -291,9 +344,12 @@ class SessionPolicy:
         until = None if owner is None else expiry.deadline(session.created_us)
         for _ in range(3):
             expires_us = expiry.expires_at(session.created_us, now)
-            record = StoredSession(data, 1, session.created_us, expires_us, owner)
+            sealed = self._sealed(session, data)
+            record = StoredSession(sealed, 1, session.created_us, expires_us, owner)
             if (yield _store("create", session.storage_key, record, now, until)):
                 session.mark_stored(Stored(data, 1, expires_us))
+                if self.metrics is not None:
+                    self.metrics.session_size("create", len(data))
                 return
             # A live record already holds this 256-bit key: astronomically unlikely, so
             # treat it as an attack or a bug and never write into it; take another id.
@@ -306,7 +362,7 @@ class SessionPolicy:
     ) -> Flow[StoreCall, str | None]:
         expires_us = rules.expiry.expires_at(session.created_us, now)
         if not (yield _store("touch", session.storage_key, expires_us, now)):
-            self._lose(session, now, dropped=False)
+            self._lose(session, now, dropped=False, flow="save")
             return None
         session.touched(expires_us)
         return self._cookie_after_write(session, now, rules)
@@ -322,23 +378,30 @@ class SessionPolicy:
         while True:
             current: StoredSession | None = yield _store("read", key, now)
             if current is None:
-                self._lose(session, now, dropped=True)
+                self._conflict("update", "lost")
+                self._lose(session, now, dropped=True, flow="save")
                 self._still_lost(session)
                 return None
             if attempts >= self.config.max_attempts:
+                self._conflict("update", "gave_up")
                 raise ConflictError(
                     f"gave up saving session {key[:8]}… after {attempts} compare-and-set conflicts"
                 )
+            self._conflict("update", "retried")  # a merge, and another compare-and-set
             merged = self._merge(session, current)
             data = self._encode(merged)
             # The other writer may live by longer rules than this request (a "remember me"
             # login that made the session permanent): its expiry is never shortened here.
             expiry = max(expires_us, current.expires_us)
-            new_version = yield _store("update", key, data, expiry, current.version, now)
+            sealed = self._sealed(session, data)
+            new_version = yield _store("update", key, sealed, expiry, current.version, now)
             attempts += 1
             if new_version is not None:
                 session.mark_stored(Stored(data, new_version, expiry), merged)
-                if not merged:  # each request removed the keys the other left
+                if self.metrics is not None:
+                    self.metrics.session_size("update", len(data))
+                if not merged and session.owner is None and not session.keep_when_empty:
+                    # each request removed the keys the other left
                     return (yield from self._end_emptied(session, now, rules))
                 return self._cookie_after_write(session, now, rules)
 
@@ -354,7 +417,8 @@ class SessionPolicy:
         base = self.serializer.loads(session.stored.data)
         mine = session.contents()
         try:
-            merged = self.serializer.loads(current.data)
+            plaintext, _ = self._unseal(session.id, session.storage_key, current)
+            merged = self.serializer.loads(plaintext)
         except CorruptSessionDataError:
             logger.warning(
                 "stored session %s… is corrupt; replacing it on save", session.storage_key[:8]
@@ -374,10 +438,30 @@ class SessionPolicy:
         encoded = self.serializer.dumps(data)
         limit = self.config.max_data_bytes
         if len(encoded) > limit:
+            if self.metrics is not None:
+                self.metrics.too_large()
             raise SessionTooLargeError(len(encoded), limit)
         return encoded
 
-    def _lose(self, session: RequestSession, now: int, *, dropped: bool) -> None:
+    def _conflict(
+        self,
+        operation: Literal["update", "rename"],
+        outcome: Literal["retried", "lost", "gave_up"],
+    ) -> None:
+        """A compare-and-set (``operation``) lost to another writer; ``outcome``: what this
+        request did next (re-applied its changes and tried again, found the session gone,
+        or gave up with :class:`ConflictError`)."""
+        if self.metrics is not None:
+            self.metrics.conflict(operation, outcome)
+
+    def _lose(
+        self,
+        session: RequestSession,
+        now: int,
+        *,
+        dropped: bool,
+        flow: Literal["save", "regenerate", "login"],
+    ) -> None:
         """Another request destroyed or regenerated this session while this one ran (a
         logout, a login in another tab): the session is lost to this request. Nothing it
         holds is written anywhere (no logout undone, no second live id, nothing readable
@@ -387,6 +471,8 @@ class SessionPolicy:
         :class:`SessionLostError` when the app opted in with ``on_lost_changes="raise"``)."""
         key = session.storage_key
         session.mark_lost(self.ids.generate(), now, key=key)
+        if self.metrics is not None:
+            self.metrics.lost(flow, dropped=dropped)
         log = logger.warning if dropped else logger.info
         log(
             "session %s… was destroyed or regenerated by another request%s",
@@ -433,12 +519,58 @@ class SessionPolicy:
             session.restart(new_id, session.created_us)
             return
         expires_us = (expiry or self.expiry).expires_at(session.created_us, now)
-        if (yield _store("rename", session.storage_key, storage_key(new_id), expires_us, now)):
-            session.moved_to(new_id, expires_us)
-            return
-        # Destroyed, regenerated or expired meanwhile: its data must not live on under a new
-        # id (a logout undone, two live copies of one session).
-        self._lose(session, now, dropped=True)
+        if not (yield from self._move(session, new_id, expires_us, now)):
+            # Destroyed, regenerated or expired meanwhile: its data must not live on under
+            # a new id (a logout undone, two live copies of one session).
+            self._lose(session, now, dropped=True, flow="regenerate")
+
+    def _move(
+        self,
+        session: RequestSession,
+        new_id: str,
+        expires_us: int,
+        now: int,
+        owner: Owner | None = None,
+        owner_until_us: int | None = None,
+    ) -> Flow[StoreCall, bool]:
+        """Rename the stored session to ``new_id``'s key (bound to ``owner`` if given);
+        False if it is gone. Encrypted data is re-sealed under the new id's key, and the
+        rename is a compare-and-set on the version the new bytes were made from: a write
+        that came in between is read and re-sealed, never lost."""
+        assert session.stored is not None
+        old_key, new_key = session.storage_key, storage_key(new_id)
+        cipher = self.cipher
+        if cipher is None:
+            args: tuple[Any, ...] = (old_key, new_key, expires_us, now, owner, owner_until_us)
+            if not (yield _store("rename", *args)):
+                return False
+            session.moved_to(new_id, expires_us, owner)
+            return True
+        data_key = cipher.key(new_id)
+        plaintext, version = session.stored.data, session.stored.version
+        for attempt in range(1, self.config.max_attempts + 1):
+            sealed = cipher.seal(data_key, new_key, plaintext, owner or session.owner)
+            args = (old_key, new_key, expires_us, now, owner, owner_until_us, sealed, version)
+            if (yield _store("rename", *args)):
+                session.moved_to(new_id, expires_us, owner)
+                session.data_key = data_key
+                return True
+            current: StoredSession | None = yield _store("read", old_key, now)
+            if current is None:
+                self._conflict("rename", "lost")
+                return False
+            # A write came in between: re-seal what it wrote and rename again.
+            self._conflict(
+                "rename", "gave_up" if attempt == self.config.max_attempts else "retried"
+            )
+            try:
+                plaintext, _ = self._unseal(session.id, old_key, current)
+            except CorruptSessionDataError:
+                logger.warning(
+                    "stored session %s… is corrupt; moving this request's data", old_key[:8]
+                )
+            version = current.version
+        raise ConflictError(f"gave up regenerating session {old_key[:8]}… after conflicts")
 
     def login(
         self,
@@ -451,34 +583,52 @@ class SessionPolicy:
     ) -> Flow[StoreCall, None]:
         """Regenerate the session and bind it to ``user_id``, in one atomic store step.
 
-        The handle is kept if the session had one (a second login). A new session is
-        stored at once, so the binding holds even while its data is empty. A session that
-        another request destroyed or regenerated meanwhile is not brought back: the login
-        continues in a fresh, empty session (this request's credentials were checked, so
-        the user is logged in; the old session's data stays gone).
+        The handle is kept by a second login of the same user. A login as *another* user
+        ends the session and starts an empty one (as Django does): nothing of the previous
+        user's session (a cart, a CSRF token, its handle) carries over. A new session is
+        stored at once, so the binding holds even while its data is empty.
+
+        Races: a session another request regenerated meanwhile (a double-submitted login
+        form) is lost to this request, as in :meth:`regenerate`: the browser keeps the
+        other request's new id, and there is still one live session. A session another
+        request destroyed or revoked meanwhile is not brought back: the login continues in
+        a fresh, empty session under a new handle (this request's credentials were checked,
+        so the user is logged in; the old session's data and handle stay gone).
         """
         user = user_key(user_id)
         expiry = expiry or self.expiry
         now = self.now_us()
-        owner = owner_for(user, session.handle, user_agent, ip)
+        previous = session.owner
+        if session.stored is not None and previous is not None and previous.user_id != user:
+            yield _store("delete", session.storage_key)
+            session.ended(self.ids.generate(), now)
         if session.stored is not None:
+            owner = owner_for(user, session.handle, user_agent, ip)
             until = expiry.deadline(session.created_us)
             expires_us = expiry.expires_at(session.created_us, now)
-            new_id = self.ids.generate()
-            old_key, new_key = session.storage_key, storage_key(new_id)
-            if (yield _store("rename", old_key, new_key, expires_us, now, owner, until)):
-                session.moved_to(new_id, expires_us, owner)
+            old_key = session.storage_key
+            if (yield from self._move(session, self.ids.generate(), expires_us, now, owner, until)):
+                return
+            if (yield _store("moved", old_key, now)):
+                self._lose(session, now, dropped=True, flow="login")
                 return
             logger.warning(
-                "session %s… was destroyed or regenerated by another request during a login; "
-                "the login continues in a new session",
-                session.storage_key[:8],
+                "session %s… was destroyed by another request during a login; the login "
+                "continues in a new session",
+                old_key[:8],
             )
+            if self.metrics is not None:
+                self.metrics.lost("login", dropped=True)
             session.ended(self.ids.generate(), now)
         else:
             session.restart(self.ids.generate(), session.created_us)
-        session.bind(owner)
-        yield from self._insert(session, now, expiry)
+        handle = session.handle if previous is not None and previous.user_id == user else None
+        session.bind(owner_for(user, handle, user_agent, ip))
+        try:
+            yield from self._insert(session, now, expiry)
+        except BaseException:
+            session.unbind()  # the app sees the login fail: nothing is bound
+            raise
 
     def sessions_of(
         self, user_id: object, *, current: RequestSession | None = None
@@ -561,6 +711,8 @@ class SessionPolicy:
             deleted: int = yield _store("delete_expired", self.now_us(), size)
             took = time.perf_counter() - started
             total += deleted
+            if deleted and self.metrics is not None:
+                self.metrics.gc_removed(deleted)
             if progress is not None and deleted:
                 progress(total)
             if deleted < size:

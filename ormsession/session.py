@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ormsession.expiry import from_us
 from ormsession.ids import storage_key
@@ -72,6 +72,13 @@ class RequestSession(dict[str, Any]):
     therefore costs no encoding at save (several per cent of a request, measured).
     """
 
+    #: Whether a session with no data is still stored: its first save creates it even
+    #: empty, and a save that empties it keeps it (False: an empty new session is never
+    #: written, and emptying a stored one ends it, the Flask and Starlette logout). Django
+    #: sets it: there an empty session is a session (``create()`` stores one), and
+    #: ``flush()``, not emptying, is the logout.
+    keep_when_empty: ClassVar[bool] = False
+
     __slots__ = (
         "_accessed",
         "_cleared",
@@ -90,6 +97,8 @@ class RequestSession(dict[str, Any]):
         "_snapshots",
         "_stored",
         "_unavailable",
+        "data_key",
+        "reseal",
     )
 
     def __init__(
@@ -113,6 +122,11 @@ class RequestSession(dict[str, Any]):
         self._created_us = created_us
         self._stored = stored
         self._owner = owner
+        #: The key sealing this id's data at rest, once derived (see ``policy._sealed``).
+        self.data_key: Any = None
+        #: Sealed under an encryption secret that is no longer the current one: the next
+        #: save rewrites it (see ``policy._save``).
+        self.reseal = False
         # A new session holding data must be written; a stored one is as loaded.
         self._dirty = self._modified = stored is None and bool(data)
         self._accessed = False
@@ -275,6 +289,7 @@ class RequestSession(dict[str, Any]):
         # Copies and pickles keep the state as it is: the default reduction of a dict
         # subclass would put the items back through __setitem__, marking them modified.
         state = {name: getattr(self, name) for name in RequestSession.__slots__}
+        state["data_key"] = None  # derived again when needed: a key object does not pickle
         return (_rebuilt, (type(self), self.contents(), state, getattr(self, "__dict__", None)))
 
     # -- changes: each of these bypasses __setitem__ in CPython, so each is here -------
@@ -436,8 +451,8 @@ class RequestSession(dict[str, Any]):
         it to ``owner`` if given (a login)."""
         assert self._stored is not None
         if owner is not None:
-            self._owner = owner
-        self._id, self._key = session_id, None
+            self._owner, self._cleared = owner, False
+        self._id, self._key, self.data_key = session_id, None, None
         self._stored = self._stored._replace(expires_us=expires_us)
         self._needs_cookie = True
 
@@ -448,12 +463,26 @@ class RequestSession(dict[str, Any]):
         another request's regenerate) is lost no more, so the login's save sends the new
         cookie instead of leaving a stored, listed session no client holds."""
         assert self._stored is None
-        self._owner = owner
+        self._owner, self._cleared = owner, False
         self._lost, self._lost_key = False, None
+        self._unavailable = False  # the login's own write reached the store
+
+    def unbind(self) -> None:
+        """A login whose write failed: the session is bound to nobody after all."""
+        self._owner = None
+
+    def logged_out(self, session_id: str, created_us: int) -> None:
+        """This request cleared the bound session (a logout) and then stored something
+        again (a flash message, say): the stored session ended, and what the request left
+        in it starts a new, unbound session under ``session_id``."""
+        remaining = self.contents()
+        self.ended(session_id, created_us)
+        super().update(remaining)
+        self._changed()
 
     def restart(self, session_id: str, created_us: int) -> None:
         """Become a new, unsaved session under ``session_id``, keeping the data."""
-        self._id, self._key = session_id, None
+        self._id, self._key, self.data_key = session_id, None, None
         self._created_us = created_us
         self._stored = None
         self._dirty = super().__len__() > 0
@@ -465,7 +494,7 @@ class RequestSession(dict[str, Any]):
         ``session_id``."""
         super().clear()
         self.restart(session_id, created_us)
-        self._owner = None
+        self._owner, self._cleared = None, False
         self._destroyed = True
         self._lost, self._lost_key = False, None
 

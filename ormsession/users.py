@@ -35,19 +35,28 @@ def user_key(user_id: object) -> str:
     instead of its id) is caught at the call, not stored as ``"None"``.
     """
     if isinstance(user_id, int) and not isinstance(user_id, bool):
-        return str(user_id)
+        if not -(10**MAX_USER_ID) < user_id < 10**MAX_USER_ID:
+            raise UserIdError(f"a user id must be at most {MAX_USER_ID} characters")
+        user_id = str(user_id)
     if not isinstance(user_id, str):
         raise UserIdError(f"a user id must be a str or an int, not {type(user_id).__name__}")
     if not user_id or len(user_id) > MAX_USER_ID or _CONTROL.search(user_id):
         raise UserIdError(
             f"a user id must be 1 to {MAX_USER_ID} characters without control characters"
         )
+    try:
+        user_id.encode()
+    except UnicodeEncodeError:
+        raise UserIdError("a user id must be valid Unicode text (no lone surrogates)") from None
     return user_id
 
 
 def new_handle() -> str:
-    """A fresh handle: 128 random bits, URL-safe (22 characters)."""
-    return secrets.token_urlsafe(16)
+    """A fresh handle: 128 random bits, URL-safe (22 characters), never starting with
+    ``-`` (so ``ormsession sessions revoke --handle H`` never reads it as an option)."""
+    while (handle := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return handle
 
 
 def is_handle(candidate: object) -> bool:
@@ -58,7 +67,9 @@ def is_handle(candidate: object) -> bool:
 def _clip(text: str | None, limit: int) -> str | None:
     if text is None:
         return None
-    text = _CONTROL.sub("", str(text))[:limit]
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")  # a raw header value, as WSGI servers decode them
+    text = _CONTROL.sub("", str(text)).encode("utf-8", "replace").decode()[:limit]
     return text or None
 
 

@@ -21,12 +21,18 @@ middleware itself is plain ASGI and imports no framework; ``get_session`` and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+import enum
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ormsession.async_manager import AsyncSessionManager
 from ormsession.errors import ConfigurationError
-from ormsession.integrations._asgi_loops import LoopManagers, close_quietly, is_loop_bound
+from ormsession.integrations._asgi_loops import (
+    LoopManagers,
+    close_quietly,
+    config_for_later_loops,
+    is_loop_bound,
+)
 from ormsession.integrations._common import (
     FROM_REQUEST,
     FromRequest,
@@ -195,12 +201,7 @@ class SessionMiddleware:
         from ormsession.configure import configure_async
 
         manager = await configure_async(config=self._config)
-        checks = self._config.schema_check or self._config.auto_migrate is not False
-        if checks and not _private_database(self._config):
-            # The schema is checked (or migrated) now; the managers later event loops
-            # build use the same database and skip that (measured: a third to a half of
-            # a request's time in a TestClient used without `with`).
-            self._config = self._config.replace(schema_check=False, auto_migrate=False)
+        self._config = config_for_later_loops(self._config)
         return manager
 
     async def aclose(self) -> None:
@@ -239,6 +240,7 @@ class SessionMiddleware:
         id_sent: str | None = None
 
         async def save() -> str | None:
+            await _adopt_replacement(scope, session, manager)
             return await manager.save(session, https=request.https, cookie=cookie, expiry=expiry)
 
         async def send_with_session(message: Message) -> None:
@@ -274,17 +276,38 @@ class SessionMiddleware:
         await self.app(scope, receive_startup, send_shutdown)
 
 
-def _private_database(config: Config) -> bool:
-    """Whether each manager built from ``config`` gets a database of its own (in-memory
-    SQLite), which must then be created each time."""
-    url = config.url.get_secret_value()
-    if not url.startswith("sqlite"):
-        return False
-    from sqlalchemy.engine import make_url
+async def _adopt_replacement(
+    scope: Scope, session: RequestSession, manager: AsyncSessionManager
+) -> None:
+    """Honour an app that replaced ``scope["session"]`` instead of changing it (Litestar's
+    ``request.set_session(...)`` and ``clear_session()`` do): what the scope holds when the
+    response starts is what is saved, as with Starlette's own middleware.
 
-    from ormsession.repositories.sql.clients import is_in_memory
-
-    return is_in_memory(make_url(url))
+    A mapping's content becomes the session's, key by key (only changed keys are written,
+    so concurrent requests changing other keys keep theirs). ``None``, or a sentinel (a
+    class, an enum member: Litestar's ``Empty``), ends the session as a logout does.
+    Anything else is not session data ormsession can store: ``TypeError``.
+    """
+    current = scope.get("session")
+    if current is session:
+        return
+    scope["session"] = session
+    if isinstance(current, Mapping):
+        for key in [key for key in session if key not in current]:
+            del session[key]
+        for key, value in current.items():
+            if key not in session or (session[key] is not value and session[key] != value):
+                session[key] = value
+    elif current is None or isinstance(current, type | enum.Enum):
+        if session.is_new:
+            session.clear()
+        else:
+            await manager.destroy(session)
+    else:
+        raise TypeError(
+            f"scope['session'] was replaced by a {type(current).__name__}; ormsession "
+            "stores a mapping (a dict), or None to end the session"
+        )
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -33,18 +33,24 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
     raced it, so no data of a destroyed session is readable again under any key. Idempotent.
     A deleted session leaves its user's index (at once, or pruned by the next call that
     reads the index: it is never listed again).
-``rename(old_key, new_key, expires_us, now_us, owner=None, owner_until_us=None)``
+``rename(old_key, new_key, expires_us, now_us, owner=None, owner_until_us=None, data=None,``
+``expected_version=None)``
     Atomically move a live record to ``new_key`` with a new expiry (data, version, creation
-    time and owner kept), leaving under ``old_key`` a *moved marker* that names ``new_key`` and
-    expires at ``expires_us``. With ``owner`` (a login) the moved record is bound to that
-    owner instead, in the same atomic step: it joins the new owner's index and leaves any
-    previous owner's, whose ``revoke``/``revoke_all`` no longer reach it (nor through the
-    marker). Without it, a bound record stays bound, and its index follows it to
-    ``new_key``. A marker holds no data: ``read``, ``update``, ``touch`` and ``rename``
-    see no record under its key (the old key is worthless at once), ``count`` does not count
-    it, ``delete`` follows it. Return ``False`` (and change nothing) if no live record is
-    under ``old_key``, so of two racing renames of one key exactly one succeeds. The caller
-    guarantees ``new_key`` is fresh.
+    time and owner kept), leaving under ``old_key`` a *moved marker* that names ``new_key``
+    and expires at ``expires_us``. With ``data`` (the session's data sealed anew for the new
+    key: see :mod:`ormsession.encryption`) the moved record holds ``data`` instead of the
+    old bytes, which are gone with the marker; the rename then happens only if the record's
+    version is ``expected_version`` (else ``False``, nothing changed: a write came in
+    between, which the caller reads and re-seals). The version is kept either way. With
+    ``owner`` (a login) the moved record is bound to that owner instead, in the same atomic
+    step: it joins the new owner's index and leaves any previous owner's, whose
+    ``revoke``/``revoke_all`` no longer reach it (nor through the marker). Without it, a
+    bound record stays bound, and its index follows it to ``new_key``. A marker holds no
+    data: ``read``, ``update``, ``touch`` and ``rename`` see no record under its key (the
+    old key is worthless at once), ``count`` does not count it, ``delete`` follows it.
+    Return ``False`` (and change nothing) if no live record is under ``old_key``, so of two
+    racing renames of one key exactly one succeeds. The caller guarantees ``new_key`` is
+    fresh.
 ``moved(key, now_us)``
     Whether ``key`` holds an unexpired moved marker: the client holds an id that a
     regenerate replaced while its request was on the way. Asked only after ``read`` found
@@ -156,6 +162,12 @@ class SessionRepository(ABC):
     #: True for stores that expire records themselves (Redis, Couchbase): gc is a no-op.
     native_ttl: ClassVar[bool] = False
 
+    @property
+    def store_kind(self) -> str:
+        """A short name for this kind of store: the ``ormsession.store`` attribute of its
+        metrics (docs/metrics.md). The class name unless the store names itself."""
+        return type(self).__name__
+
     @abstractmethod
     def read(self, key: str, now_us: int) -> StoredSession | None: ...
 
@@ -184,6 +196,8 @@ class SessionRepository(ABC):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool: ...
 
     @abstractmethod
@@ -212,6 +226,12 @@ class AsyncSessionRepository(ABC):
     """The asyncio twin of :class:`SessionRepository`: the same spec, awaited."""
 
     native_ttl: ClassVar[bool] = False
+
+    @property
+    def store_kind(self) -> str:
+        """A short name for this kind of store: the ``ormsession.store`` attribute of its
+        metrics (docs/metrics.md). The class name unless the store names itself."""
+        return type(self).__name__
 
     async def start(self) -> None:
         return None
@@ -244,6 +264,8 @@ class AsyncSessionRepository(ABC):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool: ...
 
     @abstractmethod

@@ -33,6 +33,8 @@ class MemoryRepository(SessionRepository):
     """A dict guarded by a lock; expired records are dropped on read and by gc. The user
     index is a dict of key sets, pruned of what is gone as it is read."""
 
+    store_kind = "memory"
+
     def __init__(self) -> None:
         self._records: dict[str, StoredSession | _Moved] = {}
         self._seen: dict[str, int] = {}
@@ -106,11 +108,17 @@ class MemoryRepository(SessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
         with self._lock:
             record = self._live(old_key, now_us)
             if record is None:
                 return False
+            if data is not None:
+                if record.version != expected_version:
+                    return False
+                record = record._replace(data=data)
             self._pop(old_key)
             self._records[old_key] = _Moved(new_key, expires_us)
             moved = record._replace(expires_us=expires_us, owner=owner or record.owner)
@@ -129,6 +137,11 @@ class MemoryRepository(SessionRepository):
                 for record in self._records.values()
                 if isinstance(record, StoredSession) and record.expires_us > now_us
             )
+
+    def count_expired(self, now_us: int) -> int:
+        """How many records gc would delete (beyond the contract, as the SQL store's)."""
+        with self._lock:
+            return sum(1 for record in self._records.values() if record.expires_us <= now_us)
 
     def delete_expired(self, now_us: int, limit: int) -> int:
         with self._lock:
@@ -178,6 +191,8 @@ class MemoryRepository(SessionRepository):
 class AsyncMemoryRepository(AsyncSessionRepository):
     """The asyncio twin: the same store, awaited (no real I/O, so no thread hops)."""
 
+    store_kind = "memory"
+
     def __init__(self, inner: MemoryRepository | None = None) -> None:
         self.inner = inner or MemoryRepository()
 
@@ -208,14 +223,21 @@ class AsyncMemoryRepository(AsyncSessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        return self.inner.rename(old_key, new_key, expires_us, now_us, owner, owner_until_us)
+        return self.inner.rename(
+            old_key, new_key, expires_us, now_us, owner, owner_until_us, data, expected_version
+        )
 
     async def moved(self, key: str, now_us: int) -> bool:
         return self.inner.moved(key, now_us)
 
     async def count(self, now_us: int) -> int:
         return self.inner.count(now_us)
+
+    async def count_expired(self, now_us: int) -> int:
+        return self.inner.count_expired(now_us)
 
     async def delete_expired(self, now_us: int, limit: int) -> int:
         return self.inner.delete_expired(now_us, limit)

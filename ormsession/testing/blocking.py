@@ -58,8 +58,12 @@ class BlockingRepository(SessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        renaming = self.inner.rename(old_key, new_key, expires_us, now_us, owner, owner_until_us)
+        renaming = self.inner.rename(
+            old_key, new_key, expires_us, now_us, owner, owner_until_us, data, expected_version
+        )
         return self.runner.run(renaming)
 
     def moved(self, key: str, now_us: int) -> bool:

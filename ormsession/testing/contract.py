@@ -311,6 +311,56 @@ class RepositoryTests(UserIndexTests):
             assert repository.read(old, now) is None
             assert repository.read(new, now) is None, "the destroy lost to a rename"
 
+    def test_rename_with_data_moves_the_new_bytes_and_keeps_the_version(
+        self, repository: SessionRepository
+    ) -> None:
+        now, old, new = now_us(), new_key(), new_key()
+        assert repository.create(old, record(now, b"sealed-for-old"), now)
+        assert repository.update(old, b"sealed-for-old-2", now + HOUR, 1, now) == 2
+        assert repository.rename(old, new, now + 2 * HOUR, now, None, None, b"sealed-for-new", 2)
+        moved = repository.read(new, now)
+        assert moved is not None
+        assert (moved.data, moved.version) == (b"sealed-for-new", 2)
+        assert_same_time(moved.expires_us, now + 2 * HOUR)
+        assert repository.read(old, now) is None
+        assert repository.moved(old, now)
+        assert repository.update(new, b"next", now + HOUR, 2, now) == 3, "the version went on"
+
+    def test_rename_with_data_of_a_stale_version_changes_nothing(
+        self, repository: SessionRepository
+    ) -> None:
+        now, old, new = now_us(), new_key(), new_key()
+        assert repository.create(old, record(now, b"v1"), now)
+        assert repository.update(old, b"v2", now + HOUR, 1, now) == 2  # a write came in
+        assert repository.rename(old, new, now + HOUR, now, None, None, b"re-sealed v1", 1) is False
+        assert repository.read(new, now) is None
+        assert repository.moved(old, now) is False
+        current = repository.read(old, now)
+        assert current is not None
+        assert (current.data, current.version) == (b"v2", 2)
+
+    def test_of_an_update_and_a_rename_with_data_racing_one_wins_cleanly(
+        self, repository: SessionRepository
+    ) -> None:
+        now = now_us()
+        for _ in range(5):
+            old, new = new_key(), new_key()
+            assert repository.create(old, record(now, b"v1"), now)
+            calls = [
+                ("update", (old, b"v2", now + HOUR, 1, now)),
+                ("rename", (old, new, now + HOUR, now, None, None, b"moved v1", 1)),
+            ]
+            updated, renamed = self.concurrently(repository, calls)
+            assert (updated is None) == renamed, "both or neither won the one version"
+            if renamed:
+                after = repository.read(new, now)
+                assert after is not None
+                assert after.data == b"moved v1"
+            else:
+                after = repository.read(old, now)
+                assert after is not None
+                assert after.data == b"v2"
+
     def test_rename_of_missing_or_expired_records_is_false(
         self, repository: SessionRepository
     ) -> None:

@@ -4,11 +4,13 @@ above its limit, and a read-only request also fails when the server counted a wr
 from __future__ import annotations
 
 from benchmarks.counters import Counts
+from benchmarks.encryption import EncryptionCost
+from benchmarks.encryption import measure as measure_encryption
 from benchmarks.harness import write_limit
 from benchmarks.report import Report, Row
 from benchmarks.scale import ReadScaleResult
 from benchmarks.stores import StoreEnv
-from benchmarks.timing import Comparison
+from benchmarks.timing import Comparison, Settings
 
 
 def _comparison(ratio: float, ci_low: float, ci_high: float) -> Comparison:
@@ -82,3 +84,25 @@ def test_the_scale_read_follows_the_same_rule() -> None:
     assert inside.passed and inside.text.endswith("inside the noise")
     assert not above.passed
     assert "| **FAIL** |" in report(1.21).markdown()
+
+
+def test_the_encryption_cost_fails_only_when_its_whole_interval_is_over_the_limit() -> None:
+    def cost(low: float, high: float) -> EncryptionCost:
+        return EncryptionCost("read-only request", 30.0, 25.0, (low + high) / 2, low, high, 31)
+
+    assert cost(4.0, 6.0).passed
+    assert cost(8.0, 12.0).passed, "the limit inside the interval is inside the noise"
+    assert not cost(10.5, 14.0).passed
+    report = Report(machine={}, settings={}, encryption=[cost(10.5, 14.0), cost(3.0, 5.0)])
+    assert [v.passed for v in report.verdicts()] == [False, True]
+    assert "What encryption at rest costs a request" in report.markdown()
+
+
+def test_the_encryption_cost_is_measured_for_each_kind_of_request() -> None:
+    costs = measure_encryption(Settings(rounds=3, round_seconds=0.002, warmup_ops=2))
+    assert [c.operation for c in costs] == [
+        "read-only request",
+        "write request",
+        "new session + regenerate",
+    ]
+    assert all(c.rounds == 3 and c.encrypted_us > 0 and c.plain_us > 0 for c in costs)

@@ -1,7 +1,7 @@
 """The frameworks' own source distributions, pinned by version and SHA-256.
 
-The conformance suites run Flask's and Starlette's *own* session tests, unmodified, against
-ormsession. The sdists are fetched once with pip (from the configured package index) into
+The conformance suites run Django's, Flask's and Starlette's *own* session tests, unmodified,
+against ormsession. The sdists are fetched once with pip (from the configured package index) into
 ``.conformance-cache/`` beside the project, checked against their pinned hashes, and
 unpacked there; later runs reuse them.
 """
@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FLASK", "STARLETTE", "Sdist", "unpacked"]
+__all__ = ["DJANGO", "FLASK", "STARLETTE", "Sdist", "unpacked"]
 
 CACHE = Path(__file__).resolve().parents[2] / ".conformance-cache"
 
@@ -32,6 +32,9 @@ class Sdist:
 
 
 FLASK = Sdist("flask", "3.1.3", "0ef0e52b8a9cd932855379197dd8f94047b359ca0a78695144304cb45f87c9eb")
+DJANGO = Sdist(
+    "django", "5.2.20", "37a2895b4039ad388ffc8fb62603aba497b0c2fe884eb40ead3e8ad7a3ccad57"
+)
 STARLETTE = Sdist(
     "starlette", "1.10.0", "b8399098d4c1e3522734f7235dc79b1fc967f96cf139c81e0fa30479e0685f9b"
 )

@@ -637,6 +637,79 @@ def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
     assert result is True
 
 
+def test_a_re_sealing_rename_copies_the_given_bytes_and_keeps_the_version() -> None:
+    now, ctx = mid_bucket_now(), context()
+    current = stored(now, version=3, data=b"sealed-for-old")
+    bucket = bucket_of(current, now)
+    moved = current._replace(data=b"sealed-for-new")
+    result, _ = drive(
+        flows.rename(ctx, OLD, NEW, current.expires_us, now, None, None, b"sealed-for-new", 3),
+        [
+            (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
+            (is_(Insert, "p:" + NEW, value=encode_record(moved, bucket)), 20),
+            (is_(Replace, "p:" + OLD, cas=10, value=encode_marker(NEW, current.expires_us)), 11),
+        ],
+    )
+    assert result is True
+    assert ctx.cache.get(NEW) == Hint(20, 3, current.created_us, current.expires_us, bucket)
+
+
+def test_a_re_sealing_rename_of_a_stale_version_only_reads() -> None:
+    now, ctx = now_us(), context()
+    current = stored(now, version=2)
+    result, _ = drive(
+        flows.rename(ctx, OLD, NEW, now + 3 * HOUR, now, None, None, b"sealed-for-new", 1),
+        [(is_(Get, "p:" + OLD), doc(current, 10, bucket_of(current, now)))],
+    )
+    assert result is False
+
+
+def test_a_re_sealing_rename_loses_to_an_update_between_its_read_and_its_marker() -> None:
+    # The copy was sealed from version 1; the update made version 2: the marker is refused
+    # (CAS), the stale copy goes, and the next read sees the version moved: False, and the
+    # caller re-reads and re-seals the update's data.
+    now, ctx = mid_bucket_now(), context()
+    bucket = bucket_of(stored(now), now)
+    result, _ = drive(
+        flows.rename(ctx, OLD, NEW, stored(now).expires_us, now, None, None, b"sealed", 1),
+        [
+            (is_(Get, "p:" + OLD), doc(stored(now), 10, bucket)),
+            (is_(Insert, "p:" + NEW), 20),
+            (is_(Replace, "p:" + OLD, cas=10), None),
+            (is_(Remove, "p:" + NEW, cas=20), True),
+            (is_(Get, "p:" + OLD), doc(stored(now, version=2, data=b"updated"), 12, bucket)),
+        ],
+    )
+    assert result is False
+
+
+def test_a_re_sealing_rename_retries_after_a_touch_between_its_steps() -> None:
+    now, ctx = mid_bucket_now(), context()
+    current = stored(now)
+    bucket = bucket_of(current, now)
+    expires = current.expires_us
+    result, _ = drive(
+        flows.rename(ctx, OLD, NEW, expires, now, None, None, b"sealed", 1),
+        [
+            (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
+            (is_(Insert, "p:" + NEW), 20),
+            (is_(Replace, "p:" + OLD, cas=10), None),  # touched: same version, new CAS
+            (is_(Remove, "p:" + NEW, cas=20), True),
+            (is_(Get, "p:" + OLD), doc(current, 11, bucket)),
+            (
+                is_(
+                    Insert,
+                    "p:" + NEW,
+                    value=encode_record(current._replace(data=b"sealed"), bucket),
+                ),
+                21,
+            ),
+            (is_(Replace, "p:" + OLD, cas=11), 12),
+        ],
+    )
+    assert result is True
+
+
 def test_rename_loses_to_a_destroy_between_its_steps() -> None:
     now, ctx = now_us(), context()
     bucket = bucket_of(stored(now), now)

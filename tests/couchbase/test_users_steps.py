@@ -42,7 +42,9 @@ __all__ = ["prefix", "repository"]  # fixtures
 class Race:
     """One rename and one revoke of a session of a fresh user, ready to step."""
 
-    def __init__(self, repository: CouchbaseRepository, rename_as: str, revoke: str) -> None:
+    def __init__(
+        self, repository: CouchbaseRepository, rename_as: str, revoke: str, sealed: bool
+    ) -> None:
         self.repository = repository
         ctx, now = repository.context, now_us()
         self.now = now
@@ -57,7 +59,9 @@ class Race:
         }[rename_as]
         self.login = login
         until = now + 2 * HOUR if login is not None else None
-        renaming = flows.rename(ctx, self.old, self.new, now + HOUR, now, login, until)
+        # ``sealed``: the rename re-seals the data for the new key (encryption on).
+        resealed = (b"re-sealed", 1) if sealed else (None, None)
+        renaming = flows.rename(ctx, self.old, self.new, now + HOUR, now, login, until, *resealed)
         self.rename = stepper(repository, renaming, "rename")
         revoking = (
             users.revoke(ctx, self.user, self.first.handle, now)
@@ -71,6 +75,7 @@ RENAMES = ["plain", "same user", "other user"]
 REVOKES = ["revoke", "revoke_all"]
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["same-bytes", "re-sealed"])
 @pytest.mark.parametrize("revoke", REVOKES)
 @pytest.mark.parametrize("rename_as", RENAMES)
 def test_a_revoke_wins_over_a_rename_at_every_interleaving(
@@ -79,9 +84,10 @@ def test_a_revoke_wins_over_a_rename_at_every_interleaving(
     prefix: str,
     rename_as: str,
     revoke: str,
+    sealed: bool,
 ) -> None:
     def race() -> Race:
-        return Race(repository, rename_as, revoke)
+        return Race(repository, rename_as, revoke, sealed)
 
     renames = solo_steps(lambda: race().rename)
     revokes = solo_steps(lambda: race().revoke)
@@ -158,6 +164,21 @@ class Scene:
             "login as another user": lambda: flows.rename(
                 ctx, self.old, self.new, now + HOUR, now, owner(self.other, who.handle), until
             ),
+            # Encryption on: the renames carry the data re-sealed for the new key.
+            "re-sealing regenerate": lambda: flows.rename(
+                ctx, self.old, self.new, now + HOUR, now, None, None, b"re-sealed", 1
+            ),
+            "re-sealing login as another user": lambda: flows.rename(
+                ctx,
+                self.old,
+                self.new,
+                now + HOUR,
+                now,
+                owner(self.other, who.handle),
+                until,
+                b"re-sealed",
+                1,
+            ),
             "revoke": lambda: users.revoke(ctx, self.user, who.handle, now),
             "revoke_all": lambda: users.revoke_all(ctx, self.user, None, now),
             "sessions_of": lambda: users.sessions_of(ctx, self.user, now),
@@ -171,6 +192,8 @@ KINDS = [
     "regenerate",
     "login",
     "login as another user",
+    "re-sealing regenerate",
+    "re-sealing login as another user",
     "revoke",
     "revoke_all",
     "sessions_of",

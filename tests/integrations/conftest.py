@@ -7,9 +7,13 @@ dropped afterwards) for the tests that must see real stores.
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ import pytest
 from ormsession import schema
 from tests.support.backends import backend_missing
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrations"
 POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 
@@ -96,3 +101,34 @@ def users_async_store_url(request: pytest.FixtureRequest, sqlite_path: Path) -> 
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{sqlite_path}"
     return str(request.getfixturevalue("postgres_async_url"))
+
+
+@pytest.fixture
+def load_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Load an integration page's example (its first ``python`` block) as a module, in a
+    temporary working directory (its ``sqlite:///sessions.sqlite3`` file lands there)."""
+    monkeypatch.chdir(tmp_path)
+    loaded: list[str] = []
+
+    def load(page: str, replace: dict[str, str] | None = None) -> ModuleType:
+        """``replace``: text of the example to change first (each must be there)."""
+        text = (DOCS / page).read_text()
+        match = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+        assert match, f"no python example in {page}"
+        source = match.group(1)
+        for old, new in (replace or {}).items():
+            assert old in source, f"{old!r} is not in {page}'s example"
+            source = source.replace(old, new)
+        path = tmp_path / f"example_{page.removesuffix('.md')}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        loaded.append(path.stem)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import re
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from werkzeug.test import Client
 
 from tests.integrations.helpers import only_set_cookie, starlette_test_client
@@ -19,34 +13,6 @@ if TYPE_CHECKING:
     from starlette.testclient import TestClient
 else:
     TestClient = starlette_test_client()
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrations"
-
-
-@pytest.fixture
-def load_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Load a page's example as a module, in a temporary working directory (its
-    ``sqlite:///sessions.sqlite3`` file lands there)."""
-    monkeypatch.chdir(tmp_path)
-    loaded: list[str] = []
-
-    def load(page: str) -> ModuleType:
-        text = (DOCS / page).read_text()
-        match = re.search(r"```python\n(.*?)```", text, re.DOTALL)
-        assert match, f"no python example in {page}"
-        path = tmp_path / f"example_{page.removesuffix('.md')}.py"
-        path.write_text(match.group(1))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        loaded.append(path.stem)
-        spec.loader.exec_module(module)
-        return module
-
-    yield load
-    for name in loaded:
-        sys.modules.pop(name, None)
 
 
 def test_wsgi_example(load_example: Any, tmp_path: Path) -> None:

@@ -839,3 +839,41 @@ def test_an_in_memory_sqlite_database_is_created_for_each_lifespan() -> None:
     for _ in range(2):
         with test_client(app) as client:
             assert [client.get("/count").text for _ in range(2)] == ["1", "2"]
+
+
+# -- an app that replaces scope["session"] (Litestar's set_session / clear_session) ---------
+def replacing_app(replacement: object) -> Starlette:
+    async def replace(request: Request) -> Response:
+        request.scope["session"] = replacement
+        return PlainTextResponse("replaced")
+
+    return Starlette(
+        routes=[Route("/count", count), Route("/read", read), Route("/replace", replace)],
+        middleware=[Middleware(SessionMiddleware, url="memory://")],
+    )
+
+
+def test_a_replaced_session_mapping_is_what_is_saved() -> None:
+    # Read when the response starts, as Starlette's own middleware reads scope["session"].
+    with TestClient(replacing_app({"user": "ada", "count": 7})) as client:
+        client.get("/count")
+        cookie = client.cookies["session"]
+        assert "set-cookie" not in client.get("/replace").headers  # same id, new content
+        assert client.get("/read").text == "ada:7"
+        assert client.cookies["session"] == cookie
+
+
+@pytest.mark.parametrize("sentinel", [None, type("Empty", (), {})])
+def test_a_session_replaced_by_none_or_a_sentinel_is_destroyed(sentinel: object) -> None:
+    with TestClient(replacing_app(sentinel)) as client:
+        client.get("/count")
+        stale = client.cookies["session"]
+        assert only_set_cookie(client.get("/replace").headers.get_list("set-cookie")).deletes
+        # Destroyed in the store, not only forgotten by this browser.
+        response = client.get("/read", headers={"Cookie": f"session={stale}"})
+        assert response.text == "None:0"
+
+
+def test_a_session_replaced_by_something_else_is_an_error() -> None:
+    with TestClient(replacing_app(42)) as client, pytest.raises(TypeError, match="mapping"):
+        client.get("/replace")

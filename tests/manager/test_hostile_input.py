@@ -146,14 +146,25 @@ def test_values_written_into_the_sql_data_column_by_hand(
 ) -> None:
     name, mode = store
     with open_manager(request, name, mode, clock=FakeClock()) as manager:
-        for label, expression, params in HAND_WRITTEN[name]:
+        for _label, expression, params in HAND_WRITTEN[name]:
             sid = stored_session(manager, user=1)
             raw_writes.sql_set_data(manager, sid, expression, **params)
-            if label == "TEXT of valid data":
-                # A TEXT value is read as its UTF-8 bytes: valid data is the session.
-                assert dict(manager.open(sid)) == {"user": 1}
-                continue
+            # Even valid serialized data: encrypted at rest (the default), unsealed bytes
+            # are not a session (see the next test for what SQLite's TEXT reads as).
             assert_fresh_with_warning(manager, sid, caplog, "corrupt session data")
+
+
+@pytest.mark.parametrize("store", store_params(["sqlite"]))
+def test_a_sqlite_text_value_reads_as_its_utf8_bytes(
+    request: pytest.FixtureRequest, store: tuple[str, str]
+) -> None:
+    # Without encryption the stored bytes are the serialized data: valid data in a TEXT
+    # value is the session.
+    name, mode = store
+    with open_manager(request, name, mode, clock=FakeClock(), encrypt=False) as manager:
+        sid = stored_session(manager, user=1)
+        raw_writes.sql_set_data(manager, sid, ":value", value='{"user":1}')
+        assert dict(manager.open(sid)) == {"user": 1}
 
 
 @pytest.mark.parametrize("store", store_params(["sqlite"]))

@@ -27,18 +27,40 @@ def _run(manager: Any, value: Any) -> Any:
     return value
 
 
-def sql_execute(manager: Any, statement: str, **params: Any) -> None:
-    """``statement`` on the manager's SQL database, through a sync engine of its own."""
+#: The sync driver a separate engine reaches each database with, whatever the manager uses.
+_SYNC_DRIVERS = {"postgresql": "psycopg2", "mysql": "pymysql", "mariadb": "pymysql"}
+
+
+def _own_sql_engine(manager: Any) -> Any:
+    """A sync engine of its own on the manager's SQL database (another connection, another
+    driver maybe: what an operator or an attacker with database access uses)."""
     engine = _inner(manager).repository.engine
     url = getattr(engine, "sync_engine", engine).url
     url = make_url(url.render_as_string(hide_password=False))
-    if url.get_driver_name() in ("asyncpg", "asyncmy", "aiosqlite"):
-        sync = {"postgresql": "psycopg2", "mysql": "pymysql", "sqlite": "pysqlite"}
-        url = url.set(drivername=f"{url.get_backend_name()}+{sync[url.get_backend_name()]}")
-    own = create_engine(url, poolclass=NullPool)
+    backend = url.get_backend_name()
+    driver = _SYNC_DRIVERS.get(backend, "pysqlite")
+    return create_engine(url.set(drivername=f"{backend}+{driver}"), poolclass=NullPool)
+
+
+def sql_execute(manager: Any, statement: str, **params: Any) -> None:
+    """``statement`` on the manager's SQL database, through a sync engine of its own."""
+    own = _own_sql_engine(manager)
     try:
         with own.begin() as connection:
             connection.execute(text(statement), params)
+    finally:
+        own.dispose()
+
+
+def sql_rows(manager: Any, table: str = "session") -> list[dict[str, Any]]:
+    """Every row of ``table``, every column, as the database returns them, read through a
+    sync engine of its own."""
+    own = _own_sql_engine(manager)
+    try:
+        with own.connect() as connection:
+            return [
+                dict(row._mapping) for row in connection.execute(text(f"SELECT * FROM {table}"))
+            ]
     finally:
         own.dispose()
 

@@ -322,3 +322,25 @@ def test_lost_changes_are_dropped_with_a_warning_by_default(
     assert stale.lost and stale.is_new
     stale["x"] = 1
     assert manager.save(stale) is None
+
+
+class ReadDownOnceRepository(MemoryRepository):
+    """The first read fails (the store down as the request came in), then it is back."""
+
+    failed = False
+
+    def read(self, key: str, now_us: int) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailableError("store down")
+        return super().read(key, now_us)
+
+
+def test_a_login_after_a_failed_read_sends_the_cookie_of_what_it_stored() -> None:
+    manager = SessionManager(ReadDownOnceRepository(), Config(on_store_error="fresh"))
+    session = manager.open("A" * 43)
+    assert session.unavailable
+    manager.login(session, "ada")  # the store is back: the login's write went through
+    set_cookie = manager.save(session)
+    assert set_cookie is not None and session.id in set_cookie
+    assert [s.handle for s in manager.sessions_of("ada")] == [session.handle]

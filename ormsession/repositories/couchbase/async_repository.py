@@ -46,6 +46,7 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
     """
 
     native_ttl = True
+    store_kind = "couchbase"
 
     def __init__(
         self,
@@ -113,9 +114,19 @@ class AsyncCouchbaseRepository(AsyncSessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
         flow = flows.rename(
-            self.context, old_key, new_key, expires_us, now_us, owner, owner_until_us
+            self.context,
+            old_key,
+            new_key,
+            expires_us,
+            now_us,
+            owner,
+            owner_until_us,
+            data,
+            expected_version,
         )
         return await arun(flow, self._within("rename"))
 

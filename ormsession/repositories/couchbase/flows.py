@@ -24,7 +24,10 @@ refuses the key until the marker's expiry; ``delete`` removes it and goes on wit
 it names. The marker is written by a ``replace`` guarded by the CAS of the record read, so
 a rename happens only if nothing touched the record since: of two racing renames exactly
 one gets there, and a destroy that removed the record first makes the rename fail, while a
-destroy that comes after finds the marker and follows it.
+destroy that comes after finds the marker and follows it. A rename with ``data`` (the
+session re-sealed for the new key) copies those bytes, and checks the version on the read
+whose CAS guards the marker: an update in between refuses the marker, and the next read
+returns False, so the update is neither lost nor overwritten by bytes sealed before it.
 
 A user's index (:mod:`~.index`, read by :mod:`~.users`): ``create`` and ``rename`` of a
 bound record add the key to its owner's index *before* the record is written, and a
@@ -327,6 +330,8 @@ def rename(
     now_us: int,
     owner: Owner | None = None,
     owner_until_us: int | None = None,
+    data: bytes | None = None,
+    expected_version: int | None = None,
 ) -> Flow[bool]:
     """Insert the record under ``new_key``, then replace the old document with a moved
     marker naming ``new_key``, guarded by the CAS read.
@@ -338,6 +343,14 @@ def rename(
     or went between the read and the replace: the new copy is removed again and the rename
     starts over, and returns False once the old key holds no live record (a destroy, or a
     racing rename's marker, won).
+
+    With ``data`` (the session sealed anew for ``new_key``) the copy holds ``data``, never
+    the old bytes, and the rename happens only if the record read is at
+    ``expected_version``. That check and the marker are one decision: the check is made on
+    the read whose CAS guards the marker, so an update that lands anywhere between the read
+    and the marker moves the CAS, the marker is refused, the copy (sealed from the stale
+    state) is removed, and the next round reads the new version and returns False; the
+    caller re-reads and re-seals. The old ciphertext goes with the marker's replace.
 
     A bound record (its own owner, or ``owner``: a login binds it) has ``new_key`` added to
     its owner's index before the copy is written, so the index names every live key at
@@ -351,6 +364,8 @@ def rename(
         found = _live(doc, now_us)
         if found is None:
             return False
+        if data is not None and found.record.version != expected_version:
+            return False  # a write came in first: nothing was written by this call
         bound = owner or found.record.owner
         if bound is not None:
             # Every round: a revoke may have pruned the entry with the copy it removed.
@@ -362,6 +377,8 @@ def rename(
                     ctx.layout, bound, new_key, expires_us, now_us, inherit=old_key
                 )
         record = found.record._replace(expires_us=expires_us, owner=bound)
+        if data is not None:
+            record = record._replace(data=data)
         # The copy takes over the old document's count (and its bucket, if the new expiry
         # is still within it): one session, counted once. The marker is counted nowhere.
         bucket = target(found.bucket, expires_us, now_us, ctx.resolution)

@@ -45,6 +45,7 @@ class CouchbaseRepository(SessionRepository):
     """
 
     native_ttl = True
+    store_kind = "couchbase"
 
     def __init__(
         self,
@@ -108,9 +109,19 @@ class CouchbaseRepository(SessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
         flow = flows.rename(
-            self.context, old_key, new_key, expires_us, now_us, owner, owner_until_us
+            self.context,
+            old_key,
+            new_key,
+            expires_us,
+            now_us,
+            owner,
+            owner_until_us,
+            data,
+            expected_version,
         )
         return run(flow, self._within("rename"))
 

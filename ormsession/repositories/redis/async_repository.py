@@ -71,8 +71,12 @@ class AsyncRedisRepository(RedisRepositoryBase, AsyncSessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        flow = self.rename_flow(old_key, new_key, expires_us, now_us, owner, owner_until_us)
+        flow = self.rename_flow(
+            old_key, new_key, expires_us, now_us, owner, owner_until_us, data, expected_version
+        )
         return await arun(flow, lambda command: self._execute(command, "rename"))
 
     async def moved(self, key: str, now_us: int) -> bool:

@@ -321,6 +321,17 @@ def _rewritten(
     return header + _SEEN.pack(now_us) + old[_HEADER.size + 8 : head.data_at] + data
 
 
+def _expecting(data: bytes | None, expected_version: int | None) -> bytes:
+    """What follows a rename's clock argument: the expected version (8 bytes) when the
+    rename moves new ``data`` (the scripts then replace the data and check the version),
+    else nothing."""
+    if data is None:
+        return b""
+    if expected_version is None:
+        raise ValueError("a rename with data needs the version the data was made from")
+    return _SEEN.pack(expected_version)
+
+
 # -- the class the twins share ---------------------------------------------------------------
 class RedisRepositoryBase:
     """A client, the key layout and the options, and every operation's command; the twins
@@ -376,6 +387,10 @@ class RedisRepositoryBase:
     @property
     def key_prefix(self) -> str:
         return self.layout.prefix
+
+    @property
+    def store_kind(self) -> str:
+        return "redis+cluster" if self.cluster else "redis"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
@@ -592,20 +607,26 @@ class RedisRepositoryBase:
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> Flow[Command, bool]:
         """One atomic script on plain Redis and Sentinel (the user indexes included), and
         in Cluster mode for an unbound session when both keys share a shard (1 in 256).
         Otherwise the keys live in different slots, maybe on different masters (and a
         bound session's user index in yet another), and no Redis command spans them: see
-        :meth:`_move_across_slots`."""
-        clock = self._clock(expires_us, now_us)
+        :meth:`_move_across_slots`. With ``data``, the version check is in the script that
+        decides the move (RENAME, or PARK across slots) and the moved record holds
+        ``data``."""
+        clock = self._clock(expires_us, now_us) + _expecting(data, expected_version)
+        new_data = data if data is not None else b""
         keys = (*self.layout.session_and_index(old_key), *self.layout.session_and_index(new_key))
         if not self.cluster:
             if owner is None:
-                return bool((yield Eval(scripts.RENAME, keys, (clock, b"s"))))
+                return bool((yield Eval(scripts.RENAME, keys, (clock, b"s", new_data))))
             args = (
                 clock,
                 b"s",
+                new_data,
                 users.encode_owner_block(owner),
                 users.index_entry(owner.handle, now_us),
                 users.ttl_arg(owner_until_us, now_us),
@@ -613,12 +634,12 @@ class RedisRepositoryBase:
             binding = (*keys, self.layout.user(owner.user_id))
             return bool((yield Eval(scripts.RENAME, binding, args)))
         if owner is None and self.layout.same_slot(old_key, new_key):
-            moved = yield Eval(scripts.RENAME, keys, (clock, b"c"))
+            moved = yield Eval(scripts.RENAME, keys, (clock, b"c", new_data))
             if moved != 2:  # 2: a bound session, whose index is in another slot
                 return bool(moved)
         return (
             yield from self._move_across_slots(
-                old_key, new_key, expires_us, now_us, owner, owner_until_us
+                old_key, new_key, expires_us, now_us, owner, owner_until_us, data, expected_version
             )
         )
 
@@ -630,13 +651,20 @@ class RedisRepositoryBase:
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> Flow[Command, bool]:
         """Park, copy, discard: a rename between slots that never shows two live copies and
         loses to a destroy at every step.
 
         1. PARK moves the old record to a parking key in its own slot, leaves the moved
            marker under the old key (from here on, the old id finds nothing and a second
-           rename of it fails) and returns the record.
+           rename of it fails) and returns the record. With ``data`` it decides the rename:
+           it parks only a record at ``expected_version`` (else nothing changes and the
+           rename returns False), and returns only its head. An update or touch of the old
+           key after it finds the marker and fails (the caller reads again and finds the
+           session moved), so no write can land on the old bytes between the check and
+           the copy, and none is lost unreported.
         1b. For a bound record (or a login: ``owner``), USER_ADD files the new key in the
            user's index before step 2 makes it live (so a revoke_all that reads the index
            from then on finds the new key; one that read it before finds the old key, whose
@@ -644,23 +672,30 @@ class RedisRepositoryBase:
            session (``expires_us``); a login as ``owner_until_us`` says. The old key's
            entry stays: its marker leads to the new key while the move is in flight, and
            the next listing or revoke drops it once the marker is gone.
-        2. CREATE writes it, with the new expiry (and owner), under the new key.
+        2. CREATE writes it, with the new expiry (and owner), under the new key; with
+           ``data``, holding ``data``: the parked old bytes are never copied, so the
+           copy cannot bring stale bytes back, and they leave the store with step 3.
         3. DISCARD drops the parked copy, and tells whether the marker still stands. A
            DELETE of the old key in between removed marker and parked copy together, and
            deleted what the marker named (maybe before step 2 wrote it): the rename lost
            to a destroy, so the new key is deleted and the rename returns False.
 
         If a step fails, the new key is deleted and the record unparked in place of the
-        marker (the rename did not happen; the error is raised). If that roll-back fails
-        too, the record stays parked, invisible, until its TTL (at most
+        marker (the rename did not happen; the error is raised): with ``data``, the old
+        bytes come back under the old key at their version, never the new ones. If that
+        roll-back fails too, the record stays parked, invisible, until its TTL (at most
         :data:`PARK_TTL_MS`): the session is lost, never duplicated.
         """
         marker = encode_marker(new_key, expires_us)
         try:
-            raw = yield self.park_script(old_key, new_key, expires_us, now_us)
+            expecting = expected_version if data is not None else None
+            park = self.park_script(old_key, new_key, expires_us, now_us, expecting)
+            raw = yield park
             record = decode_record(bytes(raw)) if raw is not None else None
             if record is None:
                 return False
+            if data is not None:
+                record = record._replace(data=data)
             bound = owner or record.owner
             if bound is not None:
                 until = owner_until_us if owner is not None else expires_us
@@ -695,11 +730,22 @@ class RedisRepositoryBase:
             return False
         return True
 
-    def park_script(self, old_key: str, new_key: str, expires_us: int, now_us: int) -> Eval:
-        """Step 1 of :meth:`_move_across_slots` (repeatable: its reply may be lost)."""
+    def park_script(
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        expected_version: int | None = None,
+    ) -> Eval:
+        """Step 1 of :meth:`_move_across_slots` (repeatable: its reply may be lost); with
+        ``expected_version``, only a record at that version is parked, and only its head
+        returned."""
         layout = self.layout
         keys = (*layout.session_and_index(old_key), layout.parking(old_key))
         clock = clock_arg(expires_us, now_us, UNCOUNTED)
+        if expected_version is not None:
+            clock += _SEEN.pack(expected_version)
         return Eval(scripts.PARK, keys, (clock, new_key.encode("ascii")))
 
     def _unpark(

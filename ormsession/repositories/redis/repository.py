@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
@@ -29,6 +29,9 @@ from ormsession.repositories.redis.base import (
 from ormsession.repositories.redis.clients import RAW
 from ormsession.repositories.redis.errors import REDIS_ERRORS
 from ormsession.repositories.redis.users import pairs
+
+if TYPE_CHECKING:
+    from ormsession.repositories.redis.diagnostics import RedisDiagnostics
 
 __all__ = ["RedisRepository"]
 
@@ -75,8 +78,12 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        flow = self.rename_flow(old_key, new_key, expires_us, now_us, owner, owner_until_us)
+        flow = self.rename_flow(
+            old_key, new_key, expires_us, now_us, owner, owner_until_us, data, expected_version
+        )
         return run(flow, lambda command: self._execute(command, "rename"))
 
     def moved(self, key: str, now_us: int) -> bool:
@@ -107,6 +114,12 @@ class RedisRepository(RedisRepositoryBase, SessionRepository):
         # Redis expires the records itself; only the count index needs trimming.
         self._execute(TrimIndexes(self.layout.all_indexes(), now_us), "delete_expired")
         return 0
+
+    def diagnostics(self) -> RedisDiagnostics:
+        """What ``ormsession stats`` and ``doctor`` ask (beyond the contract)."""
+        from ormsession.repositories.redis.diagnostics import RedisDiagnostics
+
+        return RedisDiagnostics(self)
 
     def close(self) -> None:
         """Close the clients this repository created (never one the app handed in)."""

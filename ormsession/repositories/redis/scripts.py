@@ -40,8 +40,9 @@ A value of another format or length is not a session: scripts treat it as absent
 
 Scripts read only the header (GETRANGE 0 33; CREATE and DELETE at most a marker's 73
 bytes; an update of a bound session its owner block too, which it keeps), so a
-compare-and-set or a touch never copies the data through Lua (a login's RENAME does, once,
-to put the owner before it), and judge
+compare-and-set or a touch never copies the data through Lua (a login's RENAME without new
+data does, once, to put the owner before it; a rename with data, as with encryption at
+rest, writes the new data it is sent and never reads the old), and judge
 liveness by the ``now`` the caller passes, as the repository contract demands, not by
 Redis' own clock.
 
@@ -311,16 +312,21 @@ end
 """
 
 #: KEYS: old, old index, new, new index (one slot in Cluster mode)[, the new owner's user
-#: index]. ARGV: clock, mode (``s``: plain Redis or Sentinel, ``c``: Cluster)[, the new
-#: owner block (bytes 43 on of a format 4 value, up to the data), its index entry, the
-#: index's TTL (8 bytes, ms; 0: none)]. RENAME keeps data, version and creation time; the
-#: new expiry and the clock's bucket go into the header, the expiry into the TTL; the new
-#: key is filed under the clock's bucket. The old key gets a moved marker naming the new
-#: one, with the same expiry and TTL. A bound record gets ``seen`` = now, and its user index
-#: entry moves to the new key. With an owner (a login) the record is rewritten as bound to
-#: it: it leaves its previous owner's index and joins the new one's. In Cluster mode a
-#: bound record's user index lives in another slot: the script changes nothing and returns
-#: 2, and the repository moves it by the cross-slot protocol instead.
+#: index]. ARGV: clock (33 bytes; 41 when the expected version follows it: a rename *with
+#: data*), mode (``s``: plain Redis or Sentinel, ``c``: Cluster), the new data (used only
+#: with the expected version; empty otherwise)[, the new owner block (bytes 43 on of a
+#: format 4 value, up to the data), its index entry, the index's TTL (8 bytes, ms; 0:
+#: none)]. RENAME keeps version and creation time, and the data unless new data is given:
+#: then it moves only a record at the expected version (else it changes nothing and returns
+#: 0), and the new key gets the header and owner block with the new data (the old bytes go
+#: with the old value, which the marker replaces). The new expiry and the clock's bucket go
+#: into the header, the expiry into the TTL; the new key is filed under the clock's bucket.
+#: The old key gets a moved marker naming the new one, with the same expiry and TTL. A
+#: bound record gets ``seen`` = now, and its user index entry moves to the new key. With an
+#: owner (a login) the record is rewritten as bound to it: it leaves its previous owner's
+#: index and joins the new one's. In Cluster mode a bound record's user index lives in
+#: another slot: the script changes nothing and returns 2, and the repository moves it by
+#: the cross-slot protocol instead.
 RENAME = Script.define(
     "rename",
     _LIVE,
@@ -332,20 +338,33 @@ RENAME = Script.define(
     """
 local h = live(KEYS[1], now)
 if not h then return 0 end
+local sealed = #ARGV[1] > 33
+if sealed and string.sub(h, 2, 9) ~= string.sub(ARGV[1], 34, 41) then return 0 end
 local f = string.byte(h, 1)
 if ARGV[2] == 'c' and f == 4 then return 2 end
 local fields, seen = string.sub(ARGV[1], 17, 33), string.sub(ARGV[1], 1, 8)
-if ARGV[3] then
+if ARGV[4] then
   local from = 34
   if f == 4 then
     local block = owner_block(KEYS[1])
     redis.call('HDEL', user_index(KEYS[1], string.sub(block, 1, 64)), string.sub(KEYS[1], -64))
     from = 42 + #block
   end
-  local data = redis.call('GETRANGE', KEYS[1], from, -1)
-  local value = string.char(4) .. string.sub(h, 2, 17) .. fields .. seen .. ARGV[3] .. data
+  local data = ARGV[3]
+  if not sealed then data = redis.call('GETRANGE', KEYS[1], from, -1) end
+  local value = string.char(4) .. string.sub(h, 2, 17) .. fields .. seen .. ARGV[4] .. data
   redis.call('SET', KEYS[3], value, 'PX', ttl)
-  bind(KEYS[5], KEYS[3], ARGV[4], struct.unpack('>I8', ARGV[5]))
+  bind(KEYS[5], KEYS[3], ARGV[5], struct.unpack('>I8', ARGV[6]))
+elseif sealed then
+  local value = string.char(f) .. string.sub(h, 2, 17) .. fields
+  if f == 4 then
+    local block = owner_block(KEYS[1])
+    local uidx = user_index(KEYS[1], string.sub(block, 1, 64))
+    redis.call('HDEL', uidx, string.sub(KEYS[1], -64))
+    bind(uidx, KEYS[3], seen .. handle_of(block), ttl)
+    value = value .. seen .. block
+  end
+  redis.call('SET', KEYS[3], value .. ARGV[3], 'PX', ttl)
 else
   redis.call('RENAME', KEYS[1], KEYS[3])
   if f == 4 then
@@ -366,21 +385,41 @@ return 1
 """,
 )
 
-#: Step 1 of a rename across Cluster slots. KEYS: old, old index, parking key (same slot).
-#: ARGV: the rename's clock, the new key (64 hex). Moves a live record aside, where reads do
-#: not see it (its TTL capped at PARK_TTL_MS), puts a moved marker naming the new key (with
-#: the rename's expiry and TTL) under the old key, and returns the record. Repeating it (a
-#: retried command whose reply was lost) finds its own marker and returns the parked record
-#: again instead of losing it; a rename to another key finds a marker that is not its own
-#: and gets nil, so of two racing renames one wins.
+#: ``head(key)``: a stored value's bytes up to its data (the header, and a bound value's
+#: seen and owner block).
+_HEAD = """
+local function head(key)
+  local h = redis.call('GETRANGE', key, 0, 33)
+  if string.byte(h, 1) ~= 4 then return h end
+  local m = struct.unpack('>I2', redis.call('GETRANGE', key, 106, 107))
+  return redis.call('GETRANGE', key, 0, 107 + m)
+end
+"""
+
+#: Step 1 of a rename across Cluster slots, and the step that decides it. KEYS: old, old
+#: index, parking key (same slot). ARGV: the rename's clock (41 bytes for a rename with
+#: data: the expected version follows), the new key (64 hex). Moves a live record aside,
+#: where reads and writes do not see it (its TTL capped at PARK_TTL_MS), puts a moved marker
+#: naming the new key (with the rename's expiry and TTL) under the old key, and returns the
+#: record. With an expected version only a record at that version is parked (else nothing
+#: changes and nil is returned: a write came in first), and only its head is returned (the
+#: copy writes the caller's new data; the old data never leaves the server). From the park
+#: on, an update or touch of the old key finds the marker and fails, so the version checked
+#: here is the version of the record that moves. Repeating it (a retried command whose
+#: reply was lost) finds its own marker and returns the parked record again instead of
+#: losing it; a rename to another key finds a marker that is not its own and gets nil, so of
+#: two racing renames one wins.
 PARK = Script.define(
     "park",
     _LIVE,
     _MOVED,
+    _HEAD,
     _CLOCK,
     f"""
 local marker = moved(string.sub(ARGV[1], 17, 24), ARGV[2])
-if live(KEYS[1], now) then
+local sealed = #ARGV[1] > 33
+local h = live(KEYS[1], now)
+if h and (not sealed or string.sub(h, 2, 9) == string.sub(ARGV[1], 34, 41)) then
   redis.call('RENAME', KEYS[1], KEYS[3])
   if redis.call('PTTL', KEYS[3]) > {PARK_TTL_MS} then
     redis.call('PEXPIRE', KEYS[3], {PARK_TTL_MS})
@@ -389,6 +428,7 @@ if live(KEYS[1], now) then
   redis.call('SET', KEYS[1], marker, 'PX', ttl)
 end
 if redis.call('GET', KEYS[1]) == marker and live(KEYS[3], now) then
+  if sealed then return head(KEYS[3]) end
   return redis.call('GET', KEYS[3])
 end
 return false

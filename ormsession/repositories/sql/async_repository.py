@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import PoolProxiedConnection, Select
@@ -90,6 +91,11 @@ class AsyncSqlRepository(AsyncSessionRepository):
         # The driver's base error class, as SQLAlchemy's asyncio adapter raises it.
         self._dbapi_error: Any = engine.dialect.loaded_dbapi.Error
         self._packet_limited = engine.dialect.name in ("mysql", "mariadb")
+
+    @property
+    def store_kind(self) -> str:
+        """The SQL dialect: ``postgresql``, ``mysql``, ``mariadb`` or ``sqlite``."""
+        return str(self.engine.dialect.name)
 
     @classmethod
     def from_url(
@@ -205,8 +211,13 @@ class AsyncSqlRepository(AsyncSessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us, owner)
+        # owner_until_us is for stores whose index expires: here the index is a column.
+        flow = moves.rename(
+            self._queries, old_key, new_key, expires_us, now_us, owner, data, expected_version
+        )
         return await arun(flow, self._execute)
 
     async def moved(self, key: str, now_us: int) -> bool:
@@ -231,6 +242,12 @@ class AsyncSqlRepository(AsyncSessionRepository):
 
     async def delete_expired(self, now_us: int, limit: int) -> int:
         return await self._execute(self._queries.delete_expired(now_us, limit))
+
+    def gc_lock(self) -> AbstractAsyncContextManager[bool]:
+        """The lock one gc run holds (beyond the contract: see :mod:`.gc_lock`)."""
+        from ormsession.repositories.sql.gc_lock import async_gc_lock
+
+        return async_gc_lock(self.engine, self.table_name)
 
     async def close(self) -> None:
         if self._owns_engine:

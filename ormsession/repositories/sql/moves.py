@@ -19,6 +19,33 @@ asyncio one with ``arun``.
    sessions.
 3. ``clear_marker``: the marker drops the data (empty data, version 0) and its owner.
 
+**Rename with data** (a regenerate or login under encryption at rest: ``data`` is the
+session sealed anew for ``new``'s key, made from ``expected_version``), the same three steps:
+
+1. ``mark_moved`` also requires ``version = :expected_version`` in its ``WHERE``, and sets
+   the data to empty bytes: the version check is part of the statement that decides the
+   rename, and the old bytes leave the row in it (the version stays, for the copy).
+2. ``copy_moved`` inserts the given bytes (a bound parameter) with the marker's version,
+   creation time, expiry and owner: nothing of the old bytes is read or copied.
+3. ``clear_marker`` as above.
+
+An update of ``old`` racing it, made from the same version, and what each order gives:
+
+- committed before step 1: the version moved on, so the mark matches no row and the rename
+  returns False with nothing changed (the manager reads the session again and re-seals);
+- after step 1: the row is a marker, which no update's ``WHERE live`` matches, so the update
+  fails (its request meets the rename as any request that raced a regenerate does) and the
+  copy writes the rename's bytes over no accepted write;
+- waiting for the mark's row lock (PostgreSQL, MariaDB): PostgreSQL re-checks the ``WHERE``
+  on the row the mark committed, InnoDB reads its latest version: either way a marker, and
+  the update fails; a mark waiting for an update's lock likewise sees the new version and
+  matches nothing. SQLite runs one writer at a time: one of the two orders above.
+
+A touch racing it changes no version: before step 1 both succeed, after it the touch fails.
+Deletes and revokes race it exactly as they race a plain rename (below): the steps that
+find, follow and clear the marker are the same, and whatever the interleaving no row keeps
+the old bytes once step 1 has run.
+
 A delete of ``old`` may come in anywhere. Before step 1, the rename finds no live row and
 returns False. After it, the delete removes the marker and follows it to ``new``; if it got
 there before the copy was committed it found nothing there, but then step 2 finds the
@@ -86,11 +113,20 @@ def rename(
     expires_us: int,
     now_us: int,
     owner: Owner | None = None,
+    data: bytes | None = None,
+    expected_version: int | None = None,
 ) -> Flow[Query[Any], bool]:
-    """The contract's ``rename`` (see the module docstring)."""
-    if not (yield queries.mark_moved(old_key, new_key, expires_us, now_us, owner)):
-        return False  # no live session under old_key, or another rename won
-    if (yield queries.copy_moved(old_key, new_key)) and not (
+    """The contract's ``rename`` (see the module docstring); with ``data``, the moved
+    session holds ``data``, and the rename happens only at ``expected_version``."""
+    resealed = data is not None
+    mark = queries.mark_moved(
+        old_key, new_key, expires_us, now_us, owner, expected_version, resealed=resealed
+    )
+    if not (yield mark):
+        # No live session under old_key, another rename won, or (with data) a write came
+        # in first: nothing changed.
+        return False
+    if (yield queries.copy_moved(old_key, new_key, data)) and not (
         yield queries.clear_marker(old_key, new_key)
     ):
         # A delete removed the marker after the copy was made, and may have looked under

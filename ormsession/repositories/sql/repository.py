@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -34,6 +34,9 @@ from ormsession.repositories.sql.errors import (
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
 from ormsession.repositories.sql.statements import Query, SqlQueries
 from ormsession.repositories.sql.urls import display_sql_url
+
+if TYPE_CHECKING:
+    from ormsession.repositories.sql.diagnostics import SqlDiagnostics
 
 __all__ = ["SqlRepository"]
 
@@ -86,6 +89,11 @@ class SqlRepository(SessionRepository):
 
             with self._bounded_connection("schema check") as connection:
                 check_schema(connection, table_name=table_name)
+
+    @property
+    def store_kind(self) -> str:
+        """The SQL dialect: ``postgresql``, ``mysql``, ``mariadb`` or ``sqlite``."""
+        return str(self.engine.dialect.name)
 
     @classmethod
     def from_url(
@@ -169,8 +177,13 @@ class SqlRepository(SessionRepository):
         now_us: int,
         owner: Owner | None = None,
         owner_until_us: int | None = None,
+        data: bytes | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        flow = moves.rename(self._queries, old_key, new_key, expires_us, now_us, owner)
+        # owner_until_us is for stores whose index expires: here the index is a column.
+        flow = moves.rename(
+            self._queries, old_key, new_key, expires_us, now_us, owner, data, expected_version
+        )
         return run(flow, self._execute)
 
     def moved(self, key: str, now_us: int) -> bool:
@@ -196,6 +209,18 @@ class SqlRepository(SessionRepository):
 
     def delete_expired(self, now_us: int, limit: int) -> int:
         return self._execute(self._queries.delete_expired(now_us, limit))
+
+    def gc_lock(self) -> AbstractContextManager[bool]:
+        """The lock one gc run holds (beyond the contract: see :mod:`.gc_lock`)."""
+        from ormsession.repositories.sql.gc_lock import gc_lock
+
+        return gc_lock(self.engine, self.table.name)
+
+    def diagnostics(self) -> SqlDiagnostics:
+        """What ``ormsession stats`` and ``doctor`` ask (beyond the contract)."""
+        from ormsession.repositories.sql.diagnostics import SqlDiagnostics
+
+        return SqlDiagnostics(self)
 
     def close(self) -> None:
         if self._owns_engine:

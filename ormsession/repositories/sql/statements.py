@@ -87,7 +87,10 @@ class SqlStatements:
     delete_marker: Delete
     mark_moved: Update
     mark_moved_owned: Update
+    mark_resealed: Update
+    mark_resealed_owned: Update
     copy_moved: Insert
+    copy_resealed: Insert
     clear_marker: Update
     moved: Select[Any]
     count: Select[Any]
@@ -253,6 +256,14 @@ def _move_statements(table: Table, live: Any, now: Any) -> dict[str, Any]:
     key: BindParameter[str] = bindparam("key")
     new_key: BindParameter[str] = bindparam("new_key", type_=c.session_key.type)
     moved_here = (c.session_key == key) & (c.session_moved_to == new_key)
+    resealable = live & (c.session_version == bindparam("expected_version"))
+    marking = {
+        "session_moved_to": new_key,
+        "session_expiry": bindparam("expires_at"),
+        "session_seen": now,
+    }
+    owning = {column: bindparam(name, type_=Text) for column, name in _OWNER_VALUES.items()}
+    dropping = {"session_data": b""}
     return {
         # A session under key (live or expired), never a marker.
         "delete_record": delete(table).where((c.session_key == key) & c.session_moved_to.is_(None)),
@@ -261,41 +272,25 @@ def _move_statements(table: Table, live: Any, now: Any) -> dict[str, Any]:
         # Rename, step 1: the live session becomes a marker naming new_key, in one atomic
         # UPDATE that only one of several racing renames can make (the others find no live
         # row). It keeps its data and version until the copy is made.
-        "mark_moved": table.update()
-        .where(live)
-        .values(session_moved_to=new_key, session_expiry=bindparam("expires_at"), session_seen=now),
+        "mark_moved": table.update().where(live).values(**marking),
         # The same for a login: the marker takes the new owner at once, so the previous
         # owner's revoke no longer finds it, and the new owner's follows it to new_key.
-        "mark_moved_owned": table.update()
-        .where(live)
-        .values(
-            session_moved_to=new_key,
-            session_expiry=bindparam("expires_at"),
-            session_seen=now,
-            **{column: bindparam(name, type_=Text) for column, name in _OWNER_VALUES.items()},
-        ),
+        "mark_moved_owned": table.update().where(live).values(**marking, **owning),
+        # A rename with data (re-sealed for new_key): the version check is in the statement
+        # that decides the rename, so a write committed before it fails it (nothing
+        # changed), and one after it finds no live row. The old bytes go at once (the copy
+        # writes the new ones); the version stays for the copy to carry.
+        "mark_resealed": table.update().where(resealable).values(**marking, **dropping),
+        "mark_resealed_owned": table.update()
+        .where(resealable)
+        .values(**marking, **dropping, **owning),
         # Step 2: the session copied from its marker to new_key (the marker's expiry,
         # owner and last write are the rename's). Nothing is copied if a delete removed
         # the marker first.
-        "copy_moved": insert(table).from_select(
-            [
-                "session_key",
-                "session_data",
-                "session_expiry",
-                "session_created",
-                "session_version",
-                *_OWNER_VALUES,
-                "session_seen",
-            ],
-            select(
-                new_key,
-                c.session_data,
-                c.session_expiry,
-                c.session_created,
-                c.session_version,
-                *(c[column] for column in _OWNER_VALUES),
-                c.session_seen,
-            ).where(moved_here),
+        "copy_moved": _copy_moved(table, moved_here, new_key, c.session_data),
+        # The same with the re-sealed bytes, bound: the old ones are gone from the marker.
+        "copy_resealed": _copy_moved(
+            table, moved_here, new_key, bindparam("data", type_=c.session_data.type)
         ),
         # Step 3: the marker drops the data, and leaves the user index (the copy is in it
         # now); no row means a delete removed the marker meanwhile, and may not have seen
@@ -314,6 +309,31 @@ def _move_statements(table: Table, live: Any, now: Any) -> dict[str, Any]:
             & c.session_moved_to.is_not(None)
         ),
     }
+
+
+def _copy_moved(table: Table, moved_here: Any, new_key: Any, data: Any) -> Insert:
+    """``INSERT ... SELECT`` of the marker's session under ``new_key``, holding ``data``."""
+    c = table.c
+    return insert(table).from_select(
+        [
+            "session_key",
+            "session_data",
+            "session_expiry",
+            "session_created",
+            "session_version",
+            *_OWNER_VALUES,
+            "session_seen",
+        ],
+        select(
+            new_key,
+            data,
+            c.session_expiry,
+            c.session_created,
+            c.session_version,
+            *(c[column] for column in _OWNER_VALUES),
+            c.session_seen,
+        ).where(moved_here),
+    )
 
 
 def update_cas(table: Table, live: Any, now: Any) -> Update:
@@ -617,22 +637,41 @@ class SqlQueries:
         return Query("delete", self._sql.delete_marker, params, _one_row)
 
     def mark_moved(
-        self, old_key: str, new_key: str, expires_us: int, now_us: int, owner: Owner | None = None
+        self,
+        old_key: str,
+        new_key: str,
+        expires_us: int,
+        now_us: int,
+        owner: Owner | None = None,
+        expected_version: int | None = None,
+        *,
+        resealed: bool = False,
     ) -> Query[bool]:
-        params = {
+        """Rename's step 1; ``resealed`` (a rename with data): only at ``expected_version``,
+        and the marker drops the old bytes at once."""
+        params: dict[str, Any] = {
             "key": old_key,
             "new_key": new_key,
             "now": from_us(now_us),
             "expires_at": from_us(expires_us),
         }
+        if resealed:
+            params["expected_version"] = expected_version
         if owner is None:
-            return Query("rename", self._sql.mark_moved, params, _one_row)
+            statement = self._sql.mark_resealed if resealed else self._sql.mark_moved
+            return Query("rename", statement, params, _one_row)
         params |= _owner_params(owner)
-        return Query("rename", self._sql.mark_moved_owned, params, _one_row)
+        statement = self._sql.mark_resealed_owned if resealed else self._sql.mark_moved_owned
+        return Query("rename", statement, params, _one_row)
 
-    def copy_moved(self, old_key: str, new_key: str) -> Query[bool]:
-        params = {"key": old_key, "new_key": new_key}
-        return Query("rename", self._sql.copy_moved, params, _one_row)
+    def copy_moved(self, old_key: str, new_key: str, data: bytes | None = None) -> Query[bool]:
+        """Rename's step 2: the marked session under ``new_key``, with ``data`` if given
+        (else the marker's own bytes)."""
+        params: dict[str, Any] = {"key": old_key, "new_key": new_key}
+        if data is None:
+            return Query("rename", self._sql.copy_moved, params, _one_row)
+        params["data"] = data
+        return Query("rename", self._sql.copy_resealed, params, _one_row)
 
     def clear_marker(self, old_key: str, new_key: str) -> Query[bool]:
         params = {"key": old_key, "new_key": new_key}
