@@ -10,7 +10,7 @@ operations, on SQLite, PostgreSQL and MariaDB, on the direct driver path and SQL
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,11 +20,9 @@ from sqlalchemy.pool import NullPool
 
 from ormsession.expiry import from_us, now_us
 from ormsession.repositories.sql import moves
-from ormsession.repositories.sql import repository as sync_sql
 from ormsession.repositories.sql.repository import SqlRepository
 from ormsession.repositories.sql.types import us_from_column
 from ormsession.testing.contract import HOUR, new_key, record
-from tests.support.sql_fixtures import SQL_BACKENDS
 from tests.support.sql_stepping import (
     Run,
     every_interleaving,
@@ -34,20 +32,6 @@ from tests.support.sql_stepping import (
     unreadable,
 )
 from tests.support.stores import open_store
-
-
-@pytest.fixture(
-    params=[(backend, path) for backend in SQL_BACKENDS for path in ("driver", "sqlalchemy")],
-    ids=lambda param: "-".join(param),
-)
-def repository(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    backend, path = request.param
-    if path == "sqlalchemy":
-        monkeypatch.setattr(sync_sql, "DBAPI_DRIVERS", frozenset())
-    with open_store(request, backend, "sync") as store:
-        assert isinstance(store, SqlRepository)
-        assert store._raw is (path == "driver")
-        yield store
 
 
 def test_a_marker_row_is_the_new_key_with_no_data(repository: SqlRepository) -> None:

@@ -12,7 +12,6 @@ mark, the copy holds the new bytes and keeps the version, and a destroy still wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,14 +22,12 @@ from sqlalchemy.pool import NullPool
 from ormsession.expiry import now_us
 from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.sql import moves
-from ormsession.repositories.sql import repository as sync_sql
 from ormsession.repositories.sql.repository import SqlRepository
 from ormsession.repositories.sql.statements import Query
 from ormsession.testing.contract import HOUR, new_key
 from ormsession.testing.users import owner
 from ormsession.users import new_handle
 from tests.sql.test_moved_markers import lock_waits, wait_until
-from tests.support.sql_fixtures import SQL_BACKENDS
 from tests.support.sql_stepping import (
     Run,
     Stepper,
@@ -45,20 +42,6 @@ from tests.support.stores import open_store
 OLD_BYTES = b"sealed-for-the-old-key"
 NEW_BYTES = b"sealed-for-the-new-key"
 WRITTEN = b"written-meanwhile"
-
-
-@pytest.fixture(
-    params=[(backend, path) for backend in SQL_BACKENDS for path in ("driver", "sqlalchemy")],
-    ids=lambda param: "-".join(param),
-)
-def repository(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    backend, path = request.param
-    if path == "sqlalchemy":
-        monkeypatch.setattr(sync_sql, "DBAPI_DRIVERS", frozenset())
-    with open_store(request, backend, "sync") as store:
-        assert isinstance(store, SqlRepository)
-        assert store._raw is (path == "driver")
-        yield store
 
 
 def session(now: int, who: Owner | None = None, version: int = 1) -> StoredSession:

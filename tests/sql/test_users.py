@@ -10,7 +10,6 @@ SQLAlchemy's (the asyncio twin runs the same flows and statements).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ import ormsession
 from ormsession.expiry import now_us
 from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.sql import moves
-from ormsession.repositories.sql import repository as sync_sql
 from ormsession.repositories.sql.repository import SqlRepository
 from ormsession.testing.contract import HOUR, new_key
 from ormsession.testing.users import owner
@@ -30,23 +28,9 @@ from tests.manager.test_lifecycle import cookie_id
 from tests.support.sql_fixtures import SQL_BACKENDS, async_url, sql_url
 from tests.support.sql_stepping import Run, every_interleaving, nothing_to_check, rows
 from tests.support.statement_log import traced_engine
-from tests.support.stores import STORE_TARGETS, open_store
+from tests.support.stores import STORE_TARGETS
 
 OWNER_COLUMNS = ("session_user_id", "session_handle", "session_user_agent", "session_ip")
-
-
-@pytest.fixture(
-    params=[(backend, path) for backend in SQL_BACKENDS for path in ("driver", "sqlalchemy")],
-    ids=lambda param: "-".join(param),
-)
-def repository(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    backend, path = request.param
-    if path == "sqlalchemy":
-        monkeypatch.setattr(sync_sql, "DBAPI_DRIVERS", frozenset())
-    with open_store(request, backend, "sync") as store:
-        assert isinstance(store, SqlRepository)
-        assert store._raw is (path == "driver")
-        yield store
 
 
 def bound(now: int, who: Owner | None, data: bytes = b"{}") -> StoredSession:
