@@ -601,8 +601,8 @@ class SessionPolicy:
         previous = session.owner
         if session.stored is not None and previous is not None and previous.user_id != user:
             yield _store("delete", session.storage_key)
-            session.ended(self.ids.generate(), now)
-        if session.stored is not None:
+            session.ended(self.ids.generate(), now)  # the fresh start the login continues in
+        elif session.stored is not None:
             owner = owner_for(user, session.handle, user_agent, ip)
             until = expiry.deadline(session.created_us)
             expires_us = expiry.expires_at(session.created_us, now)
