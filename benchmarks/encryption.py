@@ -43,12 +43,18 @@ class EncryptionCost:
         )
 
 
-def _requests(manager: SessionManager) -> dict[str, Callable[[], object]]:
-    """A read-only request, a request that writes, and a login, on a stored session."""
-    session = manager.open(None)
-    session.update(SEED)
-    manager.save(session)
-    stored_id = session.id
+def requests_of(manager: SessionManager) -> dict[str, Callable[[], object]]:
+    """One request of each kind that sealing changes, each on its own stored session."""
+
+    def stored_session() -> str:
+        session = manager.open(None)
+        session.update(SEED)
+        manager.save(session)
+        return session.id
+
+    stored_id = stored_session()
+    # A login moves the session to a new id: each request carries the id the last one set.
+    logged_in = [stored_session()]
 
     def read_only() -> None:
         s = manager.open(stored_id)
@@ -60,17 +66,22 @@ def _requests(manager: SessionManager) -> dict[str, Callable[[], object]]:
         s["visits"] = s.get("visits", 0) + 1
         manager.save(s)
 
-    def login() -> None:
+    def new_session() -> None:
         s = manager.open(None)
         s.update(SEED)
         manager.save(s)
+
+    def login() -> None:
+        s = manager.open(logged_in[0])
         manager.regenerate(s)
         manager.save(s)
+        logged_in[0] = s.id
 
     return {
         "read-only request": read_only,
         "write request": write,
-        "new session + regenerate": login,
+        "new session": new_session,
+        "login (regenerate)": login,
     }
 
 
@@ -79,7 +90,7 @@ def measure(settings: Settings) -> list[EncryptionCost]:
         name: SessionManager(MemoryRepository(), Config(url="memory://", encrypt=encrypt))
         for name, encrypt in (("encrypted", True), ("plain", False))
     }
-    requests = {name: _requests(manager) for name, manager in managers.items()}
+    requests = {name: requests_of(manager) for name, manager in managers.items()}
     costs = []
     for operation in requests["plain"]:
         series: dict[str, Any] = {name: timed(requests[name][operation]) for name in managers}

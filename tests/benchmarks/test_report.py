@@ -3,14 +3,21 @@ above its limit, and a read-only request also fails when the server counted a wr
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from benchmarks.counters import Counts
-from benchmarks.encryption import EncryptionCost
+from benchmarks.encryption import EncryptionCost, requests_of
 from benchmarks.encryption import measure as measure_encryption
 from benchmarks.harness import write_limit
 from benchmarks.report import Report, Row
 from benchmarks.scale import ReadScaleResult
 from benchmarks.stores import StoreEnv
 from benchmarks.timing import Comparison, Settings
+from ormsession import Config, SessionManager
+from ormsession.encryption import DataCipher
+from ormsession.repositories.memory import MemoryRepository
 
 
 def _comparison(ratio: float, ci_low: float, ci_high: float) -> Comparison:
@@ -103,6 +110,27 @@ def test_the_encryption_cost_is_measured_for_each_kind_of_request() -> None:
     assert [c.operation for c in costs] == [
         "read-only request",
         "write request",
-        "new session + regenerate",
+        "new session",
+        "login (regenerate)",
     ]
     assert all(c.rounds == 3 and c.encrypted_us > 0 and c.plain_us > 0 for c in costs)
+
+
+def test_each_measured_login_opens_the_session_the_last_one_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A login that opened a moved id would get a fresh session and derive one key, not two.
+    derived: list[str] = []
+    key = DataCipher.key
+
+    def counting_key(self: DataCipher, session_id: str, secret_id: bytes | None = None) -> Any:
+        derived.append(session_id)
+        return key(self, session_id, secret_id)
+
+    monkeypatch.setattr(DataCipher, "key", counting_key)
+    manager = SessionManager(MemoryRepository(), Config(url="memory://"))
+    login = requests_of(manager)["login (regenerate)"]
+    derived.clear()
+    for _ in range(3):
+        login()
+    assert len(derived) == 6 and len(set(derived)) == 4, "each login: the last id, a new one"

@@ -100,8 +100,8 @@ def test_the_whole_pipeline_runs_on_every_store(tmp_path: Path) -> None:
 
     targets = text.split("### Targets", 1)[1]
     verdicts = re.findall(r"^(PASS|FAIL)  (\w+) ", targets, re.MULTILINE)
-    # requests, scale reads, gc, and encryption's cost for each of its three requests
-    assert len(verdicts) == len(ALL_STORES) * 4 + 3 + 2 + 3
+    # requests, scale reads, gc, and encryption's cost for each of its four requests
+    assert len(verdicts) == len(ALL_STORES) * 4 + 3 + 2 + 4
     assert "### What encryption at rest costs a request" in text
     assert "### Reads at scale" in text
     assert "### gc of expired rows" in text

@@ -6,8 +6,13 @@ import hashlib
 import hmac
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ormsession.encryption import FORMAT, OVERHEAD, DataCipher
+from ormsession.encryption import FORMAT, OVERHEAD, DataCipher, Hkdf
 from ormsession.errors import ConfigurationError, CorruptSessionDataError, TamperedSessionError
 from ormsession.ids import SessionIds, storage_key
 from ormsession.repositories.base import Owner
@@ -45,13 +50,69 @@ def test_the_data_key_is_hkdf_sha256_of_the_id_under_its_label() -> None:
     session_id = _id()
     prk = hmac.digest(b"\0" * 32, session_id.encode(), hashlib.sha256)
     okm = hmac.digest(prk, b"ormsession session data key, format 1\x01", hashlib.sha256)
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     sealed = _sealed(DataCipher(), session_id)
     nonce, body = sealed[5:17], sealed[17:]
     aad = sealed[:5] + storage_key(session_id).encode()
     assert AESGCM(okm).decrypt(nonce, body, aad) == DATA
     assert okm != bytes.fromhex(storage_key(session_id)), "the storage key is the data key"
+
+
+# RFC 5869 appendix A, test cases 1-3 (SHA-256): IKM, salt, info, and the first 32 bytes
+# of the OKM (one expand block is T(1), the OKM's first block whatever its length).
+RFC_5869_VECTORS = [
+    (
+        bytes([0x0B]) * 22,
+        bytes(range(0x0D)),
+        bytes(range(0xF0, 0xFA)),
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf",
+    ),
+    (  # an 80-byte salt: longer than SHA-256's block, so HMAC hashes it first
+        bytes(range(0x00, 0x50)),
+        bytes(range(0x60, 0xB0)),
+        bytes(range(0xB0, 0x100)),
+        "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c",
+    ),
+    (
+        bytes([0x0B]) * 22,
+        b"",
+        b"",
+        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("ikm", "salt", "info", "okm"), RFC_5869_VECTORS, ids=["basic", "long", "empty salt"]
+)
+def test_the_key_derivation_gives_rfc_5869s_vectors(
+    ikm: bytes, salt: bytes, info: bytes, okm: str
+) -> None:
+    assert Hkdf(salt, info).derive(ikm).hex() == okm
+
+
+@given(
+    ikm=st.binary(max_size=200),
+    # Salts shorter and longer than SHA-256's 64-byte block (HMAC hashes a longer key).
+    salt=st.none() | st.binary(max_size=64) | st.binary(min_size=65, max_size=200),
+    info=st.binary(max_size=100),
+)
+def test_the_key_derivation_matches_cryptographys_hkdf(
+    ikm: bytes, salt: bytes | None, info: bytes
+) -> None:
+    expected = HKDF(hashes.SHA256(), 32, salt, info).derive(ikm)
+    assert Hkdf(salt, info).derive(ikm) == expected
+
+
+def test_a_secret_is_the_derivations_salt() -> None:
+    secret, session_id = b"s" * 32, _id()
+    sealed = DataCipher([secret]).seal(
+        DataCipher([secret]).key(session_id), storage_key(session_id), DATA
+    )
+    okm = HKDF(hashes.SHA256(), 32, secret, b"ormsession session data key, format 1")
+    aead = AESGCM(okm.derive(session_id.encode()))
+    aad = sealed[:5] + storage_key(session_id).encode()
+    assert aead.decrypt(sealed[5:17], sealed[17:], aad) == DATA
 
 
 @pytest.mark.parametrize("where", ["format", "key id", "nonce", "ciphertext", "tag"])
