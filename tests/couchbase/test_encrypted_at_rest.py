@@ -12,16 +12,12 @@ ciphertext is nowhere on the server.
 
 from __future__ import annotations
 
-import base64
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ormsession.encryption import FORMAT, owner_tag
+from ormsession.encryption import FORMAT
 from ormsession.expiry import now_us
 from ormsession.ids import storage_key
 from ormsession.repositories.base import StoredSession
@@ -36,18 +32,24 @@ from ormsession.repositories.couchbase.base import (
 from ormsession.repositories.couchbase.counters import expiry_for
 from ormsession.repositories.couchbase.repository import CouchbaseRepository
 from tests.couchbase.users_support import documents, prefix, repository
-from tests.manager.test_lifecycle import cookie_id
+from tests.support.at_rest import (
+    BODY,
+    FLIPS,
+    MARKER,
+    NONCE,
+    assert_nowhere,
+    assert_opens_fresh,
+    assert_storage_key_opens_nothing,
+    flipped,
+    id_forms,
+    log_in,
+    move,
+    save_new,
+)
 from tests.support.couchbase_server import CouchbaseTestServer
 from tests.support.stores import open_manager
 
 __all__ = ["prefix", "repository"]  # fixtures
-
-MARKER = "c0ffee-marker-9b1d"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) marker-agent"
-IP = "203.0.113.77"
-#: format (1) | key id (4) | nonce (12) | ciphertext | tag (16): see ormsession.encryption.
-NONCE = slice(5, 17)
-_HEADER = 17
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -64,30 +66,6 @@ def dump(server: CouchbaseTestServer, prefix: str) -> dict[bytes, bytes]:
     found = {k: d.value for k, d in documents(server).items() if k.startswith(head)}
     assert found, "the test wrote no document under its prefix"
     return found
-
-
-def id_forms(session_id: str) -> list[bytes]:
-    """The id as the cookie carries it, and the random bytes it encodes."""
-    raw = base64.urlsafe_b64decode(session_id + "=" * (-len(session_id) % 4))
-    return [session_id.encode(), raw]
-
-
-def assert_nowhere(server: CouchbaseTestServer, prefix: str, *secrets: bytes) -> None:
-    for doc_id, value in dump(server, prefix).items():
-        for secret in secrets:
-            assert secret not in doc_id and secret not in value, (doc_id, secret)
-
-
-def save_new(manager: Any, **data: Any) -> str:
-    session = manager.open(None)
-    session.update(data)
-    return cookie_id(manager.save(session))
-
-
-def log_in(manager: Any, session_id: str, user: str = "ann") -> str:
-    session = manager.open(session_id)
-    manager.login(session, user, user_agent=USER_AGENT, ip=IP)
-    return cookie_id(manager.save(session))
 
 
 def stored(repository: CouchbaseRepository, session_id: str) -> StoredSession:
@@ -114,15 +92,6 @@ def rewrite(
     assert perform(Replace(doc_key, value, doc.cas, expiry_for(changed.expires_us, now_us())))
 
 
-def flip(offset: int) -> Any:
-    def change(record: StoredSession) -> StoredSession:
-        sealed = bytearray(record.data)
-        sealed[offset] ^= 0x01
-        return record._replace(data=bytes(sealed))
-
-    return change
-
-
 def test_no_stored_byte_holds_the_data_or_the_id(
     couchbase_server: CouchbaseTestServer, prefix: str, manager: Any
 ) -> None:
@@ -131,7 +100,7 @@ def test_no_stored_byte_holds_the_data_or_the_id(
     bound = log_in(manager, visitor)
     assert manager.open(bound)["secret"] == MARKER and manager.open(anonymous)["secret"] == MARKER
     ids = [form for sid in (anonymous, visitor, bound) for form in id_forms(sid)]
-    assert_nowhere(couchbase_server, prefix, MARKER.encode(), *ids)
+    assert_nowhere(dump(couchbase_server, prefix).items(), MARKER.encode(), *ids)
     sessions = [v for v in dump(couchbase_server, prefix).values() if decode_record(v)]
     assert len(sessions) == 2  # the anonymous one and the bound one; the rest: marker, index
     for value in sessions:
@@ -149,29 +118,17 @@ def test_the_storage_key_opens_nothing(
         decoded = decode_record(value)
         assert decoded is not None
         record = decoded[0]
-        sealed, nonce = record.data, record.data[NONCE]
-        # What the store holds, tried as the key: the storage key, with and without the
-        # associated data as the store could rebuild it.
-        attempt = AESGCM(bytes.fromhex(key))
-        for associated in (sealed[:5] + key.encode() + owner_tag(record.owner), None):
-            with pytest.raises(InvalidTag):
-                attempt.decrypt(nonce, sealed[_HEADER:], associated)
-        assert manager.open(session_id)  # while the id itself opens it
+        assert_storage_key_opens_nothing(key, record.data, record.owner)
+        assert manager.open(session_id), "while the id itself opens it"
 
 
-@pytest.mark.parametrize(
-    "offset",
-    [pytest.param(8, id="nonce"), pytest.param(20, id="ciphertext"), pytest.param(-1, id="tag")],
-)
+@pytest.mark.parametrize("offset", FLIPS)
 def test_a_flipped_byte_is_a_fresh_session_and_a_warning(
     repository: CouchbaseRepository, manager: Any, offset: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     sid = save_new(manager, secret=MARKER)
-    rewrite(repository, sid, flip(offset))
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(sid)
-    assert session.is_new and "secret" not in session
-    assert "corrupt session data" in caplog.text and sid not in caplog.text
+    rewrite(repository, sid, lambda record: record._replace(data=flipped(record.data, offset)))
+    assert_opens_fresh(manager, sid, caplog, "secret")
 
 
 def test_a_record_copied_under_another_key_is_a_fresh_session_and_a_warning(
@@ -180,10 +137,7 @@ def test_a_record_copied_under_another_key_is_a_fresh_session_and_a_warning(
     victim, attacker = save_new(manager, secret=MARKER), save_new(manager, mine=1)
     stolen = stored(repository, victim).data
     rewrite(repository, attacker, lambda record: record._replace(data=stolen))
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(attacker)
-    assert session.is_new and "secret" not in session
-    assert "corrupt session data" in caplog.text
+    assert_opens_fresh(manager, attacker, caplog, "secret", "mine")
 
 
 @pytest.mark.parametrize("field", ["user_id", "handle"])
@@ -197,10 +151,7 @@ def test_a_record_rebound_to_another_owner_is_a_fresh_session_and_a_warning(
         return record._replace(owner=record.owner._replace(**{field: "mallory"}))
 
     rewrite(repository, sid, rebind)
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(sid)
-    assert session.is_new and "secret" not in session and session.user_id is None
-    assert "corrupt session data" in caplog.text
+    assert_opens_fresh(manager, sid, caplog, "secret")
 
 
 @pytest.mark.parametrize("how", ["regenerate", "login"])
@@ -213,16 +164,10 @@ def test_after_a_regenerate_or_login_the_old_ciphertext_is_nowhere(
 ) -> None:
     sid = save_new(manager, secret=MARKER)
     old = stored(repository, sid).data
-    session = manager.open(sid)
-    if how == "regenerate":
-        manager.regenerate(session)
-    else:
-        manager.login(session, "ann", user_agent=USER_AGENT, ip=IP)
-    new_sid = cookie_id(manager.save(session))
-    assert new_sid != sid and manager.open(new_sid)["secret"] == MARKER
-    # Neither the whole sealed record nor its ciphertext (nor its nonce) survives anywhere;
-    # the old key holds only a moved marker, which holds no data.
-    assert_nowhere(couchbase_server, prefix, old[_HEADER:], old[NONCE])
+    new_sid = move(manager, sid, how)
+    # Neither the sealed record's ciphertext nor its nonce survives anywhere; the old key
+    # holds only a moved marker, which holds no data.
+    assert_nowhere(dump(couchbase_server, prefix).items(), old[BODY], old[NONCE])
     old_doc = dump(couchbase_server, prefix)[(prefix + storage_key(sid)).encode()]
     assert decode_marker(old_doc) is not None and decode_record(old_doc) is None
     assert stored(repository, new_sid).data != old

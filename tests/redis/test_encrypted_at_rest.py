@@ -15,17 +15,13 @@ is gone too).
 
 from __future__ import annotations
 
-import base64
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ormsession.encryption import FORMAT, owner_tag
+from ormsession.encryption import FORMAT
 from ormsession.ids import storage_key
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.redis.base import (
@@ -36,19 +32,25 @@ from ormsession.repositories.redis.base import (
     stored_bucket,
 )
 from ormsession.repositories.redis.users import decode_head
-from tests.manager.test_lifecycle import cookie_id
 from tests.redis.helpers import KINDS, node_clients, routing_client
+from tests.support.at_rest import (
+    BODY,
+    FLIPS,
+    MARKER,
+    NONCE,
+    assert_nowhere,
+    assert_opens_fresh,
+    assert_storage_key_opens_nothing,
+    flipped,
+    id_forms,
+    log_in,
+    move,
+    save_new,
+)
 from tests.support.redis_servers import _glob_escape
 from tests.support.stores import open_manager
 
 pytestmark = pytest.mark.timeout(120)
-
-MARKER = "c0ffee-marker-5e2a"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) marker-agent"
-IP = "203.0.113.78"
-#: format (1) | key id (4) | nonce (12) | ciphertext | tag (16): see ormsession.encryption.
-NONCE = slice(5, 17)
-_SEALED_HEADER = 17
 
 
 @pytest.fixture(params=KINDS)
@@ -102,30 +104,6 @@ def _content(client: redis.Redis, name: bytes) -> bytes:
     return bytes(value)
 
 
-def id_forms(session_id: str) -> list[bytes]:
-    """The id as the cookie carries it, and the random bytes it encodes."""
-    decoded = base64.urlsafe_b64decode(session_id + "=" * (-len(session_id) % 4))
-    return [session_id.encode(), decoded]
-
-
-def assert_nowhere(request: pytest.FixtureRequest, kind: str, prefix: str, *secrets: bytes) -> None:
-    for name, content in dump(request, kind, prefix).items():
-        for secret in secrets:
-            assert secret not in name and secret not in content, (name, secret)
-
-
-def save_new(manager: Any, **data: Any) -> str:
-    session = manager.open(None)
-    session.update(data)
-    return cookie_id(manager.save(session))
-
-
-def log_in(manager: Any, session_id: str, user: str = "ann") -> str:
-    session = manager.open(session_id)
-    manager.login(session, user, user_agent=USER_AGENT, ip=IP)
-    return cookie_id(manager.save(session))
-
-
 def session_name(prefix: str, session_id: str) -> bytes:
     return KeyLayout(prefix).session(storage_key(session_id)).encode()
 
@@ -151,15 +129,6 @@ def rewrite(
     assert raw.set(session_name(prefix, session_id), changed, keepttl=True)
 
 
-def flip(offset: int) -> Callable[[StoredSession], StoredSession]:
-    def change(record: StoredSession) -> StoredSession:
-        sealed = bytearray(record.data)
-        sealed[offset] ^= 0x01
-        return record._replace(data=bytes(sealed))
-
-    return change
-
-
 def test_no_stored_byte_holds_the_data_or_the_id(
     request: pytest.FixtureRequest, kind: str, prefix: str, manager: Any
 ) -> None:
@@ -168,8 +137,8 @@ def test_no_stored_byte_holds_the_data_or_the_id(
     bound = log_in(manager, visitor)
     assert manager.open(bound)["secret"] == MARKER and manager.open(anonymous)["secret"] == MARKER
     ids = [form for sid in (anonymous, visitor, bound) for form in id_forms(sid)]
-    assert_nowhere(request, kind, prefix, MARKER.encode(), *ids)
     everything = dump(request, kind, prefix)
+    assert_nowhere(everything.items(), MARKER.encode(), *ids)
     sessions = [decode_record(v) for v in everything.values()]
     records = [record for record in sessions if record is not None]
     assert len(records) == 2  # anonymous and bound; the rest: a marker, indexes
@@ -181,31 +150,18 @@ def test_no_stored_byte_holds_the_data_or_the_id(
 def test_the_storage_key_opens_nothing(raw: Any, prefix: str, manager: Any) -> None:
     sessions = [save_new(manager, secret=MARKER), log_in(manager, save_new(manager, a=MARKER))]
     for session_id in sessions:
-        key = storage_key(session_id)
         record, _ = stored(raw, prefix, session_id)
-        sealed, nonce = record.data, record.data[NONCE]
-        # What the store holds, tried as the key: the storage key, with and without the
-        # associated data as the store could rebuild it.
-        attempt = AESGCM(bytes.fromhex(key))
-        for associated in (sealed[:5] + key.encode() + owner_tag(record.owner), None):
-            with pytest.raises(InvalidTag):
-                attempt.decrypt(nonce, sealed[_SEALED_HEADER:], associated)
+        assert_storage_key_opens_nothing(storage_key(session_id), record.data, record.owner)
         assert manager.open(session_id), "while the id itself opens it"
 
 
-@pytest.mark.parametrize(
-    "offset",
-    [pytest.param(8, id="nonce"), pytest.param(20, id="ciphertext"), pytest.param(-1, id="tag")],
-)
+@pytest.mark.parametrize("offset", FLIPS)
 def test_a_flipped_byte_is_a_fresh_session_and_a_warning(
     raw: Any, prefix: str, manager: Any, offset: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     sid = save_new(manager, secret=MARKER)
-    rewrite(raw, prefix, sid, flip(offset))
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(sid)
-    assert session.is_new and "secret" not in session
-    assert "corrupt session data" in caplog.text and sid not in caplog.text
+    rewrite(raw, prefix, sid, lambda record: record._replace(data=flipped(record.data, offset)))
+    assert_opens_fresh(manager, sid, caplog, "secret")
 
 
 def test_a_record_copied_under_another_key_is_a_fresh_session_and_a_warning(
@@ -214,10 +170,7 @@ def test_a_record_copied_under_another_key_is_a_fresh_session_and_a_warning(
     victim, attacker = save_new(manager, secret=MARKER), save_new(manager, mine=1)
     _, value = stored(raw, prefix, victim)  # the whole value: header and all
     assert raw.set(session_name(prefix, attacker), value, keepttl=True)
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(attacker)
-    assert session.is_new and "secret" not in session and "mine" not in session
-    assert "corrupt session data" in caplog.text
+    assert_opens_fresh(manager, attacker, caplog, "secret", "mine")
 
 
 @pytest.mark.parametrize("field", ["user_id", "handle"])
@@ -231,10 +184,7 @@ def test_a_record_rebound_to_another_owner_is_a_fresh_session_and_a_warning(
         return record._replace(owner=record.owner._replace(**{field: "mallory"}))
 
     rewrite(raw, prefix, sid, rebind)
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(sid)
-    assert session.is_new and "secret" not in session and session.user_id is None
-    assert "corrupt session data" in caplog.text
+    assert_opens_fresh(manager, sid, caplog, "secret")
 
 
 @pytest.mark.parametrize("how", ["regenerate", "login"])
@@ -248,17 +198,11 @@ def test_after_a_regenerate_or_login_the_old_ciphertext_is_nowhere(
 ) -> None:
     sid = save_new(manager, secret=MARKER)
     old, _ = stored(raw, prefix, sid)
-    session = manager.open(sid)
-    if how == "regenerate":
-        manager.regenerate(session)
-    else:
-        manager.login(session, "ann", user_agent=USER_AGENT, ip=IP)
-    new_sid = cookie_id(manager.save(session))
-    assert new_sid != sid and manager.open(new_sid)["secret"] == MARKER
+    new_sid = move(manager, sid, how)
     # Neither the sealed record's ciphertext nor its nonce survives anywhere (no parked
     # copy on Cluster either); the old key holds only a moved marker, which holds no data.
-    assert_nowhere(request, kind, prefix, old.data[_SEALED_HEADER:], old.data[NONCE])
     everything = dump(request, kind, prefix)
+    assert_nowhere(everything.items(), old.data[BODY], old.data[NONCE])
     assert not [name for name in everything if b":moving:" in name]
     old_value = everything[session_name(prefix, sid)]
     assert decode_marker(old_value) is not None and decode_record(old_value) is None

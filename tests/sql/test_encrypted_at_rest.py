@@ -14,33 +14,36 @@ marker holding no data).
 
 from __future__ import annotations
 
-import base64
-import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ormsession.encryption import FORMAT, owner_tag
+from ormsession.encryption import FORMAT
 from ormsession.ids import storage_key
 from ormsession.repositories.base import Owner
-from tests.manager.test_lifecycle import cookie_id
+from tests.support.at_rest import (
+    BODY,
+    FLIPS,
+    MARKER,
+    NONCE,
+    USER_AGENT,
+    assert_nowhere,
+    assert_opens_fresh,
+    assert_storage_key_opens_nothing,
+    flipped,
+    id_forms,
+    log_in,
+    move,
+    save_new,
+)
 from tests.support.drivers import DRIVER_MODES
 from tests.support.raw_writes import sql_execute, sql_rows
 from tests.support.sql_fixtures import SQL_BACKENDS
 from tests.support.stores import MODES, open_manager
 
 pytestmark = pytest.mark.timeout(120)
-
-MARKER = "c0ffee-marker-7d3c"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) marker-agent"
-IP = "203.0.113.79"
-#: format (1) | key id (4) | nonce (12) | ciphertext | tag (16): see ormsession.encryption.
-NONCE = slice(5, 17)
-_SEALED_HEADER = 17
 
 #: Each database through its default drivers (sync and asyncio), and every other driver in
 #: the modes it has.
@@ -81,19 +84,14 @@ def dump(manager: Any) -> list[dict[str, Any]]:
     return found
 
 
-def id_forms(session_id: str) -> list[bytes]:
-    """The id as the cookie carries it, the random bytes it encodes, and their hex."""
-    decoded = base64.urlsafe_b64decode(session_id + "=" * (-len(session_id) % 4))
-    return [session_id.encode(), decoded, decoded.hex().encode()]
-
-
-def assert_nowhere(manager: Any, *secrets: bytes) -> None:
-    for row in dump(manager):
-        for column, value in row.items():
-            if value is None:
-                continue
-            for secret in secrets:
-                assert secret not in as_bytes(value), (column, secret)
+def cells(manager: Any) -> list[tuple[bytes, bytes]]:
+    """Every non-NULL cell of the test's table as (column name, value)."""
+    return [
+        (column.encode(), as_bytes(value))
+        for row in dump(manager)
+        for column, value in row.items()
+        if value is not None
+    ]
 
 
 def row_of(manager: Any, session_id: str) -> dict[str, Any]:
@@ -115,25 +113,13 @@ def set_data(manager: Any, session_id: str, data: bytes) -> None:
     )
 
 
-def save_new(manager: Any, **data: Any) -> str:
-    session = manager.open(None)
-    session.update(data)
-    return cookie_id(manager.save(session))
-
-
-def log_in(manager: Any, session_id: str, user: str = "ann") -> str:
-    session = manager.open(session_id)
-    manager.login(session, user, user_agent=USER_AGENT, ip=IP)
-    return cookie_id(manager.save(session))
-
-
 def test_no_stored_byte_holds_the_data_or_the_id(manager: Any) -> None:
     anonymous = save_new(manager, secret=MARKER)
     visitor = save_new(manager, secret=MARKER, cart=["apple"])
     bound = log_in(manager, visitor)
     assert manager.open(bound)["secret"] == MARKER and manager.open(anonymous)["secret"] == MARKER
     ids = [form for sid in (anonymous, visitor, bound) for form in id_forms(sid)]
-    assert_nowhere(manager, MARKER.encode(), *ids)
+    assert_nowhere(cells(manager), MARKER.encode(), *ids)
     everything = dump(manager)
     sessions = [row for row in everything if row["session_moved_to"] is None]
     markers = [row for row in everything if row["session_moved_to"] is not None]
@@ -148,36 +134,21 @@ def test_the_storage_key_opens_nothing(manager: Any) -> None:
     sessions = [save_new(manager, secret=MARKER), log_in(manager, save_new(manager, a=MARKER))]
     for session_id in sessions:
         row = row_of(manager, session_id)
-        key = row["session_key"]
-        assert key == storage_key(session_id)
-        sealed = as_bytes(row["session_data"])
+        assert row["session_key"] == storage_key(session_id)
         owner = None
         if row["session_user_id"] is not None:
             owner = Owner(row["session_user_id"], row["session_handle"], None, None)
-        # What the table holds, tried as the key: the storage key, with and without the
-        # associated data as the database's reader could rebuild it.
-        attempt = AESGCM(bytes.fromhex(key))
-        for associated in (sealed[:5] + key.encode() + owner_tag(owner), None):
-            with pytest.raises(InvalidTag):
-                attempt.decrypt(sealed[NONCE], sealed[_SEALED_HEADER:], associated)
+        assert_storage_key_opens_nothing(row["session_key"], as_bytes(row["session_data"]), owner)
         assert manager.open(session_id), "while the id itself opens it"
 
 
-@pytest.mark.parametrize(
-    "offset",
-    [pytest.param(8, id="nonce"), pytest.param(20, id="ciphertext"), pytest.param(-1, id="tag")],
-)
+@pytest.mark.parametrize("offset", FLIPS)
 def test_a_flipped_byte_is_a_fresh_session_and_a_warning(
     manager: Any, offset: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     sid = save_new(manager, secret=MARKER)
-    sealed = bytearray(sealed_of(manager, sid))
-    sealed[offset] ^= 0x01
-    set_data(manager, sid, bytes(sealed))
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(sid)
-    assert session.is_new and "secret" not in session
-    assert "corrupt session data" in caplog.text and sid not in caplog.text
+    set_data(manager, sid, flipped(sealed_of(manager, sid), offset))
+    assert_opens_fresh(manager, sid, caplog, "secret")
 
 
 def test_data_copied_under_another_key_is_a_fresh_session_and_a_warning(
@@ -185,10 +156,7 @@ def test_data_copied_under_another_key_is_a_fresh_session_and_a_warning(
 ) -> None:
     victim, attacker = save_new(manager, secret=MARKER), save_new(manager, mine=1)
     set_data(manager, attacker, sealed_of(manager, victim))
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(attacker)
-    assert session.is_new and "secret" not in session and "mine" not in session
-    assert "corrupt session data" in caplog.text
+    assert_opens_fresh(manager, attacker, caplog, "secret", "mine")
 
 
 @pytest.mark.parametrize("column", ["session_user_id", "session_handle"])
@@ -202,26 +170,17 @@ def test_a_row_rebound_to_another_owner_is_a_fresh_session_and_a_warning(
         f"UPDATE session SET {column} = 'mallory' WHERE session_key = :key",
         key=storage_key(sid),
     )
-    with caplog.at_level(logging.WARNING, logger="ormsession"):
-        session = manager.open(sid)
-    assert session.is_new and "secret" not in session and session.user_id is None
-    assert "corrupt session data" in caplog.text
+    assert_opens_fresh(manager, sid, caplog, "secret")
 
 
 @pytest.mark.parametrize("how", ["regenerate", "login"])
 def test_after_a_regenerate_or_login_the_old_ciphertext_is_nowhere(manager: Any, how: str) -> None:
     sid = save_new(manager, secret=MARKER)
     old = sealed_of(manager, sid)
-    session = manager.open(sid)
-    if how == "regenerate":
-        manager.regenerate(session)
-    else:
-        manager.login(session, "ann", user_agent=USER_AGENT, ip=IP)
-    new_sid = cookie_id(manager.save(session))
-    assert new_sid != sid and manager.open(new_sid)["secret"] == MARKER
+    new_sid = move(manager, sid, how)
     # Neither the old ciphertext nor its nonce is in any column of any row; the old key's
     # row is a marker holding no data, and the new one holds new bytes.
-    assert_nowhere(manager, old[_SEALED_HEADER:], old[NONCE])
+    assert_nowhere(cells(manager), old[BODY], old[NONCE])
     marker = row_of(manager, sid)
     assert marker["session_moved_to"] == storage_key(new_sid)
     assert as_bytes(marker["session_data"]) == b"" and marker["session_version"] == 0
