@@ -111,7 +111,14 @@ _CONTAINER_TAGS = {"tup", "set", "fset"}
 _PLAIN = (str, int, float, bool, type(None))
 _SCALARS = frozenset({str, int, bool, type(None)})
 _STR_ONLY = frozenset({str})
-_PLAIN_BASES: tuple[type[Any], ...] = (str, int, float)
+# A subclass of a plain type stores as the value it holds, read through the base type's own
+# slot as json.dumps reads it: str(), int() and float() call the subclass's overrides, and
+# a (str, Enum) member's str() is "Color.RED", not "red".
+_PLAIN_BASES: tuple[tuple[type[Any], Callable[[Any], Any]], ...] = (
+    (str, str.__str__),
+    (int, int.__int__),
+    (float, float.__float__),
+)
 
 #: How deeply the stored form may nest containers: each dict and list counts one level, so
 #: a tuple, set or frozenset (a tagged object around a list) counts two, and so does a dict
@@ -165,9 +172,9 @@ class _Tagger:
         tag = self._by_type.get(kind) or self._find_tag(value)
         if tag is None:
             # str/int subclasses (StrEnum, IntEnum, lazy strings) store as their base value.
-            for base in _PLAIN_BASES:
+            for base, plain in _PLAIN_BASES:
                 if isinstance(value, base):
-                    return self.encode(base(value), depth)
+                    return self.encode(plain(value), depth)
         if tag is None:
             raise SerializationError(
                 f"cannot store a value of type {kind.__qualname__} in a session "

@@ -415,9 +415,12 @@ class RequestSession(dict[str, Any]):
         only a comparison of the serialized bytes can tell)."""
         if self._exposed:
             return True
-        for key, copy in self._snapshots.items():  # noqa: SIM110 - any() costs a generator
-            if dict.get(self, key) != copy:
-                return True
+        try:
+            for key, copy in self._snapshots.items():  # a loop: any() costs a generator
+                if dict.get(self, key) != copy:
+                    return True
+        except Exception:  # an item that refuses ==, as Decimal("sNaN") does: the bytes tell
+            return True
         return False
 
     def mark_stored(self, stored: Stored, data: Mapping[str, Any] | None = None) -> None:

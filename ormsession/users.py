@@ -35,11 +35,15 @@ def user_key(user_id: object) -> str:
     instead of its id) is caught at the call, not stored as ``"None"``.
     """
     if isinstance(user_id, int) and not isinstance(user_id, bool):
-        if not -(10**MAX_USER_ID) < user_id < 10**MAX_USER_ID:
+        # The value, read through int's own slot: a subclass's str() may say anything (an
+        # (int, Enum) member's is "AccountId.ADMIN"), and 1 must name the same user as it.
+        number = int.__int__(user_id)
+        if not -(10**MAX_USER_ID) < number < 10**MAX_USER_ID:
             raise UserIdError(f"a user id must be at most {MAX_USER_ID} characters")
-        user_id = str(user_id)
+        user_id = str(number)
     if not isinstance(user_id, str):
         raise UserIdError(f"a user id must be a str or an int, not {type(user_id).__name__}")
+    user_id = str.__str__(user_id)  # a plain str holding a subclass's value, as stores keep it
     if not user_id or len(user_id) > MAX_USER_ID or _CONTROL.search(user_id):
         raise UserIdError(
             f"a user id must be 1 to {MAX_USER_ID} characters without control characters"

@@ -255,6 +255,29 @@ def test_a_write_over_max_allowed_packet(proxied: Proxied, mode: str) -> None:
     )
 
 
+def test_a_write_pymysql_doubles_past_max_allowed_packet(proxied: Proxied) -> None:
+    """PyMySQL sends bytes as a hex literal, twice their size: data of three quarters of
+    max_allowed_packet makes a statement over it. The size check before the retry counts
+    the bytes as the driver sends them, so the app gets SessionTooLargeError (the data sent
+    once), not StoreUnavailableError after sending it twice."""
+    url, options, proxy = proxied("mysql", "sync")
+    with opened(
+        url, "sync", max_data_bytes=64 * 1024 * 1024, store_timeout=5.0, **options
+    ) as manager:
+        limit = _max_allowed_packet()
+        acknowledged = save_sessions(manager, 2, "before")
+        sent_before = proxy.bytes_up
+        fails_fast(
+            lambda: save_new(manager, blob="x" * (limit * 3 // 4)),
+            error=SessionTooLargeError,
+            timeout=5.0,
+        )
+        sent = proxy.bytes_up - sent_before
+        assert limit <= sent < 1.5 * limit, f"{sent} bytes sent for a {limit}-byte limit"
+        succeeds(manager.count)
+        assert_intact(manager, acknowledged)
+
+
 def _max_allowed_packet() -> int:
     admin = create_engine(MARIADB_ADMIN_URL, poolclass=NullPool)
     try:

@@ -6,6 +6,7 @@ session ends (``destroy``, ``clear()``), on every store.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from typing import Any
 
@@ -242,6 +243,29 @@ def test_an_int_user_id_becomes_its_string(manager: Any) -> None:
     assert manager.sessions_of(42) == manager.sessions_of("42")
     assert handles(manager.sessions_of("42")) == [session.handle]
     assert manager.revoke(42, session.handle) is True
+
+
+class _AccountId(int, enum.Enum):
+    """An int enum in its pre-3.11 spelling: ``str()`` gives ``"_AccountId.ADMIN"``."""
+
+    ADMIN = 1
+
+
+class _Username(str):
+    def __str__(self) -> str:
+        return "someone else"
+
+
+def test_int_and_str_subclass_user_ids_are_the_value_they_hold(manager: Any) -> None:
+    # A user id is its value, however a subclass spells its str(): revoke_all(1) must reach
+    # the sessions logged in as _AccountId.ADMIN (== 1), or "sign out everywhere" misses some.
+    admin = logged_in(manager, _AccountId.ADMIN)
+    assert admin.user_id == "1" and type(admin.user_id) is str
+    assert handles(manager.sessions_of(1)) == [admin.handle]
+    ada = logged_in(manager, _Username("ada"))
+    assert ada.user_id == "ada" and type(ada.user_id) is str
+    assert handles(manager.sessions_of("ada")) == [ada.handle]
+    assert manager.revoke_all(1) == 1 and manager.open(admin.id).is_new
 
 
 def test_a_login_on_the_id_a_regenerate_replaced_sends_its_cookie(manager: Any) -> None:

@@ -79,6 +79,39 @@ def test_enums_and_str_subclasses_store_as_their_value() -> None:
     assert restored == {"c": "red", "l": 3} and type(restored["c"]) is str
 
 
+class _Mixed(str, enum.Enum):  # noqa: UP042 - the spelling under test
+    """The pre-3.11 spelling of a str enum: its ``str()`` is ``"_Mixed.RED"``, not its value."""
+
+    RED = "red"
+
+
+class _Shouting(str):
+    def __str__(self) -> str:
+        return "OTHER"
+
+
+class _Odd(int):
+    def __int__(self) -> int:
+        return 99
+
+
+class _Lying(float):
+    def __float__(self) -> float:
+        return 9.0
+
+
+@pytest.mark.parametrize("serializer", SERIALIZERS, ids=lambda s: s.name)
+def test_str_int_and_float_subclasses_store_their_own_value_not_their_str(
+    serializer: Any,
+) -> None:
+    # As json.dumps (Flask's own sessions) writes them: the value the object holds, whatever
+    # its __str__, __int__ or __float__ say (a (str, Enum) member's str() is "_Mixed.RED").
+    data = {"e": _Mixed.RED, "s": _Shouting("mine"), "i": _Odd(5), "f": _Lying(1.5)}
+    restored = serializer.loads(serializer.dumps(data))
+    assert restored == {"e": "red", "s": "mine", "i": 5, "f": 1.5}
+    assert [type(restored[k]) for k in "esif"] == [str, str, int, float]
+
+
 @pytest.mark.parametrize("serializer", SERIALIZERS, ids=lambda s: s.name)
 @pytest.mark.parametrize(
     "value", [object(), {1: "int key"}, float("nan"), float("inf"), {"x": lambda: 1}]

@@ -136,6 +136,7 @@ def test_postgresql_sqlstates_that_mean_an_outage(sqlstate: str | None, unavaila
 def test_the_size_of_a_statement_and_the_packet_error() -> None:
     assert payload_size("INSERT x", (b"abc", "de", 3, None)) == 8 + 3 + 2
     assert payload_size("Q", {"a": b"xy"}) == 3
+    assert payload_size("Q", (b"xy", "z"), lambda value: 2 * len(value)) == 1 + 4 + 1
     error = server_packet_error(20, 16)
     assert isinstance(error, SessionTooLargeError)
     assert (error.size, error.limit) == (20, 16)

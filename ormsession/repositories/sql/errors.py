@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_PACKET_QUERY",
     "MIN_PACKET_LIMIT",
     "as_sqlalchemy_error",
+    "bytes_sent_by",
     "login_refused",
     "login_refused_message",
     "packet_too_large",
@@ -157,10 +159,25 @@ def packet_too_large(exc: BaseException) -> bool:
     return bool(exc.args) and exc.args[0] == _PACKET_TOO_LARGE
 
 
-def payload_size(sql: str, params: Any) -> int:
-    """Roughly the bytes a statement sends: its text and its text or bytes parameters."""
+def payload_size(sql: str, params: Any, bytes_size: Callable[[bytes], int] = len) -> int:
+    """Roughly the bytes a statement sends: its text and its text or bytes parameters;
+    ``bytes_size``: what the driver sends for a bytes parameter (:func:`bytes_sent_by`)."""
     values = params.values() if isinstance(params, dict) else params
-    return len(sql) + sum(len(value) for value in values if isinstance(value, bytes | str))
+    return len(sql) + sum(
+        bytes_size(value) if isinstance(value, bytes) else len(value)
+        for value in values
+        if isinstance(value, bytes | str)
+    )
+
+
+def bytes_sent_by(dialect: Dialect) -> Callable[[bytes], int]:
+    """How many bytes ``dialect``'s driver sends for a bytes parameter. PyMySQL 1.2 writes
+    it as a hex literal, twice its size (older releases escaped it byte for byte): its own
+    escaping function says which, exactly. Called only before a retry, never per statement."""
+    if dialect.driver == "pymysql":
+        escape = dialect.loaded_dbapi.converters.escape_bytes
+        return lambda value: len(escape(value))
+    return len
 
 
 def server_packet_error(size: int, limit: int) -> SessionTooLargeError:

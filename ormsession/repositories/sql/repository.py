@@ -25,6 +25,7 @@ from ormsession.repositories.sql.errors import (
     MAX_PACKET_QUERY,
     MIN_PACKET_LIMIT,
     as_sqlalchemy_error,
+    bytes_sent_by,
     packet_too_large,
     payload_size,
     server_packet_error,
@@ -84,6 +85,7 @@ class SqlRepository(SessionRepository):
         self._dbapi_error: Any = dialect.loaded_dbapi.Error if self._raw else Exception
         self._bound = statement_bound(dialect, own_engine=owns_engine, timeout=timeout)
         self._packet_limited = dialect.name in ("mysql", "mariadb")
+        self._bytes_sent = bytes_sent_by(dialect)
         if schema_check:
             from ormsession.schema import check_schema
 
@@ -377,7 +379,7 @@ class SqlRepository(SessionRepository):
         """MySQL drops the connection of a client that sends a packet over the server's
         ``max_allowed_packet``, which looks like an outage: before sending it again, ask
         the server for its limit, and refuse a statement over it for what it is."""
-        size = payload_size(sql, params)
+        size = payload_size(sql, params, self._bytes_sent)
         if not self._packet_limited or size < MIN_PACKET_LIMIT:
             return
         limit = self._attempt(operation, MAX_PACKET_QUERY, (), _first_int, deadline, retry=False)
