@@ -220,11 +220,13 @@ class SessionPolicy:
         """
         if session.unavailable:
             return None
-        if session.lost:
+        if session.lost and not session.cleared:
             self._still_lost(session)
             return None
         rules = _Save(https, cookie or self.cookie, expiry or self.expiry)
         try:
+            if session.lost:
+                return (yield from self._log_out_lost(session, rules))
             if rules.cookie.expired_at_once:
                 return (yield from self._save_nothing(session, rules))
             return (yield from self._save(session, rules))
@@ -279,6 +281,19 @@ class SessionPolicy:
         if not dict.__len__(session):
             return self._delete_cookie(rules) if session.client_sent_id else None
         return (yield from self._create(session, now, rules))
+
+    def _log_out_lost(self, session: RequestSession, rules: _Save) -> Flow[StoreCall, str | None]:
+        """The request called ``clear()`` on a session another request had regenerated
+        (a logout sent with the id a login just replaced, from a page loaded before it):
+        it logs out as ``destroy()`` would, the delete following the rename to the live
+        session. What the request stored after clearing is not saved (a lost session never
+        is), and the client's cookie is deleted."""
+        yield from self.destroy(session)
+        if session.dirty:
+            logger.warning(
+                "a logout through a replaced id: what the request stored after it is not saved"
+            )
+        return self._delete_cookie(rules)
 
     def _end_emptied(
         self, session: RequestSession, now: int, rules: _Save

@@ -332,8 +332,9 @@ class RequestSession(dict[str, Any]):
 
     def clear(self) -> None:
         self._accessed = True
-        # Clearing a bound session logs out, even when its data is empty already.
-        if self._owner is not None:
+        # Clearing a bound session logs out, even when its data is empty already; so does
+        # clearing one another request regenerated (a logout sent with the replaced id).
+        if self._owner is not None or self._lost:
             self._cleared = True
         if super().__len__() or self._owner is not None:
             self._changed()
@@ -386,8 +387,9 @@ class RequestSession(dict[str, Any]):
     @property
     def cleared(self) -> bool:
         """Whether this request called ``clear()`` on the session while it was bound to a
-        user: a logout, even when its data was empty already (any other forced write of
-        empty data, ``modified = True`` say, is no logout)."""
+        user, or after it was lost to another request: a logout, even when its data was
+        empty already (any other forced write of empty data, ``modified = True`` say, is no
+        logout)."""
         return self._cleared
 
     @property

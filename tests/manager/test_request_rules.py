@@ -137,6 +137,35 @@ def test_an_emptying_request_that_raced_a_login_never_logs_the_user_out(manager:
     assert manager.open(login_id).get("user") == "ada"
 
 
+@pytest.mark.parametrize("then_flash", [False, True], ids=["clear", "clear-then-flash"])
+def test_a_clear_sent_with_the_id_a_login_replaced_logs_out(manager: Any, then_flash: bool) -> None:
+    # The logout form was loaded before a login in another tab replaced the id; the app
+    # logs out with clear() (its own "user" key), as Flask and Starlette apps do.
+    sid = stored_session(manager, user="ada")
+    login = manager.open(sid)
+    manager.regenerate(login)
+    login_id = cookie_id(manager.save(login))
+    logout = manager.open(sid)
+    assert logout.lost
+    logout.clear()
+    if then_flash:
+        logout["_flashes"] = ["signed out"]
+    header = manager.save(logout)
+    assert header is not None and "Max-Age=0" in header, "the browser's cookie is deleted"
+    assert manager.open(login_id).is_new, "the session the login moved to ended too"
+
+
+def test_a_replaced_id_that_is_only_read_ends_nothing(manager: Any) -> None:
+    sid = stored_session(manager, user="ada")
+    login = manager.open(sid)
+    manager.regenerate(login)
+    login_id = cookie_id(manager.save(login))
+    page = manager.open(sid)
+    page["x"] = 1
+    assert manager.save(page) is None
+    assert manager.open(login_id).get("user") == "ada"
+
+
 def test_an_emptying_request_that_raced_a_writer_keeps_the_writers_keys(manager: Any) -> None:
     sid = stored_session(manager, _flashes=["hello"])
     page, cart = manager.open(sid), manager.open(sid)
