@@ -141,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`ormsession db upgrade --sql | head`): no traceback, and
+        # stdout pointed at /dev/null so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         # Alembic's own errors (an unknown revision...): its message, not its traceback.
         if not type(exc).__module__.startswith("alembic"):

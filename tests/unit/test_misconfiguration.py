@@ -216,6 +216,74 @@ def test_a_sqlite_url_without_its_slashes_says_what_one_looks_like(url: str) -> 
     assert not Path("x.db").exists()
 
 
+@pytest.mark.parametrize("url", ["sqlite://x.db", "sqlite://x.db/y"])
+def test_a_sqlite_url_with_two_slashes_says_what_one_looks_like(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url=url)
+    assert "sqlite:///relative/path.db" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "offered"),
+    [
+        ("postgresql+psycopg3://app:pw-7@127.0.0.1/app", "postgresql+psycopg,"),
+        ("mysql+pymsql://app:pw-7@127.0.0.1/app", "mysql+pymysql,"),
+        ("sqlite+pysqlit:///x.db", "sqlite+pysqlite,"),
+    ],
+)
+def test_a_misspelt_sql_driver_is_named_as_such_not_as_a_missing_package(
+    url: str, offered: str
+) -> None:
+    # SQLAlchemy has no such dialect: installing the extra the message used to name (already
+    # installed) could not help.
+    for configure in (
+        lambda: ormsession.configure(url=url),
+        lambda: asyncio.run(ormsession.configure_async(url=url)),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            configure()
+        message = str(caught.value)
+        assert not isinstance(caught.value, ormsession.MissingDriverError), message
+        assert "names no SQLAlchemy driver" in message and offered in message
+        assert "pw-7" not in message and not Path("x.db").exists()
+
+
+def test_a_misspelt_sql_driver_is_one_error_line_from_the_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ormsession.cli import main
+
+    url = "postgresql+psycopg3://app:pw-7@127.0.0.1/app"
+    assert main(["db", "upgrade", "--url", url]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("ormsession: error:") and "names no SQLAlchemy driver" in error
+    assert "pw-7" not in error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg2://app:p@ss-7@127.0.0.1/app",  # SQLAlchemy: host 'ss-7@127.0.0.1'
+        "mysql+pymysql://app:p@ss-7@127.0.0.1/app",
+        "redis://app:p/ss-7@127.0.0.1:6379/0",  # the authority ends at '/': port 'p'
+        "redis://:p?ss-7@127.0.0.1:6379/0",
+        "redis://:p#ss-7@127.0.0.1:6379/0",
+    ],
+)
+def test_an_unencoded_character_in_a_password_is_named_with_its_encoding(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url=url)
+    message = str(caught.value)
+    assert "must be percent-encoded" in message and "%40" in message
+    assert "ss-7" not in message
+
+
+def test_the_percent_encoding_hint_is_not_given_where_the_password_is_not_the_problem() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url="redis://app:pw@127.0.0.1:6379/x")
+    assert "percent-encoded" not in str(caught.value)
+
+
 def test_another_known_scheme_without_slashes() -> None:
     with pytest.raises(ConfigurationError, match=r"needs '//' after 'redis:'"):
         ormsession.configure(url="redis:/127.0.0.1:6379")
