@@ -10,6 +10,7 @@ option, never echoing the value (it may be a password).
 
 from __future__ import annotations
 
+import difflib
 import json
 from datetime import timedelta
 from importlib.util import find_spec
@@ -297,7 +298,14 @@ def unknown_options(names: list[str]) -> str:
     ]
     if renamed:
         return "renamed option(s): " + "; ".join(renamed)
-    return f"unknown option(s) {', '.join(names)}; valid options: " + ", ".join(Config.model_fields)
+    fields = list(Config.model_fields)
+    named = [
+        f"{name} (did you mean {close[0]}?)"
+        if (close := difflib.get_close_matches(name, fields, n=1, cutoff=0.6))
+        else name
+        for name in names
+    ]
+    return f"unknown option(s) {', '.join(named)}; valid options: " + ", ".join(fields)
 
 
 def _own_error(exc: ValidationError) -> ConfigurationError | None:
