@@ -177,6 +177,27 @@ def test_a_bad_duration_lists_the_accepted_forms(option: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("ORMSESSION_SERIALIZER", "serializer: must be json or msgpack"),
+        ("ORMSESSION_METRICS", "metrics: must be opentelemetry or none"),
+    ],
+)
+def test_a_named_choice_from_the_environment_lists_the_names_not_pydantics_union(
+    variable: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not "serializer.is-instance[Serializer]: Input should be an instance of Serializer".
+    monkeypatch.setenv(variable, "pickle")
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url="memory://")
+    assert str(caught.value) == f"invalid ormsession settings: {expected} " + (
+        "(in code, also a Serializer object)"
+        if "serializer" in expected
+        else "(in code, also a callable taking a MetricEvent)"
+    )
+
+
+@pytest.mark.parametrize(
     ("spelling", "value"), [("Lax", "lax"), ("STRICT", "strict"), (" None", "none")]
 )
 def test_samesite_in_any_case(spelling: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
