@@ -237,6 +237,14 @@ def test_a_sqlite_url_without_its_slashes_says_what_one_looks_like(url: str) -> 
     assert not Path("x.db").exists()
 
 
+@pytest.mark.parametrize("scheme", ["SQLite", "SQLITE+PYSQLITE"])
+def test_a_sql_scheme_in_capitals_is_the_same_scheme(scheme: str) -> None:
+    # As REDIS:// is: it was "unsupported SQL database 'SQLite' ... supports ... sqlite".
+    with ormsession.configure(url=f"{scheme}:///caps.sqlite3") as manager:
+        assert manager.count() == 0
+    assert Path("caps.sqlite3").exists()
+
+
 @pytest.mark.parametrize("url", ["sqlite://x.db", "sqlite://x.db/y"])
 def test_a_sqlite_url_with_two_slashes_says_what_one_looks_like(url: str) -> None:
     with pytest.raises(ConfigurationError) as caught:

@@ -100,6 +100,10 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
         # Not chained: the parser's message can quote part of the password.
         hint = unencoded_userinfo_hint(url) if isinstance(url, str) else ""
         raise ConfigurationError(f"not a valid SQL URL: {display}{hint}") from None
+    if parsed.drivername != parsed.drivername.lower():
+        # A scheme is case-insensitive (RFC 3986), and the store was picked that way;
+        # SQLAlchemy's dialect names are lowercase.
+        parsed = parsed.set(drivername=parsed.drivername.lower())
     parsed = _password_from_query(parsed, display)
     _check_parts(parsed, display, unencoded_userinfo_hint(url) if isinstance(url, str) else "")
     if parsed.get_backend_name() == "postgres":
