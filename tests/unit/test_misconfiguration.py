@@ -297,6 +297,8 @@ def test_a_misspelt_sql_driver_is_one_error_line_from_the_command(
         "redis://app:p/ss-7@127.0.0.1:6379/0",  # the authority ends at '/': port 'p'
         "redis://:p?ss-7@127.0.0.1:6379/0",
         "redis://:p#ss-7@127.0.0.1:6379/0",
+        "couchbase://app:p/ss-7@127.0.0.1/bucket",
+        "couchbase://app:p#ss-7@127.0.0.1/bucket",
     ],
 )
 def test_an_unencoded_character_in_a_password_is_named_with_its_encoding(url: str) -> None:
