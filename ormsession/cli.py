@@ -168,7 +168,8 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         return doctor(overrides, max_skew=arguments.max_skew)
     config = load_config(**overrides)
     if arguments.command == "db":
-        return _db(arguments, config)
+        return _db(arguments, config)  # migrations switch to a synchronous driver themselves
+    config = _synchronous(config)
     if arguments.command == "demo":
         from ormsession.demo import serve
 
@@ -193,6 +194,17 @@ def _dispatch(arguments: argparse.Namespace) -> int:
 
 
 _WHAT = {"count": "count", "sessions": "list or revoke", "stats": "measure"}
+
+
+def _synchronous(config: Config) -> Config:
+    """The commands run synchronously: an asyncio app's ``ORMSESSION_URL``
+    (``postgresql+asyncpg://``) is read through the same database's synchronous driver,
+    as ``db upgrade`` does, instead of failing with "use configure_async()"."""
+    from ormsession.repositories.sql.urls import synchronous_url
+
+    url = config.url.get_secret_value()
+    sync = synchronous_url(url)
+    return config if sync == url else config.replace(url=sync)
 
 
 def _gc(manager: SessionManager, arguments: argparse.Namespace) -> int:

@@ -9,9 +9,16 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.sql.connect_args import check_connect_args
-from ormsession.urls import host_problem, redact_url, unencoded_userinfo_hint
+from ormsession.urls import host_problem, redact_url, scheme_of, unencoded_userinfo_hint
 
-__all__ = ["DRIVER_EXTRAS", "SQL_EXTRAS", "display_sql_url", "extra_for", "parse_sql_url"]
+__all__ = [
+    "DRIVER_EXTRAS",
+    "SQL_EXTRAS",
+    "display_sql_url",
+    "extra_for",
+    "parse_sql_url",
+    "synchronous_url",
+]
 
 #: Which extra installs each dialect's default synchronous driver.
 SQL_EXTRAS = {
@@ -164,6 +171,20 @@ def _check_driver_name(parsed: URL, display: str) -> None:
             f"{parsed.drivername[:60]!r} in {display} names no SQLAlchemy driver: write "
             f"{known} (docs/stores/sql.md, Drivers)"
         ) from None
+
+
+def synchronous_url(url: str) -> str:
+    """``url`` with an asyncio SQL driver replaced by the same database's synchronous one
+    (the first installed, as for a URL without a driver), for the synchronous tools: the
+    command line runs on the app's ``ORMSESSION_URL``, which an asyncio app sets to
+    ``postgresql+asyncpg://``. Any other URL comes back as it is."""
+    if scheme_of(url).split("+", 1)[0] not in SQL_EXTRAS:
+        return url
+    parsed = parse_sql_url(url, want_async=None)
+    if parsed.get_driver_name() not in _ASYNC_DRIVERS:
+        return url
+    sync = parsed.set(drivername=parsed.get_backend_name())
+    return sync.render_as_string(hide_password=False)
 
 
 #: For a URL without a driver: the drivers to try, in order (the first installed wins).
