@@ -110,13 +110,16 @@ def doctor(overrides: dict[str, Any], *, max_skew: float) -> int:
 
 def _checks(overrides: dict[str, Any], max_skew: float) -> Any:
     from ormsession.repositories.registry import open_store
+    from ormsession.repositories.sql.urls import synchronous_url
     from ormsession.settings import load_config
     from ormsession.urls import redact_url, scheme_of
 
     try:
         # Never migrate, never refuse an old schema: reporting it is the point.
         config = load_config(auto_migrate=False, schema_check=False, **overrides)
-        url = config.url.get_secret_value()
+        given = config.url.get_secret_value()
+        url = synchronous_url(given)  # as the other commands
+        config = config.replace(url=url)
     except OrmsessionError as exc:
         yield Check("url", False, str(exc))
         return
@@ -134,7 +137,8 @@ def _checks(overrides: dict[str, Any], max_skew: float) -> Any:
         yield Check("url", True, redact_url(url))
         yield Check("store", False, str(exc))
         return
-    yield Check("url", True, f"{redact_url(url)} ({scheme_of(url)})")
+    through = "" if url == given else ", read through its synchronous driver"
+    yield Check("url", True, f"{redact_url(given)} ({scheme_of(given)}{through})")
     try:
         yield from diagnostics_of(repository).checks(config, now_us(), max_skew)
     finally:

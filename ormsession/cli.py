@@ -141,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`ormsession db upgrade --sql | head`): no traceback, and
+        # stdout pointed at /dev/null so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         # Alembic's own errors (an unknown revision...): its message, not its traceback.
         if not type(exc).__module__.startswith("alembic"):
@@ -163,7 +168,8 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         return doctor(overrides, max_skew=arguments.max_skew)
     config = load_config(**overrides)
     if arguments.command == "db":
-        return _db(arguments, config)
+        return _db(arguments, config)  # migrations switch to a synchronous driver themselves
+    config = _synchronous(config)
     if arguments.command == "demo":
         from ormsession.demo import serve
 
@@ -188,6 +194,17 @@ def _dispatch(arguments: argparse.Namespace) -> int:
 
 
 _WHAT = {"count": "count", "sessions": "list or revoke", "stats": "measure"}
+
+
+def _synchronous(config: Config) -> Config:
+    """The commands run synchronously: an asyncio app's ``ORMSESSION_URL``
+    (``postgresql+asyncpg://``) is read through the same database's synchronous driver,
+    as ``db upgrade`` does, instead of failing with "use configure_async()"."""
+    from ormsession.repositories.sql.urls import synchronous_url
+
+    url = config.url.get_secret_value()
+    sync = synchronous_url(url)
+    return config if sync == url else config.replace(url=sync)
 
 
 def _gc(manager: SessionManager, arguments: argparse.Namespace) -> int:

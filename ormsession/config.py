@@ -10,6 +10,7 @@ option, never echoing the value (it may be a password).
 
 from __future__ import annotations
 
+import difflib
 import json
 from datetime import timedelta
 from importlib.util import find_spec
@@ -297,7 +298,14 @@ def unknown_options(names: list[str]) -> str:
     ]
     if renamed:
         return "renamed option(s): " + "; ".join(renamed)
-    return f"unknown option(s) {', '.join(names)}; valid options: " + ", ".join(Config.model_fields)
+    fields = list(Config.model_fields)
+    named = [
+        f"{name} (did you mean {close[0]}?)"
+        if (close := difflib.get_close_matches(name, fields, n=1, cutoff=0.6))
+        else name
+        for name in names
+    ]
+    return f"unknown option(s) {', '.join(named)}; valid options: " + ", ".join(fields)
 
 
 def _own_error(exc: ValidationError) -> ConfigurationError | None:
@@ -326,9 +334,21 @@ def _problem(error: Any) -> str:
     return f"{name}: {error['msg']}"
 
 
+#: What an option that is a name or, in code, an object accepts: pydantic reports each side
+#: of the union on its own (``serializer.is-instance[Serializer]: ...``), which reads as if
+#: the settings had to give an object.
+_UNION_FORMS = {
+    "serializer": "must be json or msgpack (in code, also a Serializer object)",
+    "metrics": "must be opentelemetry or none (in code, also a callable taking a MetricEvent)",
+}
+
+
 def describe(exc: ValidationError) -> str:
     """A validation error as one line naming each option and its problem, not its value."""
-    problems = "; ".join(
-        _problem(error) for error in exc.errors(include_input=False, include_url=False)
-    )
-    return f"invalid ormsession settings: {problems}"
+    problems: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        problem = f"{field}: {_UNION_FORMS[field]}" if field in _UNION_FORMS else _problem(error)
+        if problem not in problems:
+            problems.append(problem)
+    return f"invalid ormsession settings: {'; '.join(problems)}"

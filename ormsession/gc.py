@@ -188,7 +188,16 @@ class AsyncGcRunner:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> AsyncGcRunner:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="ormsession-gc")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # asyncio's own "no running event loop" does not say what to do instead.
+            raise RuntimeError(
+                "the asyncio manager's start_gc() runs its rounds as a task of the running "
+                "event loop: call it from inside the loop (e.g. in a lifespan start-up "
+                "handler), or use a synchronous manager's start_gc(), which runs a thread"
+            ) from None
+        self._task = loop.create_task(self._loop(), name="ormsession-gc")
         return self
 
     @property

@@ -16,6 +16,7 @@ __all__ = [
     "scheme_of",
     "scrub",
     "slashes_problem",
+    "unencoded_userinfo_hint",
     "upgrade_command",
 ]
 
@@ -46,6 +47,28 @@ def redact_url(url: str, mask: str = "***") -> str:
         user = rest[:at].split(":", 1)[0]
         rest = f"{user}:{mask}{rest[at:]}"
     return head + _QUERY_SECRET.sub(lambda match: match[1] + mask, rest)
+
+
+#: Appended to a URL error when the user name or password seems to hold a character that
+#: ends it early: the parser then reports a bad host or port the URL does not seem to have.
+USERINFO_HINT = (
+    "; a user name or password holding '@', ':', '/', '?', '#' or '%' must be "
+    "percent-encoded (urllib.parse.quote(password, safe=''): '@' is %40, '/' is %2F)"
+)
+
+
+def unencoded_userinfo_hint(url: str) -> str:
+    """:data:`USERINFO_HINT` when ``url``'s authority holds more than one ``@``, or none while
+    an ``@`` follows it (a ``/``, ``?`` or ``#`` in the password ended it early); else ``""``.
+    Only appended to an error the URL already caused: a legitimate ``@`` further on (in a
+    query value) may match too, and then it is merely a hint that does not apply."""
+    match = _SCHEME.match(url)
+    rest = url[match.end() :] if match else url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if authority.count("@") > 1 or ("@" not in authority and "@" in rest[end:]):
+        return USERINFO_HINT
+    return ""
 
 
 #: What stands for a password in a command ormsession suggests (it never prints one).

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, insert
 
 from ormsession.cli import _Progress, main
 from ormsession.repositories.sql.model import session_table
-from tests.support.sql_fixtures import SQL_BACKENDS, sql_url
+from tests.support.sql_fixtures import SQL_BACKENDS, async_url, sql_url
 from tests.support.stores import STORE_TARGETS
 
 
@@ -57,6 +57,25 @@ def test_gc_deletes_expired_sessions_in_batches_and_count_counts_live_ones(
     assert capsys.readouterr().out.strip() == "0"
     assert main(["count", "--url", url]) == 0
     assert capsys.readouterr().out.strip() == "7"
+
+
+def test_an_asyncio_apps_url_is_read_through_the_synchronous_driver(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A FastAPI app's ORMSESSION_URL names asyncpg (asyncmy, aiosqlite): cron's
+    # `ormsession gc` on its nodes failed with "use ormsession.configure_async()".
+    insert_sessions(url, expired=3, live=2)
+    monkeypatch.setenv("ORMSESSION_URL", async_url(url))
+    assert main(["count"]) == 0
+    assert capsys.readouterr().out.strip() == "2"
+    assert main(["gc", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == "3"
+    assert main(["stats"]) == 0
+    assert "live sessions: 2" in capsys.readouterr().out
+    assert main(["sessions", "list", "--user", "nobody"]) == 0
+    assert main(["doctor"]) == 0
+    shown = capsys.readouterr().out
+    assert "read through its synchronous driver" in shown and "PROBLEM" not in shown
 
 
 def test_gc_with_a_batch_time_budget_deletes_in_smaller_statements(

@@ -150,6 +150,22 @@ def test_an_unknown_revision_from_the_installed_command_has_no_traceback(tmp_pat
     ]
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    command = [sys.executable, "-m", "ormsession", "db", "upgrade", "--url", url, "--sql"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(ormsession.__file__).parents[1])}
+    # `... --sql | head -1`: the pipe is closed after the first line, before the DDL ends.
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.read(1)
+        process.stdout.close()
+        error = process.stderr.read().decode()
+    assert "Traceback" not in error and "BrokenPipeError" not in error, error
+    assert process.returncode == 1
+
+
 # -- gc ---------------------------------------------------------------------------------------
 
 

@@ -192,6 +192,13 @@ def test_an_interval_must_be_positive(manager: SessionManager) -> None:
         manager.start_gc(every=0)
 
 
+def test_the_asyncio_runner_started_outside_a_loop_says_where_to_start_it() -> None:
+    manager = asyncio.run(configure_async(url="memory://"))
+    with pytest.raises(RuntimeError, match="from inside the loop"):
+        manager.start_gc(every=600)
+    asyncio.run(manager.close())
+
+
 def test_a_run_that_fails_releases_the_lock(url: str, manager: SessionManager) -> None:
     insert_sessions(url, expired=3, live=0)
     with pytest.raises(ormsession.ConfigurationError):

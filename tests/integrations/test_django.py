@@ -269,6 +269,15 @@ def test_options_django_owns_are_refused_naming_the_django_setting() -> None:
         config_from_settings()
 
 
+def test_a_misspelt_ormsession_setting_is_refused_naming_the_closest_one() -> None:
+    # Ignored, it would send the sessions to the default SQLite file.
+    with (
+        override_settings(ORMSESSION_URLL="memory://"),
+        pytest.raises(ImproperlyConfigured, match=r"ORMSESSION_URLL .*did you mean ORMSESSION_URL"),
+    ):
+        config_from_settings()
+
+
 def test_ormsession_settings_reach_the_configuration() -> None:
     with override_settings(ORMSESSION_URL="memory://", ORMSESSION_ENCRYPT=False):
         config = config_from_settings()

@@ -99,6 +99,14 @@ def test_unknown_options_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
         ormsession.configure(url="memory://", cookie_nmae="x")  # type: ignore[call-arg]
 
 
+def test_an_unknown_option_names_the_closest_one_as_the_environment_does() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url="memory://", cookie_nam="x", zzz=1)  # type: ignore[call-arg]
+    message = str(caught.value)
+    assert "cookie_nam (did you mean cookie_name?)" in message
+    assert ", zzz; valid options:" in message  # nothing close to it: no guess
+
+
 def test_invalid_values_are_explained_without_echoing_them() -> None:
     with pytest.raises(ConfigurationError, match="refresh_ratio") as caught:
         ormsession.configure(url="memory://", refresh_ratio=7.5)

@@ -177,6 +177,27 @@ def test_a_bad_duration_lists_the_accepted_forms(option: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("ORMSESSION_SERIALIZER", "serializer: must be json or msgpack"),
+        ("ORMSESSION_METRICS", "metrics: must be opentelemetry or none"),
+    ],
+)
+def test_a_named_choice_from_the_environment_lists_the_names_not_pydantics_union(
+    variable: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not "serializer.is-instance[Serializer]: Input should be an instance of Serializer".
+    monkeypatch.setenv(variable, "pickle")
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url="memory://")
+    assert str(caught.value) == f"invalid ormsession settings: {expected} " + (
+        "(in code, also a Serializer object)"
+        if "serializer" in expected
+        else "(in code, also a callable taking a MetricEvent)"
+    )
+
+
+@pytest.mark.parametrize(
     ("spelling", "value"), [("Lax", "lax"), ("STRICT", "strict"), (" None", "none")]
 )
 def test_samesite_in_any_case(spelling: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,6 +235,84 @@ def test_a_sqlite_url_without_its_slashes_says_what_one_looks_like(url: str) -> 
     assert "is not a SQLite URL" in message and "scheme must be one of" not in message
     assert "sqlite:///relative/path.db" in message and "sqlite:////absolute/path.db" in message
     assert not Path("x.db").exists()
+
+
+@pytest.mark.parametrize("scheme", ["SQLite", "SQLITE+PYSQLITE"])
+def test_a_sql_scheme_in_capitals_is_the_same_scheme(scheme: str) -> None:
+    # As REDIS:// is: it was "unsupported SQL database 'SQLite' ... supports ... sqlite".
+    with ormsession.configure(url=f"{scheme}:///caps.sqlite3") as manager:
+        assert manager.count() == 0
+    assert Path("caps.sqlite3").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite://x.db", "sqlite://x.db/y"])
+def test_a_sqlite_url_with_two_slashes_says_what_one_looks_like(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url=url)
+    assert "sqlite:///relative/path.db" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "offered"),
+    [
+        ("postgresql+psycopg3://app:pw-7@127.0.0.1/app", "postgresql+psycopg,"),
+        ("mysql+pymsql://app:pw-7@127.0.0.1/app", "mysql+pymysql,"),
+        ("sqlite+pysqlit:///x.db", "sqlite+pysqlite,"),
+    ],
+)
+def test_a_misspelt_sql_driver_is_named_as_such_not_as_a_missing_package(
+    url: str, offered: str
+) -> None:
+    # SQLAlchemy has no such dialect: installing the extra the message used to name (already
+    # installed) could not help.
+    for configure in (
+        lambda: ormsession.configure(url=url),
+        lambda: asyncio.run(ormsession.configure_async(url=url)),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            configure()
+        message = str(caught.value)
+        assert not isinstance(caught.value, ormsession.MissingDriverError), message
+        assert "names no SQLAlchemy driver" in message and offered in message
+        assert "pw-7" not in message and not Path("x.db").exists()
+
+
+def test_a_misspelt_sql_driver_is_one_error_line_from_the_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ormsession.cli import main
+
+    url = "postgresql+psycopg3://app:pw-7@127.0.0.1/app"
+    assert main(["db", "upgrade", "--url", url]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("ormsession: error:") and "names no SQLAlchemy driver" in error
+    assert "pw-7" not in error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg2://app:p@ss-7@127.0.0.1/app",  # SQLAlchemy: host 'ss-7@127.0.0.1'
+        "mysql+pymysql://app:p@ss-7@127.0.0.1/app",
+        "redis://app:p/ss-7@127.0.0.1:6379/0",  # the authority ends at '/': port 'p'
+        "redis://:p?ss-7@127.0.0.1:6379/0",
+        "redis://:p#ss-7@127.0.0.1:6379/0",
+        "couchbase://app:p/ss-7@127.0.0.1/bucket",
+        "couchbase://app:p#ss-7@127.0.0.1/bucket",
+    ],
+)
+def test_an_unencoded_character_in_a_password_is_named_with_its_encoding(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url=url)
+    message = str(caught.value)
+    assert "must be percent-encoded" in message and "%40" in message
+    assert "ss-7" not in message
+
+
+def test_the_percent_encoding_hint_is_not_given_where_the_password_is_not_the_problem() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ormsession.configure(url="redis://app:pw@127.0.0.1:6379/x")
+    assert "percent-encoded" not in str(caught.value)
 
 
 def test_another_known_scheme_without_slashes() -> None:

@@ -80,6 +80,20 @@ def config_from_settings() -> Config:
 
 
 def _ormsession_settings() -> dict[str, Any]:
+    from ormsession.settings import check_variable_names
+
+    # A misspelt ORMSESSION_URLL would otherwise be ignored, and the sessions sent to the
+    # default SQLite file: refused, naming the closest option, as in the environment.
+    given = [
+        name
+        for name in dir(settings)
+        if name.startswith("ORMSESSION_") and name != "ORMSESSION_DATABASE"
+        if hasattr(settings, name)
+    ]
+    try:
+        check_variable_names(given, where="Django's settings")
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"ormsession: {exc}") from exc
     options: dict[str, Any] = {}
     for name in [*Config.model_fields, "database"]:
         setting = f"ORMSESSION_{name.upper()}"

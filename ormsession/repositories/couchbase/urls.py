@@ -19,7 +19,7 @@ from ormsession.config import parse_duration
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.couchbase.cache import DEFAULT_CACHE_SIZE, MAX_CACHE_SIZE
 from ormsession.repositories.couchbase.counters import DEFAULT_RESOLUTION, MAX_RESOLUTION
-from ormsession.urls import host_problem, redact_url
+from ormsession.urls import host_problem, redact_url, unencoded_userinfo_hint
 
 __all__ = ["DEFAULT_KV_TIMEOUT", "CouchbaseTarget", "display_url", "parse_couchbase_url"]
 
@@ -86,6 +86,19 @@ def parse_couchbase_url(
     """Parse ``url``; ``key_prefix`` and ``connect_timeout`` are the defaults (from
     settings) for options the URL does not set. ``require_credentials=False`` is for a
     URL that only names the bucket/collection for a ready client the app passed in."""
+    try:
+        return _parse(url, key_prefix, connect_timeout, require_credentials)
+    except ConfigurationError as exc:
+        # A '/', '?' or '#' in the password ends the authority early (see redis/urls.py).
+        hint = unencoded_userinfo_hint(url)
+        if not hint:
+            raise
+        raise ConfigurationError(f"{exc}{hint}") from None
+
+
+def _parse(
+    url: str, key_prefix: str, connect_timeout: float, require_credentials: bool
+) -> CouchbaseTarget:
     try:
         parts = urlsplit(url)
     except ValueError:

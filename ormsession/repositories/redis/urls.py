@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.buckets import DEFAULT_RESOLUTION, MAX_RESOLUTION
-from ormsession.urls import host_problem, redact_url
+from ormsession.urls import host_problem, redact_url, unencoded_userinfo_hint
 
 __all__ = [
     "DEFAULT_PORT",
@@ -172,6 +172,18 @@ OPTIONS: dict[str, _Option] = {
 
 def parse_redis_url(url: str) -> RedisUrl:
     """Parse and validate ``url``; raise :class:`ConfigurationError` naming what is wrong."""
+    try:
+        return _parse(url)
+    except ConfigurationError as exc:
+        # A '/', '?' or '#' in the password ends the authority early: the error is then
+        # about a host or port the URL does not seem to have, unless it says why.
+        hint = unencoded_userinfo_hint(url)
+        if not hint:
+            raise
+        raise ConfigurationError(f"{exc}{hint}") from None
+
+
+def _parse(url: str) -> RedisUrl:
     redacted = redact_url(url)
     try:
         parts = urlsplit(url)
@@ -268,7 +280,11 @@ def _address(target: RedisUrl, text: str, default_port: int) -> Address:
         problem = host_problem(f"[{host}]")
     else:
         host, _, port_text = text.partition(":")
-        problem = host_problem(host) if _HOSTNAME.fullmatch(host) else "not name[:port]"
+        problem = (
+            host_problem(host)
+            if _HOSTNAME.fullmatch(host)
+            else "one is empty or holds a character no host name has"
+        )
     if problem:
         raise _error(target.redacted, f"each host must be name[:port] or [ipv6][:port] ({problem})")
     if not port_text:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -100,6 +102,7 @@ def create_session_engine(
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
         event.listen(engine, "connect", _sqlite_wal)
     bound_connects(engine, timeout)
+    _new_pool_in_forked_children(engine, parsed)
     return engine
 
 
@@ -126,7 +129,27 @@ def create_async_session_engine(
         ) from exc
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
         event.listen(engine.sync_engine, "connect", _sqlite_wal)
+    _new_pool_in_forked_children(engine.sync_engine, parsed)
     return engine
+
+
+def _new_pool_in_forked_children(engine: Engine, parsed: URL) -> None:
+    """A pre-fork server (gunicorn --preload, uWSGI without lazy-apps) forks its workers
+    after importing the app, and so after ormsession's start-up check put a connection in
+    the pool: every worker would then talk on that one socket, and read the replies meant
+    for the others (or a protocol error). A forked child starts with a pool of its own;
+    ``close=False`` leaves the parent's connections to the parent (SQLAlchemy's recipe).
+    An in-memory SQLite database lives in its one connection: the child keeps its copy."""
+    if is_in_memory(parsed):
+        return
+    reference = weakref.ref(engine)
+
+    def new_pool() -> None:
+        alive = reference()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=new_pool)
 
 
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:

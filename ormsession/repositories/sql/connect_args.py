@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ormsession.errors import ConfigurationError
+from ormsession.urls import SQLITE_FORMS
 
 __all__ = ["check_connect_args"]
 
@@ -54,7 +55,9 @@ def check_connect_args(parsed: URL, display: str) -> None:
             dialect: Any = dialect_class(dbapi=dbapi)  # type: ignore[call-arg]
             _args, options = dialect.create_connect_args(parsed)
     except ArgumentError:
-        raise ConfigurationError(f"not a valid {parsed.drivername} URL: {display}") from None
+        # SQLite's only mistake here: a path after two slashes, read as a host.
+        forms = f"; write {SQLITE_FORMS}" if parsed.get_backend_name() == "sqlite" else ""
+        raise ConfigurationError(f"not a valid {parsed.drivername} URL: {display}{forms}") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigurationError(
             f"a query option in the SQL URL {display} has a value {parsed.drivername} "

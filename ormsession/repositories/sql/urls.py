@@ -5,13 +5,20 @@ from __future__ import annotations
 from importlib.util import find_spec
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ormsession.errors import ConfigurationError
 from ormsession.repositories.sql.connect_args import check_connect_args
-from ormsession.urls import host_problem, redact_url
+from ormsession.urls import host_problem, redact_url, scheme_of, unencoded_userinfo_hint
 
-__all__ = ["DRIVER_EXTRAS", "SQL_EXTRAS", "display_sql_url", "extra_for", "parse_sql_url"]
+__all__ = [
+    "DRIVER_EXTRAS",
+    "SQL_EXTRAS",
+    "display_sql_url",
+    "extra_for",
+    "parse_sql_url",
+    "synchronous_url",
+]
 
 #: Which extra installs each dialect's default synchronous driver.
 SQL_EXTRAS = {
@@ -63,11 +70,12 @@ def _as_tuple(value: str | tuple[str, ...]) -> tuple[str, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _check_parts(parsed: URL, display: str) -> None:
-    """What no driver can use, refused before any driver sees it."""
+def _check_parts(parsed: URL, display: str, hint: str) -> None:
+    """What no driver can use, refused before any driver sees it. ``hint``: what to append
+    to a problem of the user name or host (a password's unencoded ``@``)."""
     if parsed.username and any(c in parsed.username for c in "?#/@="):
         # Not a user name: a query or a password the URL parser took for one.
-        raise ConfigurationError(f"the SQL URL {display} has no valid user name")
+        raise ConfigurationError(f"the SQL URL {display} has no valid user name{hint}")
     values = [v for value in parsed.query.values() for v in _as_tuple(value)]
     texts = (parsed.username, parsed.host, parsed.database, *parsed.query, *values)
     if any(text is not None and "\x00" in text for text in texts):
@@ -75,7 +83,7 @@ def _check_parts(parsed: URL, display: str) -> None:
     if parsed.host:
         problem = host_problem(parsed.host)
         if problem:
-            raise ConfigurationError(f"invalid host in the SQL URL {display}: {problem}")
+            raise ConfigurationError(f"invalid host in the SQL URL {display}: {problem}{hint}")
     backend = parsed.get_backend_name()
     if (
         backend in ("mysql", "mariadb")
@@ -97,9 +105,14 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError):
         # Not chained: the parser's message can quote part of the password.
-        raise ConfigurationError(f"not a valid SQL URL: {display}") from None
+        hint = unencoded_userinfo_hint(url) if isinstance(url, str) else ""
+        raise ConfigurationError(f"not a valid SQL URL: {display}{hint}") from None
+    if parsed.drivername != parsed.drivername.lower():
+        # A scheme is case-insensitive (RFC 3986), and the store was picked that way;
+        # SQLAlchemy's dialect names are lowercase.
+        parsed = parsed.set(drivername=parsed.drivername.lower())
     parsed = _password_from_query(parsed, display)
-    _check_parts(parsed, display)
+    _check_parts(parsed, display, unencoded_userinfo_hint(url) if isinstance(url, str) else "")
     if parsed.get_backend_name() == "postgres":
         # libpq, Heroku and many PaaS write postgres://; SQLAlchemy 1.4 dropped that alias.
         fixed = "postgresql" + display.split("postgres", 1)[1] if "://" in display else ""
@@ -116,6 +129,7 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
     if "+" not in parsed.drivername:
         parsed = parsed.set(drivername=_default_driver(parsed.drivername, want_async))
     driver = parsed.drivername.split("+", 1)[1]
+    _check_driver_name(parsed, display)
     is_async = driver in _ASYNC_DRIVERS
     if want_async is None:
         return parsed  # the driver is not settled: its options are checked when it is
@@ -134,6 +148,43 @@ def parse_sql_url(url: str | URL, *, want_async: bool | None = False) -> URL:
         )
     check_connect_args(parsed, display)
     return parsed
+
+
+def _check_driver_name(parsed: URL, display: str) -> None:
+    """Refuse a driver name SQLAlchemy has no dialect for (``postgresql+psycopg3``, a typo):
+    it is no missing package, and the engine would report it as one whose extra is already
+    installed. Loading the dialect class imports no driver."""
+    if parsed.get_driver_name() in DRIVER_EXTRAS:
+        return
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        backend = parsed.get_backend_name()
+        known = ", ".join(
+            f"{backend}+{driver}"
+            for (name, _async), drivers in _DEFAULT_DRIVERS.items()
+            if name == backend
+            for driver in drivers
+            if driver != "psycopg_async"
+        )
+        raise ConfigurationError(
+            f"{parsed.drivername[:60]!r} in {display} names no SQLAlchemy driver: write "
+            f"{known} (docs/stores/sql.md, Drivers)"
+        ) from None
+
+
+def synchronous_url(url: str) -> str:
+    """``url`` with an asyncio SQL driver replaced by the same database's synchronous one
+    (the first installed, as for a URL without a driver), for the synchronous tools: the
+    command line runs on the app's ``ORMSESSION_URL``, which an asyncio app sets to
+    ``postgresql+asyncpg://``. Any other URL comes back as it is."""
+    if scheme_of(url).split("+", 1)[0] not in SQL_EXTRAS:
+        return url
+    parsed = parse_sql_url(url, want_async=None)
+    if parsed.get_driver_name() not in _ASYNC_DRIVERS:
+        return url
+    sync = parsed.set(drivername=parsed.get_backend_name())
+    return sync.render_as_string(hide_password=False)
 
 
 #: For a URL without a driver: the drivers to try, in order (the first installed wins).
