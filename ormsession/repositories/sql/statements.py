@@ -308,12 +308,13 @@ def _move_statements(table: Table, live: Any, now: Any) -> dict[str, Any]:
             **dict.fromkeys(_OWNER_VALUES, null()),
         ),
         # An unexpired marker under key, left by a rename since the grace began (the
-        # contract's moved()): step 1 wrote the rename's time into its session_seen.
+        # contract's moved()): step 1 wrote the rename's time into its session_seen. A
+        # marker from before revision 0003 has none, and answers for its whole life.
         "moved": select(literal_column("1")).where(
             (c.session_key == key)
             & (c.session_expiry > bindparam("now"))
             & c.session_moved_to.is_not(None)
-            & (c.session_seen >= bindparam("since"))
+            & ((c.session_seen >= bindparam("since")) | c.session_seen.is_(None))
         ),
     }
 
