@@ -36,6 +36,7 @@ from ormsession.gc import AsyncGcRunner, GcReport, GcRunner
 from ormsession.manager import SessionManager
 from ormsession.metrics import MetricEvent
 from ormsession.repositories.base import (
+    REPLACED_ID_GRACE_US,
     AsyncSessionRepository,
     OwnedSession,
     Owner,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "REPLACED_ID_GRACE_US",
     "AsyncGcRunner",
     "AsyncSessionManager",
     "AsyncSessionRepository",

@@ -52,10 +52,16 @@ test classes). The abstract methods are what a store must write; ``native_ttl``,
     racing renames of one key exactly one succeeds. The caller guarantees ``new_key`` is
     fresh.
 ``moved(key, now_us)``
-    Whether ``key`` holds an unexpired moved marker: the client holds an id that a
+    Whether ``key`` holds an unexpired moved marker left by a rename at most
+    :data:`REPLACED_ID_GRACE_US` before ``now_us``: the client holds an id that a
     regenerate replaced while its request was on the way. Asked only after ``read`` found
     nothing under a well-formed id, so a rename raced by another tab's request never costs
-    that user the new session (such a request gets a session that is never saved).
+    that user the new session (such a request gets a session that is never saved). After
+    the grace the answer is ``False`` though the marker stays (``delete`` still follows
+    it): a browser still sending the old id then never got the rename's response (a
+    dropped connection, a double-submitted login form), and must get a session that is
+    saved again, or it could keep nothing (a CSRF token, a new login) until the marker
+    expires. So a store keeps the rename's time in the marker.
 ``count(now_us)``
     How many live records there are (expired ones and moved markers not counted; the Redis
     and Couchbase stores may still count one for a bucket width after it expired, see
@@ -102,12 +108,18 @@ from abc import ABC, abstractmethod
 from typing import ClassVar, NamedTuple
 
 __all__ = [
+    "REPLACED_ID_GRACE_US",
     "AsyncSessionRepository",
     "OwnedSession",
     "Owner",
     "SessionRepository",
     "StoredSession",
 ]
+
+#: How long after a rename ``moved`` still answers for the old key (see the contract): the
+#: time a request sent with the old id, before the browser had the new one, takes to reach
+#: the app.
+REPLACED_ID_GRACE_US = 60 * 1_000_000
 
 #: The longest user id, user agent and IP address a store must keep (the policy checks user
 #: ids and handles, and cuts user agents and addresses to these lengths).

@@ -9,6 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ormsession.repositories.base import (
+    REPLACED_ID_GRACE_US,
     AsyncSessionRepository,
     OwnedSession,
     Owner,
@@ -27,6 +28,8 @@ class _Moved(NamedTuple):
 
     to: str
     expires_us: int
+    #: When the rename happened (``moved`` answers for :data:`REPLACED_ID_GRACE_US`).
+    renamed_us: int
 
 
 class MemoryRepository(SessionRepository):
@@ -120,7 +123,7 @@ class MemoryRepository(SessionRepository):
                     return False
                 record = record._replace(data=data)
             self._pop(old_key)
-            self._records[old_key] = _Moved(new_key, expires_us)
+            self._records[old_key] = _Moved(new_key, expires_us, now_us)
             moved = record._replace(expires_us=expires_us, owner=owner or record.owner)
             self._put(new_key, moved, now_us)
             return True
@@ -128,7 +131,11 @@ class MemoryRepository(SessionRepository):
     def moved(self, key: str, now_us: int) -> bool:
         with self._lock:
             marker = self._records.get(key)
-            return isinstance(marker, _Moved) and marker.expires_us > now_us
+            return (
+                isinstance(marker, _Moved)
+                and marker.expires_us > now_us
+                and now_us - marker.renamed_us <= REPLACED_ID_GRACE_US
+            )
 
     def count(self, now_us: int) -> int:
         with self._lock:

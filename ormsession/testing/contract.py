@@ -23,7 +23,12 @@ import pytest
 
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
-from ormsession.repositories.base import AsyncSessionRepository, SessionRepository, StoredSession
+from ormsession.repositories.base import (
+    REPLACED_ID_GRACE_US,
+    AsyncSessionRepository,
+    SessionRepository,
+    StoredSession,
+)
 from ormsession.testing.blocking import BlockingRepository
 from ormsession.testing.users import UserIndexTests
 
@@ -288,6 +293,20 @@ class RepositoryTests(UserIndexTests):
         assert_record(repository.read(old, later), record(later, b"reused"))
         repository.delete(old)
         assert repository.read(new, now) is not None, "an expired marker must not be followed"
+
+    def test_moved_answers_only_for_the_grace_after_the_rename(
+        self, repository: SessionRepository
+    ) -> None:
+        now, old, new = now_us(), new_key(), new_key()
+        assert repository.create(old, record(now), now)
+        assert repository.rename(old, new, now + HOUR, now)
+        assert repository.moved(old, now + REPLACED_ID_GRACE_US - SECOND) is True
+        late = now + REPLACED_ID_GRACE_US + SECOND
+        assert repository.moved(old, late) is False, "a browser that missed the new id"
+        assert repository.read(old, late) is None, "the old key stays worthless"
+        assert repository.create(old, record(late, b"planted"), late) is False
+        repository.delete(old)  # a logout through the old id still follows the marker
+        assert repository.read(new, now) is None
 
     def test_of_racing_renames_of_one_key_exactly_one_wins(
         self, repository: SessionRepository

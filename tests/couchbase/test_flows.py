@@ -14,7 +14,7 @@ import pytest
 from ormsession.errors import StoreError, StoreUnavailableError
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.flows import run
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import REPLACED_ID_GRACE_US, StoredSession
 from ormsession.repositories.couchbase import flows
 from ormsession.repositories.couchbase.base import (
     Count,
@@ -24,6 +24,7 @@ from ormsession.repositories.couchbase.base import (
     GetMany,
     Insert,
     KvOp,
+    Marker,
     Pause,
     Remove,
     Replace,
@@ -151,7 +152,7 @@ def test_a_read_with_nothing_live_is_none_and_remembers_nothing(
         "missing": None,
         "expired": doc(StoredSession(b"d", 1, now - HOUR, now), 10),  # expires at now
         "foreign": Doc(b'{"not": "ours"}', 10),
-        "moved": Doc(encode_marker(NEW, now + HOUR), 10),
+        "moved": Doc(encode_marker(NEW, now + HOUR, now), 10),
     }[why]
     with caplog.at_level(logging.WARNING, logger="ormsession"):
         assert flows.record_read(ctx, OLD, found, now) is None
@@ -459,7 +460,8 @@ def test_create_refused_by_an_unexpired_moved_marker_undoes_its_count() -> None:
         [
             (incr(bucket), True),
             (is_(Insert), None),
-            (is_(Get), Doc(encode_marker(NEW, now + SECOND), 5)),
+            # Renamed long before (moved() no longer answers): the key stays refused.
+            (is_(Get), Doc(encode_marker(NEW, now + SECOND, now - HOUR), 5)),
             (decr(bucket), True),
         ],
     )
@@ -475,7 +477,7 @@ def test_create_replaces_an_expired_moved_marker_by_its_cas() -> None:
         [
             (incr(bucket), True),
             (is_(Insert), None),
-            (is_(Get), Doc(encode_marker(NEW, now), 5)),  # expires at now
+            (is_(Get), Doc(encode_marker(NEW, now, now - HOUR), 5)),  # expires at now
             (is_(Replace, "p:" + OLD, cas=5, value=encode_record(record, bucket)), 6),
             # no decrement: a marker is counted nowhere
         ],
@@ -528,9 +530,9 @@ def test_delete_follows_moved_markers_down_the_chain() -> None:
         flows.delete(ctx, OLD),
         [
             (is_(Remove, "p:" + OLD, cas=10), False),  # the hint is stale: renamed
-            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR, now), 11)),
             (is_(Remove, "p:" + OLD, cas=11), True),  # no decrement: counted nowhere
-            (is_(Get, "p:" + NEW), Doc(encode_marker(NEWER, now + HOUR), 21)),
+            (is_(Get, "p:" + NEW), Doc(encode_marker(NEWER, now + HOUR, now), 21)),
             (is_(Remove, "p:" + NEW, cas=21), True),
             (is_(Get, "p:" + NEWER), doc(current, 31, bucket)),
             (is_(Remove, "p:" + NEWER, cas=31), True),
@@ -550,7 +552,7 @@ def test_delete_follows_a_marker_that_replaced_the_record_it_read() -> None:
         [
             (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
             (is_(Remove, "p:" + OLD, cas=10), False),
-            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR, now), 11)),
             (is_(Remove, "p:" + OLD, cas=11), True),
             (is_(Get, "p:" + NEW), doc(current, 20, bucket)),
             (is_(Remove, "p:" + NEW, cas=20), True),
@@ -564,9 +566,9 @@ def test_delete_stops_at_a_key_it_deleted_already() -> None:
     _, ops = drive(
         flows.delete(context(), OLD),
         [
-            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+            (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR, now), 11)),
             (is_(Remove, cas=11), True),
-            (is_(Get, "p:" + NEW), Doc(encode_marker(OLD, now + HOUR), 21)),  # never written
+            (is_(Get, "p:" + NEW), Doc(encode_marker(OLD, now + HOUR, now), 21)),  # never written
             (is_(Remove, cas=21), True),
         ],
     )
@@ -596,7 +598,7 @@ def test_rename_within_the_bucket_touches_no_counter() -> None:
                     Replace,
                     "p:" + OLD,
                     cas=10,
-                    value=encode_marker(NEW, expires),
+                    value=encode_marker(NEW, expires, now),
                     expiry=expiry_for(expires, now),
                 ),
                 11,
@@ -630,7 +632,7 @@ def test_rename_undoes_its_copy_when_the_old_record_changed_meanwhile() -> None:
                 ),
                 21,
             ),
-            (is_(Replace, "p:" + OLD, cas=11, value=encode_marker(NEW, expires)), 12),
+            (is_(Replace, "p:" + OLD, cas=11, value=encode_marker(NEW, expires, now)), 12),
             (decr(old), True),
         ],
     )
@@ -647,7 +649,10 @@ def test_a_re_sealing_rename_copies_the_given_bytes_and_keeps_the_version() -> N
         [
             (is_(Get, "p:" + OLD), doc(current, 10, bucket)),
             (is_(Insert, "p:" + NEW, value=encode_record(moved, bucket)), 20),
-            (is_(Replace, "p:" + OLD, cas=10, value=encode_marker(NEW, current.expires_us)), 11),
+            (
+                is_(Replace, "p:" + OLD, cas=10, value=encode_marker(NEW, current.expires_us, now)),
+                11,
+            ),
         ],
     )
     assert result is True
@@ -739,7 +744,7 @@ def test_of_two_racing_renames_the_second_finds_the_first_ones_marker(
                 (is_(Insert, "p:" + NEWER), 30),
                 (is_(Replace, "p:" + OLD, cas=10), None),  # the other rename got there
                 (is_(Remove, "p:" + NEWER, cas=30), True),  # so this copy goes
-                (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR), 11)),
+                (is_(Get, "p:" + OLD), Doc(encode_marker(NEW, now + HOUR, now), 11)),
             ],
         )
     assert result is False
@@ -866,21 +871,32 @@ def test_records_round_trip_with_their_bucket() -> None:
 
 def test_moved_markers_round_trip_and_are_no_records() -> None:
     now = now_us()
-    raw = encode_marker(NEW, now)
-    assert raw == b"orM1" + now.to_bytes(8, "big") + NEW.encode() and len(raw) == 76
-    assert decode_marker(raw) == (NEW, now)
+    raw = encode_marker(NEW, now + HOUR, now)
+    times = (now + HOUR).to_bytes(8, "big") + now.to_bytes(8, "big")
+    assert raw == b"orM2" + times + NEW.encode() and len(raw) == 84
+    assert decode_marker(raw) == Marker(NEW, now + HOUR, now)
     assert decode_record(raw) is None
     assert decode_marker(raw + b"x") is None and decode_marker(None) is None
-    assert decode_marker(b"orM1" + bytes(8) + b"g" * 64) is None, "names no storage key"
+    assert decode_marker(b"orM2" + bytes(16) + b"g" * 64) is None, "names no storage key"
+    assert decode_marker(b"orM1" + times[:8] + NEW.encode()) is None, "the unreleased orM1"
     assert decode_marker(encode_record(stored(now), UNCOUNTED)) is None
 
 
 def test_only_an_unexpired_marker_answers_moved() -> None:
     now = now_us()
-    assert flows.marker_read(Doc(encode_marker(NEW, now + 1), 5), now) is True
-    assert flows.marker_read(Doc(encode_marker(NEW, now), 5), now) is False
+    assert flows.marker_read(Doc(encode_marker(NEW, now + 1, now), 5), now) is True
+    assert flows.marker_read(Doc(encode_marker(NEW, now, now), 5), now) is False
     assert flows.marker_read(doc(stored(now), 5), now) is False
     assert flows.marker_read(None, now) is False
+
+
+def test_a_marker_answers_moved_only_for_the_grace_after_its_rename() -> None:
+    now = now_us()
+    renamed = Doc(encode_marker(NEW, now + HOUR, now - REPLACED_ID_GRACE_US), 5)
+    assert flows.marker_read(renamed, now) is True, "the grace's last µs"
+    assert flows.marker_read(renamed, now + 1) is False, "then the old id gets a new session"
+    # A rename stamped by a clock ahead of ours is still within its grace.
+    assert flows.marker_read(Doc(encode_marker(NEW, now + HOUR, now + SECOND), 5), now) is True
 
 
 def test_the_document_ttl_is_a_timedelta_rounded_up() -> None:

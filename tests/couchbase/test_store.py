@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import partial
 from typing import Any
-from unittest.mock import ANY
 
 import pytest
 
@@ -25,7 +24,7 @@ import ormsession
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import SessionIds, storage_key
 from ormsession.manager import SessionManager
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import REPLACED_ID_GRACE_US, StoredSession
 from ormsession.repositories.couchbase.base import decode_marker
 from ormsession.repositories.couchbase.factory import open_store
 from ormsession.repositories.couchbase.repository import CouchbaseRepository
@@ -116,10 +115,11 @@ def test_the_raw_session_id_is_stored_nowhere(
     session_docs = {key for key in mine if not key.startswith(f"{prefix}count:".encode())}
     old, new = (prefix + storage_key(first)).encode(), (prefix + storage_key(second)).encode()
     assert session_docs == {old, new}
-    assert decode_marker(everything[old]) == (storage_key(second), ANY), "the old id is a marker"
+    marker = decode_marker(everything[old])
+    assert marker is not None and marker.to == storage_key(second), "the old id is a marker"
 
 
-def test_a_rename_leaves_a_moved_marker_with_the_renames_expiry(
+def test_a_rename_leaves_a_moved_marker_with_the_renames_expiry_and_time(
     couchbase_server: CouchbaseTestServer,
     repository: CouchbaseRepository,
     prefix: str,
@@ -134,10 +134,14 @@ def test_a_rename_leaves_a_moved_marker_with_the_renames_expiry(
     doc = stored(couchbase_server, prefix + old)
     assert doc is not None
     assert (doc.flags >> 24, doc.datatype) == (BINARY_FORMAT, 0)
-    assert doc.value == b"orM1" + struct.pack(">q", now + 2 * HOUR) + new.encode()
+    assert doc.value == b"orM2" + struct.pack(">qq", now + 2 * HOUR, now) + new.encode()
     assert abs(doc.expiry - (couchbase_server.now() + 7200)) <= 2, "the rename's TTL"
     assert repository.count(now) == 1, "the marker is counted nowhere"
     assert repository.moved(old, now) is True
+    assert repository.moved(old, now + REPLACED_ID_GRACE_US) is True
+    assert repository.moved(old, now + REPLACED_ID_GRACE_US + 1) is False, "the grace is over"
+    late = now + 2 * MINUTE
+    assert repository.create(old, record(late, HOUR), late) is False, "refused until expiry"
     assert repository.moved(old, now + 2 * HOUR) is False, "judged by the caller's now"
     assert repository.moved(new, now) is False and repository.moved(new_key(), now) is False
     couchbase_server.advance_clock(7201)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ormsession.expiry import ExpiryPolicy
+from ormsession.repositories.base import REPLACED_ID_GRACE_US
 from tests.manager.test_lifecycle import cookie_id, stored_session
 from tests.support.stores import FakeClock, record_calls
 
@@ -163,6 +164,46 @@ def test_a_replaced_id_that_is_only_read_ends_nothing(manager: Any) -> None:
     page = manager.open(sid)
     page["x"] = 1
     assert manager.save(page) is None
+    assert manager.open(login_id).get("user") == "ada"
+
+
+@pytest.mark.parametrize("how", ["regenerate", "login"])
+def test_a_browser_that_missed_a_logins_response_is_served_again_after_the_grace(
+    manager: Any, clock: FakeClock, how: str
+) -> None:
+    # The login committed, but its response (the new cookie) never reached the browser:
+    # a double-submitted form whose first response the browser dropped, a lost connection.
+    sid = stored_session(manager, user="ada")
+    login = manager.open(sid)
+    if how == "regenerate":
+        manager.regenerate(login)
+    else:
+        manager.login(login, "ada")
+    login_id = cookie_id(manager.save(login))
+    in_flight = manager.open(sid)
+    in_flight["csrf"] = "t1"
+    assert in_flight.lost and manager.save(in_flight) is None, "no cookie over the login's"
+    clock.advance(seconds=REPLACED_ID_GRACE_US // 1_000_000 + 1)
+    page = manager.open(sid)
+    assert page.is_new and not page.lost
+    page["csrf"] = "t2"
+    page_id = cookie_id(manager.save(page))
+    assert page_id != sid and manager.open(page_id)["csrf"] == "t2", "the browser has one again"
+    assert manager.open(login_id).get("user") == "ada", "the login's session is left alone"
+
+
+def test_after_the_grace_the_replaced_id_reaches_nothing(manager: Any, clock: FakeClock) -> None:
+    # Within the grace a logout through the old id follows the rename (a logout racing a
+    # login wins); after it, whoever still holds the old id (one planted before the login,
+    # a browser that missed its response) can neither read nor end the new session.
+    sid = stored_session(manager, user="ada")
+    login = manager.open(sid)
+    manager.regenerate(login)
+    login_id = cookie_id(manager.save(login))
+    clock.advance(seconds=REPLACED_ID_GRACE_US // 1_000_000 + 1)
+    stale = manager.open(sid)
+    assert stale.is_new and "user" not in stale
+    manager.destroy(stale)
     assert manager.open(login_id).get("user") == "ada"
 
 

@@ -228,7 +228,7 @@ def test_a_lost_park_reply_is_retried_safely(
     park = repository.park_script(old, new, expires, now)
     first, again = repository._execute(park, "rename"), repository._execute(park, "rename")
     assert first is not None and first == again
-    assert cluster.get(layout.session(old)) == encode_marker(new, expires)
+    assert cluster.get(layout.session(old)) == encode_marker(new, expires, now)
     assert cluster.exists(layout.parking(old))
     # ...but a PARK of the same key towards another one (a racing rename) gets nothing.
     other = secrets.token_hex(32)

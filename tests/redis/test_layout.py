@@ -17,6 +17,7 @@ from ormsession.repositories.redis.base import (
     MAX_PREFIX_LENGTH,
     SHARDS,
     KeyLayout,
+    Marker,
     decode_marker,
     decode_record,
     encode_marker,
@@ -134,19 +135,22 @@ def test_values_in_another_format_are_not_records() -> None:
     assert stored_bucket(other) == UNCOUNTED
 
 
-def test_a_moved_marker_names_the_new_key_and_its_expiry_and_is_no_record() -> None:
+def test_a_moved_marker_names_the_new_key_its_expiry_and_the_renames_time() -> None:
     new = storage_key(SessionIds().generate())
-    expires = to_us(datetime(2026, 11, 3, 4, 5, 6, 789012, tzinfo=UTC))
-    raw = encode_marker(new, expires)
-    assert raw == b"\x03" + struct.pack(">Q", expires) + new.encode()
-    assert len(raw) == 73
-    assert decode_marker(raw) == (new, expires)
+    renamed = to_us(datetime(2026, 11, 3, 3, 5, 6, 789012, tzinfo=UTC))
+    expires = renamed + 3600 * 1_000_000
+    raw = encode_marker(new, expires, renamed)
+    assert raw == b"\x03" + struct.pack(">QQ", expires, renamed) + new.encode()
+    assert len(raw) == 81
+    assert decode_marker(raw) == (new, expires, renamed)
+    assert decode_marker(raw) == Marker(to=new, expires_us=expires, renamed_us=renamed)
     assert decode_record(raw) is None and stored_bucket(raw) == UNCOUNTED
     assert decode_marker(raw + b"x") is None, "a marker has exactly one length"
+    assert decode_marker(raw[:73]) is None
     assert decode_marker(b"\x02" + raw[1:]) is None
-    assert decode_marker(b"\x03" + bytes(8) + b"g" * 64) is None, "names no session key"
-    record = StoredSession(bytes(39), 1, expires, expires)
-    assert decode_marker(encode_record(record, UNCOUNTED)) is None, "73 bytes, format 2"
+    assert decode_marker(b"\x03" + bytes(16) + b"g" * 64) is None, "names no session key"
+    record = StoredSession(bytes(47), 1, expires, expires)
+    assert decode_marker(encode_record(record, UNCOUNTED)) is None, "81 bytes, format 2"
 
 
 def test_ttl_is_rounded_up_and_never_zero() -> None:

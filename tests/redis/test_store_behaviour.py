@@ -13,7 +13,7 @@ import pytest
 import ormsession
 from ormsession.expiry import US_PER_SECOND, now_us
 from ormsession.ids import storage_key
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import REPLACED_ID_GRACE_US, StoredSession
 from ormsession.repositories.redis.base import KeyLayout, encode_marker
 from tests.manager.test_lifecycle import cookie_id, stored_session
 from tests.redis.helpers import KEY_LAYOUT, KINDS, node_clients, routing_client, stored_keys
@@ -121,7 +121,8 @@ def test_a_rename_leaves_an_uncounted_moved_marker_with_the_renames_ttl(
     request: pytest.FixtureRequest, kind: str, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What the old key holds after a rename (on Cluster, between two slots: old and new
-    key in different shards), and that reading it is a plain miss, not a warning."""
+    key in different shards; then within one), and that reading it is a plain miss, not a
+    warning."""
     layout = KeyLayout(target_for(request, kind).options["key_prefix"])
     hour = 3600 * US_PER_SECOND
     old, new = "0a" + secrets.token_hex(31), "f5" + secrets.token_hex(31)
@@ -133,20 +134,30 @@ def test_a_rename_leaves_an_uncounted_moved_marker_with_the_renames_ttl(
             assert repository.rename(old, new, expires, now)
             assert repository.read(old, now) is None
         assert not caplog.records, "a moved marker is an ordinary miss"
-        assert raw.get(layout.session(old)) == encode_marker(new, expires)
+        assert raw.get(layout.session(old)) == encode_marker(new, expires, now)
         assert 2 * hour // 1000 - 2000 < raw.pttl(layout.session(old)) <= 2 * hour // 1000
         assert raw.zscore(layout.index_of(old), old) is None, "a marker is never counted"
         assert repository.count(now) == 1
         # moved(): the question the policy asks after a miss (was this id regenerated?)
         assert repository.moved(old, now) is True
         assert repository.moved(old, expires) is False, "judged by the caller's now"
+        assert repository.moved(old, now + REPLACED_ID_GRACE_US) is True
+        late = now + REPLACED_ID_GRACE_US + 1
+        assert repository.moved(old, late) is False, "only for the grace after the rename"
+        assert raw.get(layout.session(old)) == encode_marker(new, expires, now), "it stays"
         assert repository.moved(new, now) is False, "a record is not a marker"
         assert repository.moved("ee" + secrets.token_hex(31), now) is False
         # (The check above can fail: a value that is neither a record nor a marker warns.)
-        raw.set(layout.session(old), encode_marker(new, expires) + b"?", px=60_000)
+        raw.set(layout.session(old), encode_marker(new, expires, now) + b"?", px=60_000)
         with caplog.at_level(logging.WARNING, logger="ormsession"):
             assert repository.read(old, now) is None
         assert "unknown format" in caplog.text
+        # The same within one shard (on Cluster: the RENAME script, not PARK).
+        near, later = "f5" + secrets.token_hex(31), now + 1
+        assert repository.rename(new, near, expires, later)
+        assert raw.get(layout.session(new)) == encode_marker(near, expires, later)
+        assert repository.moved(new, later + REPLACED_ID_GRACE_US) is True
+        assert repository.moved(new, later + REPLACED_ID_GRACE_US + 1) is False
 
 
 @pytest.mark.parametrize("kind", KINDS)

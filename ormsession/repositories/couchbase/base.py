@@ -12,16 +12,18 @@ Record layout (one binary document per session, stored with ``RawBinaryTranscode
     29      8     count bucket end, signed big-endian Unix seconds (0: not counted)
     37      ...   data: the serialized session, byte for byte
 
-A rename replaces the old document with a *moved marker* (same transcoder), 76 bytes::
+A rename replaces the old document with a *moved marker* (same transcoder), 84 bytes::
 
     offset  size  field
-    0       4     magic b"orM1" (an ormsession moved marker)
+    0       4     magic b"orM2" (an ormsession moved marker)
     4       8     expires_at of the rename, signed big-endian microseconds (UTC)
-    12      64    the key the session moved to (64 lowercase hex characters)
+    12      8     renamed_at: the rename's ``now``, same encoding
+    20      64    the key the session moved to (64 lowercase hex characters)
 
 It holds no data and is counted nowhere; the flows read it as "no session" (without the
 warning a foreign document gets), refuse to create over it until it expires, and follow
-it when deleting (see :mod:`~.flows`).
+it when deleting (see :mod:`~.flows`). ``moved`` answers for it only until
+:data:`~ormsession.repositories.base.REPLACED_ID_GRACE_US` after ``renamed_at``.
 
 A session bound to a user (an :class:`~ormsession.repositories.base.Owner`) has another
 magic and, between the header and the data, when it was last written and its owner::
@@ -92,6 +94,7 @@ __all__ = [
     "Insert",
     "KeyLayout",
     "KvOp",
+    "Marker",
     "Pause",
     "Remove",
     "Replace",
@@ -117,9 +120,9 @@ OWNED_MAGIC = b"orU1"
 #: What follows the header of a bound record: seen µs, then the owner's fields.
 _SEEN = struct.Struct(">q")
 _NONE_16, _NONE_8 = 0xFFFF, 0xFF
-MARKER_MAGIC = b"orM1"
-#: A moved marker: magic, expires µs, the 64-hex key moved to.
-MARKER = struct.Struct(">4sq64s")
+MARKER_MAGIC = b"orM2"
+#: A moved marker: magic, expires µs, renamed µs, the 64-hex key moved to.
+MARKER = struct.Struct(">4sqq64s")
 _STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
 # Couchbase document ids are at most 250 bytes: 100 for the prefix leaves room for the
 # 64-character key and for the counters' names.
@@ -257,19 +260,30 @@ def _field(raw: bytes, offset: int, width: int) -> tuple[str | None, int]:
     return raw[offset : offset + size].decode("utf-8", "surrogatepass"), offset + size
 
 
-def encode_marker(new_key: str, expires_us: int) -> bytes:
-    """The moved marker a rename to ``new_key``, expiring at ``expires_us``, leaves."""
-    return MARKER.pack(MARKER_MAGIC, expires_us, new_key.encode("ascii"))
+class Marker(NamedTuple):
+    """A moved marker decoded."""
+
+    #: The key the session moved to.
+    to: str
+    expires_us: int
+    #: The rename's ``now`` (``moved`` answers only for a grace after it).
+    renamed_us: int
 
 
-def decode_marker(raw: bytes | None) -> tuple[str, int] | None:
-    """``(new key, expires µs)`` of a moved marker; None for anything else (a marker
-    naming anything but a storage key is not one of ours)."""
+def encode_marker(new_key: str, expires_us: int, renamed_us: int) -> bytes:
+    """The moved marker a rename to ``new_key`` at ``renamed_us``, expiring at
+    ``expires_us``, leaves."""
+    return MARKER.pack(MARKER_MAGIC, expires_us, renamed_us, new_key.encode("ascii"))
+
+
+def decode_marker(raw: bytes | None) -> Marker | None:
+    """The moved marker in ``raw``; None for anything else (a marker naming anything but a
+    storage key is not one of ours)."""
     if raw is None or len(raw) != MARKER.size or not raw.startswith(MARKER_MAGIC):
         return None
-    _magic, expires, new_key = MARKER.unpack(raw)
+    _magic, expires, renamed, new_key = MARKER.unpack(raw)
     key = new_key.decode("ascii", "replace")
-    return (key, expires) if _STORAGE_KEY.fullmatch(key) else None
+    return Marker(key, expires, renamed) if _STORAGE_KEY.fullmatch(key) else None
 
 
 # -- the KV operations flows yield ---------------------------------------------------------

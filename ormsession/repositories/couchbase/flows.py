@@ -21,13 +21,15 @@ decide as it would have without the hint.
 Renames leave a moved marker (:func:`~.base.encode_marker`) in place of the old document:
 it holds no data, so reads, updates, touches and renames find no session there; ``create``
 refuses the key until the marker's expiry; ``delete`` removes it and goes on with the key
-it names. The marker is written by a ``replace`` guarded by the CAS of the record read, so
-a rename happens only if nothing touched the record since: of two racing renames exactly
-one gets there, and a destroy that removed the record first makes the rename fail, while a
-destroy that comes after finds the marker and follows it. A rename with ``data`` (the
-session re-sealed for the new key) copies those bytes, and checks the version on the read
-whose CAS guards the marker: an update in between refuses the marker, and the next read
-returns False, so the update is neither lost nor overwritten by bytes sealed before it.
+it names; ``moved`` answers for it only for ``REPLACED_ID_GRACE_US`` after the rename
+(whose time the marker keeps). The marker is written by a ``replace`` guarded by the CAS of
+the record read, so a rename happens only if nothing touched the record since: of two
+racing renames exactly one gets there, and a destroy that removed the record first makes
+the rename fail, while a destroy that comes after finds the marker and follows it. A
+rename with ``data`` (the session re-sealed for the new key) copies those bytes, and checks
+the version on the read whose CAS guards the marker: an update in between refuses the
+marker, and the next read returns False, so the update is neither lost nor overwritten by
+bytes sealed before it.
 
 A user's index (:mod:`~.index`, read by :mod:`~.users`): ``create`` and ``rename`` of a
 bound record add the key to its owner's index *before* the record is written, and a
@@ -48,7 +50,7 @@ import random
 from typing import NamedTuple
 
 from ormsession.errors import ConfigurationError, StoreError
-from ormsession.repositories.base import Owner, StoredSession
+from ormsession.repositories.base import REPLACED_ID_GRACE_US, Owner, StoredSession
 from ormsession.repositories.buckets import checked_resolution
 from ormsession.repositories.couchbase import index
 from ormsession.repositories.couchbase.base import (
@@ -161,10 +163,17 @@ def record_read(ctx: Context, key: str, doc: Doc | None, now_us: int) -> StoredS
 
 
 def marker_read(doc: Doc | None, now_us: int) -> bool:
-    """Whether what a ``get`` returned is an unexpired moved marker (a ``moved`` is one
-    ``get``, which the repositories make themselves)."""
+    """Whether what a ``get`` returned is an unexpired moved marker left at most
+    :data:`~ormsession.repositories.base.REPLACED_ID_GRACE_US` before ``now_us`` (a
+    ``moved`` is one ``get``, which the repositories make themselves). After the grace a
+    browser still sending the old id never got the new one, and must get a session that
+    is saved again; the marker itself stays until its expiry."""
     marker = decode_marker(doc.value) if doc is not None else None
-    return marker is not None and marker[1] > now_us
+    return (
+        marker is not None
+        and marker.expires_us > now_us
+        and now_us - marker.renamed_us <= REPLACED_ID_GRACE_US
+    )
 
 
 def create(
@@ -198,7 +207,7 @@ def create(
                 yield from decrement(ctx, bucket)  # not ours to count after all
                 return False
             marker = decode_marker(existing.value)
-            if marker is not None and marker[1] > now_us:
+            if marker is not None and marker.expires_us > now_us:
                 # The key was renamed away: its old id stays useless until the rename's
                 # expiry (an id planted before a login cannot be taken over).
                 yield from decrement(ctx, bucket)
@@ -316,7 +325,7 @@ def _delete_one(ctx: Context, key: str) -> Flow[tuple[str | None, Owner | None]]
     assert doc is not None  # CAS_ATTEMPTS > 0: read at least once
     marker = decode_marker(doc.value)
     if marker is not None:
-        return marker[0], None
+        return marker.to, None
     decoded = decode_record(doc.value)
     yield from decrement(ctx, _bucket_of(doc))
     return None, decoded[0].owner if decoded is not None else None
@@ -334,7 +343,7 @@ def rename(
     expected_version: int | None = None,
 ) -> Flow[bool]:
     """Insert the record under ``new_key``, then replace the old document with a moved
-    marker naming ``new_key``, guarded by the CAS read.
+    marker naming ``new_key`` and the rename's time (``now_us``), guarded by the CAS read.
 
     Couchbase has no multi-document atomic write outside transactions (which need more
     than a KV node), so the steps are ordered for the safe failure: a crash between them
@@ -358,7 +367,7 @@ def rename(
     """
     old_doc, new_doc = ctx.layout.document_key(old_key), ctx.layout.document_key(new_key)
     expiry = expiry_for(expires_us, now_us)
-    marker = encode_marker(new_key, expires_us)
+    marker = encode_marker(new_key, expires_us, now_us)
     for _ in range(CAS_ATTEMPTS):
         doc: Doc | None = yield Get(old_doc)
         found = _live(doc, now_us)

@@ -192,7 +192,7 @@ def _end_one(
             return State.MISSING, None, None
         marker = decode_marker(doc.value)
         if marker is not None:
-            return State.GONE, marker[0], None
+            return State.GONE, marker.to, None
         decoded = decode_record(doc.value)
         if decoded is None:
             return State.GONE, None, None

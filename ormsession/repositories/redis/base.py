@@ -17,7 +17,8 @@ the script when IFEQ cannot decide).
 Key layout (``P`` is the key prefix, ``h`` the 64-hex key the manager hands in)::
 
     P{h[:2]}:h           one session: header + data, with a native TTL; after a rename, a
-                         moved marker naming the new key, with the rename's TTL
+                         moved marker naming the new key and the rename's time, with the
+                         rename's TTL
     P{h[:2]}:index       count index of shard h[:2]: member h, score its count bucket's end (µs)
     P{h[:2]}:moving:h    a session parked while it moves between Cluster slots
     Puser:u              a user's index (see :mod:`.users`; u: SHA-256 of the user id)
@@ -35,11 +36,16 @@ import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ormsession.errors import ConfigurationError, StoreError, StoreUnavailableError
 from ormsession.flows import Flow
-from ormsession.repositories.base import OwnedSession, Owner, StoredSession
+from ormsession.repositories.base import (
+    REPLACED_ID_GRACE_US,
+    OwnedSession,
+    Owner,
+    StoredSession,
+)
 from ormsession.repositories.buckets import (
     DEFAULT_RESOLUTION,
     UNCOUNTED,
@@ -73,6 +79,7 @@ __all__ = [
     "HashEntries",
     "Heads",
     "KeyLayout",
+    "Marker",
     "RedisRepositoryBase",
     "SetIfEqual",
     "TrimIndexes",
@@ -106,8 +113,8 @@ _FORMAT = 2
 _CLOCK = struct.Struct(">QQQBQ")
 _VERSIONS = struct.Struct(">QQ")
 _SEEN = struct.Struct(">Q")
-# A moved marker: format, expires µs, the 64-hex key moved to (see scripts.py).
-_MARKER = struct.Struct(">BQ64s")
+# A moved marker: format, expires µs, renamed µs, the 64-hex key moved to (see scripts.py).
+_MARKER = struct.Struct(">BQQ64s")
 assert _MARKER.size == MARKER_SIZE
 _SESSION_KEY = re.compile(r"[0-9a-f]{64}")
 #: Values kept for IFEQ while it is not known whether the server has it.
@@ -155,20 +162,30 @@ def decode_record(raw: bytes) -> StoredSession | None:
     return head.record._replace(data=raw[head.data_at :])
 
 
-def encode_marker(new_key: str, expires_us: int) -> bytes:
-    """The moved marker a rename to ``new_key`` expiring at ``expires_us`` leaves under the
-    old key (the scripts build the same bytes)."""
-    return _MARKER.pack(MARKER_FORMAT, expires_us, new_key.encode("ascii"))
+class Marker(NamedTuple):
+    """What a moved marker holds."""
+
+    #: The key the session moved to.
+    to: str
+    expires_us: int
+    #: The rename's ``now``: ``moved`` answers for REPLACED_ID_GRACE_US after it.
+    renamed_us: int
 
 
-def decode_marker(raw: bytes) -> tuple[str, int] | None:
-    """``(new key, expires µs)`` of a moved marker, or None for a value that is not one
-    (a marker naming anything but a session key is not one of ours)."""
+def encode_marker(new_key: str, expires_us: int, renamed_us: int) -> bytes:
+    """The moved marker a rename at ``renamed_us`` to ``new_key`` expiring at ``expires_us``
+    leaves under the old key (the scripts build the same bytes)."""
+    return _MARKER.pack(MARKER_FORMAT, expires_us, renamed_us, new_key.encode("ascii"))
+
+
+def decode_marker(raw: bytes) -> Marker | None:
+    """The moved marker in a stored value, or None for a value that is not one (a marker
+    naming anything but a session key is not one of ours)."""
     if len(raw) == MARKER_SIZE and raw[0] == MARKER_FORMAT:
-        _, expires, new_key = _MARKER.unpack(raw)
+        _, expires, renamed, new_key = _MARKER.unpack(raw)
         key = new_key.decode("ascii", "replace")
         if _SESSION_KEY.fullmatch(key):
-            return key, expires
+            return Marker(key, expires, renamed)
     return None
 
 
@@ -429,9 +446,14 @@ class RedisRepositoryBase:
         return record
 
     def marker_from(self, raw: Any, now_us: int) -> bool:
-        """Whether the reply to ``Get(layout.session(key))`` is an unexpired moved marker."""
+        """Whether the reply to ``Get(layout.session(key))`` is an unexpired moved marker
+        left at most REPLACED_ID_GRACE_US before ``now_us`` (the contract's ``moved``)."""
         marker = decode_marker(bytes(raw)) if raw is not None else None
-        return marker is not None and marker[1] > now_us
+        return (
+            marker is not None
+            and marker.expires_us > now_us
+            and now_us - marker.renamed_us <= REPLACED_ID_GRACE_US
+        )
 
     def _clock(self, expires_us: int, now_us: int) -> bytes:
         """The clock argument of a write setting ``expires_us``, with the count bucket that
@@ -686,7 +708,7 @@ class RedisRepositoryBase:
         roll-back fails too, the record stays parked, invisible, until its TTL (at most
         :data:`PARK_TTL_MS`): the session is lost, never duplicated.
         """
-        marker = encode_marker(new_key, expires_us)
+        marker = encode_marker(new_key, expires_us, now_us)  # as PARK builds it
         try:
             expecting = expected_version if data is not None else None
             park = self.park_script(old_key, new_key, expires_us, now_us, expecting)

@@ -24,21 +24,24 @@ so an unbound session reads and writes exactly the bytes it always did, and ever
 a bound one sets ``seen`` in the bytes it already rewrites (TOUCH's one SETRANGE covers
 expiry, bucket and seen, which are contiguous).
 
-A rename leaves a *moved marker* under the old key: a value of its own format, 73 bytes::
+A rename leaves a *moved marker* under the old key: a value of its own format, 81 bytes::
 
     byte 1       format marker, 3
     bytes 2-9    expires          (microseconds, unsigned, big-endian): the rename's expiry
-    bytes 10-73  the key the session moved to (the 64 lowercase hex characters)
+    bytes 10-17  renamed          (likewise): the rename's ``now``
+    bytes 18-81  the key the session moved to (the 64 lowercase hex characters)
 
 It carries the same TTL as the moved record. It holds no data: ``live`` sees no session in
 it, so read, update, touch and rename find nothing under the old key; CREATE refuses the
 key while the marker's expiry is ahead of ``now``; DELETE removes it and returns the key it
 names, which the repository deletes next (see ``RedisRepositoryBase.delete_flow``). Markers
-are never in the count index.
+are never in the count index. Only ``moved`` reads ``renamed``: it answers for
+:data:`~ormsession.repositories.base.REPLACED_ID_GRACE_US` after the rename, however long
+the marker stays.
 
 A value of another format or length is not a session: scripts treat it as absent.
 
-Scripts read only the header (GETRANGE 0 33; CREATE and DELETE at most a marker's 73
+Scripts read only the header (GETRANGE 0 33; CREATE and DELETE at most a marker's 81
 bytes; an update of a bound session its owner block too, which it keeps), so a
 compare-and-set or a touch never copies the data through Lua (a login's RENAME without new
 data does, once, to put the owner before it; a rename with data, as with encryption at
@@ -109,7 +112,7 @@ __all__ = [
 PARK_TTL_MS = 60_000
 #: The first byte of a moved marker, and its whole length (see the module docstring).
 MARKER_FORMAT = 3
-MARKER_SIZE = 73
+MARKER_SIZE = 81
 #: The first byte of a bound session's value, and the length of its fixed part (header, seen,
 #: user index id, owner fields' length).
 OWNED_FORMAT = 4
@@ -292,7 +295,7 @@ DELETE = Script.define(
 local size = redis.call('STRLEN', KEYS[1])
 local first = redis.call('GETRANGE', KEYS[1], 0, 0)
 local marker = size == {MARKER_SIZE} and first == string.char({MARKER_FORMAT})
-local to = marker and redis.call('GETRANGE', KEYS[1], 9, {MARKER_SIZE - 1})
+local to = marker and redis.call('GETRANGE', KEYS[1], {MARKER_SIZE - 64}, {MARKER_SIZE - 1})
 if ARGV[1] == 's' and size >= {OWNED_HEAD} and first == string.char({OWNED_FORMAT}) then
   local id = redis.call('GETRANGE', KEYS[1], 42, 105)
   redis.call('HDEL', user_index(KEYS[1], id), string.sub(KEYS[1], -64))
@@ -303,11 +306,13 @@ return to
 """,
 )
 
-#: ``moved(expires_field, key)``: the moved marker naming ``key`` (its last 64 characters),
-#: expiring at the 8-byte ``expires_field`` (the clock argument's bytes 17-24).
+#: ``moved(clock, key)``: the moved marker a rename with the clock argument ``clock`` leaves:
+#: naming ``key`` (its last 64 characters), expiring at the clock's expiry (bytes 17-24),
+#: renamed at its ``now`` (bytes 1-8).
 _MOVED = f"""
-local function moved(expires_field, key)
-  return string.char({MARKER_FORMAT}) .. expires_field .. string.sub(key, -64)
+local function moved(clock, key)
+  local times = string.sub(clock, 17, 24) .. string.sub(clock, 1, 8)
+  return string.char({MARKER_FORMAT}) .. times .. string.sub(key, -64)
 end
 """
 
@@ -321,12 +326,12 @@ end
 #: 0), and the new key gets the header and owner block with the new data (the old bytes go
 #: with the old value, which the marker replaces). The new expiry and the clock's bucket go
 #: into the header, the expiry into the TTL; the new key is filed under the clock's bucket.
-#: The old key gets a moved marker naming the new one, with the same expiry and TTL. A
-#: bound record gets ``seen`` = now, and its user index entry moves to the new key. With an
-#: owner (a login) the record is rewritten as bound to it: it leaves its previous owner's
-#: index and joins the new one's. In Cluster mode a bound record's user index lives in
-#: another slot: the script changes nothing and returns 2, and the repository moves it by
-#: the cross-slot protocol instead.
+#: The old key gets a moved marker naming the new one, with the same expiry and TTL and the
+#: clock's now as the rename's time. A bound record gets ``seen`` = now, and its user index
+#: entry moves to the new key. With an owner (a login) the record is rewritten as bound to
+#: it: it leaves its previous owner's index and joins the new one's. In Cluster mode a bound
+#: record's user index lives in another slot: the script changes nothing and returns 2, and
+#: the repository moves it by the cross-slot protocol instead.
 RENAME = Script.define(
     "rename",
     _LIVE,
@@ -378,7 +383,7 @@ else
   end
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
-redis.call('SET', KEYS[1], moved(string.sub(ARGV[1], 17, 24), KEYS[3]), 'PX', ttl)
+redis.call('SET', KEYS[1], moved(ARGV[1], KEYS[3]), 'PX', ttl)
 redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -64))
 index(KEYS[4], KEYS[3], last, now)
 return 1
@@ -400,7 +405,7 @@ end
 #: index, parking key (same slot). ARGV: the rename's clock (41 bytes for a rename with
 #: data: the expected version follows), the new key (64 hex). Moves a live record aside,
 #: where reads and writes do not see it (its TTL capped at PARK_TTL_MS), puts a moved marker
-#: naming the new key (with the rename's expiry and TTL) under the old key, and returns the
+#: naming the new key (with the rename's expiry, TTL and now) under the old key, and returns the
 #: record. With an expected version only a record at that version is parked (else nothing
 #: changes and nil is returned: a write came in first), and only its head is returned (the
 #: copy writes the caller's new data; the old data never leaves the server). From the park
@@ -416,7 +421,7 @@ PARK = Script.define(
     _HEAD,
     _CLOCK,
     f"""
-local marker = moved(string.sub(ARGV[1], 17, 24), ARGV[2])
+local marker = moved(ARGV[1], ARGV[2])
 local sealed = #ARGV[1] > 33
 local h = live(KEYS[1], now)
 if h and (not sealed or string.sub(h, 2, 9) == string.sub(ARGV[1], 34, 41)) then
@@ -487,7 +492,7 @@ end
 local function hop(key, idx, parking, now, id, handle)
   local v = redis.call('GETRANGE', key, 0, {MARKER_SIZE - 1})
   if #v == {MARKER_SIZE} and string.byte(v, 1) == {MARKER_FORMAT} then
-    local to = string.sub(v, 10, {MARKER_SIZE})
+    local to = string.sub(v, {MARKER_SIZE - 63}, {MARKER_SIZE})
     local parked = owned_by(parking, now, id, handle)
     if parked then
       redis.call('DEL', key, parking)

@@ -51,7 +51,12 @@ from sqlalchemy.sql.elements import BindParameter
 
 from ormsession.errors import StoreError
 from ormsession.expiry import from_us
-from ormsession.repositories.base import OwnedSession, Owner, StoredSession
+from ormsession.repositories.base import (
+    REPLACED_ID_GRACE_US,
+    OwnedSession,
+    Owner,
+    StoredSession,
+)
 from ormsession.repositories.sql.types import SessionBytes, us_from_column, us_from_text
 
 __all__ = [
@@ -302,11 +307,14 @@ def _move_statements(table: Table, live: Any, now: Any) -> dict[str, Any]:
             session_version=0,
             **dict.fromkeys(_OWNER_VALUES, null()),
         ),
-        # An unexpired marker under key (the contract's moved()).
+        # An unexpired marker under key, left by a rename since the grace began (the
+        # contract's moved()): step 1 wrote the rename's time into its session_seen. A
+        # marker from before revision 0003 has none, and answers for its whole life.
         "moved": select(literal_column("1")).where(
             (c.session_key == key)
             & (c.session_expiry > bindparam("now"))
             & c.session_moved_to.is_not(None)
+            & ((c.session_seen >= bindparam("since")) | c.session_seen.is_(None))
         ),
     }
 
@@ -678,7 +686,8 @@ class SqlQueries:
         return Query("rename", self._sql.clear_marker, params, _one_row)
 
     def moved(self, key: str, now_us: int) -> Query[bool]:
-        params = {"key": key, "now": from_us(now_us)}
+        since = from_us(now_us - REPLACED_ID_GRACE_US)
+        params = {"key": key, "now": from_us(now_us), "since": since}
         return Query("moved", self._sql.moved, params, _has_row)
 
     def sessions_of(self, user_id: str, now_us: int) -> Query[list[OwnedSession]]:
