@@ -272,10 +272,11 @@ class SessionPolicy:
     def _log_out_cleared(
         self, session: RequestSession, now: int, rules: _Save
     ) -> Flow[StoreCall, str | None]:
-        """The request called ``clear()`` on a bound session: Flask's and Starlette's
-        logout. The stored session ends at once, as ``destroy`` would (whatever else the
-        request wrote after clearing, such as a flash message, does not keep the user
-        logged in); what it left goes into a new, unbound session."""
+        """The request called ``clear()`` on the stored session: Flask's and Starlette's
+        logout. The stored session ends at once, as ``destroy`` would, following a rename
+        another request made meanwhile (a login in another tab does not undo the logout),
+        and whatever else the request wrote after clearing, such as a flash message, does
+        not keep the user logged in: what it left goes into a new, unbound session."""
         yield _store("delete", session.storage_key)
         session.logged_out(self.ids.generate(), now)
         if not dict.__len__(session):

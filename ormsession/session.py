@@ -332,9 +332,13 @@ class RequestSession(dict[str, Any]):
 
     def clear(self) -> None:
         self._accessed = True
-        # Clearing a bound session logs out, even when its data is empty already; so does
-        # clearing one another request regenerated (a logout sent with the replaced id).
-        if self._owner is not None or self._lost:
+        # clear() is Flask's and Starlette's logout: of a stored session (bound or not: an
+        # app may keep its own user key), of one another request regenerated (sent with the
+        # replaced id), and of a bound one whose data is empty already. Django's logout is
+        # flush() (destroy), and its clear() keeps the key: a class that keeps empty
+        # sessions does not log out here.
+        stored = self._stored is not None and not self.keep_when_empty
+        if stored or self._owner is not None or self._lost:
             self._cleared = True
         if super().__len__() or self._owner is not None:
             self._changed()
@@ -386,10 +390,10 @@ class RequestSession(dict[str, Any]):
 
     @property
     def cleared(self) -> bool:
-        """Whether this request called ``clear()`` on the session while it was bound to a
-        user, or after it was lost to another request: a logout, even when its data was
-        empty already (any other forced write of empty data, ``modified = True`` say, is no
-        logout)."""
+        """Whether this request called ``clear()`` on the stored session (or on a bound
+        one, or after it was lost to another request): a logout, even when its data was
+        empty already (emptying it key by key, or any other forced write of empty data,
+        ``modified = True`` say, is no logout)."""
         return self._cleared
 
     @property

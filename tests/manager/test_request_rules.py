@@ -156,6 +156,32 @@ def test_a_clear_sent_with_the_id_a_login_replaced_logs_out(manager: Any, then_f
     assert manager.open(login_id).is_new, "the session the login moved to ended too"
 
 
+def test_a_clear_logout_wins_over_a_login_in_another_tab(manager: Any) -> None:
+    # An app that keeps its own user key logs out with clear(); the logout page was opened
+    # before a login in another tab regenerated the session, and saves after it.
+    sid = stored_session(manager, user="ada", cart=[1])
+    logout, login = manager.open(sid), manager.open(sid)
+    manager.regenerate(login)
+    login["user"] = "bob"
+    login_id = cookie_id(manager.save(login))
+    logout.clear()
+    header = manager.save(logout)
+    assert header is not None and "Max-Age=0" in header
+    assert manager.open(login_id).is_new, "the logout is not undone by the racing login"
+
+
+def test_clear_then_new_data_is_a_new_session_under_a_new_id(manager: Any) -> None:
+    # Flask's tutorial logs in with session.clear(); session["user_id"] = ...: the cleared
+    # session ends, and what the request set goes into a new one (a planted id is no use).
+    sid = stored_session(manager, visits=3)
+    session = manager.open(sid)
+    session.clear()
+    session["user_id"] = 7
+    new_id = cookie_id(manager.save(session))
+    assert new_id != sid and dict(manager.open(new_id)) == {"user_id": 7}
+    assert manager.open(sid).is_new
+
+
 def test_a_replaced_id_that_is_only_read_ends_nothing(manager: Any) -> None:
     sid = stored_session(manager, user="ada")
     login = manager.open(sid)
