@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -150,13 +150,14 @@ class AsyncSessionManager(ManagerBase):
 
     def start_gc(
         self,
-        every: float,
+        every: float | str | timedelta,
         *,
         batch_size: int | None = None,
         batch_seconds: float | None = None,
     ) -> AsyncGcRunner:
-        """Run :meth:`run_gc` every ``every`` seconds in an asyncio task of the running
-        loop, until ``await runner.stop()`` or this manager's :meth:`close`."""
+        """Run :meth:`run_gc` every ``every`` (seconds, a timedelta, or a duration such as
+        ``"10m"``) in an asyncio task of the running loop, until ``await runner.stop()`` or
+        this manager's :meth:`close`."""
         options = {"batch_size": batch_size, "batch_seconds": batch_seconds}
         runner = AsyncGcRunner(self, every, options).start()
         self._gc_runners.append(runner)

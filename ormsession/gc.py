@@ -27,6 +27,7 @@ from contextlib import (
     contextmanager,
     nullcontext,
 )
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository
@@ -131,10 +132,12 @@ class GcRunner:
     """
 
     def __init__(
-        self, manager: SessionManager, every: float, options: dict[str, Any] | None = None
+        self,
+        manager: SessionManager,
+        every: float | str | timedelta,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        _check_interval(every)
-        self.every = every
+        self.every = gc_interval(every)
         self.last: GcReport | None = None
         self.runs = 0
         self._manager = manager
@@ -177,10 +180,12 @@ class AsyncGcRunner:
     which needs a running event loop); ``await runner.stop()`` ends it."""
 
     def __init__(
-        self, manager: AsyncSessionManager, every: float, options: dict[str, Any] | None = None
+        self,
+        manager: AsyncSessionManager,
+        every: float | str | timedelta,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        _check_interval(every)
-        self.every = every
+        self.every = gc_interval(every)
         self.last: GcReport | None = None
         self.runs = 0
         self._manager = manager
@@ -233,8 +238,20 @@ class AsyncGcRunner:
         await self.stop()
 
 
-def _check_interval(every: float) -> None:
+def gc_interval(every: object) -> float:
+    """``every`` in seconds: a number of seconds, a timedelta, or a duration as the options
+    take one (``"600"``, ``"10m"``, ``"1h"``)."""
+    from ormsession.config import parse_duration
     from ormsession.errors import ConfigurationError
 
-    if not isinstance(every, int | float) or not every > 0:
-        raise ConfigurationError(f"gc interval must be a number of seconds > 0, not {every!r}")
+    seconds: object = every
+    if isinstance(every, str):
+        seconds = parse_duration(every)
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigurationError(
+            f"the gc interval must be seconds > 0, a timedelta or a duration such as '10m', "
+            f"not {every!r}"
+        )
+    return float(seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -225,14 +225,15 @@ class SessionManager(ManagerBase):
 
     def start_gc(
         self,
-        every: float,
+        every: float | str | timedelta,
         *,
         batch_size: int | None = None,
         batch_seconds: float | None = None,
     ) -> GcRunner:
-        """Run :meth:`run_gc` every ``every`` seconds in a background thread, from now until
-        the runner's ``stop()`` or this manager's :meth:`close`. Start one on every node:
-        the gc lock lets one of them delete per round, the others skip."""
+        """Run :meth:`run_gc` every ``every`` (seconds, a timedelta, or a duration such as
+        ``"10m"``) in a background thread, from now until the runner's ``stop()`` or this
+        manager's :meth:`close`. Start one on every node: the gc lock lets one of them
+        delete per round, the others skip."""
         options = {"batch_size": batch_size, "batch_seconds": batch_seconds}
         runner = GcRunner(self, every, options).start()
         self._gc_runners.append(runner)

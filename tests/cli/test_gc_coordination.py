@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -187,9 +188,24 @@ def test_the_asyncio_runner_is_coordinated_with_the_sync_side(
     assert expired_rows(url) == 0
 
 
-def test_an_interval_must_be_positive(manager: SessionManager) -> None:
+@pytest.mark.parametrize("every", [0, -5, "0m", "soon", True, None])
+def test_an_interval_must_be_positive(manager: SessionManager, every: object) -> None:
     with pytest.raises(ormsession.ConfigurationError, match="gc interval"):
-        manager.start_gc(every=0)
+        manager.start_gc(every=every)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("every", "seconds"),
+    [(600, 600.0), ("10m", 600.0), ("90s", 90.0), (timedelta(hours=1), 3600.0)],
+)
+def test_an_interval_is_written_as_the_options_write_durations(
+    manager: SessionManager, every: object, seconds: float
+) -> None:
+    runner = manager.start_gc(every=every)  # type: ignore[arg-type]
+    try:
+        assert runner.every == seconds
+    finally:
+        runner.stop()
 
 
 def test_the_asyncio_runner_started_outside_a_loop_says_where_to_start_it() -> None:
