@@ -218,10 +218,11 @@ class Config(BaseModel):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("cookie_samesite", mode="before")
+    @field_validator("cookie_samesite", "serializer", mode="before")
     @classmethod
-    def _samesite(cls, value: Any) -> Any:
-        # Flask and the browsers' devtools write "Lax"; the attribute is case-insensitive.
+    def _lowercase_name(cls, value: Any) -> Any:
+        # Names written as people write them: Flask and the browsers' devtools write "Lax"
+        # (the attribute is case-insensitive), an env file "MSGPACK".
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("encryption_secrets", mode="before")

@@ -32,8 +32,15 @@ __all__ = [
     "StoreStats",
     "clock_check",
     "diagnostics_of",
+    "sessions",
     "summarize_sizes",
 ]
+
+
+def sessions(count: int, kind: str = "") -> str:
+    """``count`` sessions in words: "1 session", "1,024 live sessions" (``kind="live"``)."""
+    return f"{count:,} {kind + ' ' if kind else ''}session" + ("" if count == 1 else "s")
+
 
 #: How far the store's clock may be from the app's before doctor calls it a problem.
 DEFAULT_MAX_SKEW = 2.0

@@ -218,6 +218,7 @@ class SessionPolicy:
         ``cookie`` and ``expiry``: this request's cookie options and timeouts, instead of
         the config's.
         """
+        _check_session(session)
         if session.unavailable:
             return None
         if session.lost and not session.cleared:
@@ -529,6 +530,7 @@ class SessionPolicy:
         self, session: RequestSession, *, expiry: ExpiryPolicy | None = None
     ) -> Flow[StoreCall, None]:
         """Give the session a new id now, keeping its data; the old id stops working."""
+        _check_session(session)
         now = self.now_us()
         new_id = self.ids.generate()
         if session.stored is None:
@@ -611,6 +613,7 @@ class SessionPolicy:
         a fresh, empty session under a new handle (this request's credentials were checked,
         so the user is logged in; the old session's data and handle stay gone).
         """
+        _check_session(session)
         user = user_key(user_id)
         expiry = expiry or self.expiry
         now = self.now_us()
@@ -686,6 +689,7 @@ class SessionPolicy:
     def destroy(self, session: RequestSession) -> Flow[StoreCall, None]:
         """Delete the session now; it continues as a new empty one, and unless the request
         stores something in it, the next save deletes the client's cookie."""
+        _check_session(session)
         # A session lost to another request's regenerate is still logged out: the store
         # follows the rename from the key this request knew.
         key = session.storage_key if session.stored is not None else session.lost_key
@@ -746,3 +750,13 @@ def next_gc_batch(size: int, took: float, batch_seconds: float, limit: int) -> i
     """
     fitting = limit if took <= 0 else int(size * batch_seconds / (2 * took))
     return max(1, min(limit, 2 * size, fitting))
+
+
+def _check_session(session: object) -> None:
+    """A plain dict (or a framework's own session) passed where the manager's session goes
+    gets a TypeError naming the mistake, not an AttributeError from inside the policy."""
+    if not isinstance(session, RequestSession):
+        raise TypeError(
+            "expected the session that open() returned (a RequestSession), "
+            f"not a {type(session).__name__}"
+        )

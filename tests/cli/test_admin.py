@@ -118,6 +118,8 @@ def test_stats_on_sql_measures_every_live_session_or_a_sample(
     assert lines[2].startswith("oldest:        created ") and "3.0 d ago" in lines[2]
     status, out, _ = cli(capsys, "stats", "--url", url, "--sample", "2")
     assert "(a random sample of 2 live sessions, by key)" in out
+    status, out, _ = cli(capsys, "stats", "--url", url, "--sample", "1")
+    assert "(a random sample of 1 live session, by key)" in out
 
 
 @pytest.mark.parametrize("store", ["redis", "cluster", "sentinel"], indirect=True)

@@ -289,3 +289,13 @@ def test_a_merge_never_shortens_the_other_writers_expiry(manager: Any, clock: Fa
     assert page.expires_at == clock.now + timedelta(days=31)
     clock.advance(days=2)  # past the default idle timeout of one day
     assert dict(manager.open(sid, expiry=long)) == {"_permanent": True, "cart": [1]}
+
+
+@pytest.mark.parametrize("operation", ["save", "regenerate", "destroy", "login"])
+def test_a_plain_dict_for_the_session_is_a_type_error_naming_it(
+    manager: Any, operation: str
+) -> None:
+    call = getattr(manager, operation)
+    args = ({"user": 1}, "ada") if operation == "login" else ({"user": 1},)
+    with pytest.raises(TypeError, match=r"open\(\) returned.*not a dict"):
+        call(*args)

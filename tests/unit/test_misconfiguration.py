@@ -176,6 +176,15 @@ def test_a_bad_duration_lists_the_accepted_forms(option: str) -> None:
     assert ("0 or none turns it off" in message) is (option != "idle_timeout")
 
 
+@pytest.mark.parametrize("written", ["MSGPACK", "Msgpack", " msgpack "])
+def test_a_serializer_name_is_read_whatever_its_case(
+    written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORMSESSION_SERIALIZER", written)
+    with ormsession.configure(url="memory://") as manager:
+        assert manager.config.serializer == "msgpack"
+
+
 @pytest.mark.parametrize(
     ("variable", "expected"),
     [

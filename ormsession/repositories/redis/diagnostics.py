@@ -23,7 +23,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ormsession.config import Config
-from ormsession.diagnostics import Check, StoreStats, clock_check, first_value, summarize_sizes
+from ormsession.diagnostics import (
+    Check,
+    StoreStats,
+    clock_check,
+    first_value,
+    sessions,
+    summarize_sizes,
+)
 from ormsession.errors import OrmsessionError
 from ormsession.repositories.redis.base import decode_record
 from ormsession.repositories.redis.clients import RAW
@@ -119,7 +126,7 @@ class RedisDiagnostics:
             if record is not None and record.expires_us > now_us:  # markers are not sessions
                 sizes.append(len(record.data))
                 created.append(record.created_us)
-        how = f"a SCAN sample of {len(sizes):,} sessions"
+        how = f"a SCAN sample of {sessions(len(sizes))}"
         return StoreStats(
             live,
             summarize_sizes(sizes, how),

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ormsession.config import Config
-from ormsession.diagnostics import Check, StoreStats, clock_check, summarize_sizes
+from ormsession.diagnostics import Check, StoreStats, clock_check, sessions, summarize_sizes
 from ormsession.errors import OrmsessionError, SchemaError
 from ormsession.expiry import from_us, to_us
 from ormsession.repositories.sql.errors import wrap_sql_error
@@ -94,7 +94,7 @@ class SqlDiagnostics:
         how = (
             "every live session"
             if len(sizes) >= live
-            else f"a random sample of {len(sizes):,} live sessions, by key"
+            else f"a random sample of {sessions(len(sizes), 'live')}, by key"
         )
         oldest = self._scalar(select(func.min(c.session_created)).where(is_live))
         return StoreStats(
