@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions
-from ormsession.errors import StoreError
+from ormsession.errors import ConfigurationError, StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
-from ormsession.flows import arun
+from ormsession.flows import Flow, arun
 from ormsession.gc import AsyncGcRunner, GcReport, async_gc_lock, count_expired
 from ormsession.manager import ManagerBase
 from ormsession.policy import StoreCall
 from ormsession.repositories.base import AsyncSessionRepository
 from ormsession.session import RequestSession
 from ormsession.users import UserSession
+
+T = TypeVar("T")
 
 __all__ = ["AsyncSessionManager"]
 
@@ -43,13 +46,15 @@ class AsyncSessionManager(ManagerBase):
         self.repository = repository
         self._owns_repository = owns_repository
         self._perform = self._performer()
+        #: The event loop the manager was made on (its store's connections belong to it).
+        self._loop = _running_loop()
 
     async def open(
         self, session_id: str | None = None, *, expiry: ExpiryPolicy | None = None
     ) -> RequestSession:
         """The session ``session_id`` names (the cookie's value), or a new one.
         ``expiry``: this request's timeouts, instead of the config's."""
-        return await arun(self.policy.open(session_id, expiry=expiry), self._perform)
+        return await self._run(self.policy.open(session_id, expiry=expiry))
 
     async def open_from_cookie_header(self, header: str | None) -> RequestSession:
         """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
@@ -66,14 +71,14 @@ class AsyncSessionManager(ManagerBase):
         """Persist the request's changes; return a ``Set-Cookie`` value or None.
         ``cookie`` and ``expiry``: this request's cookie options and timeouts."""
         flow = self.policy.save(session, https=https, cookie=cookie, expiry=expiry)
-        return await arun(flow, self._perform)
+        return await self._run(flow)
 
     async def regenerate(
         self, session: RequestSession, *, expiry: ExpiryPolicy | None = None
     ) -> None:
         """New id, same data, old id gone (call on login); ``expiry``: this request's
         timeouts, as given to :meth:`save`."""
-        await arun(self.policy.regenerate(session, expiry=expiry), self._perform)
+        await self._run(self.policy.regenerate(session, expiry=expiry))
 
     async def login(
         self,
@@ -86,29 +91,29 @@ class AsyncSessionManager(ManagerBase):
     ) -> None:
         """:meth:`ormsession.SessionManager.login`, awaited."""
         flow = self.policy.login(session, user_id, user_agent=user_agent, ip=ip, expiry=expiry)
-        await arun(flow, self._perform)
+        await self._run(flow)
 
     async def sessions_of(
         self, user_id: str | int, *, current: RequestSession | None = None
     ) -> list[UserSession]:
         """:meth:`ormsession.SessionManager.sessions_of`, awaited."""
-        return await arun(self.policy.sessions_of(user_id, current=current), self._perform)
+        return await self._run(self.policy.sessions_of(user_id, current=current))
 
     async def revoke(self, user_id: str | int, handle: str) -> bool:
         """:meth:`ormsession.SessionManager.revoke`, awaited."""
-        return await arun(self.policy.revoke(user_id, handle), self._perform)
+        return await self._run(self.policy.revoke(user_id, handle))
 
     async def revoke_all(self, user_id: str | int, *, keep: RequestSession | None = None) -> int:
         """:meth:`ormsession.SessionManager.revoke_all`, awaited."""
-        return await arun(self.policy.revoke_all(user_id, keep=keep), self._perform)
+        return await self._run(self.policy.revoke_all(user_id, keep=keep))
 
     async def destroy(self, session: RequestSession) -> None:
         """Delete the session from the store now (call on logout)."""
-        await arun(self.policy.destroy(session), self._perform)
+        await self._run(self.policy.destroy(session))
 
     async def count(self) -> int:
         """How many live (unexpired) sessions the store holds."""
-        return await arun(self.policy.count(), self._perform)
+        return await self._run(self.policy.count())
 
     async def gc(
         self,
@@ -146,7 +151,7 @@ class AsyncSessionManager(ManagerBase):
             flow = self.policy.gc(
                 batch_size=batch_size, batch_seconds=batch_seconds, progress=progress
             )
-            return GcReport(await arun(flow, self._perform))
+            return GcReport(await self._run(flow))
 
     def start_gc(
         self,
@@ -182,6 +187,23 @@ class AsyncSessionManager(ManagerBase):
     ) -> None:
         await self.close()
 
+    async def _run(self, flow: Flow[StoreCall, T]) -> T:
+        try:
+            return await arun(flow, self._perform)
+        except RuntimeError as exc:
+            # asyncpg, asyncmy, aiomysql and redis-py's connections belong to the loop that
+            # opened them, and fail on another with bare RuntimeErrors ("attached to a
+            # different loop", "Event loop is closed").
+            loop = _running_loop()
+            if self._loop is None or loop is self._loop:
+                raise
+            raise ConfigurationError(
+                "this asyncio session manager was made on another event loop than the one "
+                "using it (a manager made with asyncio.run(configure_async(...)) at import, "
+                "say), and its store's connections belong to that loop: make the manager "
+                "inside the loop that serves requests, e.g. in the app's lifespan handler"
+            ) from exc
+
     def _performer(self) -> Callable[[StoreCall], Awaitable[Any]]:
         # Chosen once, as in SessionManager: no metrics, no timing code on the way.
         if self.metrics is None:
@@ -190,6 +212,13 @@ class AsyncSessionManager(ManagerBase):
 
     def _call_store(self, call: StoreCall) -> Awaitable[Any]:
         return getattr(self.repository, call.method)(*call.args)  # type: ignore[no-any-return]
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _maybe_awaited(value: Any) -> Any:
