@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import numbers
 import threading
 import weakref
 from collections.abc import Iterator
@@ -249,9 +251,15 @@ def gc_interval(every: object) -> float:
         seconds = parse_duration(every)
     if isinstance(seconds, timedelta):
         seconds = seconds.total_seconds()
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise ConfigurationError(
-            f"the gc interval must be seconds > 0, a timedelta or a duration such as '10m', "
-            f"not {every!r}"
-        )
-    return float(seconds)
+    if isinstance(seconds, numbers.Real) and not isinstance(seconds, bool):
+        try:
+            value = float(seconds)
+        except OverflowError:
+            value = math.inf
+        # The runner waits on a threading.Event, which refuses longer timeouts.
+        if 0 < value <= threading.TIMEOUT_MAX:
+            return value
+    raise ConfigurationError(
+        f"the gc interval must be seconds > 0, a timedelta or a duration such as '10m', "
+        f"not {every!r}"
+    )

@@ -290,11 +290,15 @@ class SessionPolicy:
         it logs out as ``destroy()`` would, the delete following the rename to the live
         session. What the request stored after clearing is not saved (a lost session never
         is), and the client's cookie is deleted."""
+        dropped = session.dirty
         yield from self.destroy(session)
-        if session.dirty:
+        if dropped:
             logger.warning(
-                "a logout through a replaced id: what the request stored after it is not saved"
+                "a logout through an id another request had replaced: what this request "
+                "stored after it is not saved"
             )
+            if self.metrics is not None:
+                self.metrics.lost("save", dropped=True)
         return self._delete_cookie(rules)
 
     def _end_emptied(

@@ -512,7 +512,9 @@ class RequestSession(dict[str, Any]):
         continue as a new, empty session under ``session_id`` that is never saved."""
         super().clear()
         self.restart(session_id, created_us)
-        self._owner = None
+        # A clear() before the loss (the usual start of a login that then lost a race) is
+        # no logout: only one after it, sent with the replaced id, is.
+        self._owner, self._cleared = None, False
         self._lost, self._lost_key = True, key
 
     def cookie_sent(self) -> None:

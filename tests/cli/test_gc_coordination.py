@@ -188,7 +188,9 @@ def test_the_asyncio_runner_is_coordinated_with_the_sync_side(
     assert expired_rows(url) == 0
 
 
-@pytest.mark.parametrize("every", [0, -5, "0m", "soon", True, None])
+@pytest.mark.parametrize(
+    "every", [0, -5, "0m", "soon", True, None, float("inf"), float("nan"), 10**400]
+)
 def test_an_interval_must_be_positive(manager: SessionManager, every: object) -> None:
     with pytest.raises(ormsession.ConfigurationError, match="gc interval"):
         manager.start_gc(every=every)  # type: ignore[arg-type]

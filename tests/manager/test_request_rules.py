@@ -4,6 +4,7 @@ under a request's own cookie options and timeouts."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -180,6 +181,42 @@ def test_clear_then_new_data_is_a_new_session_under_a_new_id(manager: Any) -> No
     new_id = cookie_id(manager.save(session))
     assert new_id != sid and dict(manager.open(new_id)) == {"user_id": 7}
     assert manager.open(sid).is_new
+
+
+@pytest.mark.parametrize("how", ["login", "regenerate"])
+def test_a_double_submitted_clear_and_login_keeps_the_first_login(manager: Any, how: str) -> None:
+    # Both requests of a double-submitted form open the session, clear it and log in (the
+    # usual Flask login); the second loses the race: its clear() was the start of a login,
+    # not a logout, so the first login stands and the second sets no cookie.
+    sid = stored_session(manager, visits=1)
+    first, second = manager.open(sid), manager.open(sid)
+    for request in (first, second):
+        request.clear()
+        if how == "login":
+            manager.login(request, "ada")
+        else:
+            manager.regenerate(request)
+        request["user"] = "ada"
+        header = manager.save(request)
+        if request is first:
+            first_id = cookie_id(header)
+    assert second.lost and header is None
+    assert manager.open(first_id).get("user") == "ada"
+
+
+def test_what_a_logout_through_a_replaced_id_stored_after_it_is_reported_dropped(
+    manager: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sid = stored_session(manager, user="ada")
+    login = manager.open(sid)
+    manager.regenerate(login)
+    manager.save(login)
+    logout = manager.open(sid)
+    logout.clear()
+    logout["_flashes"] = ["signed out"]
+    with caplog.at_level(logging.WARNING, logger="ormsession"):
+        manager.save(logout)
+    assert "not saved" in caplog.text
 
 
 def test_a_replaced_id_that_is_only_read_ends_nothing(manager: Any) -> None:
