@@ -114,12 +114,21 @@ __all__ = [
     "Owner",
     "SessionRepository",
     "StoredSession",
+    "marker_answers",
 ]
 
 #: How long after a rename ``moved`` still answers for the old key (see the contract): the
 #: time a request sent with the old id, before the browser had the new one, takes to reach
 #: the app.
 REPLACED_ID_GRACE_US = 60 * 1_000_000
+
+
+def marker_answers(expires_us: int, renamed_us: int, now_us: int) -> bool:
+    """Whether a moved marker expiring at ``expires_us``, left by a rename at ``renamed_us``,
+    makes ``moved`` answer True at ``now_us`` (the contract's rule, for a store that reads
+    the marker's times itself)."""
+    return expires_us > now_us and now_us - renamed_us <= REPLACED_ID_GRACE_US
+
 
 #: The longest user id, user agent and IP address a store must keep (the policy checks user
 #: ids and handles, and cuts user agents and addresses to these lengths).

@@ -9,12 +9,12 @@ import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ormsession.repositories.base import (
-    REPLACED_ID_GRACE_US,
     AsyncSessionRepository,
     OwnedSession,
     Owner,
     SessionRepository,
     StoredSession,
+    marker_answers,
 )
 
 if TYPE_CHECKING:
@@ -131,10 +131,8 @@ class MemoryRepository(SessionRepository):
     def moved(self, key: str, now_us: int) -> bool:
         with self._lock:
             marker = self._records.get(key)
-            return (
-                isinstance(marker, _Moved)
-                and marker.expires_us > now_us
-                and now_us - marker.renamed_us <= REPLACED_ID_GRACE_US
+            return isinstance(marker, _Moved) and marker_answers(
+                marker.expires_us, marker.renamed_us, now_us
             )
 
     def count(self, now_us: int) -> int:

@@ -50,7 +50,7 @@ import random
 from typing import NamedTuple
 
 from ormsession.errors import ConfigurationError, StoreError
-from ormsession.repositories.base import REPLACED_ID_GRACE_US, Owner, StoredSession
+from ormsession.repositories.base import Owner, StoredSession, marker_answers
 from ormsession.repositories.buckets import checked_resolution
 from ormsession.repositories.couchbase import index
 from ormsession.repositories.couchbase.base import (
@@ -169,11 +169,7 @@ def marker_read(doc: Doc | None, now_us: int) -> bool:
     browser still sending the old id never got the new one, and must get a session that
     is saved again; the marker itself stays until its expiry."""
     marker = decode_marker(doc.value) if doc is not None else None
-    return (
-        marker is not None
-        and marker.expires_us > now_us
-        and now_us - marker.renamed_us <= REPLACED_ID_GRACE_US
-    )
+    return marker is not None and marker_answers(marker.expires_us, marker.renamed_us, now_us)
 
 
 def create(

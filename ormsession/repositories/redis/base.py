@@ -41,10 +41,10 @@ from typing import Any, NamedTuple
 from ormsession.errors import ConfigurationError, StoreError, StoreUnavailableError
 from ormsession.flows import Flow
 from ormsession.repositories.base import (
-    REPLACED_ID_GRACE_US,
     OwnedSession,
     Owner,
     StoredSession,
+    marker_answers,
 )
 from ormsession.repositories.buckets import (
     DEFAULT_RESOLUTION,
@@ -449,11 +449,7 @@ class RedisRepositoryBase:
         """Whether the reply to ``Get(layout.session(key))`` is an unexpired moved marker
         left at most REPLACED_ID_GRACE_US before ``now_us`` (the contract's ``moved``)."""
         marker = decode_marker(bytes(raw)) if raw is not None else None
-        return (
-            marker is not None
-            and marker.expires_us > now_us
-            and now_us - marker.renamed_us <= REPLACED_ID_GRACE_US
-        )
+        return marker is not None and marker_answers(marker.expires_us, marker.renamed_us, now_us)
 
     def _clock(self, expires_us: int, now_us: int) -> bytes:
         """The clock argument of a write setting ``expires_us``, with the count bucket that
