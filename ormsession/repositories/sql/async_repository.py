@@ -34,6 +34,8 @@ from ormsession.repositories.sql.dbapi import StatementCache
 from ormsession.repositories.sql.errors import (
     MAX_PACKET_QUERY,
     MIN_PACKET_LIMIT,
+    conflict_pause,
+    lock_conflict,
     login_refused,
     login_refused_message,
     payload_size,
@@ -265,8 +267,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
 
     async def _execute_on_connection(self, query: Query[T]) -> T:
         """:meth:`_execute` through SQLAlchemy's ``AsyncConnection`` (drivers the
-        repository does not run directly), retried once on a connection found dead."""
-        retried = False
+        repository does not run directly), retried once on a connection found dead, and
+        after each lock conflict (:func:`.errors.lock_conflict`)."""
+        retried, conflicts = False, 0
         while True:
             try:
                 async with self.engine.connect() as connection:
@@ -276,6 +279,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     raise
                 if exc.connection_invalidated and not retried:
                     retried = True
+                    continue
+                if lock_conflict(exc):
+                    conflicts += 1
+                    await asyncio.sleep(conflict_pause(conflicts))  # the deadline bounds it
                     continue
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
             except SQLAlchemyError as exc:
@@ -305,7 +312,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
         statement: tuple[str, Any] | None = None,
     ) -> T:
         """``work`` on a driver connection from the engine's pool, in its own transaction,
-        retried once on a connection found dead; driver errors become ormsession's. All of
+        retried once on a connection found dead and after each lock conflict (see
+        :func:`.errors.lock_conflict`); driver errors become ormsession's. All of
         it within the timeout. ``statement`` (SQL and parameters) is what ``work`` sends,
         for the size check before a retry (see :meth:`_refuse_oversized`)."""
         try:
@@ -321,7 +329,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
         work: Callable[[Any], Awaitable[T]],
         statement: tuple[str, Any] | None,
     ) -> T:
-        retried = False
+        retried, conflicts = False, 0
         while True:
             try:
                 return await spawn(self._on_pooled_connection, operation, driver, work)
@@ -334,6 +342,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     if statement is not None:
                         await self._refuse_oversized(operation, driver, statement, exc)
                     retried = True
+                    continue
+                if lock_conflict(exc):
+                    conflicts += 1
+                    await asyncio.sleep(conflict_pause(conflicts))  # the deadline bounds it
                     continue
                 raise self._classified(exc, operation, driver) from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,8 @@ __all__ = [
     "MIN_PACKET_LIMIT",
     "as_sqlalchemy_error",
     "bytes_sent_by",
+    "conflict_pause",
+    "lock_conflict",
     "login_refused",
     "login_refused_message",
     "packet_too_large",
@@ -141,6 +144,39 @@ _UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53", "57P", "58")
 def unavailable_sqlstate(sqlstate: str | None) -> bool:
     """Whether a PostgreSQL error with this SQLSTATE means the store is unavailable."""
     return bool(sqlstate) and str(sqlstate).startswith(_UNAVAILABLE_SQLSTATES)
+
+
+# -- lock conflicts the server ends by rolling a statement back -----------------------------
+#: PostgreSQL's serialization_failure (a row another transaction changed since this one's
+#: snapshot: REPEATABLE READ and SERIALIZABLE app engines) and deadlock_detected; MySQL's
+#: deadlock also reports 40001.
+_LOCK_CONFLICT_SQLSTATES = ("40001", "40P01")
+#: MySQL/MariaDB: ER_LOCK_DEADLOCK (InnoDB rolled back the transaction it chose to end).
+_MYSQL_DEADLOCK = 1213
+
+
+def lock_conflict(exc: BaseException) -> bool:
+    """Whether the server ended ``exc``'s statement to settle a lock conflict with another
+    transaction: a deadlock, or a row changed under a REPEATABLE READ or SERIALIZABLE
+    snapshot. The statement's transaction was rolled back, so it changed nothing, and each
+    of ormsession's statements is a transaction of its own: running it again is its answer
+    (the servers' own advice), not an outage."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate in _LOCK_CONFLICT_SQLSTATES:
+        return True
+    # MariaDB Connector/Python keeps the code in errno, the other MySQL drivers in args[0].
+    code = getattr(original, "errno", None)
+    if code is None and original is not None and original.args:
+        code = original.args[0]
+    return code == _MYSQL_DEADLOCK
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait before the ``attempt``-th run of a statement a lock conflict ended:
+    random (two statements that deadlocked each other must not meet again in step), up to
+    1, 2, 4... 32 ms. The operation's deadline still bounds the whole."""
+    return random.uniform(0, 0.001 * 2 ** min(attempt - 1, 5))  # noqa: S311
 
 
 # -- MySQL's max_allowed_packet ---------------------------------------------------------------

@@ -26,6 +26,8 @@ from ormsession.repositories.sql.errors import (
     MIN_PACKET_LIMIT,
     as_sqlalchemy_error,
     bytes_sent_by,
+    conflict_pause,
+    lock_conflict,
     packet_too_large,
     payload_size,
     server_packet_error,
@@ -257,12 +259,13 @@ class SqlRepository(SessionRepository):
 
     def _execute(self, query: Query[T]) -> T:
         """Run one query on a pooled connection; retry once on a connection the pool found
-        dead (a restarted database); wrap driver errors into ormsession's. All of it ends
-        by the operation's deadline."""
+        dead (a restarted database), and after each lock conflict (see
+        :func:`.errors.lock_conflict`); wrap driver errors into ormsession's. All of it
+        ends by the operation's deadline."""
         if self._raw:
             return self._execute_raw(query)
         with operation_deadline(self.timeout) as deadline:
-            retried = False
+            retried, conflicts = False, 0
             while True:
                 try:
                     with self._connect() as connection:
@@ -273,6 +276,10 @@ class SqlRepository(SessionRepository):
                     late = time.monotonic() >= deadline
                     if exc.connection_invalidated and not retried and not late:
                         retried = True
+                        continue
+                    if lock_conflict(exc) and not late:
+                        conflicts += 1
+                        _pause(conflicts, deadline)
                         continue
                     raise self._failure(exc, query.operation, late) from exc
                 except SQLAlchemyError as exc:
@@ -304,11 +311,16 @@ class SqlRepository(SessionRepository):
         """Run one statement on a cursor from the pool, ``extract`` its result from the
         cursor (the same retry, deadline and error wrapping as :meth:`_execute`)."""
         with operation_deadline(self.timeout) as deadline:
-            try:
-                return self._attempt(operation, sql, params, extract, deadline, retry=True)
-            except _DeadConnectionError as retry:
-                self._refuse_oversized(operation, sql, params, deadline, retry)
-                return self._attempt(operation, sql, params, extract, deadline, retry=False)
+            retry_dead, conflicts = True, 0
+            while True:
+                try:
+                    return self._attempt(operation, sql, params, extract, deadline, retry_dead)
+                except _DeadConnectionError as retry:
+                    self._refuse_oversized(operation, sql, params, deadline, retry)
+                    retry_dead = False
+                except _LockConflictError:
+                    conflicts += 1
+                    _pause(conflicts, deadline)
 
     def _attempt(
         self,
@@ -317,11 +329,11 @@ class SqlRepository(SessionRepository):
         params: Sequence[Any] | dict[str, Any],
         extract: Callable[[Any], T],
         deadline: float,
-        *,
         retry: bool,
     ) -> T:
         """One try of :meth:`_run_raw`. With ``retry``, a connection found dead in time
-        raises :class:`_DeadConnectionError` (one more try is worth it: a restarted database)."""
+        raises :class:`_DeadConnectionError` (one more try is worth it: a restarted database);
+        a lock conflict in time raises :class:`_LockConflictError`."""
         dialect = self.engine.dialect
         dbapi_error = self._dbapi_error
         try:
@@ -359,6 +371,8 @@ class SqlRepository(SessionRepository):
                 raise wrapped from exc
             if dead and not late and retry:
                 raise _DeadConnectionError from exc
+            if not dead and lock_conflict(exc):
+                raise _LockConflictError from exc
             raise self._failure(wrapped, operation, late) from exc
         finally:
             if state is not _FINISHED and bound.finish(raw, state):
@@ -382,7 +396,7 @@ class SqlRepository(SessionRepository):
         size = payload_size(sql, params, self._bytes_sent)
         if not self._packet_limited or size < MIN_PACKET_LIMIT:
             return
-        limit = self._attempt(operation, MAX_PACKET_QUERY, (), _first_int, deadline, retry=False)
+        limit = self._attempt(operation, MAX_PACKET_QUERY, (), _first_int, deadline, False)
         if size >= limit:
             raise server_packet_error(size, limit) from retry.__cause__
 
@@ -397,3 +411,13 @@ _FINISHED = object()
 
 class _DeadConnectionError(Exception):
     """The connection was found dead in time: try once more on another."""
+
+
+class _LockConflictError(Exception):
+    """The server rolled the statement back to end a lock conflict: run it again."""
+
+
+def _pause(attempt: int, deadline: float) -> None:
+    """Wait before running again a statement a lock conflict ended (never past the
+    deadline, which the next attempt then reports)."""
+    time.sleep(max(0.0, min(conflict_pause(attempt), deadline - time.monotonic())))
