@@ -16,7 +16,7 @@ from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import Flow, arun
 from ormsession.gc import AsyncGcRunner, GcReport, async_gc_lock, count_expired
 from ormsession.manager import ManagerBase
-from ormsession.policy import StoreCall
+from ormsession.policy import Step, StoreCall
 from ormsession.repositories.base import AsyncSessionRepository
 from ormsession.session import RequestSession
 from ormsession.users import UserSession
@@ -187,7 +187,7 @@ class AsyncSessionManager(ManagerBase):
     ) -> None:
         await self.close()
 
-    async def _run(self, flow: Flow[StoreCall, T]) -> T:
+    async def _run(self, flow: Flow[Step, T]) -> T:
         try:
             return await arun(flow, self._perform)
         except RuntimeError as exc:

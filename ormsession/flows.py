@@ -9,14 +9,20 @@ takes several round trips (Couchbase's compare-and-set loops, the Redis Cluster 
 
 An exception raised by ``perform`` is thrown into the flow at its ``yield``, so a flow can
 catch it (to roll back, or to answer differently) or let it propagate to the caller.
+
+One operation is the runners' own: a :class:`Pause` (a backoff between retries), which
+:func:`run` answers with ``time.sleep`` and :func:`arun` with ``asyncio.sleep``, so a flow
+can wait without knowing which it is under.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
-__all__ = ["Flow", "arun", "run"]
+__all__ = ["Flow", "Pause", "arun", "run"]
 
 Op = TypeVar("Op")
 T = TypeVar("T")
@@ -25,13 +31,27 @@ T = TypeVar("T")
 Flow = Generator[Op, Any, T]
 
 
-def run(flow: Generator[Op, Any, T], perform: Callable[[Op], Any]) -> T:
+class Pause(NamedTuple):
+    """Wait ``seconds`` (answered with None by the runner, never passed to ``perform``)."""
+
+    seconds: float
+
+
+@overload
+def run(flow: Generator[Op, Any, T], perform: Callable[[Op], Any]) -> T: ...
+@overload
+def run(flow: Generator[Op | Pause, Any, T], perform: Callable[[Op], Any]) -> T: ...
+def run(flow: Generator[Any, Any, T], perform: Callable[[Any], Any]) -> T:
     """Drive ``flow`` to its end, answering each operation with ``perform(operation)``."""
     try:
         operation = next(flow)
         while True:
             try:
-                result = perform(operation)
+                if isinstance(operation, Pause):
+                    time.sleep(operation.seconds)
+                    result = None
+                else:
+                    result = perform(operation)
             except Exception as exc:
                 operation = flow.throw(exc)
             else:
@@ -41,13 +61,23 @@ def run(flow: Generator[Op, Any, T], perform: Callable[[Op], Any]) -> T:
         return value
 
 
-async def arun(flow: Generator[Op, Any, T], perform: Callable[[Op], Awaitable[Any]]) -> T:
+@overload
+async def arun(flow: Generator[Op, Any, T], perform: Callable[[Op], Awaitable[Any]]) -> T: ...
+@overload
+async def arun(
+    flow: Generator[Op | Pause, Any, T], perform: Callable[[Op], Awaitable[Any]]
+) -> T: ...
+async def arun(flow: Generator[Any, Any, T], perform: Callable[[Any], Awaitable[Any]]) -> T:
     """:func:`run` for asyncio: each operation is answered with ``await perform(operation)``."""
     try:
         operation = next(flow)
         while True:
             try:
-                result = await perform(operation)
+                if isinstance(operation, Pause):
+                    await asyncio.sleep(operation.seconds)
+                    result = None
+                else:
+                    result = await perform(operation)
             except Exception as exc:
                 operation = flow.throw(exc)
             else:

@@ -107,3 +107,17 @@ def test_the_whole_pipeline_runs_on_every_store(tmp_path: Path) -> None:
     assert "### gc of expired rows" in text
     assert "### Memory per held session" in text
     assert "### Machine" in text
+
+
+def test_the_contention_benchmark_counts_give_ups_and_checks_every_last_value(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.contention import measure
+    from ormsession.schema import upgrade
+
+    url = f"sqlite:///{tmp_path / 'contention.sqlite3'}"
+    upgrade(url)
+    result = measure(url, writers=2, saves=25)
+    assert (result.writers, result.saves) == (2, 50)
+    assert 0 <= result.gave_up <= 50
+    assert result.line().startswith("2 writers x 25 saves: ")

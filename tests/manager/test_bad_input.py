@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from ormsession import flows, policy
 from ormsession.errors import ConflictError, SerializationError, SessionTooLargeError
 from ormsession.ids import SessionIds, storage_key
 from tests.manager.test_lifecycle import cookie_id, stored_session
@@ -130,6 +132,57 @@ def test_endless_conflicts_end_in_a_conflict_error(make_manager: Any) -> None:
         with pytest.raises(ConflictError, match="after 3 compare-and-set conflicts"):
             manager.save(session)
         assert store.updates == 3
+
+
+class AlwaysRewritten(AlwaysConflicting):
+    """A store where another writer always writes between a regenerate's read and its
+    rename (which, sealing data for the new key, is a compare-and-set on the version)."""
+
+    def rename(self, *args: Any) -> Any:
+        self.updates += 1
+        if asyncio.iscoroutinefunction(self.inner.rename):
+            return asyncio.sleep(0, result=False)
+        return False
+
+
+def record_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses flows take (each at the longest its draw allows), recorded, not slept."""
+    pauses: list[float] = []
+
+    async def async_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(policy, "random", SimpleNamespace(uniform=lambda low, high: high))
+    monkeypatch.setattr(flows, "time", SimpleNamespace(sleep=pauses.append))
+    monkeypatch.setattr(flows, "asyncio", SimpleNamespace(sleep=async_sleep))
+    return pauses
+
+
+@pytest.mark.parametrize("wrapper", [AlwaysConflicting, AlwaysRewritten])
+def test_each_retry_after_a_conflict_waits_a_longer_pause(
+    make_manager: Any, monkeypatch: pytest.MonkeyPatch, wrapper: type[AlwaysConflicting]
+) -> None:
+    # Writers that retry at once meet again in step; a random pause, longer each time,
+    # sets them apart. None after the last try: the error comes at once.
+    with make_manager(max_attempts=6) as manager:
+        sid = stored_session(manager, n=0)
+        session = manager.open(sid)
+        session["n"] = 1
+        inner = getattr(manager, "inner", manager)
+        inner.repository = store = wrapper(inner.repository)
+        pauses = record_pauses(monkeypatch)
+        write = manager.regenerate if wrapper is AlwaysRewritten else manager.save
+        with pytest.raises(ConflictError):
+            write(session)
+        assert store.updates == 6
+        assert pauses == [0.0005, 0.001, 0.002, 0.004, 0.008]
+
+
+def test_the_pause_after_a_conflict_is_drawn_at_random_up_to_its_bound() -> None:
+    for conflicts, bound in [(1, 0.0005), (3, 0.002), (7, 0.032), (50, 0.032)]:
+        draws = {policy._backoff(conflicts).seconds for _ in range(200)}
+        assert all(0 <= seconds <= bound for seconds in draws)
+        assert len(draws) > 150 and max(draws) > bound / 2
 
 
 def test_a_logout_wins_even_with_a_single_attempt(make_manager: Any) -> None:
