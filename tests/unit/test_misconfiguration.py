@@ -299,6 +299,48 @@ def test_a_misspelt_sql_driver_is_one_error_line_from_the_command(
 
 
 @pytest.mark.parametrize(
+    ("url", "directory", "problem"),
+    [
+        ("sqlite:///missing/sessions.db", "missing", "does not exist"),
+        ("sqlite:///a/b/sessions.db", "a/b", "does not exist"),
+        ("sqlite:///plain-file/sessions.db", "plain-file", "is not a directory"),
+    ],
+)
+def test_a_sqlite_file_whose_directory_is_not_there_is_a_configuration_error(
+    tmp_path: Path, url: str, directory: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SQLite creates the file, not its directory; its "unable to open database file" at
+    # the first statement read as an outage (StoreUnavailableError).
+    from ormsession.cli import main
+
+    (tmp_path / "plain-file").write_text("")
+    absolute = url.replace("sqlite:///", f"sqlite:///{tmp_path}/")
+    for where in (url, absolute):
+        with pytest.raises(ConfigurationError, match=f"{directory}'.*which {problem}") as error:
+            ormsession.configure(url=where)
+        relative = "relative to the working directory"
+        assert (relative in str(error.value)) == (where == url)
+        with pytest.raises(ConfigurationError, match=f"{directory}'.*which {problem}"):
+            asyncio.run(
+                ormsession.configure_async(url=where.replace("sqlite:", "sqlite+aiosqlite:", 1))
+            )
+        assert main(["db", "upgrade", "--url", where]) == 1
+        assert f"which {problem}" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:uri-db?mode=memory&uri=true"]
+)
+def test_sqlite_databases_with_no_directory_are_still_accepted(url: str) -> None:
+    with ormsession.configure(url=url) as manager:
+        session = manager.open(None)
+        session["n"] = 1
+        manager.save(session)
+        assert manager.open(session.id)["n"] == 1
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "postgresql+psycopg2://app:p@ss-7@127.0.0.1/app",  # SQLAlchemy: host 'ss-7@127.0.0.1'

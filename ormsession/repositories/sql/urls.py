@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.util import find_spec
+from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -17,6 +18,7 @@ __all__ = [
     "display_sql_url",
     "extra_for",
     "parse_sql_url",
+    "sqlite_file",
     "synchronous_url",
 ]
 
@@ -230,3 +232,29 @@ def extra_for(parsed: URL, *, want_async: bool = False) -> str:
             backend, "async-mysql"
         )
     return SQL_EXTRAS.get(backend, "")
+
+
+def sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL, checked: None for an in-memory database or a URI filename
+    (``file:...?uri=true``, whose path SQLite resolves itself). SQLite creates the file but
+    not its directory, and a missing directory fails as "unable to open database file" at
+    the first statement, which reads as an outage: refused here as the configuration
+    mistake it is, naming the directory."""
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return None
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1"):
+        return None
+    path = Path(database)
+    directory = path.parent
+    if not directory.is_dir():
+        where = "" if path.is_absolute() else f", relative to the working directory {Path.cwd()}"
+        problem = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigurationError(
+            f"the SQLite database {display_sql_url(parsed)} is in {str(directory)!r}{where}, "
+            f"which {problem} (SQLite creates the file, not its directory): create it, or "
+            "fix the path (sqlite:///relative/path.db, sqlite:////absolute/path.db)"
+        )
+    return path
