@@ -19,6 +19,7 @@ from flask.sessions import SessionMixin
 
 from ormsession.config import Config
 from ormsession.cookies import CookieOptions
+from ormsession.errors import ConfigurationError
 from ormsession.expiry import ExpiryPolicy
 from ormsession.integrations._common import REQUEST_OPTION_NAMES, RequestOptions, config_for
 from ormsession.session import RequestSession
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from flask.sansio.app import App
 
 __all__ = [
+    "EXTENSION_KEY",
     "AppSettings",
     "CookieRules",
     "FlaskSession",
@@ -34,7 +36,11 @@ __all__ = [
     "app_settings",
     "config_options",
     "install_cookie_settings",
+    "refuse_a_second_install",
 ]
+
+#: Where the extension keeps its session interface in ``app.extensions``.
+EXTENSION_KEY = "ormsession"
 
 #: How many cookie layouts an interface remembers (an app has one or two; tests a few more).
 _CACHE_LIMIT = 64
@@ -344,3 +350,15 @@ def _as_flask_value(field: str, value: Any) -> Any:
 def _is_default(value: Any, default: Any) -> bool:
     # `False == 0` and `None` vs `False` must not be confused: compare type and value.
     return type(value) is type(default) and value == default
+
+
+def refuse_a_second_install(app: App) -> None:
+    """One extension per app. A second ``OrmSession(app)`` (or ``init_app(app)`` again)
+    would build a second manager, replacing the first one's under the app while its
+    connections stay open, and settings given to the first would silently stop applying."""
+    if EXTENSION_KEY in app.extensions:
+        raise ConfigurationError(
+            f"ormsession is already installed on app {app.name!r}: OrmSession(app) or "
+            "init_app(app) was called a second time for it; keep the first extension and "
+            "use it (to change settings, give them all to that one call)"
+        )

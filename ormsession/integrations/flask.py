@@ -33,12 +33,14 @@ from ormsession.integrations._common import (
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
+    EXTENSION_KEY,
     CookieRules,
     FlaskSession,
     add_headers,
     app_settings,
     idle_timeout_set,
     install_cookie_settings,
+    refuse_a_second_install,
 )
 from ormsession.integrations._flask_session import refuse_flask_session_keys
 from ormsession.session import RequestSession
@@ -63,7 +65,6 @@ __all__ = [
     "revoke_session",
 ]
 
-EXTENSION_KEY = "ormsession"
 _REQUEST_KEY = "ormsession.request"
 
 
@@ -161,6 +162,7 @@ class OrmSession:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
+        refuse_a_second_install(app)
         refuse_flask_session_keys(app.config, where="app.config")
         manager = self._manager
         settings = app_settings(

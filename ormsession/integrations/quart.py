@@ -50,12 +50,14 @@ from ormsession.integrations._common import (
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
+    EXTENSION_KEY,
     CookieRules,
     FlaskSession,
     add_headers,
     app_settings,
     idle_timeout_set,
     install_cookie_settings,
+    refuse_a_second_install,
 )
 from ormsession.integrations._flask_session import refuse_flask_session_keys
 
@@ -81,7 +83,6 @@ __all__ = [
 
 logger = logging.getLogger("ormsession")
 
-EXTENSION_KEY = "ormsession"
 ManagerFactory = Callable[[], Awaitable[AsyncSessionManager]]
 
 
@@ -255,6 +256,7 @@ class OrmSession:
             self.init_app(app)
 
     def init_app(self, app: Quart) -> None:
+        refuse_a_second_install(app)
         refuse_flask_session_keys(app.config, where="app.config")
         ready = self._manager
         settings = app_settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -325,6 +326,40 @@ def test_ready_manager_and_init_app() -> None:
     assert app.test_client().get("/count").status_code == 200
     with pytest.raises(ormsession.ConfigurationError):
         OrmSession(make_app(install=False), manager=manager, cookie_name="x")
+
+
+def test_a_second_install_on_one_app_is_refused_and_the_first_keeps_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[Any] = []
+    module = sys.modules["ormsession.configure"]  # the package's `configure` is the function
+    real_configure = module.configure
+
+    def counting_configure(*args: Any, **kwargs: Any) -> Any:
+        built.append(manager := real_configure(*args, **kwargs))
+        return manager
+
+    monkeypatch.setattr(module, "configure", counting_configure)
+    app = make_app(ORMSESSION_COOKIE_NAME="first")
+    first = app.extensions["ormsession"]
+    client = app.test_client()
+    assert client.get("/count").text == "1"
+    for again in (
+        lambda: OrmSession(app, cookie_name="second"),
+        lambda: OrmSession().init_app(app),
+    ):
+        with pytest.raises(ormsession.ConfigurationError, match="already installed on app"):
+            again()
+    assert app.extensions["ormsession"] is first and len(built) == 1
+    response = client.get("/count")
+    assert response.text == "2" and cookie_of(response).name == "first"
+    # One extension, several apps (the app factory pattern) is as before.
+    extension = OrmSession()
+    for name in ("a", "b"):
+        other = make_app(install=False, ORMSESSION_COOKIE_NAME=name)
+        extension.init_app(other)
+        assert cookie_of(other.test_client().get("/count")).name == name
+    extension.close()
 
 
 def test_helpers_need_the_extension() -> None:

@@ -277,3 +277,19 @@ def test_quart_session_keys_are_refused() -> None:
     app.config["SESSION_TYPE"] = "redis"
     with pytest.raises(ConfigurationError, match="ORMSESSION_URL"):
         OrmSession(app)
+
+
+def test_a_second_install_on_one_app_is_refused_and_the_first_keeps_serving() -> None:
+    app = users_app(url="memory://", cookie_name="first")
+    first = app.extensions["ormsession"]
+    hooks = len(app.before_serving_funcs)
+    with pytest.raises(ConfigurationError, match="already installed on app"):
+        OrmSession(app, url="memory://", cookie_name="second")
+    assert app.extensions["ormsession"] is first and len(app.before_serving_funcs) == hooks
+
+    async def scenario() -> None:
+        async with app.test_app():
+            response = await app.test_client().post("/login?user=ada")
+            assert parse_set_cookie(response.headers.getlist("Set-Cookie")[0]).name == "first"
+
+    asyncio.run(scenario())
