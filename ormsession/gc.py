@@ -30,13 +30,15 @@ from contextlib import (
     nullcontext,
 )
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ormsession.repositories.base import AsyncSessionRepository, SessionRepository
 
 if TYPE_CHECKING:
     from ormsession.async_manager import AsyncSessionManager
     from ormsession.manager import SessionManager
+
+M = TypeVar("M")
 
 __all__ = ["AsyncGcRunner", "GcReport", "GcRunner", "async_gc_lock", "gc_lock"]
 
@@ -124,7 +126,20 @@ def count_expired(repository: Any, now_us: int) -> Any:
 
 
 # -- background runners --------------------------------------------------------------------------
-class GcRunner:
+class _Rounds(Generic[M]):
+    """What both runners keep: the manager, the interval, the last report and the count."""
+
+    def __init__(
+        self, manager: M, every: float | str | timedelta, options: dict[str, Any] | None
+    ) -> None:
+        self.every = gc_interval(every)
+        self.last: GcReport | None = None
+        self.runs = 0
+        self._manager = manager
+        self._options = options or {}
+
+
+class GcRunner(_Rounds["SessionManager"]):
     """Runs a coordinated gc every ``every`` seconds in a daemon thread, until :meth:`stop`.
 
     Built by :meth:`SessionManager.start_gc <ormsession.SessionManager.start_gc>`. The first
@@ -139,11 +154,7 @@ class GcRunner:
         every: float | str | timedelta,
         options: dict[str, Any] | None = None,
     ) -> None:
-        self.every = gc_interval(every)
-        self.last: GcReport | None = None
-        self.runs = 0
-        self._manager = manager
-        self._options = options or {}
+        super().__init__(manager, every, options)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ormsession-gc", daemon=True)
 
@@ -177,7 +188,7 @@ class GcRunner:
         self.stop()
 
 
-class AsyncGcRunner:
+class AsyncGcRunner(_Rounds["AsyncSessionManager"]):
     """:class:`GcRunner` as an asyncio task (built by ``AsyncSessionManager.start_gc``,
     which needs a running event loop); ``await runner.stop()`` ends it."""
 
@@ -187,11 +198,7 @@ class AsyncGcRunner:
         every: float | str | timedelta,
         options: dict[str, Any] | None = None,
     ) -> None:
-        self.every = gc_interval(every)
-        self.last: GcReport | None = None
-        self.runs = 0
-        self._manager = manager
-        self._options = options or {}
+        super().__init__(manager, every, options)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> AsyncGcRunner:
