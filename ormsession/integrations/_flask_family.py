@@ -353,12 +353,13 @@ def _is_default(value: Any, default: Any) -> bool:
 
 
 def refuse_a_second_install(app: App) -> None:
-    """One extension per app. A second ``OrmSession(app)`` (or ``init_app(app)`` again)
-    would build a second manager, replacing the first one's under the app while its
-    connections stay open, and settings given to the first would silently stop applying."""
+    """One extension per app at a time. A second ``OrmSession(app)`` (or ``init_app(app)``
+    again) would build a second manager, replacing the first one's under the app while its
+    connections stay open, and settings given to the first would silently stop applying.
+    (Flask's extension gives the app back when it is closed.)"""
     if EXTENSION_KEY in app.extensions:
         raise ConfigurationError(
             f"ormsession is already installed on app {app.name!r}: OrmSession(app) or "
             "init_app(app) was called a second time for it; keep the first extension and "
-            "use it (to change settings, give them all to that one call)"
+            "use it (to change settings, give them all to that one call), or close() it first"
         )

@@ -18,6 +18,7 @@ from then on Flask's keys are the truth. Store options (``ORMSESSION_<FIELD>`` k
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import flask
@@ -157,6 +158,7 @@ class OrmSession:
         self._config = config
         self._options = options
         self._owned: list[SessionManager] = []
+        self._installed: list[tuple[weakref.ref[Flask], OrmSessionInterface]] = []
         self.manager: SessionManager | None = manager
         if app is not None:
             self.init_app(app)
@@ -182,13 +184,20 @@ class OrmSession:
         )
         app.session_interface = interface
         app.extensions[EXTENSION_KEY] = interface
+        self._installed.append((weakref.ref(app), interface))
         self.manager = interface.manager
 
     def close(self) -> None:
-        """Close the managers this extension built (never one that was passed in)."""
+        """Close the managers this extension built (never one that was passed in). The apps
+        it was installed on may then be given a new extension (a test's teardown)."""
         for manager in self._owned:
             manager.close()
         self._owned.clear()
+        for app_ref, interface in self._installed:
+            app = app_ref()
+            if app is not None and app.extensions.get(EXTENSION_KEY) is interface:
+                del app.extensions[EXTENSION_KEY]
+        self._installed.clear()
 
 
 def _interface() -> OrmSessionInterface:

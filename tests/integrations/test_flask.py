@@ -360,6 +360,12 @@ def test_a_second_install_on_one_app_is_refused_and_the_first_keeps_serving(
         extension.init_app(other)
         assert cookie_of(other.test_client().get("/count")).name == name
     extension.close()
+    # Closed, an extension gives its apps back (one test's teardown, the next one's set-up).
+    reused = make_app(install=False)
+    for _ in range(2):
+        extension = OrmSession(reused)
+        assert reused.test_client().get("/count").text == "1"
+        extension.close()
 
 
 def test_helpers_need_the_extension() -> None:

@@ -19,7 +19,7 @@ import ormsession
 from ormsession.errors import ConfigurationError, StoreUnavailableError
 from tests.manager.test_lifecycle import cookie_id
 from tests.support.blocking import BlockingCallError, no_blocking_calls
-from tests.support.sql_fixtures import SQL_BACKENDS, async_url, sql_url
+from tests.support.sql_fixtures import SQL_BACKENDS, UNOPENABLE_SQLITE_PATH, async_url, sql_url
 from tests.support.stores import STORE_TARGETS
 
 pytestmark = pytest.mark.parametrize("backend", SQL_BACKENDS)
@@ -157,7 +157,7 @@ def test_the_blocking_detector_detects_blocking(
 
 def test_an_unreachable_database_fails_fast(backend: str) -> None:
     if backend == "sqlite":
-        target = "sqlite+aiosqlite:////nonexistent-dir/x.sqlite3"
+        target = f"sqlite+aiosqlite:///{UNOPENABLE_SQLITE_PATH}"
     elif backend == "postgresql":
         target = "postgresql+asyncpg://app:hunter2secret@127.0.0.1:1/app"
     else:
@@ -187,7 +187,7 @@ def test_a_connection_refused_at_first_use_is_unavailable_without_the_password(
     first operation. Whatever refuses it (no server, unknown role, unknown database) is
     StoreUnavailableError, as on the sync side, and never shows the password."""
     if backend == "sqlite":
-        targets = ["sqlite+aiosqlite:////nonexistent-dir/x.sqlite3"]
+        targets = [f"sqlite+aiosqlite:///{UNOPENABLE_SQLITE_PATH}"]
     elif backend == "postgresql":
         targets = [
             "postgresql+asyncpg://app:hunter2secret@127.0.0.1:1/app",

@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from ormsession.errors import StoreUnavailableError
 from ormsession.expiry import now_us
 from ormsession.repositories.base import StoredSession
 from ormsession.repositories.sql import async_repository as async_sql
@@ -82,6 +83,7 @@ def in_worker(
     url: str,
     call: Callable[[Any], Any],
     engine_options: dict[str, Any] | None = None,
+    timeout: float = 10,
 ) -> Future[Any]:
     """``call(repository)`` in a worker thread, sync or asyncio (``call`` then returns an
     awaitable). The repository is ormsession's own on ``url``, or with ``engine_options``
@@ -90,7 +92,7 @@ def in_worker(
 
         def run_sync() -> Any:
             if engine_options is None:
-                repository = SqlRepository.from_url(url, timeout=10)
+                repository = SqlRepository.from_url(url, timeout=timeout)
             else:
                 repository = SqlRepository(create_engine(url, **engine_options), owns_engine=True)
             try:
@@ -102,7 +104,7 @@ def in_worker(
 
     async def run_async() -> Any:
         if engine_options is None:
-            repository = AsyncSqlRepository.from_url(url, timeout=10)
+            repository = AsyncSqlRepository.from_url(url, timeout=timeout)
         else:
             engine = create_async_engine(url, **engine_options)
             repository = AsyncSqlRepository(engine, owns_engine=True)
@@ -250,4 +252,78 @@ def test_a_gc_batch_chosen_to_end_a_deadlock_is_run_again(
     finally:
         with setup.connect() as admin:
             admin.execute(text("DROP TABLE IF EXISTS ballast"))
+        setup.dispose()
+
+
+# -- a conflict that lasts: reported at the deadline ----------------------------------
+#: A trigger that ends every update of the table with the server's own lock-conflict error.
+ALWAYS_CONFLICTING = {
+    "postgresql": [
+        "CREATE FUNCTION always_conflicting() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'always conflicting' USING ERRCODE = 'serialization_failure'; "
+        "END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER always_conflicting BEFORE UPDATE ON session "
+        "FOR EACH ROW EXECUTE FUNCTION always_conflicting()",
+    ],
+    "mysql": [
+        "CREATE TRIGGER always_conflicting BEFORE UPDATE ON session FOR EACH ROW "
+        "SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'always conflicting'"
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("fresh_database_url", "case"),
+    [("postgresql", case) for case in PG_CASES] + [("mysql", case) for case in MYSQL_CASES],
+    ids=[f"postgresql-{case_id(c)}" for c in PG_CASES]
+    + [f"mysql-{case_id(c)}" for c in MYSQL_CASES],
+    indirect=["fresh_database_url"],
+)
+def test_a_conflict_that_lasts_is_reported_at_the_deadline_as_itself(
+    fresh_database_url: str,
+    worker: ThreadPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, str, str],
+) -> None:
+    # Tries until the deadline, not past it, and no last try cut by the deadline: that
+    # would drop the connection (and, read as the server gone, the pool's others).
+    mode, drivername, path = case
+    force_path(monkeypatch, path)
+    upgrade(fresh_database_url)
+    now = now_us()
+    setup = create_engine(fresh_database_url, isolation_level="AUTOCOMMIT")
+    try:
+        assert SqlRepository(setup).create("k", record(b"x", 1, now, now + HOUR_US), now)
+        with setup.connect() as admin:
+            for statement in ALWAYS_CONFLICTING[setup.dialect.name]:
+                admin.execute(text(statement))
+
+        def touch(repository: Any) -> Any:
+            engine = getattr(repository.engine, "sync_engine", repository.engine)
+            if mode == "sync":
+                return touch_sync(repository, engine)
+            return touch_async(repository, engine)
+
+        def touch_sync(repository: Any, engine: Any) -> tuple[Exception, float, bool]:
+            assert repository.read("k", now) is not None  # a pooled connection
+            before, started = engine.pool._invalidate_time, time.monotonic()
+            with pytest.raises(StoreUnavailableError) as error:
+                repository.touch("k", now + 2 * HOUR_US, now)
+            took = time.monotonic() - started
+            return error.value, took, engine.pool._invalidate_time != before
+
+        async def touch_async(repository: Any, engine: Any) -> tuple[Exception, float, bool]:
+            assert await repository.read("k", now) is not None
+            before, started = engine.pool._invalidate_time, time.monotonic()
+            with pytest.raises(StoreUnavailableError) as error:
+                await repository.touch("k", now + 2 * HOUR_US, now)
+            took = time.monotonic() - started
+            return error.value, took, engine.pool._invalidate_time != before
+
+        url = with_driver(fresh_database_url, drivername)
+        failure, took, pool_dropped = in_worker(worker, mode, url, touch, timeout=0.5).result(15)
+        assert "no answer within 0.5 s" in str(failure) and "always conflicting" in str(failure)
+        assert 0.3 < took < 0.5 + 0.25
+        assert not pool_dropped
+    finally:
         setup.dispose()

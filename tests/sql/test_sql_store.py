@@ -16,7 +16,7 @@ from ormsession.errors import ConfigurationError, SchemaError, StoreUnavailableE
 from ormsession.ids import storage_key
 from ormsession.schema import upgrade
 from tests.manager.test_lifecycle import cookie_id
-from tests.support.sql_fixtures import SQL_BACKENDS, sql_url
+from tests.support.sql_fixtures import SQL_BACKENDS, UNOPENABLE_SQLITE_PATH, sql_url
 from tests.support.statement_log import traced_engine
 from tests.support.stores import STORE_TARGETS
 
@@ -146,7 +146,7 @@ def test_a_missing_table_is_a_schema_error_naming_the_fix(
 
 def test_an_unreachable_database_is_a_typed_error_within_the_timeout(backend: str) -> None:
     if backend == "sqlite":
-        url = "sqlite:////nonexistent-dir/sessions.sqlite3"
+        url = f"sqlite:///{UNOPENABLE_SQLITE_PATH}"
     elif backend == "postgresql":
         url = "postgresql+psycopg2://app:hunter2secret@127.0.0.1:1/app"
     else:

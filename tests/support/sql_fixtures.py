@@ -6,6 +6,7 @@ and drops it at the end, so tests never touch data they did not create.
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,9 @@ from tests.support.backends import backend_missing
 POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 MARIADB_ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 SQL_BACKENDS = ("sqlite", "postgresql", "mysql")
+#: A SQLite "file" that cannot be opened, the embedded database's outage: a directory (a
+#: file in a directory that does not exist is a ConfigurationError instead).
+UNOPENABLE_SQLITE_PATH = tempfile.gettempdir()
 
 
 def _admin_engine(url: str) -> Engine:

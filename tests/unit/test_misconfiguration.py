@@ -330,7 +330,14 @@ def test_a_sqlite_file_whose_directory_is_not_there_is_a_configuration_error(
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:uri-db?mode=memory&uri=true"]
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:uri-db?mode=memory&uri=true",
+        "sqlite:///plain.db",
+        "sqlite:///missing/../dotdot.db",  # the driver opens ./dotdot.db
+    ],
 )
 def test_sqlite_databases_with_no_directory_are_still_accepted(url: str) -> None:
     with ormsession.configure(url=url) as manager:

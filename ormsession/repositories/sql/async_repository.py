@@ -260,12 +260,12 @@ class AsyncSqlRepository(AsyncSessionRepository):
         if self._driver is not None:
             return await self._execute_raw(query, self._driver)
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._execute_on_connection(query)
+            async with asyncio.timeout(self.timeout) as deadline:
+                return await self._execute_on_connection(query, deadline)
         except TimeoutError as exc:  # the deadline's: the others are wrapped inside
             raise timed_out(exc, self.engine.url, query.operation, self.timeout) from exc
 
-    async def _execute_on_connection(self, query: Query[T]) -> T:
+    async def _execute_on_connection(self, query: Query[T], deadline: asyncio.Timeout) -> T:
         """:meth:`_execute` through SQLAlchemy's ``AsyncConnection`` (drivers the
         repository does not run directly), retried once on a connection found dead, and
         after each lock conflict (:func:`.errors.lock_conflict`)."""
@@ -282,8 +282,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     continue
                 if lock_conflict(exc):
                     conflicts += 1
-                    await asyncio.sleep(conflict_pause(conflicts))  # the deadline bounds it
-                    continue
+                    if await _paused(conflicts, deadline):
+                        continue
+                    raise self._timed_out(exc, query.operation) from exc
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
             except SQLAlchemyError as exc:
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
@@ -317,8 +318,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
         it within the timeout. ``statement`` (SQL and parameters) is what ``work`` sends,
         for the size check before a retry (see :meth:`_refuse_oversized`)."""
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._with_retry(operation, driver, work, statement)
+            async with asyncio.timeout(self.timeout) as deadline:
+                return await self._with_retry(operation, driver, work, statement, deadline)
         except TimeoutError as exc:  # the deadline's: the others are wrapped inside
             raise timed_out(exc, self.engine.url, operation, self.timeout) from exc
 
@@ -328,6 +329,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
         driver: AsyncDriver,
         work: Callable[[Any], Awaitable[T]],
         statement: tuple[str, Any] | None,
+        deadline: asyncio.Timeout,
     ) -> T:
         retried, conflicts = False, 0
         while True:
@@ -345,8 +347,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     continue
                 if lock_conflict(exc):
                     conflicts += 1
-                    await asyncio.sleep(conflict_pause(conflicts))  # the deadline bounds it
-                    continue
+                    if await _paused(conflicts, deadline):
+                        continue
+                    raise self._timed_out(exc, operation) from exc
                 raise self._classified(exc, operation, driver) from exc
 
     async def _refuse_oversized(
@@ -438,6 +441,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
             return self._unreachable(exc, operation)
         return self._failed(exc, operation)
 
+    def _timed_out(self, exc: BaseException, operation: str) -> StoreUnavailableError:
+        return timed_out(exc, self.engine.url, operation, self.timeout)
+
     def _failed(self, exc: BaseException, operation: str) -> StoreError:
         where = display_sql_url(self.engine.url)
         detail = scrub(f"{type(exc).__name__}: {exc}", self.engine.url.password)
@@ -457,3 +463,14 @@ class AsyncSqlRepository(AsyncSessionRepository):
             return query.extract(await connection.execute(query.statement, query.params))
         async with connection.begin():
             return query.extract(await connection.execute(query.statement, query.params))
+
+
+async def _paused(attempt: int, deadline: asyncio.Timeout) -> bool:
+    """Wait before running again a statement a lock conflict ended; False, without
+    waiting, when the pause would reach the deadline (another try would only be cut)."""
+    pause = conflict_pause(attempt)
+    end = deadline.when()
+    if end is not None and asyncio.get_running_loop().time() + pause >= end:
+        return False
+    await asyncio.sleep(pause)
+    return True

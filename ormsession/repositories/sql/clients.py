@@ -15,7 +15,7 @@ from sqlalchemy.pool import StaticPool
 from ormsession.errors import MissingDriverError
 from ormsession.repositories.sql.deadlines import bound_connects
 from ormsession.repositories.sql.pools import AsyncSessionQueuePool, SessionQueuePool
-from ormsession.repositories.sql.urls import extra_for, parse_sql_url, sqlite_file
+from ormsession.repositories.sql.urls import check_sqlite_directory, extra_for, parse_sql_url
 
 __all__ = ["create_async_session_engine", "create_session_engine"]
 
@@ -89,7 +89,7 @@ def create_session_engine(
     """The engine ormsession owns for a synchronous SQL URL (see :func:`engine_options`);
     its connects are bounded by each operation's deadline (:func:`bound_connects`)."""
     parsed = parse_sql_url(url)
-    sqlite_file(parsed)  # refuses a file in a directory that is not there
+    check_sqlite_directory(parsed)
     backend = parsed.get_backend_name()
     kwargs = engine_options(parsed, timeout=timeout, pool_size=pool_size)
     try:
@@ -112,7 +112,7 @@ def create_async_session_engine(
 ) -> Any:
     """The ``AsyncEngine`` ormsession owns for an asyncio SQL URL."""
     parsed = parse_sql_url(url, want_async=True)
-    sqlite_file(parsed)  # refuses a file in a directory that is not there
+    check_sqlite_directory(parsed)
     backend = parsed.get_backend_name()
     try:
         from sqlalchemy.ext.asyncio import create_async_engine

@@ -279,8 +279,9 @@ class SqlRepository(SessionRepository):
                         continue
                     if lock_conflict(exc) and not late:
                         conflicts += 1
-                        _pause(conflicts, deadline)
-                        continue
+                        if _paused(conflicts, deadline):
+                            continue
+                        late = True  # no time for another try: the conflict timed it out
                     raise self._failure(exc, query.operation, late) from exc
                 except SQLAlchemyError as exc:
                     late = time.monotonic() >= deadline
@@ -318,9 +319,11 @@ class SqlRepository(SessionRepository):
                 except _DeadConnectionError as retry:
                     self._refuse_oversized(operation, sql, params, deadline, retry)
                     retry_dead = False
-                except _LockConflictError:
+                except _LockConflictError as conflict:
                     conflicts += 1
-                    _pause(conflicts, deadline)
+                    if not _paused(conflicts, deadline):
+                        cause = conflict.__cause__ or conflict
+                        raise timed_out(cause, self.engine.url, operation, self.timeout) from cause
 
     def _attempt(
         self,
@@ -359,10 +362,11 @@ class SqlRepository(SessionRepository):
             late = cut or time.monotonic() >= deadline
             disconnected = dialect.is_disconnect(exc, raw, cursor)
             dead = late or disconnected or packet_too_large(exc)
-            if disconnected:
+            if disconnected and not cut:
                 # The server went away (a restart, a failover): every connection the pool
                 # made before now is as dead, so the retry gets a new one, not the next
-                # stale one (SQLAlchemy's own execution path does the same).
+                # stale one (SQLAlchemy's own execution path does the same). A connection
+                # the deadline cut is not that: it alone is dropped.
                 self.engine.pool._invalidate(connection, exc)
             elif dead:
                 connection.invalidate(exc)
@@ -417,7 +421,11 @@ class _LockConflictError(Exception):
     """The server rolled the statement back to end a lock conflict: run it again."""
 
 
-def _pause(attempt: int, deadline: float) -> None:
-    """Wait before running again a statement a lock conflict ended (never past the
-    deadline, which the next attempt then reports)."""
-    time.sleep(max(0.0, min(conflict_pause(attempt), deadline - time.monotonic())))
+def _paused(attempt: int, deadline: float) -> bool:
+    """Wait before running again a statement a lock conflict ended; False, without
+    waiting, when the pause would reach the deadline (another try would only be cut)."""
+    pause = conflict_pause(attempt)
+    if time.monotonic() + pause >= deadline:
+        return False
+    time.sleep(pause)
+    return True

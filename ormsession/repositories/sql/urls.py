@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -15,10 +16,10 @@ from ormsession.urls import host_problem, redact_url, scheme_of, unencoded_useri
 __all__ = [
     "DRIVER_EXTRAS",
     "SQL_EXTRAS",
+    "check_sqlite_directory",
     "display_sql_url",
     "extra_for",
     "parse_sql_url",
-    "sqlite_file",
     "synchronous_url",
 ]
 
@@ -234,27 +235,32 @@ def extra_for(parsed: URL, *, want_async: bool = False) -> str:
     return SQL_EXTRAS.get(backend, "")
 
 
-def sqlite_file(parsed: URL) -> Path | None:
-    """The file of a SQLite URL, checked: None for an in-memory database or a URI filename
-    (``file:...?uri=true``, whose path SQLite resolves itself). SQLite creates the file but
-    not its directory, and a missing directory fails as "unable to open database file" at
-    the first statement, which reads as an outage: refused here as the configuration
-    mistake it is, naming the directory."""
+def check_sqlite_directory(parsed: URL) -> None:
+    """Refuse a SQLite URL whose file lies in a directory that is not there. SQLite creates
+    the file but not its directory, and fails as "unable to open database file" at the
+    first statement, which reads as an outage: refused here as the configuration mistake it
+    is, naming the directory. In-memory databases and URI filenames (``file:...``, whose
+    path SQLite resolves itself) are not looked at."""
     if parsed.get_backend_name() != "sqlite":
-        return None
+        return
     database = parsed.database
     if database in (None, "", ":memory:") or database.startswith("file:"):
-        return None
+        return
     if str(parsed.query.get("uri", "")).lower() in ("true", "1"):
-        return None
+        return
     path = Path(database)
-    directory = path.parent
-    if not directory.is_dir():
-        where = "" if path.is_absolute() else f", relative to the working directory {Path.cwd()}"
+    # Resolved as the driver resolves it (pysqlite opens os.path.abspath(database)), so
+    # "missing/../x.db" is "./x.db".
+    directory = Path(os.path.abspath(database)).parent
+    try:
+        if directory.is_dir():
+            return
         problem = "is not a directory" if directory.exists() else "does not exist"
-        raise ConfigurationError(
-            f"the SQLite database {display_sql_url(parsed)} is in {str(directory)!r}{where}, "
-            f"which {problem} (SQLite creates the file, not its directory): create it, or "
-            "fix the path (sqlite:///relative/path.db, sqlite:////absolute/path.db)"
-        )
-    return path
+    except OSError as exc:  # a parent directory this process may not search
+        problem = f"cannot be looked at ({exc.strerror})"
+    where = "" if path.is_absolute() else f", relative to the working directory {Path.cwd()}"
+    raise ConfigurationError(
+        f"the SQLite database {display_sql_url(parsed)} is in {str(path.parent)!r}{where}, "
+        f"which {problem} (SQLite creates the file, not its directory): create it, or "
+        "fix the path (sqlite:///relative/path.db, sqlite:////absolute/path.db)"
+    )
