@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import format_datetime
@@ -164,16 +165,26 @@ def parse_cookie_header(header: str | None) -> dict[str, str]:
     return cookies
 
 
-def cookie_value(header: str, name: str) -> str | None:
+def cookie_value(header: str, name: str, valid: Callable[[str], bool] | None = None) -> str | None:
     """The value :func:`parse_cookie_header` would give ``name`` (None if absent), without
-    building the dict: the integrations' per-request lookup of the one session cookie."""
+    building the dict: the integrations' per-request lookup of the one session cookie.
+
+    With ``valid``, the first value it accepts wins, and the first value only when none
+    does: a browser sends every cookie of that name it holds (the longest path first, then
+    the oldest), so another app's cookie on a parent domain, a leftover of an older path or
+    one planted by a sibling subdomain comes before the app's own, and must not hide it.
+    """
     # A plain loop over the pieces: next to a request's other work it costs less than one
     # regex search (whose engine the rest of a request leaves cold), measured in context.
+    first: str | None = None
     for piece in header.split(";"):
         key, sep, value = piece.partition("=")
         if sep and key.strip() == name:
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
-            return value
-    return None
+            if valid is None or valid(value):
+                return value
+            if first is None:
+                first = value
+    return first

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ormsession.config import Config
-from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.cookies import CookieOptions, cookie_value
 from ormsession.errors import StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import run
@@ -61,8 +61,11 @@ class ManagerBase:
         return self.policy.session_class
 
     def session_id_from_cookie_header(self, header: str | None) -> str | None:
-        """The session id in a raw ``Cookie`` request header, if the cookie is there."""
-        return parse_cookie_header(header).get(self.cookie.cookie_name)
+        """The session id in a raw ``Cookie`` request header, if the cookie is there (of
+        several cookies of its name, the first well-formed one: see :func:`cookie_value`)."""
+        if not header:
+            return None
+        return cookie_value(header, self.cookie.cookie_name, self.policy.ids.is_valid)
 
     def with_session_class(self, session_class: type[RequestSession]) -> Self:
         """This manager (a copy: its class, repository and configuration) opening

@@ -128,7 +128,9 @@ class SessionRequest:
     Built from framework-neutral pieces (the ``Cookie`` header, a lookup of the other
     headers, the query string, the scheme); ``headers_for`` then turns the manager's answer
     into the response headers to add. Headers other than ``Cookie`` and the query string are
-    looked at only when an option asks for them.
+    looked at only when an option asks for them. ``is_valid``: the manager's id format
+    (``SessionIds.is_valid``), so that a malformed cookie never hides a well-formed one of
+    the same name.
     """
 
     __slots__ = ("https", "options", "session_id", "source")
@@ -142,17 +144,22 @@ class SessionRequest:
         header: Callable[[str], str | None],
         query_string: Callable[[], str],
         scheme: str,
+        is_valid: Callable[[str], bool] | None = None,
     ) -> None:
         self.options = options
         self.session_id, self.source = self._find_id(
-            cookie_name, cookie_header, header, query_string
+            cookie_name, cookie_header, header, query_string, is_valid
         )
         forwarded = header("x-forwarded-proto") if options.trust_forwarded_proto else None
         self.https = is_https(scheme, forwarded, trust_forwarded=options.trust_forwarded_proto)
 
     @classmethod
     def from_wsgi(
-        cls, environ: Mapping[str, object], options: RequestOptions, cookie_name: str
+        cls,
+        environ: Mapping[str, object],
+        options: RequestOptions,
+        cookie_name: str,
+        is_valid: Callable[[str], bool] | None = None,
     ) -> SessionRequest:
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -170,11 +177,16 @@ class SessionRequest:
             header=header,
             query_string=query_string,
             scheme=scheme if isinstance(scheme, str) else "http",
+            is_valid=is_valid,
         )
 
     @classmethod
     def from_asgi(
-        cls, scope: Mapping[str, Any], options: RequestOptions, cookie_name: str
+        cls,
+        scope: Mapping[str, Any],
+        options: RequestOptions,
+        cookie_name: str,
+        is_valid: Callable[[str], bool] | None = None,
     ) -> SessionRequest:
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
@@ -194,6 +206,7 @@ class SessionRequest:
             header=lambda name: headers.get(name.lower()),
             query_string=lambda: (scope.get("query_string") or b"").decode("latin-1"),
             scheme=str(scope.get("scheme") or "http"),
+            is_valid=is_valid,
         )
 
     def _find_id(
@@ -202,10 +215,13 @@ class SessionRequest:
         cookie_header: str | None,
         header: Callable[[str], str | None],
         query_string: Callable[[], str],
+        is_valid: Callable[[str], bool] | None,
     ) -> tuple[str | None, IdSource | None]:
         # The first place that carries a value wins, even if that value then proves invalid:
         # falling through to a weaker source would let a header or URL override a cookie.
-        from_cookie = cookie_value(cookie_header, cookie_name) if cookie_header else None
+        # Within the cookie, a malformed value is skipped for a well-formed one of the same
+        # name (``is_valid``: the manager's id format), see cookie_value.
+        from_cookie = cookie_value(cookie_header, cookie_name, is_valid) if cookie_header else None
         if from_cookie:
             return from_cookie, "cookie"
         if self.options.id_header:

@@ -226,7 +226,7 @@ class SessionMiddleware:
         cookie = None if overrides is None else overrides.cookie
         expiry = None if overrides is None else overrides.expiry
         name = manager.cookie.cookie_name if cookie is None else cookie.cookie_name
-        request = SessionRequest.from_asgi(scope, self.options, name)
+        request = SessionRequest.from_asgi(scope, self.options, name, manager.policy.ids.is_valid)
         session = await manager.open(request.session_id, expiry=expiry)
         scope["session"] = session
         scope[MANAGER_KEY] = manager

@@ -94,7 +94,7 @@ class OrmSessionInterface(SessionInterface, CookieRules):
     # -- Flask's hooks ---------------------------------------------------------------
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
         session_request = SessionRequest.from_wsgi(
-            request.environ, self.options, self.wire_name(app)
+            request.environ, self.options, self.wire_name(app), self.manager.policy.ids.is_valid
         )
         request.environ[_REQUEST_KEY] = session_request
         session = self.manager.open(session_request.session_id, expiry=self.open_expiry(app))
@@ -120,7 +120,7 @@ class OrmSessionInterface(SessionInterface, CookieRules):
         if session_request is None:
             environ = flask.request.environ
             session_request = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
-                environ, self.options, self.wire_name(app)
+                environ, self.options, self.wire_name(app), self.manager.policy.ids.is_valid
             )
         permanent = isinstance(session, FlaskSession) and session.permanent
         # Built before anything is written: an invalid setting fails the request cleanly.

@@ -162,7 +162,9 @@ class OrmSessionInterface(SessionInterface, CookieRules):
     # -- Quart's hooks ---------------------------------------------------------------
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> QuartSession:
         manager = await self.get_manager()
-        session_request = SessionRequest.from_asgi(request.scope, self.options, self.wire_name(app))
+        session_request = SessionRequest.from_asgi(
+            request.scope, self.options, self.wire_name(app), manager.policy.ids.is_valid
+        )
         session = await manager.open(session_request.session_id, expiry=self.open_expiry(app))
         if not isinstance(session, QuartSession):  # pragma: no cover - the managers see to it
             raise TypeError(f"{type(manager).__name__} opened a {type(session).__name__}")

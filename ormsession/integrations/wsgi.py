@@ -96,7 +96,9 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         manager = self.manager
-        request = SessionRequest.from_wsgi(environ, self.options, manager.cookie.cookie_name)
+        request = SessionRequest.from_wsgi(
+            environ, self.options, manager.cookie.cookie_name, manager.policy.ids.is_valid
+        )
         session = manager.open(request.session_id)
         environ[SESSION_KEY] = session
         environ[MANAGER_KEY] = manager
