@@ -24,6 +24,7 @@ import flask
 from flask.sessions import SessionInterface, SessionMixin
 
 from ormsession.config import Config
+from ormsession.errors import ConfigurationError
 from ormsession.expiry import ExpiryPolicy
 from ormsession.integrations._common import (
     FROM_REQUEST,
@@ -38,6 +39,7 @@ from ormsession.integrations._flask_family import (
     FlaskSession,
     add_headers,
     app_settings,
+    check_cookie_settings,
     idle_timeout_set,
     install_cookie_settings,
     refuse_a_second_install,
@@ -177,6 +179,13 @@ class OrmSession:
             manager = configure(config=settings.resolved, session_class=FlaskSession)
             self._owned.append(manager)
         install_cookie_settings(app, manager.config, settings.chosen)
+        try:
+            check_cookie_settings(app, manager.config)
+        except ConfigurationError:
+            if manager in self._owned:  # built just now, for this app alone
+                self._owned.remove(manager)
+                manager.close()
+            raise
         interface = OrmSessionInterface(
             manager, settings.request_options, idle_timeout_set=idle_timeout_set(manager.config)
         )

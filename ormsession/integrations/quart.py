@@ -55,6 +55,7 @@ from ormsession.integrations._flask_family import (
     FlaskSession,
     add_headers,
     app_settings,
+    check_cookie_settings,
     idle_timeout_set,
     install_cookie_settings,
     refuse_a_second_install,
@@ -273,6 +274,7 @@ class OrmSession:
             ready = ready.with_session_class(QuartSession)
         config = settings.resolved if ready is None else ready.config
         install_cookie_settings(app, config, settings.chosen)
+        check_cookie_settings(app, config)
         managers = _Managers(settings.resolved, ready)
         interface = OrmSessionInterface(
             managers,

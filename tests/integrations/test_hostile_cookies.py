@@ -239,3 +239,38 @@ def test_open_from_cookie_header_skips_a_malformed_duplicate(shadow: str) -> Non
         reopened = manager.open_from_cookie_header(f"session={shadow}; session={real}")
         assert (reopened.id, dict(reopened)) == (real, {"n": 1})
         assert manager.session_id_from_cookie_header("session=zzz; session=yyy") == "zzz"
+
+
+# -- cookie settings that could only ever build a broken Set-Cookie ------------------------
+BAD_FLASK_COOKIE_KEYS = [
+    ("SESSION_COOKIE_DOMAIN", "example.com; HttpOnly=0"),
+    ("SESSION_COOKIE_DOMAIN", "example.com\r\nX-Injected: 1"),
+    ("SESSION_COOKIE_PATH", "/app; Domain=evil.example"),
+    ("SESSION_COOKIE_PATH", "/app\r\nX-Injected: 1"),
+    ("APPLICATION_ROOT", "/a b"),
+    ("SESSION_COOKIE_SAMESITE", "Lax; Secure"),
+    ("SESSION_COOKIE_NAME", "session\r\nX-Injected: 1"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_FLASK_COOKIE_KEYS)
+def test_flask_refuses_bad_cookie_keys_at_init_app(key: str, value: str) -> None:
+    app = flask.Flask(__name__)
+    app.config[key] = value
+    extension = ormsession_flask.OrmSession(url="memory://")
+    with pytest.raises(ormsession.ConfigurationError, match=r"app\.config"):
+        extension.init_app(app)
+    assert extension._owned == [] and "ormsession" not in app.extensions
+    # Fixed, the same app installs (nothing half-installed is left to refuse it).
+    app.config[key] = flask.Flask("fresh").config[key]
+    extension.init_app(app)
+    extension.close()
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_FLASK_COOKIE_KEYS)
+def test_quart_refuses_bad_cookie_keys_at_init_app(key: str, value: str) -> None:
+    app = quart.Quart(__name__)
+    app.config[key] = value
+    with pytest.raises(ormsession.ConfigurationError, match=r"app\.config"):
+        ormsession_quart.OrmSession(app, url="memory://")
+    assert "ormsession" not in app.extensions
