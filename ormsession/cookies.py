@@ -25,6 +25,9 @@ _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';'
+#: The longest cookie lifetime: far past any browser's cap (400 days), and short enough
+#: that ``Expires`` stays a date Python can write (before year 10000) for centuries.
+MAX_LIFETIME = timedelta(days=1000 * 365)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +71,11 @@ class CookieOptions:
                 raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
             if self.style == "standard":
                 object.__setattr__(self, "domain", self.domain.removeprefix("."))
+        if self.max_age is not None and self.max_age > MAX_LIFETIME:
+            raise ConfigurationError(
+                f"cookie lifetime {self.max_age} is longer than the {MAX_LIFETIME.days} days "
+                "(1000 years) a cookie's Expires date can be written for"
+            )
         if self.samesite not in ("lax", "strict", "none", None):
             raise ConfigurationError("cookie samesite must be 'lax', 'strict', 'none' or None")
         if self.style not in ("standard", "starlette"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, MutableMapping
+from datetime import timedelta
 from typing import Any
 
 import flask
@@ -242,7 +243,7 @@ def test_open_from_cookie_header_skips_a_malformed_duplicate(shadow: str) -> Non
 
 
 # -- cookie settings that could only ever build a broken Set-Cookie ------------------------
-BAD_FLASK_COOKIE_KEYS = [
+BAD_FLASK_COOKIE_KEYS: list[tuple[str, Any]] = [
     ("SESSION_COOKIE_DOMAIN", "example.com; HttpOnly=0"),
     ("SESSION_COOKIE_DOMAIN", "example.com\r\nX-Injected: 1"),
     ("SESSION_COOKIE_PATH", "/app; Domain=evil.example"),
@@ -250,11 +251,13 @@ BAD_FLASK_COOKIE_KEYS = [
     ("APPLICATION_ROOT", "/a b"),
     ("SESSION_COOKIE_SAMESITE", "Lax; Secure"),
     ("SESSION_COOKIE_NAME", "session\r\nX-Injected: 1"),
+    # Its Expires date would be past year 9999: an OverflowError at every save.
+    ("PERMANENT_SESSION_LIFETIME", timedelta(days=3_000_000)),
 ]
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_FLASK_COOKIE_KEYS)
-def test_flask_refuses_bad_cookie_keys_at_init_app(key: str, value: str) -> None:
+def test_flask_refuses_bad_cookie_keys_at_init_app(key: str, value: Any) -> None:
     app = flask.Flask(__name__)
     app.config[key] = value
     extension = ormsession_flask.OrmSession(url="memory://")
@@ -268,9 +271,30 @@ def test_flask_refuses_bad_cookie_keys_at_init_app(key: str, value: str) -> None
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_FLASK_COOKIE_KEYS)
-def test_quart_refuses_bad_cookie_keys_at_init_app(key: str, value: str) -> None:
+def test_quart_refuses_bad_cookie_keys_at_init_app(key: str, value: Any) -> None:
     app = quart.Quart(__name__)
     app.config[key] = value
     with pytest.raises(ormsession.ConfigurationError, match=r"app\.config"):
         ormsession_quart.OrmSession(app, url="memory://")
     assert "ormsession" not in app.extensions
+
+
+def test_a_cookie_lifetime_past_what_expires_can_hold_is_a_configuration_error() -> None:
+    with pytest.raises(ormsession.ConfigurationError, match="cookie lifetime"):
+        ormsession.Config(url="memory://", cookie_lifetime=timedelta(days=3_000_000))
+    # Set after init_app, Flask's key fails the request with a ValueError (as Flask's own
+    # bad values do), before anything is stored, instead of an OverflowError after.
+    app = flask.Flask(__name__)
+    app.testing = True
+
+    @app.route("/")
+    def index() -> str:
+        flask.session.permanent = True
+        return _count(flask.session)
+
+    extension = ormsession_flask.OrmSession(app, url="memory://")
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=3_000_000)
+    with pytest.raises(ValueError, match="cookie lifetime"):
+        app.test_client().get("/")
+    assert extension.manager is not None and extension.manager.count() == 0
+    extension.close()
