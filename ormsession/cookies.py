@@ -12,7 +12,15 @@ from typing import Literal
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import from_us
 
-__all__ = ["CookieOptions", "CookieStyle", "SameSite", "cookie_value", "parse_cookie_header"]
+__all__ = [
+    "MAX_COOKIE_IDS",
+    "CookieOptions",
+    "CookieStyle",
+    "SameSite",
+    "cookie_ids",
+    "cookie_value",
+    "parse_cookie_header",
+]
 
 SameSite = Literal["lax", "strict", "none"]
 #: How a ``Set-Cookie`` value is laid out: "standard" (Werkzeug's and most servers'
@@ -28,6 +36,9 @@ _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';'
 #: The longest cookie lifetime: far past any browser's cap (400 days), and short enough
 #: that ``Expires`` stays a date Python can write (before year 10000) for centuries.
 MAX_LIFETIME = timedelta(days=1000 * 365)
+#: How many well-formed ids of the session cookie's name a request may try, the first
+#: included, until one names a stored session (each costs a store read).
+MAX_COOKIE_IDS = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,3 +207,21 @@ def cookie_value(header: str, name: str, valid: Callable[[str], bool] | None = N
             if first is None:
                 first = value
     return first
+
+
+def cookie_ids(header: str, name: str, valid: Callable[[str], bool]) -> list[str]:
+    """The distinct values of ``name`` that ``valid`` accepts, in the order sent, at most
+    :data:`MAX_COOKIE_IDS`: the ids to try, one after the other, when the first names no
+    session (another app's id on a parent domain, an expired one left at an older path)."""
+    found: list[str] = []
+    for piece in header.split(";"):
+        key, sep, value = piece.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if value not in found and valid(value):
+                found.append(value)
+                if len(found) == MAX_COOKIE_IDS:
+                    break
+    return found

@@ -31,6 +31,7 @@ from ormsession.integrations._common import (
     FromRequest,
     RequestOptions,
     SessionRequest,
+    open_session,
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
@@ -99,7 +100,10 @@ class OrmSessionInterface(SessionInterface, CookieRules):
             request.environ, self.options, self.wire_name(app), self.manager.policy.ids.is_valid
         )
         request.environ[_REQUEST_KEY] = session_request
-        session = self.manager.open(session_request.session_id, expiry=self.open_expiry(app))
+        expiry = self.open_expiry(app)
+        session = open_session(
+            lambda session_id: self.manager.open(session_id, expiry=expiry), session_request
+        )
         if not isinstance(session, FlaskSession):  # pragma: no cover - __init__ sees to it
             raise TypeError(f"{type(self.manager).__name__} opened a {type(session).__name__}")
         session.ormsession_request = session_request  # for save_session, without a lookup

@@ -47,6 +47,7 @@ from ormsession.integrations._common import (
     FromRequest,
     RequestOptions,
     SessionRequest,
+    aopen_session,
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
@@ -166,7 +167,10 @@ class OrmSessionInterface(SessionInterface, CookieRules):
         session_request = SessionRequest.from_asgi(
             request.scope, self.options, self.wire_name(app), manager.policy.ids.is_valid
         )
-        session = await manager.open(session_request.session_id, expiry=self.open_expiry(app))
+        expiry = self.open_expiry(app)
+        session = await aopen_session(
+            lambda session_id: manager.open(session_id, expiry=expiry), session_request
+        )
         if not isinstance(session, QuartSession):  # pragma: no cover - the managers see to it
             raise TypeError(f"{type(manager).__name__} opened a {type(session).__name__}")
         session.ormsession_request = session_request

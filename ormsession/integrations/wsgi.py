@@ -27,6 +27,7 @@ from ormsession.integrations._common import (
     config_for,
     late_change,
     merge_vary,
+    open_session,
     or_from_request,
     warn_cookie_lost,
 )
@@ -99,7 +100,7 @@ class SessionMiddleware:
         request = SessionRequest.from_wsgi(
             environ, self.options, manager.cookie.cookie_name, manager.policy.ids.is_valid
         )
-        session = manager.open(request.session_id)
+        session = open_session(manager.open, request)
         environ[SESSION_KEY] = session
         environ[MANAGER_KEY] = manager
         response = _Response(manager, request, session, start_response)

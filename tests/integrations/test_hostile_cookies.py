@@ -3,9 +3,10 @@
 A browser sends every cookie it holds under the session cookie's name, the longest path
 first, then the oldest: a cookie of another app on a parent domain, a leftover of an older
 path, or one planted by a sibling subdomain (cookie tossing) comes *before* the app's own.
-A value that cannot be a session id is skipped for a well-formed one after it, so such a
-cookie never hides the user's session (a fresh session there would replace the real
-cookie at the first write, and the user would be signed out on every visit).
+A value that cannot be a session id is skipped for a well-formed one after it, and an id
+that names no stored session for the next one (up to three ids), so such a cookie never
+hides the user's session (a fresh session there would replace the real cookie at the
+first write, and the user would be signed out on every visit).
 """
 
 from __future__ import annotations
@@ -120,10 +121,20 @@ def _assert_shadows_are_skipped(get: Callable[[str | None], tuple[str, list[str]
             # Flask re-sends the cookie of a modified session: the same id.
             kept = [_id_of([cookie]) for cookie in set_cookies]
             assert (body, kept) in ((str(count), []), (str(count), [real])), (header, body, kept)
-    # A well-formed id first still wins (the browser's most specific cookie): an unknown
-    # one is a fresh session, as before.
-    body, set_cookies = get(f"session={'B' * 43}; session={real}")
-    assert body == "1" and _id_of(set_cookies) not in (real, "B" * 43)
+    # A well-formed id that names no session (another app's, an expired one) is passed
+    # over too, for the next one that does, up to three ids in all.
+    for unknown in (["B" * 43], ["B" * 43, "C" * 43]):
+        count += 1
+        body, set_cookies = get("; ".join([*(f"session={u}" for u in unknown), f"session={real}"]))
+        assert body == str(count) and all(_id_of([c]) == real for c in set_cookies)
+    three = "; ".join(f"session={u}" for u in ("B" * 43, "C" * 43, "D" * 43))
+    body, set_cookies = get(f"{three}; session={real}")
+    assert body == "1" and _id_of(set_cookies) not in (real, "B" * 43, "C" * 43, "D" * 43)
+    # Of two live sessions the first wins: the browser's most specific cookie.
+    body, set_cookies = get(None)
+    other = _id_of(set_cookies)
+    body, set_cookies = get(f"session={other}; session={real}")
+    assert body == "2" and all(_id_of([c]) == other for c in set_cookies)
     # Only malformed values: a fresh session, never one of them.
     body, set_cookies = get("session=zzz; session=yyy")
     assert body == "1" and _id_of(set_cookies) not in ("zzz", "yyy")
@@ -218,7 +229,7 @@ def test_quart_skips_a_malformed_duplicate() -> None:
             results: dict[str | None, tuple[str, list[str]]] = {}
             first = await call(None)
             real = _id_of(first[1])
-            for shadow in SHADOWS:
+            for shadow in [*SHADOWS, "B" * 43]:
                 header = f"session={shadow}; session={real}"
                 results[header] = await call(header)
             counts = [
@@ -226,7 +237,7 @@ def test_quart_skips_a_malformed_duplicate() -> None:
                 for body, cookies in results.values()
                 if [_id_of([cookie]) for cookie in cookies] in ([], [real])
             ]
-            assert counts == [str(n) for n in range(2, 2 + len(SHADOWS))], results
+            assert counts == [str(n) for n in range(2, 3 + len(SHADOWS))], results
 
     asyncio.run(scenario())
 
@@ -239,6 +250,8 @@ def test_open_from_cookie_header_skips_a_malformed_duplicate(shadow: str) -> Non
         real = _id_of([manager.save(session) or ""])
         reopened = manager.open_from_cookie_header(f"session={shadow}; session={real}")
         assert (reopened.id, dict(reopened)) == (real, {"n": 1})
+        unknown = manager.open_from_cookie_header(f"session={'B' * 43}; session={real}")
+        assert (unknown.id, dict(unknown)) == (real, {"n": 1})
         assert manager.session_id_from_cookie_header("session=zzz; session=yyy") == "zzz"
 
 
@@ -298,3 +311,22 @@ def test_a_cookie_lifetime_past_what_expires_can_hold_is_a_configuration_error()
         app.test_client().get("/")
     assert extension.manager is not None and extension.manager.count() == 0
     extension.close()
+
+
+def test_async_open_from_cookie_header_passes_over_an_unknown_id(
+    real_async_store_url: str,
+) -> None:
+    # The aiohttp recipe's way in.
+    async def scenario() -> None:
+        manager = await ormsession.configure_async(url=real_async_store_url)
+        try:
+            session = await manager.open()
+            session["n"] = 1
+            real = _id_of([await manager.save(session) or ""])
+            header = f"session=zzz; session={'B' * 43}; session={real}"
+            reopened = await manager.open_from_cookie_header(header)
+            assert (reopened.id, dict(reopened)) == (real, {"n": 1})
+        finally:
+            await manager.close()
+
+    asyncio.run(scenario())
