@@ -57,8 +57,17 @@ class AsyncSessionManager(ManagerBase):
         return await self._run(self.policy.open(session_id, expiry=expiry))
 
     async def open_from_cookie_header(self, header: str | None) -> RequestSession:
-        """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
-        return await self.open(self.session_id_from_cookie_header(header))
+        """Like :meth:`open`, reading the id out of a raw ``Cookie`` header (of several
+        ids under the cookie's name, the first that names a stored session)."""
+        session = await self.open(self.session_id_from_cookie_header(header))
+        if session.id_unknown:
+            for other in self._later_cookie_ids(header):
+                candidate = await self.open(other)
+                if not candidate.is_new:
+                    return candidate
+                if not candidate.id_unknown:
+                    break
+        return session
 
     async def save(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import format_datetime
@@ -11,7 +12,15 @@ from typing import Literal
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import from_us
 
-__all__ = ["CookieOptions", "CookieStyle", "SameSite", "cookie_value", "parse_cookie_header"]
+__all__ = [
+    "MAX_COOKIE_IDS",
+    "CookieOptions",
+    "CookieStyle",
+    "SameSite",
+    "cookie_ids",
+    "cookie_value",
+    "parse_cookie_header",
+]
 
 SameSite = Literal["lax", "strict", "none"]
 #: How a ``Set-Cookie`` value is laid out: "standard" (Werkzeug's and most servers'
@@ -24,6 +33,12 @@ _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';'
+#: The longest cookie lifetime: far past any browser's cap (400 days), and short enough
+#: that ``Expires`` stays a date Python can write (before year 10000) for centuries.
+MAX_LIFETIME = timedelta(days=1000 * 365)
+#: How many well-formed ids of the session cookie's name a request may try, the first
+#: included, until one names a stored session (each costs a store read).
+MAX_COOKIE_IDS = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +82,11 @@ class CookieOptions:
                 raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
             if self.style == "standard":
                 object.__setattr__(self, "domain", self.domain.removeprefix("."))
+        if self.max_age is not None and self.max_age > MAX_LIFETIME:
+            raise ConfigurationError(
+                f"cookie lifetime {self.max_age} is longer than the {MAX_LIFETIME.days} days "
+                "(1000 years) a cookie's Expires date can be written for"
+            )
         if self.samesite not in ("lax", "strict", "none", None):
             raise ConfigurationError("cookie samesite must be 'lax', 'strict', 'none' or None")
         if self.style not in ("standard", "starlette"):
@@ -164,16 +184,44 @@ def parse_cookie_header(header: str | None) -> dict[str, str]:
     return cookies
 
 
-def cookie_value(header: str, name: str) -> str | None:
+def cookie_value(header: str, name: str, valid: Callable[[str], bool] | None = None) -> str | None:
     """The value :func:`parse_cookie_header` would give ``name`` (None if absent), without
-    building the dict: the integrations' per-request lookup of the one session cookie."""
+    building the dict: the integrations' per-request lookup of the one session cookie.
+
+    With ``valid``, the first value it accepts wins, and the first value only when none
+    does: a browser sends every cookie of that name it holds (the longest path first, then
+    the oldest), so another app's cookie on a parent domain, a leftover of an older path or
+    one planted by a sibling subdomain comes before the app's own, and must not hide it.
+    """
     # A plain loop over the pieces: next to a request's other work it costs less than one
     # regex search (whose engine the rest of a request leaves cold), measured in context.
+    first: str | None = None
     for piece in header.split(";"):
         key, sep, value = piece.partition("=")
         if sep and key.strip() == name:
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
-            return value
-    return None
+            if valid is None or valid(value):
+                return value
+            if first is None:
+                first = value
+    return first
+
+
+def cookie_ids(header: str, name: str, valid: Callable[[str], bool]) -> list[str]:
+    """The distinct values of ``name`` that ``valid`` accepts, in the order sent, at most
+    :data:`MAX_COOKIE_IDS`: the ids to try, one after the other, when the first names no
+    session (another app's id on a parent domain, an expired one left at an older path)."""
+    found: list[str] = []
+    for piece in header.split(";"):
+        key, sep, value = piece.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if value not in found and valid(value):
+                found.append(value)
+                if len(found) == MAX_COOKIE_IDS:
+                    break
+    return found

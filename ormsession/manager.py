@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ormsession.config import Config
-from ormsession.cookies import CookieOptions, parse_cookie_header
+from ormsession.cookies import CookieOptions, cookie_ids, cookie_value
 from ormsession.errors import StoreError
 from ormsession.expiry import ExpiryPolicy, utcnow
 from ormsession.flows import run
@@ -61,8 +61,17 @@ class ManagerBase:
         return self.policy.session_class
 
     def session_id_from_cookie_header(self, header: str | None) -> str | None:
-        """The session id in a raw ``Cookie`` request header, if the cookie is there."""
-        return parse_cookie_header(header).get(self.cookie.cookie_name)
+        """The session id in a raw ``Cookie`` request header, if the cookie is there (of
+        several cookies of its name, the first well-formed one: see :func:`cookie_value`)."""
+        if not header:
+            return None
+        return cookie_value(header, self.cookie.cookie_name, self.policy.ids.is_valid)
+
+    def _later_cookie_ids(self, header: str | None) -> list[str]:
+        """The well-formed ids under the cookie's name after the first (see cookie_ids)."""
+        if not header:
+            return []
+        return cookie_ids(header, self.cookie.cookie_name, self.policy.ids.is_valid)[1:]
 
     def with_session_class(self, session_class: type[RequestSession]) -> Self:
         """This manager (a copy: its class, repository and configuration) opening
@@ -112,8 +121,17 @@ class SessionManager(ManagerBase):
         return run(self.policy.open(session_id, expiry=expiry), self._perform)
 
     def open_from_cookie_header(self, header: str | None) -> RequestSession:
-        """Like :meth:`open`, reading the id out of a raw ``Cookie`` header."""
-        return self.open(self.session_id_from_cookie_header(header))
+        """Like :meth:`open`, reading the id out of a raw ``Cookie`` header (of several
+        ids under the cookie's name, the first that names a stored session)."""
+        session = self.open(self.session_id_from_cookie_header(header))
+        if session.id_unknown:
+            for other in self._later_cookie_ids(header):
+                candidate = self.open(other)
+                if not candidate.is_new:
+                    return candidate
+                if not candidate.id_unknown:
+                    break
+        return session
 
     def save(
         self,

@@ -407,6 +407,13 @@ class RequestSession(dict[str, Any]):
         return self._unavailable
 
     @property
+    def id_unknown(self) -> bool:
+        """Right after ``open``: the request's id named no stored session (unknown,
+        expired, corrupt or malformed), so this is a new one. Not for an id a regenerate
+        just replaced (:attr:`lost`) nor during an outage (:attr:`unavailable`)."""
+        return self.is_new and self._client_sent_id and not self._lost and not self._unavailable
+
+    @property
     def needs_cookie(self) -> bool:
         """Whether the client has no cookie for this id yet (new, or regenerated)."""
         return self._needs_cookie

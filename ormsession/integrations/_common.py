@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs
 
 from ormsession.config import Config
-from ormsession.cookies import cookie_value
+from ormsession.cookies import cookie_ids, cookie_value
 from ormsession.errors import ConfigurationError
 from ormsession.session import RequestSession
 
@@ -32,10 +32,12 @@ __all__ = [
     "IdSource",
     "RequestOptions",
     "SessionRequest",
+    "aopen_session",
     "config_for",
     "is_https",
     "late_change",
     "merge_vary",
+    "open_session",
     "or_from_request",
     "warn_cookie_lost",
 ]
@@ -128,10 +130,12 @@ class SessionRequest:
     Built from framework-neutral pieces (the ``Cookie`` header, a lookup of the other
     headers, the query string, the scheme); ``headers_for`` then turns the manager's answer
     into the response headers to add. Headers other than ``Cookie`` and the query string are
-    looked at only when an option asks for them.
+    looked at only when an option asks for them. ``is_valid``: the manager's id format
+    (``SessionIds.is_valid``), so that a malformed cookie never hides a well-formed one of
+    the same name.
     """
 
-    __slots__ = ("https", "options", "session_id", "source")
+    __slots__ = ("_cookie", "https", "options", "session_id", "source")
 
     def __init__(
         self,
@@ -142,17 +146,23 @@ class SessionRequest:
         header: Callable[[str], str | None],
         query_string: Callable[[], str],
         scheme: str,
+        is_valid: Callable[[str], bool] | None = None,
     ) -> None:
         self.options = options
+        self._cookie = (cookie_header, cookie_name, is_valid)
         self.session_id, self.source = self._find_id(
-            cookie_name, cookie_header, header, query_string
+            cookie_name, cookie_header, header, query_string, is_valid
         )
         forwarded = header("x-forwarded-proto") if options.trust_forwarded_proto else None
         self.https = is_https(scheme, forwarded, trust_forwarded=options.trust_forwarded_proto)
 
     @classmethod
     def from_wsgi(
-        cls, environ: Mapping[str, object], options: RequestOptions, cookie_name: str
+        cls,
+        environ: Mapping[str, object],
+        options: RequestOptions,
+        cookie_name: str,
+        is_valid: Callable[[str], bool] | None = None,
     ) -> SessionRequest:
         def header(name: str) -> str | None:
             value = environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -170,11 +180,16 @@ class SessionRequest:
             header=header,
             query_string=query_string,
             scheme=scheme if isinstance(scheme, str) else "http",
+            is_valid=is_valid,
         )
 
     @classmethod
     def from_asgi(
-        cls, scope: Mapping[str, Any], options: RequestOptions, cookie_name: str
+        cls,
+        scope: Mapping[str, Any],
+        options: RequestOptions,
+        cookie_name: str,
+        is_valid: Callable[[str], bool] | None = None,
     ) -> SessionRequest:
         # Only the few headers this needs are decoded (ASGI header names are lowercase).
         wanted = options.wanted_headers
@@ -194,6 +209,7 @@ class SessionRequest:
             header=lambda name: headers.get(name.lower()),
             query_string=lambda: (scope.get("query_string") or b"").decode("latin-1"),
             scheme=str(scope.get("scheme") or "http"),
+            is_valid=is_valid,
         )
 
     def _find_id(
@@ -202,10 +218,13 @@ class SessionRequest:
         cookie_header: str | None,
         header: Callable[[str], str | None],
         query_string: Callable[[], str],
+        is_valid: Callable[[str], bool] | None,
     ) -> tuple[str | None, IdSource | None]:
         # The first place that carries a value wins, even if that value then proves invalid:
         # falling through to a weaker source would let a header or URL override a cookie.
-        from_cookie = cookie_value(cookie_header, cookie_name) if cookie_header else None
+        # Within the cookie, a malformed value is skipped for a well-formed one of the same
+        # name (``is_valid``: the manager's id format), see cookie_value.
+        from_cookie = cookie_value(cookie_header, cookie_name, is_valid) if cookie_header else None
         if from_cookie:
             return from_cookie, "cookie"
         if self.options.id_header:
@@ -218,6 +237,15 @@ class SessionRequest:
             if values and values[0]:
                 return values[0], "query"
         return None, None
+
+    def later_ids(self) -> list[str]:
+        """The other well-formed ids the ``Cookie`` header holds under the session cookie's
+        name, in the order sent (at most ``MAX_COOKIE_IDS`` in all): tried in turn when
+        the first names no session."""
+        header, name, is_valid = self._cookie
+        if self.source != "cookie" or header is None or is_valid is None:
+            return []
+        return [value for value in cookie_ids(header, name, is_valid) if value != self.session_id]
 
     def headers_for(self, session: RequestSession, set_cookie: str | None) -> list[tuple[str, str]]:
         """Headers to add after ``manager.save(session)`` returned ``set_cookie``.
@@ -254,6 +282,40 @@ class SessionRequest:
         if session.is_new and session.destroyed:
             return name, ""
         return None
+
+
+def open_session(
+    open_one: Callable[[str | None], RequestSession], request: SessionRequest
+) -> RequestSession:
+    """``open_one(request.session_id)``, or when that id names no stored session, the
+    session of the first of the request's :meth:`~SessionRequest.later_ids` that names
+    one: a browser sends every cookie of the name it holds, the longest path then the
+    oldest first, so an id of another app on a parent domain, or an expired one left at an
+    older path, comes before the app's own and must not hide it."""
+    session = open_one(request.session_id)
+    if session.id_unknown:
+        for other in request.later_ids():
+            candidate = open_one(other)
+            if not candidate.is_new:
+                return candidate
+            if not candidate.id_unknown:
+                break  # an outage, or an id a regenerate replaced: stop asking
+    return session
+
+
+async def aopen_session(
+    open_one: Callable[[str | None], Awaitable[RequestSession]], request: SessionRequest
+) -> RequestSession:
+    """:func:`open_session` with an asyncio manager's ``open``."""
+    session = await open_one(request.session_id)
+    if session.id_unknown:
+        for other in request.later_ids():
+            candidate = await open_one(other)
+            if not candidate.is_new:
+                return candidate
+            if not candidate.id_unknown:
+                break
+    return session
 
 
 def config_for(

@@ -34,6 +34,7 @@ __all__ = [
     "FlaskSession",
     "add_headers",
     "app_settings",
+    "check_cookie_settings",
     "config_options",
     "install_cookie_settings",
     "refuse_a_second_install",
@@ -339,6 +340,20 @@ def install_cookie_settings(app: App, config: Config, chosen: set[str] | frozens
             and _is_default(app.config.get(key, flask_default), flask_default)
         ):
             app.config[key] = value
+
+
+def check_cookie_settings(app: App, config: Config) -> None:
+    """Refuse, at ``init_app``, Flask cookie keys that could never build a cookie (a
+    ``SESSION_COOKIE_DOMAIN`` or ``SESSION_COOKIE_PATH`` with ``;`` or a line break, an
+    unknown ``SESSION_COOKIE_SAMESITE``, a name that is no token): otherwise the app starts
+    and every response that sets the cookie fails. Keys changed later are still checked
+    when the cookie is built (``ValueError``), as Flask does."""
+    rules = CookieRules(config, lambda: 0, idle_timeout_set=False)
+    try:
+        for permanent in (False, True):
+            rules.cookie_options(app, permanent=permanent)
+    except ValueError as exc:
+        raise ConfigurationError(f"app.config: {exc}") from exc
 
 
 def _as_flask_value(field: str, value: Any) -> Any:

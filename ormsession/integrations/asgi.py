@@ -38,6 +38,7 @@ from ormsession.integrations._common import (
     FromRequest,
     RequestOptions,
     SessionRequest,
+    aopen_session,
     config_for,
     late_change,
     merge_vary,
@@ -226,8 +227,10 @@ class SessionMiddleware:
         cookie = None if overrides is None else overrides.cookie
         expiry = None if overrides is None else overrides.expiry
         name = manager.cookie.cookie_name if cookie is None else cookie.cookie_name
-        request = SessionRequest.from_asgi(scope, self.options, name)
-        session = await manager.open(request.session_id, expiry=expiry)
+        request = SessionRequest.from_asgi(scope, self.options, name, manager.policy.ids.is_valid)
+        session = await aopen_session(
+            lambda session_id: manager.open(session_id, expiry=expiry), request
+        )
         scope["session"] = session
         scope[MANAGER_KEY] = manager
         scope[_EXPIRY_KEY] = expiry

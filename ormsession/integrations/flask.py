@@ -25,12 +25,14 @@ import flask
 from flask.sessions import SessionInterface, SessionMixin
 
 from ormsession.config import Config
+from ormsession.errors import ConfigurationError
 from ormsession.expiry import ExpiryPolicy
 from ormsession.integrations._common import (
     FROM_REQUEST,
     FromRequest,
     RequestOptions,
     SessionRequest,
+    open_session,
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
@@ -39,6 +41,7 @@ from ormsession.integrations._flask_family import (
     FlaskSession,
     add_headers,
     app_settings,
+    check_cookie_settings,
     idle_timeout_set,
     install_cookie_settings,
     refuse_a_second_install,
@@ -95,10 +98,13 @@ class OrmSessionInterface(SessionInterface, CookieRules):
     # -- Flask's hooks ---------------------------------------------------------------
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
         session_request = SessionRequest.from_wsgi(
-            request.environ, self.options, self.wire_name(app)
+            request.environ, self.options, self.wire_name(app), self.manager.policy.ids.is_valid
         )
         request.environ[_REQUEST_KEY] = session_request
-        session = self.manager.open(session_request.session_id, expiry=self.open_expiry(app))
+        expiry = self.open_expiry(app)
+        session = open_session(
+            lambda session_id: self.manager.open(session_id, expiry=expiry), session_request
+        )
         if not isinstance(session, FlaskSession):  # pragma: no cover - __init__ sees to it
             raise TypeError(f"{type(self.manager).__name__} opened a {type(session).__name__}")
         session.ormsession_request = session_request  # for save_session, without a lookup
@@ -121,7 +127,7 @@ class OrmSessionInterface(SessionInterface, CookieRules):
         if session_request is None:
             environ = flask.request.environ
             session_request = environ.get(_REQUEST_KEY) or SessionRequest.from_wsgi(
-                environ, self.options, self.wire_name(app)
+                environ, self.options, self.wire_name(app), self.manager.policy.ids.is_valid
             )
         permanent = isinstance(session, FlaskSession) and session.permanent
         # Built before anything is written: an invalid setting fails the request cleanly.
@@ -179,6 +185,13 @@ class OrmSession:
             manager = configure(config=settings.resolved, session_class=FlaskSession)
             self._owned.append(manager)
         install_cookie_settings(app, manager.config, settings.chosen)
+        try:
+            check_cookie_settings(app, manager.config)
+        except ConfigurationError:
+            if manager in self._owned:  # built just now, for this app alone
+                self._owned.remove(manager)
+                manager.close()
+            raise
         interface = OrmSessionInterface(
             manager, settings.request_options, idle_timeout_set=idle_timeout_set(manager.config)
         )

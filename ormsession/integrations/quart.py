@@ -47,6 +47,7 @@ from ormsession.integrations._common import (
     FromRequest,
     RequestOptions,
     SessionRequest,
+    aopen_session,
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
@@ -55,6 +56,7 @@ from ormsession.integrations._flask_family import (
     FlaskSession,
     add_headers,
     app_settings,
+    check_cookie_settings,
     idle_timeout_set,
     install_cookie_settings,
     refuse_a_second_install,
@@ -162,8 +164,13 @@ class OrmSessionInterface(SessionInterface, CookieRules):
     # -- Quart's hooks ---------------------------------------------------------------
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> QuartSession:
         manager = await self.get_manager()
-        session_request = SessionRequest.from_asgi(request.scope, self.options, self.wire_name(app))
-        session = await manager.open(session_request.session_id, expiry=self.open_expiry(app))
+        session_request = SessionRequest.from_asgi(
+            request.scope, self.options, self.wire_name(app), manager.policy.ids.is_valid
+        )
+        expiry = self.open_expiry(app)
+        session = await aopen_session(
+            lambda session_id: manager.open(session_id, expiry=expiry), session_request
+        )
         if not isinstance(session, QuartSession):  # pragma: no cover - the managers see to it
             raise TypeError(f"{type(manager).__name__} opened a {type(session).__name__}")
         session.ormsession_request = session_request
@@ -271,6 +278,7 @@ class OrmSession:
             ready = ready.with_session_class(QuartSession)
         config = settings.resolved if ready is None else ready.config
         install_cookie_settings(app, config, settings.chosen)
+        check_cookie_settings(app, config)
         managers = _Managers(settings.resolved, ready)
         interface = OrmSessionInterface(
             managers,

@@ -27,6 +27,7 @@ from ormsession.integrations._common import (
     config_for,
     late_change,
     merge_vary,
+    open_session,
     or_from_request,
     warn_cookie_lost,
 )
@@ -96,8 +97,10 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         manager = self.manager
-        request = SessionRequest.from_wsgi(environ, self.options, manager.cookie.cookie_name)
-        session = manager.open(request.session_id)
+        request = SessionRequest.from_wsgi(
+            environ, self.options, manager.cookie.cookie_name, manager.policy.ids.is_valid
+        )
+        session = open_session(manager.open, request)
         environ[SESSION_KEY] = session
         environ[MANAGER_KEY] = manager
         response = _Response(manager, request, session, start_response)

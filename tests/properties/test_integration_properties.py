@@ -224,3 +224,49 @@ def test_a_known_id_is_kept_so_the_properties_can_fail(wsgi_app: Any) -> None:
     status, again = call_wsgi(wsgi_app, request)
     assert status.startswith("200") and again == []  # same session, nothing new to send
     assert isinstance(wsgi_app.manager.repository, MemoryRepository)
+
+
+# -- cookies of the session's name that are no id never hide the real one -----------------
+#: Values of the session cookie's name that cannot be an id (the memory store's ids are
+#: 43 characters of ID_CHARS): junk a parent domain's app, an old path or a tosser left.
+not_ids = st.text(latin1, max_size=50).filter(
+    lambda value: (
+        ";" not in value
+        and not (
+            len(value.strip().strip('"')) == 43 and set(value.strip().strip('"')) <= set(ID_CHARS)
+        )
+    )
+)
+shadows = st.lists(
+    st.builds(
+        lambda value, quote: f"session={quote}{value}{quote}", not_ids, st.sampled_from(["", '"'])
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def real_session(call: Callable[[dict[str, Any]], tuple[str, list[str]]]) -> str:
+    _, first = call({"cookie": None, "header": None, "query": ""})
+    return parse_set_cookie(first[0]).value
+
+
+@settings(max_examples=150)
+@given(before=shadows)
+def test_wsgi_keeps_the_session_behind_junk_of_its_name(wsgi_app: Any, before: list[str]) -> None:
+    sid = real_session(lambda request: call_wsgi(wsgi_app, request))
+    request = {"cookie": "; ".join([*before, f"session={sid}"]), "header": None, "query": ""}
+    status, set_cookies = call_wsgi(wsgi_app, request)
+    assert status.startswith("200") and set_cookies == [], "the real session was hidden"
+
+
+@settings(max_examples=150)
+@given(before=shadows)
+def test_asgi_keeps_the_session_behind_junk_of_its_name(
+    asgi_app: tuple[asyncio.Runner, Starlette], before: list[str]
+) -> None:
+    runner, app = asgi_app
+    sid = real_session(lambda request: runner.run(call_asgi(app, request)))
+    request = {"cookie": "; ".join([*before, f"session={sid}"]), "header": None, "query": ""}
+    status, set_cookies = runner.run(call_asgi(app, request))
+    assert status.startswith("200") and set_cookies == [], "the real session was hidden"
