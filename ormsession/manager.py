@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -122,15 +122,31 @@ class SessionManager(ManagerBase):
 
     def open_from_cookie_header(self, header: str | None) -> RequestSession:
         """Like :meth:`open`, reading the id out of a raw ``Cookie`` header (of several
-        ids under the cookie's name, the first that names a stored session)."""
-        session = self.open(self.session_id_from_cookie_header(header))
+        ids under the cookie's name, the first that names a stored session: see
+        :meth:`open_first`)."""
+        first = self.session_id_from_cookie_header(header)
+        return self.open_first(first, lambda: self._later_cookie_ids(header))
+
+    def open_first(
+        self,
+        session_id: str | None,
+        later_ids: Callable[[], Sequence[str]],
+        *,
+        expiry: ExpiryPolicy | None = None,
+    ) -> RequestSession:
+        """:meth:`open` ``session_id``; if it names no stored session, the first of
+        ``later_ids()`` (the other ids of the session cookie's name a request carries: a
+        browser sends every cookie of a name it holds, the longest path and then the oldest
+        first, so another app's on a parent domain, or one left at an older path, comes
+        before the app's own) that opens as anything but unknown: a stored session, or one
+        lost to a regenerate or an outage (never saved, so its response cannot replace the
+        cookie the browser should keep). Each is opened with :meth:`open`."""
+        session = self.open(session_id, expiry=expiry)
         if session.id_unknown:
-            for other in self._later_cookie_ids(header):
-                candidate = self.open(other)
-                if not candidate.is_new:
-                    return candidate
+            for other in later_ids():
+                candidate = self.open(other, expiry=expiry)
                 if not candidate.id_unknown:
-                    break
+                    return candidate
         return session
 
     def save(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs
@@ -32,12 +32,10 @@ __all__ = [
     "IdSource",
     "RequestOptions",
     "SessionRequest",
-    "aopen_session",
     "config_for",
     "is_https",
     "late_change",
     "merge_vary",
-    "open_session",
     "or_from_request",
     "warn_cookie_lost",
 ]
@@ -282,40 +280,6 @@ class SessionRequest:
         if session.is_new and session.destroyed:
             return name, ""
         return None
-
-
-def open_session(
-    open_one: Callable[[str | None], RequestSession], request: SessionRequest
-) -> RequestSession:
-    """``open_one(request.session_id)``, or when that id names no stored session, the
-    session of the first of the request's :meth:`~SessionRequest.later_ids` that names
-    one: a browser sends every cookie of the name it holds, the longest path then the
-    oldest first, so an id of another app on a parent domain, or an expired one left at an
-    older path, comes before the app's own and must not hide it."""
-    session = open_one(request.session_id)
-    if session.id_unknown:
-        for other in request.later_ids():
-            candidate = open_one(other)
-            if not candidate.is_new:
-                return candidate
-            if not candidate.id_unknown:
-                break  # an outage, or an id a regenerate replaced: stop asking
-    return session
-
-
-async def aopen_session(
-    open_one: Callable[[str | None], Awaitable[RequestSession]], request: SessionRequest
-) -> RequestSession:
-    """:func:`open_session` with an asyncio manager's ``open``."""
-    session = await open_one(request.session_id)
-    if session.id_unknown:
-        for other in request.later_ids():
-            candidate = await open_one(other)
-            if not candidate.is_new:
-                return candidate
-            if not candidate.id_unknown:
-                break
-    return session
 
 
 def config_for(

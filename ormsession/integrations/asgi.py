@@ -38,7 +38,6 @@ from ormsession.integrations._common import (
     FromRequest,
     RequestOptions,
     SessionRequest,
-    aopen_session,
     config_for,
     late_change,
     merge_vary,
@@ -228,9 +227,7 @@ class SessionMiddleware:
         expiry = None if overrides is None else overrides.expiry
         name = manager.cookie.cookie_name if cookie is None else cookie.cookie_name
         request = SessionRequest.from_asgi(scope, self.options, name, manager.policy.ids.is_valid)
-        session = await aopen_session(
-            lambda session_id: manager.open(session_id, expiry=expiry), request
-        )
+        session = await manager.open_first(request.session_id, request.later_ids, expiry=expiry)
         scope["session"] = session
         scope[MANAGER_KEY] = manager
         scope[_EXPIRY_KEY] = expiry

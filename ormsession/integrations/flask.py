@@ -32,7 +32,6 @@ from ormsession.integrations._common import (
     FromRequest,
     RequestOptions,
     SessionRequest,
-    open_session,
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
@@ -102,8 +101,8 @@ class OrmSessionInterface(SessionInterface, CookieRules):
         )
         request.environ[_REQUEST_KEY] = session_request
         expiry = self.open_expiry(app)
-        session = open_session(
-            lambda session_id: self.manager.open(session_id, expiry=expiry), session_request
+        session = self.manager.open_first(
+            session_request.session_id, session_request.later_ids, expiry=expiry
         )
         if not isinstance(session, FlaskSession):  # pragma: no cover - __init__ sees to it
             raise TypeError(f"{type(self.manager).__name__} opened a {type(session).__name__}")

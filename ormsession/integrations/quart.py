@@ -47,7 +47,6 @@ from ormsession.integrations._common import (
     FromRequest,
     RequestOptions,
     SessionRequest,
-    aopen_session,
     or_from_request,
 )
 from ormsession.integrations._flask_family import (
@@ -168,8 +167,8 @@ class OrmSessionInterface(SessionInterface, CookieRules):
             request.scope, self.options, self.wire_name(app), manager.policy.ids.is_valid
         )
         expiry = self.open_expiry(app)
-        session = await aopen_session(
-            lambda session_id: manager.open(session_id, expiry=expiry), session_request
+        session = await manager.open_first(
+            session_request.session_id, session_request.later_ids, expiry=expiry
         )
         if not isinstance(session, QuartSession):  # pragma: no cover - the managers see to it
             raise TypeError(f"{type(manager).__name__} opened a {type(session).__name__}")

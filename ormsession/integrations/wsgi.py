@@ -27,7 +27,6 @@ from ormsession.integrations._common import (
     config_for,
     late_change,
     merge_vary,
-    open_session,
     or_from_request,
     warn_cookie_lost,
 )
@@ -100,7 +99,7 @@ class SessionMiddleware:
         request = SessionRequest.from_wsgi(
             environ, self.options, manager.cookie.cookie_name, manager.policy.ids.is_valid
         )
-        session = open_session(manager.open, request)
+        session = manager.open_first(request.session_id, request.later_ids)
         environ[SESSION_KEY] = session
         environ[MANAGER_KEY] = manager
         response = _Response(manager, request, session, start_response)

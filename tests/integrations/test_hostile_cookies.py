@@ -330,3 +330,21 @@ def test_async_open_from_cookie_header_passes_over_an_unknown_id(
             await manager.close()
 
     asyncio.run(scenario())
+
+
+def test_an_unknown_id_before_one_a_login_replaced_gets_the_lost_session_and_no_cookie(
+    real_store_url: str,
+) -> None:
+    # The browser holds the login's new cookie and is about to send it; a request already
+    # on its way with the replaced id must not answer with a cookie of a fresh session,
+    # even when an unknown id (another app's) comes first.
+    with ormsession.configure(url=real_store_url) as manager:
+        session = manager.open()
+        session["n"] = 1
+        replaced = _id_of([manager.save(session) or ""])
+        manager.regenerate(session)
+        reopened = manager.open_from_cookie_header(f"session={'B' * 43}; session={replaced}")
+        assert reopened.lost and len(reopened) == 0
+        reopened["n"] = 2
+        assert manager.save(reopened) is None
+        assert dict(manager.open(session.id)) == {"n": 1}
