@@ -397,6 +397,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 driver.abort(raw)
                 pool = self.engine.sync_engine.pool
                 await_only(asyncio.shield(greenlet_spawn(pool._invalidate, connection, exc)))
+            elif not self._autocommit and driver.in_transaction(raw):
+                self._roll_back(driver, connection, raw)
             raise
         finally:
             if self._autocommit:
@@ -408,6 +410,21 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 # An app's engine may roll back on return: a cancellation must not cut
                 # that short, so it runs shielded, as SQLAlchemy's own close does.
                 await_only(asyncio.shield(greenlet_spawn(connection.close)))
+
+    @staticmethod
+    def _roll_back(driver: AsyncDriver, connection: PoolProxiedConnection, raw: Any) -> None:
+        """End the transaction a failed statement opened on an app's connection before it
+        goes back to the pool: an app's pool may not reset connections on return
+        (``pool_reset_on_return=None``), and PostgreSQL refuses every later statement in an
+        aborted transaction (MySQL keeps its locks). A connection that cannot be rolled
+        back is discarded."""
+        try:
+            await_only(raw.rollback())
+        except BaseException as exc:
+            driver.abort(raw)
+            await_only(asyncio.shield(greenlet_spawn(connection.invalidate)))
+            if not isinstance(exc, driver.failures):
+                raise  # a cancellation goes on
 
     def _check_out(self, operation: str) -> PoolProxiedConnection:
         try:

@@ -366,6 +366,8 @@ class SqlRepository(SessionRepository):
                 self.engine.pool._invalidate(connection, exc)
             elif dead:
                 connection.invalidate(exc)
+            elif not self._autocommit:
+                self._roll_back(connection)
             wrapped = as_sqlalchemy_error(exc, dialect)
             if isinstance(wrapped, IntegrityError) and operation == "create":
                 raise wrapped from exc
@@ -381,6 +383,16 @@ class SqlRepository(SessionRepository):
                 with suppress(dbapi_error):  # a cursor of a connection discarded above
                     cursor.close()
             connection.close()
+
+    def _roll_back(self, connection: Any) -> None:
+        """End the transaction a failed statement opened on an app's connection before it
+        goes back to the pool: an app's pool may not reset connections on return
+        (``pool_reset_on_return=None``), and PostgreSQL refuses every later statement in an
+        aborted transaction (MySQL keeps its locks)."""
+        try:
+            connection.rollback()
+        except self._dbapi_error:
+            connection.invalidate()
 
     def _refuse_oversized(
         self,

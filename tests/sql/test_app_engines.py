@@ -1,0 +1,114 @@
+"""The SQL store on an app's own engine with unusual but legitimate settings: every operation
+still behaves, and the app's pooled connections come back as they were lent.
+
+Each case runs sync and asyncio, through the driver directly (where ormsession has a path
+for it) and through SQLAlchemy's execution layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ormsession.expiry import now_us
+from ormsession.repositories.base import StoredSession
+from ormsession.repositories.sql import async_repository as async_sql
+from ormsession.repositories.sql import repository as sync_sql
+from ormsession.repositories.sql.async_repository import AsyncSqlRepository
+from ormsession.repositories.sql.repository import SqlRepository
+from ormsession.schema import upgrade
+from tests.support.drivers import with_driver
+
+HOUR_US = 3600 * 1_000_000
+
+#: (mode, SQLAlchemy drivername, path) on PostgreSQL.
+PG_CASES = [
+    ("sync", "postgresql+psycopg2", "driver"),
+    ("sync", "postgresql+psycopg2", "sqlalchemy"),
+    ("sync", "postgresql+psycopg", "driver"),
+    ("async", "postgresql+psycopg", "driver"),
+    ("async", "postgresql+asyncpg", "driver"),
+    ("async", "postgresql+asyncpg", "sqlalchemy"),
+]
+
+
+def case_id(case: tuple[str, str, str]) -> str:
+    return "-".join(case)
+
+
+def force_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    if path == "sqlalchemy":
+        monkeypatch.setattr(sync_sql, "DBAPI_DRIVERS", frozenset())
+        monkeypatch.setattr(async_sql, "driver_for", lambda _name: None)
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgresql_url: str) -> str:
+    upgrade(postgresql_url)
+    return postgresql_url
+
+
+def record(now: int) -> StoredSession:
+    return StoredSession(b"data", 1, now, now + HOUR_US)
+
+
+def pg_transaction_status(raw: Any) -> str:
+    """The PostgreSQL transaction status of a driver connection, by name."""
+    if hasattr(raw, "get_transaction_status"):  # psycopg2
+        return {0: "IDLE", 1: "ACTIVE", 2: "INTRANS", 3: "INERROR"}[raw.get_transaction_status()]
+    if hasattr(raw, "pgconn"):  # psycopg 3
+        return str(raw.info.transaction_status.name)
+    return "INTRANS" if raw.is_in_transaction() else "IDLE"  # asyncpg
+
+
+# -- a failed statement on a pool that does not reset connections ---------------------------
+@pytest.mark.parametrize("case", PG_CASES, ids=case_id)
+def test_a_failed_statement_leaves_no_transaction_on_a_pool_that_does_not_reset(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, case: tuple[str, str, str]
+) -> None:
+    """``pool_reset_on_return=None`` is the app's to choose (its own code ends its
+    transactions): a statement of ormsession's that failed (here the duplicate key of a
+    create whose key is taken) must not leave its transaction open, aborted, on the pooled
+    connection. It used to: the create then failed with ``InFailedSqlTransaction`` on its
+    next statement, and so did the app's next use of that connection."""
+    mode, drivername, path = case
+    force_path(monkeypatch, path)
+    url = with_driver(pg_url, drivername)
+    now, key = now_us(), f"taken-{uuid.uuid4().hex}"
+    options: dict[str, Any] = {"pool_reset_on_return": None, "pool_size": 1, "max_overflow": 0}
+    if mode == "sync":
+        engine = create_engine(url, **options)
+        try:
+            repository = SqlRepository(engine)
+            assert repository.create(key, record(now), now)
+            assert repository.create(key, record(now), now) is False
+            assert repository.read(key, now) is not None
+            raw = engine.raw_connection()
+            try:
+                assert pg_transaction_status(raw.dbapi_connection) == "IDLE"
+            finally:
+                raw.close()
+        finally:
+            engine.dispose()
+        return
+
+    async def run_async() -> None:
+        engine = create_async_engine(url, **options)
+        try:
+            repository = AsyncSqlRepository(engine)
+            await repository.start()
+            assert await repository.create(key, record(now), now)
+            assert await repository.create(key, record(now), now) is False
+            assert await repository.read(key, now) is not None
+            async with engine.connect() as connection:
+                raw = (await connection.get_raw_connection()).driver_connection
+                assert pg_transaction_status(raw) == "IDLE"
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run_async())
