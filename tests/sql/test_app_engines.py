@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ormsession.expiry import now_us
@@ -37,6 +37,18 @@ PG_CASES = [
 ]
 
 
+#: (mode, SQLAlchemy drivername, path) on MariaDB. asyncmy through SQLAlchemy's layer is left
+#: out where it cannot work: asyncmy itself escapes bytes with backslashes, whatever the mode.
+MYSQL_CASES = [
+    ("sync", "mysql+pymysql", "driver"),
+    ("sync", "mysql+pymysql", "sqlalchemy"),
+    ("sync", "mysql+mysqldb", "driver"),
+    ("sync", "mariadb+mariadbconnector", "driver"),
+    ("async", "mysql+asyncmy", "driver"),
+    ("async", "mysql+aiomysql", "driver"),
+]
+
+
 def case_id(case: tuple[str, str, str]) -> str:
     return "-".join(case)
 
@@ -53,8 +65,14 @@ def pg_url(postgresql_url: str) -> str:
     return postgresql_url
 
 
-def record(now: int) -> StoredSession:
-    return StoredSession(b"data", 1, now, now + HOUR_US)
+@pytest.fixture(scope="module")
+def mysql_store_url(mysql_url: str) -> str:
+    upgrade(mysql_url)
+    return mysql_url
+
+
+def record(now: int, data: bytes = b"data") -> StoredSession:
+    return StoredSession(data, 1, now, now + HOUR_US)
 
 
 def pg_transaction_status(raw: Any) -> str:
@@ -112,3 +130,63 @@ def test_a_failed_statement_leaves_no_transaction_on_a_pool_that_does_not_reset(
             await engine.dispose()
 
     asyncio.run(run_async())
+
+
+# -- MySQL's NO_BACKSLASH_ESCAPES -------------------------------------------------------------
+def no_backslash_escapes(dbapi_connection: Any, _record: Any) -> None:
+    """An app's connect listener: ANSI-style string literals (a backslash is a character)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+    cursor.close()
+
+
+#: Session data that ends a literal escaped with backslashes under NO_BACKSLASH_ESCAPES
+#: (``\'`` is then a backslash and the literal's end) and comments out the rest of the
+#: statement: its WHERE clause, so the save rewrote every row of the table.
+ESCAPING_DATA = b"x', session_version = 7 # \\ \\0 \x00 \\"
+
+
+@pytest.mark.parametrize("case", MYSQL_CASES, ids=case_id)
+def test_session_data_stays_data_on_a_connection_without_backslash_escapes(
+    mysql_store_url: str, monkeypatch: pytest.MonkeyPatch, case: tuple[str, str, str]
+) -> None:
+    """Saved on an app's engine whose connections run in ``NO_BACKSLASH_ESCAPES``, data
+    with quotes and backslashes comes back as it went in, and changes no other session.
+    asyncmy used to escape it with backslashes all the same: a syntax error at best, and
+    with data like the above a save that rewrote every session in the table."""
+    mode, drivername, path = case
+    force_path(monkeypatch, path)
+    url = with_driver(mysql_store_url, drivername)
+    now, mine, other = now_us(), f"mine-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
+    if mode == "sync":
+        engine = create_engine(url)
+        event.listen(engine, "connect", no_backslash_escapes)
+        try:
+            repository = SqlRepository(engine)
+            assert repository.create(mine, record(now), now)
+            assert repository.create(other, record(now), now)
+            assert repository.update(mine, ESCAPING_DATA, now + HOUR_US, 1, now) == 2
+            stored, untouched = repository.read(mine, now), repository.read(other, now)
+        finally:
+            engine.dispose()
+    else:
+
+        async def run_async() -> tuple[Any, Any]:
+            engine = create_async_engine(url)
+            event.listen(engine.sync_engine, "connect", no_backslash_escapes)
+            try:
+                repository = AsyncSqlRepository(engine)
+                await repository.start()
+                assert await repository.create(mine, record(now), now)
+                assert await repository.create(other, record(now), now)
+                saved = await repository.update(mine, ESCAPING_DATA, now + HOUR_US, 1, now)
+                assert saved == 2
+                return await repository.read(mine, now), await repository.read(other, now)
+            finally:
+                await engine.dispose()
+
+        stored, untouched = asyncio.run(run_async())
+    assert stored is not None
+    assert (stored.data, stored.version) == (ESCAPING_DATA, 2)
+    assert untouched is not None
+    assert (untouched.data, untouched.version) == (b"data", 1)
