@@ -190,3 +190,54 @@ def test_session_data_stays_data_on_a_connection_without_backslash_escapes(
     assert (stored.data, stored.version) == (ESCAPING_DATA, 2)
     assert untouched is not None
     assert (untouched.data, untouched.version) == (b"data", 1)
+
+
+# -- an engine that streams its results ------------------------------------------------------
+@pytest.mark.parametrize("streaming", [{"stream_results": True}, {"yield_per": 10}], ids=str)
+@pytest.mark.parametrize("case", PG_CASES, ids=case_id)
+def test_an_engine_that_streams_results_still_serves_sessions(
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, str, str],
+    streaming: dict[str, Any],
+) -> None:
+    """An app's engine may ask for server-side cursors for all its queries
+    (``engine.execution_options(stream_results=True)`` or ``yield_per``). ormsession's own
+    statements used to inherit them: PostgreSQL opens such a cursor only inside a
+    transaction (the gc lock, in autocommit, failed), psycopg declared one for an INSERT
+    (every create failed), and SQLAlchemy's asyncio layer refuses one in ``execute()``."""
+    mode, drivername, path = case
+    force_path(monkeypatch, path)
+    url = with_driver(pg_url, drivername)
+    now, key = now_us(), f"streamed-{uuid.uuid4().hex}"
+    if mode == "sync":
+        engine = create_engine(url)
+        try:
+            repository = SqlRepository(engine.execution_options(**streaming))
+            assert repository.create(key, record(now), now)
+            assert repository.update(key, b"changed", now + HOUR_US, 1, now) == 2
+            stored = repository.read(key, now)
+            with repository.gc_lock() as held:
+                assert held
+                assert repository.delete_expired(now, 10) >= 0
+        finally:
+            engine.dispose()
+    else:
+
+        async def run_async() -> Any:
+            engine = create_async_engine(url)
+            try:
+                repository = AsyncSqlRepository(engine.execution_options(**streaming))
+                await repository.start()
+                assert await repository.create(key, record(now), now)
+                assert await repository.update(key, b"changed", now + HOUR_US, 1, now) == 2
+                async with repository.gc_lock() as held:
+                    assert held
+                    assert await repository.delete_expired(now, 10) >= 0
+                return await repository.read(key, now)
+            finally:
+                await engine.dispose()
+
+        stored = asyncio.run(run_async())
+    assert stored is not None
+    assert (stored.data, stored.version) == (b"changed", 2)

@@ -44,7 +44,7 @@ from ormsession.repositories.sql.errors import (
     wrap_sql_error,
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import Query, SqlQueries, row_reader
+from ormsession.repositories.sql.statements import BUFFERED, Query, SqlQueries, row_reader
 from ormsession.repositories.sql.urls import display_sql_url
 from ormsession.urls import scrub
 
@@ -151,7 +151,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
             async with self.engine.connect() as connection:
                 isolation = connection.sync_connection.default_isolation_level  # type: ignore[union-attr]
                 connection = await connection.execution_options(
-                    isolation_level=isolation or "AUTOCOMMIT"
+                    isolation_level=isolation or "AUTOCOMMIT", **BUFFERED
                 )
                 await connection.run_sync(prepare)
         except SQLAlchemyError as exc:
@@ -471,6 +471,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
 
     async def _in_transaction(self, connection: AsyncConnection, query: Query[T]) -> T:
         if self._autocommit:
-            return query.extract(await connection.execute(query.statement, query.params))
+            return query.extract(
+                await connection.execute(query.statement, query.params, execution_options=BUFFERED)
+            )
         async with connection.begin():
-            return query.extract(await connection.execute(query.statement, query.params))
+            return query.extract(
+                await connection.execute(query.statement, query.params, execution_options=BUFFERED)
+            )

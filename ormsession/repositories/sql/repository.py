@@ -35,7 +35,7 @@ from ormsession.repositories.sql.errors import (
     wrap_sql_error,
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import Query, SqlQueries
+from ormsession.repositories.sql.statements import BUFFERED, Query, SqlQueries
 from ormsession.repositories.sql.urls import display_sql_url
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ class SqlRepository(SessionRepository):
         schema check), all of it within the deadline."""
         with operation_deadline(self.timeout) as deadline:
             try:
-                with self.engine.connect() as connection:
+                with self.engine.connect().execution_options(**BUFFERED) as connection:
                     raw = connection.connection.dbapi_connection
                     state = self._bound.start(raw, deadline)
                     try:
@@ -269,7 +269,11 @@ class SqlRepository(SessionRepository):
             while True:
                 try:
                     with self._connect() as connection:
-                        return query.extract(connection.execute(query.statement, query.params))
+                        return query.extract(
+                            connection.execute(
+                                query.statement, query.params, execution_options=BUFFERED
+                            )
+                        )
                 except DBAPIError as exc:
                     if isinstance(exc, IntegrityError) and query.operation == "create":
                         raise  # create() reads a duplicate key as "taken", not as a failure
