@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from ormsession.errors import StoreError
 from ormsession.expiry import now_us
-from ormsession.repositories.base import StoredSession
+from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.sql import async_repository as async_sql
 from ormsession.repositories.sql import repository as sync_sql
 from ormsession.repositories.sql.async_repository import AsyncSqlRepository
@@ -241,3 +242,55 @@ def test_an_engine_that_streams_results_still_serves_sessions(
         stored = asyncio.run(run_async())
     assert stored is not None
     assert (stored.data, stored.version) == (b"changed", 2)
+
+
+# -- a connection character set that cannot carry the text -------------------------------
+LATIN1_CASES = [
+    ("sync", "mysql+pymysql", "driver"),
+    ("sync", "mysql+pymysql", "sqlalchemy"),
+    ("sync", "mysql+mysqldb", "driver"),
+    ("async", "mysql+asyncmy", "driver"),
+    ("async", "mysql+asyncmy", "sqlalchemy"),
+    ("async", "mysql+aiomysql", "driver"),
+]
+
+
+@pytest.mark.parametrize("case", LATIN1_CASES, ids=case_id)
+def test_text_the_connection_charset_cannot_carry_is_a_store_error(
+    mysql_store_url: str, monkeypatch: pytest.MonkeyPatch, case: tuple[str, str, str]
+) -> None:
+    """An app's engine on ``charset=latin1`` and a login whose user agent holds a character
+    latin1 has not: the driver fails to encode the statement, which used to reach the app
+    as a bare ``UnicodeEncodeError`` (no ormsession error, no "store failed" handling)."""
+    mode, drivername, path = case
+    force_path(monkeypatch, path)
+    url = with_driver(mysql_store_url, drivername) + "?charset=latin1"
+    now, key, new_key = now_us(), f"old-{uuid.uuid4().hex}", f"new-{uuid.uuid4().hex}"
+    owner = Owner("user-1", "handle-1", "Mozilla/5.0 \u2603", "127.0.0.1")
+    if mode == "sync":
+        engine = create_engine(url, pool_size=1, max_overflow=0)
+        try:
+            repository = SqlRepository(engine)
+            assert repository.create(key, record(now), now)
+            with pytest.raises(StoreError, match="character set") as raised:
+                repository.rename(key, new_key, now + HOUR_US, now, owner)
+            assert repository.read(key, now) is not None  # the connection still serves
+        finally:
+            engine.dispose()
+    else:
+
+        async def run_async() -> Any:
+            engine = create_async_engine(url, pool_size=1, max_overflow=0)
+            try:
+                repository = AsyncSqlRepository(engine)
+                await repository.start()
+                assert await repository.create(key, record(now), now)
+                with pytest.raises(StoreError, match="character set") as raised:
+                    await repository.rename(key, new_key, now + HOUR_US, now, owner)
+                assert await repository.read(key, now) is not None
+                return raised
+            finally:
+                await engine.dispose()
+
+        raised = asyncio.run(run_async())
+    assert isinstance(raised.value.__cause__, UnicodeError)

@@ -41,6 +41,7 @@ from ormsession.repositories.sql.errors import (
     payload_size,
     server_packet_error,
     timed_out,
+    unencodable_text,
     wrap_sql_error,
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
@@ -287,6 +288,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
             except SQLAlchemyError as exc:
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
+            except UnicodeError as exc:
+                raise unencodable_text(exc, self.engine.url, query.operation) from exc
             except (OSError, TimeoutError) as exc:
                 # asyncpg lets connect-time socket errors through unwrapped.
                 raise self._unreachable(exc, query.operation) from exc
@@ -348,6 +351,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     await asyncio.sleep(conflict_pause(conflicts))  # the deadline bounds it
                     continue
                 raise self._classified(exc, operation, driver) from exc
+            except UnicodeError as exc:
+                raise unencodable_text(exc, self.engine.url, operation) from exc
 
     async def _refuse_oversized(
         self, operation: str, driver: AsyncDriver, statement: tuple[str, Any], exc: BaseException

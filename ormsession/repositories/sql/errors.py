@@ -41,6 +41,7 @@ __all__ = [
     "server_packet_error",
     "timed_out",
     "unavailable_sqlstate",
+    "unencodable_text",
     "wrap_sql_error",
 ]
 
@@ -131,6 +132,17 @@ def timed_out(
     return StoreUnavailableError(
         f"session store {where} unavailable during {operation}: no answer within "
         f"{timeout:g} s ({detail})"
+    )
+
+
+def unencodable_text(exc: UnicodeError, url: URL, operation: str) -> StoreError:
+    """The error of a statement whose text parameter (a user agent, a user id) the
+    connection's character set cannot carry: an app's engine with ``charset=latin1``,
+    say. The driver raises it while encoding the statement, before sending anything."""
+    return StoreError(
+        f"session store {display_sql_url(url)} failed during {operation}: a text value "
+        f"cannot be sent in the connection's character set (use utf8mb4 on MySQL and "
+        f"MariaDB) ({type(exc).__name__}: {exc})"
     )
 
 

@@ -32,6 +32,7 @@ from ormsession.repositories.sql.errors import (
     payload_size,
     server_packet_error,
     timed_out,
+    unencodable_text,
     wrap_sql_error,
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
@@ -289,6 +290,8 @@ class SqlRepository(SessionRepository):
                 except SQLAlchemyError as exc:
                     late = time.monotonic() >= deadline
                     raise self._failure(exc, query.operation, late) from exc
+                except UnicodeError as exc:
+                    raise unencodable_text(exc, self.engine.url, query.operation) from exc
 
     def _failure(self, exc: SQLAlchemyError, operation: str, late: bool) -> OrmsessionError:
         if late:
@@ -380,6 +383,10 @@ class SqlRepository(SessionRepository):
             if not dead and lock_conflict(exc):
                 raise _LockConflictError from exc
             raise self._failure(wrapped, operation, late) from exc
+        except UnicodeError as exc:
+            if not self._autocommit:
+                self._roll_back(connection)
+            raise unencodable_text(exc, self.engine.url, operation) from exc
         finally:
             if state is not _FINISHED and bound.finish(raw, state):
                 connection.invalidate()  # cut at the deadline just as the statement ended
