@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ormsession.errors import StoreError
+from ormsession.errors import SchemaError, StoreError
 from ormsession.expiry import now_us
 from ormsession.repositories.base import Owner, StoredSession
 from ormsession.repositories.sql import async_repository as async_sql
@@ -294,3 +295,59 @@ def test_text_the_connection_charset_cannot_carry_is_a_store_error(
 
         raised = asyncio.run(run_async())
     assert isinstance(raised.value.__cause__, UnicodeError)
+
+
+# -- another table of the same name first on the search path --------------------------
+@pytest.fixture
+def other_session_table(pg_url: str) -> Iterator[str]:
+    """A schema of the app's own holding a different table named ``session``."""
+    schema = f"app_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+            connection.execute(text(f"CREATE TABLE {schema}.session (id int PRIMARY KEY)"))
+        yield schema
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("case", PG_CASES, ids=case_id)
+def test_another_session_table_first_on_the_search_path_fails_at_start_up(
+    pg_url: str,
+    other_session_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, str, str],
+) -> None:
+    """An app's engine whose connections put the app's own schema, holding a table of its
+    own named ``session``, ahead of ormsession's on the search path. The schema check
+    found ormsession's version table and *a* ``session`` table, and passed; then every
+    operation failed, telling to run ``db upgrade``. It is a SchemaError at start-up now."""
+    mode, drivername, path = case
+    force_path(monkeypatch, path)
+    url = with_driver(pg_url, drivername)
+    search_path = f"{other_session_table},public"
+    if mode == "sync":
+        engine = create_engine(url, connect_args={"options": f"-c search_path={search_path}"})
+        try:
+            with pytest.raises(SchemaError, match="not ormsession's session table"):
+                SqlRepository(engine)
+        finally:
+            engine.dispose()
+        return
+
+    async def run_async() -> None:
+        if drivername == "postgresql+asyncpg":
+            connect_args: dict[str, Any] = {"server_settings": {"search_path": search_path}}
+        else:
+            connect_args = {"options": f"-c search_path={search_path}"}
+        engine = create_async_engine(url, connect_args=connect_args)
+        try:
+            with pytest.raises(SchemaError, match="not ormsession's session table"):
+                await AsyncSqlRepository(engine).start()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run_async())
