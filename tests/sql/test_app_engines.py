@@ -351,3 +351,55 @@ def test_another_session_table_first_on_the_search_path_fails_at_start_up(
             await engine.dispose()
 
     asyncio.run(run_async())
+
+
+# -- an app that listens to its engine's executions --------------------------------------
+SEEN_CASES = [
+    ("sync", "postgresql+psycopg2"),
+    ("sync", "postgresql+psycopg"),
+    ("async", "postgresql+psycopg"),
+    ("async", "postgresql+asyncpg"),
+]
+
+
+@pytest.mark.parametrize("case", SEEN_CASES, ids="-".join)
+def test_an_apps_execution_listeners_see_the_session_statements(
+    pg_url: str, case: tuple[str, str]
+) -> None:
+    """An app's ``before_cursor_execute`` listener (tracing, a statement log, a query
+    counter) saw ormsession's schema check but none of its session statements: for the
+    drivers it knows, ormsession ran them straight on DBAPI cursors, past SQLAlchemy's
+    execution layer that fires the event."""
+    mode, drivername = case
+    url = with_driver(pg_url, drivername)
+    now, key = now_us(), f"seen-{uuid.uuid4().hex}"
+    seen: list[str] = []
+
+    def listener(*args: Any) -> None:
+        seen.append(args[2])  # (connection, cursor, statement, ...)
+
+    if mode == "sync":
+        engine = create_engine(url)
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            repository = SqlRepository(engine)
+            assert repository.create(key, record(now), now)
+            assert repository.read(key, now) is not None
+        finally:
+            engine.dispose()
+    else:
+
+        async def run_async() -> None:
+            engine = create_async_engine(url)
+            event.listen(engine.sync_engine, "before_cursor_execute", listener)
+            try:
+                repository = AsyncSqlRepository(engine)
+                await repository.start()
+                assert await repository.create(key, record(now), now)
+                assert await repository.read(key, now) is not None
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run_async())
+    assert any(statement.startswith("INSERT INTO session") for statement in seen)
+    assert any("session_packed" in statement for statement in seen)  # the read

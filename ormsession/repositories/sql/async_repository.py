@@ -30,7 +30,7 @@ from ormsession.repositories.base import (
 from ormsession.repositories.sql import moves
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
 from ormsession.repositories.sql.bridge import spawn
-from ormsession.repositories.sql.dbapi import StatementCache
+from ormsession.repositories.sql.dbapi import StatementCache, watches_executions
 from ormsession.repositories.sql.errors import (
     MAX_PACKET_QUERY,
     MIN_PACKET_LIMIT,
@@ -85,8 +85,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
         self._autocommit = autocommit
         self._schema_check = schema_check
         self._auto_migrate = auto_migrate
-        # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py).
-        self._driver = driver_for(engine.dialect.driver)
+        # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py),
+        # unless the app listens to the engine's executions (see dbapi.watches_executions).
+        watched = watches_executions(engine.sync_engine)
+        self._driver = None if watched else driver_for(engine.dialect.driver)
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
         self._read_parameters = self._read_compiled.key_and_time_parameters()

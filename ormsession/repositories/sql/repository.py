@@ -19,6 +19,7 @@ from ormsession.repositories.sql.dbapi import (
     RawResult,
     StatementCache,
     record_reader,
+    watches_executions,
 )
 from ormsession.repositories.sql.deadlines import operation_deadline, statement_bound
 from ormsession.repositories.sql.errors import (
@@ -78,8 +79,11 @@ class SqlRepository(SessionRepository):
         self._owns_engine = owns_engine
         self._autocommit = autocommit
         dialect = engine.dialect
-        # Known drivers skip SQLAlchemy's per-call execution layer (see dbapi.py).
-        self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS
+        # Known drivers skip SQLAlchemy's per-call execution layer (see dbapi.py), unless
+        # the app listens to the engine's executions, which only that layer reports.
+        self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS and not watches_executions(
+            engine
+        )
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
         self._read_parameters = self._read_compiled.key_and_time_parameters()
