@@ -403,3 +403,63 @@ def test_an_apps_execution_listeners_see_the_session_statements(
         asyncio.run(run_async())
     assert any(statement.startswith("INSERT INTO session") for statement in seen)
     assert any("session_packed" in statement for statement in seen)  # the read
+
+
+# -- the statement's parameters in the error chain -----------------------------------------
+SECRET = b"csrf-token-0123456789"
+SECRET_IP = "203.0.113.77"
+
+
+def error_chain(exc: BaseException | None) -> str:
+    """Every message of ``exc`` and the exceptions it was raised from, as a traceback
+    prints them."""
+    messages = []
+    while exc is not None:
+        messages.append(f"{type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(messages)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [("sync", "mysql+pymysql"), ("async", "mysql+asyncmy")],
+    ids="-".join,
+)
+def test_a_failed_statement_keeps_session_data_out_of_the_error_chain(
+    mysql_store_url: str, monkeypatch: pytest.MonkeyPatch, case: tuple[str, str]
+) -> None:
+    """Through SQLAlchemy's execution layer on an app's engine (made without
+    ``hide_parameters=True``), the driver error a StoreError is raised from listed the
+    statement's parameters: session data, the owner's IP address and user agent, printed
+    with every traceback the app logs."""
+    mode, drivername = case
+    force_path(monkeypatch, "sqlalchemy")
+    url = with_driver(mysql_store_url, drivername)
+    now, key = now_us(), "k" * 100  # longer than the key column: the server refuses it
+    stored = StoredSession(SECRET, 1, now, now + HOUR_US, Owner("u", "h", "agent", SECRET_IP))
+    if mode == "sync":
+        engine = create_engine(url)
+        try:
+            with pytest.raises(StoreError) as raised:
+                SqlRepository(engine).create(key, stored, now)
+        finally:
+            engine.dispose()
+    else:
+
+        async def run_async() -> Any:
+            engine = create_async_engine(url)
+            try:
+                repository = AsyncSqlRepository(engine)
+                await repository.start()
+                with pytest.raises(StoreError) as raised:
+                    await repository.create(key, stored, now)
+                return raised
+            finally:
+                await engine.dispose()
+
+        raised = asyncio.run(run_async())
+    chain = error_chain(raised.value)
+    assert "Data too long" in chain  # the driver's error is there, its parameters are not
+    assert SECRET.decode() not in chain
+    assert SECRET.hex() not in chain
+    assert SECRET_IP not in chain
