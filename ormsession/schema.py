@@ -130,14 +130,16 @@ def _lock_waits(connection: Connection, timeout: float) -> Iterator[None]:
         yield
     elif name in ("mysql", "mariadb"):
         seconds = max(math.ceil(timeout), 1)  # whole seconds
+        own = int(connection.execute(text("SELECT @@SESSION.lock_wait_timeout")).scalar_one())
         connection.execute(text(f"SET SESSION lock_wait_timeout = {seconds}"))
         try:
             yield
         finally:
-            # A pooled connection goes back with the server's setting; one that broke
-            # during the migration is discarded by the pool anyway.
+            # A pooled connection goes back with the setting it came with (an app's engine
+            # may set its own); one that broke during the migration is discarded by the
+            # pool anyway.
             with suppress(SQLAlchemyError):
-                connection.execute(text("SET SESSION lock_wait_timeout = DEFAULT"))
+                connection.execute(text(f"SET SESSION lock_wait_timeout = {own}"))
     else:
         yield
 

@@ -463,3 +463,29 @@ def test_a_failed_statement_keeps_session_data_out_of_the_error_chain(
     assert SECRET.decode() not in chain
     assert SECRET.hex() not in chain
     assert SECRET_IP not in chain
+
+
+# -- a migration on an app's engine ------------------------------------------------------------
+@pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
+def test_a_migration_gives_the_apps_connection_back_with_its_own_lock_wait_timeout(
+    fresh_database_url: str,
+) -> None:
+    """``upgrade(app_engine)`` bounds its table-lock waits with ``lock_wait_timeout`` and
+    then put back the server's default (a year), not the value the app's connection had
+    (here 7 s, set by the app's connect listener): the app's next statements on that
+    pooled connection waited for locks far longer than it had asked."""
+    engine = create_engine(fresh_database_url, pool_size=1, max_overflow=0)
+
+    def app_setting(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION lock_wait_timeout = 7")
+        cursor.close()
+
+    event.listen(engine, "connect", app_setting)
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            setting = connection.execute(text("SELECT @@SESSION.lock_wait_timeout")).scalar()
+        assert setting == 7
+    finally:
+        engine.dispose()
