@@ -21,7 +21,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ormsession.errors import SchemaError
-from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, validate_table_name
+from ormsession.repositories.sql.model import (
+    DEFAULT_TABLE_NAME,
+    session_table,
+    validate_table_name,
+)
 
 __all__ = [
     "HEAD_REVISION",
@@ -126,14 +130,16 @@ def _lock_waits(connection: Connection, timeout: float) -> Iterator[None]:
         yield
     elif name in ("mysql", "mariadb"):
         seconds = max(math.ceil(timeout), 1)  # whole seconds
+        own = int(connection.execute(text("SELECT @@SESSION.lock_wait_timeout")).scalar_one())
         connection.execute(text(f"SET SESSION lock_wait_timeout = {seconds}"))
         try:
             yield
         finally:
-            # A pooled connection goes back with the server's setting; one that broke
-            # during the migration is discarded by the pool anyway.
+            # A pooled connection goes back with the setting it came with (an app's engine
+            # may set its own); one that broke during the migration is discarded by the
+            # pool anyway.
             with suppress(SQLAlchemyError):
-                connection.execute(text("SET SESSION lock_wait_timeout = DEFAULT"))
+                connection.execute(text(f"SET SESSION lock_wait_timeout = {own}"))
     else:
         yield
 
@@ -280,7 +286,13 @@ def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE
     try:
         with _borrowed(target) as connection:
             revision = _stamped_revision(connection, table_name)
-            has_table = inspect(connection).has_table(table_name)
+            inspector = inspect(connection)
+            has_table = inspector.has_table(table_name)
+            columns = (
+                {column["name"] for column in inspector.get_columns(table_name)}
+                if has_table
+                else set()
+            )
     except SQLAlchemyError as exc:
         from ormsession.repositories.sql.errors import wrap_sql_error
 
@@ -296,6 +308,16 @@ def check_schema(target: Engine | Connection, *, table_name: str = DEFAULT_TABLE
         raise SchemaError(
             f"the session table in {where} is at revision {revision}, this ormsession needs "
             f"{HEAD_REVISION}; {fix}"
+        )
+    # Stamped, but the table the connection finds under that name may be another one: an
+    # app's own table of that name earlier on a PostgreSQL search_path, or a MySQL
+    # database other than the stamped one. Every statement would fail on it.
+    missing = [c.name for c in session_table(table_name).columns if c.name not in columns]
+    if missing:
+        raise SchemaError(
+            f"the table {table_name!r} that {where} finds is not ormsession's session table "
+            f"(it has no {', '.join(missing)}): another table of that name comes first "
+            f"(a PostgreSQL search_path set by the engine?), or it was changed by hand"
         )
 
 

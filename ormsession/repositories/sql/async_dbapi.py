@@ -206,15 +206,7 @@ class _Aiomysql(_MySQLCodes):
 
     @staticmethod
     def _query(connection: Any, sql: str, params: Sequence[Any]) -> bytes:
-        encoding = connection.encoding
-        literals = tuple(
-            _binary_literal(connection, value)
-            if isinstance(value, bytes)
-            else connection.escape(value).encode(encoding)
-            for value in params
-        )
-        # SQLAlchemy writes a literal % as %% for this driver's "format" style.
-        return sql.encode(encoding) % literals
+        return _bound_query(connection, connection.encoding, sql, params)
 
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         async with connection.cursor() as cursor:
@@ -232,6 +224,19 @@ class _Aiomysql(_MySQLCodes):
         async with connection.cursor() as cursor:
             await cursor.execute(self._query(connection, sql, params))
             return int(cursor.rowcount)
+
+
+def _bound_query(connection: Any, encoding: str, sql: str, params: Sequence[Any]) -> bytes:
+    """``sql`` with its parameters in place as literals, bytes as :func:`_binary_literal`,
+    the others escaped by the connection's own ``escape()``; as bytes in ``encoding``."""
+    literals = tuple(
+        _binary_literal(connection, value)
+        if isinstance(value, bytes)
+        else connection.escape(value).encode(encoding)
+        for value in params
+    )
+    # SQLAlchemy writes a literal % as %% for these drivers' "format" style.
+    return sql.encode(encoding) % literals
 
 
 def _binary_literal(connection: Any, value: bytes) -> bytes:
@@ -311,21 +316,41 @@ async def _cut_when_cancelled(connection: Any, statement: Awaitable[T]) -> T:
 
 
 class _Asyncmy(_MySQLCodes):
+    """asyncmy, which escapes ``bytes`` with backslashes whatever the server's mode: on a
+    connection in ``NO_BACKSLASH_ESCAPES`` (an app's engine may set that ``sql_mode``) a
+    quote in session data would end the literal, and a backslash would be stored twice.
+    There the parameters are bound here, as for aiomysql (:func:`_bound_query`)."""
+
     def __init__(self) -> None:
         import asyncmy.errors
+        from asyncmy.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
         self.integrity_errors = (asyncmy.errors.IntegrityError,)
         self.errors = (asyncmy.errors.Error,)
+        self._no_backslash_escapes = SERVER_STATUS_NO_BACKSLASH_ESCAPES
+
+    async def _execute(self, cursor: Any, sql: str, params: Any) -> None:
+        connection = cursor.connection
+        if connection.server_status & self._no_backslash_escapes:
+            await cursor.execute(_bound_query(connection, connection._encoding, sql, params))
+        else:
+            await cursor.execute(sql, params)
 
     async def fetch_row(self, connection: Any, sql: str, params: Any) -> Sequence[Any] | None:
         async with connection.cursor() as cursor:
-            await cursor.execute(sql, params)
+            await self._execute(cursor, sql, params)
             row: Sequence[Any] | None = await cursor.fetchone()
             return row
 
+    async def fetch_rows(self, connection: Any, sql: str, params: Any) -> Sequence[Sequence[Any]]:
+        async with connection.cursor() as cursor:
+            await self._execute(cursor, sql, params)
+            rows: Sequence[Sequence[Any]] = await cursor.fetchall()
+            return rows
+
     async def execute(self, connection: Any, sql: str, params: Any) -> int:
         async with connection.cursor() as cursor:
-            await cursor.execute(sql, params)
+            await self._execute(cursor, sql, params)
             return int(cursor.rowcount)
 
 

@@ -30,7 +30,7 @@ from ormsession.repositories.base import (
 from ormsession.repositories.sql import moves
 from ormsession.repositories.sql.async_dbapi import AsyncDriver, driver_for
 from ormsession.repositories.sql.bridge import spawn
-from ormsession.repositories.sql.dbapi import StatementCache
+from ormsession.repositories.sql.dbapi import StatementCache, watches_executions
 from ormsession.repositories.sql.errors import (
     MAX_PACKET_QUERY,
     MIN_PACKET_LIMIT,
@@ -41,10 +41,11 @@ from ormsession.repositories.sql.errors import (
     payload_size,
     server_packet_error,
     timed_out,
+    unencodable_text,
     wrap_sql_error,
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import Query, SqlQueries, row_reader
+from ormsession.repositories.sql.statements import BUFFERED, Query, SqlQueries, row_reader
 from ormsession.repositories.sql.urls import display_sql_url
 from ormsession.urls import scrub
 
@@ -84,8 +85,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
         self._autocommit = autocommit
         self._schema_check = schema_check
         self._auto_migrate = auto_migrate
-        # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py).
-        self._driver = driver_for(engine.dialect.driver)
+        # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py),
+        # unless the app listens to the engine's executions (see dbapi.watches_executions).
+        watched = watches_executions(engine.sync_engine)
+        self._driver = None if watched else driver_for(engine.dialect.driver)
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
         self._read_parameters = self._read_compiled.key_and_time_parameters()
@@ -151,7 +154,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
             async with self.engine.connect() as connection:
                 isolation = connection.sync_connection.default_isolation_level  # type: ignore[union-attr]
                 connection = await connection.execution_options(
-                    isolation_level=isolation or "AUTOCOMMIT"
+                    isolation_level=isolation or "AUTOCOMMIT", **BUFFERED
                 )
                 await connection.run_sync(prepare)
         except SQLAlchemyError as exc:
@@ -288,6 +291,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
             except SQLAlchemyError as exc:
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
+            except UnicodeError as exc:
+                raise unencodable_text(exc, self.engine.url, query.operation) from exc
             except (OSError, TimeoutError) as exc:
                 # asyncpg lets connect-time socket errors through unwrapped.
                 raise self._unreachable(exc, query.operation) from exc
@@ -351,6 +356,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
                         continue
                     raise self._timed_out(exc, operation) from exc
                 raise self._classified(exc, operation, driver) from exc
+            except UnicodeError as exc:
+                raise unencodable_text(exc, self.engine.url, operation) from exc
 
     async def _refuse_oversized(
         self, operation: str, driver: AsyncDriver, statement: tuple[str, Any], exc: BaseException
@@ -400,6 +407,8 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 driver.abort(raw)
                 pool = self.engine.sync_engine.pool
                 await_only(asyncio.shield(greenlet_spawn(pool._invalidate, connection, exc)))
+            elif not self._autocommit and driver.in_transaction(raw):
+                self._roll_back(driver, connection, raw)
             raise
         finally:
             if self._autocommit:
@@ -411,6 +420,21 @@ class AsyncSqlRepository(AsyncSessionRepository):
                 # An app's engine may roll back on return: a cancellation must not cut
                 # that short, so it runs shielded, as SQLAlchemy's own close does.
                 await_only(asyncio.shield(greenlet_spawn(connection.close)))
+
+    @staticmethod
+    def _roll_back(driver: AsyncDriver, connection: PoolProxiedConnection, raw: Any) -> None:
+        """End the transaction a failed statement opened on an app's connection before it
+        goes back to the pool: an app's pool may not reset connections on return
+        (``pool_reset_on_return=None``), and PostgreSQL refuses every later statement in an
+        aborted transaction (MySQL keeps its locks). A connection that cannot be rolled
+        back is discarded."""
+        try:
+            await_only(raw.rollback())
+        except BaseException as exc:
+            driver.abort(raw)
+            await_only(asyncio.shield(greenlet_spawn(connection.invalidate)))
+            if not isinstance(exc, driver.failures):
+                raise  # a cancellation goes on
 
     def _check_out(self, operation: str) -> PoolProxiedConnection:
         try:
@@ -460,9 +484,13 @@ class AsyncSqlRepository(AsyncSessionRepository):
 
     async def _in_transaction(self, connection: AsyncConnection, query: Query[T]) -> T:
         if self._autocommit:
-            return query.extract(await connection.execute(query.statement, query.params))
+            return query.extract(
+                await connection.execute(query.statement, query.params, execution_options=BUFFERED)
+            )
         async with connection.begin():
-            return query.extract(await connection.execute(query.statement, query.params))
+            return query.extract(
+                await connection.execute(query.statement, query.params, execution_options=BUFFERED)
+            )
 
 
 async def _paused(attempt: int, deadline: asyncio.Timeout) -> bool:

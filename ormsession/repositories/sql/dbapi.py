@@ -6,7 +6,8 @@ on a local server — about 25 µs a call. Here each statement is compiled by SQ
 for the engine's dialect, and then run on a cursor from the engine's own pool, with the only
 type conversions these statements need (UTC datetimes and bytes) done by hand. Pool events,
 pre-ping, recycling and reset-on-return all still apply: connections come from
-``engine.raw_connection()``.
+``engine.raw_connection()``. Execution events do not, so an engine with listeners for them
+keeps SQLAlchemy's layer (:func:`watches_executions`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Executable
+from sqlalchemy import Dialect, Engine, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -37,6 +38,7 @@ __all__ = [
     "RawResult",
     "StatementCache",
     "record_reader",
+    "watches_executions",
 ]
 
 #: Sync drivers whose datetime and bytes handling this module knows.
@@ -51,6 +53,23 @@ DBAPI_DRIVERS = {
     ("mariadb", "mariadbconnector"),
     ("sqlite", "pysqlite"),
 }
+
+
+#: The engine events that only SQLAlchemy's execution layer fires.
+_EXECUTION_EVENTS = (
+    "before_execute",
+    "after_execute",
+    "before_cursor_execute",
+    "after_cursor_execute",
+)
+
+
+def watches_executions(engine: Engine) -> bool:
+    """Whether an app listens to ``engine``'s statement executions (tracing, statement
+    logs, a statement rewriter): the statements must then run through SQLAlchemy's
+    execution layer, which fires those events, and not straight on cursors."""
+    dispatch = engine.dispatch
+    return any(getattr(dispatch, name) for name in _EXECUTION_EVENTS)
 
 
 def record_reader(dialect: Dialect) -> RowReader:

@@ -33,6 +33,7 @@ __all__ = [
     "as_sqlalchemy_error",
     "bytes_sent_by",
     "conflict_pause",
+    "hide_parameters",
     "lock_conflict",
     "login_refused",
     "login_refused_message",
@@ -41,6 +42,7 @@ __all__ = [
     "server_packet_error",
     "timed_out",
     "unavailable_sqlstate",
+    "unencodable_text",
     "wrap_sql_error",
 ]
 
@@ -57,6 +59,7 @@ def wrap_sql_error(
     """An ormsession error for ``exc``: unreachable stores, missing tables and everything
     else get distinct types, and the message names the store without its password."""
     url = engine if isinstance(engine, URL) else engine.url
+    hide_parameters(exc)
     where = display_sql_url(url)
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     detail = scrub(f"{type(original).__name__}: {original}".strip(), url.password)
@@ -79,6 +82,15 @@ def wrap_sql_error(
             f"session store {where} unavailable during {operation}: {detail}"
         )
     return StoreError(f"session store {where} failed during {operation}: {detail}")
+
+
+def hide_parameters(exc: BaseException) -> None:
+    """Keep the statement's parameters (session data, the owner's IP address and user
+    agent) out of ``exc``'s message: it is chained to the error ormsession raises, and so
+    printed with its traceback. ormsession's own engine hides them already; an app's
+    engine shows them unless made with ``hide_parameters=True``."""
+    if isinstance(exc, StatementError):
+        exc.hide_parameters = True
 
 
 # -- "wrong user name or password" --------------------------------------------------------
@@ -124,6 +136,7 @@ def timed_out(
     exc: BaseException, url: URL, operation: str, timeout: float
 ) -> StoreUnavailableError:
     """The error of an operation that ran out of time (``exc``: what ended it)."""
+    hide_parameters(exc)
     where = display_sql_url(url)
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     detail = scrub(f"{type(original).__name__}: {original}".strip(), url.password)
@@ -131,6 +144,17 @@ def timed_out(
     return StoreUnavailableError(
         f"session store {where} unavailable during {operation}: no answer within "
         f"{timeout:g} s ({detail})"
+    )
+
+
+def unencodable_text(exc: UnicodeError, url: URL, operation: str) -> StoreError:
+    """The error of a statement whose text parameter (a user agent, a user id) the
+    connection's character set cannot carry: an app's engine with ``charset=latin1``,
+    say. The driver raises it while encoding the statement, before sending anything."""
+    return StoreError(
+        f"session store {display_sql_url(url)} failed during {operation}: a text value "
+        f"cannot be sent in the connection's character set (use utf8mb4 on MySQL and "
+        f"MariaDB) ({type(exc).__name__}: {exc})"
     )
 
 

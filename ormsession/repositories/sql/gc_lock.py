@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ormsession.gc import held_in_process, tried_without_waiting
 from ormsession.repositories.sql.errors import wrap_sql_error
+from ormsession.repositories.sql.statements import BUFFERED
 
 if TYPE_CHECKING:  # not at run time: a sync-only install has no greenlet
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -134,7 +135,7 @@ def gc_lock(engine: Engine, table_name: str) -> Iterator[bool]:
         return
     take, release, parameters = _statements(url, table_name)
     try:
-        connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT", **BUFFERED)
     except SQLAlchemyError as exc:
         raise wrap_sql_error(exc, engine, "gc lock") from exc
     with connection:
@@ -176,7 +177,7 @@ async def async_gc_lock(engine: AsyncEngine, table_name: str) -> AsyncIterator[b
     connection = engine.connect()
     try:
         await connection.start()
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execution_options(isolation_level="AUTOCOMMIT", **BUFFERED)
     except SQLAlchemyError as exc:
         await connection.close()
         raise wrap_sql_error(exc, engine.sync_engine, "gc lock") from exc

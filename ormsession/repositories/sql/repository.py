@@ -19,6 +19,7 @@ from ormsession.repositories.sql.dbapi import (
     RawResult,
     StatementCache,
     record_reader,
+    watches_executions,
 )
 from ormsession.repositories.sql.deadlines import operation_deadline, statement_bound
 from ormsession.repositories.sql.errors import (
@@ -32,10 +33,11 @@ from ormsession.repositories.sql.errors import (
     payload_size,
     server_packet_error,
     timed_out,
+    unencodable_text,
     wrap_sql_error,
 )
 from ormsession.repositories.sql.model import DEFAULT_TABLE_NAME, session_table
-from ormsession.repositories.sql.statements import Query, SqlQueries
+from ormsession.repositories.sql.statements import BUFFERED, Query, SqlQueries
 from ormsession.repositories.sql.urls import display_sql_url
 
 if TYPE_CHECKING:
@@ -77,8 +79,11 @@ class SqlRepository(SessionRepository):
         self._owns_engine = owns_engine
         self._autocommit = autocommit
         dialect = engine.dialect
-        # Known drivers skip SQLAlchemy's per-call execution layer (see dbapi.py).
-        self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS
+        # Known drivers skip SQLAlchemy's per-call execution layer (see dbapi.py), unless
+        # the app listens to the engine's executions, which only that layer reports.
+        self._raw = (dialect.name, dialect.driver) in DBAPI_DRIVERS and not watches_executions(
+            engine
+        )
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
         self._read_parameters = self._read_compiled.key_and_time_parameters()
@@ -242,7 +247,7 @@ class SqlRepository(SessionRepository):
         schema check), all of it within the deadline."""
         with operation_deadline(self.timeout) as deadline:
             try:
-                with self.engine.connect() as connection:
+                with self.engine.connect().execution_options(**BUFFERED) as connection:
                     raw = connection.connection.dbapi_connection
                     state = self._bound.start(raw, deadline)
                     try:
@@ -269,7 +274,11 @@ class SqlRepository(SessionRepository):
             while True:
                 try:
                     with self._connect() as connection:
-                        return query.extract(connection.execute(query.statement, query.params))
+                        return query.extract(
+                            connection.execute(
+                                query.statement, query.params, execution_options=BUFFERED
+                            )
+                        )
                 except DBAPIError as exc:
                     if isinstance(exc, IntegrityError) and query.operation == "create":
                         raise  # create() reads a duplicate key as "taken", not as a failure
@@ -286,6 +295,8 @@ class SqlRepository(SessionRepository):
                 except SQLAlchemyError as exc:
                     late = time.monotonic() >= deadline
                     raise self._failure(exc, query.operation, late) from exc
+                except UnicodeError as exc:
+                    raise unencodable_text(exc, self.engine.url, query.operation) from exc
 
     def _failure(self, exc: SQLAlchemyError, operation: str, late: bool) -> OrmsessionError:
         if late:
@@ -370,6 +381,8 @@ class SqlRepository(SessionRepository):
                 self.engine.pool._invalidate(connection, exc)
             elif dead:
                 connection.invalidate(exc)
+            elif not self._autocommit:
+                self._roll_back(connection)
             wrapped = as_sqlalchemy_error(exc, dialect)
             if isinstance(wrapped, IntegrityError) and operation == "create":
                 raise wrapped from exc
@@ -378,6 +391,10 @@ class SqlRepository(SessionRepository):
             if not dead and lock_conflict(exc):
                 raise _LockConflictError from exc
             raise self._failure(wrapped, operation, late) from exc
+        except UnicodeError as exc:
+            if not self._autocommit:
+                self._roll_back(connection)
+            raise unencodable_text(exc, self.engine.url, operation) from exc
         finally:
             if state is not _FINISHED and bound.finish(raw, state):
                 connection.invalidate()  # cut at the deadline just as the statement ended
@@ -385,6 +402,16 @@ class SqlRepository(SessionRepository):
                 with suppress(dbapi_error):  # a cursor of a connection discarded above
                     cursor.close()
             connection.close()
+
+    def _roll_back(self, connection: Any) -> None:
+        """End the transaction a failed statement opened on an app's connection before it
+        goes back to the pool: an app's pool may not reset connections on return
+        (``pool_reset_on_return=None``), and PostgreSQL refuses every later statement in an
+        aborted transaction (MySQL keeps its locks)."""
+        try:
+            connection.rollback()
+        except self._dbapi_error:
+            connection.invalidate()
 
     def _refuse_oversized(
         self,

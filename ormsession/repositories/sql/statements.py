@@ -60,6 +60,7 @@ from ormsession.repositories.base import (
 from ormsession.repositories.sql.types import SessionBytes, us_from_column, us_from_text
 
 __all__ = [
+    "BUFFERED",
     "Query",
     "ResultLike",
     "RowReader",
@@ -391,6 +392,14 @@ class ResultLike(Protocol):
     def all(self) -> Sequence[Any]: ...
 
     def scalar_one(self) -> Any: ...
+
+
+#: Execution options for every statement ormsession runs through SQLAlchemy: an app's engine
+#: may ask for server-side cursors for its own queries (``stream_results``, ``yield_per``),
+#: which PostgreSQL opens only inside a transaction, the SQLAlchemy asyncio layer only for
+#: ``stream()``, and which some drivers open for an INSERT too. Options given to
+#: ``execute()`` win over the engine's.
+BUFFERED: dict[str, Any] = {"stream_results": False, "yield_per": None}
 
 
 @dataclass(frozen=True, slots=True)
