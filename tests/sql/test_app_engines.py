@@ -405,6 +405,36 @@ def test_an_apps_execution_listeners_see_the_session_statements(
     assert any("session_packed" in statement for statement in seen)  # the read
 
 
+@pytest.mark.parametrize("drivername", ["mysql+asyncmy", "mysql+aiomysql"])
+def test_an_apps_listeners_never_route_asyncmy_or_aiomysql_through_their_own_binding(
+    mysql_store_url: str, drivername: str
+) -> None:
+    """Through SQLAlchemy's layer these drivers bind the parameters themselves: aiomysql
+    breaks every bytes value with PyMySQL 1.2, asyncmy escapes them with backslashes on a
+    NO_BACKSLASH_ESCAPES connection (a quote in session data ends the literal). An app's
+    execution listener must not send session statements there."""
+    url = with_driver(mysql_store_url, drivername)
+    now, mine, other = now_us(), f"mine-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
+
+    async def run_async() -> tuple[Any, Any]:
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", no_backslash_escapes)
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *args: None)
+        try:
+            repository = AsyncSqlRepository(engine)
+            await repository.start()
+            assert await repository.create(mine, record(now), now)
+            assert await repository.create(other, record(now), now)
+            assert await repository.update(mine, ESCAPING_DATA, now + HOUR_US, 1, now) == 2
+            return await repository.read(mine, now), await repository.read(other, now)
+        finally:
+            await engine.dispose()
+
+    stored, untouched = asyncio.run(run_async())
+    assert stored is not None and (stored.data, stored.version) == (ESCAPING_DATA, 2)
+    assert untouched is not None and untouched.version == 1
+
+
 # -- the statement's parameters in the error chain -----------------------------------------
 SECRET = b"csrf-token-0123456789"
 SECRET_IP = "203.0.113.77"

@@ -61,6 +61,10 @@ class AsyncDriver:
     disconnect_errors: tuple[type[BaseException], ...] = (ConnectionError,)
     #: Every error the driver raises (wrapped into ormsession's errors).
     errors: tuple[type[BaseException], ...] = ()
+    #: Whether SQLAlchemy's own execution layer binds this driver's parameters safely: an
+    #: engine whose executions the app listens to goes through that layer, but never one
+    #: of a driver that binds wrongly there (session data is then bound here).
+    binds_safely_in_sqlalchemy: bool = True
 
     @cached_property
     def failures(self) -> tuple[type[BaseException], ...]:
@@ -164,7 +168,10 @@ class _Asyncpg(AsyncDriver):
 
 
 class _MySQLCodes(AsyncDriver):
-    """What asyncmy and aiomysql share: MySQL's error codes."""
+    """What asyncmy and aiomysql share: MySQL's error codes, and parameters SQLAlchemy's
+    layer would hand to the driver's own broken binding (see each)."""
+
+    binds_safely_in_sqlalchemy = False
 
     def is_disconnect(self, exc: BaseException) -> bool:
         # 2006 gone away, 2013 lost connection, 2055 lost (system error), 1927 killed,

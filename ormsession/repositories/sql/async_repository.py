@@ -86,9 +86,12 @@ class AsyncSqlRepository(AsyncSessionRepository):
         self._schema_check = schema_check
         self._auto_migrate = auto_migrate
         # Known drivers skip SQLAlchemy's asyncio execution layer (see async_dbapi.py),
-        # unless the app listens to the engine's executions (see dbapi.watches_executions).
-        watched = watches_executions(engine.sync_engine)
-        self._driver = None if watched else driver_for(engine.dialect.driver)
+        # unless the app listens to the engine's executions (see dbapi.watches_executions)
+        # and the layer binds the driver's parameters safely.
+        driver = driver_for(engine.dialect.driver)
+        if driver is not None and driver.binds_safely_in_sqlalchemy:
+            driver = None if watches_executions(engine.sync_engine) else driver
+        self._driver = driver
         self._statements = StatementCache(engine.dialect)
         self._read_compiled = self._statements[self._queries.read_statement]
         self._read_parameters = self._read_compiled.key_and_time_parameters()
