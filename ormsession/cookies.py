@@ -10,7 +10,7 @@ from email.utils import format_datetime
 from typing import Literal
 
 from ormsession.errors import ConfigurationError
-from ormsession.expiry import from_us
+from ormsession.expiry import LONGEST_DURATION, from_us
 
 __all__ = [
     "MAX_COOKIE_IDS",
@@ -33,9 +33,6 @@ _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';'
-#: The longest cookie lifetime: far past any browser's cap (400 days), and short enough
-#: that ``Expires`` stays a date Python can write (before year 10000) for centuries.
-MAX_LIFETIME = timedelta(days=1000 * 365)
 #: How many well-formed ids of the session cookie's name a request may try, the first
 #: included, until one names a stored session (each costs a store read).
 MAX_COOKIE_IDS = 3
@@ -82,9 +79,9 @@ class CookieOptions:
                 raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
             if self.style == "standard":
                 object.__setattr__(self, "domain", self.domain.removeprefix("."))
-        if self.max_age is not None and self.max_age > MAX_LIFETIME:
+        if self.max_age is not None and self.max_age > LONGEST_DURATION:
             raise ConfigurationError(
-                f"cookie lifetime {self.max_age} is longer than the {MAX_LIFETIME.days} days "
+                f"cookie lifetime {self.max_age} is longer than the {LONGEST_DURATION.days} days "
                 "(1000 years) a cookie's Expires date can be written for"
             )
         if self.samesite not in ("lax", "strict", "none", None):

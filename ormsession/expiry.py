@@ -19,9 +19,22 @@ from functools import partial
 
 from ormsession.errors import ConfigurationError
 
-__all__ = ["US_PER_SECOND", "ExpiryPolicy", "from_us", "now_us", "to_us", "us_clock", "utcnow"]
+__all__ = [
+    "LONGEST_DURATION",
+    "US_PER_SECOND",
+    "ExpiryPolicy",
+    "from_us",
+    "now_us",
+    "to_us",
+    "us_clock",
+    "utcnow",
+]
 
 US_PER_SECOND = 1_000_000
+#: The longest timeout or cookie lifetime: far past any browser's cookie cap (400 days), and
+#: short enough that now plus it is a date every store and ``Expires`` can hold (before year
+#: 10000) for centuries.
+LONGEST_DURATION = timedelta(days=1000 * 365)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -89,6 +102,12 @@ class ExpiryPolicy:
             raise ConfigurationError("idle_timeout must be positive")
         if self.absolute_timeout is not None and self.absolute_timeout <= timedelta(0):
             raise ConfigurationError("absolute_timeout must be positive (or None)")
+        for name, value in (("idle", self.idle_timeout), ("absolute", self.absolute_timeout)):
+            if value is not None and value > LONGEST_DURATION:
+                raise ConfigurationError(
+                    f"{name}_timeout {value} is longer than {LONGEST_DURATION.days} days (1000 "
+                    "years), past which an expiry is no date the stores can hold"
+                )
         if not 0.0 <= self.refresh_ratio < 1.0:
             raise ConfigurationError("refresh_ratio must be in [0, 1)")
         absolute = None if self.absolute_timeout is None else _us(self.absolute_timeout)

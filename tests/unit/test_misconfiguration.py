@@ -431,3 +431,19 @@ def test_a_misspelt_key_in_flask_app_config_is_refused_too() -> None:
     ) as caught:
         OrmSession(app)
     assert "did you mean ORMSESSION_COOKIE_NAME?" in str(caught.value)
+
+
+@pytest.mark.parametrize("option", ["idle_timeout", "absolute_timeout"])
+def test_a_timeout_past_what_a_store_can_date_is_a_configuration_error(option: str) -> None:
+    # An expiry past year 9999 failed every save: OverflowError on SQLite, a Redis error.
+    longest = {"idle_timeout": dt.timedelta(days=365_000), "absolute_timeout": None}
+    with ormsession.configure(
+        url="sqlite://", **(longest | {option: dt.timedelta(days=365_000)})
+    ) as m:
+        session = m.open(None)
+        session["n"] = 1
+        m.save(session)
+        assert m.open(session.id)["n"] == 1
+    for too_long in (dt.timedelta(days=365_001), dt.timedelta(days=999_999_999), "3000000d"):
+        with pytest.raises(ConfigurationError, match=f"{option} .* is longer than 365000 days"):
+            ormsession.configure(url="sqlite://", **(longest | {option: too_long}))
