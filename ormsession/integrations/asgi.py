@@ -21,7 +21,11 @@ middleware itself is plain ASGI and imports no framework; ``get_session`` and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import decimal
 import enum
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -284,7 +288,9 @@ async def _adopt_replacement(
     response starts is what is saved, as with Starlette's own middleware.
 
     A mapping's content becomes the session's, key by key (only changed keys are written,
-    so concurrent requests changing other keys keep theirs). ``None``, or a sentinel (a
+    so concurrent requests changing other keys keep theirs); so do a data container's
+    fields (a dataclass, a pydantic model, a msgspec Struct: Litestar accepts them and its
+    own backends store them as the mapping they serialize to). ``None``, or a sentinel (a
     class, an enum member: Litestar's ``Empty``), ends the session as a logout does.
     Anything else is not session data ormsession can store: ``TypeError``.
     """
@@ -292,6 +298,7 @@ async def _adopt_replacement(
     if current is session:
         return
     scope["session"] = session
+    current = _as_mapping(current)
     if isinstance(current, Mapping):
         for key in [key for key in session if key not in current]:
             del session[key]
@@ -308,6 +315,24 @@ async def _adopt_replacement(
             f"scope['session'] was replaced by a {type(current).__name__}; ormsession "
             "stores a mapping (a dict), or None to end the session"
         )
+
+
+def _as_mapping(value: Any) -> Any:
+    """A data container's fields as a dict (nested containers too); anything else as is."""
+    if isinstance(value, Mapping | type | None):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    model_dump = getattr(value, "model_dump", None)  # pydantic 2
+    if callable(model_dump):
+        return model_dump()
+    if hasattr(type(value), "__struct_fields__"):  # msgspec
+        import msgspec
+
+        # The values ormsession's serializers store as they are stay as they are.
+        kept = (datetime.datetime, datetime.date, datetime.time, decimal.Decimal, uuid.UUID, bytes)
+        return msgspec.to_builtins(value, builtin_types=kept)
+    return value
 
 
 def _add_headers(raw: Any, extra: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

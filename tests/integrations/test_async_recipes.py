@@ -11,6 +11,8 @@ logout deletes the session and its cookie.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -247,6 +249,57 @@ def test_litestar_set_session_and_clear_session(load_example: Any, store: Any) -
         assert deletes_cookie(client.post("/forget"))
         assert client.blocking_portal.call(manager.count) == 0
         assert client.get("/").json() == {"user": None, "cart": []}
+
+
+@dataclasses.dataclass
+class CartLine:
+    item: str
+    added: dt.datetime
+
+
+def test_litestar_set_session_with_a_data_container(load_example: Any, store: Any) -> None:
+    # Litestar's set_session() takes a dataclass, a pydantic model or a msgspec Struct as
+    # well as a dict; its own backends store the mapping it serializes to.
+    import msgspec
+    import pydantic
+    from litestar import Request, post
+    from litestar.testing import TestClient
+
+    class Profile(pydantic.BaseModel):
+        user: str
+        cart: list[str]
+
+    class Prefs(msgspec.Struct):
+        user: str
+        since: dt.date
+
+    added = dt.datetime(2026, 12, 7, 9, 30, tzinfo=dt.UTC)
+    containers: dict[str, Any] = {
+        "dataclass": CartLine("fig", added),
+        "pydantic": Profile(user="ada", cart=["fig"]),
+        "msgspec": Prefs(user="ada", since=dt.date(2026, 1, 2)),
+    }
+    expected = {
+        "dataclass": {"item": "fig", "added": added},
+        "pydantic": {"user": "ada", "cart": ["fig"]},
+        "msgspec": {"user": "ada", "since": dt.date(2026, 1, 2)},
+    }
+
+    @post("/replace")
+    async def replace(request: Request[Any, Any, Any]) -> None:
+        request.set_session(containers[request.query_params["kind"]])
+
+    options, _ = store
+    module = load_example("litestar.md")
+    app, sessions = litestar_app(module, options, replace)
+    with TestClient(app) as client:
+        manager = client.blocking_portal.call(sessions.sessions.get_manager)
+        for kind, content in expected.items():
+            client.post("/cart/apple")
+            client.post(f"/replace?kind={kind}")
+            session_id = client.cookies["session"]
+            stored = client.blocking_portal.call(manager.open, session_id)
+            assert dict(stored) == content, kind
 
 
 def test_the_recipes_are_linked_from_the_readme() -> None:
