@@ -368,3 +368,49 @@ def test_an_apps_own_engine_on_a_stalled_server(proxied: Proxied, store: str, mo
         elapsed,
         recovery,
     )
+
+
+@pytest.mark.parametrize("store", ["postgresql", "mysql"])
+def test_the_rollback_after_a_failed_statement_on_an_apps_engine_is_bounded_too(
+    proxied: Proxied, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an app's engine a failed statement's transaction is rolled back before the
+    connection goes back to the pool. The server stalls right after reporting the failure
+    (a create of a taken key): the rollback must end at the operation's deadline, as the
+    statement would have, not wait for the server."""
+    from ormsession.repositories.base import StoredSession
+    from ormsession.repositories.sql.repository import SqlRepository
+
+    url, _, proxy = proxied(store, "sync")
+    connect_args: dict[str, Any] = {"connect_timeout": 1}
+    if store == "mysql":
+        connect_args = {"connect_timeout": TIMEOUT, "read_timeout": 30, "write_timeout": 30}
+    engine = create_engine(
+        url, pool_reset_on_return=None, pool_timeout=TIMEOUT, connect_args=connect_args
+    )
+    roll_back = SqlRepository._roll_back
+
+    def stalled_first(self: SqlRepository, *args: Any) -> None:
+        proxy.stall()
+        try:
+            roll_back(self, *args)
+        finally:
+            proxy.resume()  # the rest of the create (a look at the row) is served
+
+    try:
+        repository = SqlRepository(engine, timeout=TIMEOUT)
+        now = int(time.time() * 1_000_000)
+        taken = StoredSession(b"data", 1, now, now + 3_600_000_000)
+        key = f"rollback-{store}".ljust(64, "0")
+        repository.delete(key)
+        assert repository.create(key, taken, now)
+        monkeypatch.setattr(SqlRepository, "_roll_back", stalled_first)
+        with lifted_after(proxy.resume):
+            started = time.monotonic()
+            assert repository.create(key, taken, now) is False  # taken, and live
+            elapsed = time.monotonic() - started
+        assert elapsed <= TIMEOUT + SLACK, f"the create took {elapsed:.2f} s"
+        monkeypatch.undo()
+        assert repository.read(key, now) is not None  # and the pool serves again
+    finally:
+        engine.dispose()

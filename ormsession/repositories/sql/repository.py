@@ -382,7 +382,7 @@ class SqlRepository(SessionRepository):
             elif dead:
                 connection.invalidate(exc)
             elif not self._autocommit:
-                self._roll_back(connection)
+                self._roll_back(connection, raw, deadline)
             wrapped = as_sqlalchemy_error(exc, dialect)
             if isinstance(wrapped, IntegrityError) and operation == "create":
                 raise wrapped from exc
@@ -392,8 +392,11 @@ class SqlRepository(SessionRepository):
                 raise _LockConflictError from exc
             raise self._failure(wrapped, operation, late) from exc
         except UnicodeError as exc:
-            if not self._autocommit:
-                self._roll_back(connection)
+            if state is not _FINISHED and bound.finish(raw, state):
+                connection.invalidate()
+            elif not self._autocommit:
+                self._roll_back(connection, raw, deadline)
+            state = _FINISHED
             raise unencodable_text(exc, self.engine.url, operation) from exc
         finally:
             if state is not _FINISHED and bound.finish(raw, state):
@@ -403,15 +406,21 @@ class SqlRepository(SessionRepository):
                     cursor.close()
             connection.close()
 
-    def _roll_back(self, connection: Any) -> None:
+    def _roll_back(self, connection: Any, raw: Any, deadline: float) -> None:
         """End the transaction a failed statement opened on an app's connection before it
         goes back to the pool: an app's pool may not reset connections on return
         (``pool_reset_on_return=None``), and PostgreSQL refuses every later statement in an
-        aborted transaction (MySQL keeps its locks)."""
+        aborted transaction (MySQL keeps its locks). Within the operation's deadline, as
+        the statement was: a connection whose rollback fails or is cut there is dropped."""
+        state = self._bound.start(raw, deadline)
         try:
             connection.rollback()
         except self._dbapi_error:
+            self._bound.finish(raw, state)
             connection.invalidate()
+        else:
+            if self._bound.finish(raw, state):
+                connection.invalidate()  # cut at the deadline just as the rollback ended
 
     def _refuse_oversized(
         self,
