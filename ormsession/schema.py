@@ -256,7 +256,9 @@ def _stamped_revision(connection: Connection, table_name: str) -> str | None:
     tables = inspect(connection).get_table_names()
     own_table = version_table_for(table_name)
     if own_table in tables:
-        query = text(f"SELECT version_num FROM {own_table}")  # noqa: S608 -- validated name
+        # Quoted as the dialect quotes it: PostgreSQL folds an unquoted MixedCase name.
+        quoted = connection.dialect.identifier_preparer.quote(own_table)
+        query = text(f"SELECT version_num FROM {quoted}")  # noqa: S608 -- validated name
         for revision in connection.execute(query).scalars():
             return str(revision)
     if "alembic_version" in tables:

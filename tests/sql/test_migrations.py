@@ -248,3 +248,19 @@ def test_downgrade_to_0001_drops_the_markers_and_keeps_the_sessions(
     assert SqlRepository(engine, table_name=table).read(target, now) is not None
     schema.downgrade(fresh_database_url, "base", table_name=table)
     engine.dispose()
+
+
+def test_a_mixed_case_table_name_is_migrated_checked_and_served(fresh_database_url: str) -> None:
+    # PostgreSQL folds unquoted names to lower case: the version table's name must be
+    # quoted where it is read, as Alembic quotes it where it is made.
+    import ormsession
+
+    schema.upgrade(fresh_database_url, table_name="AppSessions")
+    with ormsession.configure(url=fresh_database_url, table_name="AppSessions") as manager:
+        session = manager.open(None)
+        session["n"] = 1
+        manager.save(session)
+        assert manager.open(session.id)["n"] == 1
+    assert schema.current_revision(fresh_database_url, table_name="AppSessions") == (
+        schema.HEAD_REVISION
+    )
