@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import format_datetime
 from typing import Literal
+from urllib.parse import quote
 
 from ormsession.errors import ConfigurationError
 from ormsession.expiry import LONGEST_DURATION, from_us
@@ -31,8 +32,11 @@ CookieStyle = Literal["standard", "starlette"]
 _EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 # RFC 6265 cookie-name is an RFC 7230 token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
-_PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';'
+#: A host name; an underscore too (internal names have them, and browsers take them).
+_DOMAIN = re.compile(r"\.?[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+_UNSAFE_IN_PATH = re.compile(r"[;\x00-\x1f\x7f]")
+#: What a path keeps as it is: Werkzeug's set (RFC 3986 path characters and '%').
+_PATH_SAFE = "%!$&'()*+,/:=@"
 #: How many well-formed ids of the session cookie's name a request may try, the first
 #: included, until one names a stored session (each costs a store read).
 MAX_COOKIE_IDS = 3
@@ -72,8 +76,16 @@ class CookieOptions:
     def __post_init__(self) -> None:
         if not _TOKEN.fullmatch(self.name):
             raise ConfigurationError(f"cookie name {self.name!r} is not a valid token")
-        if not _PATH.fullmatch(self.path):
+        if not self.path.startswith("/"):
             raise ConfigurationError(f"cookie path {self.path!r} must start with '/'")
+        if _UNSAFE_IN_PATH.search(self.path):
+            raise ConfigurationError(
+                f"cookie path {self.path!r} holds a ';' or a control character, which would "
+                "end the attribute (a mistake, or an injected attribute or header)"
+            )
+        # A space or a non-ASCII character is written percent-encoded, as Werkzeug writes it
+        # (an APPLICATION_ROOT of "/my app"): browsers match it against the encoded URL path.
+        object.__setattr__(self, "path", quote(self.path, safe=_PATH_SAFE))
         if self.domain is not None:
             if not _DOMAIN.fullmatch(self.domain):
                 raise ConfigurationError(f"cookie domain {self.domain!r} is not a host name")
