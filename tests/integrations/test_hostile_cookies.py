@@ -307,7 +307,7 @@ def test_a_cookie_lifetime_past_what_expires_can_hold_is_a_configuration_error()
 
     extension = ormsession_flask.OrmSession(app, url="memory://")
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=3_000_000)
-    with pytest.raises(ValueError, match="longer than (the )?365000 days"):
+    with pytest.raises(ValueError, match=r"longer than (the )?365000 days"):
         app.test_client().get("/")
     assert extension.manager is not None and extension.manager.count() == 0
     extension.close()

@@ -19,46 +19,18 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from ormsession.errors import SchemaError, StoreError
 from ormsession.expiry import now_us
 from ormsession.repositories.base import Owner, StoredSession
-from ormsession.repositories.sql import async_repository as async_sql
-from ormsession.repositories.sql import repository as sync_sql
 from ormsession.repositories.sql.async_repository import AsyncSqlRepository
 from ormsession.repositories.sql.repository import SqlRepository
 from ormsession.schema import upgrade
 from tests.support.drivers import with_driver
+from tests.support.sql_paths import MYSQL_CASES as ALL_MYSQL_CASES
+from tests.support.sql_paths import PG_CASES, case_id, force_path
 
 HOUR_US = 3600 * 1_000_000
 
-#: (mode, SQLAlchemy drivername, path) on PostgreSQL.
-PG_CASES = [
-    ("sync", "postgresql+psycopg2", "driver"),
-    ("sync", "postgresql+psycopg2", "sqlalchemy"),
-    ("sync", "postgresql+psycopg", "driver"),
-    ("async", "postgresql+psycopg", "driver"),
-    ("async", "postgresql+asyncpg", "driver"),
-    ("async", "postgresql+asyncpg", "sqlalchemy"),
-]
-
-
-#: (mode, SQLAlchemy drivername, path) on MariaDB. asyncmy through SQLAlchemy's layer is left
-#: out where it cannot work: asyncmy itself escapes bytes with backslashes, whatever the mode.
-MYSQL_CASES = [
-    ("sync", "mysql+pymysql", "driver"),
-    ("sync", "mysql+pymysql", "sqlalchemy"),
-    ("sync", "mysql+mysqldb", "driver"),
-    ("sync", "mariadb+mariadbconnector", "driver"),
-    ("async", "mysql+asyncmy", "driver"),
-    ("async", "mysql+aiomysql", "driver"),
-]
-
-
-def case_id(case: tuple[str, str, str]) -> str:
-    return "-".join(case)
-
-
-def force_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
-    if path == "sqlalchemy":
-        monkeypatch.setattr(sync_sql, "DBAPI_DRIVERS", frozenset())
-        monkeypatch.setattr(async_sql, "driver_for", lambda _name: None)
+#: asyncmy through SQLAlchemy's layer is left out where it cannot work: asyncmy itself
+#: escapes bytes with backslashes, whatever the mode.
+MYSQL_CASES = [case for case in ALL_MYSQL_CASES if case != ("async", "mysql+asyncmy", "sqlalchemy")]
 
 
 @pytest.fixture(scope="module")

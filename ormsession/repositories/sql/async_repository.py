@@ -276,7 +276,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
         repository does not run directly), retried once on a connection found dead, and
         after each lock conflict (:func:`.errors.lock_conflict`)."""
         retried, conflicts = False, 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 async with self.engine.connect() as connection:
                     return await self._in_transaction(connection, query)
@@ -288,7 +290,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     continue
                 if lock_conflict(exc):
                     conflicts += 1
-                    if await _paused(conflicts, deadline):
+                    if await _paused(conflicts, deadline, loop.time() - started):
                         continue
                     raise self._timed_out(exc, query.operation) from exc
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
@@ -340,7 +342,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
         deadline: asyncio.Timeout,
     ) -> T:
         retried, conflicts = False, 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 return await spawn(self._on_pooled_connection, operation, driver, work)
             except driver.integrity_errors as exc:
@@ -355,7 +359,7 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     continue
                 if lock_conflict(exc):
                     conflicts += 1
-                    if await _paused(conflicts, deadline):
+                    if await _paused(conflicts, deadline, loop.time() - started):
                         continue
                     raise self._timed_out(exc, operation) from exc
                 raise self._classified(exc, operation, driver) from exc
@@ -496,12 +500,13 @@ class AsyncSqlRepository(AsyncSessionRepository):
             )
 
 
-async def _paused(attempt: int, deadline: asyncio.Timeout) -> bool:
+async def _paused(attempt: int, deadline: asyncio.Timeout, took: float) -> bool:
     """Wait before running again a statement a lock conflict ended; False, without
-    waiting, when the pause would reach the deadline (another try would only be cut)."""
+    waiting, when the pause and another try as long as the last one (``took`` seconds)
+    would reach the deadline: that try would only be cut there."""
     pause = conflict_pause(attempt)
     end = deadline.when()
-    if end is not None and asyncio.get_running_loop().time() + pause >= end:
+    if end is not None and asyncio.get_running_loop().time() + pause + took >= end:
         return False
     await asyncio.sleep(pause)
     return True

@@ -272,6 +272,7 @@ class SqlRepository(SessionRepository):
         with operation_deadline(self.timeout) as deadline:
             retried, conflicts = False, 0
             while True:
+                started = time.monotonic()
                 try:
                     with self._connect() as connection:
                         return query.extract(
@@ -288,7 +289,7 @@ class SqlRepository(SessionRepository):
                         continue
                     if lock_conflict(exc) and not late:
                         conflicts += 1
-                        if _paused(conflicts, deadline):
+                        if _paused(conflicts, deadline, time.monotonic() - started):
                             continue
                         late = True  # no time for another try: the conflict timed it out
                     raise self._failure(exc, query.operation, late) from exc
@@ -325,6 +326,7 @@ class SqlRepository(SessionRepository):
         with operation_deadline(self.timeout) as deadline:
             retry_dead, conflicts = True, 0
             while True:
+                started = time.monotonic()
                 try:
                     return self._attempt(operation, sql, params, extract, deadline, retry_dead)
                 except _DeadConnectionError as retry:
@@ -332,7 +334,7 @@ class SqlRepository(SessionRepository):
                     retry_dead = False
                 except _LockConflictError as conflict:
                     conflicts += 1
-                    if not _paused(conflicts, deadline):
+                    if not _paused(conflicts, deadline, time.monotonic() - started):
                         cause = conflict.__cause__ or conflict
                         raise timed_out(cause, self.engine.url, operation, self.timeout) from cause
 
@@ -457,11 +459,12 @@ class _LockConflictError(Exception):
     """The server rolled the statement back to end a lock conflict: run it again."""
 
 
-def _paused(attempt: int, deadline: float) -> bool:
+def _paused(attempt: int, deadline: float, took: float) -> bool:
     """Wait before running again a statement a lock conflict ended; False, without
-    waiting, when the pause would reach the deadline (another try would only be cut)."""
+    waiting, when the pause and another try as long as the last one (``took`` seconds)
+    would reach the deadline: that try would only be cut there."""
     pause = conflict_pause(attempt)
-    if time.monotonic() + pause >= deadline:
+    if time.monotonic() + pause + took >= deadline:
         return False
     time.sleep(pause)
     return True
