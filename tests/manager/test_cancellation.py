@@ -243,3 +243,31 @@ def test_a_rename_cancelled_anywhere_leaves_one_live_copy(
     while run(store, cancelled_at(at)):
         at += 1
     assert at > 1, "the operation made no store call"
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["as-a-call-starts", "after-a-call"])
+def test_a_login_cancelled_anywhere_binds_nothing(store: Any, after: bool) -> None:
+    """A login whose task is cancelled fails as any failed login does: the session is not
+    left bound, so a save the app or its middleware makes afterwards (an app's timeout
+    answered with an error page) stores no session of the user."""
+    repository: AsyncSessionRepository = store.inner
+    hook = CancelAtCall(repository)
+
+    async def cancelled_at(at: int) -> bool:
+        manager = AsyncSessionManager(repository, Config(), owns_repository=False)
+        user = f"u{at}{after}"
+        session = await manager.open(None)
+        session["a"] = 1
+        await hook.run(manager.login(session, user), at, after=after)
+        if hook.fired:
+            assert session.user_id is None, f"cancelled at call {at}: the session is bound"
+            saved_id = cookie_id(await manager.save(session))
+            opened = await manager.open(saved_id)
+            assert opened.user_id is None, f"cancelled at call {at}: logged in after all"
+        await manager.close()
+        return hook.fired
+
+    at = 1
+    while run(store, cancelled_at(at)):
+        at += 1
+    assert at > 1, "the operation made no store call"
