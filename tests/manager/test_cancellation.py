@@ -271,3 +271,32 @@ def test_a_login_cancelled_anywhere_binds_nothing(store: Any, after: bool) -> No
     while run(store, cancelled_at(at)):
         at += 1
     assert at > 1, "the operation made no store call"
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["as-a-call-starts", "after-a-call"])
+def test_a_save_cancelled_anywhere_leaves_the_session_whole(store: Any, after: bool) -> None:
+    """A save cut short (one compare-and-set, or a create, a conflict's re-read and second
+    compare-and-set) runs on the request's own task, with no task of its own: whatever was
+    written is one whole version of the session, the old or the new, and it stays live."""
+    repository: AsyncSessionRepository = store.inner
+    hook = CancelAtCall(repository)
+
+    async def cancelled_at(at: int) -> bool:
+        manager = AsyncSessionManager(repository, Config(), owns_repository=False)
+        sid = await saved(manager)
+        mine = await manager.open(sid)
+        other = await manager.open(sid)
+        other["b"] = 2
+        await manager.save(other)  # so this save conflicts: update, read, update
+        mine["a"] = 3
+        await hook.run(manager.save(mine), at, after=after)
+        opened = await manager.open(sid)
+        assert not opened.is_new, f"cancelled at call {at}: the session is gone"
+        assert dict(opened) in ({"a": 1, "b": 2}, {"a": 3, "b": 2}), f"at call {at}: {opened}"
+        await manager.close()
+        return hook.fired
+
+    at = 1
+    while run(store, cancelled_at(at)):
+        at += 1
+    assert at > 1, "the operation made no store call"
