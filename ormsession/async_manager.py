@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -23,7 +24,17 @@ from ormsession.users import UserSession
 
 T = TypeVar("T")
 
+logger = logging.getLogger("ormsession")
+
 __all__ = ["AsyncSessionManager"]
+
+#: The store calls that run to their end once started, even when the request's task is
+#: cancelled (a client that went away, an app's timeout around its handler): a logout, a
+#: revoke and a login's rename take several statements or commands on some stores (SQL,
+#: Redis Cluster, Couchbase), and cut halfway they leave a logged-out user logged in, or a
+#: renamed session under a marker with no copy. None of them is on a request's usual path
+#: (read, update, touch, create), which pays for no task.
+_FINISHED_WHEN_CANCELLED = frozenset({"delete", "rename", "revoke", "revoke_all"})
 
 
 class AsyncSessionManager(ManagerBase):
@@ -46,6 +57,8 @@ class AsyncSessionManager(ManagerBase):
         self.repository = repository
         self._owns_repository = owns_repository
         self._perform = self._performer()
+        #: Store calls still running for a caller that was cancelled (see _finished).
+        self._finishing: set[asyncio.Task[Any]] = set()
         #: The event loop the manager was made on (its store's connections belong to it).
         self._loop = _running_loop()
 
@@ -195,9 +208,12 @@ class AsyncSessionManager(ManagerBase):
 
     async def close(self) -> None:
         """Release the repository's resources (never an engine or client the app passed);
-        stop the gc runners this manager started."""
+        stop the gc runners this manager started. A logout, revoke or rename whose caller
+        was cancelled finishes first (each within the store's deadline)."""
         for runner in self._gc_runners:
             await runner.stop()
+        if self._finishing:
+            await asyncio.wait(set(self._finishing))
         if self._owns_repository:
             await self.repository.close()
 
@@ -236,7 +252,28 @@ class AsyncSessionManager(ManagerBase):
         return self.metrics.timed_async(self._call_store)
 
     def _call_store(self, call: StoreCall) -> Awaitable[Any]:
-        return getattr(self.repository, call.method)(*call.args)  # type: ignore[no-any-return]
+        work: Awaitable[Any] = getattr(self.repository, call.method)(*call.args)
+        if call.method in _FINISHED_WHEN_CANCELLED:
+            return self._finished(work)
+        return work
+
+    async def _finished(self, work: Awaitable[Any]) -> Any:
+        """``work`` in a task of its own, which a cancellation of the caller's task does not
+        stop: the caller gets its CancelledError at once, the task ends within the store's
+        deadline, and :meth:`close` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._finishing.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._finishing.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_failure)  # nobody is left to raise it to
+            raise
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("a session store call whose request was cancelled failed", exc_info=exc)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

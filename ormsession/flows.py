@@ -8,7 +8,10 @@ calls (:mod:`ormsession.policy`); inside a store, flows are used only where a pr
 takes several round trips (Couchbase's compare-and-set loops, the Redis Cluster rename).
 
 An exception raised by ``perform`` is thrown into the flow at its ``yield``, so a flow can
-catch it (to roll back, or to answer differently) or let it propagate to the caller.
+catch it (to roll back, or to answer differently) or let it propagate to the caller. A
+cancellation of :func:`arun`'s task is not: the flow is closed (``GeneratorExit`` at its
+``yield``, so its ``finally`` and ``except BaseException`` clean-ups run, and it can ask
+for nothing more), and the cancellation goes on.
 
 One operation is the runners' own: a :class:`Pause` (a backoff between retries), which
 :func:`run` answers with ``time.sleep`` and :func:`arun` with ``asyncio.sleep``, so a flow
@@ -80,6 +83,11 @@ async def arun(flow: Generator[Any, Any, T], perform: Callable[[Any], Awaitable[
                     result = await perform(operation)
             except Exception as exc:
                 operation = flow.throw(exc)
+            except BaseException:
+                # A cancellation: the flow's own clean-up (a login unbinding its session)
+                # runs now, not whenever the garbage collector closes the abandoned flow.
+                flow.close()
+                raise
             else:
                 operation = flow.send(result)
     except StopIteration as done:

@@ -233,3 +233,32 @@ def test_lock_names() -> None:
     assert lock_name("app", "session") == "ormsession-gc:app.session"
     long_name = lock_name("d" * 64, "session")
     assert len(long_name) <= 64 and long_name != lock_name("e" * 64, "session")
+
+
+def test_an_asyncio_run_cancelled_as_it_takes_the_lock_leaves_it_free(
+    url: str, manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancellation lands as the server's reply to the lock statement arrives (a
+    runner stopped, a request cancelled): the server holds the lock for that connection,
+    which must not go back to the pool holding it (every other node's gc would skip, for
+    as long as the pool kept it)."""
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite's lock is a file lock, taken without an await")
+    from ormsession.repositories.sql import gc_lock as sql_gc_lock
+
+    insert_sessions(url, expired=3, live=0)
+    real = sql_gc_lock._async_scalar
+
+    async def cancelled_on_reply(*args: object) -> bool:
+        await real(*args)  # type: ignore[arg-type]
+        raise asyncio.CancelledError
+
+    async def scenario() -> None:
+        async with await configure_async(url=async_url(url), auto_migrate=False) as other:
+            monkeypatch.setattr(sql_gc_lock, "_async_scalar", cancelled_on_reply)
+            with pytest.raises(asyncio.CancelledError):
+                await other.run_gc()
+            monkeypatch.setattr(sql_gc_lock, "_async_scalar", real)
+            assert manager.run_gc() == GcReport(3), "the lock was left held"
+
+    asyncio.run(scenario())

@@ -28,6 +28,7 @@ the gc command a direct (or session-pooled) URL.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -182,7 +183,14 @@ async def async_gc_lock(engine: AsyncEngine, table_name: str) -> AsyncIterator[b
         await connection.close()
         raise wrap_sql_error(exc, engine.sync_engine, "gc lock") from exc
     try:
-        held = await _async_scalar(connection, take, parameters, engine)
+        try:
+            held = await _async_scalar(connection, take, parameters, engine)
+        except BaseException:
+            # Cancelled as the reply came in (a runner stopped, a request cancelled), the
+            # server may hold the lock for this connection all the same, and would keep it
+            # for as long as the pool kept the connection: every other node's gc would skip.
+            await asyncio.shield(connection.invalidate())
+            raise
         try:
             yield held
         finally:
@@ -204,5 +212,7 @@ async def _async_scalar(
 async def _async_release(connection: AsyncConnection, sql: str, parameters: dict[str, Any]) -> None:
     try:
         await connection.execute(text(sql), parameters)
-    except SQLAlchemyError:
-        await connection.invalidate()
+    except BaseException as exc:  # a failure, or a cancellation mid-release
+        await asyncio.shield(connection.invalidate())
+        if not isinstance(exc, SQLAlchemyError):
+            raise
