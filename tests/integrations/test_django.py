@@ -398,3 +398,36 @@ def test_an_async_save_keeps_the_event_loop_running_while_the_store_is_slow(
         _managers.reset()
     assert elapsed >= HOLD * 0.8, "the store lock did not slow the save: the test is void"
     assert gap < MAX_GAP, f"the event loop stalled for {gap:.3f}s"
+
+
+def test_later_event_loops_skip_the_schema_check_and_migration(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under WSGI every async view runs on a new event loop, with a manager of its own:
+    the first checked (and migrated) the schema, the others need not do it again."""
+    from ormsession import schema
+
+    calls: list[str] = []
+    upgrade, check = schema.upgrade, schema.check_schema
+
+    def counted_upgrade(*args: Any, **kwargs: Any) -> None:
+        calls.append("upgrade")
+        upgrade(*args, **kwargs)
+
+    def counted_check(*args: Any, **kwargs: Any) -> None:
+        calls.append("check")
+        check(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "upgrade", counted_upgrade)
+    monkeypatch.setattr(schema, "check_schema", counted_check)
+
+    async def read() -> Any:
+        return await SessionStore().aget("a")
+
+    with override_settings(ORMSESSION_URL=f"sqlite:///{tmp_path / 's.db'}"):
+        try:
+            for _ in range(3):
+                asyncio.run(read())
+        finally:
+            _managers.reset()
+    assert calls == ["upgrade", "check"]
