@@ -193,6 +193,21 @@ def test_save_every_request_writes_nothing_when_nothing_changed(store: str) -> N
     assert after is not None and after.version == version  # ... the store is not rewritten
 
 
+def test_a_request_with_a_key_a_login_replaced_leaves_the_new_cookie_alone(store: str) -> None:
+    """A request sent with the old key just before a login's response arrived: its session
+    is empty, and Django's middleware deletes the cookie of an empty session, which by then
+    holds the new key (logged out again)."""
+    key = saved({"cart": [1]}).session_key
+    login = SessionStore(key)
+    login.cycle_key()
+    login.save()
+    request = RequestFactory().get("/")
+    request.COOKIES["sessionid"] = key
+    response = SessionMiddleware(lambda request: HttpResponse(request.session.get("cart")))(request)
+    assert "sessionid" not in response.cookies
+    assert stored(login.session_key) == {"cart": [1]}
+
+
 def test_set_expiry_in_the_past_ends_the_session(store: str) -> None:
     session = saved({"a": 1})
     key = session.session_key

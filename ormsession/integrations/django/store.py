@@ -177,6 +177,15 @@ class SessionStore(SessionBase):
         self._session_cache = stored
         return stored
 
+    def is_empty(self) -> bool:
+        # A key a login replaced moments ago (a request sent just before the login's
+        # response arrived) loads as a lost session: not empty, so the middleware does not
+        # delete the cookie, which the browser holds for the new key by now.
+        cache = getattr(self, "_session_cache", None)
+        if cache is not None and cache.lost and self._session_key is None:
+            return False
+        return bool(super().is_empty())
+
     def clear(self) -> None:
         cache = getattr(self, "_session_cache", None)
         if cache is not None:
