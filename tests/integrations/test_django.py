@@ -193,6 +193,27 @@ def test_save_every_request_writes_nothing_when_nothing_changed(store: str) -> N
     assert after is not None and after.version == version  # ... the store is not rewritten
 
 
+def test_a_request_that_changed_nothing_does_not_send_back_a_key_a_login_replaced(
+    store: str,
+) -> None:
+    """With SESSION_SAVE_EVERY_REQUEST the middleware re-sends the cookie of a request that
+    wrote nothing: a key another tab's login replaced meanwhile would overwrite the new key
+    in the browser (logged out again). Django's database backend raises UpdateError there."""
+    key = saved({"cart": [1]}).session_key
+
+    def view(request: Any) -> HttpResponse:
+        assert request.session["cart"] == [1]
+        login = SessionStore(key)  # a login in another tab, while this request runs
+        login.cycle_key()
+        login.save()
+        return HttpResponse()
+
+    request = RequestFactory().get("/")
+    request.COOKIES["sessionid"] = key
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True), pytest.raises(SessionInterrupted):
+        SessionMiddleware(view)(request)
+
+
 def test_a_request_with_a_key_a_login_replaced_leaves_the_new_cookie_alone(store: str) -> None:
     """A request sent with the old key just before a login's response arrived: its session
     is empty, and Django's middleware deletes the cookie of an empty session, which by then

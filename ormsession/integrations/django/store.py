@@ -261,7 +261,22 @@ class SessionStore(SessionBase):
         if session.lost:
             session = yield ManagerCall("open")
             self._session_cache = session
+        read = session.stored
         yield from self._write_flow(session)
+        if read is not None and session.stored is read:
+            yield from self._unwritten_flow(session)
+
+    def _unwritten_flow(self, session: DjangoSession) -> Flow:
+        """A save that wrote nothing (nothing changed, no expiry push due) learnt nothing
+        of the store, yet Django's middleware sends the key again (``SESSION_SAVE_EVERY_
+        REQUEST``): if another request destroyed or regenerated the session meanwhile,
+        that cookie would replace the browser's new one (a login in another tab undone).
+        So the key is read once more; gone is ``UpdateError``, as in Django's backends."""
+        storage_key = session.storage_key
+        record = yield ManagerCall("read", (storage_key, now_us()), on_repository=True)
+        if record is None:
+            self._session_key = None
+            raise UpdateError
 
     def _write_flow(self, session: DjangoSession) -> Flow:
         age = self.get_expiry_age(expiry=dict.get(session, _EXPIRY_KEY))
