@@ -229,6 +229,29 @@ def test_a_request_with_a_key_a_login_replaced_leaves_the_new_cookie_alone(store
     assert stored(login.session_key) == {"cart": [1]}
 
 
+def test_a_cleared_session_a_login_replaced_meanwhile_is_not_saved_under_a_new_key(
+    store: str,
+) -> None:
+    """clear() before the session was read, then a login in another tab: saving would store
+    what was set since under a new key, whose cookie replaces the login's in the browser."""
+    key = saved({"cart": [1]}).session_key
+
+    def view(request: Any) -> HttpResponse:
+        request.session.clear()
+        request.session["theme"] = "dark"
+        login = SessionStore(key)
+        login.cycle_key()
+        login.save()
+        view.new_key = login.session_key  # type: ignore[attr-defined]
+        return HttpResponse()
+
+    request = RequestFactory().get("/")
+    request.COOKIES["sessionid"] = key
+    with pytest.raises(SessionInterrupted):
+        SessionMiddleware(view)(request)
+    assert stored(view.new_key) == {"cart": [1]}  # type: ignore[attr-defined]
+
+
 def test_set_expiry_in_the_past_ends_the_session(store: str) -> None:
     session = saved({"a": 1})
     key = session.session_key

@@ -169,6 +169,13 @@ class SessionStore(SessionBase):
         if key is None:
             return session
         stored = yield ManagerCall("open", (key,), {"expiry": _open_expiry()})
+        if stored.lost:
+            # A login elsewhere renamed it meanwhile: saving what was set since under a
+            # new key would send a cookie over the login's (UpdateError, as for a session
+            # that was read before the rename).
+            self._session_key = None
+            self._session_cache = stored
+            return stored
         if stored.is_new:  # gone meanwhile: what was set since the clear() starts anew
             self._session_key = None
             return session
