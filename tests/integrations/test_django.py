@@ -490,3 +490,41 @@ def test_later_event_loops_skip_the_schema_check_and_migration(
         finally:
             _managers.reset()
     assert calls == ["upgrade", "check"]
+
+
+def test_a_store_outage_with_on_store_error_fresh_leaves_the_browsers_cookie_alone(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``on_store_error="fresh"`` serves an empty, never-saved session during an outage "so
+    an outage cannot overwrite the user's real cookie" (docs/security.md): Django's
+    middleware deleted the cookie of that empty session, or sent a never-saved key."""
+    from tests.support.tcp_proxy import TcpProxy
+
+    target = target_for(request, "redis")
+    options = {f"ORMSESSION_{key.upper()}": value for key, value in target.options.items()}
+
+    def view(request: Any) -> HttpResponse:
+        if request.GET.get("n"):
+            request.session["n"] = request.GET["n"]
+        return HttpResponse(str(request.session.get("n")))
+
+    def get(key: str, path: str = "/") -> HttpResponse:
+        request = RequestFactory().get(path)
+        request.COOKIES["sessionid"] = key
+        return SessionMiddleware(view)(request)  # type: ignore[no-any-return]
+
+    with TcpProxy(("127.0.0.1", 6379)) as proxy:
+        url = target.url.replace(":6379", f":{proxy.port}")
+        settings_ = {"ORMSESSION_STORE_TIMEOUT": 0.5, "ORMSESSION_ON_STORE_ERROR": "fresh"}
+        with override_settings(ORMSESSION_URL=url, **{**options, **settings_}):
+            try:
+                key = saved({"n": "1"}).session_key
+                proxy.stall()
+                assert get(key).content == b"None"
+                assert "sessionid" not in get(key).cookies
+                written = get(key, "/?n=2").cookies  # dropped, as the docs say
+                assert "sessionid" not in written or written["sessionid"].value == key
+                proxy.resume()
+                assert get(key).content == b"1"
+            finally:
+                _managers.reset()

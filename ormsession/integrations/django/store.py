@@ -217,7 +217,10 @@ class SessionStore(SessionBase):
 
     def _load_flow(self) -> Flow:
         session = yield ManagerCall("open", (self.session_key,), {"expiry": _open_expiry()})
-        if session.is_new:  # unknown, expired, malformed: never adopted
+        # Unknown, expired, malformed: never adopted. Unread (a store outage, with
+        # on_store_error="fresh"): the key stays, so the middleware neither deletes the
+        # browser's cookie nor replaces it; the empty session served is never saved.
+        if session.is_new and not session.unavailable:
             self._session_key = None
         return session
 
@@ -299,6 +302,8 @@ class SessionStore(SessionBase):
         except SessionLostError as exc:  # on_lost_changes="raise"
             self._session_key = None
             raise UpdateError from exc
+        if session.unavailable and self._session_key is not None:
+            return  # nothing was saved: the browser keeps its cookie (see _load_flow)
         if session.lost:
             self._session_key = None
             raise UpdateError
