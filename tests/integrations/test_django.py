@@ -8,6 +8,7 @@ Django's own session tests run against the engine in tests/conformance/test_djan
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -259,6 +260,19 @@ def test_set_expiry_in_the_past_ends_the_session(store: str) -> None:
     session.save()
     assert stored(key) is None
     assert stored(session.session_key) is None
+
+
+@pytest.mark.parametrize(
+    "far", [dt.datetime(9999, 1, 1, tzinfo=dt.UTC), dt.timedelta(days=365 * 2000)]
+)
+def test_set_expiry_far_in_the_future_is_saved(store: str, far: Any) -> None:
+    """Django's backends take any date a session's set_expiry() gives ("never expire":
+    year 9999); ormsession's stores hold 1000 years, which is as long."""
+    session = SessionStore()
+    session["a"] = 1
+    session.set_expiry(far)
+    session.save()
+    assert stored(session.session_key) is not None
 
 
 def test_clearsessions_deletes_expired_sessions_through_gc(store: str) -> None:

@@ -25,7 +25,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 
 from ormsession.cookies import CookieOptions
 from ormsession.errors import SessionLostError
-from ormsession.expiry import ExpiryPolicy, now_us
+from ormsession.expiry import LONGEST_DURATION, ExpiryPolicy, now_us
 from ormsession.flows import arun, run
 from ormsession.ids import SessionIds
 from ormsession.integrations.django import _managers
@@ -81,6 +81,8 @@ def _save_expiry(age: int) -> ExpiryPolicy:
     """The rules of a save that gives the session ``age`` more seconds (Django's expiry
     age): idle timeout ``age``; ormsession's absolute timeout, never shorter than ``age``."""
     base = _managers.config().expiry
+    # Django takes any date (year 9999 for "never"); the stores hold 1000 years, as long.
+    age = min(age, int(LONGEST_DURATION.total_seconds()))
     cache_key = (age, base)
     policy = _expiries.get(cache_key)
     if policy is None:
