@@ -542,3 +542,28 @@ def test_a_store_outage_with_on_store_error_fresh_leaves_the_browsers_cookie_alo
                 assert get(key).content == b"1"
             finally:
                 _managers.reset()
+
+
+def test_an_outage_after_the_read_fails_no_unchanged_save_with_on_store_error_fresh(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A save with nothing to write reads the session once more (the key must still be
+    live to be sent again); with ``on_store_error="fresh"`` a store gone down since the
+    request's read fails nothing, as the save itself would not."""
+    from tests.support.tcp_proxy import TcpProxy
+
+    target = target_for(request, "redis")
+    options = {f"ORMSESSION_{key.upper()}": value for key, value in target.options.items()}
+    with TcpProxy(("127.0.0.1", 6379)) as proxy:
+        url = target.url.replace(":6379", f":{proxy.port}")
+        settings_ = {"ORMSESSION_STORE_TIMEOUT": 0.5, "ORMSESSION_ON_STORE_ERROR": "fresh"}
+        with override_settings(ORMSESSION_URL=url, **{**options, **settings_}):
+            try:
+                key = saved({"n": "1"}).session_key
+                session = SessionStore(key)
+                assert session["n"] == "1"
+                proxy.stall()
+                session.save()
+                assert session.session_key == key
+            finally:
+                _managers.reset()

@@ -16,6 +16,7 @@ brought back (Django's ``UpdateError``, which the middleware turns into
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import timedelta
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
 from ormsession.cookies import CookieOptions
-from ormsession.errors import SessionLostError
+from ormsession.errors import SessionLostError, StoreError
 from ormsession.expiry import LONGEST_DURATION, ExpiryPolicy, now_us
 from ormsession.flows import arun, run
 from ormsession.ids import SessionIds
@@ -32,6 +33,8 @@ from ormsession.integrations.django import _managers
 from ormsession.session import RequestSession
 
 __all__ = ["DjangoSession", "ManagerCall", "SessionStore"]
+
+logger = logging.getLogger("ormsession")
 
 _EXPIRY_KEY = "_session_expiry"
 #: How many distinct lifetimes have their expiry rules kept (one or two in an app).
@@ -285,7 +288,14 @@ class SessionStore(SessionBase):
         that cookie would replace the browser's new one (a login in another tab undone).
         So the key is read once more; gone is ``UpdateError``, as in Django's backends."""
         storage_key = session.storage_key
-        record = yield ManagerCall("read", (storage_key, now_us()), on_repository=True)
+        try:
+            record = yield ManagerCall("read", (storage_key, now_us()), on_repository=True)
+        except StoreError:
+            if _managers.config().on_store_error == "raise":
+                raise
+            # As the save itself would: an outage fails no request in this mode.
+            logger.exception("session store unavailable; the session key is sent unchecked")
+            return
         if record is None:
             self._session_key = None
             raise UpdateError
