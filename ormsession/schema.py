@@ -9,6 +9,7 @@ app's own Alembic history. These functions run them with no checkout and no alem
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -63,6 +64,13 @@ Target = str | Engine | Connection
 #: stalled server fails the deploy step instead of hanging it. Connecting, and each wait
 #: for a table lock, are bounded by the (much shorter) store timeout instead.
 MIGRATION_TIMEOUT = 300.0
+
+#: Alembic's ``context`` and ``op`` are module-level proxies to the running command, so
+#: two commands in two threads of one process (two event loops' managers, or an app's
+#: synchronous and asyncio managers, starting with ``auto_migrate``) take turns; one that
+#: ends would otherwise remove the proxies under the other. Reentrant: two starts on one
+#: thread (greenlets of one event loop) must not deadlock that thread.
+_ALEMBIC_TURN = threading.RLock()
 
 
 def migrations_path() -> Path:
@@ -203,7 +211,7 @@ def upgrade(
     """
     from alembic import command
 
-    with _connection(target, timeout) as connection, _callers_alembic_kept():
+    with _ALEMBIC_TURN, _connection(target, timeout) as connection, _callers_alembic_kept():
         command.upgrade(alembic_config(connection=connection, table_name=table_name), revision)
 
 
@@ -218,7 +226,7 @@ def downgrade(
     are :func:`upgrade`'s."""
     from alembic import command
 
-    with _connection(target, timeout) as connection, _callers_alembic_kept():
+    with _ALEMBIC_TURN, _connection(target, timeout) as connection, _callers_alembic_kept():
         command.downgrade(alembic_config(connection=connection, table_name=table_name), revision)
 
 

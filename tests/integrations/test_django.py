@@ -8,6 +8,7 @@ Django's own session tests run against the engine in tests/conformance/test_djan
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -193,6 +194,65 @@ def test_save_every_request_writes_nothing_when_nothing_changed(store: str) -> N
     assert after is not None and after.version == version  # ... the store is not rewritten
 
 
+def test_a_request_that_changed_nothing_does_not_send_back_a_key_a_login_replaced(
+    store: str,
+) -> None:
+    """With SESSION_SAVE_EVERY_REQUEST the middleware re-sends the cookie of a request that
+    wrote nothing: a key another tab's login replaced meanwhile would overwrite the new key
+    in the browser (logged out again). Django's database backend raises UpdateError there."""
+    key = saved({"cart": [1]}).session_key
+
+    def view(request: Any) -> HttpResponse:
+        assert request.session["cart"] == [1]
+        login = SessionStore(key)  # a login in another tab, while this request runs
+        login.cycle_key()
+        login.save()
+        return HttpResponse()
+
+    request = RequestFactory().get("/")
+    request.COOKIES["sessionid"] = key
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True), pytest.raises(SessionInterrupted):
+        SessionMiddleware(view)(request)
+
+
+def test_a_request_with_a_key_a_login_replaced_leaves_the_new_cookie_alone(store: str) -> None:
+    """A request sent with the old key just before a login's response arrived: its session
+    is empty, and Django's middleware deletes the cookie of an empty session, which by then
+    holds the new key (logged out again)."""
+    key = saved({"cart": [1]}).session_key
+    login = SessionStore(key)
+    login.cycle_key()
+    login.save()
+    request = RequestFactory().get("/")
+    request.COOKIES["sessionid"] = key
+    response = SessionMiddleware(lambda request: HttpResponse(request.session.get("cart")))(request)
+    assert "sessionid" not in response.cookies
+    assert stored(login.session_key) == {"cart": [1]}
+
+
+def test_a_cleared_session_a_login_replaced_meanwhile_is_not_saved_under_a_new_key(
+    store: str,
+) -> None:
+    """clear() before the session was read, then a login in another tab: saving would store
+    what was set since under a new key, whose cookie replaces the login's in the browser."""
+    key = saved({"cart": [1]}).session_key
+
+    def view(request: Any) -> HttpResponse:
+        request.session.clear()
+        request.session["theme"] = "dark"
+        login = SessionStore(key)
+        login.cycle_key()
+        login.save()
+        view.new_key = login.session_key  # type: ignore[attr-defined]
+        return HttpResponse()
+
+    request = RequestFactory().get("/")
+    request.COOKIES["sessionid"] = key
+    with pytest.raises(SessionInterrupted):
+        SessionMiddleware(view)(request)
+    assert stored(view.new_key) == {"cart": [1]}  # type: ignore[attr-defined]
+
+
 def test_set_expiry_in_the_past_ends_the_session(store: str) -> None:
     session = saved({"a": 1})
     key = session.session_key
@@ -200,6 +260,19 @@ def test_set_expiry_in_the_past_ends_the_session(store: str) -> None:
     session.save()
     assert stored(key) is None
     assert stored(session.session_key) is None
+
+
+@pytest.mark.parametrize(
+    "far", [dt.datetime(9999, 1, 1, tzinfo=dt.UTC), dt.timedelta(days=365 * 2000)]
+)
+def test_set_expiry_far_in_the_future_is_saved(store: str, far: Any) -> None:
+    """Django's backends take any date a session's set_expiry() gives ("never expire":
+    year 9999); ormsession's stores hold 1000 years, which is as long."""
+    session = SessionStore()
+    session["a"] = 1
+    session.set_expiry(far)
+    session.save()
+    assert stored(session.session_key) is not None
 
 
 def test_clearsessions_deletes_expired_sessions_through_gc(store: str) -> None:
@@ -398,3 +471,99 @@ def test_an_async_save_keeps_the_event_loop_running_while_the_store_is_slow(
         _managers.reset()
     assert elapsed >= HOLD * 0.8, "the store lock did not slow the save: the test is void"
     assert gap < MAX_GAP, f"the event loop stalled for {gap:.3f}s"
+
+
+def test_later_event_loops_skip_the_schema_check_and_migration(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under WSGI every async view runs on a new event loop, with a manager of its own:
+    the first checked (and migrated) the schema, the others need not do it again."""
+    from ormsession import schema
+
+    calls: list[str] = []
+    upgrade, check = schema.upgrade, schema.check_schema
+
+    def counted_upgrade(*args: Any, **kwargs: Any) -> None:
+        calls.append("upgrade")
+        upgrade(*args, **kwargs)
+
+    def counted_check(*args: Any, **kwargs: Any) -> None:
+        calls.append("check")
+        check(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "upgrade", counted_upgrade)
+    monkeypatch.setattr(schema, "check_schema", counted_check)
+
+    async def read() -> Any:
+        return await SessionStore().aget("a")
+
+    with override_settings(ORMSESSION_URL=f"sqlite:///{tmp_path / 's.db'}"):
+        try:
+            for _ in range(3):
+                asyncio.run(read())
+        finally:
+            _managers.reset()
+    assert calls == ["upgrade", "check"]
+
+
+def test_a_store_outage_with_on_store_error_fresh_leaves_the_browsers_cookie_alone(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``on_store_error="fresh"`` serves an empty, never-saved session during an outage "so
+    an outage cannot overwrite the user's real cookie" (docs/security.md): Django's
+    middleware deleted the cookie of that empty session, or sent a never-saved key."""
+    from tests.support.tcp_proxy import TcpProxy
+
+    target = target_for(request, "redis")
+    options = {f"ORMSESSION_{key.upper()}": value for key, value in target.options.items()}
+
+    def view(request: Any) -> HttpResponse:
+        if request.GET.get("n"):
+            request.session["n"] = request.GET["n"]
+        return HttpResponse(str(request.session.get("n")))
+
+    def get(key: str, path: str = "/") -> HttpResponse:
+        request = RequestFactory().get(path)
+        request.COOKIES["sessionid"] = key
+        return SessionMiddleware(view)(request)  # type: ignore[no-any-return]
+
+    with TcpProxy(("127.0.0.1", 6379)) as proxy:
+        url = target.url.replace(":6379", f":{proxy.port}")
+        settings_ = {"ORMSESSION_STORE_TIMEOUT": 0.5, "ORMSESSION_ON_STORE_ERROR": "fresh"}
+        with override_settings(ORMSESSION_URL=url, **{**options, **settings_}):
+            try:
+                key = saved({"n": "1"}).session_key
+                proxy.stall()
+                assert get(key).content == b"None"
+                assert "sessionid" not in get(key).cookies
+                written = get(key, "/?n=2").cookies  # dropped, as the docs say
+                assert "sessionid" not in written or written["sessionid"].value == key
+                proxy.resume()
+                assert get(key).content == b"1"
+            finally:
+                _managers.reset()
+
+
+def test_an_outage_after_the_read_fails_no_unchanged_save_with_on_store_error_fresh(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A save with nothing to write reads the session once more (the key must still be
+    live to be sent again); with ``on_store_error="fresh"`` a store gone down since the
+    request's read fails nothing, as the save itself would not."""
+    from tests.support.tcp_proxy import TcpProxy
+
+    target = target_for(request, "redis")
+    options = {f"ORMSESSION_{key.upper()}": value for key, value in target.options.items()}
+    with TcpProxy(("127.0.0.1", 6379)) as proxy:
+        url = target.url.replace(":6379", f":{proxy.port}")
+        settings_ = {"ORMSESSION_STORE_TIMEOUT": 0.5, "ORMSESSION_ON_STORE_ERROR": "fresh"}
+        with override_settings(ORMSESSION_URL=url, **{**options, **settings_}):
+            try:
+                key = saved({"n": "1"}).session_key
+                session = SessionStore(key)
+                assert session["n"] == "1"
+                proxy.stall()
+                session.save()
+                assert session.session_key == key
+            finally:
+                _managers.reset()

@@ -264,3 +264,46 @@ def test_a_mixed_case_table_name_is_migrated_checked_and_served(fresh_database_u
     assert schema.current_revision(fresh_database_url, table_name="AppSessions") == (
         schema.HEAD_REVISION
     )
+
+
+def test_upgrades_in_two_threads_at_once_both_succeed(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alembic's ``context`` and ``op`` are module-level proxies: an upgrade that ends in
+    one thread removes them under one still running in another (two event loops, or the
+    sync and asyncio managers of one app, starting with auto_migrate). Seen as
+    ``AttributeError: module 'alembic.context' has no attribute 'config'``."""
+    import threading
+
+    second_inside, first_done = threading.Event(), threading.Event()
+    run_env = ScriptDirectory.run_env
+
+    def paused_run_env(self: ScriptDirectory) -> None:
+        # The first upgrade ends while the second is in its env.py, unless they take turns.
+        if threading.current_thread().name == "first":
+            second_inside.wait(timeout=2)
+        else:
+            second_inside.set()
+            first_done.wait(timeout=2)
+        run_env(self)
+
+    monkeypatch.setattr(ScriptDirectory, "run_env", paused_run_env)
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            schema.upgrade(fresh_database_url)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if threading.current_thread().name == "first":
+                first_done.set()
+
+    first = threading.Thread(target=upgrade, name="first")
+    second = threading.Thread(target=upgrade, name="second")
+    first.start()
+    second.start()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert errors == []
+    assert schema.current_revision(fresh_database_url) == schema.HEAD_REVISION

@@ -38,6 +38,9 @@ class _Managers:
         self.config: Config | None = None
         self.sync: SessionManager | None = None
         self.loops: LoopManagers | None = None
+        #: What later event loops' managers are built with, once one was (see
+        #: ``config_for_later_loops``): under WSGI, every async view runs on a new loop.
+        self.later_loops: Config | None = None
 
 
 _current = _Managers()
@@ -85,6 +88,7 @@ async def async_manager() -> AsyncSessionManager:
 async def _build_async(current: _Managers) -> AsyncSessionManager:
     from ormsession.async_manager import AsyncSessionManager
     from ormsession.configure import configure_async
+    from ormsession.integrations._asgi_loops import config_for_later_loops
     from ormsession.integrations.django.store import DjangoSession
     from ormsession.repositories.memory import AsyncMemoryRepository, MemoryRepository
 
@@ -100,9 +104,10 @@ async def _build_async(current: _Managers) -> AsyncSessionManager:
             session_class=DjangoSession,
             owns_repository=False,
         )
-    return await configure_async(
-        config=resolved.replace(url=async_url_of(url)), session_class=DjangoSession
-    )
+    built = current.later_loops or resolved.replace(url=async_url_of(url))
+    manager = await configure_async(config=built, session_class=DjangoSession)
+    current.later_loops = config_for_later_loops(built)
+    return manager
 
 
 def reset() -> None:

@@ -16,6 +16,7 @@ brought back (Django's ``UpdateError``, which the middleware turns into
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import timedelta
@@ -24,14 +25,16 @@ from typing import Any, NamedTuple
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
 from ormsession.cookies import CookieOptions
-from ormsession.errors import SessionLostError
-from ormsession.expiry import ExpiryPolicy, now_us
+from ormsession.errors import SessionLostError, StoreError
+from ormsession.expiry import LONGEST_DURATION, ExpiryPolicy, now_us
 from ormsession.flows import arun, run
 from ormsession.ids import SessionIds
 from ormsession.integrations.django import _managers
 from ormsession.session import RequestSession
 
 __all__ = ["DjangoSession", "ManagerCall", "SessionStore"]
+
+logger = logging.getLogger("ormsession")
 
 _EXPIRY_KEY = "_session_expiry"
 #: How many distinct lifetimes have their expiry rules kept (one or two in an app).
@@ -81,6 +84,8 @@ def _save_expiry(age: int) -> ExpiryPolicy:
     """The rules of a save that gives the session ``age`` more seconds (Django's expiry
     age): idle timeout ``age``; ormsession's absolute timeout, never shorter than ``age``."""
     base = _managers.config().expiry
+    # Django takes any date (year 9999 for "never"); the stores hold 1000 years, as long.
+    age = min(age, int(LONGEST_DURATION.total_seconds()))
     cache_key = (age, base)
     policy = _expiries.get(cache_key)
     if policy is None:
@@ -169,6 +174,13 @@ class SessionStore(SessionBase):
         if key is None:
             return session
         stored = yield ManagerCall("open", (key,), {"expiry": _open_expiry()})
+        if stored.lost:
+            # A login elsewhere renamed it meanwhile: saving what was set since under a
+            # new key would send a cookie over the login's (UpdateError, as for a session
+            # that was read before the rename).
+            self._session_key = None
+            self._session_cache = stored
+            return stored
         if stored.is_new:  # gone meanwhile: what was set since the clear() starts anew
             self._session_key = None
             return session
@@ -176,6 +188,15 @@ class SessionStore(SessionBase):
         stored.update(session.contents())
         self._session_cache = stored
         return stored
+
+    def is_empty(self) -> bool:
+        # A key a login replaced moments ago (a request sent just before the login's
+        # response arrived) loads as a lost session: not empty, so the middleware does not
+        # delete the cookie, which the browser holds for the new key by now.
+        cache = getattr(self, "_session_cache", None)
+        if cache is not None and cache.lost and self._session_key is None:
+            return False
+        return bool(super().is_empty())
 
     def clear(self) -> None:
         cache = getattr(self, "_session_cache", None)
@@ -201,7 +222,10 @@ class SessionStore(SessionBase):
 
     def _load_flow(self) -> Flow:
         session = yield ManagerCall("open", (self.session_key,), {"expiry": _open_expiry()})
-        if session.is_new:  # unknown, expired, malformed: never adopted
+        # Unknown, expired, malformed: never adopted. Unread (a store outage, with
+        # on_store_error="fresh"): the key stays, so the middleware neither deletes the
+        # browser's cookie nor replaces it; the empty session served is never saved.
+        if session.is_new and not session.unavailable:
             self._session_key = None
         return session
 
@@ -252,7 +276,29 @@ class SessionStore(SessionBase):
         if session.lost:
             session = yield ManagerCall("open")
             self._session_cache = session
+        read = session.stored
         yield from self._write_flow(session)
+        if read is not None and session.stored is read:
+            yield from self._unwritten_flow(session)
+
+    def _unwritten_flow(self, session: DjangoSession) -> Flow:
+        """A save that wrote nothing (nothing changed, no expiry push due) learnt nothing
+        of the store, yet Django's middleware sends the key again (``SESSION_SAVE_EVERY_
+        REQUEST``): if another request destroyed or regenerated the session meanwhile,
+        that cookie would replace the browser's new one (a login in another tab undone).
+        So the key is read once more; gone is ``UpdateError``, as in Django's backends."""
+        storage_key = session.storage_key
+        try:
+            record = yield ManagerCall("read", (storage_key, now_us()), on_repository=True)
+        except StoreError:
+            if _managers.config().on_store_error == "raise":
+                raise
+            # As the save itself would: an outage fails no request in this mode.
+            logger.exception("session store unavailable; the session key is sent unchecked")
+            return
+        if record is None:
+            self._session_key = None
+            raise UpdateError
 
     def _write_flow(self, session: DjangoSession) -> Flow:
         age = self.get_expiry_age(expiry=dict.get(session, _EXPIRY_KEY))
@@ -268,6 +314,8 @@ class SessionStore(SessionBase):
         except SessionLostError as exc:  # on_lost_changes="raise"
             self._session_key = None
             raise UpdateError from exc
+        if session.unavailable and self._session_key is not None:
+            return  # nothing was saved: the browser keeps its cookie (see _load_flow)
         if session.lost:
             self._session_key = None
             raise UpdateError
