@@ -179,6 +179,16 @@ def run(store: Any, coroutine: Awaitable[Any]) -> Any:
     return store._runner.run(coroutine)
 
 
+def at_each_store_call(store: Any, cancelled_at: Callable[[int], Awaitable[bool]]) -> None:
+    """``cancelled_at(at)`` for at = 1, 2, ...: each run cancels the operation at its
+    at-th store call, until the operation makes fewer calls than that (it reports
+    whether the cancellation fired)."""
+    at = 1
+    while run(store, cancelled_at(at)):
+        at += 1
+    assert at > 1, "the operation made no store call"
+
+
 @pytest.mark.parametrize("after", [False, True], ids=["as-a-call-starts", "after-a-call"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_logout_cancelled_anywhere_is_finished(store: Any, case: str, after: bool) -> None:
@@ -198,10 +208,7 @@ def test_a_logout_cancelled_anywhere_is_finished(store: Any, case: str, after: b
             raise AssertionError(f"cancelled at call {at}: {exc}") from None
         return hook.fired
 
-    at = 1
-    while run(store, cancelled_at(at)):
-        at += 1
-    assert at > 1, "the operation made no store call"
+    at_each_store_call(store, cancelled_at)
 
 
 @pytest.mark.parametrize("login", [False, True], ids=["regenerate", "login"])
@@ -239,10 +246,7 @@ def test_a_rename_cancelled_anywhere_leaves_one_live_copy(
         assert len(copies) == 1, f"cancelled at call {at}: {len(copies)} live copies"
         return hook.fired
 
-    at = 1
-    while run(store, cancelled_at(at)):
-        at += 1
-    assert at > 1, "the operation made no store call"
+    at_each_store_call(store, cancelled_at)
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["as-a-call-starts", "after-a-call"])
@@ -267,10 +271,7 @@ def test_a_login_cancelled_anywhere_binds_nothing(store: Any, after: bool) -> No
         await manager.close()
         return hook.fired
 
-    at = 1
-    while run(store, cancelled_at(at)):
-        at += 1
-    assert at > 1, "the operation made no store call"
+    at_each_store_call(store, cancelled_at)
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["as-a-call-starts", "after-a-call"])
@@ -296,7 +297,4 @@ def test_a_save_cancelled_anywhere_leaves_the_session_whole(store: Any, after: b
         await manager.close()
         return hook.fired
 
-    at = 1
-    while run(store, cancelled_at(at)):
-        at += 1
-    assert at > 1, "the operation made no store call"
+    at_each_store_call(store, cancelled_at)
