@@ -83,13 +83,7 @@ class AsyncSessionManager(ManagerBase):
         *,
         expiry: ExpiryPolicy | None = None,
     ) -> RequestSession:
-        """:meth:`open` ``session_id``; if it names no stored session, the first of
-        ``later_ids()`` (the other ids of the session cookie's name a request carries: a
-        browser sends every cookie of a name it holds, the longest path and then the oldest
-        first, so another app's on a parent domain, or one left at an older path, comes
-        before the app's own) that opens as anything but unknown: a stored session, or one
-        lost to a regenerate or an outage (never saved, so its response cannot replace the
-        cookie the browser should keep). Each is opened with :meth:`open`."""
+        """:meth:`ormsession.SessionManager.open_first`, awaited."""
         session = await self.open(session_id, expiry=expiry)
         if session.id_unknown:
             for other in later_ids():

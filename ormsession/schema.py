@@ -156,14 +156,17 @@ def _engine_for(url: str, timeout: float) -> Engine:
     from ormsession.errors import MissingDriverError
     from ormsession.repositories.sql.clients import driver_connect_args
     from ormsession.repositories.sql.deadlines import bound_connects
-    from ormsession.repositories.sql.urls import check_sqlite_directory, extra_for, parse_sql_url
+    from ormsession.repositories.sql.urls import (
+        check_sqlite_directory,
+        extra_for,
+        parse_sql_url,
+        with_synchronous_driver,
+    )
 
     parsed = parse_sql_url(url, want_async=None)
     check_sqlite_directory(parsed)
-    if parsed.get_driver_name() in ("asyncpg", "psycopg_async", "aiomysql", "asyncmy", "aiosqlite"):
-        # Migrations run synchronously; the same database through its sync driver.
-        parsed = parsed.set(drivername=parsed.get_backend_name())
-    parsed = parse_sql_url(parsed)
+    # Migrations run synchronously; the same database through its sync driver.
+    parsed = parse_sql_url(with_synchronous_driver(parsed))
     try:
         engine = create_engine(
             parsed,

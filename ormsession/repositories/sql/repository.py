@@ -328,7 +328,9 @@ class SqlRepository(SessionRepository):
             while True:
                 started = time.monotonic()
                 try:
-                    return self._attempt(operation, sql, params, extract, deadline, retry_dead)
+                    return self._attempt(
+                        operation, sql, params, extract, deadline, retry=retry_dead
+                    )
                 except _DeadConnectionError as retry:
                     self._refuse_oversized(operation, sql, params, deadline, retry)
                     retry_dead = False
@@ -345,6 +347,7 @@ class SqlRepository(SessionRepository):
         params: Sequence[Any] | dict[str, Any],
         extract: Callable[[Any], T],
         deadline: float,
+        *,
         retry: bool,
     ) -> T:
         """One try of :meth:`_run_raw`. With ``retry``, a connection found dead in time
@@ -393,12 +396,13 @@ class SqlRepository(SessionRepository):
             if not dead and lock_conflict(exc):
                 raise _LockConflictError from exc
             raise self._failure(wrapped, operation, late) from exc
-        except UnicodeError as exc:
-            if state is not _FINISHED and bound.finish(raw, state):
+        except UnicodeError as exc:  # the driver encoding a parameter: nothing was sent
+            cut = bound.finish(raw, state)
+            state = _FINISHED
+            if cut:
                 connection.invalidate()
             elif not self._autocommit:
                 self._roll_back(connection, raw, deadline)
-            state = _FINISHED
             raise unencodable_text(exc, self.engine.url, operation) from exc
         finally:
             if state is not _FINISHED and bound.finish(raw, state):
@@ -438,7 +442,7 @@ class SqlRepository(SessionRepository):
         size = payload_size(sql, params, self._bytes_sent)
         if not self._packet_limited or size < MIN_PACKET_LIMIT:
             return
-        limit = self._attempt(operation, MAX_PACKET_QUERY, (), _first_int, deadline, False)
+        limit = self._attempt(operation, MAX_PACKET_QUERY, (), _first_int, deadline, retry=False)
         if size >= limit:
             raise server_packet_error(size, limit) from retry.__cause__
 

@@ -21,6 +21,7 @@ __all__ = [
     "extra_for",
     "parse_sql_url",
     "synchronous_url",
+    "with_synchronous_driver",
 ]
 
 #: Which extra installs each dialect's default synchronous driver.
@@ -184,10 +185,16 @@ def synchronous_url(url: str) -> str:
     if scheme_of(url).split("+", 1)[0] not in SQL_EXTRAS:
         return url
     parsed = parse_sql_url(url, want_async=None)
-    if parsed.get_driver_name() not in _ASYNC_DRIVERS:
-        return url
-    sync = parsed.set(drivername=parsed.get_backend_name())
-    return sync.render_as_string(hide_password=False)
+    sync = with_synchronous_driver(parsed)
+    return url if sync is parsed else sync.render_as_string(hide_password=False)
+
+
+def with_synchronous_driver(parsed: URL) -> URL:
+    """``parsed`` (from :func:`parse_sql_url`) with an asyncio driver replaced by the
+    database's synchronous one, chosen as for a URL without a driver; else ``parsed``."""
+    if parsed.get_driver_name() in _ASYNC_DRIVERS:
+        return parsed.set(drivername=parsed.get_backend_name())
+    return parsed
 
 
 #: For a URL without a driver: the drivers to try, in order (the first installed wins).
