@@ -265,17 +265,20 @@ class AsyncSqlRepository(AsyncSessionRepository):
     async def _execute(self, query: Query[T]) -> T:
         if self._driver is not None:
             return await self._execute_raw(query, self._driver)
+        conflicts: list[BaseException] = []
         try:
             async with asyncio.timeout(self.timeout) as deadline:
-                return await self._execute_on_connection(query, deadline)
+                return await self._execute_on_connection(query, deadline, conflicts)
         except TimeoutError as exc:  # the deadline's: the others are wrapped inside
-            raise timed_out(exc, self.engine.url, query.operation, self.timeout) from exc
+            raise self._timed_out(exc, query.operation, conflicts) from exc
 
-    async def _execute_on_connection(self, query: Query[T], deadline: asyncio.Timeout) -> T:
+    async def _execute_on_connection(
+        self, query: Query[T], deadline: asyncio.Timeout, conflicts: list[BaseException]
+    ) -> T:
         """:meth:`_execute` through SQLAlchemy's ``AsyncConnection`` (drivers the
         repository does not run directly), retried once on a connection found dead, and
         after each lock conflict (:func:`.errors.lock_conflict`)."""
-        retried, conflicts = False, 0
+        retried = False
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -289,10 +292,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     retried = True
                     continue
                 if lock_conflict(exc):
-                    conflicts += 1
-                    if await _paused(conflicts, deadline, loop.time() - started):
+                    conflicts.append(exc)
+                    if await _paused(len(conflicts), deadline, loop.time() - started):
                         continue
-                    raise self._timed_out(exc, query.operation) from exc
+                    raise self._timed_out(exc, query.operation, conflicts) from exc
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
             except SQLAlchemyError as exc:
                 raise wrap_sql_error(exc, self.engine.sync_engine, query.operation) from exc
@@ -327,11 +330,14 @@ class AsyncSqlRepository(AsyncSessionRepository):
         :func:`.errors.lock_conflict`); driver errors become ormsession's. All of
         it within the timeout. ``statement`` (SQL and parameters) is what ``work`` sends,
         for the size check before a retry (see :meth:`_refuse_oversized`)."""
+        conflicts: list[BaseException] = []
         try:
             async with asyncio.timeout(self.timeout) as deadline:
-                return await self._with_retry(operation, driver, work, statement, deadline)
+                return await self._with_retry(
+                    operation, driver, work, statement, deadline, conflicts
+                )
         except TimeoutError as exc:  # the deadline's: the others are wrapped inside
-            raise timed_out(exc, self.engine.url, operation, self.timeout) from exc
+            raise self._timed_out(exc, operation, conflicts) from exc
 
     async def _with_retry(
         self,
@@ -340,8 +346,9 @@ class AsyncSqlRepository(AsyncSessionRepository):
         work: Callable[[Any], Awaitable[T]],
         statement: tuple[str, Any] | None,
         deadline: asyncio.Timeout,
+        conflicts: list[BaseException],
     ) -> T:
-        retried, conflicts = False, 0
+        retried = False
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -358,10 +365,10 @@ class AsyncSqlRepository(AsyncSessionRepository):
                     retried = True
                     continue
                 if lock_conflict(exc):
-                    conflicts += 1
-                    if await _paused(conflicts, deadline, loop.time() - started):
+                    conflicts.append(exc)
+                    if await _paused(len(conflicts), deadline, loop.time() - started):
                         continue
-                    raise self._timed_out(exc, operation) from exc
+                    raise self._timed_out(exc, operation, conflicts) from exc
                 raise self._classified(exc, operation, driver) from exc
             except UnicodeError as exc:
                 raise unencodable_text(exc, self.engine.url, operation) from exc
@@ -472,8 +479,14 @@ class AsyncSqlRepository(AsyncSessionRepository):
             return self._unreachable(exc, operation)
         return self._failed(exc, operation)
 
-    def _timed_out(self, exc: BaseException, operation: str) -> StoreUnavailableError:
-        return timed_out(exc, self.engine.url, operation, self.timeout)
+    def _timed_out(
+        self, exc: BaseException, operation: str, conflicts: list[BaseException]
+    ) -> StoreUnavailableError:
+        """The operation ran out of time: after lock conflicts, the last one is the reason
+        (the try after it may have been cut by the deadline, a bare TimeoutError)."""
+        return timed_out(
+            conflicts[-1] if conflicts else exc, self.engine.url, operation, self.timeout
+        )
 
     def _failed(self, exc: BaseException, operation: str) -> StoreError:
         where = display_sql_url(self.engine.url)

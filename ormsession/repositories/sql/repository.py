@@ -270,7 +270,7 @@ class SqlRepository(SessionRepository):
         if self._raw:
             return self._execute_raw(query)
         with operation_deadline(self.timeout) as deadline:
-            retried, conflicts = False, 0
+            retried, conflicts = False, list[BaseException]()
             while True:
                 started = time.monotonic()
                 try:
@@ -288,20 +288,30 @@ class SqlRepository(SessionRepository):
                         retried = True
                         continue
                     if lock_conflict(exc) and not late:
-                        conflicts += 1
-                        if _paused(conflicts, deadline, time.monotonic() - started):
+                        conflicts.append(exc)
+                        if _paused(len(conflicts), deadline, time.monotonic() - started):
                             continue
                         late = True  # no time for another try: the conflict timed it out
-                    raise self._failure(exc, query.operation, late) from exc
+                    raise self._failure(exc, query.operation, late, conflicts) from exc
                 except SQLAlchemyError as exc:
                     late = time.monotonic() >= deadline
-                    raise self._failure(exc, query.operation, late) from exc
+                    raise self._failure(exc, query.operation, late, conflicts) from exc
                 except UnicodeError as exc:
                     raise unencodable_text(exc, self.engine.url, query.operation) from exc
 
-    def _failure(self, exc: SQLAlchemyError, operation: str, late: bool) -> OrmsessionError:
+    def _failure(
+        self,
+        exc: SQLAlchemyError,
+        operation: str,
+        late: bool,
+        conflicts: Sequence[BaseException] = (),
+    ) -> OrmsessionError:
+        """``exc`` as ormsession's error; ``late``: it ended the operation at its deadline,
+        for which, after lock conflicts, the last one is the reason (the try after it may
+        have been cut by the deadline)."""
         if late:
-            return timed_out(exc, self.engine.url, operation, self.timeout)
+            cause = conflicts[-1] if conflicts else exc
+            return timed_out(cause, self.engine.url, operation, self.timeout)
         return wrap_sql_error(exc, self.engine, operation)
 
     def _execute_raw(self, query: Query[T]) -> T:
@@ -324,20 +334,26 @@ class SqlRepository(SessionRepository):
         """Run one statement on a cursor from the pool, ``extract`` its result from the
         cursor (the same retry, deadline and error wrapping as :meth:`_execute`)."""
         with operation_deadline(self.timeout) as deadline:
-            retry_dead, conflicts = True, 0
+            retry_dead, conflicts = True, list[BaseException]()
             while True:
                 started = time.monotonic()
                 try:
                     return self._attempt(
-                        operation, sql, params, extract, deadline, retry=retry_dead
+                        operation,
+                        sql,
+                        params,
+                        extract,
+                        deadline,
+                        retry=retry_dead,
+                        conflicts=conflicts,
                     )
                 except _DeadConnectionError as retry:
                     self._refuse_oversized(operation, sql, params, deadline, retry)
                     retry_dead = False
                 except _LockConflictError as conflict:
-                    conflicts += 1
-                    if not _paused(conflicts, deadline, time.monotonic() - started):
-                        cause = conflict.__cause__ or conflict
+                    conflicts.append(conflict.__cause__ or conflict)
+                    if not _paused(len(conflicts), deadline, time.monotonic() - started):
+                        cause = conflicts[-1]
                         raise timed_out(cause, self.engine.url, operation, self.timeout) from cause
 
     def _attempt(
@@ -349,10 +365,12 @@ class SqlRepository(SessionRepository):
         deadline: float,
         *,
         retry: bool,
+        conflicts: Sequence[BaseException] = (),
     ) -> T:
         """One try of :meth:`_run_raw`. With ``retry``, a connection found dead in time
         raises :class:`_DeadConnectionError` (one more try is worth it: a restarted database);
-        a lock conflict in time raises :class:`_LockConflictError`."""
+        a lock conflict in time raises :class:`_LockConflictError`. ``conflicts``: those
+        the earlier tries met (see :meth:`_failure`)."""
         dialect = self.engine.dialect
         dbapi_error = self._dbapi_error
         try:
@@ -360,7 +378,8 @@ class SqlRepository(SessionRepository):
         except (SQLAlchemyError, dbapi_error) as exc:
             # raw_connection() leaves the driver's connect errors unwrapped.
             wrapped = exc if isinstance(exc, SQLAlchemyError) else as_sqlalchemy_error(exc, dialect)
-            raise self._failure(wrapped, operation, time.monotonic() >= deadline) from exc
+            late = time.monotonic() >= deadline
+            raise self._failure(wrapped, operation, late, conflicts) from exc
         raw: Any = connection.dbapi_connection
         bound = self._bound
         state = bound.start(raw, deadline)
@@ -395,7 +414,7 @@ class SqlRepository(SessionRepository):
                 raise _DeadConnectionError from exc
             if not dead and lock_conflict(exc):
                 raise _LockConflictError from exc
-            raise self._failure(wrapped, operation, late) from exc
+            raise self._failure(wrapped, operation, late, conflicts) from exc
         except UnicodeError as exc:  # the driver encoding a parameter: nothing was sent
             cut = bound.finish(raw, state)
             state = _FINISHED
